@@ -1,0 +1,21 @@
+//! Types shared by every part of hpcsera: the wire format (DTOs in camelCase), the eight
+//! roles, the job state machine and job-type parameter validation.
+//!
+//! This crate has no I/O. The server, the agent and the client all depend on it, so a rule
+//! written here (a legal transition, a parameter check) is the same rule everywhere.
+
+pub mod dto;
+pub mod jobtype;
+pub mod role;
+pub mod status;
+
+pub use dto::*;
+pub use jobtype::*;
+pub use role::{Role, RoleSet};
+pub use status::{JobStatus, Operation};
+
+/// Base path of the REST API.
+pub const API_BASE: &str = "/api/v1";
+
+/// Prefix of every token secret, so that leaked tokens are recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "hpcs_";
