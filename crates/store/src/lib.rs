@@ -1,1 +1,194 @@
-//! store
+//! The store: the only place in hpcsera that writes SQL.
+//!
+//! One code path over two databases through sqlx's `Any` driver: SQLite (a file, WAL) as
+//! the embedded default and PostgreSQL for production. Queries use `$N` placeholders, which
+//! both accept; the few places where the dialects differ ask [`Store::backend`].
+//! Times are stored as Unix milliseconds.
+
+mod audit;
+mod auth;
+mod jobs;
+mod migrate;
+mod sites;
+mod util;
+
+pub use audit::AuditRecord;
+pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
+pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
+pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
+
+use hpcsera_api_types::FieldError;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Transaction};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors of the store. `Database` keeps the sqlx error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyMismatch,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite has one writer at a time: writers queue here instead of holding pooled
+    /// connections while they wait for the file lock. `None` on PostgreSQL.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+/// A write transaction; on SQLite it also holds the process-wide write lock.
+pub(crate) struct WriteTx<'a> {
+    pub tx: Transaction<'static, sqlx::Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`) and runs migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Migration(
+                "the database URL must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let pool = options.connect(&url).await?;
+        let store = Store {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Opens (creating if needed) the SQLite database in `data_dir`.
+    pub async fn open_data_dir(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Migration(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("hpcsera.db");
+        Store::connect(&format!("sqlite://{}", path.display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
+        let guard = match &self.write_lock {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        let tx = match self.backend {
+            // IMMEDIATE takes the file's write lock now (waiting up to busy_timeout), so a
+            // second process (the admin CLI) cannot make this transaction fail half-way.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// `FOR UPDATE` where the database has it (row locks on PostgreSQL; SQLite's
+    /// transactions are serialised by [`Store::begin_write`]).
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Decodes a column, mapping errors into [`StoreError`].
+pub(crate) fn col<'r, T>(row: &'r AnyRow, idx: usize) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    Ok(row.try_get(idx)?)
+}

@@ -1,0 +1,406 @@
+//! Users, projects, memberships and tokens.
+
+use crate::{col, corrupt, now_ms, Result, Store, StoreError};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use hpcsera_api_types::{RoleSet, TOKEN_PREFIX};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+/// A request to create a token.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub user: &'a str,
+    pub project: &'a str,
+    pub name: &'a str,
+    pub roles: RoleSet,
+    pub site: Option<&'a str>,
+    pub expires_at: Option<i64>,
+}
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub user: String,
+    pub project: String,
+    pub roles: RoleSet,
+    pub site: Option<String>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// What a valid bearer token grants.
+#[derive(Debug, Clone)]
+pub struct AuthToken {
+    pub token_id: String,
+    pub token_name: String,
+    pub user_id: i64,
+    pub user: String,
+    pub project_id: i64,
+    pub project: String,
+    pub roles: RoleSet,
+    pub site: Option<String>,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Revoked,
+    Expired,
+    NotAMember,
+}
+
+/// SHA-256 of a token secret, hex: what the database keeps.
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_secret() -> String {
+    let body: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    format!("{TOKEN_PREFIX}{body}")
+}
+
+impl Store {
+    /// Creates a user; `password` is hashed with argon2.
+    pub async fn create_user(&self, name: &str, password: Option<&str>, is_admin: bool) -> Result<UserRecord> {
+        let hash = match password {
+            Some(p) => Some(
+                Argon2::default()
+                    .hash_password(p.as_bytes(), &SaltString::generate(&mut OsRng))
+                    .map_err(|e| StoreError::Invalid(vec![hpcsera_api_types::FieldError::new("password", e.to_string())]))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(hash)
+        .bind(i64::from(is_admin))
+        .bind(now)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(StoreError::from);
+        let row = match r {
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!("user {name:?} exists already")))
+            }
+            r => r?,
+        };
+        tx.commit().await?;
+        Ok(UserRecord {
+            id: col(&row, 0)?,
+            name: name.to_string(),
+            is_admin,
+            created_at: now,
+        })
+    }
+
+    /// Checks a user's password. Returns the user when it matches.
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Option<String> = col(&row, 2)?;
+        let Some(hash) = hash else { return Ok(None) };
+        let parsed = PasswordHash::new(&hash).map_err(corrupt)?;
+        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
+            return Ok(None);
+        }
+        Ok(Some(UserRecord {
+            id: col(&row, 0)?,
+            name: col(&row, 1)?,
+            is_admin: col::<i64>(&row, 3)? != 0,
+            created_at: col(&row, 4)?,
+        }))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query("SELECT id, name, is_admin, created_at FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserRecord {
+                    id: col(r, 0)?,
+                    name: col(r, 1)?,
+                    is_admin: col::<i64>(r, 2)? != 0,
+                    created_at: col(r, 3)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_project(&self, name: &str, description: &str) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("INSERT INTO projects (name, description, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(name)
+            .bind(description)
+            .bind(now_ms())
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(StoreError::from);
+        let row = match r {
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!("project {name:?} exists already")))
+            }
+            r => r?,
+        };
+        tx.commit().await?;
+        col(&row, 0)
+    }
+
+    /// Projects with their member names: `(name, description, members)`.
+    pub async fn list_projects(&self) -> Result<Vec<(String, String, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT p.name, p.description, u.name FROM projects p \
+             LEFT JOIN memberships m ON m.project_id = p.id LEFT JOIN users u ON u.id = m.user_id \
+             ORDER BY p.name, u.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+        for r in &rows {
+            let p: String = col(r, 0)?;
+            let member: Option<String> = col(r, 2)?;
+            if out.last().map(|l| &l.0) != Some(&p) {
+                out.push((p, col(r, 1)?, Vec::new()));
+            }
+            if let (Some(m), Some(last)) = (member, out.last_mut()) {
+                last.2.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes `user` a member of `project`. Adding an existing member is not an error.
+    pub async fn add_member(&self, user: &str, project: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
+        let exists = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
+            .bind(uid)
+            .bind(pid)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO memberships (user_id, project_id, created_at) VALUES ($1, $2, $3)")
+                .bind(uid)
+                .bind(pid)
+                .bind(now_ms())
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Removes a membership; the member's tokens for the project stop working at once.
+    pub async fn remove_member(&self, user: &str, project: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
+        let r = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND project_id = $2")
+            .bind(uid)
+            .bind(pid)
+            .execute(&mut *tx.tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("membership"));
+        }
+        tx.commit().await
+    }
+
+    pub async fn is_member(&self, user_id: i64, project: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT p.id FROM projects p JOIN memberships m ON m.project_id = p.id \
+             WHERE p.name = $1 AND m.user_id = $2",
+        )
+        .bind(project)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| col(&r, 0)).transpose()
+    }
+
+    /// Creates a token for a member of the project. Returns the record and the secret,
+    /// which is not stored and cannot be shown again.
+    pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
+        if t.roles.is_empty() {
+            return Err(StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
+                "roles",
+                "a token needs at least one role",
+            )]));
+        }
+        let secret = new_secret();
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let (uid, pid) = user_and_project(&mut tx.tx, t.user, t.project).await?;
+        let member = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
+            .bind(uid)
+            .bind(pid)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        if member.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "user {:?} is not a member of project {:?}",
+                t.user, t.project
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(t.name)
+        .bind(hash_token(&secret))
+        .bind(uid)
+        .bind(pid)
+        .bind(i64::from(t.roles.bits()))
+        .bind(t.site)
+        .bind(t.expires_at)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok((
+            TokenRecord {
+                id,
+                name: t.name.to_string(),
+                user: t.user.to_string(),
+                project: t.project.to_string(),
+                roles: t.roles,
+                site: t.site.map(str::to_string),
+                expires_at: t.expires_at,
+                revoked_at: None,
+                last_used_at: None,
+                created_at: now,
+            },
+            secret,
+        ))
+    }
+
+    /// Revokes a token; when `user_id` is given, only that user's token.
+    pub async fn revoke_token(&self, id: &str, user_id: Option<i64>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR user_id = $3)",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(user_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("token"));
+        }
+        tx.commit().await
+    }
+
+    /// Lists tokens, optionally of one user.
+    pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, u.name, p.name, t.roles, t.site, t.expires_at, t.revoked_at, t.last_used_at, t.created_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
+             WHERE ($1 IS NULL OR u.name = $1) ORDER BY t.created_at, t.id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenRecord {
+                    id: col(r, 0)?,
+                    name: col(r, 1)?,
+                    user: col(r, 2)?,
+                    project: col(r, 3)?,
+                    roles: RoleSet::from_bits(col::<i64>(r, 4)? as u32),
+                    site: col(r, 5)?,
+                    expires_at: col(r, 6)?,
+                    revoked_at: col(r, 7)?,
+                    last_used_at: col(r, 8)?,
+                    created_at: col(r, 9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Looks up a bearer token by the hash of its secret.
+    pub async fn authenticate(&self, secret: &str) -> Result<Result<AuthToken, TokenRefusal>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
+                    u.id, u.name, p.id, p.name, \
+                    (SELECT COUNT(*) FROM memberships m WHERE m.user_id = t.user_id AND m.project_id = t.project_id) \
+             FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
+             WHERE t.hash = $1",
+        )
+        .bind(hash_token(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(Err(TokenRefusal::Unknown)) };
+        let revoked: Option<i64> = col(&r, 5)?;
+        let expires_at: Option<i64> = col(&r, 4)?;
+        if revoked.is_some() {
+            return Ok(Err(TokenRefusal::Revoked));
+        }
+        if expires_at.is_some_and(|e| e <= now_ms()) {
+            return Ok(Err(TokenRefusal::Expired));
+        }
+        if col::<i64>(&r, 11)? == 0 {
+            return Ok(Err(TokenRefusal::NotAMember));
+        }
+        Ok(Ok(AuthToken {
+            token_id: col(&r, 0)?,
+            token_name: col(&r, 1)?,
+            roles: RoleSet::from_bits(col::<i64>(&r, 2)? as u32),
+            site: col(&r, 3)?,
+            expires_at,
+            created_at: col(&r, 6)?,
+            user_id: col(&r, 7)?,
+            user: col(&r, 8)?,
+            project_id: col(&r, 9)?,
+            project: col(&r, 10)?,
+        }))
+    }
+}
+
+async fn user_and_project(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user: &str,
+    project: &str,
+) -> Result<(i64, i64)> {
+    let uid = sqlx::query("SELECT id FROM users WHERE name = $1")
+        .bind(user)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+    let pid = sqlx::query("SELECT id FROM projects WHERE name = $1")
+        .bind(project)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("project"))?;
+    Ok((col(&uid, 0)?, col(&pid, 0)?))
+}
