@@ -56,7 +56,9 @@ pub enum ParamKind {
     },
     Boolean,
     /// One of a fixed list of strings.
-    Enum { values: Vec<String> },
+    Enum {
+        values: Vec<String>,
+    },
     /// A reference to a code bundle: its SHA-256 as 64 lower-case hex digits.
     Code,
 }
@@ -123,7 +125,9 @@ pub fn is_valid_name(s: &str, allow_dash: bool) -> bool {
     let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_');
     first_ok
         && s.len() <= MAX_NAME_LEN
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (allow_dash && (c == '-' || c == '.')))
+        && chars.all(|c| {
+            c.is_ascii_alphanumeric() || c == '_' || (allow_dash && (c == '-' || c == '.'))
+        })
 }
 
 fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
@@ -135,7 +139,9 @@ fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
 
 /// Whether `s` looks like a code bundle id (SHA-256, lower-case hex).
 pub fn is_code_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl JobTypeSpec {
@@ -159,28 +165,50 @@ impl JobTypeSpec {
                 ));
             }
             if !seen.insert(p.name.as_str()) {
-                errs.push(FieldError::new(format!("{at}.name"), format!("duplicate parameter {:?}", p.name)));
+                errs.push(FieldError::new(
+                    format!("{at}.name"),
+                    format!("duplicate parameter {:?}", p.name),
+                ));
             }
             match &p.kind {
-                ParamKind::String { pattern: Some(pat), .. } => {
+                ParamKind::String {
+                    pattern: Some(pat), ..
+                } => {
                     if let Err(e) = compile_pattern(pat) {
                         errs.push(FieldError::new(format!("{at}.pattern"), e));
                     }
                 }
-                ParamKind::Integer { minimum: Some(a), maximum: Some(b) } if a > b => {
-                    errs.push(FieldError::new(format!("{at}.minimum"), "is greater than maximum"));
+                ParamKind::Integer {
+                    minimum: Some(a),
+                    maximum: Some(b),
+                } if a > b => {
+                    errs.push(FieldError::new(
+                        format!("{at}.minimum"),
+                        "is greater than maximum",
+                    ));
                 }
                 ParamKind::Number { minimum, maximum } => {
-                    if minimum.is_some_and(|v| !v.is_finite()) || maximum.is_some_and(|v| !v.is_finite()) {
-                        errs.push(FieldError::new(format!("{at}.minimum"), "bounds must be finite"));
+                    if minimum.is_some_and(|v| !v.is_finite())
+                        || maximum.is_some_and(|v| !v.is_finite())
+                    {
+                        errs.push(FieldError::new(
+                            format!("{at}.minimum"),
+                            "bounds must be finite",
+                        ));
                     } else if let (Some(a), Some(b)) = (minimum, maximum) {
                         if a > b {
-                            errs.push(FieldError::new(format!("{at}.minimum"), "is greater than maximum"));
+                            errs.push(FieldError::new(
+                                format!("{at}.minimum"),
+                                "is greater than maximum",
+                            ));
                         }
                     }
                 }
                 ParamKind::Enum { values } if values.is_empty() => {
-                    errs.push(FieldError::new(format!("{at}.values"), "must list at least one value"));
+                    errs.push(FieldError::new(
+                        format!("{at}.values"),
+                        "must list at least one value",
+                    ));
                 }
                 _ => {}
             }
@@ -193,10 +221,16 @@ impl JobTypeSpec {
         let mut sub_seen = std::collections::HashSet::new();
         for (i, s) in self.sub_jobs.iter().enumerate() {
             if !is_valid_name(&s.name, true) {
-                errs.push(FieldError::new(format!("subJobs[{i}].name"), "is not a valid name"));
+                errs.push(FieldError::new(
+                    format!("subJobs[{i}].name"),
+                    "is not a valid name",
+                ));
             }
             if !sub_seen.insert(s.name.as_str()) {
-                errs.push(FieldError::new(format!("subJobs[{i}].name"), "duplicate sub-job name"));
+                errs.push(FieldError::new(
+                    format!("subJobs[{i}].name"),
+                    "duplicate sub-job name",
+                ));
             }
         }
         if errs.is_empty() {
@@ -209,7 +243,10 @@ impl JobTypeSpec {
     /// Validates the parameters of a submission against this job type and returns them with
     /// defaults filled in. Every problem is reported, each naming its field as
     /// `parameters.NAME`.
-    pub fn validate_parameters(&self, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<FieldError>> {
+    pub fn validate_parameters(
+        &self,
+        given: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<FieldError>> {
         let mut errs = Vec::new();
         let mut out = Map::new();
         for name in given.keys() {
@@ -249,8 +286,13 @@ impl JobTypeSpec {
 /// Checks one value against its parameter's type and constraints.
 fn check_value(p: &ParamSpec, v: &Value) -> Result<(), String> {
     match &p.kind {
-        ParamKind::String { pattern, max_length } => {
-            let s = v.as_str().ok_or_else(|| format!("must be a string, not {}", kind_of(v)))?;
+        ParamKind::String {
+            pattern,
+            max_length,
+        } => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("must be a string, not {}", kind_of(v)))?;
             if s.contains('\0') {
                 return Err("contains a NUL character, which no command can receive".into());
             }
@@ -306,7 +348,9 @@ fn check_value(p: &ParamSpec, v: &Value) -> Result<(), String> {
             .then_some(())
             .ok_or_else(|| format!("must be true or false, not {}", kind_of(v))),
         ParamKind::Enum { values } => {
-            let s = v.as_str().ok_or_else(|| format!("must be a string, not {}", kind_of(v)))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("must be a string, not {}", kind_of(v)))?;
             if values.iter().any(|x| x == s) {
                 Ok(())
             } else {
@@ -314,7 +358,9 @@ fn check_value(p: &ParamSpec, v: &Value) -> Result<(), String> {
             }
         }
         ParamKind::Code => {
-            let s = v.as_str().ok_or_else(|| format!("must be a code bundle id, not {}", kind_of(v)))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("must be a code bundle id, not {}", kind_of(v)))?;
             if is_code_id(s) {
                 Ok(())
             } else {
@@ -377,7 +423,12 @@ mod tests {
             ]
         }))
         .unwrap();
-        let errs: Vec<String> = bad.check().unwrap_err().into_iter().map(|e| e.field).collect();
+        let errs: Vec<String> = bad
+            .check()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             errs,
             [
@@ -405,7 +456,10 @@ mod tests {
     #[test]
     fn each_type_is_checked() {
         let s = spec();
-        assert_eq!(fields(s.validate_parameters(&params(json!({"steps": 3})))), ["parameters.label"]);
+        assert_eq!(
+            fields(s.validate_parameters(&params(json!({"steps": 3})))),
+            ["parameters.label"]
+        );
         assert_eq!(
             fields(s.validate_parameters(&params(json!({"label": "abc", "steps": 3, "extra": 1})))),
             ["parameters.extra"]
@@ -440,7 +494,9 @@ mod tests {
     #[test]
     fn pattern_must_match_whole_value() {
         let s = spec();
-        assert!(s.validate_parameters(&params(json!({"label": "ab1", "steps": 1}))).is_err());
+        assert!(s
+            .validate_parameters(&params(json!({"label": "ab1", "steps": 1})))
+            .is_err());
         let or: JobTypeSpec = serde_json::from_value(json!({
             "name": "t", "parameters": [{"name": "x", "type": "string", "pattern": "a|b"}]
         }))

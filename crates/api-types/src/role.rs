@@ -6,7 +6,9 @@ use std::str::FromStr;
 use utoipa::ToSchema;
 
 /// A token role. Roles are orthogonal and freely combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, PartialOrd, Ord,
+)]
 pub enum Role {
     /// Read a job's status, output and results.
     #[serde(rename = "GET_JobStatus")]

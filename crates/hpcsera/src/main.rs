@@ -1,1 +1,189 @@
-fn main() {}
+//! `hpcsera`: one binary for every part — the API server, the admin commands on the server
+//! host, and (in later capabilities) the agent and the client.
+
+mod admin;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::Store;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "hpcsera",
+    version,
+    about = "HPC Service API: use an HPC cluster as a service backend"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "HPCSERA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Server(ServerArgs),
+    /// Administer users, projects, memberships, tokens and sites (on the server host).
+    Admin(admin::AdminArgs),
+    /// Print the OpenAPI description of the REST API.
+    Openapi,
+}
+
+/// Where the server keeps its data.
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// Data directory; the SQLite database lives here when no --database-url is given.
+    /// Default: $XDG_DATA_HOME/hpcsera or ~/.local/share/hpcsera.
+    #[arg(long, env = "HPCSERA_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: postgres://user@host/db or sqlite://PATH. Default: SQLite in the data directory.
+    #[arg(
+        long,
+        env = "HPCSERA_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("hpcsera");
+        }
+        match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".local/share/hpcsera"),
+            None => PathBuf::from("hpcsera-data"),
+        }
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        let store = match &self.database_url {
+            Some(url) => Store::connect(url).await,
+            None => Store::open_data_dir(&self.data_dir()).await,
+        };
+        store.context("cannot open the database")
+    }
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HPCSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Largest accepted JSON request body, in bytes.
+    #[arg(long, env = "HPCSERA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// A host name that job callback URLs may point at (repeat for more; default: none).
+    #[arg(
+        long = "callback-allow-host",
+        env = "HPCSERA_CALLBACK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    callback_allow_hosts: Vec<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HPCSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let store = args.db.open().await?;
+    let config = ServerConfig {
+        listen: args.listen.clone(),
+        max_body_bytes: args.max_body_bytes,
+        callback_allow_hosts: args.callback_allow_hosts,
+    };
+    let app = Application::build(config, store)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = app.local_addr()?;
+    match &args.db.database_url {
+        Some(_) => tracing::info!(%addr, "hpcsera server listening (database from --database-url)"),
+        None => {
+            tracing::info!(%addr, data_dir = %args.db.data_dir().display(), "hpcsera server listening (SQLite)")
+        }
+    }
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Server(a) => run_server(a).await,
+            Command::Admin(a) => admin::run(a).await,
+            Command::Openapi => {
+                print!("{}", hpcsera_server::openapi::spec_json());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

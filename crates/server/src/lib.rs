@@ -1,1 +1,181 @@
-//! server
+//! hpcsera's API server: the REST API of DESIGN §4 over the [`hpcsera_store::Store`].
+//!
+//! [`Application`] binds a listener (port 0 in tests) and serves [`router`]. Handlers live
+//! in `routes`; each checks its role through [`extract::Caller`] and passes the token's
+//! project to the store, which scopes every query by it.
+
+pub mod audit;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+
+use crate::audit::AuditSink;
+use crate::error::REQUEST_ID;
+use crate::extract::AuditSlot;
+use crate::metrics::Metrics;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use hpcsera_store::{AuditRecord, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+/// Settings of the server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Largest accepted request body of the JSON API, in bytes.
+    pub max_body_bytes: usize,
+    /// Hosts a job's `callbackUrl` may point at (exact host names; empty: none).
+    pub callback_allow_hosts: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            callback_allow_hosts: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("callback_allow_hosts", &self.callback_allow_hosts)
+            .finish()
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    routes::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+/// Per request: makes the request id visible to error bodies, records metrics and the
+/// audit log entry.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let resp = REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .observe(&route, &method, status, started.elapsed().as_secs_f64());
+    let who = slot.0.lock().ok().and_then(|mut s| s.take());
+    let had_token_attempt = who.is_some() || status == 401;
+    if had_token_attempt {
+        state.audit.record(AuditRecord {
+            at: hpcsera_store::now_ms(),
+            token_id: who.as_ref().map(|t| t.token_id.clone()),
+            user: who.as_ref().map(|t| t.user.clone()),
+            project: who.as_ref().map(|t| t.project.clone()),
+            method,
+            path,
+            status,
+            request_id: Some(rid),
+        });
+    }
+    resp
+}
+
+/// A bound, ready-to-serve server.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    audit_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds the listener and prepares the state.
+    pub async fn build(config: ServerConfig, store: Store) -> std::io::Result<Application> {
+        let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        let metrics = Arc::new(Metrics::default());
+        let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            metrics,
+            audit,
+        };
+        Ok(Application {
+            listener,
+            state,
+            audit_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains the audit queue.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            state,
+            audit_task,
+        } = self;
+        let app = router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        // The router (and with it the last audit sink) is gone: the writer flushes and ends.
+        let _ = audit_task.await;
+        Ok(())
+    }
+}
+
+/// `Location` of a job.
+pub(crate) fn job_location(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{}/job/{id}", hpcsera_api_types::API_BASE))
+        .unwrap_or_else(|_| HeaderValue::from_static("/"))
+}

@@ -1,7 +1,9 @@
 //! Users, projects, memberships and tokens.
 
 use crate::{col, corrupt, now_ms, Result, Store, StoreError};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use hpcsera_api_types::{RoleSet, TOKEN_PREFIX};
 use rand::distributions::Alphanumeric;
@@ -82,12 +84,22 @@ fn new_secret() -> String {
 
 impl Store {
     /// Creates a user; `password` is hashed with argon2.
-    pub async fn create_user(&self, name: &str, password: Option<&str>, is_admin: bool) -> Result<UserRecord> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: Option<&str>,
+        is_admin: bool,
+    ) -> Result<UserRecord> {
         let hash = match password {
             Some(p) => Some(
                 Argon2::default()
                     .hash_password(p.as_bytes(), &SaltString::generate(&mut OsRng))
-                    .map_err(|e| StoreError::Invalid(vec![hpcsera_api_types::FieldError::new("password", e.to_string())]))?
+                    .map_err(|e| {
+                        StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
+                            "password",
+                            e.to_string(),
+                        )])
+                    })?
                     .to_string(),
             ),
             None => None,
@@ -106,7 +118,9 @@ impl Store {
         .map_err(StoreError::from);
         let row = match r {
             Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!("user {name:?} exists already")))
+                return Err(StoreError::Conflict(format!(
+                    "user {name:?} exists already"
+                )))
             }
             r => r?,
         };
@@ -121,15 +135,20 @@ impl Store {
 
     /// Checks a user's password. Returns the user when it matches.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let hash: Option<String> = col(&row, 2)?;
         let Some(hash) = hash else { return Ok(None) };
         let parsed = PasswordHash::new(&hash).map_err(corrupt)?;
-        if Argon2::default().verify_password(password.as_bytes(), &parsed).is_err() {
+        if Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_err()
+        {
             return Ok(None);
         }
         Ok(Some(UserRecord {
@@ -158,16 +177,20 @@ impl Store {
 
     pub async fn create_project(&self, name: &str, description: &str) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query("INSERT INTO projects (name, description, created_at) VALUES ($1, $2, $3) RETURNING id")
-            .bind(name)
-            .bind(description)
-            .bind(now_ms())
-            .fetch_one(&mut *tx.tx)
-            .await
-            .map_err(StoreError::from);
+        let r = sqlx::query(
+            "INSERT INTO projects (name, description, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(now_ms())
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(StoreError::from);
         let row = match r {
             Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!("project {name:?} exists already")))
+                return Err(StoreError::Conflict(format!(
+                    "project {name:?} exists already"
+                )))
             }
             r => r?,
         };
@@ -202,18 +225,21 @@ impl Store {
     pub async fn add_member(&self, user: &str, project: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
-        let exists = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
-            .bind(uid)
-            .bind(pid)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-        if exists.is_none() {
-            sqlx::query("INSERT INTO memberships (user_id, project_id, created_at) VALUES ($1, $2, $3)")
+        let exists =
+            sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
                 .bind(uid)
                 .bind(pid)
-                .bind(now_ms())
-                .execute(&mut *tx.tx)
+                .fetch_optional(&mut *tx.tx)
                 .await?;
+        if exists.is_none() {
+            sqlx::query(
+                "INSERT INTO memberships (user_id, project_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(uid)
+            .bind(pid)
+            .bind(now_ms())
+            .execute(&mut *tx.tx)
+            .await?;
         }
         tx.commit().await
     }
@@ -249,21 +275,21 @@ impl Store {
     /// which is not stored and cannot be shown again.
     pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
         if t.roles.is_empty() {
-            return Err(StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
-                "roles",
-                "a token needs at least one role",
-            )]));
+            return Err(StoreError::Invalid(vec![
+                hpcsera_api_types::FieldError::new("roles", "a token needs at least one role"),
+            ]));
         }
         let secret = new_secret();
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let (uid, pid) = user_and_project(&mut tx.tx, t.user, t.project).await?;
-        let member = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
-            .bind(uid)
-            .bind(pid)
-            .fetch_optional(&mut *tx.tx)
-            .await?;
+        let member =
+            sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
+                .bind(uid)
+                .bind(pid)
+                .fetch_optional(&mut *tx.tx)
+                .await?;
         if member.is_none() {
             return Err(StoreError::Conflict(format!(
                 "user {:?} is not a member of project {:?}",
@@ -360,7 +386,9 @@ impl Store {
         .bind(hash_token(secret))
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(Err(TokenRefusal::Unknown)) };
+        let Some(r) = row else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
         let revoked: Option<i64> = col(&r, 5)?;
         let expires_at: Option<i64> = col(&r, 4)?;
         if revoked.is_some() {

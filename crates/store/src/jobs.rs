@@ -101,7 +101,10 @@ fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
         owner: col(r, 5)?,
         status: status.parse().map_err(corrupt)?,
         parameters: serde_json::from_str(&params).map_err(corrupt)?,
-        metadata: metadata.map(|m| serde_json::from_str(&m)).transpose().map_err(corrupt)?,
+        metadata: metadata
+            .map(|m| serde_json::from_str(&m))
+            .transpose()
+            .map_err(corrupt)?,
         callback_url: col(r, 9)?,
         held: col::<i64>(r, 10)? != 0,
         pending_operation,
@@ -186,7 +189,13 @@ impl Store {
         Ok(())
     }
 
-    async fn find_idempotent(&self, project_id: i64, owner_id: i64, key: &str, hash: &str) -> Result<Option<Job>> {
+    async fn find_idempotent(
+        &self,
+        project_id: i64,
+        owner_id: i64,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<Job>> {
         let r = sqlx::query(
             "SELECT k.request_hash, j.id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq \
              WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
@@ -208,8 +217,14 @@ impl Store {
     /// same idempotency key created).
     pub async fn create_job(&self, new: &NewJobRecord<'_>) -> Result<Submitted> {
         if let Some((key, hash)) = &new.idempotency {
-            if let Some(job) = self.find_idempotent(new.project_id, new.owner_id, key, hash).await? {
-                return Ok(Submitted { job, created: false });
+            if let Some(job) = self
+                .find_idempotent(new.project_id, new.owner_id, key, hash)
+                .await?
+            {
+                return Ok(Submitted {
+                    job,
+                    created: false,
+                });
             }
         }
         match self.insert_job(new).await {
@@ -220,8 +235,13 @@ impl Store {
                 let job = self
                     .find_idempotent(new.project_id, new.owner_id, key, hash)
                     .await?
-                    .ok_or(StoreError::Conflict("idempotency key is being used concurrently".into()))?;
-                Ok(Submitted { job, created: false })
+                    .ok_or(StoreError::Conflict(
+                        "idempotency key is being used concurrently".into(),
+                    ))?;
+                Ok(Submitted {
+                    job,
+                    created: false,
+                })
             }
             Err(e) => Err(e),
         }
@@ -231,7 +251,11 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let params = serde_json::to_string(new.parameters).map_err(corrupt)?;
-        let metadata = new.metadata.map(serde_json::to_string).transpose().map_err(corrupt)?;
+        let metadata = new
+            .metadata
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, metadata, \
@@ -264,8 +288,17 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        self.add_event(&mut tx.tx, seq, new.project_id, "created", None, Some(JobStatus::Queued), new.actor, None)
-            .await?;
+        self.add_event(
+            &mut tx.tx,
+            seq,
+            new.project_id,
+            "created",
+            None,
+            Some(JobStatus::Queued),
+            new.actor,
+            None,
+        )
+        .await?;
         let job = self.job_in_tx(&mut tx.tx, seq).await?;
         tx.commit().await?;
         Ok(job)
@@ -286,7 +319,11 @@ impl Store {
 
     /// A page of the project's jobs, newest first, and the sequence number to continue
     /// from when there are more.
-    pub async fn list_jobs(&self, project_id: i64, f: &JobFilter) -> Result<(Vec<Job>, Option<i64>)> {
+    pub async fn list_jobs(
+        &self,
+        project_id: i64,
+        f: &JobFilter,
+    ) -> Result<(Vec<Job>, Option<i64>)> {
         let mut sql = format!("{JOB_SELECT} WHERE j.project_id = $1 AND j.deleted_at IS NULL");
         let mut binds = vec![Bind::I64(project_id)];
         let next = |b: Bind, binds: &mut Vec<Bind>| {
@@ -302,10 +339,16 @@ impl Store {
             sql += &format!(" AND j.status IN ({})", list.join(", "));
         }
         if let Some(site) = &f.site {
-            sql += &format!(" AND s.name = {}", next(Bind::Str(site.clone()), &mut binds));
+            sql += &format!(
+                " AND s.name = {}",
+                next(Bind::Str(site.clone()), &mut binds)
+            );
         }
         if let Some(jt) = &f.job_type {
-            sql += &format!(" AND j.job_type = {}", next(Bind::Str(jt.clone()), &mut binds));
+            sql += &format!(
+                " AND j.job_type = {}",
+                next(Bind::Str(jt.clone()), &mut binds)
+            );
         }
         if let Some(t) = f.created_after {
             sql += &format!(" AND j.created_at >= {}", next(Bind::I64(t), &mut binds));
@@ -317,7 +360,10 @@ impl Store {
             sql += &format!(" AND j.seq < {}", next(Bind::I64(seq), &mut binds));
         }
         let limit = f.limit.clamp(1, 1000);
-        sql += &format!(" ORDER BY j.seq DESC LIMIT {}", next(Bind::I64(i64::from(limit) + 1), &mut binds));
+        sql += &format!(
+            " ORDER BY j.seq DESC LIMIT {}",
+            next(Bind::I64(i64::from(limit) + 1), &mut binds)
+        );
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = match b {
@@ -350,24 +396,35 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let locked = self.lock_job(&mut tx.tx, project_id, job_id).await?;
         if let Some(site) = site {
-            let r = sqlx::query("SELECT s.name FROM jobs j JOIN sites s ON s.id = j.site_id WHERE j.seq = $1")
-                .bind(locked.seq)
-                .fetch_one(&mut *tx.tx)
-                .await?;
+            let r = sqlx::query(
+                "SELECT s.name FROM jobs j JOIN sites s ON s.id = j.site_id WHERE j.seq = $1",
+            )
+            .bind(locked.seq)
+            .fetch_one(&mut *tx.tx)
+            .await?;
             if col::<String>(&r, 0)? != site {
                 return Err(StoreError::NotFound("job"));
             }
         }
         let from = locked.status;
         if from.is_terminal() {
-            return Err(StoreError::Conflict(format!("the job is {from}; it takes no more reports")));
+            return Err(StoreError::Conflict(format!(
+                "the job is {from}; it takes no more reports"
+            )));
         }
         let to = rep.status.unwrap_or(from);
         if to != from && !from.can_transition_to(to) {
-            return Err(StoreError::Conflict(format!("a job cannot go from {from} to {to}")));
+            return Err(StoreError::Conflict(format!(
+                "a job cannot go from {from} to {to}"
+            )));
         }
         let now = now_ms();
-        let sub_jobs = rep.sub_jobs.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
+        let sub_jobs = rep
+            .sub_jobs
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         sqlx::query(
             "UPDATE jobs SET status = $1, exit_code = COALESCE($2, exit_code),              batch_job_id = COALESCE($3, batch_job_id), message = COALESCE($4, message),              sub_jobs = COALESCE($5, sub_jobs), updated_at = $6, finished_at = $7,              pending_op = CASE WHEN $8 = 1 THEN NULL ELSE pending_op END WHERE seq = $9",
         )
@@ -383,33 +440,62 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         if to != from {
-            self.add_event(&mut tx.tx, locked.seq, project_id, "status", Some(from), Some(to), actor, rep.message.as_deref())
-                .await?;
+            self.add_event(
+                &mut tx.tx,
+                locked.seq,
+                project_id,
+                "status",
+                Some(from),
+                Some(to),
+                actor,
+                rep.message.as_deref(),
+            )
+            .await?;
         }
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
         if locked.deleted && to.is_terminal() {
             // The client deleted it while it ran; now that it has ended it goes for good.
-            sqlx::query("DELETE FROM jobs WHERE seq = $1").bind(locked.seq).execute(&mut *tx.tx).await?;
+            sqlx::query("DELETE FROM jobs WHERE seq = $1")
+                .bind(locked.seq)
+                .execute(&mut *tx.tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(job)
     }
 
     /// A client's change to a job that no agent holds yet.
-    pub async fn change_job(&self, project_id: i64, job_id: &str, actor: &str, ch: &JobChange<'_>) -> Result<Job> {
+    pub async fn change_job(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        actor: &str,
+        ch: &JobChange<'_>,
+    ) -> Result<Job> {
         let mut tx = self.begin_write().await?;
         let locked = self.lock_job(&mut tx.tx, project_id, job_id).await?;
         if locked.deleted {
             return Err(StoreError::NotFound("job"));
         }
-        if !matches!(locked.status, JobStatus::Queued | JobStatus::AwaitingApproval) {
+        if !matches!(
+            locked.status,
+            JobStatus::Queued | JobStatus::AwaitingApproval
+        ) {
             return Err(StoreError::Conflict(format!(
                 "the job is {}; only a queued job can be changed",
                 locked.status
             )));
         }
-        let params = ch.parameters.map(serde_json::to_string).transpose().map_err(corrupt)?;
-        let metadata = ch.metadata.map(serde_json::to_string).transpose().map_err(corrupt)?;
+        let params = ch
+            .parameters
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
+        let metadata = ch
+            .metadata
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         sqlx::query(
             "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4 WHERE seq = $5",
         )
@@ -420,7 +506,10 @@ impl Store {
         .bind(locked.seq)
         .execute(&mut *tx.tx)
         .await?;
-        self.add_event(&mut tx.tx, locked.seq, project_id, "updated", None, None, actor, None).await?;
+        self.add_event(
+            &mut tx.tx, locked.seq, project_id, "updated", None, None, actor, None,
+        )
+        .await?;
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
         tx.commit().await?;
         Ok(job)
@@ -428,7 +517,13 @@ impl Store {
 
     /// Records an operation. On a job no agent holds it takes effect at once (cancel ends
     /// the job, hold/release set the held flag); otherwise it waits for the agent.
-    pub async fn request_operation(&self, project_id: i64, job_id: &str, op: Operation, actor: &str) -> Result<Job> {
+    pub async fn request_operation(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        op: Operation,
+        actor: &str,
+    ) -> Result<Job> {
         let mut tx = self.begin_write().await?;
         let locked = self.lock_job(&mut tx.tx, project_id, job_id).await?;
         if locked.deleted {
@@ -436,7 +531,10 @@ impl Store {
         }
         let from = locked.status;
         if from.is_terminal() {
-            return Err(StoreError::Conflict(format!("the job is {from}; it cannot be {}", past(op))));
+            return Err(StoreError::Conflict(format!(
+                "the job is {from}; it cannot be {}",
+                past(op)
+            )));
         }
         let now = now_ms();
         if from.is_with_agent() {
@@ -449,8 +547,17 @@ impl Store {
             .bind(locked.seq)
             .execute(&mut *tx.tx)
             .await?;
-            self.add_event(&mut tx.tx, locked.seq, project_id, "operation_requested", None, None, actor, Some(op.as_str()))
-                .await?;
+            self.add_event(
+                &mut tx.tx,
+                locked.seq,
+                project_id,
+                "operation_requested",
+                None,
+                None,
+                actor,
+                Some(op.as_str()),
+            )
+            .await?;
         } else {
             match op {
                 Operation::Cancel => {
@@ -484,8 +591,17 @@ impl Store {
                             .bind(locked.seq)
                             .execute(&mut *tx.tx)
                             .await?;
-                        self.add_event(&mut tx.tx, locked.seq, project_id, "operation_done", None, None, actor, Some(op.as_str()))
-                            .await?;
+                        self.add_event(
+                            &mut tx.tx,
+                            locked.seq,
+                            project_id,
+                            "operation_done",
+                            None,
+                            None,
+                            actor,
+                            Some(op.as_str()),
+                        )
+                        .await?;
                     }
                 }
             }
@@ -515,23 +631,42 @@ impl Store {
             .bind(locked.seq)
             .execute(&mut *tx.tx)
             .await?;
-            self.add_event(&mut tx.tx, locked.seq, project_id, "deleted", None, None, actor, Some("cancel requested"))
-                .await?;
+            self.add_event(
+                &mut tx.tx,
+                locked.seq,
+                project_id,
+                "deleted",
+                None,
+                None,
+                actor,
+                Some("cancel requested"),
+            )
+            .await?;
         } else {
-            sqlx::query("DELETE FROM jobs WHERE seq = $1").bind(locked.seq).execute(&mut *tx.tx).await?;
+            sqlx::query("DELETE FROM jobs WHERE seq = $1")
+                .bind(locked.seq)
+                .execute(&mut *tx.tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(pending)
     }
 
     /// The event log of a job, oldest first, after a sequence number.
-    pub async fn job_events(&self, project_id: i64, job_id: &str, f: &EventFilter) -> Result<Vec<JobEvent>> {
-        let r = sqlx::query("SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL")
-            .bind(job_id)
-            .bind(project_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("job"))?;
+    pub async fn job_events(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        f: &EventFilter,
+    ) -> Result<Vec<JobEvent>> {
+        let r = sqlx::query(
+            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
         let job_seq: i64 = col(&r, 0)?;
         let rows = sqlx::query(
             "SELECT seq, at, kind, from_status, to_status, actor, message FROM job_events              WHERE job_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -548,8 +683,14 @@ impl Store {
                     job_id: job_id.to_string(),
                     at: fmt_ms(col(r, 1)?),
                     kind: col(r, 2)?,
-                    from_status: col::<Option<String>>(r, 3)?.map(|s| s.parse()).transpose().map_err(corrupt)?,
-                    to_status: col::<Option<String>>(r, 4)?.map(|s| s.parse()).transpose().map_err(corrupt)?,
+                    from_status: col::<Option<String>>(r, 3)?
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(corrupt)?,
+                    to_status: col::<Option<String>>(r, 4)?
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(corrupt)?,
                     actor: col(r, 5)?,
                     message: col(r, 6)?,
                 })

@@ -71,7 +71,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -136,7 +138,10 @@ impl Store {
     /// Opens (creating if needed) the SQLite database in `data_dir`.
     pub async fn open_data_dir(data_dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Migration(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::Migration(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join("hpcsera.db");
         Store::connect(&format!("sqlite://{}", path.display())).await

@@ -16,26 +16,30 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let site_id = upsert_site(&mut tx.tx, site, now).await?;
-        sqlx::query("UPDATE sites SET agent_version = $1, agent_host = $2, last_seen_at = $3 WHERE id = $4")
-            .bind(agent_version)
-            .bind(agent_host)
-            .bind(now)
-            .bind(site_id)
-            .execute(&mut *tx.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE sites SET agent_version = $1, agent_host = $2, last_seen_at = $3 WHERE id = $4",
+        )
+        .bind(agent_version)
+        .bind(agent_host)
+        .bind(now)
+        .bind(site_id)
+        .execute(&mut *tx.tx)
+        .await?;
         sqlx::query("DELETE FROM job_types WHERE site_id = $1")
             .bind(site_id)
             .execute(&mut *tx.tx)
             .await?;
         for jt in job_types {
             let spec = serde_json::to_string(jt).map_err(corrupt)?;
-            sqlx::query("INSERT INTO job_types (site_id, name, spec, updated_at) VALUES ($1, $2, $3, $4)")
-                .bind(site_id)
-                .bind(&jt.name)
-                .bind(spec)
-                .bind(now)
-                .execute(&mut *tx.tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO job_types (site_id, name, spec, updated_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(site_id)
+            .bind(&jt.name)
+            .bind(spec)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
         }
         tx.commit().await
     }
@@ -123,12 +127,18 @@ impl Store {
     }
 }
 
-async fn upsert_site(tx: &mut sqlx::Transaction<'static, sqlx::Any>, site: &str, now: i64) -> Result<i64> {
-    sqlx::query("INSERT INTO sites (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(site)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+async fn upsert_site(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    site: &str,
+    now: i64,
+) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO sites (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(site)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     let r = sqlx::query("SELECT id FROM sites WHERE name = $1")
         .bind(site)
         .fetch_one(&mut **tx)

@@ -12,7 +12,9 @@ pub fn now_ms() -> i64 {
 pub fn fmt_ms(ms: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).unwrap_or(t);
+    let t = t
+        .replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000)
+        .unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| ms.to_string())
 }
 
@@ -32,7 +34,10 @@ mod tests {
         let s = fmt_ms(ms);
         assert_eq!(s, "2025-11-24T16:00:00.123Z");
         assert_eq!(parse_rfc3339_ms(&s), Some(ms));
-        assert_eq!(parse_rfc3339_ms("2025-11-24T17:00:00+01:00"), Some(1_764_000_000_000));
+        assert_eq!(
+            parse_rfc3339_ms("2025-11-24T17:00:00+01:00"),
+            Some(1_764_000_000_000)
+        );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

@@ -1,0 +1,1 @@
+//! The HPC agent (work in progress).

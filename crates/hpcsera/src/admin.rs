@@ -1,0 +1,318 @@
+//! `hpcsera admin …`: bootstrap and administration on the server host, straight on the
+//! database (no token needed: whoever can read the database is the administrator).
+
+use crate::DbArgs;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use hpcsera_api_types::{is_valid_name, RoleSet};
+use hpcsera_store::{fmt_ms, now_ms, parse_rfc3339_ms, NewToken, Store};
+use std::io::BufRead;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users (people).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Projects (the unit of separation).
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Project memberships.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Sites (HPC systems with an agent).
+    #[command(subcommand)]
+    Site(SiteCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user.
+    Add {
+        name: String,
+        /// Make the user an administrator (web UI).
+        #[arg(long)]
+        admin: bool,
+        /// Read a password (for the web UI) from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ProjectCmd {
+    /// Add a project.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List projects and their members.
+    List,
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// Make a user a member of a project.
+    Add {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+    },
+    /// Remove a membership (the user's tokens for the project stop working).
+    Remove {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token; the secret is printed once, as the last line of stdout.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+        /// Comma-separated roles: GET_JobStatus UPDATE_JobStatus GET_Job POST_Code GET_Code POST_Job UPDATE_Job DELETE_Job, or "all".
+        #[arg(long)]
+        roles: String,
+        /// Restrict the token to one site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Expiry: a duration such as 30d, 12h, 45m, or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "admin-created")]
+        name: String,
+    },
+    /// Revoke a token at once.
+    Revoke { id: String },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCmd {
+    /// Add a site (agents also create their site when they first publish job types).
+    Add { name: String },
+    /// List sites.
+    List,
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s` or an RFC 3339 time into an absolute time (Unix ms).
+pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
+    if let Some(t) = parse_rfc3339_ms(s) {
+        if t <= now {
+            bail!("--expires {s:?} is in the past");
+        }
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("--expires {s:?}: expected a duration like 30d, 12h, 45m or an RFC 3339 time")
+    })?;
+    let ms = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => bail!("--expires {s:?}: the unit must be d, h, m or s"),
+    };
+    n.checked_mul(ms)
+        .and_then(|d| d.checked_add(now))
+        .context("--expires is too far away")
+}
+
+fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
+    if !is_valid_name(name, true) {
+        bail!("{kind} name {name:?} must start with a letter or '_' and contain only letters, digits, '_', '-', '.' (at most 64)");
+    }
+    Ok(())
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let store = args.db.open().await?;
+    let r = run_on(&store, args.command).await;
+    store.close().await;
+    r
+}
+
+async fn run_on(store: &Store, cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::User(UserCmd::Add {
+            name,
+            admin,
+            password_stdin,
+        }) => {
+            check_name("user", &name)?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the password from stdin")?;
+                let p = line.trim_end_matches(['\n', '\r']).to_string();
+                if p.len() < 8 {
+                    bail!("the password must have at least 8 characters");
+                }
+                Some(p)
+            } else {
+                None
+            };
+            store.create_user(&name, password.as_deref(), admin).await?;
+            println!("user {name} added");
+        }
+        AdminCommand::User(UserCmd::List) => {
+            for u in store.list_users().await? {
+                println!(
+                    "{}\t{}\t{}",
+                    u.name,
+                    if u.is_admin { "admin" } else { "-" },
+                    fmt_ms(u.created_at)
+                );
+            }
+        }
+        AdminCommand::Project(ProjectCmd::Add { name, description }) => {
+            check_name("project", &name)?;
+            store.create_project(&name, &description).await?;
+            println!("project {name} added");
+        }
+        AdminCommand::Project(ProjectCmd::List) => {
+            for (name, desc, members) in store.list_projects().await? {
+                println!("{name}\t{}\t{desc}", members.join(","));
+            }
+        }
+        AdminCommand::Member(MemberCmd::Add { user, project }) => {
+            store.add_member(&user, &project).await?;
+            println!("{user} is a member of {project}");
+        }
+        AdminCommand::Member(MemberCmd::Remove { user, project }) => {
+            store.remove_member(&user, &project).await?;
+            println!("{user} is no longer a member of {project}");
+        }
+        AdminCommand::Token(TokenCmd::Create {
+            user,
+            project,
+            roles,
+            site,
+            expires,
+            name,
+        }) => {
+            let roles = if roles.trim() == "all" {
+                RoleSet::all()
+            } else {
+                RoleSet::parse_list(&roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))?
+            };
+            if let Some(s) = &site {
+                check_name("site", s)?;
+            }
+            let expires_at = expires
+                .as_deref()
+                .map(|e| parse_expiry(e, now_ms()))
+                .transpose()?;
+            let (rec, secret) = store
+                .create_token(&NewToken {
+                    user: &user,
+                    project: &project,
+                    name: &name,
+                    roles,
+                    site: site.as_deref(),
+                    expires_at,
+                })
+                .await?;
+            let role_names: Vec<&str> = rec.roles.iter().map(|r| r.as_str()).collect();
+            eprintln!(
+                "token {} for {user} in {project}: roles {}{}{}",
+                rec.id,
+                role_names.join(","),
+                rec.site.map(|s| format!(", site {s}")).unwrap_or_default(),
+                rec.expires_at
+                    .map(|e| format!(", expires {}", fmt_ms(e)))
+                    .unwrap_or_default(),
+            );
+            eprintln!("the secret is shown once; store it now:");
+            println!("{secret}");
+        }
+        AdminCommand::Token(TokenCmd::Revoke { id }) => {
+            store.revoke_token(&id, None).await?;
+            println!("token {id} revoked");
+        }
+        AdminCommand::Token(TokenCmd::List { user }) => {
+            for t in store.list_tokens(user.as_deref()).await? {
+                let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
+                let state = if t.revoked_at.is_some() {
+                    "revoked".to_string()
+                } else if t.expires_at.is_some_and(|e| e <= now_ms()) {
+                    "expired".to_string()
+                } else {
+                    "active".to_string()
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\tsite={}\texpires={}\tlast_used={}\t{state}",
+                    t.id,
+                    t.name,
+                    t.user,
+                    t.project,
+                    roles.join(","),
+                    t.site.as_deref().unwrap_or("*"),
+                    t.expires_at.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                    t.last_used_at.map(fmt_ms).unwrap_or_else(|| "never".into()),
+                );
+            }
+        }
+        AdminCommand::Site(SiteCmd::Add { name }) => {
+            check_name("site", &name)?;
+            store.add_site(&name).await?;
+            println!("site {name} added");
+        }
+        AdminCommand::Site(SiteCmd::List) => {
+            for s in store.list_sites().await? {
+                println!(
+                    "{}\tlast_seen={}\tagent={}\tjob_types={}",
+                    s.name,
+                    s.last_seen_at.as_deref().unwrap_or("never"),
+                    s.agent_version.as_deref().unwrap_or("-"),
+                    s.job_types.join(",")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_forms() {
+        let now = 1_000_000;
+        assert_eq!(parse_expiry("30d", now).unwrap(), now + 30 * 86_400_000);
+        assert_eq!(parse_expiry("2h", now).unwrap(), now + 7_200_000);
+        assert!(parse_expiry("0d", now).is_err());
+        assert!(parse_expiry("5w", now).is_err());
+        assert!(parse_expiry("soon", now).is_err());
+        assert!(parse_expiry("1970-01-01T00:00:00Z", now).is_err());
+        assert!(parse_expiry("2999-01-01T00:00:00Z", now).is_ok());
+    }
+}

@@ -1,0 +1,175 @@
+//! Extractors whose rejections are [`ApiError`]s (JSON bodies naming the problem), and the
+//! bearer-token caller.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use hpcsera_api_types::{FieldError, Role};
+use hpcsera_store::{AuthToken, TokenRefusal};
+use serde::de::DeserializeOwned;
+use std::sync::{Arc, Mutex};
+
+/// A JSON body. Syntax errors are 400, type errors 422 naming the field, bodies over the
+/// limit 413, a missing `Content-Type: application/json` 415.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    use std::error::Error;
+    match rej {
+        JsonRejection::JsonDataError(e) => {
+            let source = e.source();
+            let path_err = source
+                .and_then(|s| s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>());
+            let (field, problem) = match path_err {
+                Some(pe) => {
+                    let p = pe.path().to_string();
+                    (
+                        if p == "." { "body".to_string() } else { p },
+                        pe.inner().to_string(),
+                    )
+                }
+                None => ("body".to_string(), e.body_text()),
+            };
+            ApiError::invalid(vec![FieldError::new(field, problem)])
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let problem = e
+                .source()
+                .and_then(|s| s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>())
+                .map(|pe| pe.inner().to_string())
+                .unwrap_or_else(|| e.body_text());
+            ApiError::bad_field("body", format!("is not valid JSON: {problem}"))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "the body must be JSON, sent with Content-Type: application/json".into(),
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("the request body is larger than this server accepts".into())
+        }
+        other => ApiError::bad_field("body", other.body_text()),
+    }
+}
+
+/// Who made the request, filled by [`Caller`] for the audit log and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(pub Arc<Mutex<Option<AuthToken>>>);
+
+/// The holder of a valid bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller(pub AuthToken);
+
+impl Caller {
+    /// 403 unless the token has `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.0.roles.contains(role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the role {role}"
+            )))
+        }
+    }
+
+    /// 403 unless the token has at least one of `roles`.
+    pub fn require_any(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.iter().any(|r| self.0.roles.contains(*r)) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this token needs one of the roles {}",
+                names.join(", ")
+            )))
+        }
+    }
+
+    /// Whether the token may act at `site` (tokens without a site restriction may act anywhere).
+    pub fn may_use_site(&self, site: &str) -> bool {
+        self.0.site.as_deref().is_none_or(|s| s == site)
+    }
+
+    /// How the event log names a client action.
+    pub fn user_actor(&self) -> String {
+        format!("user:{}", self.0.user)
+    }
+
+    /// How the event log names an agent action.
+    pub fn agent_actor(&self) -> String {
+        format!(
+            "agent:{}@{}",
+            self.0.user,
+            self.0.site.as_deref().unwrap_or("*")
+        )
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("no bearer token: send Authorization: Bearer <token>".into())
+            })?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+            })?;
+        let token = match state.store.authenticate(secret).await? {
+            Ok(t) => t,
+            Err(refusal) => {
+                return Err(ApiError::Unauthorized(
+                    match refusal {
+                        TokenRefusal::Unknown => "the token is not valid",
+                        TokenRefusal::Revoked => "the token was revoked",
+                        TokenRefusal::Expired => "the token has expired",
+                        TokenRefusal::NotAMember => {
+                            "the token's user is no longer a member of its project"
+                        }
+                    }
+                    .into(),
+                ))
+            }
+        };
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            if let Ok(mut s) = slot.0.lock() {
+                *s = Some(token.clone());
+            }
+        }
+        Ok(Caller(token))
+    }
+}
+
+/// Parses a job id from the path: a UUID, else 400.
+pub fn job_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::bad_field("jobId", "is not a job id (a UUID)"))
+}

@@ -1,0 +1,41 @@
+//! The HTTP routes. Each handler: check the role, scope by the token's project, call the store.
+
+mod jobs;
+mod sites;
+mod system;
+mod tokens;
+
+use crate::AppState;
+use axum::routing::{get, put};
+use axum::Router;
+
+pub(crate) use jobs::*;
+pub(crate) use sites::*;
+pub(crate) use system::*;
+pub(crate) use tokens::*;
+
+pub fn routes() -> Router<AppState> {
+    let api = Router::new()
+        .route("/job", axum::routing::post(post_job))
+        .route("/job/findJobsByStatus", get(find_jobs_by_status))
+        .route("/job/updateByOperation/{jobId}", put(update_by_operation))
+        .route("/job/{jobId}", get(get_job).put(put_job).delete(delete_job))
+        .route("/job/{jobId}/events", get(job_events))
+        .route("/sites", get(list_sites))
+        .route(
+            "/sites/{site}/jobTypes",
+            get(get_job_types).put(put_job_types),
+        )
+        .route("/tokens/self", get(token_self))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_index))
+        .route("/docs/", get(docs_index))
+        .route("/docs/{asset}", get(docs_asset))
+        .fallback(api_not_found);
+    Router::new()
+        .nest(hpcsera_api_types::API_BASE, api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(api_not_found)
+}

@@ -1,0 +1,96 @@
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Caller};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hpcsera_api_types::{
+    is_valid_name, ErrorBody, FieldError, JobTypeList, PublishJobTypes, Role, SiteList,
+};
+
+/// The sites and their health (last time an agent was heard from, its version and host).
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites",
+    responses((status = 200, body = SiteList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_sites(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<SiteList>> {
+    let mut sites = st.store.list_sites().await?;
+    sites.retain(|s| caller.may_use_site(&s.name));
+    Ok(Json(SiteList { sites }))
+}
+
+/// The job types a site offers, with their parameters.
+#[utoipa::path(get, path = "/api/v1/sites/{site}/jobTypes", tag = "sites",
+    params(("site" = String, Path, description = "site name")),
+    responses((status = 200, body = JobTypeList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_job_types(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+) -> ApiResult<Json<JobTypeList>> {
+    if !caller.may_use_site(&site) {
+        return Err(ApiError::NotFound("site not found".into()));
+    }
+    let job_types = st.store.job_types(&site).await?;
+    Ok(Json(JobTypeList { site, job_types }))
+}
+
+/// The agent publishes the complete set of its site's job types (replacing the previous
+/// set). Needs `GET_Job` and a token restricted to that site.
+#[utoipa::path(put, path = "/api/v1/sites/{site}/jobTypes", tag = "agent",
+    params(("site" = String, Path, description = "site name")),
+    request_body = PublishJobTypes,
+    responses((status = 204, description = "published"), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_job_types(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    ApiJson(body): ApiJson<PublishJobTypes>,
+) -> ApiResult<StatusCode> {
+    caller.require(Role::GetJob)?;
+    if caller.0.site.as_deref() != Some(site.as_str()) {
+        return Err(ApiError::Forbidden(format!(
+            "publishing job types for site {site:?} needs a token restricted to that site"
+        )));
+    }
+    if !is_valid_name(&site, true) {
+        return Err(ApiError::invalid_field("site", "is not a valid site name"));
+    }
+    let mut errs = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, jt) in body.job_types.iter().enumerate() {
+        if let Err(e) = jt.check() {
+            errs.extend(
+                e.into_iter()
+                    .map(|f| FieldError::new(format!("jobTypes[{i}].{}", f.field), f.problem)),
+            );
+        }
+        if !names.insert(jt.name.as_str()) {
+            errs.push(FieldError::new(
+                format!("jobTypes[{i}].name"),
+                format!("duplicate job type {:?}", jt.name),
+            ));
+        }
+    }
+    for (field, v) in [
+        ("agentVersion", &body.agent_version),
+        ("agentHost", &body.agent_host),
+    ] {
+        if v.as_ref().is_some_and(|v| v.len() > 200) {
+            errs.push(FieldError::new(field, "is longer than 200 bytes"));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    st.store
+        .publish_job_types(
+            &site,
+            body.agent_version.as_deref(),
+            body.agent_host.as_deref(),
+            &body.job_types,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
