@@ -1,0 +1,159 @@
+//! Test harness: a real server on a random port over a fresh database — SQLite in a temp
+//! directory, or a fresh PostgreSQL database when `HPCSERA_TEST_DATABASE_URL` names one.
+#![allow(dead_code)]
+
+use hpcsera_api_types::{Role, RoleSet};
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::{NewToken, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+pub struct TestApp {
+    pub base: String,
+    pub store: Store,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Creates a fresh database and returns its URL.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("HPCSERA_TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::AnyConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            conn.close().await.ok();
+            let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("test.db").display()),
+    }
+}
+
+pub const SITE: &str = "testsite";
+pub const JOB_TYPE: &str = "sim";
+
+pub fn job_type_spec() -> Value {
+    json!({
+        "name": JOB_TYPE,
+        "description": "a simulation",
+        "parameters": [
+            {"name": "label", "type": "string", "maxLength": 200},
+            {"name": "steps", "type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+            {"name": "tol", "type": "number", "minimum": 0.0, "maximum": 1.0, "required": false},
+            {"name": "verbose", "type": "boolean", "default": false},
+            {"name": "mode", "type": "enum", "values": ["fast", "exact"], "default": "fast"},
+            {"name": "tag", "type": "string", "pattern": "[a-z][a-z0-9-]*", "required": false},
+            {"name": "code", "type": "code", "required": false}
+        ],
+        "subJobs": [{"name": "stage", "kind": "login"}, {"name": "run", "kind": "batch"}]
+    })
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(ServerConfig { listen: "127.0.0.1:0".into(), ..Default::default() }).await
+    }
+
+    pub async fn spawn_with(config: ServerConfig) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = fresh_database(dir.path()).await;
+        let store = Store::connect(&url).await.expect("open store");
+        let app = Application::build(config, store.clone()).await.expect("bind");
+        let addr = app.local_addr().expect("addr");
+        tokio::spawn(app.run_until(std::future::pending()));
+        let t = TestApp {
+            base: format!("http://{addr}"),
+            store,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        // Users, projects, and the site's job type, published by an agent token.
+        for u in ["alice", "bob", "agent"] {
+            t.store.create_user(u, None, false).await.expect("user");
+        }
+        for p in ["proj-a", "proj-b"] {
+            t.store.create_project(p, "").await.expect("project");
+        }
+        t.store.add_member("alice", "proj-a").await.expect("member");
+        t.store.add_member("agent", "proj-a").await.expect("member");
+        t.store.add_member("bob", "proj-b").await.expect("member");
+        let agent = t.agent_token().await;
+        let r = t
+            .send(Method::PUT, &format!("/api/v1/sites/{SITE}/jobTypes"), &agent, Some(json!({"jobTypes": [job_type_spec()]})))
+            .await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        t
+    }
+
+    pub async fn token(&self, user: &str, project: &str, roles: RoleSet, site: Option<&str>) -> String {
+        self.store
+            .create_token(&NewToken { user, project, name: "test", roles, site, expires_at: None })
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// alice in proj-a with every role.
+    pub async fn alice(&self) -> String {
+        self.token("alice", "proj-a", RoleSet::all(), None).await
+    }
+
+    /// The agent of SITE in proj-a.
+    pub async fn agent_token(&self) -> String {
+        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode].into_iter().collect();
+        self.token("agent", "proj-a", roles, Some(SITE)).await
+    }
+
+    /// Sends a request; returns status and the JSON body (Null when empty or not JSON).
+    pub async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, token, None).await
+    }
+
+    /// Submits a job of the test type; panics unless 201.
+    pub async fn submit(&self, token: &str, params: Value) -> Value {
+        let (s, b) = self
+            .send(Method::POST, "/api/v1/job", token, Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b
+    }
+
+    /// Moves a job along as the agent would.
+    pub async fn report(&self, agent: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::PUT, &format!("/api/v1/job/{id}"), agent, Some(body)).await
+    }
+}
+
+pub fn id_of(job: &Value) -> String {
+    job["id"].as_str().expect("job id").to_string()
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The field names of a validation error body.
+pub fn fields(body: &Value) -> Vec<String> {
+    body["error"]["fields"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["field"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
