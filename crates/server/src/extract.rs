@@ -31,9 +31,7 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
     use std::error::Error;
     match rej {
         JsonRejection::JsonDataError(e) => {
-            let source = e.source();
-            let path_err = source
-                .and_then(|s| s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>());
+            let path_err = path_error(&e);
             let (field, problem) = match path_err {
                 Some(pe) => {
                     let p = pe.path().to_string();
@@ -47,9 +45,7 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
             ApiError::invalid(vec![FieldError::new(field, problem)])
         }
         JsonRejection::JsonSyntaxError(e) => {
-            let problem = e
-                .source()
-                .and_then(|s| s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>())
+            let problem = path_error(&e)
                 .map(|pe| pe.inner().to_string())
                 .unwrap_or_else(|| e.body_text());
             ApiError::bad_field("body", format!("is not valid JSON: {problem}"))
@@ -62,6 +58,18 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_field("body", other.body_text()),
     }
+}
+
+/// Finds serde's error, with the path of the field, in a rejection's cause chain.
+fn path_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a serde_path_to_error::Error<serde_json::Error>> {
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        if let Some(pe) = c.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            return Some(pe);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// Who made the request, filled by [`Caller`] for the audit log and metrics.
@@ -172,4 +180,26 @@ pub fn job_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::bad_field("jobId", "is not a job id (a UUID)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn json_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct B {
+            site: String,
+        }
+        let req = Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(r#"{"site": 5}"#))
+            .unwrap();
+        let Err(ApiError::Unprocessable { fields, .. }) = ApiJson::<B>::from_request(req, &()).await else {
+            panic!("expected 422");
+        };
+        assert_eq!(fields[0].field, "site");
+    }
 }
