@@ -28,7 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
-    use std::error::Error;
+
     match rej {
         JsonRejection::JsonDataError(e) => {
             let path_err = path_error(&e);

@@ -584,13 +584,31 @@ async fn strings_are_stored_and_returned_verbatim() {
     // Reports from the agent too.
     let agent = t.agent_token().await;
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    let msg = "exit 1: can't open '/scratch/ü'; \"quota\" \u{0} exceeded";
+    let msg = "exit 1: can't open '/scratch/ü'; \"quota\" exceeded; '); DROP TABLE jobs; --";
     let (s, b) = t.report(&agent, &id, json!({"status": "failed", "message": msg})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (_, got) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
     assert_eq!(got["message"], msg);
     let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
     assert_eq!(ev["events"][1]["message"], msg);
+    // A NUL cannot be kept in a plain text column on every database: refused, never a 500.
+    let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
+    let (s, b) = t.report(&agent, &id, json!({"status": "failed", "message": "a\u{0}b"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["message"]);
+    for path in [
+        "/api/v1/job/findJobsByStatus?site=a%00b",
+        "/api/v1/job/findJobsByStatus?jobType=a%00b",
+    ] {
+        let (s, _) = t.get(path, &tok).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+    }
+    let (s, _) = t.get("/api/v1/sites/a%00b/jobTypes", &tok).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = t
+        .send(Method::POST, "/api/v1/job", &tok, Some(json!({"site": "a\u{0}b", "jobType": "x\u{0}"})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use hpcsera_api_types::{
-    ErrorBody, FieldError, Job, JobEventList, JobList, JobStatus, JobUpdate, NewJob,
+    is_valid_name, ErrorBody, FieldError, Job, JobEventList, JobList, JobStatus, JobUpdate, NewJob,
     OperationRequest, Role,
 };
 use hpcsera_store::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport};
@@ -60,6 +60,15 @@ pub async fn post_job(
             Some(k.to_string())
         }
     };
+    if !is_valid_name(&body.site, true) {
+        return Err(ApiError::invalid_field("site", format!("there is no site {:?}", body.site)));
+    }
+    if !is_valid_name(&body.job_type, true) {
+        return Err(ApiError::invalid_field(
+            "jobType",
+            format!("site {:?} has no job type {:?}", body.site, body.job_type),
+        ));
+    }
     let (site_id, spec) = match st.store.job_type(&body.site, &body.job_type).await {
         Ok(x) => x,
         Err(hpcsera_store::StoreError::NotFound("site")) => {
@@ -247,6 +256,9 @@ pub async fn find_jobs_by_status(
                     );
                 }
             }
+            "site" | "jobType" if !is_valid_name(&v, true) => {
+                return Err(ApiError::bad_field(&k, "is not a valid name"))
+            }
             "site" => f.site = Some(v),
             "jobType" => f.job_type = Some(v),
             "createdAfter" => {
@@ -352,12 +364,23 @@ pub async fn put_job(
         return Err(ApiError::invalid_field("body", "names nothing to change"));
     }
     if report {
-        if body
-            .message
-            .as_ref()
-            .is_some_and(|m| m.len() > MAX_MESSAGE_BYTES)
-        {
-            return Err(ApiError::invalid_field("message", "is longer than 64 KiB"));
+        let mut errs = Vec::new();
+        for (field, v, max) in [
+            ("message", &body.message, MAX_MESSAGE_BYTES),
+            ("batchJobId", &body.batch_job_id, 200),
+        ] {
+            match v {
+                Some(v) if v.len() > max => {
+                    errs.push(FieldError::new(field, format!("is longer than {max} bytes")))
+                }
+                Some(v) if v.contains('\0') => {
+                    errs.push(FieldError::new(field, "contains a NUL character"))
+                }
+                _ => {}
+            }
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(errs));
         }
         let rep = StatusReport {
             status: body.status,

@@ -28,7 +28,7 @@ pub async fn get_job_types(
     caller: Caller,
     Path(site): Path<String>,
 ) -> ApiResult<Json<JobTypeList>> {
-    if !caller.may_use_site(&site) {
+    if !caller.may_use_site(&site) || !is_valid_name(&site, true) {
         return Err(ApiError::NotFound("site not found".into()));
     }
     let job_types = st.store.job_types(&site).await?;
@@ -49,13 +49,13 @@ pub async fn put_job_types(
     ApiJson(body): ApiJson<PublishJobTypes>,
 ) -> ApiResult<StatusCode> {
     caller.require(Role::GetJob)?;
+    if !is_valid_name(&site, true) {
+        return Err(ApiError::invalid_field("site", "is not a valid site name"));
+    }
     if caller.0.site.as_deref() != Some(site.as_str()) {
         return Err(ApiError::Forbidden(format!(
             "publishing job types for site {site:?} needs a token restricted to that site"
         )));
-    }
-    if !is_valid_name(&site, true) {
-        return Err(ApiError::invalid_field("site", "is not a valid site name"));
     }
     let mut errs = Vec::new();
     let mut names = std::collections::HashSet::new();

@@ -1,0 +1,195 @@
+//! Service hygiene: tokens, OpenAPI, docs, health, metrics, request ids, audit log.
+
+mod common;
+
+use common::*;
+use hpcsera_api_types::{Role, RoleSet};
+use hpcsera_store::{now_ms, NewToken};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn token_self_describes_the_token() {
+    let t = TestApp::spawn().await;
+    let roles: RoleSet = [Role::PostJob, Role::GetJobStatus].into_iter().collect();
+    let tok = t.token("alice", "proj-a", roles, Some(SITE)).await;
+    let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["user"], "alice");
+    assert_eq!(b["project"], "proj-a");
+    assert_eq!(b["site"], SITE);
+    assert_eq!(b["roles"], json!(["GET_JobStatus", "POST_Job"]));
+    assert!(b.get("expiresAt").is_none());
+    assert!(!b.to_string().contains(&tok), "the secret is never echoed");
+    assert!(tok.starts_with("hpcs_"));
+}
+
+#[tokio::test]
+async fn expired_revoked_and_orphaned_tokens_fail_at_once() {
+    let t = TestApp::spawn().await;
+    let (rec, expiring) = t
+        .store
+        .create_token(&NewToken {
+            user: "alice",
+            project: "proj-a",
+            name: "short",
+            roles: RoleSet::all(),
+            site: None,
+            expires_at: Some(now_ms() + 1500),
+        })
+        .await
+        .unwrap();
+    let (s, b) = t.get("/api/v1/tokens/self", &expiring).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["expiresAt"].is_string());
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (s, b) = t.get("/api/v1/tokens/self", &expiring).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["error"]["message"].as_str().unwrap().contains("expired"), "{b}");
+    let _ = rec;
+
+    let tok = t.alice().await;
+    let id = t.store.list_tokens(Some("alice")).await.unwrap().last().unwrap().id.clone();
+    assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
+    t.store.revoke_token(&id, None).await.unwrap();
+    let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["error"]["message"].as_str().unwrap().contains("revoked"), "{b}");
+    assert!(t.store.revoke_token(&id, None).await.is_err(), "revoking twice is an error");
+
+    let tok = t.alice().await;
+    t.store.remove_member("alice", "proj-a").await.unwrap();
+    let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["error"]["message"].as_str().unwrap().contains("member"), "{b}");
+    // A token cannot be made for a non-member, nor with no roles.
+    assert!(t
+        .store
+        .create_token(&NewToken { user: "alice", project: "proj-a", name: "x", roles: RoleSet::all(), site: None, expires_at: None })
+        .await
+        .is_err());
+    assert!(t
+        .store
+        .create_token(&NewToken { user: "bob", project: "proj-b", name: "x", roles: RoleSet::EMPTY, site: None, expires_at: None })
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn tokens_are_stored_as_hashes_only() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let listed = t.store.list_tokens(None).await.unwrap();
+    let debug = format!("{listed:?}");
+    assert!(!debug.contains(&tok));
+    let hash = hpcsera_store::hash_token(&tok);
+    assert_eq!(hash.len(), 64);
+    assert_ne!(hash, tok);
+}
+
+#[tokio::test]
+async fn openapi_is_served_and_matches_the_checked_in_copy() {
+    let t = TestApp::spawn().await;
+    let served = t.http.get(format!("{}/api/v1/openapi.json", t.base)).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let served = served.text().await.unwrap();
+    assert_eq!(served, hpcsera_server::openapi::spec_json());
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &served).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == served,
+        "openapi.json differs from the code; run `UPDATE_OPENAPI=1 cargo test -p hpcsera-server --test service openapi` and commit it"
+    );
+    let spec: Value = serde_json::from_str(&served).unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for p in [
+        "/api/v1/job",
+        "/api/v1/job/findJobsByStatus",
+        "/api/v1/job/updateByOperation/{jobId}",
+        "/api/v1/job/{jobId}",
+        "/api/v1/job/{jobId}/events",
+    ] {
+        assert!(spec["paths"].get(p).is_some(), "{p} missing from the spec");
+    }
+    let job = &spec["paths"]["/api/v1/job/{jobId}"];
+    assert!(job.get("get").is_some() && job.get("put").is_some() && job.get("delete").is_some());
+}
+
+#[tokio::test]
+async fn docs_are_served_from_the_binary() {
+    let t = TestApp::spawn().await;
+    let page = t.http.get(format!("{}/api/v1/docs", t.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "init.js"] {
+        assert!(html.contains(asset));
+        let r = t.http.get(format!("{}/api/v1/docs/{asset}", t.base)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(r.bytes().await.unwrap().len() > 10);
+    }
+    let r = t.http.get(format!("{}/api/v1/docs/../../etc/passwd", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_request_ids() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let r = t.http.get(format!("{}/healthz", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = t.http.get(format!("{}/readyz", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = t.http.get(format!("{}/api/v1/tokens/self", t.base)).bearer_auth(&tok).send().await.unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(rid.len(), 36);
+    // A request id the caller sends is kept.
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/not-a-uuid", t.base))
+        .bearer_auth(&tok)
+        .header("x-request-id", "my-trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "my-trace-123");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["requestId"], "my-trace-123");
+    t.submit(&tok, json!({"label": "m"})).await;
+    let text = t.http.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"hpcsera_http_requests_total{route="/api/v1/job",method="POST",status="201"} 1"#), "{text}");
+    assert!(text.contains(r#"hpcsera_http_requests_total{route="/api/v1/job/{jobId}",method="GET",status="400"} 1"#), "{text}");
+    assert!(text.contains("hpcsera_http_request_duration_seconds_bucket{route=\"/api/v1/job\",method=\"POST\",le=\"+Inf\"} 1"));
+    // Readiness fails when the database is gone.
+    t.store.close().await;
+    let r = t.http.get(format!("{}/readyz", t.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn token_use_is_audited() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    t.submit(&tok, json!({"label": "audit"})).await;
+    t.get("/api/v1/job/findJobsByStatus", "hpcs_wrong").await;
+    let mut records = Vec::new();
+    for _ in 0..50 {
+        records = t.store.recent_audit(100).await.unwrap();
+        if records.iter().any(|r| r.status == 401) && records.iter().any(|r| r.status == 201) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let post = records.iter().find(|r| r.method == "POST" && r.path == "/api/v1/job").expect("POST audited");
+    assert_eq!(post.user.as_deref(), Some("alice"));
+    assert_eq!(post.project.as_deref(), Some("proj-a"));
+    assert_eq!(post.status, 201);
+    assert!(post.request_id.is_some());
+    let denied = records.iter().find(|r| r.status == 401).expect("failed attempt audited");
+    assert!(denied.user.is_none());
+    let tokens = t.store.list_tokens(Some("alice")).await.unwrap();
+    assert!(tokens.iter().any(|t| t.last_used_at.is_some()), "last_used_at recorded");
+}
