@@ -28,7 +28,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
-
     match rej {
         JsonRejection::JsonDataError(e) => {
             let path_err = path_error(&e);
@@ -61,7 +60,9 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
 }
 
 /// Finds serde's error, with the path of the field, in a rejection's cause chain.
-fn path_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a serde_path_to_error::Error<serde_json::Error>> {
+fn path_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a serde_path_to_error::Error<serde_json::Error>> {
     let mut cur = e.source();
     while let Some(c) = cur {
         if let Some(pe) = c.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
@@ -197,7 +198,9 @@ mod tests {
             .header("content-type", "application/json")
             .body(axum::body::Body::from(r#"{"site": 5}"#))
             .unwrap();
-        let Err(ApiError::Unprocessable { fields, .. }) = ApiJson::<B>::from_request(req, &()).await else {
+        let Err(ApiError::Unprocessable { fields, .. }) =
+            ApiJson::<B>::from_request(req, &()).await
+        else {
             panic!("expected 422");
         };
         assert_eq!(fields[0].field, "site");

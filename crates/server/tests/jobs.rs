@@ -33,7 +33,10 @@ async fn submit_get_and_defaults() {
     assert_eq!(job["status"], "queued");
     assert_eq!(job["owner"], "alice");
     assert_eq!(job["project"], "proj-a");
-    assert_eq!(job["parameters"], json!({"label": "hello", "steps": 10, "verbose": false, "mode": "fast"}));
+    assert_eq!(
+        job["parameters"],
+        json!({"label": "hello", "steps": 10, "verbose": false, "mode": "fast"})
+    );
     let (s, got) = t.get(&location, &tok).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(got, job);
@@ -49,19 +52,47 @@ async fn parameter_validation_names_each_bad_field() {
         (json!({"label": 7}), vec!["parameters.label"]),
         (json!({"label": "x".repeat(201)}), vec!["parameters.label"]),
         (json!({"label": "x", "steps": 0}), vec!["parameters.steps"]),
-        (json!({"label": "x", "steps": 1001}), vec!["parameters.steps"]),
-        (json!({"label": "x", "steps": 1.5}), vec!["parameters.steps"]),
+        (
+            json!({"label": "x", "steps": 1001}),
+            vec!["parameters.steps"],
+        ),
+        (
+            json!({"label": "x", "steps": 1.5}),
+            vec!["parameters.steps"],
+        ),
         (json!({"label": "x", "tol": 1.5}), vec!["parameters.tol"]),
         (json!({"label": "x", "tol": "0.1"}), vec!["parameters.tol"]),
-        (json!({"label": "x", "verbose": 1}), vec!["parameters.verbose"]),
-        (json!({"label": "x", "mode": "slow"}), vec!["parameters.mode"]),
-        (json!({"label": "x", "tag": "Bad Tag"}), vec!["parameters.tag"]),
-        (json!({"label": "x", "code": "../etc/passwd"}), vec!["parameters.code"]),
+        (
+            json!({"label": "x", "verbose": 1}),
+            vec!["parameters.verbose"],
+        ),
+        (
+            json!({"label": "x", "mode": "slow"}),
+            vec!["parameters.mode"],
+        ),
+        (
+            json!({"label": "x", "tag": "Bad Tag"}),
+            vec!["parameters.tag"],
+        ),
+        (
+            json!({"label": "x", "code": "../etc/passwd"}),
+            vec!["parameters.code"],
+        ),
         (json!({"label": "a\u{0}b"}), vec!["parameters.label"]),
-        (json!({"steps": "many", "mode": 3}), vec!["parameters.label", "parameters.steps", "parameters.mode"]),
+        (
+            json!({"steps": "many", "mode": 3}),
+            vec!["parameters.label", "parameters.steps", "parameters.mode"],
+        ),
     ];
     for (params, expected) in cases {
-        let (s, b) = t.send(Method::POST, "/api/v1/job", &tok, Some(new_job(params.clone()))).await;
+        let (s, b) = t
+            .send(
+                Method::POST,
+                "/api/v1/job",
+                &tok,
+                Some(new_job(params.clone())),
+            )
+            .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{params}: {b}");
         assert_eq!(code(&b), "validation_failed");
         let mut got = fields(&b);
@@ -71,20 +102,52 @@ async fn parameter_validation_names_each_bad_field() {
         assert_eq!(got, want, "{params}: {b}");
     }
     // Boundary values are accepted.
-    t.submit(&tok, json!({"label": "", "steps": 1, "tol": 0.0, "tag": "a-1"})).await;
-    t.submit(&tok, json!({"label": "x".repeat(200), "steps": 1000, "tol": 1, "code": "0".repeat(64)})).await;
+    t.submit(
+        &tok,
+        json!({"label": "", "steps": 1, "tol": 0.0, "tag": "a-1"}),
+    )
+    .await;
+    t.submit(
+        &tok,
+        json!({"label": "x".repeat(200), "steps": 1000, "tol": 1, "code": "0".repeat(64)}),
+    )
+    .await;
     // Unknown site and job type.
     let (s, b) = t
-        .send(Method::POST, "/api/v1/job", &tok, Some(json!({"site": "nowhere", "jobType": JOB_TYPE})))
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &tok,
+            Some(json!({"site": "nowhere", "jobType": JOB_TYPE})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["site"]);
     let (s, b) = t
-        .send(Method::POST, "/api/v1/job", &tok, Some(json!({"site": SITE, "jobType": "nope"})))
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &tok,
+            Some(json!({"site": SITE, "jobType": "nope"})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["jobType"]);
-    assert_eq!(t.store.list_jobs(1, &JobFilter { limit: 100, ..Default::default() }).await.unwrap().0.len(), 2);
+    assert_eq!(
+        t.store
+            .list_jobs(
+                1,
+                &JobFilter {
+                    limit: 100,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .0
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -105,19 +168,33 @@ async fn malformed_requests() {
     assert_eq!(code(&b), "bad_request");
     assert!(b["error"]["requestId"].is_string());
 
-    let r = post(r#"{"site": 5, "jobType": "sim"}"#, "application/json").await.unwrap();
+    let r = post(r#"{"site": 5, "jobType": "sim"}"#, "application/json")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let b: Value = r.json().await.unwrap();
     assert_eq!(fields(&b), ["site"]);
 
-    let r = post(r#"{"site": "s", "jobType": "sim", "surprise": true}"#, "application/json").await.unwrap();
+    let r = post(
+        r#"{"site": "s", "jobType": "sim", "surprise": true}"#,
+        "application/json",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let r = post(r#"{"site": "s", "jobType": "sim", "parameters": []}"#, "application/json").await.unwrap();
+    let r = post(
+        r#"{"site": "s", "jobType": "sim", "parameters": []}"#,
+        "application/json",
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&r.json::<Value>().await.unwrap()), ["parameters"]);
 
-    let r = post(r#"{"site": "s", "jobType": "sim"}"#, "text/plain").await.unwrap();
+    let r = post(r#"{"site": "s", "jobType": "sim"}"#, "text/plain")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Over the 1 MiB default body limit.
@@ -127,12 +204,18 @@ async fn malformed_requests() {
     assert_eq!(code(&b), "payload_too_large");
 
     // Malformed ids and query parameters.
-    for path in ["/api/v1/job/not-a-uuid", "/api/v1/job/1%27%20OR%201=1", "/api/v1/job/not-a-uuid/events"] {
+    for path in [
+        "/api/v1/job/not-a-uuid",
+        "/api/v1/job/1%27%20OR%201=1",
+        "/api/v1/job/not-a-uuid/events",
+    ] {
         let (s, b) = t.get(path, &tok).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(fields(&b), ["jobId"]);
     }
-    let (s, _) = t.get(&format!("/api/v1/job/{}", uuid::Uuid::new_v4()), &tok).await;
+    let (s, _) = t
+        .get(&format!("/api/v1/job/{}", uuid::Uuid::new_v4()), &tok)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     for (q, field) in [
         ("status=bogus", "status"),
@@ -144,7 +227,9 @@ async fn malformed_requests() {
         ("createdAfter=yesterday", "createdAfter"),
         ("colour=red", "colour"),
     ] {
-        let (s, b) = t.get(&format!("/api/v1/job/findJobsByStatus?{q}"), &tok).await;
+        let (s, b) = t
+            .get(&format!("/api/v1/job/findJobsByStatus?{q}"), &tok)
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {b}");
         assert_eq!(fields(&b), [field], "{q}");
     }
@@ -165,13 +250,18 @@ async fn idempotent_submission() {
             .json(&body)
             .send()
     };
-    let r1 = send("k1", new_job(json!({"label": "a", "steps": 2}))).await.unwrap();
+    let r1 = send("k1", new_job(json!({"label": "a", "steps": 2})))
+        .await
+        .unwrap();
     assert_eq!(r1.status(), StatusCode::CREATED);
     let j1: Value = r1.json().await.unwrap();
     // Same key, same body (keys in another order): the same job.
-    let r2 = send("k1", json!({"parameters": {"steps": 2, "label": "a"}, "jobType": JOB_TYPE, "site": SITE}))
-        .await
-        .unwrap();
+    let r2 = send(
+        "k1",
+        json!({"parameters": {"steps": 2, "label": "a"}, "jobType": JOB_TYPE, "site": SITE}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r2.status(), StatusCode::OK);
     assert_eq!(r2.headers()["idempotent-replayed"], "true");
     let j2: Value = r2.json().await.unwrap();
@@ -179,9 +269,14 @@ async fn idempotent_submission() {
     // Same key, different body: refused.
     let r3 = send("k1", new_job(json!({"label": "b"}))).await.unwrap();
     assert_eq!(r3.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(code(&r3.json::<Value>().await.unwrap()), "idempotency_key_reused");
+    assert_eq!(
+        code(&r3.json::<Value>().await.unwrap()),
+        "idempotency_key_reused"
+    );
     // Another key: another job. Another user with the same key: another job.
-    let r4 = send("k2", new_job(json!({"label": "a", "steps": 2}))).await.unwrap();
+    let r4 = send("k2", new_job(json!({"label": "a", "steps": 2})))
+        .await
+        .unwrap();
     assert_eq!(r4.status(), StatusCode::CREATED);
     t.store.add_member("bob", "proj-a").await.unwrap();
     let bob = t.token("bob", "proj-a", RoleSet::all(), None).await;
@@ -236,7 +331,10 @@ async fn concurrent_requests_with_one_key_make_one_job() {
     let mut created = 0;
     for task in tasks {
         let (status, body) = task.await.unwrap();
-        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}: {body}");
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status}: {body}"
+        );
         if status == StatusCode::CREATED {
             created += 1;
         }
@@ -319,12 +417,19 @@ async fn pagination_over_ten_thousand_jobs() {
         for id in &inserted {
             assert!(unique.contains(id), "job {id} missing (limit {limit})");
         }
-        assert_eq!(pages, (seen.len() + limit - 1) / limit);
+        assert_eq!(pages, seen.len().div_ceil(limit));
     }
     // Filters combine with paging.
-    let (_, page) = t.get("/api/v1/job/findJobsByStatus?status=queued,running&limit=5", &tok).await;
+    let (_, page) = t
+        .get(
+            "/api/v1/job/findJobsByStatus?status=queued,running&limit=5",
+            &tok,
+        )
+        .await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 5);
-    let (_, page) = t.get("/api/v1/job/findJobsByStatus?status=completed", &tok).await;
+    let (_, page) = t
+        .get("/api/v1/job/findJobsByStatus?status=completed", &tok)
+        .await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 0);
     assert!(page.get("nextCursor").is_none());
 }
@@ -337,24 +442,56 @@ async fn filters_by_status_site_type_and_time() {
     let a = t.submit(&tok, json!({"label": "a"})).await;
     let b = t.submit(&tok, json!({"label": "b"})).await;
     let c = t.submit(&tok, json!({"label": "c"})).await;
-    t.report(&agent, &id_of(&b), json!({"status": "dispatched"})).await;
-    t.report(&agent, &id_of(&c), json!({"status": "dispatched"})).await;
-    t.report(&agent, &id_of(&c), json!({"status": "running"})).await;
-    let ids = |v: &Value| -> Vec<String> { v["jobs"].as_array().unwrap().iter().map(id_of).collect() };
-    let (_, l) = t.get("/api/v1/job/findJobsByStatus?status=queued", &tok).await;
+    t.report(&agent, &id_of(&b), json!({"status": "dispatched"}))
+        .await;
+    t.report(&agent, &id_of(&c), json!({"status": "dispatched"}))
+        .await;
+    t.report(&agent, &id_of(&c), json!({"status": "running"}))
+        .await;
+    let ids =
+        |v: &Value| -> Vec<String> { v["jobs"].as_array().unwrap().iter().map(id_of).collect() };
+    let (_, l) = t
+        .get("/api/v1/job/findJobsByStatus?status=queued", &tok)
+        .await;
     assert_eq!(ids(&l), [id_of(&a)]);
-    let (_, l) = t.get("/api/v1/job/findJobsByStatus?status=dispatched&status=running", &tok).await;
+    let (_, l) = t
+        .get(
+            "/api/v1/job/findJobsByStatus?status=dispatched&status=running",
+            &tok,
+        )
+        .await;
     assert_eq!(ids(&l), [id_of(&c), id_of(&b)], "newest first");
-    let (_, l) = t.get(&format!("/api/v1/job/findJobsByStatus?site={SITE}&jobType={JOB_TYPE}"), &tok).await;
+    let (_, l) = t
+        .get(
+            &format!("/api/v1/job/findJobsByStatus?site={SITE}&jobType={JOB_TYPE}"),
+            &tok,
+        )
+        .await;
     assert_eq!(ids(&l).len(), 3);
-    let (_, l) = t.get("/api/v1/job/findJobsByStatus?jobType=other", &tok).await;
+    let (_, l) = t
+        .get("/api/v1/job/findJobsByStatus?jobType=other", &tok)
+        .await;
     assert_eq!(ids(&l).len(), 0);
     let created_b = b["createdAt"].as_str().unwrap();
     let (_, l) = t
-        .get(&format!("/api/v1/job/findJobsByStatus?createdAfter={}", created_b.replace(':', "%3A")), &tok)
+        .get(
+            &format!(
+                "/api/v1/job/findJobsByStatus?createdAfter={}",
+                created_b.replace(':', "%3A")
+            ),
+            &tok,
+        )
         .await;
-    assert!(ids(&l).contains(&id_of(&b)) && !ids(&l).contains(&id_of(&a)) || a["createdAt"] == b["createdAt"]);
-    let (_, l) = t.get("/api/v1/job/findJobsByStatus?createdBefore=2000-01-01T00:00:00Z", &tok).await;
+    assert!(
+        ids(&l).contains(&id_of(&b)) && !ids(&l).contains(&id_of(&a))
+            || a["createdAt"] == b["createdAt"]
+    );
+    let (_, l) = t
+        .get(
+            "/api/v1/job/findJobsByStatus?createdBefore=2000-01-01T00:00:00Z",
+            &tok,
+        )
+        .await;
     assert_eq!(ids(&l).len(), 0);
 }
 
@@ -366,7 +503,9 @@ async fn state_machine_refuses_illegal_transitions() {
     let job = t.submit(&tok, json!({"label": "x"})).await;
     let id = id_of(&job);
     // queued → running skips the claim: refused, nothing changes.
-    let (s, b) = t.report(&agent, &id, json!({"status": "running", "exitCode": 3})).await;
+    let (s, b) = t
+        .report(&agent, &id, json!({"status": "running", "exitCode": 3}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     assert_eq!(code(&b), "conflict");
     let (_, now) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
@@ -397,11 +536,21 @@ async fn state_machine_refuses_illegal_transitions() {
         assert_eq!(s, StatusCode::CONFLICT, "completed → {st}");
     }
     let (s, _) = t
-        .send(Method::PUT, &format!("/api/v1/job/updateByOperation/{id}"), &tok, Some(json!({"operation": "cancel"})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/updateByOperation/{id}"),
+            &tok,
+            Some(json!({"operation": "cancel"})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = t
-        .send(Method::PUT, &format!("/api/v1/job/{id}"), &tok, Some(json!({"parameters": {"label": "y"}})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"parameters": {"label": "y"}})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // Backwards on the main path is refused.
@@ -412,19 +561,42 @@ async fn state_machine_refuses_illegal_transitions() {
     assert_eq!(s, StatusCode::CONFLICT);
     // A running job cannot be changed by the client.
     let (s, _) = t
-        .send(Method::PUT, &format!("/api/v1/job/{j2}"), &tok, Some(json!({"parameters": {"label": "y"}})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{j2}"),
+            &tok,
+            Some(json!({"parameters": {"label": "y"}})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, b) = t.report(&agent, &j2, json!({"status": "failed", "exitCode": 2, "message": "segfault"})).await;
+    let (s, b) = t
+        .report(
+            &agent,
+            &j2,
+            json!({"status": "failed", "exitCode": 2, "message": "segfault"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["exitCode"], 2);
     // Mixed or empty updates are refused.
     let j3 = id_of(&t.submit(&tok, json!({"label": "x"})).await);
     let (s, _) = t
-        .send(Method::PUT, &format!("/api/v1/job/{j3}"), &tok, Some(json!({"status": "dispatched", "parameters": {}})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{j3}"),
+            &tok,
+            Some(json!({"status": "dispatched", "parameters": {}})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let (s, _) = t.send(Method::PUT, &format!("/api/v1/job/{j3}"), &tok, Some(json!({}))).await;
+    let (s, _) = t
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{j3}"),
+            &tok,
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = t.report(&agent, &j3, json!({"status": "exploded"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -436,21 +608,43 @@ async fn client_changes_a_queued_job() {
     let tok = t.alice().await;
     let id = id_of(&t.submit(&tok, json!({"label": "x", "steps": 5})).await);
     let (s, b) = t
-        .send(Method::PUT, &format!("/api/v1/job/{id}"), &tok, Some(json!({"parameters": {"label": "y"}, "metadata": {"k": 1}})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"parameters": {"label": "y"}, "metadata": {"k": 1}})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["parameters"]["label"], "y");
-    assert_eq!(b["parameters"]["steps"], 10, "parameters are replaced as a whole, defaults filled in");
+    assert_eq!(
+        b["parameters"]["steps"], 10,
+        "parameters are replaced as a whole, defaults filled in"
+    );
     assert_eq!(b["metadata"], json!({"k": 1}));
     let (s, b) = t
-        .send(Method::PUT, &format!("/api/v1/job/{id}"), &tok, Some(json!({"parameters": {"label": "y", "steps": -1}})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"parameters": {"label": "y", "steps": -1}})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["parameters.steps"]);
     let (s, b) = t
-        .send(Method::PUT, &format!("/api/v1/job/{id}"), &tok, Some(json!({"callbackUrl": "http://127.0.0.1:9/x"})))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"callbackUrl": "http://127.0.0.1:9/x"})),
+        )
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "callback hosts are refused by default");
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "callback hosts are refused by default"
+    );
     assert_eq!(fields(&b), ["callbackUrl"]);
 }
 
@@ -463,8 +657,13 @@ async fn operations_on_queued_and_running_jobs() {
         let tok = tok.clone();
         let t = &t;
         async move {
-            t.send(Method::PUT, &format!("/api/v1/job/updateByOperation/{id}"), &tok, Some(json!({"operation": op})))
-                .await
+            t.send(
+                Method::PUT,
+                &format!("/api/v1/job/updateByOperation/{id}"),
+                &tok,
+                Some(json!({"operation": op})),
+            )
+            .await
         }
     };
     // A queued job: hold/release/cancel at once.
@@ -474,7 +673,10 @@ async fn operations_on_queued_and_running_jobs() {
     let (s, b) = op(q.clone(), "release").await;
     assert_eq!((s, b["held"].clone()), (StatusCode::OK, json!(false)));
     let (s, b) = op(q.clone(), "cancel").await;
-    assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("cancelled")));
+    assert_eq!(
+        (s, b["status"].clone()),
+        (StatusCode::OK, json!("cancelled"))
+    );
     assert!(b.get("pendingOperation").is_none());
     let (s, _) = op(q.clone(), "cancel").await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -490,18 +692,29 @@ async fn operations_on_queued_and_running_jobs() {
     assert_eq!(b["pendingOperation"]["requestedBy"], "user:alice");
     let (s, b) = op(r.clone(), "cancel").await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    assert_eq!(b["pendingOperation"]["operation"], "cancel", "a later operation replaces an earlier one");
+    assert_eq!(
+        b["pendingOperation"]["operation"], "cancel",
+        "a later operation replaces an earlier one"
+    );
     assert_eq!(b["status"], "running");
     let (_, b) = t.report(&agent, &r, json!({"status": "cancelled"})).await;
     assert_eq!(b["status"], "cancelled");
-    assert!(b.get("pendingOperation").is_none(), "ending the job settles the operation");
+    assert!(
+        b.get("pendingOperation").is_none(),
+        "ending the job settles the operation"
+    );
     // The event log tells the story, with actors.
     let (_, ev) = t.get(&format!("/api/v1/job/{r}/events"), &tok).await;
     let kinds: Vec<(String, String)> = ev["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["actor"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let agent_actor = format!("agent:agent@{SITE}");
     assert_eq!(
@@ -519,7 +732,9 @@ async fn operations_on_queued_and_running_jobs() {
     assert_eq!(evs[2]["fromStatus"], "dispatched");
     assert_eq!(evs[2]["toStatus"], "running");
     let third = evs[2]["seq"].as_i64().unwrap();
-    let (_, rest) = t.get(&format!("/api/v1/job/{r}/events?after={third}"), &tok).await;
+    let (_, rest) = t
+        .get(&format!("/api/v1/job/{r}/events?after={third}"), &tok)
+        .await;
     assert_eq!(rest["events"].as_array().unwrap().len(), 3);
 }
 
@@ -529,17 +744,27 @@ async fn delete_queued_and_running_jobs() {
     let tok = t.alice().await;
     let agent = t.agent_token().await;
     let q = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    let (s, _) = t.send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None).await;
+    let (s, _) = t
+        .send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None)
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = t.get(&format!("/api/v1/job/{q}"), &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = t.send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None).await;
+    let (s, _) = t
+        .send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let r = id_of(&t.submit(&tok, json!({"label": "x"})).await);
     t.report(&agent, &r, json!({"status": "dispatched"})).await;
-    let (s, _) = t.send(Method::DELETE, &format!("/api/v1/job/{r}"), &tok, None).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "a job an agent holds is cancelled first");
+    let (s, _) = t
+        .send(Method::DELETE, &format!("/api/v1/job/{r}"), &tok, None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "a job an agent holds is cancelled first"
+    );
     let (s, _) = t.get(&format!("/api/v1/job/{r}"), &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "hidden from the client at once");
     let (_, l) = t.get("/api/v1/job/findJobsByStatus", &tok).await;
@@ -585,7 +810,9 @@ async fn strings_are_stored_and_returned_verbatim() {
     let agent = t.agent_token().await;
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
     let msg = "exit 1: can't open '/scratch/ü'; \"quota\" exceeded; '); DROP TABLE jobs; --";
-    let (s, b) = t.report(&agent, &id, json!({"status": "failed", "message": msg})).await;
+    let (s, b) = t
+        .report(&agent, &id, json!({"status": "failed", "message": msg}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (_, got) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
     assert_eq!(got["message"], msg);
@@ -593,7 +820,13 @@ async fn strings_are_stored_and_returned_verbatim() {
     assert_eq!(ev["events"][1]["message"], msg);
     // A NUL cannot be kept in a plain text column on every database: refused, never a 500.
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    let (s, b) = t.report(&agent, &id, json!({"status": "failed", "message": "a\u{0}b"})).await;
+    let (s, b) = t
+        .report(
+            &agent,
+            &id,
+            json!({"status": "failed", "message": "a\u{0}b"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(fields(&b), ["message"]);
     for path in [
@@ -606,7 +839,12 @@ async fn strings_are_stored_and_returned_verbatim() {
     let (s, _) = t.get("/api/v1/sites/a%00b/jobTypes", &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b) = t
-        .send(Method::POST, "/api/v1/job", &tok, Some(json!({"site": "a\u{0}b", "jobType": "x\u{0}"})))
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &tok,
+            Some(json!({"site": "a\u{0}b", "jobType": "x\u{0}"})),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
 }

@@ -143,40 +143,65 @@ async fn role_matrix() {
     let mut failures = Vec::new();
     for case in cases() {
         for role in Role::ALL {
-            let token = t.token("alice", "proj-a", [role].into_iter().collect(), Some(SITE)).await;
+            let token = t
+                .token("alice", "proj-a", [role].into_iter().collect(), Some(SITE))
+                .await;
             let job = t.submit(&owner, json!({"label": "x"})).await;
             let path = case.path.replace("{id}", &id_of(&job));
-            let (status, body) = t.send(case.method.clone(), &path, &token, case.body.clone()).await;
+            let (status, body) = t
+                .send(case.method.clone(), &path, &token, case.body.clone())
+                .await;
             let expected = if case.allowed.is_empty() || case.allowed.contains(&role) {
                 case.ok
             } else {
                 StatusCode::FORBIDDEN
             };
             if status != expected {
-                failures.push(format!("{} with only {role}: got {status}, expected {expected}: {body}", case.name));
+                failures.push(format!(
+                    "{} with only {role}: got {status}, expected {expected}: {body}",
+                    case.name
+                ));
             }
             if expected == StatusCode::FORBIDDEN && code(&body) != "forbidden" {
-                failures.push(format!("{} with only {role}: error code {:?}", case.name, code(&body)));
+                failures.push(format!(
+                    "{} with only {role}: error code {:?}",
+                    case.name,
+                    code(&body)
+                ));
             }
         }
         // Another project's token with every role never sees proj-a's job.
         let job = t.submit(&owner, json!({"label": "y"})).await;
         let path = case.path.replace("{id}", &id_of(&job));
-        let (status, body) = t.send(case.method.clone(), &path, &other, case.body.clone()).await;
+        let (status, body) = t
+            .send(case.method.clone(), &path, &other, case.body.clone())
+            .await;
         if status != case.other_project {
-            failures.push(format!("{} from another project: got {status}, expected {}: {body}", case.name, case.other_project));
+            failures.push(format!(
+                "{} from another project: got {status}, expected {}: {body}",
+                case.name, case.other_project
+            ));
         }
         if case.name == "list" && body.to_string().contains(&id_of(&job)) {
             failures.push("another project's listing shows proj-a's job".into());
         }
         // The job of the other-project attempt is untouched.
         let (s, after) = t.get(&format!("/api/v1/job/{}", id_of(&job)), &owner).await;
-        assert_eq!(s, StatusCode::OK, "{} from another project changed the job: {after}", case.name);
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "{} from another project changed the job: {after}",
+            case.name
+        );
         assert_eq!(after["status"], "queued");
         assert_eq!(after["held"], false);
         assert_eq!(after["parameters"]["label"], "y");
     }
-    assert!(failures.is_empty(), "role matrix failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "role matrix failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -187,7 +212,9 @@ async fn no_token_or_bad_token_is_401_everywhere() {
     for case in cases() {
         let path = case.path.replace("{id}", &id_of(&job));
         for token in ["", "hpcs_notarealtoken", "Basic abc"] {
-            let mut rb = t.http.request(case.method.clone(), format!("{}{path}", t.base));
+            let mut rb = t
+                .http
+                .request(case.method.clone(), format!("{}{path}", t.base));
             if !token.is_empty() {
                 rb = rb.header("authorization", format!("Bearer {token}"));
             }
@@ -195,7 +222,12 @@ async fn no_token_or_bad_token_is_401_everywhere() {
                 rb = rb.json(b);
             }
             let resp = rb.send().await.unwrap();
-            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{} with {token:?}", case.name);
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNAUTHORIZED,
+                "{} with {token:?}",
+                case.name
+            );
             assert!(resp.headers().contains_key("www-authenticate"));
             let body: Value = resp.json().await.unwrap();
             assert_eq!(code(&body), "unauthorized");
@@ -208,28 +240,61 @@ async fn site_restricted_tokens_stay_on_their_site() {
     let t = TestApp::spawn().await;
     let owner = t.alice().await;
     let job = t.submit(&owner, json!({"label": "x"})).await;
-    let elsewhere = t.token("alice", "proj-a", RoleSet::all(), Some("othersite")).await;
+    let elsewhere = t
+        .token("alice", "proj-a", RoleSet::all(), Some("othersite"))
+        .await;
     let (s, b) = t
-        .send(Method::POST, "/api/v1/job", &elsewhere, Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "a"}})))
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &elsewhere,
+            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "a"}})),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let (s, _) = t.get(&format!("/api/v1/job/{}", id_of(&job)), &elsewhere).await;
+    let (s, _) = t
+        .get(&format!("/api/v1/job/{}", id_of(&job)), &elsewhere)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = t.get(&format!("/api/v1/job/findJobsByStatus?site={SITE}"), &elsewhere).await;
+    let (s, _) = t
+        .get(
+            &format!("/api/v1/job/findJobsByStatus?site={SITE}"),
+            &elsewhere,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, b) = t.get("/api/v1/job/findJobsByStatus", &elsewhere).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["jobs"].as_array().unwrap().len(), 0);
     // Publishing for a site needs a token restricted to exactly that site.
-    let unrestricted = t.token("agent", "proj-a", [Role::GetJob].into_iter().collect(), None).await;
+    let unrestricted = t
+        .token(
+            "agent",
+            "proj-a",
+            [Role::GetJob].into_iter().collect(),
+            None,
+        )
+        .await;
     let (s, _) = t
-        .send(Method::PUT, "/api/v1/sites/testsite/jobTypes", &unrestricted, Some(json!({"jobTypes": []})))
+        .send(
+            Method::PUT,
+            "/api/v1/sites/testsite/jobTypes",
+            &unrestricted,
+            Some(json!({"jobTypes": []})),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // An agent of another site cannot report on this site's job.
     let other_agent = t
-        .token("agent", "proj-a", [Role::UpdateJobStatus].into_iter().collect(), Some("othersite"))
+        .token(
+            "agent",
+            "proj-a",
+            [Role::UpdateJobStatus].into_iter().collect(),
+            Some("othersite"),
+        )
         .await;
-    let (s, _) = t.report(&other_agent, &id_of(&job), json!({"status": "dispatched"})).await;
+    let (s, _) = t
+        .report(&other_agent, &id_of(&job), json!({"status": "dispatched"}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -45,32 +45,66 @@ async fn expired_revoked_and_orphaned_tokens_fail_at_once() {
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     let (s, b) = t.get("/api/v1/tokens/self", &expiring).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(b["error"]["message"].as_str().unwrap().contains("expired"), "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("expired"),
+        "{b}"
+    );
     let _ = rec;
 
     let tok = t.alice().await;
-    let id = t.store.list_tokens(Some("alice")).await.unwrap().last().unwrap().id.clone();
+    let id = t
+        .store
+        .list_tokens(Some("alice"))
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id
+        .clone();
     assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
     t.store.revoke_token(&id, None).await.unwrap();
     let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(b["error"]["message"].as_str().unwrap().contains("revoked"), "{b}");
-    assert!(t.store.revoke_token(&id, None).await.is_err(), "revoking twice is an error");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{b}"
+    );
+    assert!(
+        t.store.revoke_token(&id, None).await.is_err(),
+        "revoking twice is an error"
+    );
 
     let tok = t.alice().await;
     t.store.remove_member("alice", "proj-a").await.unwrap();
     let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert!(b["error"]["message"].as_str().unwrap().contains("member"), "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("member"),
+        "{b}"
+    );
     // A token cannot be made for a non-member, nor with no roles.
     assert!(t
         .store
-        .create_token(&NewToken { user: "alice", project: "proj-a", name: "x", roles: RoleSet::all(), site: None, expires_at: None })
+        .create_token(&NewToken {
+            user: "alice",
+            project: "proj-a",
+            name: "x",
+            roles: RoleSet::all(),
+            site: None,
+            expires_at: None
+        })
         .await
         .is_err());
     assert!(t
         .store
-        .create_token(&NewToken { user: "bob", project: "proj-b", name: "x", roles: RoleSet::EMPTY, site: None, expires_at: None })
+        .create_token(&NewToken {
+            user: "bob",
+            project: "proj-b",
+            name: "x",
+            roles: RoleSet::EMPTY,
+            site: None,
+            expires_at: None
+        })
         .await
         .is_err());
 }
@@ -90,7 +124,12 @@ async fn tokens_are_stored_as_hashes_only() {
 #[tokio::test]
 async fn openapi_is_served_and_matches_the_checked_in_copy() {
     let t = TestApp::spawn().await;
-    let served = t.http.get(format!("{}/api/v1/openapi.json", t.base)).send().await.unwrap();
+    let served = t
+        .http
+        .get(format!("{}/api/v1/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(served.status(), StatusCode::OK);
     let served = served.text().await.unwrap();
     assert_eq!(served, hpcsera_server::openapi::spec_json());
@@ -121,17 +160,35 @@ async fn openapi_is_served_and_matches_the_checked_in_copy() {
 #[tokio::test]
 async fn docs_are_served_from_the_binary() {
     let t = TestApp::spawn().await;
-    let page = t.http.get(format!("{}/api/v1/docs", t.base)).send().await.unwrap();
+    let page = t
+        .http
+        .get(format!("{}/api/v1/docs", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
     for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "init.js"] {
         assert!(html.contains(asset));
-        let r = t.http.get(format!("{}/api/v1/docs/{asset}", t.base)).send().await.unwrap();
+        let r = t
+            .http
+            .get(format!("{}/api/v1/docs/{asset}", t.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         assert!(r.bytes().await.unwrap().len() > 10);
     }
-    let r = t.http.get(format!("{}/api/v1/docs/../../etc/passwd", t.base)).send().await.unwrap();
+    let r = t
+        .http
+        .get(format!("{}/api/v1/docs/../../etc/passwd", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -139,11 +196,27 @@ async fn docs_are_served_from_the_binary() {
 async fn health_readiness_metrics_and_request_ids() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
-    let r = t.http.get(format!("{}/healthz", t.base)).send().await.unwrap();
+    let r = t
+        .http
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t.http.get(format!("{}/readyz", t.base)).send().await.unwrap();
+    let r = t
+        .http
+        .get(format!("{}/readyz", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t.http.get(format!("{}/api/v1/tokens/self", t.base)).bearer_auth(&tok).send().await.unwrap();
+    let r = t
+        .http
+        .get(format!("{}/api/v1/tokens/self", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(rid.len(), 36);
     // A request id the caller sends is kept.
@@ -159,13 +232,31 @@ async fn health_readiness_metrics_and_request_ids() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["requestId"], "my-trace-123");
     t.submit(&tok, json!({"label": "m"})).await;
-    let text = t.http.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"hpcsera_http_requests_total{route="/api/v1/job",method="POST",status="201"} 1"#), "{text}");
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"hpcsera_http_requests_total{route="/api/v1/job",method="POST",status="201"} 1"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"hpcsera_http_requests_total{route="/api/v1/job/{jobId}",method="GET",status="400"} 1"#), "{text}");
     assert!(text.contains("hpcsera_http_request_duration_seconds_bucket{route=\"/api/v1/job\",method=\"POST\",le=\"+Inf\"} 1"));
     // Readiness fails when the database is gone.
     t.store.close().await;
-    let r = t.http.get(format!("{}/readyz", t.base)).send().await.unwrap();
+    let r = t
+        .http
+        .get(format!("{}/readyz", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -183,13 +274,22 @@ async fn token_use_is_audited() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let post = records.iter().find(|r| r.method == "POST" && r.path == "/api/v1/job").expect("POST audited");
+    let post = records
+        .iter()
+        .find(|r| r.method == "POST" && r.path == "/api/v1/job")
+        .expect("POST audited");
     assert_eq!(post.user.as_deref(), Some("alice"));
     assert_eq!(post.project.as_deref(), Some("proj-a"));
     assert_eq!(post.status, 201);
     assert!(post.request_id.is_some());
-    let denied = records.iter().find(|r| r.status == 401).expect("failed attempt audited");
+    let denied = records
+        .iter()
+        .find(|r| r.status == 401)
+        .expect("failed attempt audited");
     assert!(denied.user.is_none());
     let tokens = t.store.list_tokens(Some("alice")).await.unwrap();
-    assert!(tokens.iter().any(|t| t.last_used_at.is_some()), "last_used_at recorded");
+    assert!(
+        tokens.iter().any(|t| t.last_used_at.is_some()),
+        "last_used_at recorded"
+    );
 }

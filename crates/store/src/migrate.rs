@@ -7,7 +7,7 @@ const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ini
 const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
 
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
-const PG_MIGRATION_LOCK: i64 = 0x6870_6373_6572_61; // "hpcsera"
+const PG_MIGRATION_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let migrations = match store.backend {

@@ -61,7 +61,10 @@ pub async fn post_job(
         }
     };
     if !is_valid_name(&body.site, true) {
-        return Err(ApiError::invalid_field("site", format!("there is no site {:?}", body.site)));
+        return Err(ApiError::invalid_field(
+            "site",
+            format!("there is no site {:?}", body.site),
+        ));
     }
     if !is_valid_name(&body.job_type, true) {
         return Err(ApiError::invalid_field(
@@ -370,9 +373,10 @@ pub async fn put_job(
             ("batchJobId", &body.batch_job_id, 200),
         ] {
             match v {
-                Some(v) if v.len() > max => {
-                    errs.push(FieldError::new(field, format!("is longer than {max} bytes")))
-                }
+                Some(v) if v.len() > max => errs.push(FieldError::new(
+                    field,
+                    format!("is longer than {max} bytes"),
+                )),
                 Some(v) if v.contains('\0') => {
                     errs.push(FieldError::new(field, "contains a NUL character"))
                 }

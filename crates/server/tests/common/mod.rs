@@ -22,7 +22,9 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
         Ok(base) if base.starts_with("postgres") => {
             sqlx::any::install_default_drivers();
             let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::AnyConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+            let mut conn = sqlx::AnyConnection::connect(&base)
+                .await
+                .expect("connect to the test PostgreSQL");
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
@@ -57,14 +59,20 @@ pub fn job_type_spec() -> Value {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        Self::spawn_with(ServerConfig { listen: "127.0.0.1:0".into(), ..Default::default() }).await
+        Self::spawn_with(ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn spawn_with(config: ServerConfig) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = fresh_database(dir.path()).await;
         let store = Store::connect(&url).await.expect("open store");
-        let app = Application::build(config, store.clone()).await.expect("bind");
+        let app = Application::build(config, store.clone())
+            .await
+            .expect("bind");
         let addr = app.local_addr().expect("addr");
         tokio::spawn(app.run_until(std::future::pending()));
         let t = TestApp {
@@ -85,15 +93,33 @@ impl TestApp {
         t.store.add_member("bob", "proj-b").await.expect("member");
         let agent = t.agent_token().await;
         let r = t
-            .send(Method::PUT, &format!("/api/v1/sites/{SITE}/jobTypes"), &agent, Some(json!({"jobTypes": [job_type_spec()]})))
+            .send(
+                Method::PUT,
+                &format!("/api/v1/sites/{SITE}/jobTypes"),
+                &agent,
+                Some(json!({"jobTypes": [job_type_spec()]})),
+            )
             .await;
         assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
         t
     }
 
-    pub async fn token(&self, user: &str, project: &str, roles: RoleSet, site: Option<&str>) -> String {
+    pub async fn token(
+        &self,
+        user: &str,
+        project: &str,
+        roles: RoleSet,
+        site: Option<&str>,
+    ) -> String {
         self.store
-            .create_token(&NewToken { user, project, name: "test", roles, site, expires_at: None })
+            .create_token(&NewToken {
+                user,
+                project,
+                name: "test",
+                roles,
+                site,
+                expires_at: None,
+            })
             .await
             .expect("token")
             .1
@@ -106,13 +132,24 @@ impl TestApp {
 
     /// The agent of SITE in proj-a.
     pub async fn agent_token(&self) -> String {
-        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode].into_iter().collect();
+        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+            .into_iter()
+            .collect();
         self.token("agent", "proj-a", roles, Some(SITE)).await
     }
 
     /// Sends a request; returns status and the JSON body (Null when empty or not JSON).
-    pub async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut rb = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -129,7 +166,12 @@ impl TestApp {
     /// Submits a job of the test type; panics unless 201.
     pub async fn submit(&self, token: &str, params: Value) -> Value {
         let (s, b) = self
-            .send(Method::POST, "/api/v1/job", token, Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params})))
+            .send(
+                Method::POST,
+                "/api/v1/job",
+                token,
+                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params})),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b
@@ -137,7 +179,8 @@ impl TestApp {
 
     /// Moves a job along as the agent would.
     pub async fn report(&self, agent: &str, id: &str, body: Value) -> (StatusCode, Value) {
-        self.send(Method::PUT, &format!("/api/v1/job/{id}"), agent, Some(body)).await
+        self.send(Method::PUT, &format!("/api/v1/job/{id}"), agent, Some(body))
+            .await
     }
 }
 
@@ -154,6 +197,10 @@ pub fn code(body: &Value) -> &str {
 pub fn fields(body: &Value) -> Vec<String> {
     body["error"]["fields"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f["field"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f["field"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }

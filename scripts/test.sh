@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs every check and test of hpcsera: formatting, lints, the OpenAPI validation, and the
+# whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
+# tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
+# openapi-spec-validator, and (see setup-slurm.sh) a single-node Slurm for the agent tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+as_root() { [ "$(id -u)" = 0 ]; }
+apt_install() {
+  if ! as_root; then echo "need root to install: $*" >&2; return 1; fi
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+PG_URL="${HPCSERA_TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}"
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then return 0; fi
+  say "PostgreSQL is not answering on 127.0.0.1:5432: installing and starting it"
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql postgresql-client
+  local ver; ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  pg_isready -h 127.0.0.1 -p 5432
+  runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'"
+  runuser -u postgres -- psql -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+    || runuser -u postgres -- createdb test
+}
+
+drop_test_databases() {
+  psql "$PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'hpcsera_t_%'" 2>/dev/null \
+    | while read -r db; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+}
+
+ensure_openapi_validator() {
+  python3 -c 'import openapi_spec_validator' 2>/dev/null && return 0
+  say "installing openapi-spec-validator (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check openapi-spec-validator
+}
+
+run_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+  else
+    cargo test --workspace --no-fail-fast "$@"
+  fi
+}
+
+say "formatting"
+cargo fmt --all -- --check
+
+say "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+ensure_postgres
+command -v psql >/dev/null || apt_install postgresql-client
+drop_test_databases
+ensure_openapi_validator
+
+say "OpenAPI: the checked-in spec is valid OpenAPI 3"
+python3 -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open("openapi.json"))); print("openapi.json is valid")'
+
+say "tests on SQLite"
+HPCSERA_TEST_DATABASE_URL=sqlite run_tests
+
+say "tests on PostgreSQL ($PG_URL)"
+HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests
+
+drop_test_databases
+say "all checks passed"
