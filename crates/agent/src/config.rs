@@ -430,7 +430,11 @@ impl AgentConfig {
             problems.push(Some(raw.work_dir.span()), "work_dir", "must not be empty");
         }
         if raw.token_file.get_ref().as_os_str().is_empty() {
-            problems.push(Some(raw.token_file.span()), "token_file", "must not be empty");
+            problems.push(
+                Some(raw.token_file.span()),
+                "token_file",
+                "must not be empty",
+            );
         }
         check_batch(&raw.batch, &mut problems);
 
@@ -487,7 +491,12 @@ impl AgentConfig {
             for (si, s) in jt.sub_jobs.into_iter().enumerate() {
                 let span = s.span();
                 let s = s.into_inner();
-                check_sub_job(&s, &format!("{at}.sub_jobs[{si}]"), span.clone(), &mut problems);
+                check_sub_job(
+                    &s,
+                    &format!("{at}.sub_jobs[{si}]"),
+                    span.clone(),
+                    &mut problems,
+                );
                 sub_jobs.push(s);
                 sub_spans.push(span);
             }

@@ -1,0 +1,632 @@
+//! The generic command adapter: command templates (argv arrays) + an output parser + a
+//! state table, with presets for Slurm, PBS and LSF.
+//!
+//! # Templates and placeholders
+//!
+//! Each command is an argv array. Placeholders are replaced inside single argv entries, in
+//! one pass (a replaced value is never scanned again), and never joined into shell text:
+//!
+//! | placeholder | value |
+//! |---|---|
+//! | `{script}` | the rendered batch script |
+//! | `{job_name}` | the batch job name (carries the hpcsera job id) |
+//! | `{stdout}`, `{stderr}` | output files |
+//! | `{work_dir}` | the job's work dir |
+//! | `{id}` | one batch id (cancel, hold, release) |
+//! | `{ids}` | all ids of a status query, comma-joined |
+//! | `{names}` | all job names of a find query, comma-joined |
+//!
+//! Three placeholders stand for a whole argv entry and expand to zero or more entries:
+//! `{options}` (the config's `submit_options` then the sub-job's `options`), `{id_list}`
+//! (one entry per id) and `{name_list}` (one entry per job name).
+//!
+//! # Presets
+//!
+//! | | slurm | pbs | lsf |
+//! |---|---|---|---|
+//! | submit | `sbatch --parsable --job-name={job_name} --output={stdout} --error={stderr} --chdir={work_dir} --export=ALL {options} {script}` | `qsub -V -N {job_name} -o {stdout} -e {stderr} {options} {script}` | `bsub -J {job_name} -o {stdout} -e {stderr} -cwd {work_dir} {options} {script}` |
+//! | status | `squeue --noheader --states=all --format=%i\|%T\|%r --jobs={ids}` | `qstat -f -F json -x {id_list}` | `bjobs -a -json -o "jobid stat exit_code" {id_list}` |
+//! | accounting | `sacct --noheader --parsable2 --allocations --format=JobID,State,ExitCode --jobs={ids}` | – | – |
+//! | cancel / hold / release | `scancel`, `scontrol hold`, `scontrol release` | `qdel`, `qhold`, `qrls` | `bkill`, `bstop`, `bresume` |
+//! | find | `squeue --noheader --states=all --format=%i\|%j --name={names}` | `qstat -f -F json -x` | `bjobs -a -json -o "jobid job_name"` |
+//!
+//! The job's environment (`HPCSERA_*`) is the submit command's process environment, which
+//! all three systems hand to the job (`--export=ALL`, `qsub -V`, bsub's default).
+
+use super::exec::{display_argv, excerpt, failed, Exec};
+use super::parse::{self, OutputFormat, RawStatus, StateTable};
+use super::{
+    BatchAdapter, BatchError, BatchJobRef, BatchPreset, BatchState, BoxFuture, StateClass,
+    SubmitRequest,
+};
+use crate::config::BatchConfig;
+use crate::script::read_exit_file;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Default timeout of one batch-system command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The command templates of a batch system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Templates {
+    pub submit: Vec<String>,
+    pub status: Vec<String>,
+    /// Empty: no accounting fallback.
+    pub accounting: Vec<String>,
+    pub cancel: Vec<String>,
+    pub hold: Vec<String>,
+    pub release: Vec<String>,
+    pub find: Vec<String>,
+}
+
+fn argv(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+impl Templates {
+    /// The preset's templates (`None` for `local`, which runs no commands).
+    pub fn preset(p: BatchPreset) -> Option<Templates> {
+        Some(match p {
+            BatchPreset::Slurm => Templates {
+                submit: argv(&[
+                    "sbatch",
+                    "--parsable",
+                    "--job-name={job_name}",
+                    "--output={stdout}",
+                    "--error={stderr}",
+                    "--chdir={work_dir}",
+                    "--export=ALL",
+                    "{options}",
+                    "{script}",
+                ]),
+                status: argv(&[
+                    "squeue",
+                    "--noheader",
+                    "--states=all",
+                    "--format=%i|%T|%r",
+                    "--jobs={ids}",
+                ]),
+                accounting: argv(&[
+                    "sacct",
+                    "--noheader",
+                    "--parsable2",
+                    "--allocations",
+                    "--format=JobID,State,ExitCode",
+                    "--jobs={ids}",
+                ]),
+                cancel: argv(&["scancel", "{id}"]),
+                hold: argv(&["scontrol", "hold", "{id}"]),
+                release: argv(&["scontrol", "release", "{id}"]),
+                find: argv(&[
+                    "squeue",
+                    "--noheader",
+                    "--states=all",
+                    "--format=%i|%j",
+                    "--name={names}",
+                ]),
+            },
+            BatchPreset::Pbs => Templates {
+                submit: argv(&[
+                    "qsub",
+                    "-V",
+                    "-N",
+                    "{job_name}",
+                    "-o",
+                    "{stdout}",
+                    "-e",
+                    "{stderr}",
+                    "{options}",
+                    "{script}",
+                ]),
+                status: argv(&["qstat", "-f", "-F", "json", "-x", "{id_list}"]),
+                accounting: Vec::new(),
+                cancel: argv(&["qdel", "{id}"]),
+                hold: argv(&["qhold", "{id}"]),
+                release: argv(&["qrls", "{id}"]),
+                find: argv(&["qstat", "-f", "-F", "json", "-x"]),
+            },
+            BatchPreset::Lsf => Templates {
+                submit: argv(&[
+                    "bsub",
+                    "-J",
+                    "{job_name}",
+                    "-o",
+                    "{stdout}",
+                    "-e",
+                    "{stderr}",
+                    "-cwd",
+                    "{work_dir}",
+                    "{options}",
+                    "{script}",
+                ]),
+                status: argv(&[
+                    "bjobs",
+                    "-a",
+                    "-json",
+                    "-o",
+                    "jobid stat exit_code",
+                    "{id_list}",
+                ]),
+                accounting: Vec::new(),
+                cancel: argv(&["bkill", "{id}"]),
+                hold: argv(&["bstop", "{id}"]),
+                release: argv(&["bresume", "{id}"]),
+                find: argv(&["bjobs", "-a", "-json", "-o", "jobid job_name"]),
+            },
+            BatchPreset::Local => return None,
+        })
+    }
+}
+
+/// Values for the placeholders of one command.
+#[derive(Default)]
+struct Vars<'a> {
+    single: Vec<(&'static str, &'a str)>,
+    lists: Vec<(&'static str, &'a [String])>,
+}
+
+/// Expands a template (see the module docs). Unknown `{…}` text is kept as it is.
+fn expand(template: &[String], vars: &Vars<'_>) -> Vec<String> {
+    let mut out = Vec::with_capacity(template.len());
+    for entry in template {
+        if let Some((_, list)) = vars.lists.iter().find(|(k, _)| {
+            entry.len() == k.len() + 2 && entry.starts_with('{') && entry[1..].starts_with(k)
+        }) {
+            out.extend(list.iter().cloned());
+            continue;
+        }
+        let mut s = String::with_capacity(entry.len());
+        let mut rest = entry.as_str();
+        while let Some(open) = rest.find('{') {
+            s.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let hit = after.find('}').and_then(|close| {
+                let key = &after[..close];
+                vars.single
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (close, *v))
+            });
+            match hit {
+                Some((close, v)) => {
+                    s.push_str(v);
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    s.push('{');
+                    rest = after;
+                }
+            }
+        }
+        s.push_str(rest);
+        out.push(s);
+    }
+    out
+}
+
+fn path_str<'a>(p: &'a Path, what: &str) -> Result<&'a str, BatchError> {
+    p.to_str()
+        .ok_or_else(|| BatchError::Invalid(format!("{what} {} is not UTF-8", p.display())))
+}
+
+/// The generic command adapter.
+pub struct CommandAdapter {
+    name: String,
+    format: OutputFormat,
+    templates: Templates,
+    submit_options: Vec<String>,
+    states: StateTable,
+    exec: Exec,
+    /// Ids this adapter was asked to cancel (so a job that vanished after `scancel` reads as
+    /// cancelled, not failed with 143). In memory only.
+    cancelled: Mutex<HashSet<String>>,
+}
+
+impl CommandAdapter {
+    /// An adapter with a preset's templates.
+    pub fn preset(preset: BatchPreset) -> Result<CommandAdapter, BatchError> {
+        Self::from_config(&BatchConfig {
+            preset,
+            ..BatchConfig::default()
+        })
+    }
+
+    /// An adapter from the `[batch]` config: the preset's templates with the config's
+    /// overrides.
+    pub fn from_config(cfg: &BatchConfig) -> Result<CommandAdapter, BatchError> {
+        let mut t = Templates::preset(cfg.preset).ok_or_else(|| BatchError::Unsupported {
+            adapter: cfg.preset.as_str().into(),
+            operation: "batch-system commands (use the local adapter)",
+        })?;
+        let format = match cfg.preset {
+            BatchPreset::Slurm => OutputFormat::Slurm,
+            BatchPreset::Pbs => OutputFormat::Pbs,
+            BatchPreset::Lsf => OutputFormat::Lsf,
+            BatchPreset::Local => unreachable_local()?,
+        };
+        for (slot, over) in [
+            (&mut t.submit, &cfg.submit),
+            (&mut t.status, &cfg.status),
+            (&mut t.accounting, &cfg.accounting),
+            (&mut t.cancel, &cfg.cancel),
+            (&mut t.hold, &cfg.hold),
+            (&mut t.release, &cfg.release),
+            (&mut t.find, &cfg.find),
+        ] {
+            if let Some(o) = over {
+                slot.clone_from(o);
+            }
+        }
+        let mut states = StateTable::for_format(format);
+        for (raw, class) in &cfg.states {
+            let c = StateClass::parse(class).ok_or_else(|| {
+                BatchError::Invalid(format!("batch.states.{raw}: unknown class {class:?}"))
+            })?;
+            states.set(raw, c);
+        }
+        Ok(CommandAdapter {
+            name: cfg.preset.as_str().to_string(),
+            format,
+            templates: t,
+            submit_options: cfg.submit_options.clone(),
+            states,
+            exec: Exec::new(
+                cfg.command_timeout_seconds
+                    .map_or(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs),
+            ),
+            cancelled: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    fn was_cancelled(&self, id: &str) -> bool {
+        self.cancelled
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
+    }
+
+    /// Maps one raw status (plus the exit file's code) to a state.
+    fn classify(&self, raw: &RawStatus, file_code: Option<i32>) -> BatchState {
+        let class = self.states.get(&raw.state).unwrap_or(StateClass::Unknown);
+        let cancelled = self.was_cancelled(&raw.id);
+        let describe = || match &raw.reason {
+            Some(r) => format!("batch system reports {} ({r})", raw.state),
+            None => format!("batch system reports {}", raw.state),
+        };
+        match class {
+            StateClass::Pending => BatchState::Pending,
+            StateClass::Held => BatchState::Held,
+            StateClass::Running => BatchState::Running,
+            StateClass::Unknown => BatchState::Unknown,
+            StateClass::Cancelled => BatchState::Cancelled,
+            StateClass::Completed => {
+                // PBS: Exit_status < 0 is a PBS failure to run the job; >= 256 is 256 + signal.
+                if file_code.is_none() {
+                    if let Some(c) = raw.exit_code {
+                        if c < 0 {
+                            return BatchState::Failed {
+                                exit_code: None,
+                                reason: format!(
+                                    "the batch system could not run the job (exit status {c})"
+                                ),
+                            };
+                        }
+                        if c >= 256 {
+                            if cancelled {
+                                return BatchState::Cancelled;
+                            }
+                            return BatchState::Failed {
+                                exit_code: Some(128 + (c - 256)),
+                                reason: format!("killed by signal {}", c - 256),
+                            };
+                        }
+                    }
+                }
+                let code = file_code.or(raw.exit_code).unwrap_or(0);
+                self.state_for_code(&raw.id, code)
+            }
+            StateClass::Failed => {
+                if cancelled {
+                    return BatchState::Cancelled;
+                }
+                BatchState::Failed {
+                    exit_code: file_code.or(raw.exit_code),
+                    reason: describe(),
+                }
+            }
+        }
+    }
+
+    /// A finished job known only by its exit code.
+    fn state_for_code(&self, id: &str, code: i32) -> BatchState {
+        if code == 0 {
+            BatchState::Completed { exit_code: 0 }
+        } else if self.was_cancelled(id) {
+            BatchState::Cancelled
+        } else {
+            BatchState::Failed {
+                exit_code: Some(code),
+                reason: format!("the job script exited with code {code}"),
+            }
+        }
+    }
+
+    async fn query_status(
+        &self,
+        template: &[String],
+        ids: &[String],
+        accounting: bool,
+    ) -> Result<Vec<RawStatus>, BatchError> {
+        let joined = ids.join(",");
+        let vars = Vars {
+            single: vec![("ids", joined.as_str())],
+            lists: vec![("id_list", ids)],
+        };
+        let argv = expand(template, &vars);
+        let out = self.exec.run(&argv, &[], None).await?;
+        if !out.success()
+            && out.stdout.trim().is_empty()
+            && !parse::is_unknown_id_complaint(self.format, &out.stderr)
+        {
+            return Err(failed(&argv, &out));
+        }
+        let parsed = if accounting && self.format == OutputFormat::Slurm {
+            Ok(parse::parse_sacct(&out.stdout))
+        } else {
+            parse::parse_status(self.format, &out.stdout)
+        };
+        parsed.map_err(|message| BatchError::Parse {
+            command: display_argv(&argv),
+            message,
+            excerpt: excerpt(&out.stdout, 500),
+        })
+    }
+
+    async fn simple(&self, template: &[String], id: &str) -> Result<(), BatchError> {
+        if id.is_empty() || id.starts_with('-') {
+            return Err(BatchError::Invalid(format!("{id:?} is not a batch job id")));
+        }
+        let vars = Vars {
+            single: vec![("id", id)],
+            lists: vec![],
+        };
+        let argv = expand(template, &vars);
+        self.exec.run_ok(&argv, &[], None).await.map(|_| ())
+    }
+}
+
+fn unreachable_local() -> Result<OutputFormat, BatchError> {
+    Err(BatchError::Unsupported {
+        adapter: "local".into(),
+        operation: "batch-system commands",
+    })
+}
+
+impl BatchAdapter for CommandAdapter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn submit<'a>(&'a self, req: &'a SubmitRequest) -> BoxFuture<'a, Result<String, BatchError>> {
+        Box::pin(async move {
+            let script = path_str(&req.script_path, "script path")?;
+            let stdout = path_str(&req.stdout_path, "stdout path")?;
+            let stderr = path_str(&req.stderr_path, "stderr path")?;
+            let work_dir = path_str(&req.work_dir, "work dir")?;
+            if req.job_name.is_empty() || req.job_name.starts_with('-') {
+                return Err(BatchError::Invalid(format!(
+                    "{:?} is not a usable job name",
+                    req.job_name
+                )));
+            }
+            let options: Vec<String> = self
+                .submit_options
+                .iter()
+                .chain(req.options.iter())
+                .cloned()
+                .collect();
+            let vars = Vars {
+                single: vec![
+                    ("script", script),
+                    ("job_name", req.job_name.as_str()),
+                    ("stdout", stdout),
+                    ("stderr", stderr),
+                    ("work_dir", work_dir),
+                ],
+                lists: vec![("options", &options)],
+            };
+            let argv = expand(&self.templates.submit, &vars);
+            let out = self
+                .exec
+                .run_ok(&argv, &req.env, Some(&req.work_dir))
+                .await?;
+            parse::parse_submit(self.format, &out.stdout).map_err(|message| BatchError::Parse {
+                command: display_argv(&argv),
+                message,
+                excerpt: excerpt(&out.stdout, 500),
+            })
+        })
+    }
+
+    fn status_all<'a>(
+        &'a self,
+        jobs: &'a [BatchJobRef],
+    ) -> BoxFuture<'a, Result<HashMap<String, BatchState>, BatchError>> {
+        Box::pin(async move {
+            let mut result = HashMap::new();
+            if jobs.is_empty() {
+                return Ok(result);
+            }
+            let mut seen = HashSet::new();
+            let ids: Vec<String> = jobs
+                .iter()
+                .filter(|j| seen.insert(j.id.as_str()))
+                .map(|j| j.id.clone())
+                .collect();
+            let raws = self
+                .query_status(&self.templates.status, &ids, false)
+                .await?;
+            let by_id: HashMap<&str, &RawStatus> =
+                raws.iter().map(|r| (r.id.as_str(), r)).collect();
+            let mut missing = Vec::new();
+            for j in jobs {
+                let file_code = j.exit_file.as_deref().and_then(read_exit_file);
+                if let Some(raw) = by_id.get(j.id.as_str()) {
+                    result.insert(j.id.clone(), self.classify(raw, file_code));
+                } else if let Some(code) = file_code {
+                    result.insert(j.id.clone(), self.state_for_code(&j.id, code));
+                } else {
+                    missing.push(j.id.clone());
+                }
+            }
+            if !missing.is_empty() && !self.templates.accounting.is_empty() {
+                match self
+                    .query_status(&self.templates.accounting, &missing, true)
+                    .await
+                {
+                    Ok(acct) => {
+                        for raw in &acct {
+                            if missing.contains(&raw.id) {
+                                result.insert(raw.id.clone(), self.classify(raw, None));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "accounting query gave nothing"),
+                }
+            }
+            for id in missing {
+                let state = if self.was_cancelled(&id) {
+                    BatchState::Cancelled
+                } else {
+                    BatchState::Unknown
+                };
+                result.entry(id).or_insert(state);
+            }
+            Ok(result)
+        })
+    }
+
+    fn cancel<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BatchError>> {
+        Box::pin(async move {
+            if let Ok(mut s) = self.cancelled.lock() {
+                s.insert(id.to_string());
+            }
+            self.simple(&self.templates.cancel, id).await
+        })
+    }
+
+    fn hold<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BatchError>> {
+        Box::pin(self.simple(&self.templates.hold, id))
+    }
+
+    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BatchError>> {
+        Box::pin(self.simple(&self.templates.release, id))
+    }
+
+    fn find_by_name<'a>(
+        &'a self,
+        job_names: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, String>, BatchError>> {
+        Box::pin(async move {
+            let mut found = HashMap::new();
+            if job_names.is_empty() {
+                return Ok(found);
+            }
+            let joined = job_names.join(",");
+            let vars = Vars {
+                single: vec![("names", joined.as_str())],
+                lists: vec![("name_list", job_names)],
+            };
+            let argv = expand(&self.templates.find, &vars);
+            let out = self.exec.run(&argv, &[], None).await?;
+            if !out.success() && out.stdout.trim().is_empty() {
+                return Err(failed(&argv, &out));
+            }
+            let pairs = parse::parse_names(self.format, &out.stdout).map_err(|message| {
+                BatchError::Parse {
+                    command: display_argv(&argv),
+                    message,
+                    excerpt: excerpt(&out.stdout, 500),
+                }
+            })?;
+            for (name, id) in pairs {
+                if job_names.contains(&name) {
+                    if let Some(prev) = found.insert(name.clone(), id.clone()) {
+                        tracing::warn!(%name, %prev, %id, "several batch jobs carry the same name");
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn commands_spawned(&self) -> u64 {
+        self.exec.count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn placeholders_are_replaced_inside_entries_only_once() {
+        let opts = s(&["--time=1", "--ntasks=2"]);
+        let ids = s(&["1", "2"]);
+        let vars = Vars {
+            single: vec![("job_name", "a{id}b"), ("id", "X"), ("ids", "1,2")],
+            lists: vec![("options", &opts), ("id_list", &ids)],
+        };
+        let out = expand(
+            &s(&[
+                "cmd",
+                "--name={job_name}",
+                "{options}",
+                "--jobs={ids}",
+                "{id_list}",
+                "{unknown}",
+                "%i|%T",
+                "{",
+            ]),
+            &vars,
+        );
+        assert_eq!(
+            out,
+            s(&[
+                "cmd",
+                "--name=a{id}b",
+                "--time=1",
+                "--ntasks=2",
+                "--jobs=1,2",
+                "1",
+                "2",
+                "{unknown}",
+                "%i|%T",
+                "{"
+            ])
+        );
+    }
+
+    #[test]
+    fn values_with_spaces_stay_one_argument() {
+        let vars = Vars {
+            single: vec![("script", "/tmp/a b/$(x);y.sh")],
+            lists: vec![],
+        };
+        assert_eq!(
+            expand(&s(&["run", "{script}"]), &vars),
+            s(&["run", "/tmp/a b/$(x);y.sh"])
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Running a login sub-job: a command on the login node, with a timeout.
+//!
+//! The command is an argv run without a shell, or — only when the config gives `shell = "…"`
+//! explicitly — that text run with `/bin/sh -c`. Either way parameters arrive only as
+//! environment variables ([`crate::env`]). The process runs in the job's work dir, in its own
+//! process group; on timeout the whole group gets SIGTERM, then SIGKILL after a grace period,
+//! and the result is [`LoginError::TimedOut`]. stdout and stderr go to files, each bounded to
+//! `max_output_bytes` (the rest is read and dropped, so the process never blocks on a full
+//! pipe).
+
+use super::exec::{check_env, scrub_env};
+use crate::config::LoginCommand;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// How long a timed-out process group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long output is still drained after the process ended (a background grandchild may
+/// hold the pipe open).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct LoginRequest {
+    pub command: LoginCommand,
+    pub env: Vec<(String, String)>,
+    /// The job's work dir (the process's current directory).
+    pub work_dir: PathBuf,
+    pub timeout: Duration,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// At most this many bytes of each stream are written to its file.
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginOutcome {
+    /// The exit code; `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration: Duration,
+}
+
+impl LoginOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// A one-line description for a status report.
+    pub fn describe(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (Some(0), _) => "succeeded".into(),
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            (None, None) => "ended without an exit status".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {seconds} s; the process group was killed")]
+    TimedOut { seconds: u64 },
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Copies `r` into `path`, keeping at most `max` bytes; returns whether it was truncated.
+async fn capture<R: AsyncRead + Unpin>(
+    mut r: R,
+    path: PathBuf,
+    max: u64,
+) -> (bool, Option<String>) {
+    let mut file = match tokio::fs::File::create(&path).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            return (
+                false,
+                Some(format!("cannot create {}: {e}", path.display())),
+            )
+        }
+    };
+    let mut written: u64 = 0;
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = max.saturating_sub(written);
+        let keep = (n as u64).min(room) as usize;
+        if keep < n {
+            truncated = true;
+        }
+        if keep > 0 {
+            if let Some(f) = file.as_mut() {
+                if f.write_all(&buf[..keep]).await.is_err() {
+                    file = None;
+                }
+            }
+            written += keep as u64;
+        }
+    }
+    if let Some(mut f) = file {
+        let _ = f.flush().await;
+    }
+    (truncated, None)
+}
+
+fn kill_group(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on the process group we created for this command (pid is its leader).
+    unsafe {
+        libc::kill(-pid, sig);
+    }
+}
+
+/// Runs a login sub-job (see the module docs).
+pub async fn run_login(req: &LoginRequest) -> Result<LoginOutcome, LoginError> {
+    check_env(&req.env).map_err(|e| LoginError::Invalid(e.to_string()))?;
+    let (program, args): (String, Vec<String>) = match &req.command {
+        LoginCommand::Argv(argv) => {
+            let (p, rest) = argv
+                .split_first()
+                .ok_or_else(|| LoginError::Invalid("empty command".into()))?;
+            (p.clone(), rest.to_vec())
+        }
+        LoginCommand::Shell(text) => ("/bin/sh".into(), vec!["-c".into(), text.clone()]),
+    };
+    if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+        return Err(LoginError::Invalid(
+            "the command contains a NUL byte".into(),
+        ));
+    }
+    ensure_dir(&req.work_dir)?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
+        .current_dir(&req.work_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    scrub_env(&mut cmd);
+    cmd.envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| LoginError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let out_task = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(capture(s, req.stdout_path.clone(), req.max_output_bytes)));
+    let err_task = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(capture(s, req.stderr_path.clone(), req.max_output_bytes)));
+
+    let status = match tokio::time::timeout(req.timeout, child.wait()).await {
+        Ok(status) => status.map_err(|source| LoginError::Spawn {
+            program: program.clone(),
+            source,
+        })?,
+        Err(_) => {
+            if let Some(pid) = pid {
+                kill_group(pid, libc::SIGTERM);
+                if tokio::time::timeout(KILL_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
+                    kill_group(pid, libc::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                // Whatever is left of the group (children that ignored SIGTERM).
+                kill_group(pid, libc::SIGKILL);
+            } else {
+                let _ = child.kill().await;
+            }
+            for t in [out_task, err_task].into_iter().flatten() {
+                let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
+            }
+            return Err(LoginError::TimedOut {
+                seconds: req.timeout.as_secs(),
+            });
+        }
+    };
+    let mut truncated = [false, false];
+    for (i, t) in [out_task, err_task].into_iter().enumerate() {
+        let Some(mut t) = t else { continue };
+        match tokio::time::timeout(DRAIN_GRACE, &mut t).await {
+            Ok(Ok((tr, problem))) => {
+                truncated[i] = tr;
+                if let Some(p) = problem {
+                    tracing::warn!(problem = %p, "login sub-job output not kept");
+                }
+            }
+            _ => t.abort(),
+        }
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(LoginOutcome {
+        exit_code: status.code(),
+        signal: status.signal(),
+        stdout_truncated: truncated[0],
+        stderr_truncated: truncated[1],
+        duration: started.elapsed(),
+    })
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), LoginError> {
+    std::fs::create_dir_all(dir).map_err(|source| LoginError::Io {
+        context: "cannot create the work dir",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
