@@ -248,3 +248,143 @@ pub struct JobTypeList {
     pub site: String,
     pub job_types: Vec<JobTypeSpec>,
 }
+
+/// Body of `POST /agent/poll`: the agent's one call per cycle. It renews the leases of the
+/// jobs the agent holds, confirms fresh claims, and waits (long-poll) until there is a job to
+/// claim or an operation to carry out, or `waitSeconds` pass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentPoll {
+    /// Jobs the agent is working on; their leases are renewed and their claims confirmed.
+    #[serde(default)]
+    pub active_job_ids: Vec<String>,
+    /// How many new jobs the agent takes now (0: none, only operations and lease renewal).
+    #[serde(default)]
+    pub max_jobs: u32,
+    /// How long to wait for work, at most 60 seconds (0: answer at once).
+    #[serde(default)]
+    pub wait_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+}
+
+/// An operation for the agent to carry out on a job it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentOperation {
+    pub job_id: String,
+    pub operation: Operation,
+}
+
+/// Reply to `POST /agent/poll`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPollReply {
+    /// Newly claimed jobs (now `dispatched`). The agent confirms each claim with its next
+    /// poll (listing it in `activeJobIds`) or a status report before it runs anything; an
+    /// unconfirmed claim is offered again when its lease runs out.
+    pub jobs: Vec<Job>,
+    pub operations: Vec<AgentOperation>,
+    /// Of the `activeJobIds`, those the agent no longer holds (ended, lost, or another
+    /// agent's); the agent stops working on them.
+    pub released_job_ids: Vec<String>,
+    /// Seconds a lease lasts from now; poll well within it.
+    pub lease_seconds: u64,
+}
+
+/// Body of `POST /agent/jobs/{jobId}/operationDone`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperationDone {
+    pub operation: Operation,
+    /// Whether the batch system carried it out.
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Output streams of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+impl std::str::FromStr for OutputStream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stdout" => Ok(OutputStream::Stdout),
+            "stderr" => Ok(OutputStream::Stderr),
+            _ => Err(format!("unknown stream {s:?}; streams are stdout, stderr")),
+        }
+    }
+}
+
+/// A result file of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultList {
+    pub results: Vec<ResultFile>,
+}
+
+/// Whether `name` is an acceptable result file name: relative, `/`-separated segments of
+/// letters, digits, `.`, `_`, `-`, no `.`/`..` segments, at most 255 bytes.
+pub fn is_valid_result_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_names() {
+        for ok in ["a.txt", "out/summary.csv", "x/y/z-1_2.tar.gz", ".hidden"] {
+            assert!(is_valid_result_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/abs",
+            "a/../b",
+            "..",
+            ".",
+            "a//b",
+            "a/",
+            "sp ace",
+            "a\\b",
+            "ü",
+            &"a".repeat(256),
+        ] {
+            assert!(!is_valid_result_name(bad), "{bad:?}");
+        }
+    }
+}

@@ -102,6 +102,15 @@ struct ServerArgs {
         value_delimiter = ','
     )]
     callback_allow_hosts: Vec<String>,
+    /// How long an agent's lease on a job lasts after each poll or report, in seconds.
+    #[arg(long, env = "HPCSERA_LEASE_SECONDS", default_value_t = 300)]
+    lease_seconds: u64,
+    /// Most bytes kept of each output stream (stdout, stderr) of a job.
+    #[arg(long, env = "HPCSERA_MAX_OUTPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_output_bytes: usize,
+    /// Largest result file a job may upload, in bytes.
+    #[arg(long, env = "HPCSERA_MAX_RESULT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_result_bytes: usize,
 }
 
 fn init_logging(format: LogFormat) {
@@ -141,6 +150,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen.clone(),
         max_body_bytes: args.max_body_bytes,
         callback_allow_hosts: args.callback_allow_hosts,
+        lease_seconds: args.lease_seconds.max(10),
+        max_output_bytes: args.max_output_bytes,
+        max_result_bytes: args.max_result_bytes,
+        ..ServerConfig::default()
     };
     let app = Application::build(config, store)
         .await

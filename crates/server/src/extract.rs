@@ -59,6 +59,25 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
     }
 }
 
+/// A raw request body; over the route's limit is 413 with a JSON error body.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge(
+                    "the request body is larger than this server accepts".into(),
+                ))
+            }
+            Err(e) => Err(ApiError::bad_field("body", e.body_text())),
+        }
+    }
+}
+
 /// Finds serde's error, with the path of the field, in a rejection's cause chain.
 fn path_error<'a>(
     e: &'a (dyn std::error::Error + 'static),

@@ -37,6 +37,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Hosts a job's `callbackUrl` may point at (exact host names; empty: none).
     pub callback_allow_hosts: Vec<String>,
+    /// How long an agent's lease on a job lasts after each poll or report.
+    pub lease_seconds: u64,
+    /// How long a fresh claim waits for the agent's confirmation before it is offered again.
+    pub claim_lease_seconds: u64,
+    /// Most bytes kept of each output stream of a job.
+    pub max_output_bytes: usize,
+    /// Largest result file.
+    pub max_result_bytes: usize,
+    /// Most result files per job.
+    pub max_result_files: i64,
+    /// How often leases are checked for expiry.
+    pub reaper_interval: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +57,12 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             callback_allow_hosts: Vec::new(),
+            lease_seconds: 300,
+            claim_lease_seconds: 60,
+            max_output_bytes: 64 * 1024 * 1024,
+            max_result_bytes: 10 * 1024 * 1024,
+            max_result_files: 1000,
+            reaper_interval: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -55,7 +73,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("listen", &self.listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("callback_allow_hosts", &self.callback_allow_hosts)
-            .finish()
+            .field("lease_seconds", &self.lease_seconds)
+            .field("claim_lease_seconds", &self.claim_lease_seconds)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,12 +86,22 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,
+    /// Bumped whenever there may be new work for agents (a job queued, an operation
+    /// requested); long-polling agents wait on it.
+    pub work: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl AppState {
+    /// Wakes the agents that wait in a long poll.
+    pub fn wake_agents(&self) {
+        self.work.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    routes::routes()
+    routes::routes(&state.config)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TraceLayer::new_for_http())
@@ -137,11 +167,13 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let metrics = Arc::new(Metrics::default());
         let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
+        let (work, _) = tokio::sync::watch::channel(0u64);
         let state = AppState {
             store,
             config: Arc::new(config),
             metrics,
             audit,
+            work: Arc::new(work),
         };
         Ok(Application {
             listener,
@@ -164,13 +196,40 @@ impl Application {
             state,
             audit_task,
         } = self;
+        let reaper = tokio::spawn(reap_leases(state.clone()));
         let app = router(state);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
+        reaper.abort();
+        let _ = reaper.await;
         // The router (and with it the last audit sink) is gone: the writer flushes and ends.
         let _ = audit_task.await;
         Ok(())
+    }
+}
+
+/// Ends expired leases now and then (see `Store::expire_leases`).
+async fn reap_leases(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.reaper_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.expire_leases().await {
+            Ok(expired) if !expired.is_empty() => {
+                for e in &expired {
+                    tracing::warn!(job = %e.job_id, to = %e.to, "lease expired");
+                }
+                if expired
+                    .iter()
+                    .any(|e| e.to == hpcsera_api_types::JobStatus::Queued)
+                {
+                    state.wake_agents();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %error::chain(&e), "lease reaper failed"),
+        }
     }
 }
 

@@ -809,6 +809,7 @@ async fn strings_are_stored_and_returned_verbatim() {
     // Reports from the agent too.
     let agent = t.agent_token().await;
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
+    t.report(&agent, &id, json!({"status": "dispatched"})).await;
     let msg = "exit 1: can't open '/scratch/ü'; \"quota\" exceeded; '); DROP TABLE jobs; --";
     let (s, b) = t
         .report(&agent, &id, json!({"status": "failed", "message": msg}))
@@ -817,9 +818,10 @@ async fn strings_are_stored_and_returned_verbatim() {
     let (_, got) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
     assert_eq!(got["message"], msg);
     let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
-    assert_eq!(ev["events"][1]["message"], msg);
+    assert_eq!(ev["events"][2]["message"], msg);
     // A NUL cannot be kept in a plain text column on every database: refused, never a 500.
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
+    t.report(&agent, &id, json!({"status": "dispatched"})).await;
     let (s, b) = t
         .report(
             &agent,

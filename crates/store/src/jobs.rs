@@ -125,6 +125,7 @@ struct Locked {
     status: JobStatus,
     held: bool,
     deleted: bool,
+    agent_token: Option<String>,
 }
 
 impl Store {
@@ -135,7 +136,7 @@ impl Store {
         job_id: &str,
     ) -> Result<Locked> {
         let sql = format!(
-            "SELECT seq, status, held, deleted_at FROM jobs WHERE id = $1 AND project_id = $2{}",
+            "SELECT seq, status, held, deleted_at, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
             self.for_update()
         );
         let r = sqlx::query(&sql)
@@ -149,10 +150,15 @@ impl Store {
             status: col::<String>(&r, 1)?.parse().map_err(corrupt)?,
             held: col::<i64>(&r, 2)? != 0,
             deleted: col::<Option<i64>>(&r, 3)?.is_some(),
+            agent_token: col(&r, 4)?,
         })
     }
 
-    async fn job_in_tx(&self, tx: &mut sqlx::Transaction<'static, Any>, seq: i64) -> Result<Job> {
+    pub(crate) async fn job_in_tx(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        seq: i64,
+    ) -> Result<Job> {
         let r = sqlx::query(&format!("{JOB_SELECT} WHERE j.seq = $1"))
             .bind(seq)
             .fetch_one(&mut **tx)
@@ -161,7 +167,7 @@ impl Store {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn add_event(
+    pub(crate) async fn add_event(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         job_seq: i64,
@@ -385,11 +391,14 @@ impl Store {
 
     /// An agent's report. `site` is the agent token's site restriction: a job of another
     /// site is not found. Illegal transitions are `Conflict` and change nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn report_status(
         &self,
         project_id: i64,
         job_id: &str,
         site: Option<&str>,
+        token_id: &str,
+        lease_until: i64,
         actor: &str,
         rep: &StatusReport,
     ) -> Result<Job> {
@@ -418,6 +427,16 @@ impl Store {
                 "a job cannot go from {from} to {to}"
             )));
         }
+        if from.is_with_agent() && locked.agent_token.as_deref() != Some(token_id) {
+            return Err(StoreError::Conflict(
+                "the job is held by another agent".into(),
+            ));
+        }
+        if !from.is_with_agent() && to != JobStatus::Dispatched {
+            return Err(StoreError::Conflict(format!(
+                "the job is {from}; an agent claims it (-> dispatched) before it reports anything else"
+            )));
+        }
         let now = now_ms();
         let sub_jobs = rep
             .sub_jobs
@@ -426,7 +445,7 @@ impl Store {
             .transpose()
             .map_err(corrupt)?;
         sqlx::query(
-            "UPDATE jobs SET status = $1, exit_code = COALESCE($2, exit_code),              batch_job_id = COALESCE($3, batch_job_id), message = COALESCE($4, message),              sub_jobs = COALESCE($5, sub_jobs), updated_at = $6, finished_at = $7,              pending_op = CASE WHEN $8 = 1 THEN NULL ELSE pending_op END WHERE seq = $9",
+            "UPDATE jobs SET status = $1, exit_code = COALESCE($2, exit_code),              batch_job_id = COALESCE($3, batch_job_id), message = COALESCE($4, message),              sub_jobs = COALESCE($5, sub_jobs), updated_at = $6, finished_at = $7,              pending_op = CASE WHEN $8 = 1 THEN NULL ELSE pending_op END, agent_token = $10, lease_until = CASE WHEN $8 = 1 THEN NULL ELSE $11 END, claim_confirmed = 1 WHERE seq = $9",
         )
         .bind(to.as_str())
         .bind(rep.exit_code.map(i64::from))
@@ -437,6 +456,8 @@ impl Store {
         .bind(to.is_terminal().then_some(now))
         .bind(i64::from(to.is_terminal()))
         .bind(locked.seq)
+        .bind(token_id)
+        .bind(lease_until)
         .execute(&mut *tx.tx)
         .await?;
         if to != from {

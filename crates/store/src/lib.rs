@@ -5,6 +5,7 @@
 //! both accept; the few places where the dialects differ ask [`Store::backend`].
 //! Times are stored as Unix milliseconds.
 
+mod agent;
 mod audit;
 mod auth;
 mod jobs;
@@ -12,6 +13,7 @@ mod migrate;
 mod sites;
 mod util;
 
+pub use agent::{Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};

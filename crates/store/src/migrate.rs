@@ -3,8 +3,14 @@
 use crate::{Backend, Result, Store, StoreError};
 use sqlx::Executor;
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_agent.sql")),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_agent.sql")),
+];
 
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
 const PG_MIGRATION_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"

@@ -51,14 +51,17 @@ impl Store {
         tx.commit().await
     }
 
-    /// Records that an agent of `site` was heard from.
-    pub async fn touch_site(&self, site: &str) -> Result<()> {
+    /// Records that an agent of `site` was heard from (and its version, when it says).
+    pub async fn touch_site(&self, site: &str, agent_version: Option<&str>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE sites SET last_seen_at = $1 WHERE name = $2")
-            .bind(now_ms())
-            .bind(site)
-            .execute(&mut *tx.tx)
-            .await?;
+        sqlx::query(
+            "UPDATE sites SET last_seen_at = $1, agent_version = COALESCE($2, agent_version) WHERE name = $3",
+        )
+        .bind(now_ms())
+        .bind(agent_version)
+        .bind(site)
+        .execute(&mut *tx.tx)
+        .await?;
         tx.commit().await
     }
 

@@ -117,6 +117,9 @@ pub async fn post_job(
             actor: &actor,
         })
         .await?;
+    if submitted.created {
+        st.wake_agents();
+    }
     let status = if submitted.created {
         StatusCode::CREATED
     } else {
@@ -309,7 +312,7 @@ pub async fn find_jobs_by_status(
 }
 
 /// Reads a job and hides it (404) when the token's site restriction excludes it.
-async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
+pub(crate) async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
     let job = st.store.get_job(caller.0.project_id, id).await?;
     if !caller.may_use_site(&job.site) {
         return Err(ApiError::NotFound("job not found".into()));
@@ -399,6 +402,8 @@ pub async fn put_job(
                 caller.0.project_id,
                 &id,
                 caller.0.site.as_deref(),
+                &caller.0.token_id,
+                hpcsera_store::now_ms() + st.config.lease_seconds as i64 * 1000,
                 &caller.agent_actor(),
                 &rep,
             )
@@ -469,6 +474,7 @@ pub async fn update_by_operation(
             &caller.user_actor(),
         )
         .await?;
+    st.wake_agents();
     let status = if job.pending_operation.is_some() {
         StatusCode::ACCEPTED
     } else {
@@ -496,6 +502,9 @@ pub async fn delete_job(
         .store
         .delete_job(caller.0.project_id, &id, &caller.user_actor())
         .await?;
+    if pending {
+        st.wake_agents();
+    }
     Ok(if pending {
         StatusCode::ACCEPTED
     } else {

@@ -1,0 +1,615 @@
+//! The agent's side of the API: claims by long-poll, leases, operations, output, results.
+
+mod common;
+
+use common::*;
+use hpcsera_api_types::{Role, RoleSet};
+use hpcsera_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn poll(t: &TestApp, agent: &str, body: Value) -> Value {
+    let (s, b) = t
+        .send(Method::POST, "/api/v1/agent/poll", agent, Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(id_of).collect()
+}
+
+#[tokio::test]
+async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let a = id_of(&t.submit(&tok, json!({"label": "a"})).await);
+    let b = id_of(&t.submit(&tok, json!({"label": "b"})).await);
+    let held = id_of(&t.submit(&tok, json!({"label": "h"})).await);
+    t.send(
+        Method::PUT,
+        &format!("/api/v1/job/updateByOperation/{held}"),
+        &tok,
+        Some(json!({"operation": "hold"})),
+    )
+    .await;
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    t.submit(&bob, json!({"label": "other project"})).await;
+
+    let r = poll(&t, &agent, json!({"maxJobs": 1})).await;
+    assert_eq!(
+        ids(&r["jobs"]),
+        vec![a.clone()],
+        "oldest first, at most maxJobs"
+    );
+    assert_eq!(r["jobs"][0]["status"], "dispatched");
+    assert_eq!(r["jobs"][0]["parameters"]["label"], "a");
+    assert_eq!(r["leaseSeconds"], 300);
+    let r = poll(&t, &agent, json!({"maxJobs": 10, "activeJobIds": [a]})).await;
+    assert_eq!(
+        ids(&r["jobs"]),
+        vec![b.clone()],
+        "held and other projects' jobs are not claimed"
+    );
+    let r = poll(&t, &agent, json!({"maxJobs": 10, "activeJobIds": [a, b]})).await;
+    assert!(ids(&r["jobs"]).is_empty());
+    assert!(r["releasedJobIds"].as_array().unwrap().is_empty());
+    // Released → claimable.
+    t.send(
+        Method::PUT,
+        &format!("/api/v1/job/updateByOperation/{held}"),
+        &tok,
+        Some(json!({"operation": "release"})),
+    )
+    .await;
+    let r = poll(&t, &agent, json!({"maxJobs": 10})).await;
+    assert_eq!(ids(&r["jobs"]), vec![held.clone()]);
+    let (_, ev) = t.get(&format!("/api/v1/job/{held}/events"), &tok).await;
+    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["toStatus"], "dispatched");
+    assert_eq!(last["actor"], format!("agent:agent@{SITE}"));
+    // The site is seen.
+    let (_, sites) = t.get("/api/v1/sites", &tok).await;
+    assert!(sites["sites"][0]["lastSeenAt"].is_string());
+}
+
+#[tokio::test]
+async fn agent_tokens_need_a_site_and_get_job() {
+    let t = TestApp::spawn().await;
+    let unrestricted = t.token("agent", "proj-a", RoleSet::all(), None).await;
+    let (s, _) = t
+        .send(
+            Method::POST,
+            "/api/v1/agent/poll",
+            &unrestricted,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let no_role = t
+        .token(
+            "agent",
+            "proj-a",
+            [Role::UpdateJobStatus].into_iter().collect(),
+            Some(SITE),
+        )
+        .await;
+    let (s, _) = t
+        .send(
+            Method::POST,
+            "/api/v1/agent/poll",
+            &no_role,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let agent = t.agent_token().await;
+    for (body, field) in [
+        (json!({"waitSeconds": 61}), "waitSeconds"),
+        (json!({"maxJobs": 5000}), "maxJobs"),
+        (json!({"activeJobIds": ["nope"]}), "activeJobIds"),
+    ] {
+        let (s, b) = t
+            .send(Method::POST, "/api/v1/agent/poll", &agent, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&b), [field]);
+    }
+}
+
+#[tokio::test]
+async fn long_poll_answers_when_a_job_is_queued() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let started = Instant::now();
+    let waiter = {
+        let http = t.http.clone();
+        let url = format!("{}/api/v1/agent/poll", t.base);
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(agent)
+                .json(&json!({"maxJobs": 5, "waitSeconds": 30}))
+                .send()
+                .await
+                .unwrap();
+            (Instant::now(), r.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = id_of(&t.submit(&tok, json!({"label": "wake"})).await);
+    let (answered, reply) = waiter.await.unwrap();
+    assert_eq!(ids(&reply["jobs"]), [job]);
+    assert!(
+        answered.duration_since(started) < Duration::from_secs(30),
+        "answered by the submission, not the timeout"
+    );
+    // With nothing to do it waits out waitSeconds and answers empty.
+    let before = Instant::now();
+    let r = poll(&t, &agent, json!({"maxJobs": 5, "waitSeconds": 1})).await;
+    assert!(before.elapsed() >= Duration::from_millis(900));
+    assert!(ids(&r["jobs"]).is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_agents_never_claim_a_job_twice() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let n = 60;
+    let mut submitted = HashSet::new();
+    for i in 0..n {
+        submitted.insert(id_of(
+            &t.submit(&tok, json!({"label": format!("j{i}")})).await,
+        ));
+    }
+    let mut agents = Vec::new();
+    for _ in 0..4 {
+        let token = t.agent_token().await;
+        let http = t.http.clone();
+        let url = format!("{}/api/v1/agent/poll", t.base);
+        agents.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let r: Value = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"maxJobs": 3, "activeJobIds": mine}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let got = ids(&r["jobs"]);
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for a in agents {
+        all.extend(a.await.unwrap());
+    }
+    let unique: HashSet<String> = all.iter().cloned().collect();
+    assert_eq!(all.len(), n, "every job claimed exactly once");
+    assert_eq!(unique, submitted);
+}
+
+async fn fast_leases() -> TestApp {
+    TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        lease_seconds: 2,
+        claim_lease_seconds: 1,
+        reaper_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn wait_for_status(t: &TestApp, tok: &str, id: &str, status: &str) -> Value {
+    for _ in 0..100 {
+        let (_, j) = t.get(&format!("/api/v1/job/{id}"), tok).await;
+        if j["status"] == status {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} never became {status}");
+}
+
+#[tokio::test]
+async fn unconfirmed_claims_are_offered_again_and_silent_agents_lose_jobs() {
+    let t = fast_leases().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let unconfirmed = id_of(&t.submit(&tok, json!({"label": "u"})).await);
+    let r = poll(&t, &agent, json!({"maxJobs": 1})).await;
+    assert_eq!(ids(&r["jobs"]), vec![unconfirmed.clone()]);
+    // The claim's answer "got lost": the agent never confirms. The job is offered again.
+    let j = wait_for_status(&t, &tok, &unconfirmed, "queued").await;
+    assert!(j["message"].as_str().unwrap().contains("offered again"));
+    let r = poll(&t, &agent, json!({"maxJobs": 1})).await;
+    assert_eq!(ids(&r["jobs"]), vec![unconfirmed.clone()]);
+
+    // A confirmed job whose agent goes silent is lost.
+    let r = poll(&t, &agent, json!({"activeJobIds": [unconfirmed]})).await;
+    assert!(r["releasedJobIds"].as_array().unwrap().is_empty());
+    t.report(&agent, &unconfirmed, json!({"status": "running"}))
+        .await;
+    let j = wait_for_status(&t, &tok, &unconfirmed, "lost").await;
+    assert!(j["finishedAt"].is_string());
+    // The agent learns it no longer holds it; reports are refused.
+    let r = poll(&t, &agent, json!({"activeJobIds": [unconfirmed]})).await;
+    assert_eq!(r["releasedJobIds"], json!([unconfirmed]));
+    let (s, _) = t
+        .report(&agent, &unconfirmed, json!({"status": "completed"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // An agent that keeps polling keeps its job.
+    let kept = id_of(&t.submit(&tok, json!({"label": "k"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    for _ in 0..6 {
+        poll(&t, &agent, json!({"activeJobIds": [kept]})).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, j) = t.get(&format!("/api/v1/job/{kept}"), &tok).await;
+    assert_eq!(j["status"], "dispatched");
+}
+
+#[tokio::test]
+async fn operations_reach_the_holding_agent_and_are_acknowledged() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let other_agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "op"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    t.report(
+        &agent,
+        &id,
+        json!({"status": "submitted", "batchJobId": "77"}),
+    )
+    .await;
+    // Another agent token cannot report on it.
+    let (s, _) = t
+        .report(&other_agent, &id, json!({"status": "running"}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    let waiter = {
+        let http = t.http.clone();
+        let url = format!("{}/api/v1/agent/poll", t.base);
+        let agent = agent.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(agent)
+                .json(&json!({"activeJobIds": [id], "waitSeconds": 20}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, _) = t
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/updateByOperation/{id}"),
+            &tok,
+            Some(json!({"operation": "hold"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let r = waiter.await.unwrap();
+    assert_eq!(r["operations"], json!([{"jobId": id, "operation": "hold"}]));
+    // Another agent cannot acknowledge it; the holder can.
+    let ack = json!({"operation": "hold", "ok": true, "message": "scontrol hold 77"});
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            &other_agent,
+            Some(ack.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, j) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            &agent,
+            Some(ack),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["held"], true);
+    assert!(j.get("pendingOperation").is_none());
+    let r = poll(&t, &agent, json!({"activeJobIds": [id]})).await;
+    assert!(r["operations"].as_array().unwrap().is_empty());
+    // A failed operation is recorded as such.
+    t.send(
+        Method::PUT,
+        &format!("/api/v1/job/updateByOperation/{id}"),
+        &tok,
+        Some(json!({"operation": "release"})),
+    )
+    .await;
+    let (_, j) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            &agent,
+            Some(json!({"operation": "release", "ok": false, "message": "scontrol: permission denied"})),
+        )
+        .await;
+    assert_eq!(j["held"], true);
+    let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
+    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "operation_failed");
+    assert_eq!(last["message"], "release: scontrol: permission denied");
+}
+
+#[tokio::test]
+async fn output_is_appended_in_order_and_readable_while_running() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "out"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    t.report(&agent, &id, json!({"status": "running"})).await;
+    let append = |offset: usize, data: &'static [u8], token: String| {
+        let url = format!("{}/api/v1/job/{id}/output/stdout?offset={offset}", t.base);
+        let http = t.http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .body(data)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(
+        append(0, b"line 1\n", agent.clone()).await,
+        (StatusCode::OK, json!({"length": 7}))
+    );
+    assert_eq!(
+        append(7, b"line 2\n", agent.clone()).await.1,
+        json!({"length": 14})
+    );
+    // A resent chunk (the reply was lost) is not stored twice; an overlapping one adds the rest.
+    assert_eq!(
+        append(7, b"line 2\n", agent.clone()).await.1,
+        json!({"length": 14})
+    );
+    assert_eq!(
+        append(7, b"line 2\nline 3\n", agent.clone()).await.1,
+        json!({"length": 21})
+    );
+    // A gap is refused.
+    assert_eq!(
+        append(30, b"x", agent.clone()).await.0,
+        StatusCode::CONFLICT
+    );
+    // Another agent token cannot write.
+    assert_eq!(
+        append(21, b"x", t.agent_token().await).await.0,
+        StatusCode::CONFLICT
+    );
+
+    let read = |offset: i64, max: i64| {
+        let url = format!(
+            "{}/api/v1/job/{id}/output/stdout?offset={offset}&maxBytes={max}",
+            t.base
+        );
+        let http = t.http.clone();
+        let tok = tok.clone();
+        async move {
+            let r = http.get(url).bearer_auth(tok).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let h = r.headers().clone();
+            let next: i64 = h["x-next-offset"].to_str().unwrap().parse().unwrap();
+            let complete = h["x-output-complete"] == "true";
+            (r.bytes().await.unwrap().to_vec(), next, complete)
+        }
+    };
+    assert_eq!(
+        read(0, 1 << 20).await,
+        (b"line 1\nline 2\nline 3\n".to_vec(), 21, false)
+    );
+    assert_eq!(read(3, 6).await, (b"e 1\nli".to_vec(), 9, false));
+    assert_eq!(read(21, 100).await, (Vec::new(), 21, false));
+    // Read in small steps: every byte once, in order.
+    let mut got = Vec::new();
+    let mut off = 0;
+    loop {
+        let (data, next, _) = read(off, 5).await;
+        if data.is_empty() {
+            break;
+        }
+        got.extend(data);
+        off = next;
+    }
+    assert_eq!(got, b"line 1\nline 2\nline 3\n");
+    t.report(&agent, &id, json!({"status": "completed", "exitCode": 0}))
+        .await;
+    assert!(
+        read(21, 100).await.2,
+        "complete once the job ended and all was read"
+    );
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stderr", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), 0);
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stdlog", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn output_beyond_the_limit_is_cut_and_marked() {
+    let t = TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        max_output_bytes: 10,
+        ..Default::default()
+    })
+    .await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "big"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    let r = t
+        .http
+        .post(format!("{}/api/v1/job/{id}/output/stdout?offset=0", t.base))
+        .bearer_auth(&agent)
+        .body("0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"length": 10}));
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-output-truncated"], "true");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"0123456789");
+}
+
+#[tokio::test]
+async fn result_files_are_uploaded_listed_and_downloaded() {
+    let t = TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        max_result_bytes: 2 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "res"})).await);
+    // Not before the agent holds the job.
+    let put = |name: &str, data: Vec<u8>, token: &str| {
+        t.http
+            .put(format!("{}/api/v1/job/{id}/results/{name}", t.base))
+            .bearer_auth(token.to_string())
+            .body(data)
+            .send()
+    };
+    assert_eq!(
+        put("a.txt", b"x".to_vec(), &agent).await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    let r = put("out/summary.csv", b"a,b\n1,2\n".to_vec(), &agent)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["size"], 8);
+    assert_eq!(f["sha256"], sha256_hex(b"a,b\n1,2\n"));
+    let big = vec![7u8; 1024 * 1024 + 1];
+    assert_eq!(
+        put("big.bin", big, &agent).await.unwrap().status(),
+        StatusCode::CREATED,
+        "bigger than the JSON limit is fine"
+    );
+    let too_big = vec![0u8; 2 * 1024 * 1024 + 1];
+    let r = put("huge.bin", too_big, &agent).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&r.json::<Value>().await.unwrap()), "payload_too_large");
+    for bad in [
+        "..%2Fescape",
+        "a%2F..%2Fb",
+        "a%2F%2Fb",
+        "sp%20ace",
+        "%2Fabs",
+    ] {
+        assert_eq!(
+            put(bad, b"x".to_vec(), &agent).await.unwrap().status(),
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+    let (s, list) = t.get(&format!("/api/v1/job/{id}/results"), &tok).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["big.bin", "out/summary.csv"]);
+    let r = t
+        .http
+        .get(format!(
+            "{}/api/v1/job/{id}/results/out/summary.csv",
+            t.base
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("etag"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"a,b\n1,2\n");
+    let (s, _) = t
+        .get(&format!("/api/v1/job/{id}/results/missing.txt"), &tok)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let (s, _) = t.get(&format!("/api/v1/job/{id}/results"), &bob).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A client token without UPDATE_JobStatus cannot upload.
+    let reader = t
+        .token(
+            "alice",
+            "proj-a",
+            [Role::GetJobStatus].into_iter().collect(),
+            None,
+        )
+        .await;
+    assert_eq!(
+        put("x.txt", b"x".to_vec(), &reader).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}

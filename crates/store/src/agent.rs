@@ -1,0 +1,553 @@
+//! The agent's side of jobs: claims with leases, lease renewal and expiry, operations handed
+//! to the agent, output streams and result files.
+
+use crate::{col, corrupt, fmt_ms, now_ms, Backend, Result, Store, StoreError};
+use hpcsera_api_types::{Job, JobStatus, Operation, OutputStream, ResultFile};
+use sha2::{Digest, Sha256};
+
+/// Statuses in which an agent holds a job, as SQL text.
+const WITH_AGENT: &str = "('dispatched', 'staging', 'submitted', 'running', 'completing')";
+
+/// A claim of up to `max_jobs` queued jobs of a site for one agent token.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub token_id: &'a str,
+    pub project_id: i64,
+    pub site: &'a str,
+    pub max_jobs: u32,
+    /// Lease of a claim the agent has not confirmed yet.
+    pub claim_lease_ms: i64,
+    pub actor: &'a str,
+}
+
+/// What the lease reaper did to one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    pub job_id: String,
+    pub to: JobStatus,
+}
+
+/// A slice of a job's output.
+#[derive(Debug, Clone)]
+pub struct OutputSlice {
+    pub data: Vec<u8>,
+    /// Offset to ask for next.
+    pub next_offset: i64,
+    /// Bytes stored so far.
+    pub total: i64,
+    /// The job has ended and everything stored was returned: there will be no more.
+    pub complete: bool,
+    pub truncated: bool,
+}
+
+impl Store {
+    /// Claims queued, not held jobs of `site` in the token's project, oldest first. On
+    /// PostgreSQL several agents claim concurrently without taking the same job
+    /// (`FOR UPDATE SKIP LOCKED`); on SQLite writers are serialised.
+    pub async fn claim_jobs(&self, c: &Claim<'_>) -> Result<Vec<Job>> {
+        if c.max_jobs == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let skip_locked = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'dispatched', agent_token = $1, lease_until = $2, updated_at = $3, \
+             claim_confirmed = 0 WHERE seq IN (SELECT j.seq FROM jobs j JOIN sites s ON s.id = j.site_id \
+             WHERE s.name = $4 AND j.project_id = $5 AND j.status = 'queued' AND j.held = 0 \
+             AND j.deleted_at IS NULL ORDER BY j.seq LIMIT $6{skip_locked}) RETURNING seq"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(c.token_id)
+            .bind(now + c.claim_lease_ms)
+            .bind(now)
+            .bind(c.site)
+            .bind(c.project_id)
+            .bind(i64::from(c.max_jobs))
+            .fetch_all(&mut *tx.tx)
+            .await?;
+        let mut seqs: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+        seqs.sort_unstable();
+        let mut jobs = Vec::with_capacity(seqs.len());
+        for seq in &seqs {
+            self.add_event(
+                &mut tx.tx,
+                *seq,
+                c.project_id,
+                "status",
+                Some(JobStatus::Queued),
+                Some(JobStatus::Dispatched),
+                c.actor,
+                None,
+            )
+            .await?;
+            jobs.push(self.job_in_tx(&mut tx.tx, *seq).await?);
+        }
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// Renews the leases of the jobs the token holds among `job_ids` and confirms their
+    /// claims. Returns the ids among `job_ids` the token does not hold (any more).
+    pub async fn renew_leases(
+        &self,
+        token_id: &str,
+        project_id: i64,
+        job_ids: &[String],
+        lease_until: i64,
+    ) -> Result<Vec<String>> {
+        if job_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut held = Vec::with_capacity(job_ids.len());
+        for chunk in job_ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
+                "UPDATE jobs SET lease_until = $1, claim_confirmed = 1 WHERE agent_token = $2 AND project_id = $3 \
+                 AND status IN {WITH_AGENT} AND id IN ({}) RETURNING id",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(lease_until)
+                .bind(token_id)
+                .bind(project_id);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&mut *tx.tx).await? {
+                held.push(col::<String>(&r, 0)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(job_ids
+            .iter()
+            .filter(|id| !held.contains(id))
+            .cloned()
+            .collect())
+    }
+
+    /// Operations requested on jobs the token holds.
+    pub async fn pending_operations(
+        &self,
+        token_id: &str,
+        project_id: i64,
+    ) -> Result<Vec<(String, Operation)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, pending_op FROM jobs WHERE agent_token = $1 AND project_id = $2 \
+             AND status IN {WITH_AGENT} AND pending_op IS NOT NULL ORDER BY seq"
+        ))
+        .bind(token_id)
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, col::<String>(r, 1)?.parse().map_err(corrupt)?)))
+            .collect()
+    }
+
+    /// The agent reports that it carried out (or could not carry out) an operation.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn operation_done(
+        &self,
+        project_id: i64,
+        token_id: &str,
+        job_id: &str,
+        op: Operation,
+        ok: bool,
+        message: Option<&str>,
+        actor: &str,
+    ) -> Result<Job> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(&format!(
+            "SELECT seq, pending_op, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let seq: i64 = col(&r, 0)?;
+        if col::<Option<String>>(&r, 2)?.as_deref() != Some(token_id) {
+            return Err(StoreError::Conflict(
+                "the job is not held by this agent".into(),
+            ));
+        }
+        let pending: Option<String> = col(&r, 1)?;
+        // Only the operation still pending is settled; a newer request stays pending.
+        if pending.as_deref() == Some(op.as_str()) {
+            sqlx::query("UPDATE jobs SET pending_op = NULL, pending_op_at = NULL, pending_op_by = NULL, updated_at = $1 WHERE seq = $2")
+                .bind(now_ms())
+                .bind(seq)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        if ok && matches!(op, Operation::Hold | Operation::Release) {
+            sqlx::query("UPDATE jobs SET held = $1 WHERE seq = $2")
+                .bind(i64::from(op == Operation::Hold))
+                .bind(seq)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        let kind = if ok {
+            "operation_done"
+        } else {
+            "operation_failed"
+        };
+        let msg = match message {
+            Some(m) => format!("{op}: {m}"),
+            None => op.to_string(),
+        };
+        self.add_event(
+            &mut tx.tx,
+            seq,
+            project_id,
+            kind,
+            None,
+            None,
+            actor,
+            Some(&msg),
+        )
+        .await?;
+        let job = self.job_in_tx(&mut tx.tx, seq).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Ends leases that ran out: an unconfirmed claim is offered again (it provably never
+    /// reached the batch system: the agent confirms before it runs anything); any other job an
+    /// agent held becomes `lost`.
+    pub async fn expire_leases(&self) -> Result<Vec<Expired>> {
+        let now = now_ms();
+        let rows = sqlx::query(&format!(
+            "SELECT seq, id, project_id, status, claim_confirmed, deleted_at FROM jobs \
+             WHERE lease_until < $1 AND status IN {WITH_AGENT} ORDER BY seq LIMIT 1000"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let seq: i64 = col(r, 0)?;
+            let id: String = col(r, 1)?;
+            let project_id: i64 = col(r, 2)?;
+            let from: JobStatus = col::<String>(r, 3)?.parse().map_err(corrupt)?;
+            let confirmed = col::<i64>(r, 4)? != 0;
+            let deleted = col::<Option<i64>>(r, 5)?.is_some();
+            let mut tx = self.begin_write().await?;
+            // Re-check under the lock: the agent may have renewed in the meantime.
+            let still = sqlx::query(&format!(
+                "SELECT 1 FROM jobs WHERE seq = $1 AND lease_until < $2 AND status = $3{}",
+                self.for_update()
+            ))
+            .bind(seq)
+            .bind(now)
+            .bind(from.as_str())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            if still.is_none() {
+                continue;
+            }
+            let (to, msg) = if from == JobStatus::Dispatched && !confirmed && !deleted {
+                (
+                    JobStatus::Queued,
+                    "the agent never confirmed its claim; the job is offered again",
+                )
+            } else if from == JobStatus::Dispatched && !confirmed {
+                (
+                    JobStatus::Cancelled,
+                    "deleted before the agent confirmed its claim",
+                )
+            } else {
+                (
+                    JobStatus::Lost,
+                    "the agent's lease ran out and it did not report back",
+                )
+            };
+            let finished = to.is_terminal().then_some(now);
+            sqlx::query(
+                "UPDATE jobs SET status = $1, lease_until = NULL, agent_token = CASE WHEN $2 = 1 THEN NULL ELSE agent_token END, \
+                 updated_at = $3, finished_at = $4, message = $5, pending_op = NULL WHERE seq = $6",
+            )
+            .bind(to.as_str())
+            .bind(i64::from(to == JobStatus::Queued))
+            .bind(now)
+            .bind(finished)
+            .bind(msg)
+            .bind(seq)
+            .execute(&mut *tx.tx)
+            .await?;
+            self.add_event(
+                &mut tx.tx,
+                seq,
+                project_id,
+                "status",
+                Some(from),
+                Some(to),
+                "server",
+                Some(msg),
+            )
+            .await?;
+            if deleted && to.is_terminal() {
+                sqlx::query("DELETE FROM jobs WHERE seq = $1")
+                    .bind(seq)
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            out.push(Expired { job_id: id, to });
+        }
+        Ok(out)
+    }
+
+    /// Appends to a job's output stream at `offset`. Retried chunks (data the server has)
+    /// are skipped; a gap is a conflict naming the expected offset. Beyond `max_bytes` the
+    /// output is cut and marked truncated. Returns the stream's new length.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_output(
+        &self,
+        project_id: i64,
+        token_id: &str,
+        job_id: &str,
+        stream: OutputStream,
+        offset: i64,
+        data: &[u8],
+        max_bytes: i64,
+    ) -> Result<i64> {
+        let col_name = match stream {
+            OutputStream::Stdout => "stdout_bytes",
+            OutputStream::Stderr => "stderr_bytes",
+        };
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(&format!(
+            "SELECT seq, {col_name}, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let seq: i64 = col(&r, 0)?;
+        let len: i64 = col(&r, 1)?;
+        if col::<Option<String>>(&r, 2)?.as_deref() != Some(token_id) {
+            return Err(StoreError::Conflict(
+                "the job is not held by this agent".into(),
+            ));
+        }
+        if offset > len {
+            return Err(StoreError::Conflict(format!(
+                "output offset {offset} leaves a gap; the stream has {len} bytes"
+            )));
+        }
+        let skip = (len - offset) as usize;
+        if skip >= data.len() {
+            return Ok(len);
+        }
+        let room = (max_bytes - len).max(0) as usize;
+        let new = &data[skip..];
+        let take = new.len().min(room);
+        if take > 0 {
+            sqlx::query("INSERT INTO job_output (job_seq, stream, start_at, end_at, data) VALUES ($1, $2, $3, $4, $5)")
+                .bind(seq)
+                .bind(stream.as_str())
+                .bind(len)
+                .bind(len + take as i64)
+                .bind(&new[..take])
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        let truncated = take < new.len();
+        sqlx::query(&format!(
+            "UPDATE jobs SET {col_name} = $1, output_truncated = CASE WHEN $2 = 1 THEN 1 ELSE output_truncated END WHERE seq = $3"
+        ))
+        .bind(len + take as i64)
+        .bind(i64::from(truncated))
+        .bind(seq)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(len + take as i64)
+    }
+
+    /// Reads up to `max` bytes of a job's output from `offset`.
+    pub async fn read_output(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        stream: OutputStream,
+        offset: i64,
+        max: i64,
+    ) -> Result<OutputSlice> {
+        let col_name = match stream {
+            OutputStream::Stdout => "stdout_bytes",
+            OutputStream::Stderr => "stderr_bytes",
+        };
+        let r = sqlx::query(&format!(
+            "SELECT seq, {col_name}, status, output_truncated FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let seq: i64 = col(&r, 0)?;
+        let total: i64 = col(&r, 1)?;
+        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        let truncated = col::<i64>(&r, 3)? != 0;
+        let offset = offset.clamp(0, total);
+        let rows = sqlx::query(
+            "SELECT start_at, data FROM job_output WHERE job_seq = $1 AND stream = $2 AND end_at > $3 \
+             AND start_at < $4 ORDER BY start_at",
+        )
+        .bind(seq)
+        .bind(stream.as_str())
+        .bind(offset)
+        .bind(offset + max)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut data = Vec::new();
+        for row in &rows {
+            let start: i64 = col(row, 0)?;
+            let chunk: Vec<u8> = col(row, 1)?;
+            let from = (offset + data.len() as i64 - start).max(0) as usize;
+            let want = (max as usize).saturating_sub(data.len());
+            let end = chunk.len().min(from + want);
+            if from < end {
+                data.extend_from_slice(&chunk[from..end]);
+            }
+        }
+        let next_offset = offset + data.len() as i64;
+        Ok(OutputSlice {
+            complete: status.is_terminal() && next_offset >= total,
+            data,
+            next_offset,
+            total,
+            truncated,
+        })
+    }
+
+    /// Stores (or replaces) a result file of a job the token holds.
+    pub async fn put_result(
+        &self,
+        project_id: i64,
+        token_id: &str,
+        job_id: &str,
+        name: &str,
+        data: &[u8],
+        max_files: i64,
+    ) -> Result<ResultFile> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(&format!(
+            "SELECT seq, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let seq: i64 = col(&r, 0)?;
+        if col::<Option<String>>(&r, 1)?.as_deref() != Some(token_id) {
+            return Err(StoreError::Conflict(
+                "the job is not held by this agent".into(),
+            ));
+        }
+        let count: i64 = col(
+            &sqlx::query("SELECT COUNT(*) FROM job_results WHERE job_seq = $1 AND name <> $2")
+                .bind(seq)
+                .bind(name)
+                .fetch_one(&mut *tx.tx)
+                .await?,
+            0,
+        )?;
+        if count >= max_files {
+            return Err(StoreError::Conflict(format!(
+                "the job has {count} result files, the most allowed"
+            )));
+        }
+        let sha = hex::encode(Sha256::digest(data));
+        let now = now_ms();
+        sqlx::query("DELETE FROM job_results WHERE job_seq = $1 AND name = $2")
+            .bind(seq)
+            .bind(name)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query("INSERT INTO job_results (job_seq, name, size, sha256, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(seq)
+            .bind(name)
+            .bind(data.len() as i64)
+            .bind(&sha)
+            .bind(data)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ResultFile {
+            name: name.to_string(),
+            size: data.len() as u64,
+            sha256: sha,
+            created_at: fmt_ms(now),
+        })
+    }
+
+    /// The result files of a job (without their bytes).
+    pub async fn list_results(&self, project_id: i64, job_id: &str) -> Result<Vec<ResultFile>> {
+        let seq = self.visible_seq(project_id, job_id).await?;
+        let rows = sqlx::query("SELECT name, size, sha256, created_at FROM job_results WHERE job_seq = $1 ORDER BY name")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ResultFile {
+                    name: col(r, 0)?,
+                    size: col::<i64>(r, 1)? as u64,
+                    sha256: col(r, 2)?,
+                    created_at: fmt_ms(col(r, 3)?),
+                })
+            })
+            .collect()
+    }
+
+    /// One result file with its bytes.
+    pub async fn get_result(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        name: &str,
+    ) -> Result<(ResultFile, Vec<u8>)> {
+        let seq = self.visible_seq(project_id, job_id).await?;
+        let r = sqlx::query("SELECT name, size, sha256, created_at, data FROM job_results WHERE job_seq = $1 AND name = $2")
+            .bind(seq)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("result file"))?;
+        Ok((
+            ResultFile {
+                name: col(&r, 0)?,
+                size: col::<i64>(&r, 1)? as u64,
+                sha256: col(&r, 2)?,
+                created_at: fmt_ms(col(&r, 3)?),
+            },
+            col(&r, 4)?,
+        ))
+    }
+
+    async fn visible_seq(&self, project_id: i64, job_id: &str) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        col(&r, 0)
+    }
+}
