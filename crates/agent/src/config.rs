@@ -332,12 +332,14 @@ struct Problems<'a> {
 impl Problems<'_> {
     fn push(&mut self, span: Option<Range<usize>>, key: impl Into<String>, msg: impl Into<String>) {
         let (line, col) = span.map_or((0, 0), |s| line_col(self.src, s.start));
+        // One problem, one line: multi-line messages (e.g. regex errors) are folded.
+        let message = msg.into().split_whitespace().collect::<Vec<_>>().join(" ");
         self.list.push(ConfigProblem {
             path: self.path.to_path_buf(),
             line,
             col,
             key: key.into(),
-            message: msg.into(),
+            message,
         });
     }
 }
@@ -477,7 +479,7 @@ impl AgentConfig {
                 match serde_json::from_value::<ParamSpec>(json) {
                     Ok(spec) => {
                         params.push(spec);
-                        param_spans.push(span);
+                        param_spans.push((pi, span));
                     }
                     Err(e) => problems.push(
                         Some(span),
@@ -516,10 +518,15 @@ impl AgentConfig {
             if let Err(errs) = cfg.spec().check() {
                 for fe in errs {
                     // Map `parameters[i].x` / `subJobs[i].x` / `name` back to a span.
-                    let span = locate_field(&fe.field, &param_spans, &sub_spans)
-                        .or_else(|| (fe.field == "name").then(|| jt.name.span()))
-                        .unwrap_or_else(|| jt_span.clone());
-                    let field = fe.field.replacen("subJobs", "sub_jobs", 1);
+                    let (span, field) = locate_field(&fe.field, &param_spans, &sub_spans)
+                        .unwrap_or_else(|| {
+                            let span = if fe.field == "name" {
+                                jt.name.span()
+                            } else {
+                                jt_span.clone()
+                            };
+                            (span, fe.field.clone())
+                        });
                     problems.push(Some(span), format!("{at}.{field}"), fe.problem);
                 }
             }
@@ -552,20 +559,24 @@ impl AgentConfig {
     }
 }
 
+/// Maps a `JobTypeSpec::check` field (`parameters[i].x`, `subJobs[i].x`; indices of the
+/// spec) to the span and key of the config entry it came from.
 fn locate_field(
     field: &str,
-    params: &[Range<usize>],
+    params: &[(usize, Range<usize>)],
     subs: &[Range<usize>],
-) -> Option<Range<usize>> {
-    let index = |prefix: &str| -> Option<usize> {
+) -> Option<(Range<usize>, String)> {
+    let split = |prefix: &str| -> Option<(usize, String)> {
         let rest = field.strip_prefix(prefix)?;
-        rest.split(']').next()?.parse().ok()
+        let (i, tail) = rest.split_once(']')?;
+        Some((i.parse().ok()?, tail.to_string()))
     };
-    if let Some(i) = index("parameters[") {
-        return params.get(i).cloned();
+    if let Some((i, tail)) = split("parameters[") {
+        let (orig, span) = params.get(i)?;
+        return Some((span.clone(), format!("parameters[{orig}]{tail}")));
     }
-    if let Some(i) = index("subJobs[") {
-        return subs.get(i).cloned();
+    if let Some((i, tail)) = split("subJobs[") {
+        return Some((subs.get(i)?.clone(), format!("sub_jobs[{i}]{tail}")));
     }
     None
 }
@@ -597,11 +608,36 @@ fn check_batch(b: &BatchConfig, problems: &mut Problems<'_>) {
     }
 }
 
+/// The `#!` interpreter of a script when it is not a POSIX-style shell.
+fn foreign_interpreter(script: &str) -> Option<String> {
+    let first = script.trim_start().lines().next()?;
+    let line = first.strip_prefix("#!")?.trim();
+    let mut words = line.split_whitespace();
+    let mut prog = words.next()?;
+    if prog.ends_with("/env") {
+        prog = words.find(|w| !w.starts_with('-'))?;
+    }
+    let base = prog.rsplit('/').next().unwrap_or(prog);
+    (!matches!(base, "sh" | "bash" | "dash" | "ksh" | "zsh")).then(|| base.to_string())
+}
+
 fn check_sub_job(s: &SubJobConfig, at: &str, span: Range<usize>, problems: &mut Problems<'_>) {
     match s.kind {
         SubJobKind::Batch => {
             match &s.script {
-                Some(text) if !text.trim().is_empty() => {}
+                Some(text) if !text.trim().is_empty() => {
+                    if let Some(interp) = foreign_interpreter(text) {
+                        problems.push(
+                            Some(span.clone()),
+                            format!("{at}.script"),
+                            format!(
+                                "batch scripts are run by bash (the agent adds a header that \
+                                 records the exit code); call {interp} from the script instead \
+                                 of using it as the #! interpreter"
+                            ),
+                        );
+                    }
+                }
                 Some(_) => problems.push(
                     Some(span.clone()),
                     format!("{at}.script"),
