@@ -355,7 +355,8 @@ fn key_of_toml_error(src: &str, span: Option<Range<usize>>, msg: &str) -> String
             }
         }
     }
-    // Otherwise the key on the line of the span, if the span starts at a value.
+    // Otherwise the key on the line of the span (if the span starts at a value), prefixed
+    // with the table it is in.
     if let Some(s) = span {
         let start = s.start.min(src.len());
         let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
@@ -363,7 +364,16 @@ fn key_of_toml_error(src: &str, span: Option<Range<usize>>, msg: &str) -> String
         if let Some(eq) = line.rfind('=') {
             let k = line[..eq].trim();
             if !k.is_empty() && !k.starts_with('[') {
-                return k.to_string();
+                let table = src[..line_start]
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|l| l.starts_with('['))
+                    .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+                return match table {
+                    Some(t) if !t.is_empty() => format!("{t}.{k}"),
+                    _ => k.to_string(),
+                };
             }
         }
     }
@@ -428,8 +438,22 @@ impl AgentConfig {
                 "must start with a letter or '_' and contain only letters, digits, '_', '-', '.'",
             );
         }
-        if raw.work_dir.get_ref().as_os_str().is_empty() {
-            problems.push(Some(raw.work_dir.span()), "work_dir", "must not be empty");
+        let work_dir = raw.work_dir.get_ref();
+        if work_dir.as_os_str().is_empty() || !work_dir.is_absolute() {
+            problems.push(
+                Some(raw.work_dir.span()),
+                "work_dir",
+                "must be an absolute path",
+            );
+        } else if raw.batch.preset == BatchPreset::Slurm
+            && work_dir.to_string_lossy().contains(['%', '\\'])
+        {
+            problems.push(
+                Some(raw.work_dir.span()),
+                "work_dir",
+                "must not contain '%' or '\\' with the slurm preset (sbatch expands them in \
+                 output file names)",
+            );
         }
         if raw.token_file.get_ref().as_os_str().is_empty() {
             problems.push(

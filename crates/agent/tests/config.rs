@@ -101,7 +101,7 @@ fn unknown_preset_names_line_and_key() {
     let p = problems(&src);
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with("agent.toml:7:"), "{p:?}");
-    assert!(p[0].contains("preset"), "{p:?}");
+    assert!(p[0].contains(": batch.preset: "), "{p:?}");
     assert!(
         p[0].contains("condor") || p[0].contains("unknown variant"),
         "{p:?}"
