@@ -216,6 +216,12 @@ impl Journal {
         self.write(&rec)
     }
 
+    /// Records that the agent took a job on (before its claim is confirmed and anything runs),
+    /// so that a restart knows to resume it.
+    pub fn record_accepted(&self, job_id: &str) -> Result<(), JournalError> {
+        self.update(job_id, |_| Ok(()))
+    }
+
     /// Records the intent to submit, before the submit command runs.
     pub fn record_intent(
         &self,

@@ -35,6 +35,7 @@ pub mod batch;
 pub mod config;
 pub mod env;
 pub mod journal;
+pub mod runtime;
 pub mod script;
 
 pub use batch::{
@@ -43,3 +44,4 @@ pub use batch::{
 };
 pub use config::{read_token, AgentConfig, ConfigError, JobTypeConfig, SubJobConfig};
 pub use journal::Journal;
+pub use runtime::{Agent, AgentError};

@@ -2,6 +2,8 @@
 //! host, and (in later capabilities) the agent and the client.
 
 mod admin;
+mod agent_cmd;
+mod dev;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +43,11 @@ enum Command {
     Server(ServerArgs),
     /// Administer users, projects, memberships, tokens and sites (on the server host).
     Admin(admin::AdminArgs),
+    /// Run the HPC agent (on a login node, as an ordinary user).
+    Agent(agent_cmd::AgentArgs),
+    /// Start a server on SQLite and an agent for site "local" in one process, with example
+    /// job types, a demo project and tokens.
+    Dev(dev::DevArgs),
     /// Print the OpenAPI description of the REST API.
     Openapi,
 }
@@ -125,7 +132,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -186,6 +193,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(a) => run_server(a).await,
             Command::Admin(a) => admin::run(a).await,
+            Command::Agent(a) => agent_cmd::run(a).await,
+            Command::Dev(a) => dev::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::openapi::spec_json());
                 Ok(())

@@ -1,0 +1,1059 @@
+//! The agent's main loop: poll the server, run the jobs it hands over through their
+//! sub-jobs, watch the batch system, report back.
+//!
+//! One cycle:
+//!
+//! 1. `POST /agent/poll` with the ids of the jobs held (renews their leases), taking up to
+//!    `max_active_jobs - held` new jobs; it waits on the server (long-poll) for
+//!    `long_poll_seconds` when the agent is idle, and `status_interval_seconds` otherwise.
+//! 2. Jobs the server says the agent no longer holds are dropped (their batch job cancelled).
+//! 3. Operations (cancel, hold, release) are carried out and acknowledged.
+//! 4. New jobs: parameters are validated again against the agent's own config (the authority),
+//!    recorded in the journal, and the claim confirmed to the server **before** anything runs;
+//!    a claim the agent never confirmed is offered again by the server, which is safe because
+//!    nothing has run.
+//! 5. Every job advances: login sub-jobs run as child processes with a timeout; batch sub-jobs
+//!    are rendered, journaled (intent), submitted, journaled (batch id); the states of **all**
+//!    batch jobs come from one `status_all` call; output files are streamed to the server by
+//!    offset; finished jobs upload their result files and report their end.
+//!
+//! Restart safety: the journal knows every accepted job and each sub-job's phase. On start the
+//! agent resolves pending submissions against the batch system (by job name), re-reads each
+//! journaled job from the server and resumes it where it was; nothing is submitted twice.
+
+use crate::batch::login::{run_login, LoginError, LoginOutcome, LoginRequest};
+use crate::batch::{BatchAdapter, BatchJobRef, BatchState, SubmitRequest};
+use crate::config::{AgentConfig, JobTypeConfig, SubJobConfig};
+use crate::env::{batch_env, batch_job_name, job_dir, job_env, JobContext};
+use crate::journal::{Journal, Phase};
+use crate::script::render_batch_script;
+use hpcsera_api_types::{
+    is_valid_result_name, AgentPoll, Job, JobStatus, JobUpdate, Operation, OperationDone,
+    OutputStream, PublishJobTypes, SubJobKind, SubJobState,
+};
+use hpcsera_client::{Client, ClientError};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// After this many status queries in a row that do not know a batch job, it is given up.
+const UNKNOWN_LIMIT: u32 = 3;
+/// Most output bytes sent per stream and cycle.
+const OUTPUT_CHUNK: u64 = 1024 * 1024;
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "another agent is running with work directory {0} (lock file {0}/.hpcsera-agent.lock)"
+    )]
+    Locked(PathBuf),
+    #[error("cannot talk to the server: {0}")]
+    Server(#[from] ClientError),
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("batch system: {0}")]
+    Batch(#[from] crate::batch::BatchError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a job is in its sub-jobs.
+enum Step {
+    /// Sub-job `index` is next.
+    Start,
+    Login(JoinHandle<Result<LoginOutcome, LoginError>>),
+    Batch {
+        batch: BatchJobRef,
+        unknown: u32,
+    },
+}
+
+/// One output stream of a job: the concatenation of its sub-jobs' files.
+#[derive(Default)]
+struct Stream {
+    /// Bytes the server has.
+    server_len: u64,
+    /// Files in sub-job order and how much of each was sent.
+    files: Vec<(PathBuf, u64)>,
+    truncated: bool,
+}
+
+struct Running {
+    job: Job,
+    jt: JobTypeConfig,
+    params: Map<String, Value>,
+    ctx: JobContext,
+    index: usize,
+    step: Step,
+    reported: JobStatus,
+    sub_states: Vec<SubJobState>,
+    out: Stream,
+    err: Stream,
+}
+
+impl Running {
+    fn sub(&self) -> Option<&SubJobConfig> {
+        self.jt.sub_jobs.get(self.index)
+    }
+}
+
+/// How the job ended.
+struct End {
+    status: JobStatus,
+    exit_code: Option<i32>,
+    message: String,
+}
+
+/// The agent.
+pub struct Agent {
+    cfg: AgentConfig,
+    client: Client,
+    adapter: Arc<dyn BatchAdapter>,
+    journal: Journal,
+    jobs: HashMap<String, Running>,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("site", &self.cfg.site)
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let context = context.into();
+    move |source| AgentError::Io { context, source }
+}
+
+/// This machine's host name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Agent {
+    /// Sets the agent up: lock file, journal, batch adapter, client. Fails when another agent
+    /// holds the work directory.
+    pub fn new(cfg: AgentConfig, token: &str) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&cfg.work_dir).map_err(io(format!(
+            "cannot create the work directory {}",
+            cfg.work_dir.display()
+        )))?;
+        let lock_path = cfg.work_dir.join(".hpcsera-agent.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(format!("cannot open {}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AgentError::Locked(cfg.work_dir.clone()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io(format!("cannot lock {}", lock_path.display()))(e))
+            }
+        }
+        let journal = Journal::open(cfg.work_dir.join(".journal"))?;
+        let adapter =
+            crate::batch::adapter_from_config(&cfg.batch, cfg.work_dir.join(".local-batch"))?;
+        let wait = cfg
+            .poll
+            .long_poll_seconds
+            .max(cfg.poll.status_interval_seconds);
+        let client = Client::with_timeouts(
+            &cfg.server_url,
+            token,
+            Duration::from_secs(10),
+            Duration::from_secs(wait + 30),
+        )?;
+        Ok(Agent {
+            cfg,
+            client,
+            adapter,
+            journal,
+            jobs: HashMap::new(),
+            _lock: lock,
+        })
+    }
+
+    /// The batch adapter (tests count its commands).
+    pub fn adapter(&self) -> &Arc<dyn BatchAdapter> {
+        &self.adapter
+    }
+
+    /// Publishes the job types and resumes journaled jobs. Call once before cycles.
+    pub async fn start(&mut self) -> Result<(), AgentError> {
+        self.client
+            .publish_job_types(
+                &self.cfg.site,
+                &PublishJobTypes {
+                    agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                    agent_host: Some(host_name()),
+                    job_types: self.cfg.specs(),
+                },
+            )
+            .await?;
+        tracing::info!(site = %self.cfg.site, job_types = self.cfg.job_types.len(), adapter = self.adapter.name(),
+            "published job types");
+        self.resume().await
+    }
+
+    /// Picks up where a previous run left off.
+    async fn resume(&mut self) -> Result<(), AgentError> {
+        let rec = self.journal.reconcile(self.adapter.as_ref()).await?;
+        if !rec.adopted.is_empty() || !rec.not_submitted.is_empty() || !rec.finished.is_empty() {
+            tracing::info!(
+                adopted = rec.adopted.len(),
+                finished = rec.finished.len(),
+                not_submitted = rec.not_submitted.len(),
+                "reconciled the journal with the batch system"
+            );
+        }
+        for record in self.journal.jobs()? {
+            let job = match self.client.get_job(&record.job_id).await {
+                Ok(j) => j,
+                Err(e) if e.status() == Some(404) => {
+                    self.journal.forget(&record.job_id)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if job.status.is_terminal() || !job.status.is_with_agent() {
+                self.journal.forget(&record.job_id)?;
+                continue;
+            }
+            let mut run = match self.prepare(&job) {
+                Ok(r) => r,
+                Err(message) => {
+                    self.refuse(&job, message).await;
+                    self.journal.forget(&record.job_id)?;
+                    continue;
+                }
+            };
+            // Skip the sub-jobs that are done; resume a submitted batch job; rerun the rest
+            // (a login sub-job cut short by the restart runs again).
+            let mut failed_before = None;
+            for (i, sub) in run.jt.sub_jobs.iter().enumerate() {
+                run.index = i;
+                match record.sub_jobs.get(&sub.name) {
+                    Some(s) if s.phase == Phase::Done && s.exit_code == Some(0) => {
+                        run.index = i + 1;
+                    }
+                    Some(s) if s.phase == Phase::Done => {
+                        failed_before = Some(End {
+                            status: JobStatus::Failed,
+                            exit_code: s.exit_code,
+                            message: format!(
+                                "sub-job {} {} (while the agent was down)",
+                                sub.name,
+                                s.outcome.as_deref().unwrap_or("failed")
+                            ),
+                        });
+                        break;
+                    }
+                    Some(s) if s.phase == Phase::Submitted => {
+                        if let Some(id) = &s.batch_id {
+                            run.step = Step::Batch {
+                                batch: BatchJobRef::new(id.clone(), s.exit_file.clone()),
+                                unknown: 0,
+                            };
+                        }
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            for sub in run.jt.sub_jobs.iter().take(run.index + 1) {
+                let (o, e) = output_files(&run.ctx.job_dir, &sub.name);
+                run.out.files.push((o, 0));
+                run.err.files.push((e, 0));
+            }
+            // The server has what we sent before; continue from there.
+            run.out.server_len = self.server_len(&run.job.id, OutputStream::Stdout).await;
+            run.err.server_len = self.server_len(&run.job.id, OutputStream::Stderr).await;
+            skip_sent(&mut run.out);
+            skip_sent(&mut run.err);
+            tracing::info!(job = %run.job.id, sub_job = run.index, "resumed a job from the journal");
+            if let Some(end) = failed_before {
+                self.finish(&mut run, end).await;
+                continue;
+            }
+            self.jobs.insert(run.job.id.clone(), run);
+        }
+        Ok(())
+    }
+
+    async fn server_len(&self, id: &str, stream: OutputStream) -> u64 {
+        // Reading needs GET_JobStatus, which an agent token may lack: then start over (the
+        // server skips bytes it has).
+        match self.client.read_output(id, stream, u64::MAX / 4, 1).await {
+            Ok(c) => c.next_offset,
+            Err(_) => 0,
+        }
+    }
+
+    /// Builds the running state of a job the server handed over, after checking it against
+    /// the agent's own config.
+    fn prepare(&self, job: &Job) -> Result<Running, String> {
+        let Some(jt) = self.cfg.job_type(&job.job_type).cloned() else {
+            let m = format!("this agent has no job type {:?}", job.job_type);
+            return Err(m);
+        };
+        let params = match jt.validate_parameters(&job.parameters) {
+            Ok(p) => p,
+            Err(errs) => {
+                let m = errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(format!("the agent refused the parameters: {m}"));
+            }
+        };
+        let dir = match job_dir(&self.cfg.work_dir, &job.id) {
+            Ok(d) => d,
+            Err(e) => return Err(e.to_string()),
+        };
+        let ctx = JobContext {
+            job_id: job.id.clone(),
+            job_type: job.job_type.clone(),
+            site: self.cfg.site.clone(),
+            job_dir: dir,
+        };
+        let sub_states = jt
+            .sub_jobs
+            .iter()
+            .map(|s| SubJobState {
+                name: s.name.clone(),
+                status: "pending".into(),
+                batch_job_id: None,
+                exit_code: None,
+                message: None,
+            })
+            .collect();
+        Ok(Running {
+            reported: job.status,
+            job: job.clone(),
+            jt,
+            params,
+            ctx,
+            index: 0,
+            step: Step::Start,
+            sub_states,
+            out: Stream::default(),
+            err: Stream::default(),
+        })
+    }
+
+    /// Runs cycles until `shutdown` resolves. Jobs in the batch system keep running; the
+    /// journal lets the next start pick them up.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        tokio::pin!(shutdown);
+        loop {
+            let idle = self.jobs.is_empty();
+            let wait = if idle {
+                self.cfg.poll.long_poll_seconds
+            } else {
+                self.cfg
+                    .poll
+                    .status_interval_seconds
+                    .min(self.cfg.poll.long_poll_seconds)
+            };
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!(jobs = self.jobs.len(), "stopping; jobs in the batch system go on and are resumed at the next start");
+                    return Ok(());
+                }
+                r = self.cycle(wait as u32, false) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "cycle failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(self.cfg.poll.idle_interval_seconds.max(1))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One cycle without waiting on the server (`--once`, for cron); login sub-jobs it starts
+    /// are awaited, since the process ends after the cycle.
+    pub async fn once(&mut self) -> Result<(), AgentError> {
+        self.cycle(0, true).await
+    }
+
+    /// One cycle (see the module docs).
+    pub async fn cycle(&mut self, wait_seconds: u32, finish_login: bool) -> Result<(), AgentError> {
+        let active: Vec<String> = self.jobs.keys().cloned().collect();
+        let room = self
+            .cfg
+            .limits
+            .max_active_jobs
+            .saturating_sub(self.jobs.len()) as u32;
+        let reply = self
+            .client
+            .agent_poll(&AgentPoll {
+                active_job_ids: active,
+                max_jobs: room,
+                wait_seconds,
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            })
+            .await?;
+        for id in &reply.released_job_ids {
+            if let Some(run) = self.jobs.remove(id) {
+                tracing::warn!(job = %id, "the server no longer gives this job to us; stopping it");
+                if let Err(e) = self.stop_step(&run).await {
+                    tracing::warn!(job = %id, error = %e, "cannot stop the job's batch job");
+                }
+                self.journal.forget(id)?;
+            }
+        }
+        for op in &reply.operations {
+            self.operation(&op.job_id, op.operation).await;
+        }
+        for job in reply.jobs {
+            self.accept(job).await;
+        }
+        self.advance(finish_login).await;
+        Ok(())
+    }
+
+    async fn accept(&mut self, job: Job) {
+        let id = job.id.clone();
+        match self.prepare(&job) {
+            Ok(run) => {
+                // Journal first, then confirm the claim; only then does anything run.
+                if let Err(e) = self.journal.record_accepted(&id) {
+                    tracing::error!(job = %id, error = %e, "cannot journal the job; leaving it to be offered again");
+                    return;
+                }
+                let confirm = JobUpdate {
+                    status: Some(JobStatus::Dispatched),
+                    ..Default::default()
+                };
+                if let Err(e) = self.client.update_job(&id, &confirm).await {
+                    tracing::warn!(job = %id, error = %e, "cannot confirm the claim; the server will offer it again");
+                    let _ = self.journal.forget(&id);
+                    return;
+                }
+                tracing::info!(job = %id, job_type = %run.job.job_type, "accepted");
+                self.jobs.insert(id, run);
+            }
+            Err(message) => self.refuse(&job, message).await,
+        }
+    }
+
+    /// Fails a job the agent will not run (unknown job type, parameters its config refuses).
+    async fn refuse(&self, job: &Job, message: String) {
+        tracing::warn!(job = %job.id, %message, "refusing a job");
+        let end = JobUpdate {
+            status: Some(JobStatus::Failed),
+            message: Some(message),
+            ..Default::default()
+        };
+        if let Err(e) = self.client.update_job(&job.id, &end).await {
+            tracing::warn!(job = %job.id, error = %e, "cannot report the refusal");
+        }
+    }
+
+    async fn operation(&mut self, id: &str, op: Operation) {
+        let Some(run) = self.jobs.get(id) else {
+            let _ = self
+                .client
+                .operation_done(
+                    id,
+                    &OperationDone {
+                        operation: op,
+                        ok: false,
+                        message: Some("the agent does not run this job".into()),
+                    },
+                )
+                .await;
+            return;
+        };
+        let batch_id = match &run.step {
+            Step::Batch { batch, .. } => Some(batch.id.clone()),
+            _ => None,
+        };
+        let result: Result<String, String> = match (op, &batch_id) {
+            (Operation::Cancel, _) => {
+                let run = self.jobs.remove(id);
+                if let Some(run) = run {
+                    let stopped = self.stop_step(&run).await;
+                    let msg = match stopped {
+                        Ok(()) => "cancelled on request".to_string(),
+                        Err(e) => format!("cancelled on request; stopping it failed: {e}"),
+                    };
+                    let mut run = run;
+                    self.finish(
+                        &mut run,
+                        End {
+                            status: JobStatus::Cancelled,
+                            exit_code: None,
+                            message: msg.clone(),
+                        },
+                    )
+                    .await;
+                    Ok(msg)
+                } else {
+                    Err("gone".into())
+                }
+            }
+            (Operation::Hold, Some(b)) => self
+                .adapter
+                .hold(b)
+                .await
+                .map(|()| format!("batch job {b} held"))
+                .map_err(|e| e.to_string()),
+            (Operation::Release, Some(b)) => self
+                .adapter
+                .release(b)
+                .await
+                .map(|()| format!("batch job {b} released"))
+                .map_err(|e| e.to_string()),
+            (_, None) => Err(
+                "the job is not in the batch system now; only batch jobs can be held or released"
+                    .into(),
+            ),
+        };
+        let done = match result {
+            Ok(m) => OperationDone {
+                operation: op,
+                ok: true,
+                message: Some(m),
+            },
+            Err(m) => OperationDone {
+                operation: op,
+                ok: false,
+                message: Some(m),
+            },
+        };
+        if let Err(e) = self.client.operation_done(id, &done).await {
+            tracing::warn!(job = %id, error = %e, "cannot acknowledge the operation");
+        }
+    }
+
+    /// Stops what a job runs now (its batch job or login process).
+    async fn stop_step(&self, run: &Running) -> Result<(), String> {
+        match &run.step {
+            Step::Batch { batch, .. } => self
+                .adapter
+                .cancel(&batch.id)
+                .await
+                .map_err(|e| e.to_string()),
+            Step::Login(h) => {
+                h.abort();
+                Ok(())
+            }
+            Step::Start => Ok(()),
+        }
+    }
+
+    /// Moves every job on: one status query for all batch jobs, then each job's next steps,
+    /// then output.
+    async fn advance(&mut self, finish_login: bool) {
+        let refs: Vec<BatchJobRef> = self
+            .jobs
+            .values()
+            .filter_map(|r| match &r.step {
+                Step::Batch { batch, .. } => Some(batch.clone()),
+                _ => None,
+            })
+            .collect();
+        if !refs.is_empty() {
+            match self.adapter.status_all(&refs).await {
+                Ok(states) => {
+                    let ids: Vec<String> = self.jobs.keys().cloned().collect();
+                    for id in ids {
+                        let Some(mut run) = self.jobs.remove(&id) else {
+                            continue;
+                        };
+                        let state = match &run.step {
+                            Step::Batch { batch, .. } => states.get(&batch.id).cloned(),
+                            _ => None,
+                        };
+                        let outcome = match state {
+                            Some(s) => self.batch_state(&mut run, s).await,
+                            None => Ok(()),
+                        };
+                        match outcome {
+                            Err(end) => self.finish(&mut run, end).await,
+                            Ok(()) => {
+                                self.jobs.insert(id, run);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch status query failed; trying again next cycle")
+                }
+            }
+        }
+        let ids: Vec<String> = self.jobs.keys().cloned().collect();
+        for id in ids {
+            let Some(mut run) = self.jobs.remove(&id) else {
+                continue;
+            };
+            loop {
+                match self.step(&mut run, finish_login).await {
+                    Ok(None) if matches!(run.step, Step::Start) => continue,
+                    Ok(None) => {
+                        self.send_output(&mut run).await;
+                        self.jobs.insert(id, run);
+                    }
+                    Ok(Some(end)) | Err(end) => self.finish(&mut run, end).await,
+                }
+                break;
+            }
+        }
+    }
+
+    /// Starts the next sub-job or collects a finished login sub-job. `Ok(Some)` ends the job.
+    async fn step(&mut self, run: &mut Running, finish_login: bool) -> Result<Option<End>, End> {
+        match &mut run.step {
+            Step::Start => {
+                let Some(sub) = run.sub().cloned() else {
+                    return Ok(Some(End {
+                        status: JobStatus::Completed,
+                        exit_code: Some(0),
+                        message: "all sub-jobs succeeded".into(),
+                    }));
+                };
+                let (o, e) = output_files(&run.ctx.job_dir, &sub.name);
+                if run.out.files.len() <= run.index {
+                    run.out.files.push((o.clone(), 0));
+                    run.err.files.push((e.clone(), 0));
+                }
+                std::fs::create_dir_all(&run.ctx.job_dir)
+                    .map_err(|err| fail(format!("cannot create the job directory: {err}")))?;
+                match sub.kind {
+                    SubJobKind::Login => {
+                        let command = sub
+                            .login_command()
+                            .ok_or_else(|| fail(format!("sub-job {} has no command", sub.name)))?;
+                        let env = job_env(&run.ctx, &sub.name, &run.params)
+                            .map_err(|e| fail(e.to_string()))?;
+                        let req = LoginRequest {
+                            command,
+                            env,
+                            work_dir: run.ctx.job_dir.clone(),
+                            timeout: Duration::from_secs(sub.timeout_seconds),
+                            stdout_path: o,
+                            stderr_path: e,
+                            max_output_bytes: self.cfg.limits.max_output_bytes,
+                        };
+                        let _ = self.journal.record_intent(
+                            &run.job.id,
+                            &sub.name,
+                            &format!("login:{}", sub.name),
+                            None,
+                        );
+                        let to = if run.jt.sub_jobs[..run.index]
+                            .iter()
+                            .any(|s| s.kind == SubJobKind::Batch)
+                        {
+                            JobStatus::Completing
+                        } else {
+                            JobStatus::Staging
+                        };
+                        set_sub(run, "running", None, None, None);
+                        self.report(run, to, None).await;
+                        run.step = Step::Login(tokio::spawn(async move { run_login(&req).await }));
+                        Ok(None)
+                    }
+                    SubJobKind::Batch => {
+                        let script = sub
+                            .script
+                            .as_deref()
+                            .ok_or_else(|| fail(format!("sub-job {} has no script", sub.name)))?;
+                        let rendered = render_batch_script(&run.ctx.job_dir, &sub.name, script)
+                            .map_err(|e| fail(e.to_string()))?;
+                        let env = batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)
+                            .map_err(|e| fail(e.to_string()))?;
+                        let name = batch_job_name(&run.job.id, &sub.name);
+                        let mut options = self.cfg.batch.submit_options.clone();
+                        options.extend(sub.options.iter().cloned());
+                        let req = SubmitRequest {
+                            script_path: rendered.path,
+                            work_dir: run.ctx.job_dir.clone(),
+                            job_name: name.clone(),
+                            env,
+                            options,
+                            stdout_path: o,
+                            stderr_path: e,
+                        };
+                        self.journal
+                            .record_intent(&run.job.id, &sub.name, &name, Some(&rendered.exit_file))
+                            .map_err(|e| fail(format!("cannot journal the submission: {e}")))?;
+                        let id =
+                            self.adapter.submit(&req).await.map_err(|e| {
+                                fail(format!("submitting {} failed: {e}", sub.name))
+                            })?;
+                        if let Err(e) = self.journal.record_submitted(&run.job.id, &sub.name, &id) {
+                            tracing::error!(job = %run.job.id, error = %e, "cannot journal the batch id");
+                        }
+                        tracing::info!(job = %run.job.id, sub_job = %sub.name, batch_id = %id, "submitted");
+                        set_sub(run, "submitted", Some(id.clone()), None, None);
+                        run.step = Step::Batch {
+                            batch: BatchJobRef::new(id.clone(), Some(rendered.exit_file)),
+                            unknown: 0,
+                        };
+                        self.report(run, JobStatus::Submitted, Some(id)).await;
+                        Ok(None)
+                    }
+                }
+            }
+            Step::Login(handle) => {
+                if !handle.is_finished() && !finish_login {
+                    return Ok(None);
+                }
+                let Step::Login(handle) = std::mem::replace(&mut run.step, Step::Start) else {
+                    return Ok(None);
+                };
+                let name = run.sub().map(|s| s.name.clone()).unwrap_or_default();
+                let outcome = handle
+                    .await
+                    .map_err(|e| fail(format!("login sub-job {name} did not finish: {e}")))?;
+                match outcome {
+                    Ok(o) if o.success() => {
+                        let _ = self
+                            .journal
+                            .record_done(&run.job.id, &name, Some(0), "succeeded");
+                        set_sub(run, "completed", None, Some(0), None);
+                        run.index += 1;
+                        Ok(None)
+                    }
+                    Ok(o) => {
+                        let m = format!("login sub-job {name} {}", o.describe());
+                        set_sub(run, "failed", None, o.exit_code, Some(m.clone()));
+                        Err(End {
+                            status: JobStatus::Failed,
+                            exit_code: o.exit_code,
+                            message: m,
+                        })
+                    }
+                    Err(e) => {
+                        let m = format!("login sub-job {name}: {e}");
+                        set_sub(run, "failed", None, None, Some(m.clone()));
+                        Err(fail(m))
+                    }
+                }
+            }
+            Step::Batch { .. } => Ok(None),
+        }
+    }
+
+    /// Applies a batch job's state; `Err` ends the job.
+    async fn batch_state(&mut self, run: &mut Running, state: BatchState) -> Result<(), End> {
+        let name = run.sub().map(|s| s.name.clone()).unwrap_or_default();
+        let batch_id = match &run.step {
+            Step::Batch { batch, .. } => batch.id.clone(),
+            _ => return Ok(()),
+        };
+        match state {
+            BatchState::Pending | BatchState::Held => Ok(()),
+            BatchState::Running => {
+                set_sub(run, "running", Some(batch_id), None, None);
+                self.report(run, JobStatus::Running, None).await;
+                Ok(())
+            }
+            BatchState::Completed { exit_code: 0 } => {
+                let _ = self
+                    .journal
+                    .record_done(&run.job.id, &name, Some(0), "completed");
+                set_sub(run, "completed", Some(batch_id), Some(0), None);
+                self.drain_output(run).await;
+                run.index += 1;
+                run.step = Step::Start;
+                Ok(())
+            }
+            BatchState::Completed { exit_code }
+            | BatchState::Failed {
+                exit_code: Some(exit_code),
+                ..
+            } => {
+                let _ = self
+                    .journal
+                    .record_done(&run.job.id, &name, Some(exit_code), "failed");
+                let m = format!(
+                    "batch sub-job {name} (batch job {batch_id}) exited with code {exit_code}"
+                );
+                set_sub(
+                    run,
+                    "failed",
+                    Some(batch_id),
+                    Some(exit_code),
+                    Some(m.clone()),
+                );
+                Err(End {
+                    status: JobStatus::Failed,
+                    exit_code: Some(exit_code),
+                    message: m,
+                })
+            }
+            BatchState::Failed {
+                exit_code: None,
+                reason,
+            } => {
+                let _ = self.journal.record_done(&run.job.id, &name, None, &reason);
+                let m = format!("batch sub-job {name} (batch job {batch_id}) failed: {reason}");
+                set_sub(run, "failed", Some(batch_id), None, Some(m.clone()));
+                Err(fail(m))
+            }
+            BatchState::Cancelled => {
+                let _ = self
+                    .journal
+                    .record_done(&run.job.id, &name, None, "cancelled");
+                set_sub(run, "cancelled", Some(batch_id.clone()), None, None);
+                Err(End {
+                    status: JobStatus::Cancelled,
+                    exit_code: None,
+                    message: format!("batch job {batch_id} was cancelled in the batch system"),
+                })
+            }
+            BatchState::Unknown => {
+                if let Step::Batch { unknown, .. } = &mut run.step {
+                    *unknown += 1;
+                    if *unknown >= UNKNOWN_LIMIT {
+                        return Err(fail(format!(
+                            "the batch system no longer knows batch job {batch_id} and it left no exit code"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports a status change, forward only (a login step after a batch step does not move
+    /// the job back), with the sub-job states and a new batch id.
+    async fn report(&self, run: &mut Running, to: JobStatus, batch_job_id: Option<String>) {
+        let status = (to != run.reported && run.reported.can_transition_to(to)).then_some(to);
+        if status.is_none() && batch_job_id.is_none() {
+            return;
+        }
+        let update = JobUpdate {
+            status,
+            batch_job_id,
+            sub_jobs: Some(run.sub_states.clone()),
+            ..Default::default()
+        };
+        match self.client.update_job(&run.job.id, &update).await {
+            Ok(j) => run.reported = j.status,
+            Err(e) => tracing::warn!(job = %run.job.id, error = %e, "status report failed"),
+        }
+    }
+
+    /// Ends a job: last output, result files, final report, journal.
+    async fn finish(&mut self, run: &mut Running, end: End) {
+        self.drain_output(run).await;
+        self.upload_results(run).await;
+        let update = JobUpdate {
+            status: Some(end.status),
+            exit_code: end.exit_code,
+            message: Some(end.message.clone()),
+            sub_jobs: Some(run.sub_states.clone()),
+            ..Default::default()
+        };
+        match self.client.update_job(&run.job.id, &update).await {
+            Ok(_) => {}
+            Err(e) if e.status() == Some(409) || e.status() == Some(404) => {
+                tracing::info!(job = %run.job.id, error = %e, "the server already has an end for this job")
+            }
+            Err(e) => {
+                // Keep it journaled; the next start reports again.
+                tracing::warn!(job = %run.job.id, error = %e, "cannot report the end of the job");
+                return;
+            }
+        }
+        tracing::info!(job = %run.job.id, status = %end.status, exit_code = ?end.exit_code, "finished");
+        if let Err(e) = self.journal.forget(&run.job.id) {
+            tracing::warn!(job = %run.job.id, error = %e, "cannot clean the journal");
+        }
+    }
+
+    async fn drain_output(&self, run: &mut Running) {
+        for _ in 0..64 {
+            if !self.send_output(run).await {
+                break;
+            }
+        }
+    }
+
+    /// Sends new output of both streams; true while more may be waiting.
+    async fn send_output(&self, run: &mut Running) -> bool {
+        let mut more = false;
+        for stream in [OutputStream::Stdout, OutputStream::Stderr] {
+            let s = match stream {
+                OutputStream::Stdout => &mut run.out,
+                OutputStream::Stderr => &mut run.err,
+            };
+            if s.truncated {
+                continue;
+            }
+            let Some((chunk, file_index, new_pos)) = next_chunk(s) else {
+                continue;
+            };
+            match self
+                .client
+                .append_output(&run.job.id, stream, s.server_len, &chunk)
+                .await
+            {
+                Ok(len) => {
+                    let sent = len.saturating_sub(s.server_len);
+                    if sent < chunk.len() as u64 {
+                        s.truncated = true;
+                    }
+                    s.server_len = len;
+                    s.files[file_index].1 = new_pos;
+                    more |= chunk.len() as u64 >= OUTPUT_CHUNK;
+                }
+                Err(e) => {
+                    tracing::warn!(job = %run.job.id, error = %e, "cannot send output; trying again next cycle");
+                    return false;
+                }
+            }
+        }
+        more
+    }
+
+    async fn upload_results(&self, run: &Running) {
+        let dir = run.ctx.job_dir.join("results");
+        let mut files = Vec::new();
+        collect_files(&dir, &dir, &mut files, 0);
+        for (name, path) in files {
+            if !is_valid_result_name(&name) {
+                tracing::warn!(job = %run.job.id, file = %name, "result file name not accepted; skipped");
+                continue;
+            }
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if size > self.cfg.limits.max_result_bytes {
+                tracing::warn!(job = %run.job.id, file = %name, size, "result file too large; skipped");
+                continue;
+            }
+            match tokio::fs::read(&path).await {
+                Ok(data) => {
+                    if let Err(e) = self.client.put_result(&run.job.id, &name, &data).await {
+                        tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot read result file")
+                }
+            }
+        }
+    }
+}
+
+fn fail(message: String) -> End {
+    End {
+        status: JobStatus::Failed,
+        exit_code: None,
+        message,
+    }
+}
+
+fn set_sub(
+    run: &mut Running,
+    status: &str,
+    batch_job_id: Option<String>,
+    exit_code: Option<i32>,
+    message: Option<String>,
+) {
+    if let Some(s) = run.sub_states.get_mut(run.index) {
+        s.status = status.to_string();
+        if batch_job_id.is_some() {
+            s.batch_job_id = batch_job_id;
+        }
+        if exit_code.is_some() {
+            s.exit_code = exit_code;
+        }
+        if message.is_some() {
+            s.message = message;
+        }
+    }
+}
+
+/// The stdout and stderr files of a sub-job.
+pub fn output_files(job_dir: &Path, sub_job: &str) -> (PathBuf, PathBuf) {
+    (
+        job_dir.join(format!("{sub_job}.out")),
+        job_dir.join(format!("{sub_job}.err")),
+    )
+}
+
+/// Marks the first `server_len` bytes of the stream's files as sent (after a restart).
+fn skip_sent(s: &mut Stream) {
+    let mut left = s.server_len;
+    for (path, pos) in s.files.iter_mut() {
+        let len = std::fs::metadata(path.as_path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let take = left.min(len);
+        *pos = take;
+        left -= take;
+    }
+}
+
+/// The next unsent bytes of a stream: (bytes, index of the file, its new read position).
+/// Earlier files are finished before later ones are read, so the order is kept.
+fn next_chunk(s: &Stream) -> Option<(Vec<u8>, usize, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    for (i, (path, pos)) in s.files.iter().enumerate() {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len <= *pos {
+            continue;
+        }
+        let mut f = std::fs::File::open(path).ok()?;
+        f.seek(SeekFrom::Start(*pos)).ok()?;
+        let want = (len - pos).min(OUTPUT_CHUNK);
+        let mut buf = Vec::with_capacity(want as usize);
+        f.take(want).read_to_end(&mut buf).ok()?;
+        if buf.is_empty() {
+            continue;
+        }
+        let new_pos = pos + buf.len() as u64;
+        return Some((buf, i, new_pos));
+    }
+    None
+}
+
+/// Regular files below `dir` (no symlinks), as (relative name, path).
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, depth: usize) {
+    if depth > 16 || out.len() > 1000 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let path = e.path();
+        if ft.is_dir() {
+            collect_files(root, &path, out, depth + 1);
+        } else if ft.is_file() {
+            if let Ok(rel) = path.strip_prefix(root) {
+                out.push((rel.to_string_lossy().into_owned(), path.clone()));
+            }
+        }
+    }
+}
