@@ -2,7 +2,8 @@
 # Runs every check and test of hpcsera: formatting, lints, the OpenAPI validation, and the
 # whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
 # tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
-# openapi-spec-validator, and (see setup-slurm.sh) a single-node Slurm for the agent tests.
+# openapi-spec-validator, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
+# end-to-end tests, which then run against the real Slurm (and fail, never skip, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,11 +41,13 @@ ensure_openapi_validator() {
   python3 -m pip install -q --disable-pip-version-check openapi-spec-validator
 }
 
+# run_tests [cargo package/test selection]: the whole workspace when nothing is given.
 run_tests() {
+  [ $# -gt 0 ] || set -- --workspace
   if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --no-fail-fast "$@"
   else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --no-fail-fast "$@"
   fi
 }
 
@@ -62,11 +65,22 @@ ensure_openapi_validator
 say "OpenAPI: the checked-in spec is valid OpenAPI 3"
 python3 -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open("openapi.json"))); print("openapi.json is valid")'
 
-say "tests on SQLite"
+say "single-node Slurm"
+if as_root; then
+  bash scripts/setup-slurm.sh
+else
+  echo "not root: using the Slurm that is there (sinfo must answer)"
+fi
+export HPCSERA_TEST_SLURM=1
+
+say "tests on SQLite (agent end-to-end tests on the local adapter)"
 HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 
-say "tests on PostgreSQL ($PG_URL)"
-HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests
+say "agent end-to-end tests on the real Slurm"
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e
+
+say "store and API tests on PostgreSQL ($PG_URL)"
+HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server
 
 drop_test_databases
 say "all checks passed"

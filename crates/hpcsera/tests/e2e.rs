@@ -1,0 +1,578 @@
+//! End to end: a real server, the real `hpcsera agent` binary as a child process, and a real
+//! batch system — Slurm when `HPCSERA_TEST_ADAPTER=slurm` (the test script sets it in CI;
+//! without `sbatch` these tests then fail, never skip), else the local adapter.
+
+use hpcsera_api_types::{JobStatus, NewJob, Operation, Role, RoleSet};
+use hpcsera_client::Client;
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::{NewToken, Store};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const SITE: &str = "e2e";
+
+fn slurm() -> bool {
+    std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
+}
+
+fn job_types() -> String {
+    let hold_opts = if slurm() {
+        r#"options = ["--begin=now+3600"]"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[[job_types]]
+name = "echo"
+description = "echoes its parameter and keeps it as a result file"
+[[job_types.parameters]]
+name = "v"
+type = "string"
+maxLength = 1000
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+mkdir -p results
+printf '%s' "$HPCSERA_PARAM_v" > results/v.txt
+echo "line one"
+echo "line two"
+echo "to stderr" >&2
+"""
+
+[[job_types]]
+name = "sleep"
+description = "sleeps, then exits with a code"
+[[job_types.parameters]]
+name = "seconds"
+type = "integer"
+default = 1
+[[job_types.parameters]]
+name = "code"
+type = "integer"
+default = 0
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+echo "start"
+sleep "$HPCSERA_PARAM_seconds"
+echo "end"
+exit "$HPCSERA_PARAM_code"
+"""
+
+[[job_types]]
+name = "later"
+description = "a batch job that waits in the queue"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+{hold_opts}
+script = """
+#!/bin/sh
+sleep 60
+"""
+
+[[job_types]]
+name = "badlogin"
+description = "a login step that fails"
+[[job_types.sub_jobs]]
+name = "stage"
+kind = "login"
+command = ["/bin/sh", "-c", "echo staging; exit 4"]
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "echo never"
+
+[[job_types]]
+name = "slowlogin"
+description = "a login step that times out"
+[[job_types.sub_jobs]]
+name = "stage"
+kind = "login"
+command = ["/bin/sleep", "30"]
+timeout_seconds = 1
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "echo never"
+"#
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    client: Client,
+    config: PathBuf,
+    agent: Option<tokio::process::Child>,
+}
+
+impl Env {
+    async fn new(max_active: usize) -> Env {
+        if slurm() {
+            assert!(
+                std::process::Command::new("sbatch")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
+                "HPCSERA_TEST_ADAPTER=slurm but sbatch does not work: run scripts/setup-slurm.sh"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hpcsera-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        store.create_user("alice", None, false).await.unwrap();
+        store.create_project("p", "").await.unwrap();
+        store.add_member("alice", "p").await.unwrap();
+        let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+            .into_iter()
+            .collect();
+        let (_, agent_token) = store
+            .create_token(&NewToken {
+                user: "alice",
+                project: "p",
+                name: "agent",
+                roles: agent_roles,
+                site: Some(SITE),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let (_, client_token) = store
+            .create_token(&NewToken {
+                user: "alice",
+                project: "p",
+                name: "client",
+                roles: RoleSet::all(),
+                site: None,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let app = Application::build(
+            ServerConfig {
+                listen: "127.0.0.1:0".into(),
+                ..Default::default()
+            },
+            store,
+        )
+        .await
+        .unwrap();
+        let url = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let token_file = dir.path().join("agent.token");
+        std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let work = dir.path().join("work");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "server_url = {url:?}\ntoken_file = {:?}\nsite = {SITE:?}\nwork_dir = {:?}\n\
+                 [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
+                 [limits]\nmax_active_jobs = {max_active}\n[batch]\npreset = {:?}\n{}",
+                token_file.display().to_string(),
+                work.display().to_string(),
+                if slurm() { "slurm" } else { "local" },
+                job_types()
+            ),
+        )
+        .unwrap();
+        let client = Client::new(&url, &client_token).unwrap();
+        let mut env = Env {
+            dir,
+            client,
+            config,
+            agent: None,
+        };
+        env.start_agent();
+        // The agent has published its job types once the site lists them.
+        let started = Instant::now();
+        while env
+            .client
+            .job_types(SITE)
+            .await
+            .map(|t| t.is_empty())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the agent never published its job types: {}",
+                env.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        env
+    }
+
+    fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+    }
+
+    async fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            c.start_kill().unwrap(); // SIGKILL
+            c.wait().await.unwrap();
+        }
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    async fn submit(&self, job_type: &str, params: Value) -> String {
+        let job = NewJob {
+            site: SITE.into(),
+            job_type: job_type.into(),
+            parameters: params.as_object().cloned().unwrap_or_default(),
+            metadata: None,
+            callback_url: None,
+        };
+        self.client.submit(&job, None).await.unwrap().id
+    }
+
+    async fn wait_for(
+        &self,
+        id: &str,
+        pred: impl Fn(JobStatus) -> bool,
+        what: &str,
+    ) -> hpcsera_api_types::Job {
+        let started = Instant::now();
+        loop {
+            let j = self.client.get_job(id).await.unwrap();
+            if pred(j.status) {
+                return j;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "job {id} never became {what} (is {}): agent log:\n{}",
+                j.status,
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
+        self.wait_for(id, JobStatus::is_terminal, "terminal").await
+    }
+
+    async fn output(&self, id: &str, stream: hpcsera_api_types::OutputStream) -> String {
+        let c = self
+            .client
+            .read_output(id, stream, 0, 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&c.data).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn job_runs_to_completion_with_output_and_results() {
+    let env = Env::new(10).await;
+    let id = env.submit("echo", json!({"v": "hello world"})).await;
+    let job = env.wait_end(&id).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Completed,
+        "{:?}: {}",
+        job.message,
+        env.agent_log()
+    );
+    assert_eq!(job.exit_code, Some(0));
+    assert!(job.batch_job_id.is_some());
+    if slurm() {
+        assert!(
+            job.batch_job_id.as_deref().unwrap().parse::<u64>().is_ok(),
+            "a Slurm job id"
+        );
+    }
+    assert_eq!(job.sub_jobs[0].status, "completed");
+    assert_eq!(
+        env.output(&id, hpcsera_api_types::OutputStream::Stdout)
+            .await,
+        "line one\nline two\n"
+    );
+    assert_eq!(
+        env.output(&id, hpcsera_api_types::OutputStream::Stderr)
+            .await,
+        "to stderr\n"
+    );
+    assert_eq!(
+        env.client.get_result(&id, "v.txt").await.unwrap(),
+        b"hello world"
+    );
+    let events = env.client.events(&id, 0).await.unwrap();
+    let path: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.to_status.map(|s| s.to_string()))
+        .collect();
+    assert_eq!(path.first().map(String::as_str), Some("queued"));
+    assert_eq!(path.last().map(String::as_str), Some("completed"));
+    assert!(path.contains(&"submitted".to_string()));
+}
+
+#[tokio::test]
+async fn failing_script_fails_with_its_exit_code() {
+    let env = Env::new(10).await;
+    let id = env.submit("sleep", json!({"seconds": 0, "code": 7})).await;
+    let job = env.wait_end(&id).await;
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.message);
+    assert_eq!(job.exit_code, Some(7));
+    assert!(job.message.unwrap().contains("code 7"));
+    assert_eq!(
+        env.output(&id, hpcsera_api_types::OutputStream::Stdout)
+            .await,
+        "start\nend\n"
+    );
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_running_batch_job() {
+    let env = Env::new(10).await;
+    let id = env.submit("sleep", json!({"seconds": 300})).await;
+    env.wait_for(&id, |s| s == JobStatus::Running, "running")
+        .await;
+    env.client.operation(&id, Operation::Cancel).await.unwrap();
+    let job = env.wait_end(&id).await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{:?}", job.message);
+    if slurm() {
+        let batch = job.batch_job_id.unwrap();
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "--states=all", "-o", "%T", "-j", &batch])
+            .output()
+            .unwrap();
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            state.is_empty() || state == "CANCELLED" || state == "COMPLETING",
+            "Slurm says {state}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hold_and_release_reach_the_batch_system() {
+    let env = Env::new(10).await;
+    let id = env.submit("later", json!({})).await;
+    env.wait_for(
+        &id,
+        |s| s == JobStatus::Submitted || s == JobStatus::Running,
+        "submitted",
+    )
+    .await;
+    let job = env.client.operation(&id, Operation::Hold).await.unwrap();
+    assert_eq!(
+        job.pending_operation.map(|p| p.operation),
+        Some(Operation::Hold)
+    );
+    let started = Instant::now();
+    let events = loop {
+        let ev = env.client.events(&id, 0).await.unwrap();
+        if ev
+            .iter()
+            .any(|e| e.kind == "operation_done" || e.kind == "operation_failed")
+        {
+            break ev;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "hold never acknowledged: {}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let done = events
+        .iter()
+        .find(|e| e.kind == "operation_done" || e.kind == "operation_failed")
+        .unwrap();
+    if slurm() {
+        assert_eq!(done.kind, "operation_done", "{:?}", done.message);
+        let batch = env.client.get_job(&id).await.unwrap().batch_job_id.unwrap();
+        let reason = || {
+            let out = std::process::Command::new("squeue")
+                .args(["-h", "-o", "%r", "-j", &batch])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert!(reason().starts_with("JobHeld"), "Slurm reason {}", reason());
+        assert!(env.client.get_job(&id).await.unwrap().held);
+        env.client.operation(&id, Operation::Release).await.unwrap();
+        let started = Instant::now();
+        while env.client.get_job(&id).await.unwrap().held {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "release never acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            !reason().starts_with("JobHeld"),
+            "Slurm reason {}",
+            reason()
+        );
+    } else {
+        // The local adapter cannot hold a running process: refused, and said so.
+        assert_eq!(done.kind, "operation_failed");
+    }
+    env.client.operation(&id, Operation::Cancel).await.unwrap();
+    assert_eq!(env.wait_end(&id).await.status, JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn failing_or_timed_out_login_steps_fail_the_job_with_a_reason() {
+    let env = Env::new(10).await;
+    let bad = env.submit("badlogin", json!({})).await;
+    let slow = env.submit("slowlogin", json!({})).await;
+    let job = env.wait_end(&bad).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.exit_code, Some(4));
+    assert!(
+        job.message.as_deref().unwrap().contains("stage"),
+        "{:?}",
+        job.message
+    );
+    assert!(job.batch_job_id.is_none(), "the batch step never ran");
+    assert_eq!(
+        env.output(&bad, hpcsera_api_types::OutputStream::Stdout)
+            .await,
+        "staging\n"
+    );
+    let job = env.wait_end(&slow).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(
+        job.message.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        job.message
+    );
+}
+
+#[tokio::test]
+async fn parameters_with_shell_metacharacters_arrive_verbatim() {
+    let env = Env::new(50).await;
+    let canary = format!("/tmp/hpcsera-pwned-{}", std::process::id());
+    let corpus = [
+        format!("$(touch {canary})"),
+        format!("`touch {canary}`"),
+        format!("a; touch {canary}"),
+        format!("a && touch {canary} || true"),
+        format!("a | tee {canary}"),
+        format!("> {canary}"),
+        "'single' \"double\" \\backslash\\".to_string(),
+        "line1\nline2\n\ttab".to_string(),
+        "$HOME ${PATH} $1 $@ %s %n %j %u".to_string(),
+        "-rf --help * ~ ?".to_string(),
+        "ünïcødé — 日本語 — 🚀".to_string(),
+        "#SBATCH --mem=999G".to_string(),
+    ];
+    let mut ids = Vec::new();
+    for v in &corpus {
+        ids.push((env.submit("echo", json!({ "v": v })).await, v.clone()));
+    }
+    for (id, v) in ids {
+        let job = env.wait_end(&id).await;
+        assert_eq!(job.status, JobStatus::Completed, "{v:?}: {:?}", job.message);
+        let got = env.client.get_result(&id, "v.txt").await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            v,
+            "the value arrives verbatim"
+        );
+    }
+    assert!(!Path::new(&canary).exists(), "a parameter was executed");
+}
+
+#[tokio::test]
+async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
+    let mut env = Env::new(2).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(env.submit("sleep", json!({"seconds": 4})).await);
+    }
+    // Two are with the agent (max_active_jobs = 2), two wait in the queue.
+    env.wait_for(
+        &ids[0],
+        |s| s == JobStatus::Running || s == JobStatus::Submitted,
+        "submitted",
+    )
+    .await;
+    env.kill_agent().await;
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(env.client.get_job(id).await.unwrap().status);
+        }
+        v
+    };
+    assert!(before.contains(&JobStatus::Queued), "{before:?}");
+    env.start_agent();
+    for id in &ids {
+        let job = env.wait_end(id).await;
+        assert_eq!(
+            job.status,
+            JobStatus::Completed,
+            "{id}: {:?}\n{}",
+            job.message,
+            env.agent_log()
+        );
+        let events = env.client.events(id, 0).await.unwrap();
+        let submitted = events
+            .iter()
+            .filter(|e| e.to_status == Some(JobStatus::Submitted))
+            .count();
+        assert_eq!(submitted, 1, "job {id} was submitted once");
+        let out = env
+            .output(id, hpcsera_api_types::OutputStream::Stdout)
+            .await;
+        assert_eq!(out, "start\nend\n", "output without gaps or repeats");
+        if slurm() {
+            let name = format!("hpcsera-{id}-run");
+            let q = std::process::Command::new("squeue")
+                .args(["-h", "--states=all", "-o", "%i", "-n", &name])
+                .output()
+                .unwrap();
+            let n = String::from_utf8_lossy(&q.stdout).lines().count();
+            assert_eq!(n, 1, "job {id} has {n} Slurm jobs");
+        } else {
+            let states = std::fs::read_dir(env.dir.path().join("work/.local-batch")).unwrap();
+            let mine = states
+                .flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("name"))
+                        .map(|n| n.contains(id.as_str()))
+                        .unwrap_or(false)
+                })
+                .count();
+            assert_eq!(mine, 1, "job {id} has {mine} local batch jobs");
+        }
+    }
+}
