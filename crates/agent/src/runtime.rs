@@ -369,9 +369,13 @@ impl Agent {
     ) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
         loop {
-            let idle = self.jobs.is_empty();
-            let wait = if idle {
+            // Idle: wait long on the server. Login steps running: look again soon (they end on
+            // the login node, not in the batch system). Batch jobs: the status interval.
+            let login_running = self.jobs.values().any(|r| matches!(r.step, Step::Login(_)));
+            let wait = if self.jobs.is_empty() {
                 self.cfg.poll.long_poll_seconds
+            } else if login_running {
+                1
             } else {
                 self.cfg
                     .poll
