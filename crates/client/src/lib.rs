@@ -344,6 +344,35 @@ impl Client {
         .await
     }
 
+    /// A job's events after `after`, waiting up to `wait_seconds` (at most 60) for one when
+    /// there is none yet: the way to follow a job without busy polling.
+    pub async fn events_wait(
+        &self,
+        id: &str,
+        after: i64,
+        wait_seconds: u32,
+    ) -> Result<Vec<JobEvent>> {
+        let path = format!(
+            "/job/{}/events?after={after}&wait={}",
+            seg(id),
+            wait_seconds.min(60)
+        );
+        Ok(self
+            .json::<JobEventList>(Method::GET, &path, Body::None)
+            .await?
+            .events)
+    }
+
+    /// Events of all the project's jobs after `after` (resume with the last `seq` seen),
+    /// waiting up to `wait_seconds` for one.
+    pub async fn project_events(&self, after: i64, wait_seconds: u32) -> Result<Vec<JobEvent>> {
+        let path = format!("/events?after={after}&wait={}", wait_seconds.min(60));
+        Ok(self
+            .json::<JobEventList>(Method::GET, &path, Body::None)
+            .await?
+            .events)
+    }
+
     pub async fn events(&self, id: &str, after: i64) -> Result<Vec<JobEvent>> {
         let path = format!("/job/{}/events?after={after}", seg(id));
         Ok(self

@@ -89,12 +89,19 @@ pub struct AppState {
     /// Bumped whenever there may be new work for agents (a job queued, an operation
     /// requested); long-polling agents wait on it.
     pub work: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever a job event is written; clients waiting for events wait on it.
+    pub events: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl AppState {
     /// Wakes the agents that wait in a long poll.
     pub fn wake_agents(&self) {
         self.work.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the clients that wait for job events.
+    pub fn events_written(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -174,6 +181,7 @@ impl Application {
             metrics,
             audit,
             work: Arc::new(work),
+            events: Arc::new(tokio::sync::watch::channel(0u64).0),
         };
         Ok(Application {
             listener,
@@ -220,6 +228,7 @@ async fn reap_leases(state: AppState) {
                 for e in &expired {
                     tracing::warn!(job = %e.job_id, to = %e.to, "lease expired");
                 }
+                state.events_written();
                 if expired
                     .iter()
                     .any(|e| e.to == hpcsera_api_types::JobStatus::Queued)

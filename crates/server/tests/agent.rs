@@ -613,3 +613,165 @@ async fn result_files_are_uploaded_listed_and_downloaded() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn event_reads_wait_for_the_next_event() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "ev"})).await);
+    let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
+    let last = ev["events"][0]["seq"].as_i64().unwrap();
+    let waiter = {
+        let http = t.http.clone();
+        let url = format!("{}/api/v1/job/{id}/events?after={last}&wait=30", t.base);
+        let tok = tok.clone();
+        tokio::spawn(async move {
+            let r: Value = http
+                .get(url)
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (Instant::now(), r)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    let (got_at, r) = waiter.await.unwrap();
+    assert!(got_at >= sent);
+    assert!(
+        got_at.duration_since(sent) < Duration::from_secs(30),
+        "answered by the event, not the timeout"
+    );
+    assert_eq!(r["events"][0]["toStatus"], "dispatched");
+    // Nothing new: an empty answer after the wait.
+    let seq = r["events"][0]["seq"].as_i64().unwrap();
+    let before = Instant::now();
+    let (s, r) = t
+        .get(&format!("/api/v1/job/{id}/events?after={seq}&wait=1"), &tok)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(r["events"].as_array().unwrap().is_empty());
+    assert!(before.elapsed() >= Duration::from_millis(900));
+    let (s, _) = t
+        .get(&format!("/api/v1/job/{id}/events?wait=61"), &tok)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    // A consumer reads part of the stream, "disconnects", and resumes from its cursor while
+    // jobs go on changing, concurrently, in several requests at once.
+    let producer = {
+        let base = t.base.clone();
+        let http = t.http.clone();
+        let tok = tok.clone();
+        let agent = agent.clone();
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..20 {
+                let body = json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": format!("s{i}")}});
+                let j: Value = http
+                    .post(format!("{base}/api/v1/job"))
+                    .bearer_auth(&tok)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                http.post(format!("{base}/api/v1/job"))
+                    .bearer_auth(&bob)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                ids.push(id_of(&j));
+            }
+            let mut tasks = Vec::new();
+            for id in ids.clone() {
+                let http = http.clone();
+                let base = base.clone();
+                let agent = agent.clone();
+                tasks.push(tokio::spawn(async move {
+                    for st in ["dispatched", "running", "completed"] {
+                        let r = http
+                            .put(format!("{base}/api/v1/job/{id}"))
+                            .bearer_auth(&agent)
+                            .json(&json!({"status": st}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(r.status().is_success());
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            ids
+        })
+    };
+    let mut seen: Vec<(i64, String, Option<String>)> = Vec::new();
+    let mut cursor = 0;
+    let mut reads = 0;
+    loop {
+        // Read at most 7 at a time and start over with a fresh request each time, as a client
+        // that keeps disconnecting would.
+        let (s, r) = t
+            .get(
+                &format!("/api/v1/events?after={cursor}&limit=7&wait=2"),
+                &tok,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        let evs = r["events"].as_array().unwrap();
+        for e in evs {
+            let seq = e["seq"].as_i64().unwrap();
+            assert!(seq > cursor, "events come in order");
+            cursor = seq;
+            seen.push((
+                seq,
+                e["jobId"].as_str().unwrap().to_string(),
+                e["toStatus"].as_str().map(String::from),
+            ));
+        }
+        reads += 1;
+        if evs.is_empty() && producer.is_finished() {
+            break;
+        }
+        assert!(reads < 1000);
+    }
+    let ids = producer.await.unwrap();
+    // Every job: created(queued), dispatched, running, completed — each exactly once.
+    assert_eq!(seen.len(), ids.len() * 4, "{seen:?}");
+    for id in &ids {
+        let mine: Vec<Option<String>> = seen
+            .iter()
+            .filter(|e| &e.1 == id)
+            .map(|e| e.2.clone())
+            .collect();
+        assert_eq!(
+            mine,
+            ["queued", "dispatched", "running", "completed"]
+                .map(|s| Some(s.to_string()))
+                .to_vec(),
+            "job {id}"
+        );
+    }
+    // The other project's stream has only its own events.
+    let (_, r) = t.get("/api/v1/events", &bob).await;
+    assert_eq!(r["events"].as_array().unwrap().len(), ids.len());
+}

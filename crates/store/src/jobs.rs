@@ -13,6 +13,9 @@ const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name, s.name, j.job_type, u.name
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
      JOIN users u ON u.id = j.owner_id";
 
+/// Advisory lock key that orders event writers on PostgreSQL.
+const EVENT_ORDER_LOCK: i64 = 0x0068_7063_6576_656e;
+
 /// A validated job to insert.
 #[derive(Debug, Clone)]
 pub struct NewJobRecord<'a> {
@@ -54,6 +57,8 @@ pub struct JobFilter {
 pub struct EventFilter {
     pub after_seq: i64,
     pub limit: u32,
+    /// Only jobs of this site (project streams of site-restricted tokens).
+    pub site: Option<String>,
 }
 
 /// What an agent reports about a job.
@@ -178,6 +183,15 @@ impl Store {
         actor: &str,
         message: Option<&str>,
     ) -> Result<()> {
+        // Event sequence numbers must become visible in order, or a reader resuming after
+        // seq N could miss an N-1 that commits later. SQLite has one writer; on PostgreSQL the
+        // event-writing transactions are serialised from here to their commit.
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENT_ORDER_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -702,6 +716,43 @@ impl Store {
                 Ok(JobEvent {
                     seq: col(r, 0)?,
                     job_id: job_id.to_string(),
+                    at: fmt_ms(col(r, 1)?),
+                    kind: col(r, 2)?,
+                    from_status: col::<Option<String>>(r, 3)?
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(corrupt)?,
+                    to_status: col::<Option<String>>(r, 4)?
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(corrupt)?,
+                    actor: col(r, 5)?,
+                    message: col(r, 6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Events of all of the project's jobs after `after_seq`, oldest first: the stream a
+    /// workflow engine follows, resumable by `seq`.
+    pub async fn project_events(&self, project_id: i64, f: &EventFilter) -> Result<Vec<JobEvent>> {
+        let rows = sqlx::query(
+            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id \
+             FROM job_events e JOIN jobs j ON j.seq = e.job_seq \
+             WHERE e.project_id = $1 AND e.seq > $2 AND j.deleted_at IS NULL \
+             AND ($4 IS NULL OR j.site_id = (SELECT id FROM sites WHERE name = $4)) ORDER BY e.seq LIMIT $3",
+        )
+        .bind(project_id)
+        .bind(f.after_seq)
+        .bind(i64::from(f.limit.clamp(1, 1000)))
+        .bind(f.site.as_deref())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEvent {
+                    seq: col(r, 0)?,
+                    job_id: col(r, 7)?,
                     at: fmt_ms(col(r, 1)?),
                     kind: col(r, 2)?,
                     from_status: col::<Option<String>>(r, 3)?

@@ -94,6 +94,9 @@ pub async fn agent_poll(
             })
             .await?;
         let now = tokio::time::Instant::now();
+        if !jobs.is_empty() {
+            st.events_written();
+        }
         if !jobs.is_empty() || !operations.is_empty() || now >= deadline {
             return Ok(Json(AgentPollReply {
                 jobs,
@@ -151,6 +154,7 @@ pub async fn operation_done(
             &caller.agent_actor(),
         )
         .await?;
+    st.events_written();
     Ok(Json(job))
 }
 

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use hpcsera_api_types::{
-    is_valid_name, ErrorBody, FieldError, Job, JobEventList, JobList, JobStatus, JobUpdate, NewJob,
-    OperationRequest, Role,
+    is_valid_name, ErrorBody, FieldError, Job, JobEvent, JobEventList, JobList, JobStatus,
+    JobUpdate, NewJob, OperationRequest, Role,
 };
 use hpcsera_store::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport};
 use serde_json::Value;
@@ -119,6 +119,7 @@ pub async fn post_job(
         .await?;
     if submitted.created {
         st.wake_agents();
+        st.events_written();
     }
     let status = if submitted.created {
         StatusCode::CREATED
@@ -408,6 +409,7 @@ pub async fn put_job(
                 &rep,
             )
             .await?;
+        st.events_written();
         return Ok(Json(job));
     }
     let job = visible_job(&st, &caller, &id).await?;
@@ -443,6 +445,7 @@ pub async fn put_job(
             },
         )
         .await?;
+    st.events_written();
     Ok(Json(job))
 }
 
@@ -475,6 +478,7 @@ pub async fn update_by_operation(
         )
         .await?;
     st.wake_agents();
+    st.events_written();
     let status = if job.pending_operation.is_some() {
         StatusCode::ACCEPTED
     } else {
@@ -502,6 +506,7 @@ pub async fn delete_job(
         .store
         .delete_job(caller.0.project_id, &id, &caller.user_actor())
         .await?;
+    st.events_written();
     if pending {
         st.wake_agents();
     }
@@ -512,29 +517,16 @@ pub async fn delete_job(
     })
 }
 
-/// The job's event log: every transition and operation, with time and actor, oldest first.
-/// `after` (an event's `seq`) continues a previous read.
-#[utoipa::path(get, path = "/api/v1/job/{jobId}/events", tag = "jobs",
-    params(("jobId" = String, Path, description = "job id (UUID)"),
-        ("after" = Option<i64>, Query, description = "only events with a larger seq"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000")),
-    responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn job_events(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(raw): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<JobEventList>> {
-    caller.require(Role::GetJobStatus)?;
-    let id = job_id(&raw)?;
+/// Parses `after`, `limit` and `wait` of an event read.
+fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_field("query", e.to_string()))?;
     let mut f = EventFilter {
         after_seq: 0,
         limit: 1000,
+        site: None,
     };
+    let mut wait = 0;
     for (k, v) in pairs {
         match k.as_str() {
             "after" => {
@@ -551,11 +543,99 @@ pub async fn job_events(
                         ApiError::bad_field("limit", "must be a whole number from 1 to 1000")
                     })?
             }
+            "wait" => {
+                wait = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|w| *w <= MAX_EVENT_WAIT)
+                    .ok_or_else(|| {
+                        ApiError::bad_field(
+                            "wait",
+                            "must be a whole number of seconds from 0 to 60",
+                        )
+                    })?
+            }
             other => return Err(ApiError::bad_field(other, "is not a known query parameter")),
         }
     }
+    Ok((f, wait))
+}
+
+/// Longest wait of an event read.
+const MAX_EVENT_WAIT: u64 = 60;
+
+/// Reads events; when there are none and `wait` > 0, waits until one is written (or the
+/// time is up). Wake-ups come from any event, so every wake-up reads again.
+async fn read_events<F, Fut>(st: &AppState, wait: u64, read: F) -> ApiResult<Vec<JobEvent>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<JobEvent>, hpcsera_store::StoreError>>,
+{
+    let mut changed = st.events.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        changed.borrow_and_update();
+        let events = read().await?;
+        let now = tokio::time::Instant::now();
+        if !events.is_empty() || now >= deadline {
+            return Ok(events);
+        }
+        // Another replica may write events too: look again every 2 s at the latest.
+        let nap = (deadline - now).min(std::time::Duration::from_secs(2));
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// The job's event log: every transition and operation, with time and actor, oldest first.
+/// `after` (an event's `seq`) continues a previous read; `wait` (seconds, at most 60) makes
+/// the request wait for the next event when there is none yet (long poll), so a waiting client
+/// does not busy-poll.
+#[utoipa::path(get, path = "/api/v1/job/{jobId}/events", tag = "jobs",
+    params(("jobId" = String, Path, description = "job id (UUID)"),
+        ("after" = Option<i64>, Query, description = "only events with a larger seq"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000"),
+        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (0 to 60)")),
+    responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn job_events(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<JobEventList>> {
+    caller.require(Role::GetJobStatus)?;
+    let id = job_id(&raw)?;
+    let (f, wait) = event_query(&q)?;
     visible_job(&st, &caller, &id).await?;
-    let events = st.store.job_events(caller.0.project_id, &id, &f).await?;
+    let project = caller.0.project_id;
+    let events = read_events(&st, wait, || st.store.job_events(project, &id, &f)).await?;
+    Ok(Json(JobEventList { events }))
+}
+
+/// The events of all the project's jobs, oldest first: the stream a workflow engine follows.
+/// Resume after a disconnect with `after` = the last `seq` seen: nothing is lost or repeated.
+/// `wait` long-polls as for a job's events.
+#[utoipa::path(get, path = "/api/v1/events", tag = "jobs",
+    params(("after" = Option<i64>, Query, description = "only events with a larger seq"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000"),
+        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (0 to 60)")),
+    responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn project_events(
+    State(st): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<JobEventList>> {
+    caller.require(Role::GetJobStatus)?;
+    let (mut f, wait) = event_query(&q)?;
+    f.site = caller.0.site.clone();
+    let project = caller.0.project_id;
+    let events = read_events(&st, wait, || st.store.project_events(project, &f)).await?;
     Ok(Json(JobEventList { events }))
 }
 

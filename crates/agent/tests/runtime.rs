@@ -1,0 +1,194 @@
+//! The agent's runtime against a real server, with a fake Slurm (scripts that log their
+//! calls): one batch-status query per cycle for 1, 10 and 100 active jobs; the work-dir lock.
+
+use hpcsera_agent::{Agent, AgentConfig, AgentError};
+use hpcsera_api_types::{JobStatus, NewJob, Role, RoleSet};
+use hpcsera_client::{Client, JobQuery};
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::{NewToken, Store};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+struct World {
+    dir: tempfile::TempDir,
+    client: Client,
+    agent_token: String,
+    config: std::path::PathBuf,
+}
+
+fn script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    script(
+        &dir.path().join("sbatch"),
+        &format!("#!/bin/sh\nn=$(cat {d}/counter 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > {d}/counter\necho \"$*\" >> {d}/sbatch.log\necho $n\n"),
+    );
+    script(
+        &dir.path().join("squeue"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {d}/squeue.log\nfor a in \"$@\"; do case \"$a\" in --jobs=*) ids=\"${{a#--jobs=}}\";; esac; done\n\
+             echo \"$ids\" | tr ',' '\\n' | while read -r id; do [ -n \"$id\" ] && echo \"$id|RUNNING|None\"; done\nexit 0\n"
+        ),
+    );
+    let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
+        .await
+        .unwrap();
+    store.create_user("u", None, false).await.unwrap();
+    store.create_project("p", "").await.unwrap();
+    store.add_member("u", "p").await.unwrap();
+    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
+    let (_, agent_token) = store
+        .create_token(&NewToken {
+            user: "u",
+            project: "p",
+            name: "a",
+            roles,
+            site: Some("fake"),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let (_, client_token) = store
+        .create_token(&NewToken {
+            user: "u",
+            project: "p",
+            name: "c",
+            roles: RoleSet::all(),
+            site: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let app = Application::build(
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        },
+        store,
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &agent_token).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server_url = "{url}"
+token_file = "{d}/token"
+site = "fake"
+work_dir = "{d}/work"
+[batch]
+preset = "slurm"
+submit = ["{d}/sbatch", "--parsable", "--job-name={{job_name}}", "{{script}}"]
+status = ["{d}/squeue", "--noheader", "--format=%i|%T|%r", "--jobs={{ids}}"]
+accounting = []
+[[job_types]]
+name = "t"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "true"
+"#
+        ),
+    )
+    .unwrap();
+    World {
+        client: Client::new(&url, &client_token).unwrap(),
+        dir,
+        agent_token,
+        config,
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+async fn count(client: &Client, status: JobStatus) -> usize {
+    client
+        .list_jobs(&JobQuery {
+            statuses: vec![status],
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs
+        .len()
+}
+
+#[tokio::test]
+async fn one_status_query_per_cycle_for_1_10_and_100_jobs() {
+    for n in [1usize, 10, 100] {
+        let w = world().await;
+        let mut agent = Agent::new(AgentConfig::load(&w.config).unwrap(), &w.agent_token).unwrap();
+        agent.start().await.unwrap();
+        for _ in 0..n {
+            let job = NewJob {
+                site: "fake".into(),
+                job_type: "t".into(),
+                parameters: Default::default(),
+                metadata: None,
+                callback_url: None,
+            };
+            w.client.submit(&job, None).await.unwrap();
+        }
+        // The first cycle claims and submits them all.
+        agent.cycle(0, false).await.unwrap();
+        assert_eq!(
+            lines(&w.dir.path().join("sbatch.log")),
+            n,
+            "one sbatch per job"
+        );
+        assert_eq!(count(&w.client, JobStatus::Submitted).await, n);
+        let squeue = w.dir.path().join("squeue.log");
+        for cycle in 1..=3 {
+            let before = lines(&squeue);
+            let spawned = agent.adapter().commands_spawned();
+            agent.cycle(0, false).await.unwrap();
+            assert_eq!(
+                lines(&squeue) - before,
+                1,
+                "{n} jobs, cycle {cycle}: one squeue"
+            );
+            assert_eq!(
+                agent.adapter().commands_spawned() - spawned,
+                1,
+                "{n} jobs, cycle {cycle}: one command in all"
+            );
+        }
+        let last = std::fs::read_to_string(&squeue).unwrap();
+        let ids = last
+            .lines()
+            .last()
+            .unwrap()
+            .split("--jobs=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .count();
+        assert_eq!(ids, n, "the one query names every job");
+        assert_eq!(count(&w.client, JobStatus::Running).await, n);
+    }
+}
+
+#[tokio::test]
+async fn a_second_agent_on_the_same_work_dir_is_refused() {
+    let w = world().await;
+    let _first = Agent::new(AgentConfig::load(&w.config).unwrap(), &w.agent_token).unwrap();
+    match Agent::new(AgentConfig::load(&w.config).unwrap(), &w.agent_token) {
+        Err(AgentError::Locked(dir)) => assert!(dir.ends_with("work")),
+        other => panic!("expected the lock to refuse, got {other:?}"),
+    }
+}
