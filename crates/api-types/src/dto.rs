@@ -362,6 +362,47 @@ pub fn is_valid_result_name(name: &str) -> bool {
         })
 }
 
+/// One webhook delivery: a status change of a job POSTed to its `callbackUrl`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    pub id: i64,
+    /// The event delivered (its `seq`).
+    pub event_seq: i64,
+    pub url: String,
+    /// `pending`, `delivered` or `failed` (gave up after the last retry).
+    pub status: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryList {
+    pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// The body of a webhook POST. Headers: `X-Hpcsera-Timestamp` (Unix seconds),
+/// `X-Hpcsera-Signature: sha256=HEX` = HMAC-SHA256 with the project's webhook secret over
+/// `TIMESTAMP + "." + BODY`, `X-Hpcsera-Delivery` (the delivery id).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookPayload {
+    pub delivery_id: i64,
+    pub project: String,
+    pub event: JobEvent,
+    /// The job as it is when the delivery is made.
+    pub job: Job,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,8 @@ enum ProjectCmd {
     },
     /// List projects and their members.
     List,
+    /// Print the project's webhook signing secret (receivers verify X-Hpcsera-Signature with it).
+    WebhookSecret { name: String },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +198,9 @@ async fn run_on(store: &Store, cmd: AdminCommand) -> anyhow::Result<()> {
             check_name("project", &name)?;
             store.create_project(&name, &description).await?;
             println!("project {name} added");
+        }
+        AdminCommand::Project(ProjectCmd::WebhookSecret { name }) => {
+            println!("{}", store.webhook_secret(&name).await?);
         }
         AdminCommand::Project(ProjectCmd::List) => {
             for (name, desc, members) in store.list_projects().await? {

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod webhooks;
 
 use crate::audit::AuditSink;
 use crate::error::REQUEST_ID;
@@ -49,6 +50,10 @@ pub struct ServerConfig {
     pub max_result_files: i64,
     /// How often leases are checked for expiry.
     pub reaper_interval: std::time::Duration,
+    /// First wait before a failed webhook delivery is tried again (doubling each time).
+    pub webhook_retry_base: std::time::Duration,
+    /// Attempts of a webhook delivery before it is given up.
+    pub webhook_max_attempts: u32,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +68,8 @@ impl Default for ServerConfig {
             max_result_bytes: 10 * 1024 * 1024,
             max_result_files: 1000,
             reaper_interval: std::time::Duration::from_secs(10),
+            webhook_retry_base: std::time::Duration::from_secs(2),
+            webhook_max_attempts: 8,
         }
     }
 }
@@ -205,12 +212,15 @@ impl Application {
             audit_task,
         } = self;
         let reaper = tokio::spawn(reap_leases(state.clone()));
+        let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
         let app = router(state);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         reaper.abort();
+        webhooks.abort();
         let _ = reaper.await;
+        let _ = webhooks.await;
         // The router (and with it the last audit sink) is gone: the writer flushes and ends.
         let _ = audit_task.await;
         Ok(())

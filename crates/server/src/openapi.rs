@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::delete_job,
         crate::routes::job_events,
         crate::routes::project_events,
+        crate::routes::job_deliveries,
         crate::routes::read_output,
         crate::routes::list_results,
         crate::routes::get_result,

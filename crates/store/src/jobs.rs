@@ -192,9 +192,9 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        sqlx::query(
+        let r = sqlx::query(
             "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
         )
         .bind(job_seq)
         .bind(project_id)
@@ -204,8 +204,13 @@ impl Store {
         .bind(to.map(JobStatus::as_str))
         .bind(actor)
         .bind(message)
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
+        if to.is_some() {
+            // The webhook outbox: written with the event, so no status change is missed.
+            let event_seq: i64 = col(&r, 0)?;
+            crate::webhooks::enqueue(tx, job_seq, event_seq).await?;
+        }
         Ok(())
     }
 
@@ -328,6 +333,19 @@ impl Store {
     pub async fn get_job(&self, project_id: i64, job_id: &str) -> Result<Job> {
         let r = sqlx::query(&format!(
             "{JOB_SELECT} WHERE j.id = $1 AND j.project_id = $2 AND j.deleted_at IS NULL"
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        Ok(job_from_row(&r)?.1)
+    }
+
+    /// A job of the project, also when it was deleted while an agent held it (for webhooks).
+    pub(crate) async fn get_job_any(&self, project_id: i64, job_id: &str) -> Result<Job> {
+        let r = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.id = $1 AND j.project_id = $2"
         ))
         .bind(job_id)
         .bind(project_id)

@@ -12,12 +12,14 @@ mod jobs;
 mod migrate;
 mod sites;
 mod util;
+mod webhooks;
 
 pub use agent::{Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
+pub use webhooks::DueDelivery;
 
 use hpcsera_api_types::FieldError;
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -6,10 +6,12 @@ use sqlx::Executor;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_agent.sql")),
+    (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_agent.sql")),
+    (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
 ];
 
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
@@ -32,19 +34,21 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
         .await?;
-    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
-        .fetch_one(&mut *tx.tx)
-        .await?;
-    let applied = applied.unwrap_or(0);
-    if let Some(latest) = migrations.last() {
-        if applied > latest.0 {
-            return Err(StoreError::Migration(format!(
-                "the database is at schema version {applied}, newer than this hpcsera ({}); upgrade hpcsera",
-                latest.0
-            )));
-        }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx.tx)
+            .await?;
+    if let Some(unknown) = applied
+        .iter()
+        .find(|v| !migrations.iter().any(|(m, _)| m == *v))
+    {
+        return Err(StoreError::Migration(format!(
+            "the database has schema migration {unknown}, which this hpcsera does not know; upgrade hpcsera"
+        )));
     }
-    for (version, sql) in migrations.iter().filter(|(v, _)| *v > applied) {
+    // Every migration not applied yet, in order (versions are not assumed to be contiguous,
+    // so a migration merged later with a lower number still runs).
+    for (version, sql) in migrations.iter().filter(|(v, _)| !applied.contains(v)) {
         sqlx::raw_sql(sql)
             .execute(&mut *tx.tx)
             .await

@@ -517,6 +517,25 @@ pub async fn delete_job(
     })
 }
 
+/// The webhook deliveries of a job: every status change POSTed to its `callbackUrl`, with
+/// attempts and outcome.
+#[utoipa::path(get, path = "/api/v1/job/{jobId}/deliveries", tag = "jobs",
+    params(("jobId" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = hpcsera_api_types::WebhookDeliveryList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn job_deliveries(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<hpcsera_api_types::WebhookDeliveryList>> {
+    caller.require(Role::GetJobStatus)?;
+    let id = job_id(&raw)?;
+    visible_job(&st, &caller, &id).await?;
+    let deliveries = st.store.job_deliveries(caller.0.project_id, &id).await?;
+    Ok(Json(hpcsera_api_types::WebhookDeliveryList { deliveries }))
+}
+
 /// Parses `after`, `limit` and `wait` of an event read.
 fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))

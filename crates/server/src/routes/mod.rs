@@ -26,6 +26,7 @@ pub fn routes(config: &crate::ServerConfig) -> Router<AppState> {
         .route("/job/{jobId}", get(get_job).put(put_job).delete(delete_job))
         .route("/job/{jobId}/events", get(job_events))
         .route("/events", get(project_events))
+        .route("/job/{jobId}/deliveries", get(job_deliveries))
         .route(
             "/job/{jobId}/output/{stream}",
             get(read_output).post(append_output).layer(blobs),
