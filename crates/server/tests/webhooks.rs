@@ -127,8 +127,16 @@ async fn every_transition_is_delivered_signed_and_in_order() {
         statuses.push(v["event"]["toStatus"].as_str().unwrap().to_string());
     }
     assert_eq!(statuses, ["queued", "dispatched", "running", "completed"]);
-    let (s, d) = t.get(&format!("/api/v1/job/{id}/deliveries"), &tok).await;
-    assert_eq!(s, StatusCode::OK);
+    let started = Instant::now();
+    let d = loop {
+        let (s, d) = t.get(&format!("/api/v1/job/{id}/deliveries"), &tok).await;
+        assert_eq!(s, StatusCode::OK);
+        if d["deliveries"][3]["status"] == "delivered" {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{d}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let list = d["deliveries"].as_array().unwrap();
     assert_eq!(list.len(), 4);
     assert!(
@@ -158,7 +166,16 @@ async fn a_failing_receiver_gets_the_delivery_on_the_third_try_and_order_is_kept
         "the first delivery was tried three times before the next one"
     );
     assert_ne!(ids[2], ids[3]);
-    let (_, d) = t.get(&format!("/api/v1/job/{id}/deliveries"), &tok).await;
+    // The receiver saw the fourth call; its outcome is recorded right after.
+    let started = Instant::now();
+    let d = loop {
+        let (_, d) = t.get(&format!("/api/v1/job/{id}/deliveries"), &tok).await;
+        if d["deliveries"][1]["status"] == "delivered" {
+            break d;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{d}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let list = d["deliveries"].as_array().unwrap();
     assert_eq!(list[0]["attempts"], 3);
     assert_eq!(list[0]["status"], "delivered");

@@ -41,6 +41,33 @@ pub struct OutputSlice {
 }
 
 impl Store {
+    /// Locks a job that the agent token holds and returns its row: `seq`, `agent_token`,
+    /// then `cols`. Another agent's job is a conflict; another project's is not found.
+    async fn lock_held(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project_id: i64,
+        token_id: &str,
+        job_id: &str,
+        cols: &str,
+    ) -> Result<sqlx::any::AnyRow> {
+        let r = sqlx::query(&format!(
+            "SELECT seq, agent_token, {cols} FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        if col::<Option<String>>(&r, 1)?.as_deref() != Some(token_id) {
+            return Err(StoreError::Conflict(
+                "the job is not held by this agent".into(),
+            ));
+        }
+        Ok(r)
+    }
+
     /// Claims queued, not held jobs of `site` in the token's project, oldest first. On
     /// PostgreSQL several agents claim concurrently without taking the same job
     /// (`FOR UPDATE SKIP LOCKED`); on SQLite writers are serialised.
@@ -162,22 +189,11 @@ impl Store {
         actor: &str,
     ) -> Result<Job> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(&format!(
-            "SELECT seq, pending_op, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
+        let r = self
+            .lock_held(&mut tx.tx, project_id, token_id, job_id, "pending_op")
+            .await?;
         let seq: i64 = col(&r, 0)?;
-        if col::<Option<String>>(&r, 2)?.as_deref() != Some(token_id) {
-            return Err(StoreError::Conflict(
-                "the job is not held by this agent".into(),
-            ));
-        }
-        let pending: Option<String> = col(&r, 1)?;
+        let pending: Option<String> = col(&r, 2)?;
         // Only the operation still pending is settled; a newer request stays pending.
         if pending.as_deref() == Some(op.as_str()) {
             sqlx::query("UPDATE jobs SET pending_op = NULL, pending_op_at = NULL, pending_op_by = NULL, updated_at = $1 WHERE seq = $2")
@@ -323,22 +339,11 @@ impl Store {
             OutputStream::Stderr => "stderr_bytes",
         };
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(&format!(
-            "SELECT seq, {col_name}, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
+        let r = self
+            .lock_held(&mut tx.tx, project_id, token_id, job_id, col_name)
+            .await?;
         let seq: i64 = col(&r, 0)?;
-        let len: i64 = col(&r, 1)?;
-        if col::<Option<String>>(&r, 2)?.as_deref() != Some(token_id) {
-            return Err(StoreError::Conflict(
-                "the job is not held by this agent".into(),
-            ));
-        }
+        let len: i64 = col(&r, 2)?;
         if offset > len {
             return Err(StoreError::Conflict(format!(
                 "output offset {offset} leaves a gap; the stream has {len} bytes"
@@ -442,21 +447,10 @@ impl Store {
         max_files: i64,
     ) -> Result<ResultFile> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(&format!(
-            "SELECT seq, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
+        let r = self
+            .lock_held(&mut tx.tx, project_id, token_id, job_id, "1")
+            .await?;
         let seq: i64 = col(&r, 0)?;
-        if col::<Option<String>>(&r, 1)?.as_deref() != Some(token_id) {
-            return Err(StoreError::Conflict(
-                "the job is not held by this agent".into(),
-            ));
-        }
         let count: i64 = col(
             &sqlx::query("SELECT COUNT(*) FROM job_results WHERE job_seq = $1 AND name <> $2")
                 .bind(seq)

@@ -124,6 +124,26 @@ fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
     Ok((col(r, 0)?, job))
 }
 
+/// An event from columns seq, at, kind, from_status, to_status, actor, message.
+pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
+    let status = |i: usize| -> Result<Option<JobStatus>> {
+        col::<Option<String>>(r, i)?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(corrupt)
+    };
+    Ok(JobEvent {
+        seq: col(r, 0)?,
+        job_id,
+        at: fmt_ms(col(r, 1)?),
+        kind: col(r, 2)?,
+        from_status: status(3)?,
+        to_status: status(4)?,
+        actor: col(r, 5)?,
+        message: col(r, 6)?,
+    })
+}
+
 /// The job row a write transaction locks and decides on.
 struct Locked {
     seq: i64,
@@ -730,24 +750,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(JobEvent {
-                    seq: col(r, 0)?,
-                    job_id: job_id.to_string(),
-                    at: fmt_ms(col(r, 1)?),
-                    kind: col(r, 2)?,
-                    from_status: col::<Option<String>>(r, 3)?
-                        .map(|s| s.parse())
-                        .transpose()
-                        .map_err(corrupt)?,
-                    to_status: col::<Option<String>>(r, 4)?
-                        .map(|s| s.parse())
-                        .transpose()
-                        .map_err(corrupt)?,
-                    actor: col(r, 5)?,
-                    message: col(r, 6)?,
-                })
-            })
+            .map(|r| event_from_row(r, job_id.to_string()))
             .collect()
     }
 
@@ -766,26 +769,7 @@ impl Store {
         .bind(f.site.as_deref())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobEvent {
-                    seq: col(r, 0)?,
-                    job_id: col(r, 7)?,
-                    at: fmt_ms(col(r, 1)?),
-                    kind: col(r, 2)?,
-                    from_status: col::<Option<String>>(r, 3)?
-                        .map(|s| s.parse())
-                        .transpose()
-                        .map_err(corrupt)?,
-                    to_status: col::<Option<String>>(r, 4)?
-                        .map(|s| s.parse())
-                        .transpose()
-                        .map_err(corrupt)?,
-                    actor: col(r, 5)?,
-                    message: col(r, 6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| event_from_row(r, col(r, 7)?)).collect()
     }
 }
 

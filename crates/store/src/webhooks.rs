@@ -119,22 +119,7 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound("event"))?;
         let job_id: String = col(&r, 7)?;
-        let event = JobEvent {
-            seq: col(&r, 0)?,
-            job_id: job_id.clone(),
-            at: fmt_ms(col(&r, 1)?),
-            kind: col(&r, 2)?,
-            from_status: col::<Option<String>>(&r, 3)?
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(corrupt)?,
-            to_status: col::<Option<String>>(&r, 4)?
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(corrupt)?,
-            actor: col(&r, 5)?,
-            message: col(&r, 6)?,
-        };
+        let event = crate::jobs::event_from_row(&r, job_id.clone())?;
         let project: String = col(&r, 8)?;
         let job = self.get_job_any(d.project_id, &job_id).await?;
         Ok((event, job, project))
