@@ -118,6 +118,9 @@ struct ServerArgs {
     /// Largest result file a job may upload, in bytes.
     #[arg(long, env = "HPCSERA_MAX_RESULT_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_result_bytes: usize,
+    /// Requests per second allowed per token, twice that in a burst (0: no limit).
+    #[arg(long, env = "HPCSERA_RATE_LIMIT", default_value_t = 100)]
+    rate_limit_per_second: u32,
 }
 
 fn init_logging(format: LogFormat) {
@@ -160,6 +163,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         lease_seconds: args.lease_seconds.max(10),
         max_output_bytes: args.max_output_bytes,
         max_result_bytes: args.max_result_bytes,
+        rate_limit_per_second: args.rate_limit_per_second,
         ..ServerConfig::default()
     };
     let app = Application::build(config, store)

@@ -191,6 +191,11 @@ impl FromRequestParts<AppState> for Caller {
                 *s = Some(token.clone());
             }
         }
+        // After the audit slot is filled, so that refused requests are audited with the token.
+        state
+            .rate
+            .check(&token.token_id)
+            .map_err(ApiError::TooManyRequests)?;
         Ok(Caller(token))
     }
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 mod routes;
 pub mod webhooks;
 
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub webhook_retry_base: std::time::Duration,
     /// Attempts of a webhook delivery before it is given up.
     pub webhook_max_attempts: u32,
+    /// Requests per second allowed per token (twice that in a burst); 0: no limit.
+    pub rate_limit_per_second: u32,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             reaper_interval: std::time::Duration::from_secs(10),
             webhook_retry_base: std::time::Duration::from_secs(2),
             webhook_max_attempts: 8,
+            rate_limit_per_second: 100,
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct AppState {
     pub work: Arc<tokio::sync::watch::Sender<u64>>,
     /// Bumped whenever a job event is written; clients waiting for events wait on it.
     pub events: Arc<tokio::sync::watch::Sender<u64>>,
+    pub rate: Arc<ratelimit::RateLimiter>,
 }
 
 impl AppState {
@@ -182,6 +187,7 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
         let (work, _) = tokio::sync::watch::channel(0u64);
+        let rate = Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_second));
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -189,6 +195,7 @@ impl Application {
             audit,
             work: Arc::new(work),
             events: Arc::new(tokio::sync::watch::channel(0u64).0),
+            rate,
         };
         Ok(Application {
             listener,

@@ -293,3 +293,37 @@ async fn token_use_is_audited() {
         "last_used_at recorded"
     );
 }
+
+#[tokio::test]
+async fn tokens_over_their_rate_get_429_with_retry_after() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 2,
+        ..Default::default()
+    })
+    .await;
+    let tok = t.alice().await;
+    for _ in 0..4 {
+        assert_eq!(
+            t.get("/api/v1/tokens/self", &tok).await.0,
+            StatusCode::OK,
+            "the burst is allowed"
+        );
+    }
+    let r = t
+        .http
+        .get(format!("{}/api/v1/tokens/self", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "rate_limited");
+    // Another token is not affected; after the wait the first one works again.
+    let other = t.alice().await;
+    assert_eq!(t.get("/api/v1/tokens/self", &other).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
+}

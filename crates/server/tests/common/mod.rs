@@ -59,8 +59,10 @@ pub fn job_type_spec() -> Value {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        // Rate limiting has its own test; the others make bursts of requests on purpose.
         Self::spawn_with(ServerConfig {
             listen: "127.0.0.1:0".into(),
+            rate_limit_per_second: 0,
             ..Default::default()
         })
         .await
