@@ -55,6 +55,7 @@ async fn setup(job_types: serde_json::Value) -> Setup {
     let app = Application::build(
         ServerConfig {
             listen: "127.0.0.1:0".into(),
+            rate_limit_per_second: 0,
             ..Default::default()
         },
         store,
