@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent_cmd;
+mod cli;
 mod dev;
 
 use anyhow::Context;
@@ -50,6 +51,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Print the OpenAPI description of the REST API.
     Openapi,
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 /// Where the server keeps its data.
@@ -193,8 +196,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Client(c) => return rt.block_on(cli::run(c)),
+        other => other,
+    };
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Server(a) => run_server(a).await,
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
@@ -203,6 +210,7 @@ fn main() -> std::process::ExitCode {
                 print!("{}", hpcsera_server::openapi::spec_json());
                 Ok(())
             }
+            Command::Client(_) => Ok(()),
         }
     });
     match result {

@@ -1,0 +1,290 @@
+//! The client commands of `hpcsera`: `login`, `logout`, `whoami`, `sites`, `job-types` and
+//! `job …`. They talk to the server only through the SDK (`hpcsera-client`).
+//!
+//! Every command returns an exit code or a [`CliError`], which becomes one line on stderr
+//! (`error: …`) and a non-zero exit code; see [`exit`] for the codes.
+
+mod config;
+mod job;
+mod output;
+mod params;
+mod wait;
+
+use clap::{Args, Subcommand, ValueEnum};
+use hpcsera_client::{Client, ClientError};
+use std::process::ExitCode;
+
+/// Exit codes of the client commands (documented in README.md, section "CLI").
+pub mod exit {
+    /// Success; with `--wait`: the job completed (or its own exit code was 0).
+    pub const OK: u8 = 0;
+    /// The server could not be reached, refused the token, failed, or anything else went wrong.
+    pub const ERROR: u8 = 1;
+    /// The command line or its input was refused (usage, unknown site/job type/job, a bad
+    /// parameter).
+    pub const USAGE: u8 = 2;
+    /// With `--wait`: the job failed without an exit code of its own (e.g. a login step or
+    /// the batch system failed it).
+    pub const FAILED: u8 = 70;
+    /// With `--wait`: the job was cancelled.
+    pub const CANCELLED: u8 = 71;
+    /// With `--wait`: the job was lost (its agent never came back).
+    pub const LOST: u8 = 72;
+    /// With `--wait --timeout`: the job had not ended when the time was up (it goes on).
+    pub const TIMED_OUT: u8 = 73;
+    /// Ctrl-C (or SIGTERM) while waiting.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Output format of the client commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned, for people.
+    Table,
+    /// Stable JSON for scripts (the API's objects unchanged).
+    Json,
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct OutputArgs {
+    /// Output format: `table` for people, `json` for scripts.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "HPCSERA_OUTPUT"
+    )]
+    pub output: Format,
+}
+
+/// The client subcommands, flattened into the binary's command list.
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Store a server URL and a token in the user's config file (checked with the server first).
+    Login(config::LoginArgs),
+    /// Remove the stored URL and token.
+    Logout,
+    /// Show who the token belongs to, its project and roles.
+    Whoami(OutputArgs),
+    /// List the sites (HPC systems) and their job types.
+    Sites(OutputArgs),
+    /// Show the job types of a site with their parameters.
+    JobTypes(JobTypesArgs),
+    /// Submit, watch and manage jobs.
+    Job(job::JobArgs),
+}
+
+#[derive(Args)]
+pub struct JobTypesArgs {
+    /// The site, e.g. `local`.
+    site: String,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// An error of a client command: one line for stderr and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+    pub fn other(message: impl Into<String>) -> CliError {
+        CliError {
+            code: exit::ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::other(e.to_string())
+    }
+}
+
+/// Whether an SDK error may go away by trying again (the SDK already retried).
+pub(crate) fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Connect { .. } => true,
+        ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api {
+                status,
+                code,
+                message,
+                fields,
+            } => {
+                let mut text = message;
+                for f in &fields {
+                    if !text.contains(&f.problem) {
+                        text.push_str(&format!("; {}: {}", f.field, f.problem));
+                    }
+                }
+                match status {
+                    401 => CliError::other(format!(
+                        "the server refused the token: {text} (run `hpcsera login`, or set HPCSERA_TOKEN)"
+                    )),
+                    403 => CliError::other(format!("not allowed: {text}")),
+                    400 | 404 | 413 | 422 => CliError::usage(text),
+                    409 => CliError::other(format!("conflict: {text}")),
+                    s if s >= 500 => CliError::other(format!("server error ({s} {code}): {text}")),
+                    s => CliError::other(format!("{s} {code}: {text}")),
+                }
+            }
+            ClientError::Connect { url, source } => {
+                let mut cause: &dyn std::error::Error = &source;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                let base = url::Url::parse(&url)
+                    .map(|u| format!("{}://{}", u.scheme(), u.authority()))
+                    .unwrap_or(url);
+                CliError::other(format!("cannot reach the server at {base}: {cause}"))
+            }
+            ClientError::Decode(m) => {
+                CliError::other(format!("unexpected reply from the server: {m}"))
+            }
+            ClientError::Config(m) => CliError::usage(m),
+        }
+    }
+}
+
+pub type CliResult<T = u8> = Result<T, CliError>;
+
+/// Runs a client command; prints an error as one line on stderr.
+pub async fn run(cmd: ClientCommand) -> ExitCode {
+    let result = match cmd {
+        ClientCommand::Login(a) => config::login(a).await,
+        ClientCommand::Logout => config::logout(),
+        ClientCommand::Whoami(o) => whoami(o.output).await,
+        ClientCommand::Sites(o) => sites(o.output).await,
+        ClientCommand::JobTypes(a) => job_types(&a.site, a.out.output).await,
+        ClientCommand::Job(a) => job::run(a).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let line = e.message.replace(['\n', '\r'], " ");
+            eprintln!("error: {line}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// The SDK client for the configured server and token.
+pub(crate) fn client() -> CliResult<Client> {
+    let (url, token) = config::resolve()?;
+    Client::with_timeouts(
+        &url,
+        &token,
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(90),
+    )
+    .map_err(CliError::from)
+}
+
+async fn whoami(format: Format) -> CliResult {
+    let c = client()?;
+    let me = c.whoami().await?;
+    match format {
+        Format::Json => output::json(&me)?,
+        Format::Table => {
+            let roles: Vec<String> = me
+                .roles
+                .iter()
+                .map(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect();
+            output::pairs(&[
+                ("user", me.user.clone()),
+                ("project", me.project.clone()),
+                ("roles", roles.join(", ")),
+                ("site", me.site.clone().unwrap_or_else(|| "(any)".into())),
+                ("token", format!("{} ({})", me.name, me.token_id)),
+                (
+                    "expires",
+                    me.expires_at.clone().unwrap_or_else(|| "never".into()),
+                ),
+                ("server", c.base_url().trim_end_matches('/').to_string()),
+            ])?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn sites(format: Format) -> CliResult {
+    let c = client()?;
+    let sites = c.sites().await?;
+    match format {
+        Format::Json => output::json(&serde_json::json!({ "sites": sites }))?,
+        Format::Table => {
+            let rows = sites
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.last_seen_at.clone().unwrap_or_else(|| "never".into()),
+                        s.agent_version.clone().unwrap_or_default(),
+                        s.job_types.join(", "),
+                    ]
+                })
+                .collect();
+            output::table(&["SITE", "LAST SEEN", "AGENT", "JOB TYPES"], rows)?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The job types of `site`, with an error that lists the known sites when it is unknown.
+pub(crate) async fn site_job_types(
+    c: &Client,
+    site: &str,
+) -> CliResult<Vec<hpcsera_client::JobTypeSpec>> {
+    match c.job_types(site).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.status() == Some(404) => {
+            let known = c
+                .sites()
+                .await
+                .map(|s| s.into_iter().map(|s| s.name).collect::<Vec<_>>())
+                .unwrap_or_default();
+            Err(CliError::usage(if known.is_empty() {
+                format!("unknown site {site:?}; the server knows no sites yet")
+            } else {
+                format!("unknown site {site:?}; sites are: {}", known.join(", "))
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn job_types(site: &str, format: Format) -> CliResult {
+    let c = client()?;
+    let types = site_job_types(&c, site).await?;
+    match format {
+        Format::Json => {
+            output::json(&serde_json::json!({ "site": site, "jobTypes": types }))?;
+        }
+        Format::Table => output::job_types(&types)?,
+    }
+    Ok(exit::OK)
+}
