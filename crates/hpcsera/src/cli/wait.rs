@@ -182,7 +182,7 @@ async fn watch(client: &Client, id: &str, progress: &mut Progress) -> CliResult<
             after = after.max(e.seq);
             match e.kind.as_str() {
                 "deleted" => return Err(CliError::other(format!("job {id} was deleted"))),
-                "operation_requested" | "operation_done" => {
+                "operation_requested" | "operation_done" | "operation_failed" => {
                     if let Some(m) = &e.message {
                         progress.note(&format!("{}: {m}", e.kind.replace('_', " ")));
                     }
