@@ -143,7 +143,7 @@ pub async fn run(a: JobArgs) -> CliResult {
                 OutputStream::Stdout
             };
             c.get_job(&id).await?;
-            wait::stream_output(&c, &id, &[stream], follow).await?;
+            wait::stream_output(&c, &id, &[stream], follow, true).await?;
             Ok(exit::OK)
         }
         JobCommand::Results { id, name, to } => results(&c, &id, name, to, format).await,

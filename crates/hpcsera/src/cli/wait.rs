@@ -200,13 +200,15 @@ async fn watch(client: &Client, id: &str, progress: &mut Progress) -> CliResult<
     Ok(job)
 }
 
-/// Copies a job's output streams to ours from offset 0. With `follow`, until the job has
-/// ended and everything was read (`complete`); else until what is there now was read.
+/// Copies a job's output streams from offset 0: its stdout to our stdout, its stderr to our
+/// stderr (or to stdout with `to_stdout`). With `follow`, until the job has ended and
+/// everything was read (`complete`); else until what is there now was read.
 pub async fn stream_output(
     client: &Client,
     id: &str,
     streams: &[OutputStream],
     follow: bool,
+    to_stdout: bool,
 ) -> CliResult<()> {
     let mut offsets = vec![0u64; streams.len()];
     let mut done = vec![false; streams.len()];
@@ -237,12 +239,11 @@ pub async fn stream_output(
             };
             if !chunk.data.is_empty() {
                 got = true;
-                let w = match stream {
-                    OutputStream::Stdout => std::io::stdout()
-                        .lock()
-                        .write_all(&chunk.data)
-                        .and_then(|_| std::io::stdout().lock().flush()),
-                    OutputStream::Stderr => std::io::stderr().lock().write_all(&chunk.data),
+                let w = if to_stdout || *stream == OutputStream::Stdout {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(&chunk.data).and_then(|_| o.flush())
+                } else {
+                    std::io::stderr().lock().write_all(&chunk.data)
                 };
                 w.map_err(|e| CliError::other(format!("cannot write the job's output: {e}")))?;
             }
@@ -316,7 +317,7 @@ pub async fn wait(client: &Client, id: &str, opts: WaitOptions) -> CliResult<Wai
             let streams = [OutputStream::Stdout, OutputStream::Stderr];
             let (job, ()) = tokio::try_join!(
                 watch(client, id, &mut progress),
-                stream_output(client, id, &streams, true)
+                stream_output(client, id, &streams, true, false)
             )?;
             Ok::<_, CliError>(job)
         } else {

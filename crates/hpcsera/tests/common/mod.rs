@@ -1,0 +1,189 @@
+//! Shared set-up of the end-to-end tests: an in-process server on a fresh SQLite database and
+//! the real `hpcsera agent` binary as a child process — on Slurm when
+//! `HPCSERA_TEST_ADAPTER=slurm`, else on the local adapter.
+
+#![allow(dead_code)]
+
+use hpcsera_api_types::{JobStatus, Role, RoleSet};
+use hpcsera_client::Client;
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::{NewToken, Store};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub fn slurm() -> bool {
+    std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub site: String,
+    /// A client token with all roles.
+    pub token: String,
+    pub client: Client,
+    pub store: Store,
+    config: PathBuf,
+    agent: Option<tokio::process::Child>,
+}
+
+impl Env {
+    /// A server, an agent for `site` with `job_types` (TOML `[[job_types]]` tables), and a
+    /// client token of user `alice` in project `p`.
+    pub async fn new(site: &str, job_types: &str) -> Env {
+        if slurm() {
+            assert!(
+                std::process::Command::new("sbatch")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
+                "HPCSERA_TEST_ADAPTER=slurm but sbatch does not work: run scripts/setup-slurm.sh"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hpcsera-test")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        store.create_user("alice", None, false).await.unwrap();
+        store.create_project("p", "").await.unwrap();
+        store.add_member("alice", "p").await.unwrap();
+        let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+            .into_iter()
+            .collect();
+        let (_, agent_token) = store
+            .create_token(&NewToken {
+                user: "alice",
+                project: "p",
+                name: "agent",
+                roles: agent_roles,
+                site: Some(site),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let (_, token) = store
+            .create_token(&NewToken {
+                user: "alice",
+                project: "p",
+                name: "client",
+                roles: RoleSet::all(),
+                site: None,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let app = Application::build(
+            ServerConfig {
+                listen: "127.0.0.1:0".into(),
+                ..Default::default()
+            },
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let token_file = dir.path().join("agent.token");
+        std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let work = dir.path().join("work");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
+                 [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
+                 [batch]\npreset = {:?}\n{job_types}",
+                token_file.display().to_string(),
+                work.display().to_string(),
+                if slurm() { "slurm" } else { "local" },
+            ),
+        )
+        .unwrap();
+        let client = Client::new(&url, &token).unwrap();
+        let mut env = Env {
+            dir,
+            url,
+            site: site.to_string(),
+            token,
+            client,
+            store,
+            config,
+            agent: None,
+        };
+        env.start_agent();
+        let started = Instant::now();
+        while env
+            .client
+            .job_types(site)
+            .await
+            .map(|t| t.is_empty())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the agent never published its job types: {}",
+                env.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        env
+    }
+
+    pub fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        pred: impl Fn(JobStatus) -> bool,
+        what: &str,
+    ) -> hpcsera_api_types::Job {
+        let started = Instant::now();
+        loop {
+            let j = self.client.get_job(id).await.unwrap();
+            if pred(j.status) {
+                return j;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "job {id} never became {what} (is {}): agent log:\n{}",
+                j.status,
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
