@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{slurm, Env};
+use common::{bin, slurm, Env};
 use hpcsera_api_types::{JobStatus, Role, RoleSet};
 use hpcsera_store::NewToken;
 use serde_json::Value;
@@ -143,10 +143,6 @@ struct Run {
     code: i32,
     stdout: String,
     stderr: String,
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hpcsera")
 }
 
 /// The binary with a clean client environment: the test server's URL and token, a private
@@ -853,7 +849,8 @@ async fn the_examples_run_as_written() {
     );
     let ci = env.path().join("ci");
     std::fs::create_dir_all(&ci).unwrap();
-    let bin_dir = Path::new(bin()).parent().unwrap();
+    let bin = bin();
+    let bin_dir = bin.parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),

@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// The `hpcsera` binary under test: `HPCSERA_TEST_BIN` when set (a target directory shared by
+/// several worktrees may have its `target/debug/hpcsera` replaced by another build), else the
+/// one cargo built for this test.
+pub fn bin() -> PathBuf {
+    std::env::var_os("HPCSERA_TEST_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hpcsera")))
+}
+
 pub fn slurm() -> bool {
     std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
 }
@@ -145,7 +155,7 @@ impl Env {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+        let child = tokio::process::Command::new(bin())
             .args(["agent", "--config"])
             .arg(&self.config)
             .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
