@@ -291,12 +291,14 @@ async fn interrupted() {
 async fn ask_yes_no(question: String) -> bool {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
-    let read = tokio::task::spawn_blocking(|| {
+    // A plain thread, not spawn_blocking: a read left pending must not hold up the exit.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
+        let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
     });
     tokio::select! {
-        r = read => matches!(r, Ok(Ok(l)) if matches!(l.trim().to_ascii_lowercase().as_str(), "y" | "yes")),
+        r = rx => matches!(r, Ok(Ok(l)) if matches!(l.trim().to_ascii_lowercase().as_str(), "y" | "yes")),
         _ = tokio::signal::ctrl_c() => { eprintln!(); false }
     }
 }
