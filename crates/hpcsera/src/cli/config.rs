@@ -49,6 +49,14 @@ fn load(path: &Path) -> CliResult<FileConfig> {
             )))
         }
     };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "warning: {} holds a token and others may read it: chmod 600 it",
+                path.display()
+            );
+        }
+    }
     toml::from_str(&text).map_err(|e| {
         CliError::usage(format!(
             "{} is not a valid config file: {}",
