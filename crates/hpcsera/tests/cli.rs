@@ -627,6 +627,11 @@ async fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
             2,
         ),
         (&["job", "submit", SITE, "echo", "-p", "v=1", "--metadata", "{bad"], "--metadata", 2),
+        (
+            &["job", "submit", SITE, "echo", "-p", "v=1", "--callback-url", "http://10.0.0.1/hook"],
+            "callbackUrl",
+            2,
+        ),
         (&["job", "get", "not-a-uuid"], "jobId", 2),
         (&["job", "wait", "01a21400-0000-7000-8000-000000000000"], "not found", 2),
         (&["job-types", "nosuch"], "unknown site", 2),

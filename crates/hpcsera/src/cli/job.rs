@@ -80,6 +80,9 @@ struct SubmitArgs {
     /// JSON to keep with the job (returned verbatim).
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
+    /// A URL (on the server's allow-list) that receives every status change, signed.
+    #[arg(long, value_name = "URL")]
+    callback_url: Option<String>,
     /// Wait until the job ends; the exit code is the job's.
     #[arg(long)]
     wait: bool,
@@ -200,7 +203,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
                 job_type: s.job_type.clone(),
                 parameters,
                 metadata,
-                callback_url: None,
+                callback_url: s.callback_url.clone(),
             },
             s.idempotency_key.as_deref(),
         )
