@@ -889,3 +889,81 @@ async fn the_examples_run_as_written() {
     let perms = std::fs::metadata(ci.join("results")).unwrap().permissions();
     assert!(perms.mode() & 0o700 == 0o700);
 }
+
+/// A TCP proxy to the server that can drop every connection and refuse new ones for a while.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            upstream: upstream.trim_start_matches("http://").to_string(),
+            tasks: Default::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Drops every connection, refuses connections for `pause`, then serves again.
+    async fn outage(&self, pause: Duration) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        tokio::time::sleep(pause).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+#[tokio::test]
+async fn follow_survives_dropped_connections_without_gaps_or_repeats() {
+    let env = env().await;
+    let proxy = Proxy::start(&env.url).await;
+    let mut c = command(&env);
+    c.env("HPCSERA_URL", format!("http://127.0.0.1:{}", proxy.port))
+        .args(["job", "submit", SITE, "count", "-p", "n=2500", "--follow"]);
+    let follower = tokio::spawn(output(c, None));
+    // Cut the connections a few times while the job prints (it pauses 0.5 s every 250 lines).
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        proxy.outage(Duration::from_millis(700)).await;
+    }
+    let r = follower.await.unwrap();
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, env.agent_log());
+    let expected: String = (1..=2500).map(|i| format!("line {i}\n")).collect();
+    assert!(
+        r.stdout == expected,
+        "output differs: {} bytes, expected {}; stderr {}",
+        r.stdout.len(),
+        expected.len(),
+        r.stderr
+    );
+}

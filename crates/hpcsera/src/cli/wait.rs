@@ -140,6 +140,12 @@ impl Progress {
     }
 }
 
+/// Whether a read may be tried again as it was: transport trouble (also a reply cut off
+/// mid-body, which the SDK reports as undecodable). Reads change nothing on the server.
+fn retry_read(e: &ClientError) -> bool {
+    is_transient(e) || matches!(e, ClientError::Decode(_))
+}
+
 /// Sleeps a little longer after each transport failure; errors out after too many.
 async fn transient_pause(failures: &mut u32, e: ClientError) -> CliResult<()> {
     *failures += 1;
@@ -172,7 +178,7 @@ async fn watch(client: &Client, id: &str, progress: &mut Progress) -> CliResult<
                 failures = 0;
                 ev
             }
-            Err(e) if is_transient(&e) => {
+            Err(e) if retry_read(&e) => {
                 transient_pause(&mut failures, e).await?;
                 continue;
             }
@@ -229,7 +235,7 @@ pub async fn stream_output(
                     failures = 0;
                     c
                 }
-                Err(e) if is_transient(&e) => {
+                Err(e) if retry_read(&e) => {
                     // Retry from the same offset: nothing is lost or repeated.
                     transient_pause(&mut failures, e).await?;
                     got = true;
