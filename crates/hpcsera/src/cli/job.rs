@@ -67,8 +67,8 @@ struct SubmitArgs {
     site: String,
     /// The job type, e.g. `hello` (see `hpcsera job-types SITE`).
     job_type: String,
-    /// A parameter, converted by its declared type (repeatable). `-p name=@path` on a code
-    /// parameter uploads a code bundle.
+    /// A parameter, converted by its declared type (repeatable). `-p name=@path` on a
+    /// parameter of type code is reserved for uploading a code bundle (not supported yet).
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
     /// A JSON object of parameter values; -p values override it.
