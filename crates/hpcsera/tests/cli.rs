@@ -555,14 +555,9 @@ async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     )
     .await;
     let mut c = command(&env);
-    c.args(["job", "wait", &id, "--cancel-on-interrupt"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    interrupt(child.id().unwrap());
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    c.args(["job", "wait", &id, "--cancel-on-interrupt"]);
+    let (code, _) = interrupted_while_waiting(c).await;
+    assert_eq!(code, Some(130));
     env.wait_for(&id, |s| s == JobStatus::Cancelled, "cancelled")
         .await;
 
@@ -570,27 +565,34 @@ async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     let r = run(&env, &["job", "submit", SITE, "later"]).await;
     let id = r.stdout.trim().to_string();
     let mut c = command(&env);
-    c.args(["job", "wait", &id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    interrupt(child.id().unwrap());
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(130), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("goes on"));
+    c.args(["job", "wait", &id]);
+    let (code, stderr) = interrupted_while_waiting(c).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("goes on"), "{stderr}");
     assert!(!env.client.get_job(&id).await.unwrap().status.is_terminal());
     run(&env, &["job", "cancel", &id]).await;
 }
 
-/// Sends SIGINT (what Ctrl-C sends) to a child process.
-fn interrupt(pid: u32) {
+/// Starts a waiting command, sends it SIGINT (what Ctrl-C sends) once it printed the job's
+/// status, and returns its exit code and stderr.
+async fn interrupted_while_waiting(mut c: tokio::process::Command) -> (Option<i32>, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).await.unwrap();
+    assert!(first.starts_with("job "), "{first}");
     let ok = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args(["-INT", &child.id().unwrap().to_string()])
         .status()
         .unwrap()
         .success();
     assert!(ok);
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).await.unwrap();
+    let status = child.wait().await.unwrap();
+    (status.code(), first + &rest)
 }
 
 fn assert_one_error_line(r: &Run, needle: &str) {

@@ -278,20 +278,23 @@ pub async fn stream_output(
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that comes right after is never the default's (death).
+fn interrupted() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        };
+        tokio::select! { _ = wait(int) => {}, _ = wait(term) => {} }
+    }
 }
 
 async fn ask_yes_no(question: String) -> bool {
@@ -312,6 +315,7 @@ async fn ask_yes_no(question: String) -> bool {
 /// Waits for the job to end (following its output with `follow`), honouring the timeout and
 /// Ctrl-C.
 pub async fn wait(client: &Client, id: &str, opts: WaitOptions) -> CliResult<WaitEnd> {
+    let interrupt = interrupted();
     let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
     let mut progress = Progress {
         id: id.to_string(),
@@ -343,7 +347,7 @@ pub async fn wait(client: &Client, id: &str, opts: WaitOptions) -> CliResult<Wai
             Some(job) => WaitEnd::Ended(Box::new(job?)),
             None => WaitEnd::TimedOut,
         },
-        _ = interrupted() => WaitEnd::Interrupted,
+        _ = interrupt => WaitEnd::Interrupted,
     };
     progress.clear();
     if let WaitEnd::Interrupted = end {
