@@ -37,7 +37,12 @@ pub fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         for (i, c) in cells.into_iter().enumerate() {
             s.push_str(c);
             if i + 1 < n {
-                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.chars().count())
+                    + 2;
                 s.extend(std::iter::repeat_n(' ', pad));
             }
         }
