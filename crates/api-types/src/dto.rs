@@ -290,6 +290,11 @@ pub struct AgentPollReply {
     pub released_job_ids: Vec<String>,
     /// Seconds a lease lasts from now; poll well within it.
     pub lease_seconds: u64,
+    /// Code bundles awaiting approval that jobs of this agent's site reference: the agent
+    /// downloads each, computes its SHA-256 itself and reports it
+    /// (`POST /code/{codeId}/hpcDigest`), keeping the bytes in quarantine (never unpacked).
+    #[serde(default)]
+    pub code_to_verify: Vec<String>,
 }
 
 /// Body of `POST /agent/jobs/{jobId}/operationDone`.
@@ -428,4 +433,82 @@ mod tests {
             assert!(!is_valid_result_name(bad), "{bad:?}");
         }
     }
+}
+
+/// Where a code bundle stands: uploaded and waiting for its owner, or decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeStatus {
+    PendingApproval,
+    Approved,
+    Rejected,
+}
+
+impl CodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeStatus::PendingApproval => "pending_approval",
+            CodeStatus::Approved => "approved",
+            CodeStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for CodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CodeStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending_approval" => Ok(CodeStatus::PendingApproval),
+            "approved" => Ok(CodeStatus::Approved),
+            "rejected" => Ok(CodeStatus::Rejected),
+            other => Err(format!("unknown code bundle status {other:?}")),
+        }
+    }
+}
+
+/// A code bundle of a project: a tar.gz, content-addressed by its SHA-256. The approval view
+/// shows the client-side digest (the id) and the digest the site's agent computed side by side;
+/// approval binds that exact digest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeBundle {
+    /// SHA-256 of the uploaded bytes (64 lower-case hex digits), as the server computed it.
+    pub id: String,
+    pub project: String,
+    pub size: i64,
+    pub status: CodeStatus,
+    pub uploaded_by: String,
+    pub created_at: String,
+    /// SHA-256 the agent computed on the HPC side, once reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpc_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpc_reported_at: Option<String>,
+    /// Whether the HPC-side digest is known and equal to the id.
+    pub digests_match: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeBundleList {
+    pub bundles: Vec<CodeBundle>,
+}
+
+/// Body of `POST /code/{codeId}/hpcDigest`: the SHA-256 the agent computed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HpcDigest {
+    pub sha256: String,
 }

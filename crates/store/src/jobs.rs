@@ -29,6 +29,9 @@ pub struct NewJobRecord<'a> {
     /// Idempotency key and a hash of the request it came with.
     pub idempotency: Option<(&'a str, String)>,
     pub actor: &'a str,
+    /// The job's code parameters: each bundle must exist in the project; while any is not
+    /// approved the job is created `awaiting_approval`.
+    pub code_refs: &'a [crate::CodeRef],
 }
 
 /// Result of a submission.
@@ -77,6 +80,8 @@ pub struct JobChange<'a> {
     pub parameters: Option<&'a Map<String, Value>>,
     pub metadata: Option<&'a Value>,
     pub callback_url: Option<&'a str>,
+    /// With new parameters: their code references (the status follows their approval).
+    pub code_refs: Option<&'a [crate::CodeRef]>,
 }
 
 enum Bind {
@@ -302,6 +307,14 @@ impl Store {
             .transpose()
             .map_err(corrupt)?;
         let mut tx = self.begin_write().await?;
+        let status = if self
+            .check_code_refs(&mut tx.tx, new.project_id, new.code_refs)
+            .await?
+        {
+            JobStatus::Queued
+        } else {
+            JobStatus::AwaitingApproval
+        };
         let r = sqlx::query(
             "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, metadata, \
              callback_url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING seq",
@@ -311,7 +324,7 @@ impl Store {
         .bind(new.owner_id)
         .bind(new.site_id)
         .bind(new.job_type)
-        .bind(JobStatus::Queued.as_str())
+        .bind(status.as_str())
         .bind(params)
         .bind(metadata)
         .bind(new.callback_url)
@@ -319,6 +332,8 @@ impl Store {
         .fetch_one(&mut *tx.tx)
         .await?;
         let seq: i64 = col(&r, 0)?;
+        self.set_code_refs(&mut tx.tx, seq, new.project_id, new.code_refs)
+            .await?;
         if let Some((key, hash)) = &new.idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
@@ -339,9 +354,10 @@ impl Store {
             new.project_id,
             "created",
             None,
-            Some(JobStatus::Queued),
+            Some(status),
             new.actor,
-            None,
+            (status == JobStatus::AwaitingApproval)
+                .then_some("waiting for the approval of its code bundle"),
         )
         .await?;
         let job = self.job_in_tx(&mut tx.tx, seq).await?;
@@ -569,6 +585,35 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(corrupt)?;
+        // New parameters may reference other code: the status follows their approval.
+        let mut new_status = locked.status;
+        if let Some(refs) = ch.code_refs {
+            new_status = if self.check_code_refs(&mut tx.tx, project_id, refs).await? {
+                JobStatus::Queued
+            } else {
+                JobStatus::AwaitingApproval
+            };
+            self.set_code_refs(&mut tx.tx, locked.seq, project_id, refs)
+                .await?;
+        }
+        if new_status != locked.status {
+            sqlx::query("UPDATE jobs SET status = $1 WHERE seq = $2")
+                .bind(new_status.as_str())
+                .bind(locked.seq)
+                .execute(&mut *tx.tx)
+                .await?;
+            self.add_event(
+                &mut tx.tx,
+                locked.seq,
+                project_id,
+                "status",
+                Some(locked.status),
+                Some(new_status),
+                actor,
+                Some("its code parameters changed"),
+            )
+            .await?;
+        }
         sqlx::query(
             "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4 WHERE seq = $5",
         )

@@ -8,6 +8,7 @@
 mod agent;
 mod audit;
 mod auth;
+mod code;
 mod jobs;
 mod migrate;
 mod sites;
@@ -16,6 +17,7 @@ mod webhooks;
 
 pub use agent::{Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
+pub use code::{CodeDecision, CodeRef};
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};

@@ -6,11 +6,13 @@ use sqlx::Executor;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_agent.sql")),
+    (3, include_str!("../migrations/sqlite/0003_code.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_agent.sql")),
+    (3, include_str!("../migrations/postgres/0003_code.sql")),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
 ];
 

@@ -1,0 +1,417 @@
+//! Code bundles: metadata of uploaded tar.gz bundles (the bytes live in files the server
+//! keeps), the HPC-side digest, the out-of-band decision, and what it does to waiting jobs.
+
+use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
+use hpcsera_api_types::{CodeBundle, CodeStatus, FieldError, JobStatus};
+use sqlx::any::AnyRow;
+use sqlx::Any;
+
+/// Columns of [`bundle_from_row`], in order.
+const BUNDLE_SELECT: &str = "SELECT b.id, p.name, b.size, b.status, u.name, b.created_at, b.hpc_sha256, \
+     b.hpc_reported_at, b.decided_by, b.decided_at, b.reason \
+     FROM code_bundles b JOIN projects p ON p.id = b.project_id JOIN users u ON u.id = b.uploaded_by";
+
+fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
+    let id: String = col(r, 0)?;
+    let hpc: Option<String> = col(r, 6)?;
+    Ok(CodeBundle {
+        digests_match: hpc.as_deref() == Some(id.as_str()),
+        project: col(r, 1)?,
+        size: col(r, 2)?,
+        status: col::<String>(r, 3)?.parse().map_err(corrupt)?,
+        uploaded_by: col(r, 4)?,
+        created_at: fmt_ms(col(r, 5)?),
+        hpc_sha256: hpc,
+        hpc_reported_at: col::<Option<i64>>(r, 7)?.map(fmt_ms),
+        decided_by: col(r, 8)?,
+        decided_at: col::<Option<i64>>(r, 9)?.map(fmt_ms),
+        reason: col(r, 10)?,
+        id,
+    })
+}
+
+/// What a decision on a bundle did.
+#[derive(Debug, Clone)]
+pub struct CodeDecision {
+    pub bundle: CodeBundle,
+    /// Jobs that waited for this bundle and are now queued (approval) or failed (rejection).
+    pub jobs_changed: Vec<String>,
+    /// No project keeps these bytes any more: the file can go (retention: at once on rejection).
+    pub delete_file: bool,
+}
+
+/// A code parameter of a job: `(parameter name, bundle id)`.
+pub type CodeRef = (String, String);
+
+impl Store {
+    /// Records an uploaded bundle. Returns the bundle and whether it is new (the same bytes
+    /// uploaded again to the same project give the same bundle).
+    pub async fn create_bundle(
+        &self,
+        project_id: i64,
+        id: &str,
+        size: i64,
+        user_id: i64,
+    ) -> Result<(CodeBundle, bool)> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query("SELECT 1 FROM code_bundles WHERE project_id = $1 AND id = $2")
+            .bind(project_id)
+            .bind(id)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let created = existing.is_none();
+        if created {
+            let r = sqlx::query(
+                "INSERT INTO code_bundles (project_id, id, size, status, uploaded_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(project_id)
+            .bind(id)
+            .bind(size)
+            .bind(CodeStatus::PendingApproval.as_str())
+            .bind(user_id)
+            .bind(now_ms())
+            .execute(&mut *tx.tx)
+            .await;
+            if let Err(e) = r {
+                let e = StoreError::from(e);
+                if !e.is_unique_violation() {
+                    return Err(e);
+                }
+                // A concurrent upload of the same bytes won: that is the same bundle.
+                drop(tx);
+                return Ok((self.get_bundle(project_id, id).await?, false));
+            }
+        }
+        tx.commit().await?;
+        Ok((self.get_bundle(project_id, id).await?, created))
+    }
+
+    /// A bundle of the project.
+    pub async fn get_bundle(&self, project_id: i64, id: &str) -> Result<CodeBundle> {
+        let r = sqlx::query(&format!(
+            "{BUNDLE_SELECT} WHERE b.project_id = $1 AND b.id = $2"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("code bundle"))?;
+        bundle_from_row(&r)
+    }
+
+    /// The project's bundles, newest first (at most 1000).
+    pub async fn list_bundles(&self, project_id: i64) -> Result<Vec<CodeBundle>> {
+        let rows = sqlx::query(&format!(
+            "{BUNDLE_SELECT} WHERE b.project_id = $1 ORDER BY b.created_at DESC, b.id LIMIT 1000"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(bundle_from_row).collect()
+    }
+
+    /// Whether a job of `site` in the project waits for this (pending) bundle: only then may
+    /// the site's agent download it before approval (to compute its digest).
+    pub async fn bundle_awaited_at_site(
+        &self,
+        project_id: i64,
+        id: &str,
+        site: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "SELECT 1 FROM job_code c JOIN jobs j ON j.seq = c.job_seq JOIN sites s ON s.id = j.site_id \
+             WHERE c.project_id = $1 AND c.code_id = $2 AND s.name = $3 AND j.status = 'awaiting_approval' \
+             AND j.deleted_at IS NULL LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(id)
+        .bind(site)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
+    }
+
+    /// Pending bundles without an HPC-side digest that waiting jobs of `site` reference.
+    pub async fn code_to_verify(&self, project_id: i64, site: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT b.id FROM code_bundles b \
+             JOIN job_code c ON c.project_id = b.project_id AND c.code_id = b.id \
+             JOIN jobs j ON j.seq = c.job_seq JOIN sites s ON s.id = j.site_id \
+             WHERE b.project_id = $1 AND s.name = $2 AND b.status = 'pending_approval' \
+             AND b.hpc_sha256 IS NULL AND j.status = 'awaiting_approval' AND j.deleted_at IS NULL \
+             ORDER BY b.id LIMIT 100",
+        )
+        .bind(project_id)
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    /// The agent's report of the digest it computed. Only while the bundle is pending: a
+    /// decided bundle keeps the digest its decision was made on.
+    pub async fn report_hpc_digest(
+        &self,
+        project_id: i64,
+        id: &str,
+        sha256: &str,
+        actor: &str,
+    ) -> Result<CodeBundle> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(&format!(
+            "SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2{}",
+            self.for_update()
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("code bundle"))?;
+        let status: CodeStatus = col::<String>(&r, 0)?.parse().map_err(corrupt)?;
+        if status != CodeStatus::PendingApproval {
+            return Err(StoreError::Conflict(format!(
+                "the code bundle is {status}; its digest can no longer change"
+            )));
+        }
+        sqlx::query(
+            "UPDATE code_bundles SET hpc_sha256 = $1, hpc_reported_at = $2, hpc_reported_by = $3 \
+             WHERE project_id = $4 AND id = $5",
+        )
+        .bind(sha256)
+        .bind(now_ms())
+        .bind(actor)
+        .bind(project_id)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        self.get_bundle(project_id, id).await
+    }
+
+    /// Approves or rejects a bundle: only a person who is a member of the project decides
+    /// (there is no token path to this). Approval binds the exact digest: it is refused until
+    /// the site's agent has reported a digest equal to the id. Waiting jobs whose bundles are
+    /// now all approved become `queued`; on rejection they fail with the reason.
+    pub async fn decide_bundle(
+        &self,
+        project: &str,
+        id: &str,
+        user: &str,
+        approve: bool,
+        reason: Option<&str>,
+    ) -> Result<CodeDecision> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "SELECT p.id FROM projects p JOIN memberships m ON m.project_id = p.id \
+             JOIN users u ON u.id = m.user_id WHERE p.name = $1 AND u.name = $2",
+        )
+        .bind(project)
+        .bind(user)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Invalid(vec![FieldError::new(
+                "user",
+                format!("{user:?} is not a member of project {project:?}"),
+            )])
+        })?;
+        let project_id: i64 = col(&r, 0)?;
+        let r = sqlx::query(&format!(
+            "SELECT status, hpc_sha256 FROM code_bundles WHERE project_id = $1 AND id = $2{}",
+            self.for_update()
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("code bundle"))?;
+        let status: CodeStatus = col::<String>(&r, 0)?.parse().map_err(corrupt)?;
+        let hpc: Option<String> = col(&r, 1)?;
+        if status != CodeStatus::PendingApproval {
+            return Err(StoreError::Conflict(format!(
+                "the code bundle is already {status}"
+            )));
+        }
+        if approve {
+            match hpc.as_deref() {
+                None => {
+                    return Err(StoreError::Conflict(
+                        "the site's agent has not reported its digest of this bundle yet; \
+                         approval binds the digest computed on the HPC side"
+                            .into(),
+                    ))
+                }
+                Some(h) if h != id => {
+                    return Err(StoreError::Conflict(format!(
+                        "the HPC-side digest {h} differs from the uploaded digest {id}; refusing to approve"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let to = if approve {
+            CodeStatus::Approved
+        } else {
+            CodeStatus::Rejected
+        };
+        let now = now_ms();
+        let actor = format!("user:{user}");
+        sqlx::query(
+            "UPDATE code_bundles SET status = $1, decided_by = $2, decided_at = $3, reason = $4 \
+             WHERE project_id = $5 AND id = $6",
+        )
+        .bind(to.as_str())
+        .bind(user)
+        .bind(now)
+        .bind(reason)
+        .bind(project_id)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+        let waiting = sqlx::query(&format!(
+            "SELECT j.seq FROM jobs j WHERE j.status = 'awaiting_approval' AND j.seq IN \
+             (SELECT c.job_seq FROM job_code c WHERE c.project_id = $1 AND c.code_id = $2) ORDER BY j.seq{}",
+            self.for_update()
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut jobs_changed = Vec::new();
+        for w in &waiting {
+            let seq: i64 = col(w, 0)?;
+            let (to_job, message) = if approve {
+                let r = sqlx::query(
+                    "SELECT COUNT(*) FROM job_code c JOIN code_bundles b \
+                     ON b.project_id = c.project_id AND b.id = c.code_id \
+                     WHERE c.job_seq = $1 AND b.status <> 'approved'",
+                )
+                .bind(seq)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+                if col::<i64>(&r, 0)? > 0 {
+                    continue;
+                }
+                (JobStatus::Queued, format!("code bundle {id} approved"))
+            } else {
+                (
+                    JobStatus::Failed,
+                    format!(
+                        "code bundle {id} rejected: {}",
+                        reason.unwrap_or("no reason given")
+                    ),
+                )
+            };
+            sqlx::query(
+                "UPDATE jobs SET status = $1, updated_at = $2, finished_at = $3, \
+                 message = CASE WHEN $4 = 1 THEN $5 ELSE message END WHERE seq = $6",
+            )
+            .bind(to_job.as_str())
+            .bind(now)
+            .bind(to_job.is_terminal().then_some(now))
+            .bind(i64::from(to_job.is_terminal()))
+            .bind(message.as_str())
+            .bind(seq)
+            .execute(&mut *tx.tx)
+            .await?;
+            self.add_event(
+                &mut tx.tx,
+                seq,
+                project_id,
+                "status",
+                Some(JobStatus::AwaitingApproval),
+                Some(to_job),
+                &actor,
+                Some(&message),
+            )
+            .await?;
+            let r = sqlx::query("SELECT id FROM jobs WHERE seq = $1")
+                .bind(seq)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+            jobs_changed.push(col(&r, 0)?);
+        }
+        let delete_file = if approve {
+            false
+        } else {
+            let r = sqlx::query(
+                "SELECT COUNT(*) FROM code_bundles WHERE id = $1 AND status <> 'rejected'",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+            col::<i64>(&r, 0)? == 0
+        };
+        tx.commit().await?;
+        Ok(CodeDecision {
+            bundle: self.get_bundle(project_id, id).await?,
+            jobs_changed,
+            delete_file,
+        })
+    }
+
+    /// Checks a job's code references inside its insert transaction: each bundle must exist
+    /// in the project and not be rejected. Returns whether all are approved.
+    pub(crate) async fn check_code_refs(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project_id: i64,
+        refs: &[CodeRef],
+    ) -> Result<bool> {
+        let mut all_approved = true;
+        let mut errs = Vec::new();
+        for (param, id) in refs {
+            let r = sqlx::query("SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+            let field = format!("parameters.{param}");
+            match r {
+                None => errs.push(FieldError::new(
+                    field,
+                    format!("there is no code bundle {id} in this project; upload it first (POST /code)"),
+                )),
+                Some(r) => match col::<String>(&r, 0)?.parse().map_err(corrupt)? {
+                    CodeStatus::Approved => {}
+                    CodeStatus::PendingApproval => all_approved = false,
+                    CodeStatus::Rejected => errs.push(FieldError::new(
+                        field,
+                        format!("code bundle {id} was rejected"),
+                    )),
+                },
+            }
+        }
+        if !errs.is_empty() {
+            return Err(StoreError::Invalid(errs));
+        }
+        Ok(all_approved)
+    }
+
+    /// Records a job's code references (replacing earlier ones).
+    pub(crate) async fn set_code_refs(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        job_seq: i64,
+        project_id: i64,
+        refs: &[CodeRef],
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM job_code WHERE job_seq = $1")
+            .bind(job_seq)
+            .execute(&mut **tx)
+            .await?;
+        for (param, id) in refs {
+            sqlx::query(
+                "INSERT INTO job_code (job_seq, param, project_id, code_id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(job_seq)
+            .bind(param.as_str())
+            .bind(project_id)
+            .bind(id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
