@@ -140,6 +140,11 @@ pub struct LimitsConfig {
     pub max_output_bytes: u64,
     /// At most this many bytes per result file uploaded.
     pub max_result_bytes: u64,
+    /// A code bundle with more entries than this is refused.
+    pub max_code_entries: u64,
+    /// A code bundle that unpacks to more bytes than this is refused (decompression bombs);
+    /// also the largest bundle the agent downloads.
+    pub max_code_unpacked_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -148,6 +153,8 @@ impl Default for LimitsConfig {
             max_active_jobs: 100,
             max_output_bytes: 10 * 1024 * 1024,
             max_result_bytes: 50 * 1024 * 1024,
+            max_code_entries: 10_000,
+            max_code_unpacked_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -14,7 +14,9 @@
 //!   command adapter with presets) and a local adapter; login sub-jobs
 //!   ([`batch::login::run_login`]). The only module that spawns processes;
 //! * [`journal`] — the local journal (intent before submit, batch id after) and restart
-//!   reconciliation, so a job is never submitted twice and never forgotten.
+//!   reconciliation, so a job is never submitted twice and never forgotten;
+//! * [`unpack`] — the safe unpacker of code bundles (no absolute paths, `..`, escaping
+//!   links, devices; entry and size limits; all or nothing).
 //!
 //! # Safety rules
 //!
@@ -37,6 +39,7 @@ pub mod env;
 pub mod journal;
 pub mod runtime;
 pub mod script;
+pub mod unpack;
 
 pub use batch::{
     adapter_from_config, BatchAdapter, BatchError, BatchJobRef, BatchPreset, BatchState,

@@ -99,6 +99,8 @@ struct Running {
     sub_states: Vec<SubJobState>,
     out: Stream,
     err: Stream,
+    /// Unpacked code bundles: `(parameter, directory)`; filled before the first sub-job.
+    code: Option<Vec<(String, PathBuf)>>,
 }
 
 impl Running {
@@ -121,6 +123,8 @@ pub struct Agent {
     adapter: Arc<dyn BatchAdapter>,
     journal: Journal,
     jobs: HashMap<String, Running>,
+    /// Code bundles whose digest this agent has reported (not reported again).
+    verified: std::collections::HashSet<String>,
     _lock: std::fs::File,
 }
 
@@ -188,6 +192,7 @@ impl Agent {
             adapter,
             journal,
             jobs: HashMap::new(),
+            verified: Default::default(),
             _lock: lock,
         })
     }
@@ -358,6 +363,7 @@ impl Agent {
             sub_states,
             out: Stream::default(),
             err: Stream::default(),
+            code: None,
         })
     }
 
@@ -432,6 +438,26 @@ impl Agent {
         for op in &reply.operations {
             self.operation(&op.job_id, op.operation).await;
         }
+        let mut verify_failed = false;
+        for id in &reply.code_to_verify {
+            if self.verified.contains(id) {
+                continue;
+            }
+            match self.verify_code(id).await {
+                Ok(()) => {
+                    self.verified.insert(id.clone());
+                }
+                Err(e) => {
+                    verify_failed = true;
+                    tracing::warn!(code = %id, error = %e, "cannot compute the HPC-side digest of a code bundle");
+                }
+            }
+        }
+        if verify_failed {
+            // The server keeps listing the bundle: do not spin on it.
+            tokio::time::sleep(Duration::from_secs(self.cfg.poll.idle_interval_seconds.max(1)))
+                .await;
+        }
         for job in reply.jobs {
             self.accept(job).await;
         }
@@ -462,6 +488,105 @@ impl Agent {
             }
             Err(message) => self.refuse(&job, message).await,
         }
+    }
+
+    /// Downloads a pending code bundle into quarantine, computes its SHA-256 here and reports
+    /// it. The bytes are never unpacked or run: they stay in `<work>/.code/quarantine`.
+    async fn verify_code(&self, id: &str) -> Result<(), String> {
+        if !hpcsera_api_types::is_code_id(id) {
+            return Err(format!("{id:?} is not a code bundle id"));
+        }
+        let dir = self.cfg.work_dir.join(".code").join("quarantine");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let part = dir.join(format!("{id}.{}.part", uuid::Uuid::new_v4().simple()));
+        let max = self.cfg.limits.max_code_unpacked_bytes;
+        let (size, sha) = match self.client.download_code(id, &part, max).await {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e.to_string());
+            }
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o600));
+        }
+        let kept = dir.join(id);
+        if let Err(e) = std::fs::rename(&part, &kept) {
+            let _ = std::fs::remove_file(&part);
+            return Err(format!("cannot keep {}: {e}", kept.display()));
+        }
+        self.client
+            .report_hpc_digest(id, &sha)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(code = %id, size, hpc_sha256 = %sha, matches = (sha == id), "reported the HPC-side digest of a code bundle");
+        Ok(())
+    }
+
+    /// Fetches and unpacks the job's approved code bundles into `<job>/code/<parameter>`
+    /// before its first sub-job: verified against the approved digest (the id), unpacked
+    /// safely (see [`crate::unpack`]). Already unpacked code (a resumed job) is kept.
+    async fn prepare_code(&self, run: &Running) -> Result<Vec<(String, PathBuf)>, String> {
+        let mut out = Vec::new();
+        for p in &run.jt.parameters {
+            if p.kind != hpcsera_api_types::ParamKind::Code {
+                continue;
+            }
+            let Some(id) = run.params.get(&p.name).and_then(Value::as_str) else {
+                continue;
+            };
+            if !hpcsera_api_types::is_code_id(id) {
+                return Err(format!("parameter {}: {id:?} is not a code bundle id", p.name));
+            }
+            let code_root = run.ctx.job_dir.join("code");
+            let target = code_root.join(&p.name);
+            if target.is_dir() {
+                out.push((p.name.clone(), target));
+                continue;
+            }
+            std::fs::create_dir_all(&code_root)
+                .map_err(|e| format!("cannot create {}: {e}", code_root.display()))?;
+            let archive = code_root.join(format!(".{}.tar.gz.part", p.name));
+            let max = self.cfg.limits.max_code_unpacked_bytes;
+            let downloaded = self.client.download_code(id, &archive, max).await;
+            let (_, sha) = match downloaded {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&archive);
+                    return Err(format!("cannot fetch code bundle {id} ({}): {e}", p.name));
+                }
+            };
+            if sha != id {
+                let _ = std::fs::remove_file(&archive);
+                return Err(format!(
+                    "code bundle {id} ({}): the downloaded bytes have SHA-256 {sha}, not the approved digest; refusing to unpack",
+                    p.name
+                ));
+            }
+            let limits = crate::unpack::UnpackLimits {
+                max_entries: self.cfg.limits.max_code_entries,
+                max_bytes: self.cfg.limits.max_code_unpacked_bytes,
+            };
+            let (a, t) = (archive.clone(), target.clone());
+            let unpacked = tokio::task::spawn_blocking(move || {
+                crate::unpack::unpack_tar_gz(&a, &t, &limits)
+            })
+            .await;
+            let _ = std::fs::remove_file(&archive);
+            match unpacked {
+                Ok(Ok(stats)) => {
+                    tracing::info!(job = %run.job.id, code = %id, entries = stats.entries, bytes = stats.bytes, "unpacked code bundle");
+                }
+                Ok(Err(e)) => {
+                    return Err(format!("code bundle {id} ({}) refused: {e}", p.name))
+                }
+                Err(e) => return Err(format!("unpacking code bundle {id} failed: {e}")),
+            }
+            out.push((p.name.clone(), target));
+        }
+        Ok(out)
     }
 
     /// Fails a job the agent will not run (unknown job type, parameters its config refuses).
@@ -633,6 +758,10 @@ impl Agent {
     async fn step(&mut self, run: &mut Running, finish_login: bool) -> Result<Option<End>, End> {
         match &mut run.step {
             Step::Start => {
+                if run.code.is_none() {
+                    let code = self.prepare_code(run).await.map_err(fail)?;
+                    run.code = Some(code);
+                }
                 let Some(sub) = run.sub().cloned() else {
                     return Ok(Some(End {
                         status: JobStatus::Completed,
@@ -652,8 +781,9 @@ impl Agent {
                         let command = sub
                             .login_command()
                             .ok_or_else(|| fail(format!("sub-job {} has no command", sub.name)))?;
-                        let env = job_env(&run.ctx, &sub.name, &run.params)
+                        let mut env = job_env(&run.ctx, &sub.name, &run.params)
                             .map_err(|e| fail(e.to_string()))?;
+                        add_code_env(&mut env, run.code.as_deref());
                         let req = LoginRequest {
                             command,
                             env,
@@ -689,8 +819,10 @@ impl Agent {
                             .ok_or_else(|| fail(format!("sub-job {} has no script", sub.name)))?;
                         let rendered = render_batch_script(&run.ctx.job_dir, &sub.name, script)
                             .map_err(|e| fail(e.to_string()))?;
-                        let env = batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)
-                            .map_err(|e| fail(e.to_string()))?;
+                        let mut env =
+                            batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)
+                                .map_err(|e| fail(e.to_string()))?;
+                        add_code_env(&mut env, run.code.as_deref());
                         let name = batch_job_name(&run.job.id, &sub.name);
                         let mut options = self.cfg.batch.submit_options.clone();
                         options.extend(sub.options.iter().cloned());
@@ -964,6 +1096,17 @@ impl Agent {
             }
         }
     }
+}
+
+/// `HPCSERA_CODE_<parameter>`: where a code parameter's bundle was unpacked.
+fn add_code_env(env: &mut Vec<(String, String)>, code: Option<&[(String, PathBuf)]>) {
+    for (name, dir) in code.unwrap_or_default() {
+        env.push((
+            format!("HPCSERA_CODE_{name}"),
+            dir.to_string_lossy().into_owned(),
+        ));
+    }
+    env.sort();
 }
 
 fn fail(message: String) -> End {

@@ -19,6 +19,7 @@ pub use api::{
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
+pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -471,6 +472,89 @@ impl Client {
             .to_vec())
     }
 
+    // --- code bundles ---
+
+    /// Uploads a code bundle (a tar.gz). Returns the bundle and whether it is new (the
+    /// project had these bytes already otherwise).
+    pub async fn push_code(&self, tar_gz: &[u8]) -> Result<(CodeBundle, bool)> {
+        let resp = self
+            .send(Method::POST, "/code", Body::Bytes(tar_gz), &[])
+            .await?;
+        let created = resp.status() == StatusCode::CREATED;
+        Ok((decode(resp).await?, created))
+    }
+
+    /// A bundle's status: both digests, size, decision.
+    pub async fn code_status(&self, id: &str) -> Result<CodeBundle> {
+        self.json(
+            Method::GET,
+            &format!("/code/{}/status", seg(id)),
+            Body::None,
+        )
+        .await
+    }
+
+    /// The project's bundles, newest first.
+    pub async fn list_code(&self) -> Result<Vec<CodeBundle>> {
+        Ok(self
+            .json::<CodeBundleList>(Method::GET, "/code", Body::None)
+            .await?
+            .bundles)
+    }
+
+    /// Downloads a bundle (agent, `GET_Code`) into `dest`, streaming, refusing more than
+    /// `max_bytes`. Returns the size and the SHA-256 (hex) of what was written, computed while
+    /// writing: the caller compares it with what it expects.
+    pub async fn download_code(
+        &self,
+        id: &str,
+        dest: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<(u64, String)> {
+        use sha2::Digest;
+        use std::io::Write;
+        let mut resp = self
+            .send(Method::GET, &format!("/code/{}", seg(id)), Body::None, &[])
+            .await?;
+        let io_err = |e: std::io::Error| {
+            ClientError::Decode(format!("cannot write {}: {e}", dest.display()))
+        };
+        let mut file = std::fs::File::create(dest).map_err(io_err)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+        {
+            size += chunk.len() as u64;
+            if size > max_bytes {
+                drop(file);
+                let _ = std::fs::remove_file(dest);
+                return Err(ClientError::Decode(format!(
+                    "the code bundle is larger than {max_bytes} bytes"
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(io_err)?;
+        }
+        file.sync_all().map_err(io_err)?;
+        Ok((size, hex_lower(&hasher.finalize())))
+    }
+
+    /// Reports the digest the agent computed of a pending bundle.
+    pub async fn report_hpc_digest(&self, id: &str, sha256: &str) -> Result<CodeBundle> {
+        let body = to_value(&HpcDigest {
+            sha256: sha256.to_string(),
+        })?;
+        self.json(
+            Method::POST,
+            &format!("/code/{}/hpcDigest", seg(id)),
+            Body::Json(&body),
+        )
+        .await
+    }
+
     // --- the agent's side ---
 
     pub async fn publish_job_types(&self, site: &str, body: &PublishJobTypes) -> Result<()> {
@@ -537,6 +621,10 @@ enum Body<'a> {
     None,
     Json(&'a serde_json::Value),
     Bytes(&'a [u8]),
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {

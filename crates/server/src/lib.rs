@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub webhook_max_attempts: u32,
     /// Requests per second allowed per token (twice that in a burst); 0: no limit.
     pub rate_limit_per_second: u32,
+    /// Largest code bundle (tar.gz) accepted by `POST /code`, in bytes.
+    pub max_code_bytes: u64,
+    /// Where code bundle files live (content-addressed: `<code_dir>/ab/abcdef…`).
+    pub code_dir: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,8 @@ impl Default for ServerConfig {
             webhook_retry_base: std::time::Duration::from_secs(2),
             webhook_max_attempts: 8,
             rate_limit_per_second: 100,
+            max_code_bytes: 50 * 1024 * 1024,
+            code_dir: std::path::PathBuf::from("hpcsera-code"),
         }
     }
 }
@@ -86,6 +92,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("callback_allow_hosts", &self.callback_allow_hosts)
             .field("lease_seconds", &self.lease_seconds)
             .field("claim_lease_seconds", &self.claim_lease_seconds)
+            .field("max_code_bytes", &self.max_code_bytes)
+            .field("code_dir", &self.code_dir)
             .finish_non_exhaustive()
     }
 }

@@ -372,6 +372,7 @@ async fn pagination_over_ten_thousand_jobs() {
                         callback_url: None,
                         idempotency: None,
                         actor: "test",
+                        code_refs: &[],
                     })
                     .await
                     .unwrap()

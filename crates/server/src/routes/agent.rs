@@ -97,8 +97,10 @@ pub async fn agent_poll(
         if !jobs.is_empty() {
             st.events_written();
         }
-        if !jobs.is_empty() || !operations.is_empty() || now >= deadline {
+        let code_to_verify = st.store.code_to_verify(token.project_id, &site).await?;
+        if !jobs.is_empty() || !operations.is_empty() || !code_to_verify.is_empty() || now >= deadline {
             return Ok(Json(AgentPollReply {
+                code_to_verify,
                 jobs,
                 operations: operations
                     .into_iter()

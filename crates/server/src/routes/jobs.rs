@@ -115,6 +115,7 @@ pub async fn post_job(
             callback_url: body.callback_url.as_deref(),
             idempotency: idempotency_key.as_deref().zip(request_hash),
             actor: &actor,
+            code_refs: &code_refs(&spec, &params),
         })
         .await?;
     if submitted.created {
@@ -134,6 +135,23 @@ pub async fn post_job(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The code parameters of validated parameters: `(name, bundle id)`.
+fn code_refs(
+    spec: &hpcsera_api_types::JobTypeSpec,
+    params: &serde_json::Map<String, Value>,
+) -> Vec<hpcsera_store::CodeRef> {
+    spec.parameters
+        .iter()
+        .filter(|p| p.kind == hpcsera_api_types::ParamKind::Code)
+        .filter_map(|p| {
+            params
+                .get(&p.name)
+                .and_then(Value::as_str)
+                .map(|id| (p.name.clone(), id.to_string()))
+        })
+        .collect()
 }
 
 fn check_metadata(m: Option<&Value>, errs: &mut Vec<FieldError>) {
@@ -414,11 +432,15 @@ pub async fn put_job(
     }
     let job = visible_job(&st, &caller, &id).await?;
     let mut errs = Vec::new();
+    let mut refs = None;
     let params = match &body.parameters {
         Some(p) => {
             let (_, spec) = st.store.job_type(&job.site, &job.job_type).await?;
             match spec.validate_parameters(p) {
-                Ok(v) => Some(v),
+                Ok(v) => {
+                    refs = Some(code_refs(&spec, &v));
+                    Some(v)
+                }
                 Err(e) => {
                     errs.extend(e);
                     None
@@ -442,9 +464,11 @@ pub async fn put_job(
                 parameters: params.as_ref(),
                 metadata: body.metadata.as_ref(),
                 callback_url: body.callback_url.as_deref(),
+                code_refs: refs.as_deref(),
             },
         )
         .await?;
+    st.wake_agents();
     st.events_written();
     Ok(Json(job))
 }

@@ -1,6 +1,7 @@
 //! The HTTP routes. Each handler: check the role, scope by the token's project, call the store.
 
 mod agent;
+mod code;
 mod jobs;
 mod sites;
 mod system;
@@ -12,6 +13,7 @@ use axum::routing::{get, put};
 use axum::Router;
 
 pub(crate) use agent::*;
+pub(crate) use code::*;
 pub(crate) use jobs::*;
 pub(crate) use sites::*;
 pub(crate) use system::*;
@@ -40,6 +42,13 @@ pub fn routes(config: &crate::ServerConfig) -> Router<AppState> {
         .route(
             "/agent/jobs/{jobId}/operationDone",
             axum::routing::post(operation_done),
+        )
+        .route("/code", get(list_code).post(post_code))
+        .route("/code/{codeId}", get(get_code))
+        .route("/code/{codeId}/status", get(code_status))
+        .route(
+            "/code/{codeId}/hpcDigest",
+            axum::routing::post(post_hpc_digest),
         )
         .route("/sites", get(list_sites))
         .route(
