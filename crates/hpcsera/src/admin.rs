@@ -33,6 +33,39 @@ enum AdminCommand {
     /// Sites (HPC systems with an agent).
     #[command(subcommand)]
     Site(SiteCmd),
+    /// Code bundles: approve or reject (a member of the project decides).
+    #[command(subcommand)]
+    Code(CodeCmd),
+}
+
+#[derive(Subcommand)]
+enum CodeCmd {
+    /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
+    Approve {
+        id: String,
+        #[arg(long)]
+        project: String,
+        /// The person who approves: a member of the project.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
+    Reject {
+        id: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A project's bundles with both digests side by side.
+    List {
+        #[arg(long)]
+        project: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,12 +187,17 @@ fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let store = args.db.open().await?;
-    let r = run_on(&store, args.command).await;
+    let code_dir = args.db.code_dir();
+    let r = run_on(&store, &code_dir, args.command).await;
     store.close().await;
     r
 }
 
-async fn run_on(store: &Store, cmd: AdminCommand) -> anyhow::Result<()> {
+async fn run_on(
+    store: &Store,
+    code_dir: &std::path::Path,
+    cmd: AdminCommand,
+) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::User(UserCmd::Add {
             name,
@@ -290,6 +328,7 @@ async fn run_on(store: &Store, cmd: AdminCommand) -> anyhow::Result<()> {
             store.add_site(&name).await?;
             println!("site {name} added");
         }
+        AdminCommand::Code(c) => code(store, code_dir, c).await?,
         AdminCommand::Site(SiteCmd::List) => {
             for s in store.list_sites().await? {
                 println!(
@@ -302,6 +341,103 @@ async fn run_on(store: &Store, cmd: AdminCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Approves or rejects a code bundle as `user` (a member of the project), then applies the
+/// retention rule: a rejected bundle's file goes at once unless another project keeps it.
+pub async fn decide_code(
+    store: &Store,
+    code_dir: &std::path::Path,
+    project: &str,
+    id: &str,
+    user: &str,
+    approve: bool,
+    reason: Option<&str>,
+) -> anyhow::Result<hpcsera_store::CodeDecision> {
+    if !hpcsera_api_types::is_code_id(id) {
+        bail!("{id:?} is not a code bundle id (64 lower-case hex digits)");
+    }
+    let d = store
+        .decide_bundle(project, id, user, approve, reason)
+        .await
+        .map_err(|e| match e {
+            hpcsera_store::StoreError::Invalid(f) => anyhow::anyhow!(
+                "{}",
+                f.iter()
+                    .map(|f| format!("--{}: {}", f.field, f.problem))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => anyhow::Error::new(other),
+        })?;
+    if d.delete_file {
+        let path = code_dir.join(&id[..2]).join(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
+        }
+    }
+    Ok(d)
+}
+
+async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {
+    let (id, project, user, reason, approve) = match cmd {
+        CodeCmd::List { project } => {
+            let pid = store
+                .project_id(&project)
+                .await
+                .with_context(|| format!("project {project:?}"))?;
+            println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
+            for b in store.list_bundles(pid).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    b.id,
+                    b.status,
+                    b.size,
+                    b.id,
+                    b.hpc_sha256.as_deref().unwrap_or("-"),
+                    b.decided_by.as_deref().unwrap_or("-")
+                );
+            }
+            return Ok(());
+        }
+        CodeCmd::Approve {
+            id,
+            project,
+            user,
+            reason,
+        } => (id, project, user, reason, true),
+        CodeCmd::Reject {
+            id,
+            project,
+            user,
+            reason,
+        } => (id, project, user, reason, false),
+    };
+    let d = decide_code(
+        store,
+        code_dir,
+        &project,
+        &id,
+        &user,
+        approve,
+        reason.as_deref(),
+    )
+    .await?;
+    println!("client_sha256\t{}", d.bundle.id);
+    println!(
+        "hpc_sha256\t{}",
+        d.bundle.hpc_sha256.as_deref().unwrap_or("-")
+    );
+    println!(
+        "code bundle {} {} by {user}; {} waiting job(s) {}",
+        d.bundle.id,
+        d.bundle.status,
+        d.jobs_changed.len(),
+        if approve { "queued" } else { "failed" }
+    );
     Ok(())
 }
 

@@ -211,6 +211,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let app = Application::build(
         ServerConfig {
             listen: args.listen.clone(),
+            code_dir: dev_dir.join("code"),
             ..ServerConfig::default()
         },
         store,

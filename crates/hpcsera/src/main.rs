@@ -4,6 +4,7 @@
 mod admin;
 mod agent_cmd;
 mod cli;
+mod code_cmd;
 mod dev;
 
 use anyhow::Context;
@@ -53,6 +54,8 @@ enum Command {
     Openapi,
     #[command(flatten)]
     Client(cli::ClientCommand),
+    /// Upload code bundles and follow their approval (HPCSERA_URL, HPCSERA_TOKEN).
+    Code(code_cmd::CodeArgs),
 }
 
 /// Where the server keeps its data.
@@ -70,6 +73,10 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// Directory of the code bundle files (shared by all server replicas). Default: `code` in
+    /// the data directory.
+    #[arg(long, env = "HPCSERA_CODE_DIR", global = true)]
+    code_dir: Option<PathBuf>,
 }
 
 impl DbArgs {
@@ -84,6 +91,13 @@ impl DbArgs {
             Some(h) => PathBuf::from(h).join(".local/share/hpcsera"),
             None => PathBuf::from("hpcsera-data"),
         }
+    }
+
+    /// Where code bundle files live: `--code-dir`, else `<data dir>/code`.
+    pub fn code_dir(&self) -> PathBuf {
+        self.code_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("code"))
     }
 
     pub async fn open(&self) -> anyhow::Result<Store> {
@@ -124,6 +138,9 @@ struct ServerArgs {
     /// Requests per second allowed per token, twice that in a burst (0: no limit).
     #[arg(long, env = "HPCSERA_RATE_LIMIT", default_value_t = 100)]
     rate_limit_per_second: u32,
+    /// Largest code bundle (tar.gz) accepted, in bytes.
+    #[arg(long, env = "HPCSERA_MAX_CODE_BYTES", default_value_t = 50 * 1024 * 1024)]
+    max_code_bytes: u64,
 }
 
 fn init_logging(format: LogFormat) {
@@ -167,6 +184,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_output_bytes: args.max_output_bytes,
         max_result_bytes: args.max_result_bytes,
         rate_limit_per_second: args.rate_limit_per_second,
+        max_code_bytes: args.max_code_bytes,
+        code_dir: args.db.code_dir(),
         ..ServerConfig::default()
     };
     let app = Application::build(config, store)
@@ -206,6 +225,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,
+            Command::Code(a) => code_cmd::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::openapi::spec_json());
                 Ok(())

@@ -44,6 +44,16 @@ pub struct CodeDecision {
 pub type CodeRef = (String, String);
 
 impl Store {
+    /// The id of a project by name.
+    pub async fn project_id(&self, name: &str) -> Result<i64> {
+        let r = sqlx::query("SELECT id FROM projects WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("project"))?;
+        col(&r, 0)
+    }
+
     /// Records an uploaded bundle. Returns the bundle and whether it is new (the same bytes
     /// uploaded again to the same project give the same bundle).
     pub async fn create_bundle(

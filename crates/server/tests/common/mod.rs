@@ -13,6 +13,7 @@ pub struct TestApp {
     pub base: String,
     pub store: Store,
     pub http: reqwest::Client,
+    pub code_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -72,6 +73,11 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = fresh_database(dir.path()).await;
         let store = Store::connect(&url).await.expect("open store");
+        let mut config = config;
+        if config.code_dir == ServerConfig::default().code_dir {
+            config.code_dir = dir.path().join("code");
+        }
+        let code_dir = config.code_dir.clone();
         let app = Application::build(config, store.clone())
             .await
             .expect("bind");
@@ -81,6 +87,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             store,
             http: reqwest::Client::new(),
+            code_dir,
             _dir: dir,
         };
         // Users, projects, and the site's job type, published by an agent token.
