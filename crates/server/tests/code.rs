@@ -1,0 +1,512 @@
+//! Code bundles: upload (streamed, size limit, same bytes → same bundle), roles and projects,
+//! the agent's HPC-side digest, jobs that wait for approval, approval and rejection out of
+//! band (never by a token).
+
+mod common;
+
+use common::*;
+use hpcsera_api_types::{Role, RoleSet};
+use hpcsera_server::ServerConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A small valid tar.gz with one file.
+fn bundle(content: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o755);
+    h.set_cksum();
+    b.append_data(&mut h, "run.sh", content.as_bytes()).unwrap();
+    let mut gz = b.into_inner().unwrap();
+    gz.flush().unwrap();
+    gz.finish().unwrap()
+}
+
+fn sha(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let resp = t
+        .http
+        .post(format!("{}/api/v1/code", t.base))
+        .bearer_auth(token)
+        .header("content-type", "application/gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn poll(t: &TestApp, agent: &str) -> Value {
+    let (s, b) = t
+        .send(
+            Method::POST,
+            "/api/v1/agent/poll",
+            agent,
+            Some(json!({"maxJobs": 10})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+fn roles(r: &[Role]) -> RoleSet {
+    r.iter().copied().collect()
+}
+
+fn tmp_files(t: &TestApp) -> usize {
+    std::fs::read_dir(t.code_dir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn same_bytes_same_bundle_and_status_shows_both_digests() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let bytes = bundle("#!/bin/sh\necho hi\n");
+    let (s, b) = upload(&t, &alice, bytes.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    assert_eq!(id, sha(&bytes));
+    assert_eq!(b["status"], "pending_approval");
+    assert_eq!(b["size"], bytes.len() as i64);
+    assert_eq!(b["uploadedBy"], "alice");
+    assert!(b.get("hpcSha256").is_none());
+    assert_eq!(b["digestsMatch"], false);
+    let (s, b2) = upload(&t, &alice, bytes.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b2["id"], id.as_str());
+    // The bytes are kept content-addressed, once.
+    let path = t.code_dir.join(&id[..2]).join(&id);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert_eq!(tmp_files(&t), 0);
+    let (s, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(st["id"], id.as_str());
+    let (s, list) = t.get("/api/v1/code", &alice).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["bundles"].as_array().unwrap().len(), 1);
+    // Another project uploading the same bytes gets its own (pending) bundle.
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let (s, b3) = upload(&t, &bob, bytes).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(b3["project"], "proj-b");
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_with_json_errors() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let (s, b) = upload(&t, &alice, b"not gzip at all".to_vec()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["body"]);
+    let resp = t
+        .http
+        .post(format!("{}/api/v1/code", t.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, b) = t.get("/api/v1/code/xyz/status", &alice).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&b), ["codeId"]);
+    let (s, _) = t
+        .get(&format!("/api/v1/code/{}/status", "0".repeat(64)), &alice)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(tmp_files(&t), 0);
+}
+
+#[tokio::test]
+async fn over_the_limit_is_413_while_streaming_and_leaves_nothing() {
+    let t = TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        max_code_bytes: 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let alice = t.alice().await;
+    // A declared length over the limit is refused before a byte is read.
+    let (s, b) = upload(&t, &alice, vec![0x1f; 2 * 1024 * 1024]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(code(&b), "payload_too_large");
+    // A chunked body (no length) of 20 MiB: the server answers 413 once it passed 1 MiB, long
+    // before the client could have sent it all, and keeps no file.
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/code HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {alice}\r\n\
+         Content-Type: application/gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = sock.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x1fu8; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 20 * 1024 * 1024 {
+            let frame = format!("{:x}\r\n", chunk.len());
+            if wr.write_all(frame.as_bytes()).await.is_err()
+                || wr.write_all(&chunk).await.is_err()
+                || wr.write_all(b"\r\n").await.is_err()
+            {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), rd.read(&mut buf))
+        .await
+        .expect("the server answers before the upload ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+    drop(rd);
+    let sent = writer.await.unwrap();
+    assert!(
+        sent < 20 * 1024 * 1024,
+        "the whole body was accepted ({sent} bytes)"
+    );
+    assert_eq!(tmp_files(&t), 0);
+    let (_, list) = t.get("/api/v1/code", &alice).await;
+    assert_eq!(list["bundles"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn roles_and_projects_are_checked() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let bytes = bundle("echo roles\n");
+    let (_, b) = upload(&t, &alice, bytes.clone()).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    // Upload needs POST_Code.
+    let no_post = t
+        .token(
+            "alice",
+            "proj-a",
+            roles(&[Role::GetJobStatus, Role::PostJob]),
+            None,
+        )
+        .await;
+    let (s, b) = upload(&t, &no_post, bytes.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // Status and list need POST_Code, GET_JobStatus or GET_Code.
+    let only_job = t
+        .token("alice", "proj-a", roles(&[Role::PostJob]), None)
+        .await;
+    for path in [format!("/api/v1/code/{id}/status"), "/api/v1/code".into()] {
+        let (s, _) = t.get(&path, &only_job).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+        let (s, _) = t.get(&path, &no_post).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    // Download needs GET_Code and a site-restricted token.
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &alice).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let unsited = t
+        .token("alice", "proj-a", roles(&[Role::GetCode]), None)
+        .await;
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &unsited).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let no_get_code = t
+        .token(
+            "agent",
+            "proj-a",
+            roles(&[Role::GetJob, Role::UpdateJobStatus]),
+            Some(SITE),
+        )
+        .await;
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &no_get_code).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &no_get_code,
+            Some(json!({"sha256": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Another project's token sees nothing: 404, never 403.
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob_agent = t.token("bob", "proj-b", RoleSet::all(), Some(SITE)).await;
+    let (s, _) = t.get(&format!("/api/v1/code/{id}/status"), &bob).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &bob_agent).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &bob_agent,
+            Some(json!({"sha256": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = t.get("/api/v1/code", &bob).await;
+    assert_eq!(list["bundles"].as_array().unwrap().len(), 0);
+    // A job of proj-b cannot reference proj-a's bundle.
+    let (s, b) = t
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &bob,
+            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["parameters.code"]);
+}
+
+#[tokio::test]
+async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let bytes = bundle("#!/bin/sh\necho approved\n");
+    let (_, b) = upload(&t, &alice, bytes.clone()).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    // Pending and not referenced by a waiting job: the agent may not download it.
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &agent).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Unknown bundle → 422 naming the parameter.
+    let (s, e) = t
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &alice,
+            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": "a".repeat(64)}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(fields(&e), ["parameters.code"]);
+    // A job referencing the pending bundle waits.
+    let job = t.submit(&alice, json!({"label": "x", "code": id})).await;
+    assert_eq!(job["status"], "awaiting_approval");
+    let jid = id_of(&job);
+    // The agent is not given the job, but is asked to verify the code.
+    let r = poll(&t, &agent).await;
+    assert_eq!(r["jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(r["codeToVerify"], json!([id]));
+    // Approval before the HPC side reported a digest is refused.
+    let e = t
+        .store
+        .decide_bundle("proj-a", &id, "alice", true, None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("conflict"), "{e}");
+    // The agent downloads it and reports a digest.
+    let resp = t
+        .http
+        .get(format!("{}/api/v1/code/{id}", t.base))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let got = resp.bytes().await.unwrap();
+    assert_eq!(&got[..], &bytes[..]);
+    // A wrong digest is recorded and shown as a mismatch; approval is then refused.
+    let (s, b) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &agent,
+            Some(json!({"sha256": "b".repeat(64)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["digestsMatch"], false);
+    assert!(t
+        .store
+        .decide_bundle("proj-a", &id, "alice", true, None)
+        .await
+        .is_err());
+    let (s, b) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &agent,
+            Some(json!({"sha256": "not hex"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&b), ["sha256"]);
+    let (s, b) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &agent,
+            Some(json!({"sha256": sha(&got)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
+    assert_eq!(st["hpcSha256"], id.as_str());
+    assert_eq!(st["digestsMatch"], true);
+    let r = poll(&t, &agent).await;
+    assert_eq!(r["codeToVerify"], json!([]));
+    // Only a member of the project approves.
+    let e = t
+        .store
+        .decide_bundle("proj-a", &id, "bob", true, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, hpcsera_store::StoreError::Invalid(_)), "{e}");
+    let d = t
+        .store
+        .decide_bundle("proj-a", &id, "alice", true, Some("looks fine"))
+        .await
+        .unwrap();
+    assert_eq!(d.jobs_changed, vec![jid.clone()]);
+    assert!(!d.delete_file);
+    let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
+    assert_eq!(st["status"], "approved");
+    assert_eq!(st["decidedBy"], "alice");
+    let (_, j) = t.get(&format!("/api/v1/job/{jid}"), &alice).await;
+    assert_eq!(j["status"], "queued");
+    let (_, ev) = t.get(&format!("/api/v1/job/{jid}/events"), &alice).await;
+    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["toStatus"], "queued");
+    assert_eq!(last["actor"], "user:alice");
+    // Deciding twice is a conflict.
+    assert!(t
+        .store
+        .decide_bundle("proj-a", &id, "alice", false, None)
+        .await
+        .is_err());
+    // Now the agent gets the job, and the approved bytes.
+    let r = poll(&t, &agent).await;
+    assert_eq!(r["jobs"][0]["id"], jid.as_str());
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &agent).await;
+    assert_eq!(s, StatusCode::OK);
+    // A new job with approved code is queued at once.
+    let job = t.submit(&alice, json!({"label": "y", "code": id})).await;
+    assert_eq!(job["status"], "queued");
+}
+
+#[tokio::test]
+async fn rejection_fails_waiting_jobs_and_blocks_the_bundle() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let (_, b) = upload(&t, &alice, bundle("rm -rf /\n")).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    let job = t.submit(&alice, json!({"label": "x", "code": id})).await;
+    let jid = id_of(&job);
+    // Rejection needs no HPC digest.
+    let d = t
+        .store
+        .decide_bundle("proj-a", &id, "alice", false, Some("deletes everything"))
+        .await
+        .unwrap();
+    assert_eq!(d.jobs_changed, vec![jid.clone()]);
+    assert!(d.delete_file, "no other project keeps these bytes");
+    let (_, j) = t.get(&format!("/api/v1/job/{jid}"), &alice).await;
+    assert_eq!(j["status"], "failed");
+    assert_eq!(
+        j["message"],
+        format!("code bundle {id} rejected: deletes everything")
+    );
+    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &agent).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, e) = t
+        .send(
+            Method::POST,
+            "/api/v1/job",
+            &alice,
+            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&e), ["parameters.code"]);
+}
+
+#[tokio::test]
+async fn changing_a_queued_jobs_code_makes_it_wait_again() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let job = t.submit(&alice, json!({"label": "x"})).await;
+    assert_eq!(job["status"], "queued");
+    let (_, b) = upload(&t, &alice, bundle("echo new\n")).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    let (s, j) = t
+        .send(
+            Method::PUT,
+            &format!("/api/v1/job/{}", id_of(&job)),
+            &alice,
+            Some(json!({"parameters": {"label": "x", "code": id}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["status"], "awaiting_approval");
+}
+
+#[tokio::test]
+async fn no_token_can_approve_not_even_with_every_role() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let everything = t.token("alice", "proj-a", RoleSet::all(), Some(SITE)).await;
+    let (_, b) = upload(&t, &alice, bundle("echo x\n")).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    t.submit(&alice, json!({"label": "x", "code": id})).await;
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &everything,
+            Some(json!({"sha256": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let body = json!({"status": "approved", "approve": true, "user": "alice", "decision": "approve"});
+    for tok in [&alice, &everything] {
+        for path in [
+            format!("/api/v1/code/{id}"),
+            format!("/api/v1/code/{id}/status"),
+            format!("/api/v1/code/{id}/approve"),
+            format!("/api/v1/code/{id}/approval"),
+            format!("/api/v1/code/{id}/decision"),
+            format!("/api/v1/code/{id}/hpcDigest"),
+            "/api/v1/code/approve".to_string(),
+        ] {
+            for m in [Method::PUT, Method::POST, Method::PATCH] {
+                let (s, _) = t.send(m.clone(), &path, tok, Some(body.clone())).await;
+                assert!(
+                    matches!(
+                        s,
+                        StatusCode::NOT_FOUND
+                            | StatusCode::METHOD_NOT_ALLOWED
+                            | StatusCode::FORBIDDEN
+                            | StatusCode::UNPROCESSABLE_ENTITY
+                            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                            | StatusCode::BAD_REQUEST
+                    ),
+                    "{m} {path}: {s}"
+                );
+            }
+        }
+    }
+    let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
+    assert_eq!(st["status"], "pending_approval");
+    let (_, list) = t
+        .get("/api/v1/job/findJobsByStatus?status=queued", &alice)
+        .await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+}
