@@ -1,0 +1,439 @@
+//! Code ingest end to end: `hpcsera code push`, a job that waits in `awaiting_approval`, the
+//! real agent binary computing the HPC-side digest, approval and rejection through
+//! `hpcsera admin code …`, and the job running the pushed code — on the local adapter, or on
+//! the real Slurm when `HPCSERA_TEST_ADAPTER=slurm`.
+
+use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream, Role, RoleSet};
+use hpcsera_client::Client;
+use hpcsera_server::{Application, ServerConfig};
+use hpcsera_store::{NewToken, Store};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const SITE: &str = "e2e-code";
+
+fn slurm() -> bool {
+    std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
+}
+
+const JOB_TYPES: &str = r#"
+[[job_types]]
+name = "runcode"
+description = "runs the pushed code"
+[[job_types.parameters]]
+name = "src"
+type = "code"
+[[job_types.parameters]]
+name = "greeting"
+type = "string"
+default = "hello"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+cd "$HPCSERA_CODE_src"
+./bin/hello.sh "$HPCSERA_PARAM_greeting"
+cat data/input.txt
+"""
+"#;
+
+struct Env {
+    dir: tempfile::TempDir,
+    url: String,
+    db_url: String,
+    code_dir: PathBuf,
+    work: PathBuf,
+    client_token: String,
+    client: Client,
+    _agent: tokio::process::Child,
+}
+
+impl Env {
+    async fn new() -> Env {
+        if slurm() {
+            assert!(
+                std::process::Command::new("sbatch")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success()),
+                "HPCSERA_TEST_ADAPTER=slurm but sbatch does not work: run scripts/setup-slurm.sh"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hpcsera-code-e2e")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = Store::connect(&db_url).await.unwrap();
+        store.create_user("alice", None, false).await.unwrap();
+        store.create_user("mallory", None, false).await.unwrap();
+        store.create_project("p", "").await.unwrap();
+        store.create_project("other", "").await.unwrap();
+        store.add_member("alice", "p").await.unwrap();
+        store.add_member("mallory", "other").await.unwrap();
+        let token = |name: &'static str, roles: RoleSet, site: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_token(&NewToken {
+                        user: "alice",
+                        project: "p",
+                        name,
+                        roles,
+                        site,
+                        expires_at: None,
+                    })
+                    .await
+                    .unwrap()
+                    .1
+            }
+        };
+        let agent_token = token(
+            "agent",
+            [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+                .into_iter()
+                .collect(),
+            Some(SITE),
+        )
+        .await;
+        let client_token = token("client", RoleSet::all(), None).await;
+        let code_dir = dir.path().join("code");
+        let app = Application::build(
+            ServerConfig {
+                listen: "127.0.0.1:0".into(),
+                code_dir: code_dir.clone(),
+                ..Default::default()
+            },
+            store,
+        )
+        .await
+        .unwrap();
+        let url = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let token_file = dir.path().join("agent.token");
+        std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let work = dir.path().join("work");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "server_url = {url:?}\ntoken_file = {:?}\nsite = {SITE:?}\nwork_dir = {:?}\n\
+                 [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
+                 [batch]\npreset = {:?}\n{JOB_TYPES}",
+                token_file.display().to_string(),
+                work.display().to_string(),
+                if slurm() { "slurm" } else { "local" },
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+        let agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+            .args(["agent", "--config"])
+            .arg(&config)
+            .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let client = Client::new(&url, &client_token).unwrap();
+        let env = Env {
+            dir,
+            url,
+            db_url,
+            code_dir,
+            work,
+            client_token,
+            client,
+            _agent: agent,
+        };
+        let started = Instant::now();
+        while env
+            .client
+            .job_types(SITE)
+            .await
+            .map(|t| t.is_empty())
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the agent never published its job types: {}",
+                env.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        env
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Runs the real binary; returns (success, stdout, stderr).
+    async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+            .args(args)
+            .env("HPCSERA_URL", &self.url)
+            .env("HPCSERA_TOKEN", &self.client_token)
+            .env("HPCSERA_DATABASE_URL", &self.db_url)
+            .env("HPCSERA_CODE_DIR", &self.code_dir)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `hpcsera code push PATH`; the digest is the last line of stdout.
+    async fn push(&self, path: &Path) -> String {
+        let (ok, out, err) = self
+            .hpcsera(&["code", "push", path.to_str().unwrap()])
+            .await;
+        assert!(ok, "code push failed: {err}");
+        out.lines().last().unwrap_or_default().trim().to_string()
+    }
+
+    async fn decide(&self, verb: &str, id: &str, user: &str, reason: &str) -> (bool, String) {
+        let (ok, out, err) = self
+            .hpcsera(&[
+                "admin", "code", verb, id, "--project", "p", "--user", user, "--reason", reason,
+            ])
+            .await;
+        (ok, format!("{out}{err}"))
+    }
+
+    async fn submit(&self, params: Value) -> hpcsera_api_types::Job {
+        let job = NewJob {
+            site: SITE.into(),
+            job_type: "runcode".into(),
+            parameters: params.as_object().cloned().unwrap_or_default(),
+            metadata: None,
+            callback_url: None,
+        };
+        self.client.submit(&job, None).await.unwrap()
+    }
+
+    async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
+        let started = Instant::now();
+        loop {
+            let j = self.client.get_job(id).await.unwrap();
+            if j.status.is_terminal() {
+                return j;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "job {id} never ended (is {}): agent log:\n{}",
+                j.status,
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the agent has reported the HPC-side digest of `id`.
+    async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
+        let started = Instant::now();
+        loop {
+            let b = self.client.code_status(id).await.unwrap();
+            if b.hpc_sha256.is_some() {
+                return b;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the agent never reported a digest of {id}: agent log:\n{}",
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn code_tree(root: &Path, message: &str) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("bin/hello.sh"),
+        "#!/bin/sh\necho \"pushed code says: $1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("bin/hello.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(root.join("data/input.txt"), format!("{message}\n")).unwrap();
+}
+
+#[tokio::test]
+async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
+    let env = Env::new().await;
+    let src = env.dir.path().join("src");
+    code_tree(&src, "input data");
+    let id = env.push(&src).await;
+    assert!(hpcsera_api_types::is_code_id(&id), "{id:?}");
+    // The same tree again, and a copy with other mtimes: the same digest.
+    assert_eq!(env.push(&src).await, id);
+    let copy = env.dir.path().join("copy");
+    code_tree(&copy, "input data");
+    std::fs::File::options()
+        .write(true)
+        .open(copy.join("data/input.txt"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(12345))
+        .unwrap();
+    assert_eq!(env.push(&copy).await, id);
+
+    let job = env
+        .submit(json!({"src": id, "greeting": "from the bundle"}))
+        .await;
+    assert_eq!(job.status, JobStatus::AwaitingApproval);
+
+    // The agent fetches the bundle into quarantine and reports the digest it computed.
+    let b = env.wait_hpc_digest(&id).await;
+    assert_eq!(b.hpc_sha256.as_deref(), Some(id.as_str()));
+    assert!(b.digests_match);
+    assert_eq!(b.status, CodeStatus::PendingApproval);
+    let (ok, status_out, _) = env.hpcsera(&["code", "status", &id]).await;
+    assert!(ok);
+    assert!(status_out.contains(&format!("hpc_sha256\t{id}")), "{status_out}");
+    let quarantined = env.work.join(".code/quarantine").join(&id);
+    assert!(quarantined.is_file(), "the bytes are kept in quarantine");
+    // Nothing was unpacked, nothing ran.
+    assert!(!env.work.join(&job.id).join("code").exists());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.client.get_job(&job.id).await.unwrap().status,
+        JobStatus::AwaitingApproval
+    );
+
+    // A token with every role cannot approve: there is no approval endpoint.
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::PUT, format!("/api/v1/code/{id}")),
+        (reqwest::Method::POST, format!("/api/v1/code/{id}")),
+        (reqwest::Method::POST, format!("/api/v1/code/{id}/approve")),
+        (reqwest::Method::PUT, format!("/api/v1/code/{id}/status")),
+        (reqwest::Method::PATCH, format!("/api/v1/code/{id}")),
+    ] {
+        let s = http
+            .request(method.clone(), format!("{}{path}", env.url))
+            .bearer_auth(&env.client_token)
+            .json(&json!({"status": "approved"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {s}"
+        );
+    }
+    assert_eq!(
+        env.client.code_status(&id).await.unwrap().status,
+        CodeStatus::PendingApproval
+    );
+    // Someone outside the project cannot approve either.
+    let (ok, out) = env.decide("approve", &id, "mallory", "me").await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("not a member"), "{out}");
+
+    // The owner approves out of band; the job runs the pushed code.
+    let (ok, out) = env.decide("approve", &id, "alice", "reviewed").await;
+    assert!(ok, "{out}");
+    assert!(out.contains("1 waiting job(s) queued"), "{out}");
+    let done = env.wait_end(&job.id).await;
+    assert_eq!(
+        done.status,
+        JobStatus::Completed,
+        "{:?}\n{}",
+        done.message,
+        env.agent_log()
+    );
+    let out = env
+        .client
+        .read_output(&job.id, OutputStream::Stdout, 0, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.data),
+        "pushed code says: from the bundle\ninput data\n"
+    );
+    let unpacked = env.work.join(&job.id).join("code/src/bin/hello.sh");
+    assert!(unpacked.is_file());
+    let events = env.client.events(&job.id, 0).await.unwrap();
+    assert!(events.iter().any(|e| e.to_status == Some(JobStatus::Queued)
+        && e.from_status == Some(JobStatus::AwaitingApproval)
+        && e.actor == "user:alice"));
+}
+
+#[tokio::test]
+async fn a_rejected_bundle_fails_its_job_and_is_deleted() {
+    let env = Env::new().await;
+    let src = env.dir.path().join("bad");
+    code_tree(&src, "bad");
+    let id = env.push(&src).await;
+    let job = env.submit(json!({"src": id})).await;
+    assert_eq!(job.status, JobStatus::AwaitingApproval);
+    let file = env.code_dir.join(&id[..2]).join(&id);
+    assert!(file.is_file());
+    let (ok, out) = env.decide("reject", &id, "alice", "not reviewed").await;
+    assert!(ok, "{out}");
+    let done = env.client.get_job(&job.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(
+        done.message.as_deref(),
+        Some(format!("code bundle {id} rejected: not reviewed").as_str())
+    );
+    assert_eq!(
+        env.client.code_status(&id).await.unwrap().status,
+        CodeStatus::Rejected
+    );
+    assert!(!file.exists(), "a rejected bundle's bytes are deleted");
+    assert!(!env.work.join(&job.id).exists());
+}
+
+#[tokio::test]
+async fn an_approved_but_unsafe_archive_is_refused_by_the_agent() {
+    let env = Env::new().await;
+    // A tar.gz with an entry that climbs out of the work directory.
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let mut h = tar::Header::new_old();
+    let name = b"../../escaped.txt";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"evil"[..]).unwrap();
+    let mut gz = b.into_inner().unwrap();
+    gz.flush().unwrap();
+    let path = env.dir.path().join("evil.tar.gz");
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let id = env.push(&path).await;
+    let job = env.submit(json!({"src": id})).await;
+    env.wait_hpc_digest(&id).await;
+    let (ok, out) = env.decide("approve", &id, "alice", "oops").await;
+    assert!(ok, "{out}");
+    let done = env.wait_end(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let msg = done.message.unwrap_or_default();
+    assert!(
+        msg.contains("refused") && msg.contains("../../escaped.txt"),
+        "{msg}"
+    );
+    assert!(!env.work.join("escaped.txt").exists());
+    assert!(!env.dir.path().join("escaped.txt").exists());
+    assert!(!env.work.join(&job.id).join("code/src").exists());
+}
