@@ -368,6 +368,13 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
         String::from_utf8_lossy(&out.data),
         "pushed code says: from the bundle\ninput data\n"
     );
+    if slurm() {
+        assert!(
+            done.batch_job_id.as_deref().is_some_and(|b| b.parse::<u64>().is_ok()),
+            "a Slurm job id: {:?}",
+            done.batch_job_id
+        );
+    }
     let unpacked = env.work.join(&job.id).join("code/src/bin/hello.sh");
     assert!(unpacked.is_file());
     let events = env.client.events(&job.id, 0).await.unwrap();
