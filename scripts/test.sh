@@ -76,8 +76,8 @@ export HPCSERA_TEST_SLURM=1
 say "tests on SQLite (agent end-to-end tests on the local adapter)"
 HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 
-say "agent and CLI end-to-end tests on the real Slurm"
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e --test cli
+say "agent, CLI and code end-to-end tests on the real Slurm"
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e --test cli --test code_e2e
 
 say "store and API tests on PostgreSQL ($PG_URL)"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server
