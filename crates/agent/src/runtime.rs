@@ -455,8 +455,10 @@ impl Agent {
         }
         if verify_failed {
             // The server keeps listing the bundle: do not spin on it.
-            tokio::time::sleep(Duration::from_secs(self.cfg.poll.idle_interval_seconds.max(1)))
-                .await;
+            tokio::time::sleep(Duration::from_secs(
+                self.cfg.poll.idle_interval_seconds.max(1),
+            ))
+            .await;
         }
         for job in reply.jobs {
             self.accept(job).await;
@@ -538,7 +540,10 @@ impl Agent {
                 continue;
             };
             if !hpcsera_api_types::is_code_id(id) {
-                return Err(format!("parameter {}: {id:?} is not a code bundle id", p.name));
+                return Err(format!(
+                    "parameter {}: {id:?} is not a code bundle id",
+                    p.name
+                ));
             }
             let code_root = run.ctx.job_dir.join("code");
             let target = code_root.join(&p.name);
@@ -570,18 +575,15 @@ impl Agent {
                 max_bytes: self.cfg.limits.max_code_unpacked_bytes,
             };
             let (a, t) = (archive.clone(), target.clone());
-            let unpacked = tokio::task::spawn_blocking(move || {
-                crate::unpack::unpack_tar_gz(&a, &t, &limits)
-            })
-            .await;
+            let unpacked =
+                tokio::task::spawn_blocking(move || crate::unpack::unpack_tar_gz(&a, &t, &limits))
+                    .await;
             let _ = std::fs::remove_file(&archive);
             match unpacked {
                 Ok(Ok(stats)) => {
                     tracing::info!(job = %run.job.id, code = %id, entries = stats.entries, bytes = stats.bytes, "unpacked code bundle");
                 }
-                Ok(Err(e)) => {
-                    return Err(format!("code bundle {id} ({}) refused: {e}", p.name))
-                }
+                Ok(Err(e)) => return Err(format!("code bundle {id} ({}) refused: {e}", p.name)),
                 Err(e) => return Err(format!("unpacking code bundle {id} failed: {e}")),
             }
             out.push((p.name.clone(), target));

@@ -117,9 +117,7 @@ fn check_no_symlink_parents(root: &Path, rel: &Path) -> Result<(), UnpackError> 
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(unsafe_entry(rel, "its path goes through a symlink"))
             }
-            Ok(m) if !m.is_dir() => {
-                return Err(unsafe_entry(rel, "its parent is not a directory"))
-            }
+            Ok(m) if !m.is_dir() => return Err(unsafe_entry(rel, "its parent is not a directory")),
             Ok(_) => {}
             Err(_) => return Ok(()), // does not exist yet: created as a real directory
         }
@@ -176,7 +174,9 @@ pub fn unpack_tar_gz(
         Ok(stats) => {
             if let Err(e) = fs::rename(&tmp, target) {
                 let _ = fs::remove_dir_all(&tmp);
-                return Err(io(format!("cannot move the code to {}", target.display()))(e));
+                return Err(io(format!("cannot move the code to {}", target.display()))(
+                    e,
+                ));
             }
             Ok(stats)
         }
@@ -282,7 +282,10 @@ fn unpack_into(
                 if !link_target_inside(link_dir, &target) {
                     return Err(unsafe_entry(
                         &raw,
-                        format!("symlink to {} points outside the directory", target.display()),
+                        format!(
+                            "symlink to {} points outside the directory",
+                            target.display()
+                        ),
                     ));
                 }
                 make_parents(root, &rel)?;
@@ -300,7 +303,10 @@ fn unpack_into(
                 let Some(src_rel) = src_rel else {
                     return Err(unsafe_entry(
                         &raw,
-                        format!("hard link to {} points outside the directory", target.display()),
+                        format!(
+                            "hard link to {} points outside the directory",
+                            target.display()
+                        ),
                     ));
                 };
                 check_no_symlink_parents(root, &src_rel)
@@ -343,7 +349,8 @@ fn unpack_into(
 /// Resolves every symlink below `dir`: each must exist and end inside `root` (chains of links
 /// can escape where each link alone looks harmless).
 fn verify_symlinks(root: &Path, dir: &Path) -> Result<(), UnpackError> {
-    let real_root = fs::canonicalize(root).map_err(io(format!("cannot resolve {}", root.display())))?;
+    let real_root =
+        fs::canonicalize(root).map_err(io(format!("cannot resolve {}", root.display())))?;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let rd = fs::read_dir(&d).map_err(io(format!("cannot read {}", d.display())))?;

@@ -183,10 +183,7 @@ fn a_good_archive_unpacks_with_normalised_modes() {
     let stats = unpack_tar_gz(&a, &f.target, &LIMITS).unwrap();
     assert_eq!(stats.entries, 8);
     let t = &f.target;
-    assert_eq!(
-        std::fs::read_to_string(t.join("src/link")).unwrap(),
-        "data"
-    );
+    assert_eq!(std::fs::read_to_string(t.join("src/link")).unwrap(), "data");
     assert_eq!(std::fs::read_to_string(t.join("src/hard")).unwrap(), "data");
     let mode = |p: &str| std::fs::metadata(t.join(p)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode("src/run.sh"), 0o755);
@@ -207,7 +204,10 @@ fn absolute_paths_are_refused() {
     let f = fixture();
     let evil = f.outside.join("abs.txt");
     let name = evil.to_str().unwrap().to_string();
-    let e = refused(&[E::File("ok.txt", b"1", 0o644), E::File(&name, b"x", 0o644)], &LIMITS);
+    let e = refused(
+        &[E::File("ok.txt", b"1", 0o644), E::File(&name, b"x", 0o644)],
+        &LIMITS,
+    );
     assert_unsafe(&e, &name, "absolute");
     assert!(!evil.exists());
 }
@@ -216,7 +216,11 @@ fn absolute_paths_are_refused() {
 fn dot_dot_is_refused() {
     for name in ["../../../outside/evil.txt", "a/../../evil.txt", ".."] {
         let e = refused(
-            &[E::Dir("a/"), E::File("a/ok", b"1", 0o644), E::File(name, b"x", 0o644)],
+            &[
+                E::Dir("a/"),
+                E::File("a/ok", b"1", 0o644),
+                E::File(name, b"x", 0o644),
+            ],
             &LIMITS,
         );
         assert_unsafe(&e, name, "'..'");
@@ -241,7 +245,11 @@ fn symlinks_pointing_outside_are_refused() {
     assert_unsafe(&e, "t", "outside");
     // Writing through a symlink, even one pointing inside, is refused.
     let e = refused(
-        &[E::Dir("d/"), E::Symlink("s", "d"), E::File("s/x", b"x", 0o644)],
+        &[
+            E::Dir("d/"),
+            E::Symlink("s", "d"),
+            E::File("s/x", b"x", 0o644),
+        ],
         &LIMITS,
     );
     assert_unsafe(&e, "s/x", "symlink");
@@ -251,10 +259,7 @@ fn symlinks_pointing_outside_are_refused() {
 
 #[test]
 fn hard_links_pointing_outside_are_refused() {
-    let e = refused(
-        &[E::Hardlink("h", "../../../outside/keep.txt")],
-        &LIMITS,
-    );
+    let e = refused(&[E::Hardlink("h", "../../../outside/keep.txt")], &LIMITS);
     assert_unsafe(&e, "h", "outside");
     let e = refused(&[E::Hardlink("h", "/etc/passwd")], &LIMITS);
     assert_unsafe(&e, "h", "outside");
@@ -265,7 +270,10 @@ fn hard_links_pointing_outside_are_refused() {
 #[test]
 fn device_files_and_fifos_are_refused() {
     let e = refused(
-        &[E::File("ok", b"1", 0o644), E::Special("dev", tar::EntryType::Char)],
+        &[
+            E::File("ok", b"1", 0o644),
+            E::Special("dev", tar::EntryType::Char),
+        ],
         &LIMITS,
     );
     assert_unsafe(&e, "dev", "device");

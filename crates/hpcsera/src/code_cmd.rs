@@ -82,7 +82,8 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
 /// Uploads a directory (packed reproducibly) or a tar.gz file; returns the bundle id. For
 /// `hpcsera job submit -p code=@DIR`.
 pub async fn push_path(client: &Client, path: &Path) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let bytes = if meta.is_dir() {
         tar_gz_dir(path)?
     } else {
@@ -95,7 +96,11 @@ pub async fn push_path(client: &Client, path: &Path) -> anyhow::Result<String> {
     let (bundle, created) = client.push_code(&bytes).await?;
     eprintln!(
         "{} code bundle of {} bytes: {}{}",
-        if created { "uploaded" } else { "already known:" },
+        if created {
+            "uploaded"
+        } else {
+            "already known:"
+        },
         bundle.size,
         bundle.status,
         if bundle.status == hpcsera_client::CodeStatus::PendingApproval {
@@ -109,7 +114,9 @@ pub async fn push_path(client: &Client, path: &Path) -> anyhow::Result<String> {
 
 /// Packs `dir` as a reproducible tar.gz (see the module docs).
 pub fn tar_gz_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(6));
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::new(6));
     let mut b = tar::Builder::new(gz);
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
@@ -215,8 +222,11 @@ mod tests {
             std::fs::Permissions::from_mode(0o600),
         )
         .unwrap();
-        std::fs::set_permissions(b.path().join("run.sh"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(
+            b.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         assert_eq!(digest(&first), digest(&tar_gz_dir(b.path()).unwrap()));
         // Content matters.
         std::fs::write(b.path().join("src/a.txt"), "A").unwrap();

@@ -206,7 +206,16 @@ impl Env {
     async fn decide(&self, verb: &str, id: &str, user: &str, reason: &str) -> (bool, String) {
         let (ok, out, err) = self
             .hpcsera(&[
-                "admin", "code", verb, id, "--project", "p", "--user", user, "--reason", reason,
+                "admin",
+                "code",
+                verb,
+                id,
+                "--project",
+                "p",
+                "--user",
+                user,
+                "--reason",
+                reason,
             ])
             .await;
         (ok, format!("{out}{err}"))
@@ -305,7 +314,10 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     assert_eq!(b.status, CodeStatus::PendingApproval);
     let (ok, status_out, _) = env.hpcsera(&["code", "status", &id]).await;
     assert!(ok);
-    assert!(status_out.contains(&format!("hpc_sha256\t{id}")), "{status_out}");
+    assert!(
+        status_out.contains(&format!("hpc_sha256\t{id}")),
+        "{status_out}"
+    );
     let quarantined = env.work.join(".code/quarantine").join(&id);
     assert!(quarantined.is_file(), "the bytes are kept in quarantine");
     // Nothing was unpacked, nothing ran.
@@ -370,7 +382,9 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     );
     if slurm() {
         assert!(
-            done.batch_job_id.as_deref().is_some_and(|b| b.parse::<u64>().is_ok()),
+            done.batch_job_id
+                .as_deref()
+                .is_some_and(|b| b.parse::<u64>().is_ok()),
             "a Slurm job id: {:?}",
             done.batch_job_id
         );

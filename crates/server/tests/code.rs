@@ -475,7 +475,8 @@ async fn no_token_can_approve_not_even_with_every_role() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let body = json!({"status": "approved", "approve": true, "user": "alice", "decision": "approve"});
+    let body =
+        json!({"status": "approved", "approve": true, "user": "alice", "decision": "approve"});
     for tok in [&alice, &everything] {
         for path in [
             format!("/api/v1/code/{id}"),

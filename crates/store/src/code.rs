@@ -372,11 +372,12 @@ impl Store {
         let mut all_approved = true;
         let mut errs = Vec::new();
         for (param, id) in refs {
-            let r = sqlx::query("SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2")
-                .bind(project_id)
-                .bind(id.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
+            let r =
+                sqlx::query("SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2")
+                    .bind(project_id)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
             let field = format!("parameters.{param}");
             match r {
                 None => errs.push(FieldError::new(

@@ -17,8 +17,8 @@ mod webhooks;
 
 pub use agent::{Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
-pub use code::{CodeDecision, CodeRef};
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
+pub use code::{CodeDecision, CodeRef};
 pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;

@@ -98,7 +98,11 @@ pub async fn agent_poll(
             st.events_written();
         }
         let code_to_verify = st.store.code_to_verify(token.project_id, &site).await?;
-        if !jobs.is_empty() || !operations.is_empty() || !code_to_verify.is_empty() || now >= deadline {
+        if !jobs.is_empty()
+            || !operations.is_empty()
+            || !code_to_verify.is_empty()
+            || now >= deadline
+        {
             return Ok(Json(AgentPollReply {
                 code_to_verify,
                 jobs,

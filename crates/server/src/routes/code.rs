@@ -81,7 +81,13 @@ pub async fn post_code(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     if !matches!(
         ct.as_deref(),
         Some("application/gzip" | "application/x-gzip" | "application/octet-stream")
@@ -210,7 +216,9 @@ pub async fn code_status(
 /// The site of an agent token (downloads need a site-restricted token).
 fn agent_site(caller: &Caller) -> ApiResult<&str> {
     caller.0.site.as_deref().ok_or_else(|| {
-        ApiError::Forbidden("code is downloaded by a site's agent: the token must be restricted to its site".into())
+        ApiError::Forbidden(
+            "code is downloaded by a site's agent: the token must be restricted to its site".into(),
+        )
     })
 }
 
