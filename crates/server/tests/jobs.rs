@@ -107,9 +107,23 @@ async fn parameter_validation_names_each_bad_field() {
         json!({"label": "", "steps": 1, "tol": 0.0, "tag": "a-1"}),
     )
     .await;
+    // A code parameter names a bundle of the project (see tests/code.rs).
+    let bundle = t
+        .http
+        .post(format!("{}/api/v1/code", t.base))
+        .bearer_auth(&tok)
+        .header("content-type", "application/gzip")
+        .body(vec![0x1f, 0x8b, 0, 0])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let code_id = bundle["id"].as_str().unwrap().to_string();
     t.submit(
         &tok,
-        json!({"label": "x".repeat(200), "steps": 1000, "tol": 1, "code": "0".repeat(64)}),
+        json!({"label": "x".repeat(200), "steps": 1000, "tol": 1, "code": code_id}),
     )
     .await;
     // Unknown site and job type.
