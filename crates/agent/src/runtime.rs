@@ -551,6 +551,18 @@ impl Agent {
                 out.push((p.name.clone(), target));
                 continue;
             }
+            // The server only hands out jobs whose code is approved; ask anyway before
+            // fetching anything for use.
+            match self.client.code_status(id).await {
+                Ok(b) if b.status == hpcsera_client::CodeStatus::Approved => {}
+                Ok(b) => {
+                    return Err(format!(
+                        "code bundle {id} ({}) is {}, not approved; refusing to run it",
+                        p.name, b.status
+                    ))
+                }
+                Err(e) => return Err(format!("cannot check code bundle {id} ({}): {e}", p.name)),
+            }
             std::fs::create_dir_all(&code_root)
                 .map_err(|e| format!("cannot create {}: {e}", code_root.display()))?;
             let archive = code_root.join(format!(".{}.tar.gz.part", p.name));
