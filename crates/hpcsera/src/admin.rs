@@ -66,6 +66,13 @@ enum CodeCmd {
         #[arg(long)]
         project: String,
     },
+    /// Retention: forget pending and approved bundles older than this that no waiting or
+    /// running job references, and delete bytes no project keeps (run it from cron).
+    Prune {
+        /// Age: a duration such as 30d or 12h.
+        #[arg(long, default_value = "30d")]
+        older_than: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +183,23 @@ pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
     n.checked_mul(ms)
         .and_then(|d| d.checked_add(now))
         .context("--expires is too far away")
+}
+
+/// Parses an age such as `30d`, `12h`, `45m`, `90s` into milliseconds.
+fn parse_age(s: &str) -> anyhow::Result<i64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .ok()
+        .with_context(|| format!("--older-than {s:?}: expected a duration like 30d, 12h or 45m"))?;
+    let ms = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => bail!("--older-than {s:?}: the unit must be d, h, m or s"),
+    };
+    n.checked_mul(ms).context("--older-than is too long")
 }
 
 fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
@@ -401,6 +425,20 @@ async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow
                     b.decided_by.as_deref().unwrap_or("-")
                 );
             }
+            return Ok(());
+        }
+        CodeCmd::Prune { older_than } => {
+            let age = parse_age(&older_than)?;
+            let gone = store.prune_bundles(now_ms() - age).await?;
+            for id in &gone {
+                let path = code_dir.join(&id[..2]).join(id);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
+                }
+            }
+            println!("{} code bundle file(s) deleted", gone.len());
             return Ok(());
         }
         CodeCmd::Approve {

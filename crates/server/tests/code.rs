@@ -511,3 +511,37 @@ async fn no_token_can_approve_not_even_with_every_role() {
         .await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn retention_forgets_old_bundles_no_live_job_references() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let (_, used) = upload(&t, &alice, bundle("echo used\n")).await;
+    let used = used["id"].as_str().unwrap().to_string();
+    let (_, idle) = upload(&t, &alice, bundle("echo idle\n")).await;
+    let idle = idle["id"].as_str().unwrap().to_string();
+    // proj-b keeps its own copy of the used bytes, unreferenced.
+    upload(&t, &bob, bundle("echo used\n")).await;
+    t.submit(&alice, json!({"label": "x", "code": used})).await;
+    // Nothing is old enough yet.
+    assert!(t
+        .store
+        .prune_bundles(hpcsera_store::now_ms() - 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let gone = t
+        .store
+        .prune_bundles(hpcsera_store::now_ms() + 1000)
+        .await
+        .unwrap();
+    // proj-b's copy of `used` is forgotten, but proj-a's waiting job keeps the bytes.
+    assert_eq!(gone, vec![idle.clone()]);
+    let (s, _) = t.get(&format!("/api/v1/code/{idle}/status"), &alice).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = t.get(&format!("/api/v1/code/{used}/status"), &alice).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = t.get(&format!("/api/v1/code/{used}/status"), &bob).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -361,6 +361,50 @@ impl Store {
         })
     }
 
+    /// Retention: forgets bundles (pending or approved) uploaded before `before_ms` that no
+    /// job still waiting or running references. Returns the digests whose bytes no project
+    /// keeps any more (the caller deletes those files). Rejected rows stay (their files are
+    /// gone already), so re-uploading rejected bytes does not revive them.
+    pub async fn prune_bundles(&self, before_ms: i64) -> Result<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT b.project_id, b.id FROM code_bundles b WHERE b.status <> 'rejected' \
+             AND b.created_at < $1 AND NOT EXISTS (SELECT 1 FROM job_code c JOIN jobs j ON j.seq = c.job_seq \
+             WHERE c.project_id = b.project_id AND c.code_id = b.id \
+             AND j.status NOT IN ('completed', 'failed', 'cancelled', 'lost')) LIMIT 10000",
+        )
+        .bind(before_ms)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut ids = Vec::new();
+        for r in &rows {
+            let project_id: i64 = col(r, 0)?;
+            let id: String = col(r, 1)?;
+            sqlx::query("DELETE FROM code_bundles WHERE project_id = $1 AND id = $2")
+                .bind(project_id)
+                .bind(id.as_str())
+                .execute(&mut *tx.tx)
+                .await?;
+            ids.push(id);
+        }
+        ids.sort();
+        ids.dedup();
+        let mut gone = Vec::new();
+        for id in ids {
+            let r = sqlx::query(
+                "SELECT COUNT(*) FROM code_bundles WHERE id = $1 AND status <> 'rejected'",
+            )
+            .bind(id.as_str())
+            .fetch_one(&mut *tx.tx)
+            .await?;
+            if col::<i64>(&r, 0)? == 0 {
+                gone.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(gone)
+    }
+
     /// Checks a job's code references inside its insert transaction: each bundle must exist
     /// in the project and not be rejected. Returns whether all are approved.
     pub(crate) async fn check_code_refs(
