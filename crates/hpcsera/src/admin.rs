@@ -396,7 +396,7 @@ pub async fn decide_code(
             other => anyhow::Error::new(other),
         })?;
     if d.delete_file {
-        let path = code_dir.join(&id[..2]).join(id);
+        let path = hpcsera_server::code_file_path(code_dir, id);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -431,7 +431,7 @@ async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow
             let age = parse_age(&older_than)?;
             let gone = store.prune_bundles(now_ms() - age).await?;
             for id in &gone {
-                let path = code_dir.join(&id[..2]).join(id);
+                let path = hpcsera_server::code_file_path(code_dir, id);
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

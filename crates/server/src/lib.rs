@@ -267,6 +267,12 @@ async fn reap_leases(state: AppState) {
     }
 }
 
+/// Where the bytes of a code bundle live: `<code_dir>/ab/abcdef…` (content-addressed; the
+/// admin commands delete files by the same rule).
+pub fn code_file_path(code_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    code_dir.join(id.get(..2).unwrap_or("_")).join(id)
+}
+
 /// `Location` of a job.
 pub(crate) fn job_location(id: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("{}/job/{id}", hpcsera_api_types::API_BASE))

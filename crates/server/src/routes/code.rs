@@ -18,7 +18,7 @@ use hpcsera_api_types::{
     is_code_id, CodeBundle, CodeBundleList, CodeStatus, ErrorBody, HpcDigest, Role,
 };
 use sha2::{Digest, Sha256};
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
 /// Parses a code bundle id from the path: 64 lower-case hex digits, else 400.
@@ -31,11 +31,6 @@ fn code_id(raw: &str) -> ApiResult<String> {
             "is not a code bundle id (64 lower-case hex digits, the SHA-256 of the bundle)",
         ))
     }
-}
-
-/// Where the bytes of a bundle live: `<code_dir>/ab/abcdef…`.
-pub(crate) fn bundle_path(code_dir: &FsPath, id: &str) -> PathBuf {
-    code_dir.join(&id[..2]).join(id)
 }
 
 /// Removes a temporary upload file unless it was moved into place.
@@ -153,7 +148,7 @@ pub async fn post_code(
             return Ok((StatusCode::OK, Json(b)).into_response());
         }
     }
-    let path = bundle_path(&st.config.code_dir, &id);
+    let path = crate::code_file_path(&st.config.code_dir, &id);
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -258,7 +253,7 @@ pub async fn get_code(
             return Err(ApiError::Conflict("the code bundle was rejected".into()))
         }
     }
-    let path = bundle_path(&st.config.code_dir, &id);
+    let path = crate::code_file_path(&st.config.code_dir, &id);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
