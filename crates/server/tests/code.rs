@@ -97,6 +97,13 @@ async fn same_bytes_same_bundle_and_status_shows_both_digests() {
     let (s, list) = t.get("/api/v1/code", &alice).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["bundles"].as_array().unwrap().len(), 1);
+    // Bundles larger than the JSON body limit (1 MiB) are fine up to max_code_bytes.
+    let mut big = vec![0x1f, 0x8b];
+    big.extend((0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let (s, b4) = upload(&t, &alice, big.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{b4}");
+    assert_eq!(b4["size"], big.len() as i64);
+    assert_eq!(b4["id"], sha(&big).as_str());
     // Another project uploading the same bytes gets its own (pending) bundle.
     let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
     let (s, b3) = upload(&t, &bob, bytes).await;
