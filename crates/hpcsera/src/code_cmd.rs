@@ -17,9 +17,6 @@ pub struct CodeArgs {
     /// Server URL.
     #[arg(long, env = "HPCSERA_URL")]
     url: String,
-    /// Token (from the environment only, so it never shows in a process list).
-    #[arg(long, env = "HPCSERA_TOKEN", hide_env_values = true, hide = true)]
-    token: String,
     #[command(subcommand)]
     command: CodeCmd,
 }
@@ -36,7 +33,12 @@ enum CodeCmd {
 }
 
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.url, &args.token).context("cannot set up the client")?;
+    // The token comes from the environment only, so it never shows in a process list.
+    let token = std::env::var("HPCSERA_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .context("set HPCSERA_TOKEN to a token of the project (with POST_Code)")?;
+    let client = Client::new(&args.url, &token).context("cannot set up the client")?;
     match args.command {
         CodeCmd::Push { path } => {
             let id = push_path(&client, &path).await?;
