@@ -458,3 +458,31 @@ async fn an_approved_but_unsafe_archive_is_refused_by_the_agent() {
     assert!(!env.dir.path().join("escaped.txt").exists());
     assert!(!env.work.join(&job.id).join("code/src").exists());
 }
+
+#[tokio::test]
+async fn bytes_changed_after_approval_are_not_unpacked() {
+    let env = Env::new().await;
+    let src = env.dir.path().join("src");
+    code_tree(&src, "original");
+    let id = env.push(&src).await;
+    let job = env.submit(json!({"src": id})).await;
+    env.wait_hpc_digest(&id).await;
+    // The stored bytes change behind the server's back (a tampered disk, a bad replica).
+    let other = env.dir.path().join("other");
+    code_tree(&other, "tampered");
+    let tampered = env.dir.path().join("tampered.tar.gz");
+    let out = env.push(&other).await;
+    let other_file = env.code_dir.join(&out[..2]).join(&out);
+    std::fs::copy(&other_file, &tampered).unwrap();
+    std::fs::copy(&tampered, env.code_dir.join(&id[..2]).join(&id)).unwrap();
+    let (ok, out) = env.decide("approve", &id, "alice", "reviewed").await;
+    assert!(ok, "{out}");
+    let done = env.wait_end(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let msg = done.message.unwrap_or_default();
+    assert!(
+        msg.contains("not the approved digest") && msg.contains("refusing to unpack"),
+        "{msg}"
+    );
+    assert!(!env.work.join(&job.id).join("code/src").exists());
+}
