@@ -3,7 +3,8 @@
 //! `code push DIR` packs the directory as a *reproducible* tar.gz — entries sorted by name,
 //! mtime 0, uid/gid 0 without owner names, modes normalised to 0644/0755, a gzip header
 //! without time or name — so the same tree always gives the same digest, whoever packs it
-//! and whenever. The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`.
+//! and whenever. The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`, or
+//! from the file `hpcsera login` writes, as for the other client commands.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -14,9 +15,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct CodeArgs {
-    /// Server URL.
-    #[arg(long, env = "HPCSERA_URL")]
-    url: String,
     #[command(subcommand)]
     command: CodeCmd,
 }
@@ -33,12 +31,9 @@ enum CodeCmd {
 }
 
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
-    // The token comes from the environment only, so it never shows in a process list.
-    let token = std::env::var("HPCSERA_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-        .context("set HPCSERA_TOKEN to a token of the project (with POST_Code)")?;
-    let client = Client::new(&args.url, &token).context("cannot set up the client")?;
+    // The token comes from the environment or the login file, never from the command line,
+    // so it never shows in a process list.
+    let client = crate::cli::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     match args.command {
         CodeCmd::Push { path } => {
             let id = push_path(&client, &path).await?;

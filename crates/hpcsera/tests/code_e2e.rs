@@ -486,3 +486,38 @@ async fn bytes_changed_after_approval_are_not_unpacked() {
     );
     assert!(!env.work.join(&job.id).join("code/src").exists());
 }
+
+#[tokio::test]
+async fn job_submit_with_an_at_path_pushes_the_directory_and_references_it() {
+    let env = Env::new().await;
+    let src = env.dir.path().join("cli-src");
+    code_tree(&src, "from the cli");
+    let pushed = env.push(&src).await;
+    let (ok, out, err) = env
+        .hpcsera(&[
+            "job",
+            "submit",
+            SITE,
+            "runcode",
+            "-p",
+            &format!("src=@{}", src.display()),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        job["parameters"]["src"],
+        pushed.as_str(),
+        "the same tree gives the same digest"
+    );
+    assert_eq!(job["status"], "awaiting_approval");
+    assert!(err.contains(&pushed), "says what it pushed: {err}");
+    let (ok, _, err) = env
+        .hpcsera(&["job", "submit", SITE, "runcode", "-p", "src=@/no/such/dir"])
+        .await;
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error:"), "{err}");
+}
