@@ -68,7 +68,7 @@ struct SubmitArgs {
     /// The job type, e.g. `hello` (see `hpcsera job-types SITE`).
     job_type: String,
     /// A parameter, converted by its declared type (repeatable). `-p name=@path` on a
-    /// parameter of type code is reserved for uploading a code bundle (not supported yet).
+    /// parameter of type code pushes the directory or tar.gz as a code bundle first.
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
     params: Vec<String>,
     /// A JSON object of parameter values; -p values override it.
