@@ -61,6 +61,8 @@ ensure_postgres
 command -v psql >/dev/null || apt_install postgresql-client
 drop_test_databases
 ensure_openapi_validator
+# The examples' tests run curl and jq.
+for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
 
 say "OpenAPI: the checked-in spec is valid OpenAPI 3"
 python3 -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open("openapi.json"))); print("openapi.json is valid")'
