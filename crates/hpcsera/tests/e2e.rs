@@ -2,21 +2,15 @@
 //! batch system — Slurm when `HPCSERA_TEST_ADAPTER=slurm` (the test script sets it in CI;
 //! without `sbatch` these tests then fail, never skip), else the local adapter.
 
-use hpcsera_api_types::{JobStatus, NewJob, Operation, Role, RoleSet};
-use hpcsera_client::Client;
-use hpcsera_server::{Application, ServerConfig};
-use hpcsera_store::{NewToken, Store};
+mod common;
+
+use common::{slurm, Env};
+use hpcsera_api_types::{JobStatus, NewJob, Operation};
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SITE: &str = "e2e";
-
-fn slurm() -> bool {
-    std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
-}
 
 fn job_types() -> String {
     let hold_opts = if slurm() {
@@ -107,200 +101,35 @@ script = "echo never"
     )
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    client: Client,
-    config: PathBuf,
-    agent: Option<tokio::process::Child>,
+async fn submit(env: &Env, job_type: &str, params: Value) -> String {
+    let job = NewJob {
+        site: SITE.into(),
+        job_type: job_type.into(),
+        parameters: params.as_object().cloned().unwrap_or_default(),
+        metadata: None,
+        callback_url: None,
+    };
+    env.client.submit(&job, None).await.unwrap().id
 }
 
-impl Env {
-    async fn new(max_active: usize) -> Env {
-        if slurm() {
-            assert!(
-                std::process::Command::new("sbatch")
-                    .arg("--version")
-                    .output()
-                    .is_ok_and(|o| o.status.success()),
-                "HPCSERA_TEST_ADAPTER=slurm but sbatch does not work: run scripts/setup-slurm.sh"
-            );
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("hpcsera-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let store = Store::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
+async fn wait_end(env: &Env, id: &str) -> hpcsera_api_types::Job {
+    env.wait_for(id, JobStatus::is_terminal, "terminal").await
+}
+
+async fn output(env: &Env, id: &str, stream: hpcsera_api_types::OutputStream) -> String {
+    let c = env
+        .client
+        .read_output(id, stream, 0, 1 << 20)
         .await
         .unwrap();
-        store.create_user("alice", None, false).await.unwrap();
-        store.create_project("p", "").await.unwrap();
-        store.add_member("alice", "p").await.unwrap();
-        let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-            .into_iter()
-            .collect();
-        let (_, agent_token) = store
-            .create_token(&NewToken {
-                user: "alice",
-                project: "p",
-                name: "agent",
-                roles: agent_roles,
-                site: Some(SITE),
-                expires_at: None,
-            })
-            .await
-            .unwrap();
-        let (_, client_token) = store
-            .create_token(&NewToken {
-                user: "alice",
-                project: "p",
-                name: "client",
-                roles: RoleSet::all(),
-                site: None,
-                expires_at: None,
-            })
-            .await
-            .unwrap();
-        let app = Application::build(
-            ServerConfig {
-                listen: "127.0.0.1:0".into(),
-                ..Default::default()
-            },
-            store,
-        )
-        .await
-        .unwrap();
-        let url = format!("http://{}", app.local_addr().unwrap());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let token_file = dir.path().join("agent.token");
-        std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let work = dir.path().join("work");
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "server_url = {url:?}\ntoken_file = {:?}\nsite = {SITE:?}\nwork_dir = {:?}\n\
-                 [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [limits]\nmax_active_jobs = {max_active}\n[batch]\npreset = {:?}\n{}",
-                token_file.display().to_string(),
-                work.display().to_string(),
-                if slurm() { "slurm" } else { "local" },
-                job_types()
-            ),
-        )
-        .unwrap();
-        let client = Client::new(&url, &client_token).unwrap();
-        let mut env = Env {
-            dir,
-            client,
-            config,
-            agent: None,
-        };
-        env.start_agent();
-        // The agent has published its job types once the site lists them.
-        let started = Instant::now();
-        while env
-            .client
-            .job_types(SITE)
-            .await
-            .map(|t| t.is_empty())
-            .unwrap_or(true)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the agent never published its job types: {}",
-                env.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        env
-    }
-
-    fn start_agent(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("agent.log"))
-            .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
-            .args(["agent", "--config"])
-            .arg(&self.config)
-            .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.agent = Some(child);
-    }
-
-    async fn kill_agent(&mut self) {
-        if let Some(mut c) = self.agent.take() {
-            c.start_kill().unwrap(); // SIGKILL
-            c.wait().await.unwrap();
-        }
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    async fn submit(&self, job_type: &str, params: Value) -> String {
-        let job = NewJob {
-            site: SITE.into(),
-            job_type: job_type.into(),
-            parameters: params.as_object().cloned().unwrap_or_default(),
-            metadata: None,
-            callback_url: None,
-        };
-        self.client.submit(&job, None).await.unwrap().id
-    }
-
-    async fn wait_for(
-        &self,
-        id: &str,
-        pred: impl Fn(JobStatus) -> bool,
-        what: &str,
-    ) -> hpcsera_api_types::Job {
-        let started = Instant::now();
-        loop {
-            let j = self.client.get_job(id).await.unwrap();
-            if pred(j.status) {
-                return j;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "job {id} never became {what} (is {}): agent log:\n{}",
-                j.status,
-                self.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
-        self.wait_for(id, JobStatus::is_terminal, "terminal").await
-    }
-
-    async fn output(&self, id: &str, stream: hpcsera_api_types::OutputStream) -> String {
-        let c = self
-            .client
-            .read_output(id, stream, 0, 1 << 20)
-            .await
-            .unwrap();
-        String::from_utf8_lossy(&c.data).into_owned()
-    }
+    String::from_utf8_lossy(&c.data).into_owned()
 }
 
 #[tokio::test]
 async fn job_runs_to_completion_with_output_and_results() {
-    let env = Env::new(10).await;
-    let id = env.submit("echo", json!({"v": "hello world"})).await;
-    let job = env.wait_end(&id).await;
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "echo", json!({"v": "hello world"})).await;
+    let job = wait_end(&env, &id).await;
     assert_eq!(
         job.status,
         JobStatus::Completed,
@@ -318,13 +147,11 @@ async fn job_runs_to_completion_with_output_and_results() {
     }
     assert_eq!(job.sub_jobs[0].status, "completed");
     assert_eq!(
-        env.output(&id, hpcsera_api_types::OutputStream::Stdout)
-            .await,
+        output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await,
         "line one\nline two\n"
     );
     assert_eq!(
-        env.output(&id, hpcsera_api_types::OutputStream::Stderr)
-            .await,
+        output(&env, &id, hpcsera_api_types::OutputStream::Stderr).await,
         "to stderr\n"
     );
     assert_eq!(
@@ -343,27 +170,26 @@ async fn job_runs_to_completion_with_output_and_results() {
 
 #[tokio::test]
 async fn failing_script_fails_with_its_exit_code() {
-    let env = Env::new(10).await;
-    let id = env.submit("sleep", json!({"seconds": 0, "code": 7})).await;
-    let job = env.wait_end(&id).await;
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "sleep", json!({"seconds": 0, "code": 7})).await;
+    let job = wait_end(&env, &id).await;
     assert_eq!(job.status, JobStatus::Failed, "{:?}", job.message);
     assert_eq!(job.exit_code, Some(7));
     assert!(job.message.unwrap().contains("code 7"));
     assert_eq!(
-        env.output(&id, hpcsera_api_types::OutputStream::Stdout)
-            .await,
+        output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await,
         "start\nend\n"
     );
 }
 
 #[tokio::test]
 async fn cancel_reaches_the_running_batch_job() {
-    let env = Env::new(10).await;
-    let id = env.submit("sleep", json!({"seconds": 300})).await;
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "sleep", json!({"seconds": 300})).await;
     env.wait_for(&id, |s| s == JobStatus::Running, "running")
         .await;
     env.client.operation(&id, Operation::Cancel).await.unwrap();
-    let job = env.wait_end(&id).await;
+    let job = wait_end(&env, &id).await;
     assert_eq!(job.status, JobStatus::Cancelled, "{:?}", job.message);
     if slurm() {
         let batch = job.batch_job_id.unwrap();
@@ -381,8 +207,8 @@ async fn cancel_reaches_the_running_batch_job() {
 
 #[tokio::test]
 async fn hold_and_release_reach_the_batch_system() {
-    let env = Env::new(10).await;
-    let id = env.submit("later", json!({})).await;
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "later", json!({})).await;
     env.wait_for(
         &id,
         |s| s == JobStatus::Submitted || s == JobStatus::Running,
@@ -445,15 +271,15 @@ async fn hold_and_release_reach_the_batch_system() {
         assert_eq!(done.kind, "operation_failed");
     }
     env.client.operation(&id, Operation::Cancel).await.unwrap();
-    assert_eq!(env.wait_end(&id).await.status, JobStatus::Cancelled);
+    assert_eq!(wait_end(&env, &id).await.status, JobStatus::Cancelled);
 }
 
 #[tokio::test]
 async fn failing_or_timed_out_login_steps_fail_the_job_with_a_reason() {
-    let env = Env::new(10).await;
-    let bad = env.submit("badlogin", json!({})).await;
-    let slow = env.submit("slowlogin", json!({})).await;
-    let job = env.wait_end(&bad).await;
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let bad = submit(&env, "badlogin", json!({})).await;
+    let slow = submit(&env, "slowlogin", json!({})).await;
+    let job = wait_end(&env, &bad).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.exit_code, Some(4));
     assert!(
@@ -463,11 +289,10 @@ async fn failing_or_timed_out_login_steps_fail_the_job_with_a_reason() {
     );
     assert!(job.batch_job_id.is_none(), "the batch step never ran");
     assert_eq!(
-        env.output(&bad, hpcsera_api_types::OutputStream::Stdout)
-            .await,
+        output(&env, &bad, hpcsera_api_types::OutputStream::Stdout).await,
         "staging\n"
     );
-    let job = env.wait_end(&slow).await;
+    let job = wait_end(&env, &slow).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert!(
         job.message.as_deref().unwrap().contains("timed out"),
@@ -478,7 +303,7 @@ async fn failing_or_timed_out_login_steps_fail_the_job_with_a_reason() {
 
 #[tokio::test]
 async fn parameters_with_shell_metacharacters_arrive_verbatim() {
-    let env = Env::new(50).await;
+    let env = Env::with_limits(SITE, &job_types(), 50).await;
     let canary = format!("/tmp/hpcsera-pwned-{}", std::process::id());
     let corpus = [
         format!("$(touch {canary})"),
@@ -496,10 +321,10 @@ async fn parameters_with_shell_metacharacters_arrive_verbatim() {
     ];
     let mut ids = Vec::new();
     for v in &corpus {
-        ids.push((env.submit("echo", json!({ "v": v })).await, v.clone()));
+        ids.push((submit(&env, "echo", json!({ "v": v })).await, v.clone()));
     }
     for (id, v) in ids {
-        let job = env.wait_end(&id).await;
+        let job = wait_end(&env, &id).await;
         assert_eq!(job.status, JobStatus::Completed, "{v:?}: {:?}", job.message);
         let got = env.client.get_result(&id, "v.txt").await.unwrap();
         assert_eq!(
@@ -513,10 +338,10 @@ async fn parameters_with_shell_metacharacters_arrive_verbatim() {
 
 #[tokio::test]
 async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
-    let mut env = Env::new(2).await;
+    let mut env = Env::with_limits(SITE, &job_types(), 2).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
-        ids.push(env.submit("sleep", json!({"seconds": 4})).await);
+        ids.push(submit(&env, "sleep", json!({"seconds": 4})).await);
     }
     // Two are with the agent (max_active_jobs = 2), two wait in the queue.
     env.wait_for(
@@ -536,7 +361,7 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
     assert!(before.contains(&JobStatus::Queued), "{before:?}");
     env.start_agent();
     for id in &ids {
-        let job = env.wait_end(id).await;
+        let job = wait_end(&env, id).await;
         assert_eq!(
             job.status,
             JobStatus::Completed,
@@ -550,9 +375,7 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
             .filter(|e| e.to_status == Some(JobStatus::Submitted))
             .count();
         assert_eq!(submitted, 1, "job {id} was submitted once");
-        let out = env
-            .output(id, hpcsera_api_types::OutputStream::Stdout)
-            .await;
+        let out = output(&env, id, hpcsera_api_types::OutputStream::Stdout).await;
         assert_eq!(out, "start\nend\n", "output without gaps or repeats");
         if slurm() {
             let name = format!("hpcsera-{id}-run");

@@ -43,6 +43,11 @@ impl Env {
     /// A server, an agent for `site` with `job_types` (TOML `[[job_types]]` tables), and a
     /// client token of user `alice` in project `p`.
     pub async fn new(site: &str, job_types: &str) -> Env {
+        Env::with_limits(site, job_types, 100).await
+    }
+
+    /// Like [`Env::new`], with the agent taking at most `max_active_jobs` jobs at a time.
+    pub async fn with_limits(site: &str, job_types: &str, max_active_jobs: usize) -> Env {
         if slurm() {
             assert!(
                 std::process::Command::new("sbatch")
@@ -112,7 +117,7 @@ impl Env {
             format!(
                 "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
                  [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [batch]\npreset = {:?}\n{job_types}",
+                 [limits]\nmax_active_jobs = {max_active_jobs}\n[batch]\npreset = {:?}\n{job_types}",
                 token_file.display().to_string(),
                 work.display().to_string(),
                 if slurm() { "slurm" } else { "local" },
@@ -165,6 +170,14 @@ impl Env {
             .spawn()
             .unwrap();
         self.agent = Some(child);
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would.
+    pub async fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            c.start_kill().unwrap();
+            c.wait().await.unwrap();
+        }
     }
 
     pub fn agent_log(&self) -> String {
