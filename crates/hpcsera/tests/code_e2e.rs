@@ -3,15 +3,13 @@
 //! `hpcsera admin code …`, and the job running the pushed code — on the local adapter, or on
 //! the real Slurm when `HPCSERA_TEST_ADAPTER=slurm`.
 
-use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream, Role, RoleSet};
-use hpcsera_client::Client;
-use hpcsera_server::{Application, ServerConfig};
-use hpcsera_store::{NewToken, Store};
+mod common;
+
+use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SITE: &str = "e2e-code";
@@ -42,146 +40,27 @@ cat data/input.txt
 """
 "#;
 
-struct Env {
-    dir: tempfile::TempDir,
-    url: String,
-    db_url: String,
-    code_dir: PathBuf,
-    work: PathBuf,
-    client_token: String,
-    client: Client,
-    _agent: tokio::process::Child,
+/// The shared test set-up with the code job type, plus the helpers of these tests.
+struct Env(common::Env);
+
+impl std::ops::Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     async fn new() -> Env {
-        if slurm() {
-            assert!(
-                std::process::Command::new("sbatch")
-                    .arg("--version")
-                    .output()
-                    .is_ok_and(|o| o.status.success()),
-                "HPCSERA_TEST_ADAPTER=slurm but sbatch does not work: run scripts/setup-slurm.sh"
-            );
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("hpcsera-code-e2e")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let store = Store::connect(&db_url).await.unwrap();
-        store.create_user("alice", None, false).await.unwrap();
-        store.create_user("mallory", None, false).await.unwrap();
-        store.create_project("p", "").await.unwrap();
-        store.create_project("other", "").await.unwrap();
-        store.add_member("alice", "p").await.unwrap();
-        store.add_member("mallory", "other").await.unwrap();
-        let token = |name: &'static str, roles: RoleSet, site: Option<&'static str>| {
-            let store = store.clone();
-            async move {
-                store
-                    .create_token(&NewToken {
-                        user: "alice",
-                        project: "p",
-                        name,
-                        roles,
-                        site,
-                        expires_at: None,
-                    })
-                    .await
-                    .unwrap()
-                    .1
-            }
-        };
-        let agent_token = token(
-            "agent",
-            [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-                .into_iter()
-                .collect(),
-            Some(SITE),
-        )
-        .await;
-        let client_token = token("client", RoleSet::all(), None).await;
-        let code_dir = dir.path().join("code");
-        let app = Application::build(
-            ServerConfig {
-                listen: "127.0.0.1:0".into(),
-                code_dir: code_dir.clone(),
-                ..Default::default()
-            },
-            store,
-        )
-        .await
-        .unwrap();
-        let url = format!("http://{}", app.local_addr().unwrap());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let token_file = dir.path().join("agent.token");
-        std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let work = dir.path().join("work");
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "server_url = {url:?}\ntoken_file = {:?}\nsite = {SITE:?}\nwork_dir = {:?}\n\
-                 [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [batch]\npreset = {:?}\n{JOB_TYPES}",
-                token_file.display().to_string(),
-                work.display().to_string(),
-                if slurm() { "slurm" } else { "local" },
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
-            .args(["agent", "--config"])
-            .arg(&config)
-            .env("HPCSERA_LOG", "info,hpcsera_agent=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let client = Client::new(&url, &client_token).unwrap();
-        let env = Env {
-            dir,
-            url,
-            db_url,
-            code_dir,
-            work,
-            client_token,
-            client,
-            _agent: agent,
-        };
-        let started = Instant::now();
-        while env
-            .client
-            .job_types(SITE)
-            .await
-            .map(|t| t.is_empty())
-            .unwrap_or(true)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the agent never published its job types: {}",
-                env.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        env
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+        Env(common::Env::new(SITE, JOB_TYPES).await)
     }
 
     /// Runs the real binary; returns (success, stdout, stderr).
     async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
+        let out = tokio::process::Command::new(common::bin())
             .args(args)
             .env("HPCSERA_URL", &self.url)
-            .env("HPCSERA_TOKEN", &self.client_token)
+            .env("HPCSERA_TOKEN", &self.token)
             .env("HPCSERA_DATABASE_URL", &self.db_url)
             .env("HPCSERA_CODE_DIR", &self.code_dir)
             .output()
@@ -339,7 +218,7 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     ] {
         let s = http
             .request(method.clone(), format!("{}{path}", env.url))
-            .bearer_auth(&env.client_token)
+            .bearer_auth(&env.token)
             .json(&json!({"status": "approved"}))
             .send()
             .await

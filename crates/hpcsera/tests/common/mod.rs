@@ -35,6 +35,12 @@ pub struct Env {
     pub token: String,
     pub client: Client,
     pub store: Store,
+    /// The server's database (admin commands in tests use it).
+    pub db_url: String,
+    /// Where the server keeps code bundles.
+    pub code_dir: PathBuf,
+    /// The agent's work directory.
+    pub work: PathBuf,
     config: PathBuf,
     agent: Option<tokio::process::Child>,
 }
@@ -62,15 +68,16 @@ impl Env {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let store = Store::connect(&format!(
-            "sqlite://{}",
-            dir.path().join("db.sqlite").display()
-        ))
-        .await
-        .unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let store = Store::connect(&db_url).await.unwrap();
+        // alice in p (the tokens below); mallory in another project.
         store.create_user("alice", None, false).await.unwrap();
+        store.create_user("mallory", None, false).await.unwrap();
         store.create_project("p", "").await.unwrap();
+        store.create_project("other", "").await.unwrap();
         store.add_member("alice", "p").await.unwrap();
+        store.add_member("mallory", "other").await.unwrap();
+        let code_dir = dir.path().join("code");
         let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
             .into_iter()
             .collect();
@@ -99,6 +106,8 @@ impl Env {
         let app = Application::build(
             ServerConfig {
                 listen: "127.0.0.1:0".into(),
+                code_dir: code_dir.clone(),
+                rate_limit_per_second: 0,
                 ..Default::default()
             },
             store.clone(),
@@ -132,6 +141,9 @@ impl Env {
             token,
             client,
             store,
+            db_url,
+            code_dir,
+            work,
             config,
             agent: None,
         };
