@@ -231,6 +231,14 @@ fn request_hash(body: &NewJob) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
+/// A page size: 1 to 1000.
+fn parse_limit(v: &str) -> ApiResult<u32> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|l| (1..=1000).contains(l))
+        .ok_or_else(|| ApiError::bad_field("limit", "must be a whole number from 1 to 1000"))
+}
+
 fn encode_cursor(seq: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("j{seq}"))
 }
@@ -296,15 +304,7 @@ pub async fn find_jobs_by_status(
                     ApiError::bad_field("createdBefore", "must be an RFC 3339 time")
                 })?)
             }
-            "limit" => {
-                f.limit = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_field("limit", "must be a whole number from 1 to 1000")
-                    })?
-            }
+            "limit" => f.limit = parse_limit(&v)?,
             "cursor" => {
                 f.before_seq = Some(decode_cursor(&v).ok_or_else(|| {
                     ApiError::bad_field("cursor", "is not a cursor this server handed out")
@@ -577,15 +577,7 @@ fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
                     .parse()
                     .map_err(|_| ApiError::bad_field("after", "must be a whole number"))?
             }
-            "limit" => {
-                f.limit = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_field("limit", "must be a whole number from 1 to 1000")
-                    })?
-            }
+            "limit" => f.limit = parse_limit(&v)?,
             "wait" => {
                 wait = v
                     .parse::<u64>()
