@@ -421,10 +421,24 @@ impl Client {
         offset: u64,
         max: u64,
     ) -> Result<OutputChunk> {
+        self.read_output_wait(id, stream, offset, max, 0).await
+    }
+
+    /// Reads a job's output from `offset`; when there is nothing new, waits up to
+    /// `wait_seconds` (at most 60) for either stream to grow or the job's status to change.
+    pub async fn read_output_wait(
+        &self,
+        id: &str,
+        stream: OutputStream,
+        offset: u64,
+        max: u64,
+        wait_seconds: u32,
+    ) -> Result<OutputChunk> {
         let path = format!(
-            "/job/{}/output/{}?offset={offset}&maxBytes={max}",
+            "/job/{}/output/{}?offset={offset}&maxBytes={max}&wait={}",
             seg(id),
-            stream.as_str()
+            stream.as_str(),
+            wait_seconds.min(60)
         );
         let resp = self.send(Method::GET, &path, Body::None, &[]).await?;
         let header = |name: &str| {

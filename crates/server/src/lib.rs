@@ -110,6 +110,8 @@ pub struct AppState {
     pub work: Arc<tokio::sync::watch::Sender<u64>>,
     /// Bumped whenever a job event is written; clients waiting for events wait on it.
     pub events: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever output is appended or a status changes; output readers wait on it.
+    pub output: Arc<tokio::sync::watch::Sender<u64>>,
     pub rate: Arc<ratelimit::RateLimiter>,
 }
 
@@ -122,6 +124,12 @@ impl AppState {
     /// Wakes the clients that wait for job events.
     pub fn events_written(&self) {
         self.events.send_modify(|n| *n = n.wrapping_add(1));
+        self.output_written();
+    }
+
+    /// Wakes the clients that wait for output.
+    pub fn output_written(&self) {
+        self.output.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -203,6 +211,7 @@ impl Application {
             audit,
             work: Arc::new(work),
             events: Arc::new(tokio::sync::watch::channel(0u64).0),
+            output: Arc::new(tokio::sync::watch::channel(0u64).0),
             rate,
         };
         Ok(Application {

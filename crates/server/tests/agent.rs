@@ -775,3 +775,69 @@ async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
     let (_, r) = t.get("/api/v1/events", &bob).await;
     assert_eq!(r["events"].as_array().unwrap().len(), ids.len());
 }
+
+#[tokio::test]
+async fn output_reads_can_wait_for_new_output() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "w"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    let waiter = |stream: &'static str| {
+        let url = format!(
+            "{}/api/v1/job/{id}/output/{stream}?offset=0&wait=30",
+            t.base
+        );
+        let http = t.http.clone();
+        let tok = tok.clone();
+        tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(tok).send().await.unwrap();
+            (Instant::now(), r.bytes().await.unwrap().to_vec())
+        })
+    };
+    // A reader of stdout waits, and answers when stdout grows.
+    let w = waiter("stdout");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    let r = t
+        .http
+        .post(format!("{}/api/v1/job/{id}/output/stdout?offset=0", t.base))
+        .bearer_auth(&agent)
+        .body("hello\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let (at, data) = w.await.unwrap();
+    assert_eq!(data, b"hello\n");
+    assert!(
+        at.duration_since(sent) < Duration::from_secs(30),
+        "woken by the append"
+    );
+    // A reader of stderr is woken by stdout output too (empty answer: look at the other one).
+    let w = waiter("stderr");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    t.http
+        .post(format!("{}/api/v1/job/{id}/output/stdout?offset=6", t.base))
+        .bearer_auth(&agent)
+        .body("more\n")
+        .send()
+        .await
+        .unwrap();
+    let (at, data) = w.await.unwrap();
+    assert!(data.is_empty());
+    assert!(at.duration_since(sent) < Duration::from_secs(30));
+    // And by the end of the job.
+    let w = waiter("stderr");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    t.report(&agent, &id, json!({"status": "completed", "exitCode": 0}))
+        .await;
+    let (at, _) = w.await.unwrap();
+    assert!(at.duration_since(sent) < Duration::from_secs(30));
+    let (s, _) = t
+        .get(&format!("/api/v1/job/{id}/output/stdout?wait=61"), &tok)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

@@ -436,6 +436,20 @@ impl Store {
         })
     }
 
+    /// A mark that changes whenever either output stream of a job grows or its status changes
+    /// (for readers that wait for output).
+    pub async fn output_mark(&self, project_id: i64, job_id: &str) -> Result<(i64, String)> {
+        let r = sqlx::query(
+            "SELECT stdout_bytes + stderr_bytes, status FROM jobs WHERE id = $1 AND project_id = $2",
+        )
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        Ok((col(&r, 0)?, col(&r, 1)?))
+    }
+
     /// Stores (or replaces) a result file of a job the token holds.
     pub async fn put_result(
         &self,

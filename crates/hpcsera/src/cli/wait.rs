@@ -208,6 +208,9 @@ async fn watch(client: &Client, id: &str, progress: &mut Progress) -> CliResult<
 
 /// Copies a job's output streams from offset 0: its stdout to our stdout, its stderr to our
 /// stderr (or to stdout with `to_stdout`). With `follow`, until the job has ended and
+/// How long one read of a follower waits on the server for new output.
+const OUTPUT_WAIT: u32 = 20;
+
 /// everything was read (`complete`); else until what is there now was read.
 pub async fn stream_output(
     client: &Client,
@@ -219,16 +222,24 @@ pub async fn stream_output(
     let mut offsets = vec![0u64; streams.len()];
     let mut done = vec![false; streams.len()];
     let mut warned_truncated = false;
-    let mut idle = Duration::from_millis(200);
     let mut failures = 0;
+    // After a round that found nothing, the first stream still open is read with the
+    // server's long-poll: it answers when either stream grows or the job's status changes.
+    let mut wait_next = false;
     loop {
         let mut got = false;
+        let first_open = done.iter().position(|d| !d);
         for (i, stream) in streams.iter().enumerate() {
             if done[i] {
                 continue;
             }
+            let wait = if follow && wait_next && Some(i) == first_open {
+                OUTPUT_WAIT
+            } else {
+                0
+            };
             let chunk = match client
-                .read_output(id, *stream, offsets[i], OUTPUT_CHUNK)
+                .read_output_wait(id, *stream, offsets[i], OUTPUT_CHUNK, wait)
                 .await
             {
                 Ok(c) => {
@@ -268,13 +279,7 @@ pub async fn stream_output(
         if done.iter().all(|d| *d) {
             return Ok(());
         }
-        if got {
-            idle = Duration::from_millis(200);
-        } else {
-            // The API has no long-poll for output: look again after a short, growing pause.
-            tokio::time::sleep(idle).await;
-            idle = (idle * 2).min(Duration::from_secs(2));
-        }
+        wait_next = !got;
     }
 }
 

@@ -213,16 +213,20 @@ pub async fn append_output(
             st.config.max_output_bytes as i64,
         )
         .await?;
+    st.output_written();
     Ok(Json(serde_json::json!({ "length": len })))
 }
 
 /// A job's stdout or stderr from `offset` (at most `maxBytes`, default 1 MiB), readable
 /// while the job runs. Headers: `X-Next-Offset` (ask from there next), `X-Output-Total`,
 /// `X-Output-Complete: true` once the job has ended and nothing more will come,
-/// `X-Output-Truncated: true` if the server cut the output at its limit.
+/// `X-Output-Truncated: true` if the server cut the output at its limit. With `wait`
+/// (seconds, at most 60) a read that finds nothing new waits until the job's output grows
+/// (either stream) or its status changes, so a follower does not poll.
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/output/{stream}", tag = "jobs",
     params(("jobId" = String, Path), ("stream" = String, Path, description = "stdout or stderr"),
-        ("offset" = Option<i64>, Query), ("maxBytes" = Option<i64>, Query)),
+        ("offset" = Option<i64>, Query), ("maxBytes" = Option<i64>, Query),
+        ("wait" = Option<u64>, Query, description = "seconds to wait for new output (0 to 60)")),
     responses((status = 200, description = "the bytes", content_type = "application/octet-stream"),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -237,11 +241,39 @@ pub async fn read_output(
     let s = stream(&s)?;
     let offset = query_i64(&q, "offset", 0)?;
     let max = query_i64(&q, "maxBytes", 1024 * 1024)?.clamp(1, 8 * 1024 * 1024);
+    let wait = query_i64(&q, "wait", 0)?;
+    if wait > 60 {
+        return Err(ApiError::bad_field(
+            "wait",
+            "must be a whole number of seconds from 0 to 60",
+        ));
+    }
     super::jobs::visible_job(&st, &caller, &id).await?;
-    let slice = st
-        .store
-        .read_output(caller.0.project_id, &id, s, offset, max)
-        .await?;
+    let project = caller.0.project_id;
+    let mut changed = st.output.subscribe();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait as u64);
+    let mark = if wait > 0 {
+        Some(st.store.output_mark(project, &id).await?)
+    } else {
+        None
+    };
+    let slice = loop {
+        changed.borrow_and_update();
+        let slice = st.store.read_output(project, &id, s, offset, max).await?;
+        let now = tokio::time::Instant::now();
+        if !slice.data.is_empty() || slice.complete || now >= deadline {
+            break slice;
+        }
+        // Output of the other stream or a new status: answer, so the reader looks there.
+        if mark.is_some() && Some(st.store.output_mark(project, &id).await?) != mark {
+            break slice;
+        }
+        let nap = (deadline - now).min(RECHECK);
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    };
     let mut resp = (StatusCode::OK, slice.data).into_response();
     let h = resp.headers_mut();
     h.insert(
