@@ -253,6 +253,10 @@ impl Application {
 
 /// Ends expired leases now and then (see `Store::expire_leases`).
 async fn reap_leases(state: AppState) {
+    // After a start (an upgrade, an outage) agents need one lease period to come back and
+    // renew; expiring the leases that ran out while the server was away would call their
+    // running jobs lost.
+    tokio::time::sleep(std::time::Duration::from_secs(state.config.lease_seconds)).await;
     let mut tick = tokio::time::interval(state.config.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

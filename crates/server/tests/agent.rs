@@ -841,3 +841,85 @@ async fn output_reads_can_wait_for_new_output() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
+    // The first server never reaps; its leases run out while it is "down".
+    let t = TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        lease_seconds: 2,
+        claim_lease_seconds: 1,
+        reaper_interval: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let kept = id_of(&t.submit(&tok, json!({"label": "kept"})).await);
+    let silent = id_of(&t.submit(&tok, json!({"label": "silent"})).await);
+    poll(&t, &agent, json!({"maxJobs": 2})).await;
+    for id in [&kept, &silent] {
+        t.report(&agent, id, json!({"status": "running"})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The server comes back (same database) with a fast reaper.
+    let app = hpcsera_server::Application::build(
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            lease_seconds: 2,
+            claim_lease_seconds: 1,
+            reaper_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
+        t.store.clone(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent comes back within the grace and renews one job; the other stays silent.
+    let r = t
+        .http
+        .post(format!("{base}/api/v1/agent/poll"))
+        .bearer_auth(&agent)
+        .json(&json!({"activeJobIds": [kept]}))
+        .send()
+        .await
+        .unwrap();
+    let r: Value = r.json().await.unwrap();
+    assert!(r["releasedJobIds"].as_array().unwrap().is_empty(), "{r}");
+    // From now on it keeps renewing, as a live agent does.
+    let renewer = {
+        let (http, base, agent, kept) = (t.http.clone(), base.clone(), agent.clone(), kept.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = http
+                    .post(format!("{base}/api/v1/agent/poll"))
+                    .bearer_auth(&agent)
+                    .json(&json!({"activeJobIds": [kept]}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    loop {
+        let s = t.store.get_job(1, &silent).await.unwrap();
+        if s.status.to_string() == "lost" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the silent job is lost after the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        t.store.get_job(1, &kept).await.unwrap().status.to_string(),
+        "running"
+    );
+    renewer.abort();
+}
