@@ -36,6 +36,16 @@ enum AdminCommand {
     /// Code bundles: approve or reject (a member of the project decides).
     #[command(subcommand)]
     Code(CodeCmd),
+    /// Delete finished jobs (with their events, output, results, webhook deliveries) and audit
+    /// records older than an age, e.g. `--jobs-older-than 90d --audit-older-than 30d` (for cron).
+    Prune {
+        /// Jobs that ended longer ago than this (30d, 12h, …).
+        #[arg(long)]
+        jobs_older_than: Option<String>,
+        /// Audit records older than this.
+        #[arg(long)]
+        audit_older_than: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,20 +196,21 @@ pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
 }
 
 /// Parses an age such as `30d`, `12h`, `45m`, `90s` into milliseconds.
-fn parse_age(s: &str) -> anyhow::Result<i64> {
+fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
         .ok()
-        .with_context(|| format!("--older-than {s:?}: expected a duration like 30d, 12h or 45m"))?;
+        .with_context(|| format!("{flag} {s:?}: expected a duration like 30d, 12h or 45m"))?;
     let ms = match unit {
         "d" => 86_400_000,
         "h" => 3_600_000,
         "m" => 60_000,
         "s" => 1_000,
-        _ => bail!("--older-than {s:?}: the unit must be d, h, m or s"),
+        _ => bail!("{flag} {s:?}: the unit must be d, h, m or s"),
     };
-    n.checked_mul(ms).context("--older-than is too long")
+    n.checked_mul(ms)
+        .with_context(|| format!("{flag} is too long"))
 }
 
 fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
@@ -347,6 +358,26 @@ async fn run_on(
                 );
             }
         }
+        AdminCommand::Prune {
+            jobs_older_than,
+            audit_older_than,
+        } => {
+            if jobs_older_than.is_none() && audit_older_than.is_none() {
+                bail!("say what to prune: --jobs-older-than AGE and/or --audit-older-than AGE");
+            }
+            if let Some(age) = jobs_older_than {
+                let n = store
+                    .prune_jobs(now_ms() - parse_age("--jobs-older-than", &age)?)
+                    .await?;
+                println!("{n} finished jobs deleted");
+            }
+            if let Some(age) = audit_older_than {
+                let n = store
+                    .prune_audit(now_ms() - parse_age("--audit-older-than", &age)?)
+                    .await?;
+                println!("{n} audit records deleted");
+            }
+        }
         AdminCommand::Site(SiteCmd::Add { name }) => {
             check_name("site", &name)?;
             store.add_site(&name).await?;
@@ -428,7 +459,7 @@ async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow
             return Ok(());
         }
         CodeCmd::Prune { older_than } => {
-            let age = parse_age(&older_than)?;
+            let age = parse_age("--older-than", &older_than)?;
             let gone = store.prune_bundles(now_ms() - age).await?;
             for id in &gone {
                 let path = hpcsera_server::code_file_path(code_dir, id);

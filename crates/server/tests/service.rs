@@ -327,3 +327,62 @@ async fn tokens_over_their_rate_get_429_with_retry_after() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let done = id_of(&t.submit(&tok, json!({"label": "done"})).await);
+    let live = id_of(&t.submit(&tok, json!({"label": "live"})).await);
+    let queued = id_of(&t.submit(&tok, json!({"label": "queued"})).await);
+    for id in [&done, &live] {
+        t.report(&agent, id, json!({"status": "dispatched"})).await;
+        t.report(&agent, id, json!({"status": "running"})).await;
+    }
+    let r = t
+        .http
+        .post(format!(
+            "{}/api/v1/job/{done}/output/stdout?offset=0",
+            t.base
+        ))
+        .bearer_auth(&agent)
+        .body("out\n")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    t.report(&agent, &done, json!({"status": "completed", "exitCode": 0}))
+        .await;
+    // Nothing ended before an hour ago.
+    assert_eq!(t.store.prune_jobs(now_ms() - 3_600_000).await.unwrap(), 0);
+    // Everything that has ended by now goes; what runs or waits stays.
+    assert_eq!(t.store.prune_jobs(now_ms() + 1).await.unwrap(), 1);
+    assert_eq!(
+        t.get(&format!("/api/v1/job/{done}"), &tok).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get(&format!("/api/v1/job/{done}/events"), &tok).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get(&format!("/api/v1/job/{live}"), &tok).await.1["status"],
+        "running"
+    );
+    assert_eq!(
+        t.get(&format!("/api/v1/job/{queued}"), &tok).await.1["status"],
+        "queued"
+    );
+    let (_, ev) = t.get("/api/v1/events", &tok).await;
+    assert!(!ev.to_string().contains(&done), "its events are gone too");
+    // Audit records: the writer is asynchronous; wait until some exist, then prune them all.
+    for _ in 0..50 {
+        if !t.store.recent_audit(1).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(t.store.prune_audit(now_ms() - 3_600_000).await.unwrap() == 0);
+    assert!(t.store.prune_audit(now_ms() + 1).await.unwrap() > 0);
+}

@@ -11,6 +11,7 @@ mod auth;
 mod code;
 mod jobs;
 mod migrate;
+mod retention;
 mod sites;
 mod util;
 mod webhooks;

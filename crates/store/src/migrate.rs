@@ -8,12 +8,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_agent.sql")),
     (3, include_str!("../migrations/sqlite/0003_code.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
+    (5, include_str!("../migrations/sqlite/0005_retention.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_agent.sql")),
     (3, include_str!("../migrations/postgres/0003_code.sql")),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
+    (5, include_str!("../migrations/postgres/0005_retention.sql")),
 ];
 
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.

@@ -1,0 +1,48 @@
+//! Retention: finished jobs (with their events, output, result files, webhook deliveries and
+//! idempotency keys, which cascade) and old audit records are removed after an age.
+
+use crate::{Result, Store};
+
+/// Rows deleted per transaction, so that a large clean-up never holds the write lock long.
+const BATCH: i64 = 1000;
+
+impl Store {
+    /// Deletes jobs that ended before `before` (Unix ms). Returns how many.
+    pub async fn prune_jobs(&self, before: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let r = sqlx::query(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL \
+                 AND finished_at < $1 AND status IN ('completed', 'failed', 'cancelled', 'lost') LIMIT $2)",
+            )
+            .bind(before)
+            .bind(BATCH)
+            .execute(&mut *tx.tx)
+            .await?;
+            tx.commit().await?;
+            total += r.rows_affected();
+            if r.rows_affected() < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes audit records older than `before` (Unix ms). Returns how many.
+    pub async fn prune_audit(&self, before: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let r = sqlx::query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)")
+                .bind(before)
+                .bind(BATCH)
+                .execute(&mut *tx.tx)
+                .await?;
+            tx.commit().await?;
+            total += r.rows_affected();
+            if r.rows_affected() < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
