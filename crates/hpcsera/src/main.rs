@@ -54,7 +54,7 @@ enum Command {
     Openapi,
     #[command(flatten)]
     Client(cli::ClientCommand),
-    /// Upload code bundles and follow their approval (HPCSERA_URL, HPCSERA_TOKEN).
+    /// Upload code bundles and follow their approval.
     Code(code_cmd::CodeArgs),
 }
 
