@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 const SITE: &str = "e2e";
 
 fn job_types() -> String {
-    let hold_opts = if slurm() {
-        r#"options = ["--begin=now+3600"]"#
-    } else {
-        ""
-    };
+    let sleep_and_later = common::sleep_and_later_job_types();
     format!(
         r#"
 [[job_types]]
@@ -39,39 +35,7 @@ echo "line two"
 echo "to stderr" >&2
 """
 
-[[job_types]]
-name = "sleep"
-description = "sleeps, then exits with a code"
-[[job_types.parameters]]
-name = "seconds"
-type = "integer"
-default = 1
-[[job_types.parameters]]
-name = "code"
-type = "integer"
-default = 0
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "start"
-sleep "$HPCSERA_PARAM_seconds"
-echo "end"
-exit "$HPCSERA_PARAM_code"
-"""
-
-[[job_types]]
-name = "later"
-description = "a batch job that waits in the queue"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-{hold_opts}
-script = """
-#!/bin/sh
-sleep 60
-"""
+{sleep_and_later}
 
 [[job_types]]
 name = "badlogin"
