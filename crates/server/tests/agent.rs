@@ -35,13 +35,7 @@ async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
     let a = id_of(&t.submit(&tok, json!({"label": "a"})).await);
     let b = id_of(&t.submit(&tok, json!({"label": "b"})).await);
     let held = id_of(&t.submit(&tok, json!({"label": "h"})).await);
-    t.send(
-        Method::PUT,
-        &format!("/api/v1/job/updateByOperation/{held}"),
-        &tok,
-        Some(json!({"operation": "hold"})),
-    )
-    .await;
+    t.operation(&tok, &held, "hold").await;
     let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
     t.submit(&bob, json!({"label": "other project"})).await;
 
@@ -64,13 +58,7 @@ async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
     assert!(ids(&r["jobs"]).is_empty());
     assert!(r["releasedJobIds"].as_array().unwrap().is_empty());
     // Released → claimable.
-    t.send(
-        Method::PUT,
-        &format!("/api/v1/job/updateByOperation/{held}"),
-        &tok,
-        Some(json!({"operation": "release"})),
-    )
-    .await;
+    t.operation(&tok, &held, "release").await;
     let r = poll(&t, &agent, json!({"maxJobs": 10})).await;
     assert_eq!(ids(&r["jobs"]), vec![held.clone()]);
     let (_, ev) = t.get(&format!("/api/v1/job/{held}/events"), &tok).await;
@@ -308,14 +296,7 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (s, _) = t
-        .send(
-            Method::PUT,
-            &format!("/api/v1/job/updateByOperation/{id}"),
-            &tok,
-            Some(json!({"operation": "hold"})),
-        )
-        .await;
+    let (s, _) = t.operation(&tok, &id, "hold").await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let r = waiter.await.unwrap();
     assert_eq!(r["operations"], json!([{"jobId": id, "operation": "hold"}]));
@@ -344,13 +325,7 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
     let r = poll(&t, &agent, json!({"activeJobIds": [id]})).await;
     assert!(r["operations"].as_array().unwrap().is_empty());
     // A failed operation is recorded as such.
-    t.send(
-        Method::PUT,
-        &format!("/api/v1/job/updateByOperation/{id}"),
-        &tok,
-        Some(json!({"operation": "release"})),
-    )
-    .await;
+    t.operation(&tok, &id, "release").await;
     let (_, j) = t
         .send(
             Method::POST,

@@ -550,14 +550,7 @@ async fn state_machine_refuses_illegal_transitions() {
         let (s, _) = t.report(&agent, &id, json!({"status": st})).await;
         assert_eq!(s, StatusCode::CONFLICT, "completed → {st}");
     }
-    let (s, _) = t
-        .send(
-            Method::PUT,
-            &format!("/api/v1/job/updateByOperation/{id}"),
-            &tok,
-            Some(json!({"operation": "cancel"})),
-        )
-        .await;
+    let (s, _) = t.operation(&tok, &id, "cancel").await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = t
         .send(
@@ -668,44 +661,31 @@ async fn operations_on_queued_and_running_jobs() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
     let agent = t.agent_token().await;
-    let op = |id: String, op: &'static str| {
-        let tok = tok.clone();
-        let t = &t;
-        async move {
-            t.send(
-                Method::PUT,
-                &format!("/api/v1/job/updateByOperation/{id}"),
-                &tok,
-                Some(json!({"operation": op})),
-            )
-            .await
-        }
-    };
     // A queued job: hold/release/cancel at once.
     let q = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    let (s, b) = op(q.clone(), "hold").await;
+    let (s, b) = t.operation(&tok, &q, "hold").await;
     assert_eq!((s, b["held"].clone()), (StatusCode::OK, json!(true)));
-    let (s, b) = op(q.clone(), "release").await;
+    let (s, b) = t.operation(&tok, &q, "release").await;
     assert_eq!((s, b["held"].clone()), (StatusCode::OK, json!(false)));
-    let (s, b) = op(q.clone(), "cancel").await;
+    let (s, b) = t.operation(&tok, &q, "cancel").await;
     assert_eq!(
         (s, b["status"].clone()),
         (StatusCode::OK, json!("cancelled"))
     );
     assert!(b.get("pendingOperation").is_none());
-    let (s, _) = op(q.clone(), "cancel").await;
+    let (s, _) = t.operation(&tok, &q, "cancel").await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, b) = op(q.clone(), "explode").await;
+    let (s, b) = t.operation(&tok, &q, "explode").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     // A running job: recorded for the agent.
     let r = id_of(&t.submit(&tok, json!({"label": "x"})).await);
     t.report(&agent, &r, json!({"status": "dispatched"})).await;
     t.report(&agent, &r, json!({"status": "running"})).await;
-    let (s, b) = op(r.clone(), "hold").await;
+    let (s, b) = t.operation(&tok, &r, "hold").await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(b["pendingOperation"]["operation"], "hold");
     assert_eq!(b["pendingOperation"]["requestedBy"], "user:alice");
-    let (s, b) = op(r.clone(), "cancel").await;
+    let (s, b) = t.operation(&tok, &r, "cancel").await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(
         b["pendingOperation"]["operation"], "cancel",

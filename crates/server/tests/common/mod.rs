@@ -186,6 +186,17 @@ impl TestApp {
         b
     }
 
+    /// Requests an operation (`cancel`, `hold`, `release`) on a job.
+    pub async fn operation(&self, token: &str, id: &str, op: &str) -> (StatusCode, Value) {
+        self.send(
+            Method::PUT,
+            &format!("/api/v1/job/updateByOperation/{id}"),
+            token,
+            Some(json!({ "operation": op })),
+        )
+        .await
+    }
+
     /// Moves a job along as the agent would.
     pub async fn report(&self, agent: &str, id: &str, body: Value) -> (StatusCode, Value) {
         self.send(Method::PUT, &format!("/api/v1/job/{id}"), agent, Some(body))
