@@ -75,6 +75,19 @@ impl Store {
         if c.max_jobs == 0 {
             return Ok(Vec::new());
         }
+        // Most polls find nothing: answer them with an indexed read, without taking the write
+        // lock (SQLite) or starting a write transaction.
+        let any = sqlx::query(
+            "SELECT 1 FROM jobs j JOIN sites s ON s.id = j.site_id WHERE s.name = $1 AND j.project_id = $2 \
+             AND j.status = 'queued' AND j.held = 0 AND j.deleted_at IS NULL LIMIT 1",
+        )
+        .bind(c.site)
+        .bind(c.project_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
