@@ -363,3 +363,42 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
         }
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_agent_cleanly_and_a_restart_finishes_the_job() {
+    let mut env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "sleep", json!({"seconds": 4})).await;
+    env.wait_for(
+        &id,
+        |s| s == JobStatus::Running || s == JobStatus::Submitted,
+        "submitted",
+    )
+    .await;
+    let status = env.terminate_agent().await;
+    assert!(
+        status.success(),
+        "the agent exits 0 on SIGTERM: {status:?}\n{}",
+        env.agent_log()
+    );
+    assert!(env.agent_log().contains("stopping"), "{}", env.agent_log());
+    // The batch job went on without the agent; the restarted agent picks it up.
+    env.start_agent();
+    let job = wait_end(&env, &id).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Completed,
+        "{:?}\n{}",
+        job.message,
+        env.agent_log()
+    );
+    let events = env.client.events(&id, 0).await.unwrap();
+    let submitted = events
+        .iter()
+        .filter(|e| e.to_status == Some(JobStatus::Submitted))
+        .count();
+    assert_eq!(submitted, 1);
+    assert_eq!(
+        output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await,
+        "start\nend\n"
+    );
+}

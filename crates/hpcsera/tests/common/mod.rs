@@ -232,6 +232,22 @@ impl Env {
         self.agent = Some(child);
     }
 
+    /// Stops the agent with SIGTERM, as an operator or systemd would; returns its exit status
+    /// once it has ended (at most 30 s).
+    pub async fn terminate_agent(&mut self) -> std::process::ExitStatus {
+        let mut c = self.agent.take().expect("the agent runs");
+        let pid = c.id().expect("the agent has a pid").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(30), c.wait())
+            .await
+            .expect("the agent ends after SIGTERM")
+            .unwrap()
+    }
+
     /// Kills the agent with SIGKILL, as a crash would.
     pub async fn kill_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {
