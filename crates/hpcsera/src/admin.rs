@@ -385,10 +385,11 @@ async fn run_on(
         }
         AdminCommand::Code(c) => code(store, code_dir, c).await?,
         AdminCommand::Site(SiteCmd::List) => {
-            for s in store.list_sites().await? {
+            for (project, s) in store.list_site_projects().await? {
                 println!(
-                    "{}\tlast_seen={}\tagent={}\tjob_types={}",
+                    "{}\tproject={}\tlast_seen={}\tagent={}\tjob_types={}",
                     s.name,
+                    project.as_deref().unwrap_or("-"),
                     s.last_seen_at.as_deref().unwrap_or("never"),
                     s.agent_version.as_deref().unwrap_or("-"),
                     s.job_types.join(",")

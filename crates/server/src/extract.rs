@@ -192,16 +192,86 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         // After the audit slot is filled, so that refused requests are audited with the token.
-        // Agents (site-restricted GET_Job tokens) are not limited: they make a burst of
-        // requests per cycle for the jobs they run, and the site operates them.
-        let agent = token.site.is_some() && token.roles.contains(Role::GetJob);
-        if !agent {
+        // Agents are not limited: they make a burst of requests per cycle for the jobs they
+        // run, and the site operates them.
+        if !is_agent_token(&token) {
             state
                 .rate
                 .check(&token.token_id)
                 .map_err(ApiError::TooManyRequests)?;
         }
         Ok(Caller(token))
+    }
+}
+
+/// What makes a token an agent token (DESIGN §2): restricted to one site, with `GET_Job`.
+/// The one place that decides it.
+pub fn is_agent_token(token: &AuthToken) -> bool {
+    token.site.is_some() && token.roles.contains(Role::GetJob)
+}
+
+/// The holder of an agent token. Every route by which an agent claims or writes takes this
+/// extractor (or [`AgentCaller::from_caller`], where one route serves clients and agents), so a
+/// token that is not an agent token never gets that far; the store then checks that this
+/// agent token holds the job ([`hpcsera_store::AgentRef`]).
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    caller: Caller,
+    site: String,
+}
+
+impl AgentCaller {
+    /// 403 unless the caller's token is an agent token.
+    pub fn from_caller(caller: Caller) -> Result<Self, ApiError> {
+        match (&caller.0.site, is_agent_token(&caller.0)) {
+            (Some(site), true) => Ok(AgentCaller {
+                site: site.clone(),
+                caller,
+            }),
+            _ => Err(ApiError::Forbidden(
+                "this needs an agent token: one restricted to a site (--site) with the role GET_Job"
+                    .into(),
+            )),
+        }
+    }
+
+    /// 403 unless the token also has `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        self.caller.require(role)
+    }
+
+    /// The site the token is restricted to.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    pub fn token(&self) -> &AuthToken {
+        &self.caller.0
+    }
+
+    /// The agent as the store's holder checks see it.
+    pub fn agent_ref(&self) -> hpcsera_store::AgentRef<'_> {
+        hpcsera_store::AgentRef {
+            token_id: &self.caller.0.token_id,
+            project_id: self.caller.0.project_id,
+            site: &self.site,
+        }
+    }
+
+    /// How the event log names this agent.
+    pub fn actor(&self) -> String {
+        self.caller.agent_actor()
+    }
+}
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        AgentCaller::from_caller(Caller::from_request_parts(parts, state).await?)
     }
 }
 

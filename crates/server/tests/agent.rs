@@ -675,6 +675,18 @@ async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
                     .unwrap();
                 ids.push(id_of(&j));
             }
+            // Only a poll claims; the reports below then move the jobs on concurrently.
+            let claimed: Value = http
+                .post(format!("{base}/api/v1/agent/poll"))
+                .bearer_auth(&agent)
+                .json(&json!({"maxJobs": 1000, "waitSeconds": 0}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(claimed["jobs"].as_array().unwrap().len(), ids.len());
             let mut tasks = Vec::new();
             for id in ids.clone() {
                 let http = http.clone();

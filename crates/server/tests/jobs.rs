@@ -364,7 +364,14 @@ async fn concurrent_requests_with_one_key_make_one_job() {
 async fn pagination_over_ten_thousand_jobs() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
-    let (site_id, _) = t.store.job_type(SITE, JOB_TYPE).await.unwrap();
+    let project_id = t
+        .store
+        .authenticate(&tok)
+        .await
+        .unwrap()
+        .unwrap()
+        .project_id;
+    let (site_id, _) = t.store.job_type(SITE, project_id, JOB_TYPE).await.unwrap();
     let params = serde_json::Map::new();
     let n = 10_000;
     // Inserted through the store (the API path is covered elsewhere), 8 at a time.
@@ -457,10 +464,10 @@ async fn filters_by_status_site_type_and_time() {
     let a = t.submit(&tok, json!({"label": "a"})).await;
     let b = t.submit(&tok, json!({"label": "b"})).await;
     let c = t.submit(&tok, json!({"label": "c"})).await;
-    t.report(&agent, &id_of(&b), json!({"status": "dispatched"}))
-        .await;
-    t.report(&agent, &id_of(&c), json!({"status": "dispatched"}))
-        .await;
+    // a stays queued: held while the agent claims b and c.
+    t.operation(&tok, &id_of(&a), "hold").await;
+    assert_eq!(t.claim(&agent, &id_of(&b)).await.len(), 2);
+    t.operation(&tok, &id_of(&a), "release").await;
     t.report(&agent, &id_of(&c), json!({"status": "running"}))
         .await;
     let ids =
@@ -526,7 +533,8 @@ async fn state_machine_refuses_illegal_transitions() {
     let (_, now) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
     assert_eq!(now["status"], "queued");
     assert!(now.get("exitCode").is_none());
-    // The path forward, with a skipped step.
+    // The path forward, with a skipped step, after the claim (only a poll claims).
+    t.claim(&agent, &id).await;
     for (st, extra) in [
         ("dispatched", json!({})),
         ("submitted", json!({"batchJobId": "42"})),
@@ -563,7 +571,7 @@ async fn state_machine_refuses_illegal_transitions() {
     assert_eq!(s, StatusCode::CONFLICT);
     // Backwards on the main path is refused.
     let j2 = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    t.report(&agent, &j2, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &j2).await;
     t.report(&agent, &j2, json!({"status": "running"})).await;
     let (s, _) = t.report(&agent, &j2, json!({"status": "submitted"})).await;
     assert_eq!(s, StatusCode::CONFLICT);
@@ -679,7 +687,7 @@ async fn operations_on_queued_and_running_jobs() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     // A running job: recorded for the agent.
     let r = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    t.report(&agent, &r, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &r).await;
     t.report(&agent, &r, json!({"status": "running"})).await;
     let (s, b) = t.operation(&tok, &r, "hold").await;
     assert_eq!(s, StatusCode::ACCEPTED);
@@ -751,7 +759,7 @@ async fn delete_queued_and_running_jobs() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let r = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    t.report(&agent, &r, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &r).await;
     let (s, _) = t
         .send(Method::DELETE, &format!("/api/v1/job/{r}"), &tok, None)
         .await;
@@ -804,7 +812,7 @@ async fn strings_are_stored_and_returned_verbatim() {
     // Reports from the agent too.
     let agent = t.agent_token().await;
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    t.report(&agent, &id, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &id).await;
     let msg = "exit 1: can't open '/scratch/ü'; \"quota\" exceeded; '); DROP TABLE jobs; --";
     let (s, b) = t
         .report(&agent, &id, json!({"status": "failed", "message": msg}))
@@ -816,7 +824,7 @@ async fn strings_are_stored_and_returned_verbatim() {
     assert_eq!(ev["events"][2]["message"], msg);
     // A NUL cannot be kept in a plain text column on every database: refused, never a 500.
     let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    t.report(&agent, &id, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &id).await;
     let (s, b) = t
         .report(
             &agent,

@@ -1,5 +1,7 @@
-//! The role matrix: every route × each of the eight roles present/absent × own/other
-//! project → the expected status.
+//! The role matrix: every client route × each of the eight roles present/absent × own/other
+//! project → the expected status; and every agent write × the holding agent token, tokens
+//! with the same roles that are not agent tokens, and agent tokens of another site, of
+//! another project and of the same site that do not hold the job.
 
 mod common;
 
@@ -79,15 +81,6 @@ fn cases() -> Vec<Case> {
             other_project: StatusCode::NOT_FOUND,
         },
         Case {
-            name: "status report",
-            method: Method::PUT,
-            path: "/api/v1/job/{id}",
-            body: Some(json!({"status": "dispatched"})),
-            allowed: &[UpdateJobStatus],
-            ok: StatusCode::OK,
-            other_project: StatusCode::NOT_FOUND,
-        },
-        Case {
             name: "events",
             method: Method::GET,
             path: "/api/v1/job/{id}/events",
@@ -95,15 +88,6 @@ fn cases() -> Vec<Case> {
             allowed: &[GetJobStatus],
             ok: StatusCode::OK,
             other_project: StatusCode::NOT_FOUND,
-        },
-        Case {
-            name: "publish job types",
-            method: Method::PUT,
-            path: "/api/v1/sites/testsite/jobTypes",
-            body: Some(json!({"jobTypes": [job_type_spec()]})),
-            allowed: &[GetJob],
-            ok: StatusCode::NO_CONTENT,
-            other_project: StatusCode::NO_CONTENT,
         },
         Case {
             name: "sites",
@@ -289,7 +273,7 @@ async fn site_restricted_tokens_stay_on_their_site() {
         .token(
             "agent",
             "proj-a",
-            [Role::UpdateJobStatus].into_iter().collect(),
+            [Role::GetJob, Role::UpdateJobStatus].into_iter().collect(),
             Some("othersite"),
         )
         .await;
@@ -297,4 +281,225 @@ async fn site_restricted_tokens_stay_on_their_site() {
         .report(&other_agent, &id_of(&job), json!({"status": "dispatched"}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// An agent write: what it sends and what the holder gets.
+struct AgentCase {
+    name: &'static str,
+    method: Method,
+    /// `{id}` is replaced by the job's id.
+    path: &'static str,
+    body: AgentBody,
+    ok: StatusCode,
+}
+
+enum AgentBody {
+    Json(Value),
+    Bytes(&'static [u8]),
+}
+
+fn agent_cases() -> Vec<AgentCase> {
+    vec![
+        AgentCase {
+            name: "status report",
+            method: Method::PUT,
+            path: "/api/v1/job/{id}",
+            body: AgentBody::Json(json!({"status": "running", "message": "m"})),
+            ok: StatusCode::OK,
+        },
+        AgentCase {
+            name: "output",
+            method: Method::POST,
+            path: "/api/v1/job/{id}/output/stdout?offset=0",
+            body: AgentBody::Bytes(b"hello\n"),
+            ok: StatusCode::OK,
+        },
+        AgentCase {
+            name: "result file",
+            method: Method::PUT,
+            path: "/api/v1/job/{id}/results/r.txt",
+            body: AgentBody::Bytes(b"result"),
+            ok: StatusCode::CREATED,
+        },
+        AgentCase {
+            name: "operation done",
+            method: Method::POST,
+            path: "/api/v1/agent/jobs/{id}/operationDone",
+            body: AgentBody::Json(json!({"operation": "hold", "ok": true})),
+            ok: StatusCode::OK,
+        },
+    ]
+}
+
+async fn send_agent(t: &TestApp, case: &AgentCase, token: &str, id: &str) -> (StatusCode, Value) {
+    let path = case.path.replace("{id}", id);
+    match &case.body {
+        AgentBody::Json(v) => {
+            t.send(case.method.clone(), &path, token, Some(v.clone()))
+                .await
+        }
+        AgentBody::Bytes(b) => {
+            let resp = t
+                .http
+                .request(case.method.clone(), format!("{}{path}", t.base))
+                .bearer_auth(token)
+                .header("content-type", "application/octet-stream")
+                .body(b.to_vec())
+                .send()
+                .await
+                .unwrap();
+            let s = resp.status();
+            (s, resp.json().await.unwrap_or(Value::Null))
+        }
+    }
+}
+
+/// What an agent write could have changed.
+async fn footprint(t: &TestApp, owner: &str, id: &str) -> Value {
+    let (_, job) = t.get(&format!("/api/v1/job/{id}"), owner).await;
+    let (_, results) = t.get(&format!("/api/v1/job/{id}/results"), owner).await;
+    let (_, events) = t.get(&format!("/api/v1/job/{id}/events"), owner).await;
+    let out = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
+        .bearer_auth(owner)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    json!({
+        "status": job["status"], "message": job["message"], "held": job["held"],
+        "results": results, "events": events["events"].as_array().map(|e| e.len()),
+        "stdout": String::from_utf8_lossy(&out),
+    })
+}
+
+#[tokio::test]
+async fn agent_writes_need_the_agent_token_that_holds_the_job() {
+    use Role::*;
+    let t = TestApp::spawn().await;
+    let owner = t.alice().await;
+    let agent_roles = [GetJob, UpdateJobStatus, GetCode];
+    let holder = t.agent_token().await;
+    let refused: Vec<(&str, String, &[StatusCode])> = vec![
+        (
+            "the same roles without a site (not an agent token)",
+            t.token("agent", "proj-a", roles(&agent_roles), None).await,
+            &[StatusCode::FORBIDDEN],
+        ),
+        (
+            "every role but GET_Job, restricted to the site (not an agent token)",
+            t.token(
+                "agent",
+                "proj-a",
+                Role::ALL.into_iter().filter(|r| *r != GetJob).collect(),
+                Some(SITE),
+            )
+            .await,
+            &[StatusCode::FORBIDDEN],
+        ),
+        (
+            "every role without a site",
+            t.token("alice", "proj-a", RoleSet::all(), None).await,
+            &[StatusCode::FORBIDDEN],
+        ),
+        (
+            "an agent token of another site",
+            t.token("agent", "proj-a", roles(&agent_roles), Some("othersite"))
+                .await,
+            &[StatusCode::NOT_FOUND],
+        ),
+        (
+            "an agent token of another project",
+            t.agent_token_b().await,
+            &[StatusCode::NOT_FOUND],
+        ),
+        (
+            "another agent token of the same project and site",
+            t.agent_token().await,
+            &[StatusCode::CONFLICT],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for case in agent_cases() {
+        let id = id_of(&t.submit(&owner, json!({"label": "x"})).await);
+        t.claim(&holder, &id).await;
+        for (who, token, expected) in &refused {
+            let before = footprint(&t, &owner, &id).await;
+            let (s, b) = send_agent(&t, &case, token, &id).await;
+            if !expected.contains(&s) {
+                failures.push(format!(
+                    "{} by {who}: got {s}, expected {expected:?}: {b}",
+                    case.name
+                ));
+            }
+            let after = footprint(&t, &owner, &id).await;
+            if before != after {
+                failures.push(format!(
+                    "{} by {who} changed the job: {before} → {after}",
+                    case.name
+                ));
+            }
+        }
+        let (s, b) = send_agent(&t, &case, &holder, &id).await;
+        if s != case.ok {
+            failures.push(format!(
+                "{} by the holder: got {s}, expected {}: {b}",
+                case.name, case.ok
+            ));
+        }
+    }
+    // Claims: only a poll by an agent token of the job's project and site takes a job.
+    let id = id_of(&t.submit(&owner, json!({"label": "claim me"})).await);
+    for (who, token, _) in &refused {
+        if who.starts_with("another agent") {
+            continue; // an agent of the job's project and site may claim it
+        }
+        let (s, b) = t
+            .send(
+                Method::POST,
+                "/api/v1/agent/poll",
+                token,
+                Some(json!({"maxJobs": 10})),
+            )
+            .await;
+        let took = b["jobs"].as_array().is_some_and(|j| !j.is_empty());
+        let expect_ok = who.starts_with("an agent token");
+        if took || (expect_ok && s != StatusCode::OK) || (!expect_ok && s != StatusCode::FORBIDDEN)
+        {
+            failures.push(format!("poll by {who}: {s} {b}"));
+        }
+        let (s, b) = t.report(token, &id, json!({"status": "dispatched"})).await;
+        if s.is_success() {
+            failures.push(format!("a claim by PUT from {who} was accepted: {b}"));
+        }
+    }
+    let (_, job) = t.get(&format!("/api/v1/job/{id}"), &owner).await;
+    assert_eq!(job["status"], "queued", "{job}");
+    // Publishing job types: only an agent token of exactly that site.
+    for (who, token, _) in &refused {
+        let (s, b) = t
+            .send(
+                Method::PUT,
+                &format!("/api/v1/sites/{SITE}/jobTypes"),
+                token,
+                Some(json!({"jobTypes": []})),
+            )
+            .await;
+        let ok = who.contains("another project") || who.starts_with("another agent");
+        if ok != (s == StatusCode::NO_CONTENT) || (!ok && s != StatusCode::FORBIDDEN) {
+            failures.push(format!("publish by {who}: {s} {b}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "agent matrix failures:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn roles(r: &[Role]) -> RoleSet {
+    r.iter().copied().collect()
 }

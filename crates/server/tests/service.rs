@@ -336,8 +336,10 @@ async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records()
     let done = id_of(&t.submit(&tok, json!({"label": "done"})).await);
     let live = id_of(&t.submit(&tok, json!({"label": "live"})).await);
     let queued = id_of(&t.submit(&tok, json!({"label": "queued"})).await);
+    t.operation(&tok, &queued, "hold").await;
+    t.claim(&agent, &done).await;
+    t.operation(&tok, &queued, "release").await;
     for id in [&done, &live] {
-        t.report(&agent, id, json!({"status": "dispatched"})).await;
         t.report(&agent, id, json!({"status": "running"})).await;
     }
     let r = t

@@ -107,6 +107,7 @@ async fn every_transition_is_delivered_signed_and_in_order() {
     let agent = t.agent_token().await;
     let (url, state) = receiver(0).await;
     let id = submit_with_callback(&t, &tok, &url).await;
+    t.claim(&agent, &id).await;
     for st in ["dispatched", "running", "completed"] {
         t.report(&agent, &id, json!({"status": st})).await;
     }
@@ -156,7 +157,7 @@ async fn a_failing_receiver_gets_the_delivery_on_the_third_try_and_order_is_kept
     let agent = t.agent_token().await;
     let (url, state) = receiver(2).await;
     let id = submit_with_callback(&t, &tok, &url).await;
-    t.report(&agent, &id, json!({"status": "dispatched"})).await;
+    t.claim(&agent, &id).await;
     wait_calls(&state, 4).await;
     let calls = state.lock().unwrap().calls.clone();
     let ids: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();

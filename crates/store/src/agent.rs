@@ -40,32 +40,78 @@ pub struct OutputSlice {
     pub truncated: bool,
 }
 
+/// Who an agent write comes from: the agent token (restricted to `site`) and its project.
+/// The server builds it only from a token that is an agent token (`AgentCaller`).
+#[derive(Debug, Clone, Copy)]
+pub struct AgentRef<'a> {
+    pub token_id: &'a str,
+    pub project_id: i64,
+    pub site: &'a str,
+}
+
+/// A job row that an agent write locked and may change: this agent holds it and it has not
+/// ended.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub seq: i64,
+    pub status: JobStatus,
+    pub deleted: bool,
+    pub pending_op: Option<String>,
+    pub stdout_bytes: i64,
+    pub stderr_bytes: i64,
+}
+
 impl Store {
-    /// Locks a job that the agent token holds and returns its row: `seq`, `agent_token`,
-    /// then `cols`. Another agent's job is a conflict; another project's is not found.
-    async fn lock_held(
+    /// Locks a job for a write by an agent and checks, in this order: the job is of the
+    /// agent's project and site (else not found, so ids leak nothing), it has not ended (else
+    /// a conflict: ended jobs are read-only), and this agent token holds it (else a conflict:
+    /// only the holder reports, and only `claim_jobs` makes a holder).
+    ///
+    /// **Invariant:** every write an agent makes to a job goes through here.
+    pub(crate) async fn lock_held(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        project_id: i64,
-        token_id: &str,
+        agent: &AgentRef<'_>,
         job_id: &str,
-        cols: &str,
-    ) -> Result<sqlx::any::AnyRow> {
+    ) -> Result<Held> {
+        // The site name comes from a subquery so that FOR UPDATE locks only the job's row.
         let r = sqlx::query(&format!(
-            "SELECT seq, agent_token, {cols} FROM jobs WHERE id = $1 AND project_id = $2{}",
+            "SELECT seq, agent_token, status, deleted_at, pending_op, stdout_bytes, stderr_bytes, \
+             (SELECT name FROM sites WHERE id = jobs.site_id) FROM jobs WHERE id = $1 AND project_id = $2{}",
             self.for_update()
         ))
         .bind(job_id)
-        .bind(project_id)
+        .bind(agent.project_id)
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(StoreError::NotFound("job"))?;
-        if col::<Option<String>>(&r, 1)?.as_deref() != Some(token_id) {
+        if col::<String>(&r, 7)? != agent.site {
+            return Err(StoreError::NotFound("job"));
+        }
+        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        if status.is_terminal() {
+            return Err(StoreError::Conflict(format!(
+                "the job is {status}; an ended job takes no more writes"
+            )));
+        }
+        if !status.is_with_agent() {
+            return Err(StoreError::Conflict(format!(
+                "the job is {status}; only the agent that claimed it (POST /agent/poll) reports on it"
+            )));
+        }
+        if col::<Option<String>>(&r, 1)?.as_deref() != Some(agent.token_id) {
             return Err(StoreError::Conflict(
-                "the job is not held by this agent".into(),
+                "the job is held by another agent".into(),
             ));
         }
-        Ok(r)
+        Ok(Held {
+            seq: col(&r, 0)?,
+            status,
+            deleted: col::<Option<i64>>(&r, 3)?.is_some(),
+            pending_op: col(&r, 4)?,
+            stdout_bytes: col(&r, 5)?,
+            stderr_bytes: col(&r, 6)?,
+        })
     }
 
     /// Claims queued, not held jobs of `site` in the token's project, oldest first. On
@@ -190,11 +236,9 @@ impl Store {
     }
 
     /// The agent reports that it carried out (or could not carry out) an operation.
-    #[allow(clippy::too_many_arguments)]
     pub async fn operation_done(
         &self,
-        project_id: i64,
-        token_id: &str,
+        agent: &AgentRef<'_>,
         job_id: &str,
         op: Operation,
         ok: bool,
@@ -202,11 +246,10 @@ impl Store {
         actor: &str,
     ) -> Result<Job> {
         let mut tx = self.begin_write().await?;
-        let r = self
-            .lock_held(&mut tx.tx, project_id, token_id, job_id, "pending_op")
-            .await?;
-        let seq: i64 = col(&r, 0)?;
-        let pending: Option<String> = col(&r, 2)?;
+        let held = self.lock_held(&mut tx.tx, agent, job_id).await?;
+        let seq = held.seq;
+        let project_id = agent.project_id;
+        let pending = held.pending_op;
         // Only the operation still pending is settled; a newer request stays pending.
         if pending.as_deref() == Some(op.as_str()) {
             sqlx::query("UPDATE jobs SET pending_op = NULL, pending_op_at = NULL, pending_op_by = NULL, updated_at = $1 WHERE seq = $2")
@@ -248,99 +291,138 @@ impl Store {
     }
 
     /// Ends leases that ran out: an unconfirmed claim is offered again (it provably never
-    /// reached the batch system: the agent confirms before it runs anything); any other job an
-    /// agent held becomes `lost`.
+    /// reached the batch system: the agent confirms before it runs anything), carrying out
+    /// the operation that was pending on it (a cancel ends it, a hold holds it, a release
+    /// releases it); any other job an agent held becomes `lost`.
     pub async fn expire_leases(&self) -> Result<Vec<Expired>> {
         let now = now_ms();
+        let mut out = Vec::new();
+        for seq in self.expired_lease_candidates(now).await? {
+            if let Some(e) = self.expire_lease(seq, now).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Jobs whose lease ran out before `now` (read without a lock; each is decided again
+    /// under its row lock by [`Store::expire_lease`]).
+    pub(crate) async fn expired_lease_candidates(&self, now: i64) -> Result<Vec<i64>> {
         let rows = sqlx::query(&format!(
-            "SELECT seq, id, project_id, status, claim_confirmed, deleted_at FROM jobs \
-             WHERE lease_until < $1 AND status IN {WITH_AGENT} ORDER BY seq LIMIT 1000"
+            "SELECT seq FROM jobs WHERE lease_until < $1 AND status IN {WITH_AGENT} ORDER BY seq LIMIT 1000"
         ))
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let seq: i64 = col(r, 0)?;
-            let id: String = col(r, 1)?;
-            let project_id: i64 = col(r, 2)?;
-            let from: JobStatus = col::<String>(r, 3)?.parse().map_err(corrupt)?;
-            let confirmed = col::<i64>(r, 4)? != 0;
-            let deleted = col::<Option<i64>>(r, 5)?.is_some();
-            let mut tx = self.begin_write().await?;
-            // Re-check under the lock: the agent may have renewed in the meantime.
-            let still = sqlx::query(&format!(
-                "SELECT 1 FROM jobs WHERE seq = $1 AND lease_until < $2 AND status = $3{}",
-                self.for_update()
-            ))
-            .bind(seq)
-            .bind(now)
-            .bind(from.as_str())
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-            if still.is_none() {
-                continue;
-            }
-            let (to, msg) = if from == JobStatus::Dispatched && !confirmed && !deleted {
-                (
-                    JobStatus::Queued,
-                    "the agent never confirmed its claim; the job is offered again",
-                )
-            } else if from == JobStatus::Dispatched && !confirmed {
-                (
-                    JobStatus::Cancelled,
-                    "deleted before the agent confirmed its claim",
-                )
-            } else {
-                (
-                    JobStatus::Lost,
-                    "the agent's lease ran out and it did not report back",
-                )
-            };
-            let finished = to.is_terminal().then_some(now);
-            sqlx::query(
-                "UPDATE jobs SET status = $1, lease_until = NULL, agent_token = CASE WHEN $2 = 1 THEN NULL ELSE agent_token END, \
-                 updated_at = $3, finished_at = $4, message = $5, pending_op = NULL WHERE seq = $6",
+        rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    /// Ends the lease of one job if it still ran out at `now`. Everything it decides on is
+    /// read under the row lock: the client may have deleted the job or requested an
+    /// operation, or the agent renewed, since the candidates were read.
+    pub(crate) async fn expire_lease(&self, seq: i64, now: i64) -> Result<Option<Expired>> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(&format!(
+            "SELECT id, project_id, status, claim_confirmed, deleted_at, pending_op FROM jobs \
+             WHERE seq = $1 AND lease_until < $2 AND status IN {WITH_AGENT}{}",
+            self.for_update()
+        ))
+        .bind(seq)
+        .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let id: String = col(&r, 0)?;
+        let project_id: i64 = col(&r, 1)?;
+        let from: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        let confirmed = col::<i64>(&r, 3)? != 0;
+        let deleted = col::<Option<i64>>(&r, 4)?.is_some();
+        let pending: Option<Operation> = col::<Option<String>>(&r, 5)?
+            .map(|p| p.parse().map_err(corrupt))
+            .transpose()?;
+        let unconfirmed = from == JobStatus::Dispatched && !confirmed;
+        let (to, msg) = if unconfirmed && deleted {
+            (
+                JobStatus::Cancelled,
+                "deleted before the agent confirmed its claim",
             )
-            .bind(to.as_str())
-            .bind(i64::from(to == JobStatus::Queued))
-            .bind(now)
-            .bind(finished)
-            .bind(msg)
-            .bind(seq)
-            .execute(&mut *tx.tx)
-            .await?;
+        } else if unconfirmed && pending == Some(Operation::Cancel) {
+            (
+                JobStatus::Cancelled,
+                "cancelled before the agent confirmed its claim",
+            )
+        } else if unconfirmed {
+            (
+                JobStatus::Queued,
+                "the agent never confirmed its claim; the job is offered again",
+            )
+        } else {
+            (
+                JobStatus::Lost,
+                "the agent's lease ran out and it did not report back",
+            )
+        };
+        // A hold or release pending on a job that goes back to the queue takes effect here.
+        let held = match (to, pending) {
+            (JobStatus::Queued, Some(Operation::Hold)) => Some(1),
+            (JobStatus::Queued, Some(Operation::Release)) => Some(0),
+            _ => None,
+        };
+        let finished = to.is_terminal().then_some(now);
+        sqlx::query(
+            "UPDATE jobs SET status = $1, lease_until = NULL, agent_token = CASE WHEN $2 = 1 THEN NULL ELSE agent_token END, \
+             updated_at = $3, finished_at = $4, message = $5, pending_op = NULL, pending_op_at = NULL, pending_op_by = NULL, \
+             held = COALESCE($7, held) WHERE seq = $6",
+        )
+        .bind(to.as_str())
+        .bind(i64::from(to == JobStatus::Queued))
+        .bind(now)
+        .bind(finished)
+        .bind(msg)
+        .bind(seq)
+        .bind(held)
+        .execute(&mut *tx.tx)
+        .await?;
+        self.add_event(
+            &mut tx.tx,
+            seq,
+            project_id,
+            "status",
+            Some(from),
+            Some(to),
+            "server",
+            Some(msg),
+        )
+        .await?;
+        if let (Some(op), Some(_)) = (pending, held) {
             self.add_event(
                 &mut tx.tx,
                 seq,
                 project_id,
-                "status",
-                Some(from),
-                Some(to),
+                "operation_done",
+                None,
+                None,
                 "server",
-                Some(msg),
+                Some(op.as_str()),
             )
             .await?;
-            if deleted && to.is_terminal() {
-                sqlx::query("DELETE FROM jobs WHERE seq = $1")
-                    .bind(seq)
-                    .execute(&mut *tx.tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            out.push(Expired { job_id: id, to });
         }
-        Ok(out)
+        if deleted && to.is_terminal() {
+            sqlx::query("DELETE FROM jobs WHERE seq = $1")
+                .bind(seq)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Expired { job_id: id, to }))
     }
 
     /// Appends to a job's output stream at `offset`. Retried chunks (data the server has)
     /// are skipped; a gap is a conflict naming the expected offset. Beyond `max_bytes` the
     /// output is cut and marked truncated. Returns the stream's new length.
-    #[allow(clippy::too_many_arguments)]
     pub async fn append_output(
         &self,
-        project_id: i64,
-        token_id: &str,
+        agent: &AgentRef<'_>,
         job_id: &str,
         stream: OutputStream,
         offset: i64,
@@ -352,11 +434,12 @@ impl Store {
             OutputStream::Stderr => "stderr_bytes",
         };
         let mut tx = self.begin_write().await?;
-        let r = self
-            .lock_held(&mut tx.tx, project_id, token_id, job_id, col_name)
-            .await?;
-        let seq: i64 = col(&r, 0)?;
-        let len: i64 = col(&r, 2)?;
+        let held = self.lock_held(&mut tx.tx, agent, job_id).await?;
+        let seq = held.seq;
+        let len = match stream {
+            OutputStream::Stdout => held.stdout_bytes,
+            OutputStream::Stderr => held.stderr_bytes,
+        };
         if offset > len {
             return Err(StoreError::Conflict(format!(
                 "output offset {offset} leaves a gap; the stream has {len} bytes"
@@ -466,18 +549,14 @@ impl Store {
     /// Stores (or replaces) a result file of a job the token holds.
     pub async fn put_result(
         &self,
-        project_id: i64,
-        token_id: &str,
+        agent: &AgentRef<'_>,
         job_id: &str,
         name: &str,
         data: &[u8],
         max_files: i64,
     ) -> Result<ResultFile> {
         let mut tx = self.begin_write().await?;
-        let r = self
-            .lock_held(&mut tx.tx, project_id, token_id, job_id, "1")
-            .await?;
-        let seq: i64 = col(&r, 0)?;
+        let seq = self.lock_held(&mut tx.tx, agent, job_id).await?.seq;
         let count: i64 = col(
             &sqlx::query("SELECT COUNT(*) FROM job_results WHERE job_seq = $1 AND name <> $2")
                 .bind(seq)

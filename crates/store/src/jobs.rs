@@ -155,7 +155,7 @@ struct Locked {
     status: JobStatus,
     held: bool,
     deleted: bool,
-    agent_token: Option<String>,
+    pending_op: Option<String>,
 }
 
 impl Store {
@@ -166,7 +166,7 @@ impl Store {
         job_id: &str,
     ) -> Result<Locked> {
         let sql = format!(
-            "SELECT seq, status, held, deleted_at, agent_token FROM jobs WHERE id = $1 AND project_id = $2{}",
+            "SELECT seq, status, held, deleted_at, pending_op FROM jobs WHERE id = $1 AND project_id = $2{}",
             self.for_update()
         );
         let r = sqlx::query(&sql)
@@ -180,7 +180,7 @@ impl Store {
             status: col::<String>(&r, 1)?.parse().map_err(corrupt)?,
             held: col::<i64>(&r, 2)? != 0,
             deleted: col::<Option<i64>>(&r, 3)?.is_some(),
-            agent_token: col(&r, 4)?,
+            pending_op: col(&r, 4)?,
         })
     }
 
@@ -457,52 +457,32 @@ impl Store {
         Ok((jobs, if more { last_seq } else { None }))
     }
 
-    /// An agent's report. `site` is the agent token's site restriction: a job of another
-    /// site is not found. Illegal transitions are `Conflict` and change nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// A report by the agent that holds the job (see `lock_held`: another project's or
+    /// site's job is not found; an ended job, a job this agent does not hold and illegal
+    /// transitions are `Conflict` and change nothing). Claims are not made here: only
+    /// `claim_jobs` makes an agent the holder of a job.
     pub async fn report_status(
         &self,
-        project_id: i64,
+        agent: &crate::AgentRef<'_>,
         job_id: &str,
-        site: Option<&str>,
-        token_id: &str,
         lease_until: i64,
         actor: &str,
         rep: &StatusReport,
     ) -> Result<Job> {
+        let project_id = agent.project_id;
+        let token_id = agent.token_id;
         let mut tx = self.begin_write().await?;
-        let locked = self.lock_job(&mut tx.tx, project_id, job_id).await?;
-        if let Some(site) = site {
-            let r = sqlx::query(
-                "SELECT s.name FROM jobs j JOIN sites s ON s.id = j.site_id WHERE j.seq = $1",
-            )
-            .bind(locked.seq)
-            .fetch_one(&mut *tx.tx)
-            .await?;
-            if col::<String>(&r, 0)? != site {
-                return Err(StoreError::NotFound("job"));
-            }
-        }
+        let locked = self.lock_held(&mut tx.tx, agent, job_id).await?;
         let from = locked.status;
-        if from.is_terminal() {
-            return Err(StoreError::Conflict(format!(
-                "the job is {from}; it takes no more reports"
-            )));
-        }
         let to = rep.status.unwrap_or(from);
         if to != from && !from.can_transition_to(to) {
             return Err(StoreError::Conflict(format!(
                 "a job cannot go from {from} to {to}"
             )));
         }
-        if from.is_with_agent() && locked.agent_token.as_deref() != Some(token_id) {
-            return Err(StoreError::Conflict(
-                "the job is held by another agent".into(),
-            ));
-        }
-        if !from.is_with_agent() && to != JobStatus::Dispatched {
+        if to != from && matches!(to, JobStatus::Queued | JobStatus::Lost) {
             return Err(StoreError::Conflict(format!(
-                "the job is {from}; an agent claims it (-> dispatched) before it reports anything else"
+                "only the server moves a job to {to}"
             )));
         }
         let now = now_ms();
@@ -655,6 +635,16 @@ impl Store {
             )));
         }
         let now = now_ms();
+        // Cancel wins: a pending cancel is never replaced by a hold or release.
+        if from.is_with_agent()
+            && op != Operation::Cancel
+            && locked.pending_op.as_deref() == Some(Operation::Cancel.as_str())
+        {
+            return Err(StoreError::Conflict(format!(
+                "a cancel is pending for this job; it cannot be {} any more",
+                past(op)
+            )));
+        }
         if from.is_with_agent() {
             sqlx::query(
                 "UPDATE jobs SET pending_op = $1, pending_op_at = $2, pending_op_by = $3, updated_at = $2 WHERE seq = $4",

@@ -16,7 +16,7 @@ mod sites;
 mod util;
 mod webhooks;
 
-pub use agent::{Claim, Expired, OutputSlice};
+pub use agent::{AgentRef, Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use code::{CodeDecision, CodeRef};

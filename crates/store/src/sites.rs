@@ -1,14 +1,24 @@
-//! Sites and the job types their agents publish.
+//! Sites, and what each project's agents publish for them: job types and agent health.
+//!
+//! **Invariant:** job types and agent health belong to (site, project). Every function here
+//! that reads or writes them takes the project, so one project's agent can never change
+//! what another project sees or runs at a site. Site names themselves are global.
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{JobTypeSpec, Site};
 
+/// Whether a project sees a site: an admin listed it for everyone, or the project has an
+/// agent or job types there.
+const VISIBLE: &str = "(s.listed = 1 OR EXISTS (SELECT 1 FROM site_agents a WHERE a.site_id = s.id AND a.project_id = $1) \
+     OR EXISTS (SELECT 1 FROM job_types t WHERE t.site_id = s.id AND t.project_id = $1))";
+
 impl Store {
-    /// Replaces the job types of `site` (creating the site on first publication) and
-    /// records the agent's version and host.
+    /// Replaces the job types that the project's agent publishes for `site` (creating the
+    /// site on first publication) and records the agent's version and host for the project.
     pub async fn publish_job_types(
         &self,
         site: &str,
+        project_id: i64,
         agent_version: Option<&str>,
         agent_host: Option<&str>,
         job_types: &[JobTypeSpec],
@@ -17,24 +27,29 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let site_id = upsert_site(&mut tx.tx, site, now).await?;
         sqlx::query(
-            "UPDATE sites SET agent_version = $1, agent_host = $2, last_seen_at = $3 WHERE id = $4",
+            "INSERT INTO site_agents (site_id, project_id, agent_version, agent_host, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (site_id, project_id) DO UPDATE SET \
+             agent_version = EXCLUDED.agent_version, agent_host = EXCLUDED.agent_host, last_seen_at = EXCLUDED.last_seen_at",
         )
+        .bind(site_id)
+        .bind(project_id)
         .bind(agent_version)
         .bind(agent_host)
         .bind(now)
-        .bind(site_id)
         .execute(&mut *tx.tx)
         .await?;
-        sqlx::query("DELETE FROM job_types WHERE site_id = $1")
+        sqlx::query("DELETE FROM job_types WHERE site_id = $1 AND project_id = $2")
             .bind(site_id)
+            .bind(project_id)
             .execute(&mut *tx.tx)
             .await?;
         for jt in job_types {
             let spec = serde_json::to_string(jt).map_err(corrupt)?;
             sqlx::query(
-                "INSERT INTO job_types (site_id, name, spec, updated_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO job_types (site_id, project_id, name, spec, updated_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(site_id)
+            .bind(project_id)
             .bind(&jt.name)
             .bind(spec)
             .bind(now)
@@ -44,33 +59,52 @@ impl Store {
         tx.commit().await
     }
 
-    /// Creates a site with no job types (admin). Creating an existing site is not an error.
+    /// Creates a site with no job types (admin), listed for every project. Adding an existing
+    /// site lists it for everyone and is not an error.
     pub async fn add_site(&self, site: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        upsert_site(&mut tx.tx, site, now_ms()).await?;
+        let id = upsert_site(&mut tx.tx, site, now_ms()).await?;
+        sqlx::query("UPDATE sites SET listed = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
         tx.commit().await
     }
 
-    /// Records that an agent of `site` was heard from (and its version, when it says).
-    pub async fn touch_site(&self, site: &str, agent_version: Option<&str>) -> Result<()> {
+    /// Records that the project's agent of `site` was heard from (and its version, when it
+    /// says). A site that does not exist yet is left alone: it appears with the first
+    /// publication of job types.
+    pub async fn touch_site(
+        &self,
+        site: &str,
+        project_id: i64,
+        agent_version: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "UPDATE sites SET last_seen_at = $1, agent_version = COALESCE($2, agent_version) WHERE name = $3",
+            "INSERT INTO site_agents (site_id, project_id, agent_version, last_seen_at) \
+             SELECT id, $2, $3, $4 FROM sites WHERE name = $1 \
+             ON CONFLICT (site_id, project_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at, \
+             agent_version = COALESCE(EXCLUDED.agent_version, site_agents.agent_version)",
         )
-        .bind(now_ms())
-        .bind(agent_version)
         .bind(site)
+        .bind(project_id)
+        .bind(agent_version)
+        .bind(now_ms())
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await
     }
 
-    /// All sites with the names of their job types.
-    pub async fn list_sites(&self) -> Result<Vec<Site>> {
-        let rows = sqlx::query(
-            "SELECT s.name, s.last_seen_at, s.agent_version, s.agent_host, jt.name \
-             FROM sites s LEFT JOIN job_types jt ON jt.site_id = s.id ORDER BY s.name, jt.name",
-        )
+    /// The sites the project sees, with the project's agent health and job type names there.
+    pub async fn list_sites(&self, project_id: i64) -> Result<Vec<Site>> {
+        let rows = sqlx::query(&format!(
+            "SELECT s.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name FROM sites s \
+             LEFT JOIN site_agents a ON a.site_id = s.id AND a.project_id = $1 \
+             LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = $1 \
+             WHERE {VISIBLE} ORDER BY s.name, jt.name"
+        ))
+        .bind(project_id)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<Site> = Vec::new();
@@ -92,12 +126,51 @@ impl Store {
         Ok(out)
     }
 
-    /// The job types of a site; `NotFound("site")` when there is no such site.
-    pub async fn job_types(&self, site: &str) -> Result<Vec<JobTypeSpec>> {
+    /// Every site with each project's view of it (admin): one entry per (site, project) that
+    /// has an agent or job types there, and one without a project for a site that has none.
+    pub async fn list_site_projects(&self) -> Result<Vec<(Option<String>, Site)>> {
         let rows = sqlx::query(
-            "SELECT s.id, jt.spec FROM sites s LEFT JOIN job_types jt ON jt.site_id = s.id \
-             WHERE s.name = $1 ORDER BY jt.name",
+            "SELECT s.name, p.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name FROM sites s \
+             LEFT JOIN (SELECT site_id, project_id FROM site_agents UNION SELECT site_id, project_id FROM job_types) sp \
+             ON sp.site_id = s.id LEFT JOIN projects p ON p.id = sp.project_id \
+             LEFT JOIN site_agents a ON a.site_id = s.id AND a.project_id = sp.project_id \
+             LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = sp.project_id \
+             ORDER BY s.name, p.name, jt.name",
         )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(Option<String>, Site)> = Vec::new();
+        for r in &rows {
+            let name: String = col(r, 0)?;
+            let project: Option<String> = col(r, 1)?;
+            if out.last().map(|(p, s)| (p, &s.name)) != Some((&project, &name)) {
+                out.push((
+                    project,
+                    Site {
+                        name,
+                        last_seen_at: col::<Option<i64>>(r, 2)?.map(fmt_ms),
+                        agent_version: col(r, 3)?,
+                        agent_host: col(r, 4)?,
+                        job_types: Vec::new(),
+                    },
+                ));
+            }
+            if let (Some(jt), Some((_, last))) = (col::<Option<String>>(r, 5)?, out.last_mut()) {
+                last.job_types.push(jt);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The project's job types at a site; `NotFound("site")` when the project does not see
+    /// such a site.
+    pub async fn job_types(&self, site: &str, project_id: i64) -> Result<Vec<JobTypeSpec>> {
+        let rows = sqlx::query(&format!(
+            "SELECT s.id, jt.spec FROM sites s \
+             LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = $1 \
+             WHERE s.name = $2 AND {VISIBLE} ORDER BY jt.name"
+        ))
+        .bind(project_id)
         .bind(site)
         .fetch_all(&self.pool)
         .await?;
@@ -113,12 +186,19 @@ impl Store {
         Ok(out)
     }
 
-    /// One job type of a site, with the site's id.
-    pub async fn job_type(&self, site: &str, name: &str) -> Result<(i64, JobTypeSpec)> {
-        let row = sqlx::query(
-            "SELECT s.id, jt.spec FROM sites s LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.name = $2 \
-             WHERE s.name = $1",
-        )
+    /// One of the project's job types at a site, with the site's id.
+    pub async fn job_type(
+        &self,
+        site: &str,
+        project_id: i64,
+        name: &str,
+    ) -> Result<(i64, JobTypeSpec)> {
+        let row = sqlx::query(&format!(
+            "SELECT s.id, jt.spec FROM sites s \
+             LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = $1 AND jt.name = $3 \
+             WHERE s.name = $2 AND {VISIBLE}"
+        ))
+        .bind(project_id)
         .bind(site)
         .bind(name)
         .fetch_optional(&self.pool)

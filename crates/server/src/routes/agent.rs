@@ -1,5 +1,5 @@
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{job_id, ApiBytes, ApiJson, Caller};
+use crate::extract::{job_id, AgentCaller, ApiBytes, ApiJson, Caller};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -18,13 +18,6 @@ const MAX_WAIT_SECONDS: u32 = 60;
 /// work; on one server the wake-up comes at once).
 const RECHECK: Duration = Duration::from_secs(2);
 
-/// The site of an agent token: polling and publishing need a token restricted to one site.
-fn agent_site(caller: &Caller) -> ApiResult<String> {
-    caller.0.site.clone().ok_or_else(|| {
-        ApiError::Forbidden("an agent token must be restricted to its site (--site)".into())
-    })
-}
-
 /// The agent's one call per cycle: renews the leases of the jobs it holds, confirms new
 /// claims, hands over operations to carry out, and claims up to `maxJobs` queued jobs of its
 /// site — waiting up to `waitSeconds` until there is something to hand over.
@@ -35,11 +28,10 @@ fn agent_site(caller: &Caller) -> ApiResult<String> {
     security(("bearer" = [])))]
 pub async fn agent_poll(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     ApiJson(body): ApiJson<AgentPoll>,
 ) -> ApiResult<Json<AgentPollReply>> {
-    caller.require(Role::GetJob)?;
-    let site = agent_site(&caller)?;
+    let site = agent.site().to_string();
     if body.wait_seconds > MAX_WAIT_SECONDS {
         return Err(ApiError::invalid_field(
             "waitSeconds",
@@ -60,7 +52,7 @@ pub async fn agent_poll(
         .map_err(|_| {
             ApiError::invalid_field("activeJobIds", "holds something that is not a job id")
         })?;
-    let token = &caller.0;
+    let token = agent.token();
     let lease_seconds = st.config.lease_seconds;
     let released = st
         .store
@@ -72,11 +64,11 @@ pub async fn agent_poll(
         )
         .await?;
     st.store
-        .touch_site(&site, body.agent_version.as_deref())
+        .touch_site(&site, token.project_id, body.agent_version.as_deref())
         .await?;
     let mut woken = st.work.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(body.wait_seconds));
-    let actor = caller.agent_actor();
+    let actor = agent.actor();
     loop {
         let operations = st
             .store
@@ -132,11 +124,11 @@ pub async fn agent_poll(
     security(("bearer" = [])))]
 pub async fn operation_done(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<OperationDone>,
 ) -> ApiResult<Json<Job>> {
-    caller.require(Role::UpdateJobStatus)?;
+    agent.require(Role::UpdateJobStatus)?;
     let id = job_id(&raw)?;
     if body
         .message
@@ -151,13 +143,12 @@ pub async fn operation_done(
     let job = st
         .store
         .operation_done(
-            caller.0.project_id,
-            &caller.0.token_id,
+            &agent.agent_ref(),
             &id,
             body.operation,
             body.ok,
             body.message.as_deref(),
-            &caller.agent_actor(),
+            &agent.actor(),
         )
         .await?;
     st.events_written();
@@ -192,20 +183,19 @@ fn query_i64(q: &Option<String>, key: &str, default: i64) -> ApiResult<i64> {
     security(("bearer" = [])))]
 pub async fn append_output(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path((raw, s)): Path<(String, String)>,
     RawQuery(q): RawQuery,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Role::UpdateJobStatus)?;
+    agent.require(Role::UpdateJobStatus)?;
     let id = job_id(&raw)?;
     let s = stream(&s)?;
     let offset = query_i64(&q, "offset", 0)?;
     let len = st
         .store
         .append_output(
-            caller.0.project_id,
-            &caller.0.token_id,
+            &agent.agent_ref(),
             &id,
             s,
             offset,
@@ -313,18 +303,17 @@ fn result_name(name: &str) -> ApiResult<&str> {
     security(("bearer" = [])))]
 pub async fn put_result(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path((raw, name)): Path<(String, String)>,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<ResultFile>)> {
-    caller.require(Role::UpdateJobStatus)?;
+    agent.require(Role::UpdateJobStatus)?;
     let id = job_id(&raw)?;
     let name = result_name(&name)?;
     let file = st
         .store
         .put_result(
-            caller.0.project_id,
-            &caller.0.token_id,
+            &agent.agent_ref(),
             &id,
             name,
             &body,

@@ -6,7 +6,7 @@
 //! `Store::decide_bundle`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{AgentCaller, ApiJson, Caller};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -208,15 +208,6 @@ pub async fn code_status(
     Ok(Json(st.store.get_bundle(caller.0.project_id, &id).await?))
 }
 
-/// The site of an agent token (downloads need a site-restricted token).
-fn agent_site(caller: &Caller) -> ApiResult<&str> {
-    caller.0.site.as_deref().ok_or_else(|| {
-        ApiError::Forbidden(
-            "code is downloaded by a site's agent: the token must be restricted to its site".into(),
-        )
-    })
-}
-
 /// Download a bundle (the site's agent, `GET_Code`). An approved bundle is served for use; a
 /// pending one only while a waiting job of the agent's site references it, so that the agent
 /// can compute its digest (it keeps the bytes in quarantine and never unpacks them). Otherwise
@@ -229,19 +220,20 @@ fn agent_site(caller: &Caller) -> ApiResult<&str> {
     security(("bearer" = [])))]
 pub async fn get_code(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Role::GetCode)?;
-    let site = agent_site(&caller)?;
+    agent.require(Role::GetCode)?;
+    let site = agent.site();
+    let project_id = agent.token().project_id;
     let id = code_id(&raw)?;
-    let bundle = st.store.get_bundle(caller.0.project_id, &id).await?;
+    let bundle = st.store.get_bundle(project_id, &id).await?;
     match bundle.status {
         CodeStatus::Approved => {}
         CodeStatus::PendingApproval => {
             if !st
                 .store
-                .bundle_awaited_at_site(caller.0.project_id, &id, site)
+                .bundle_awaited_at_site(project_id, &id, site)
                 .await?
             {
                 return Err(ApiError::Conflict(
@@ -303,12 +295,13 @@ pub async fn get_code(
     security(("bearer" = [])))]
 pub async fn post_hpc_digest(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<HpcDigest>,
 ) -> ApiResult<Json<CodeBundle>> {
-    caller.require(Role::GetCode)?;
-    let site = agent_site(&caller)?;
+    agent.require(Role::GetCode)?;
+    let site = agent.site();
+    let project_id = agent.token().project_id;
     let id = code_id(&raw)?;
     if !is_code_id(&body.sha256) {
         return Err(ApiError::invalid_field(
@@ -316,10 +309,10 @@ pub async fn post_hpc_digest(
             "must be a SHA-256 as 64 lower-case hex digits",
         ));
     }
-    st.store.get_bundle(caller.0.project_id, &id).await?;
+    st.store.get_bundle(project_id, &id).await?;
     if !st
         .store
-        .bundle_awaited_at_site(caller.0.project_id, &id, site)
+        .bundle_awaited_at_site(project_id, &id, site)
         .await?
     {
         return Err(ApiError::Conflict(
@@ -328,12 +321,7 @@ pub async fn post_hpc_digest(
     }
     let bundle = st
         .store
-        .report_hpc_digest(
-            caller.0.project_id,
-            &id,
-            &body.sha256,
-            &caller.agent_actor(),
-        )
+        .report_hpc_digest(project_id, &id, &body.sha256, &agent.actor())
         .await?;
     Ok(Json(bundle))
 }

@@ -1,5 +1,5 @@
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{job_id, ApiJson, Caller};
+use crate::extract::{job_id, AgentCaller, ApiJson, Caller};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -72,7 +72,11 @@ pub async fn post_job(
             format!("site {:?} has no job type {:?}", body.site, body.job_type),
         ));
     }
-    let (site_id, spec) = match st.store.job_type(&body.site, &body.job_type).await {
+    let (site_id, spec) = match st
+        .store
+        .job_type(&body.site, caller.0.project_id, &body.job_type)
+        .await
+    {
         Ok(x) => x,
         Err(hpcsera_store::StoreError::NotFound("site")) => {
             return Err(ApiError::invalid_field(
@@ -371,71 +375,27 @@ pub async fn put_job(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<JobUpdate>,
 ) -> ApiResult<Json<Job>> {
-    let report = body.is_status_report();
-    let change = body.is_client_change();
-    if report {
+    if body.is_status_report() {
         caller.require(Role::UpdateJobStatus)?;
-    } else {
-        caller.require(Role::UpdateJob)?;
+        if body.is_client_change() {
+            return Err(both_error());
+        }
+        return report_status(st, AgentCaller::from_caller(caller)?, &raw, body).await;
     }
+    caller.require(Role::UpdateJob)?;
     let id = job_id(&raw)?;
-    if report && change {
-        return Err(ApiError::invalid_field(
-            "body",
-            "a request either reports status (status, exitCode, batchJobId, message, subJobs) or changes the job (parameters, metadata, callbackUrl), not both",
-        ));
-    }
-    if !report && !change {
+    if !body.is_client_change() {
         return Err(ApiError::invalid_field("body", "names nothing to change"));
-    }
-    if report {
-        let mut errs = Vec::new();
-        for (field, v, max) in [
-            ("message", &body.message, MAX_MESSAGE_BYTES),
-            ("batchJobId", &body.batch_job_id, 200),
-        ] {
-            match v {
-                Some(v) if v.len() > max => errs.push(FieldError::new(
-                    field,
-                    format!("is longer than {max} bytes"),
-                )),
-                Some(v) if v.contains('\0') => {
-                    errs.push(FieldError::new(field, "contains a NUL character"))
-                }
-                _ => {}
-            }
-        }
-        if !errs.is_empty() {
-            return Err(ApiError::invalid(errs));
-        }
-        let rep = StatusReport {
-            status: body.status,
-            exit_code: body.exit_code,
-            batch_job_id: body.batch_job_id,
-            message: body.message,
-            sub_jobs: body.sub_jobs,
-        };
-        let job = st
-            .store
-            .report_status(
-                caller.0.project_id,
-                &id,
-                caller.0.site.as_deref(),
-                &caller.0.token_id,
-                hpcsera_store::now_ms() + st.config.lease_seconds as i64 * 1000,
-                &caller.agent_actor(),
-                &rep,
-            )
-            .await?;
-        st.events_written();
-        return Ok(Json(job));
     }
     let job = visible_job(&st, &caller, &id).await?;
     let mut errs = Vec::new();
     let mut refs = None;
     let params = match &body.parameters {
         Some(p) => {
-            let (_, spec) = st.store.job_type(&job.site, &job.job_type).await?;
+            let (_, spec) = st
+                .store
+                .job_type(&job.site, caller.0.project_id, &job.job_type)
+                .await?;
             match spec.validate_parameters(p) {
                 Ok(v) => {
                     refs = Some(code_refs(&spec, &v));
@@ -471,6 +431,61 @@ pub async fn put_job(
     st.wake_agents();
     st.events_written();
     Ok(Json(job))
+}
+
+/// The agent half of `PUT /job/{id}`: a report by the agent token that holds the job.
+async fn report_status(
+    st: AppState,
+    agent: AgentCaller,
+    raw: &str,
+    body: JobUpdate,
+) -> ApiResult<Json<Job>> {
+    let id = job_id(raw)?;
+    let mut errs = Vec::new();
+    for (field, v, max) in [
+        ("message", &body.message, MAX_MESSAGE_BYTES),
+        ("batchJobId", &body.batch_job_id, 200),
+    ] {
+        match v {
+            Some(v) if v.len() > max => errs.push(FieldError::new(
+                field,
+                format!("is longer than {max} bytes"),
+            )),
+            Some(v) if v.contains('\0') => {
+                errs.push(FieldError::new(field, "contains a NUL character"))
+            }
+            _ => {}
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    let rep = StatusReport {
+        status: body.status,
+        exit_code: body.exit_code,
+        batch_job_id: body.batch_job_id,
+        message: body.message,
+        sub_jobs: body.sub_jobs,
+    };
+    let job = st
+        .store
+        .report_status(
+            &agent.agent_ref(),
+            &id,
+            hpcsera_store::now_ms() + st.config.lease_seconds as i64 * 1000,
+            &agent.actor(),
+            &rep,
+        )
+        .await?;
+    st.events_written();
+    Ok(Json(job))
+}
+
+fn both_error() -> ApiError {
+    ApiError::invalid_field(
+        "body",
+        "a request either reports status (status, exitCode, batchJobId, message, subJobs) or changes the job (parameters, metadata, callbackUrl), not both",
+    )
 }
 
 /// Request an operation: `cancel`, `hold` or `release`. A job no agent holds yet is

@@ -1,24 +1,25 @@
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{AgentCaller, ApiJson, Caller};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hpcsera_api_types::{
-    is_valid_name, ErrorBody, FieldError, JobTypeList, PublishJobTypes, Role, SiteList,
+    is_valid_name, ErrorBody, FieldError, JobTypeList, PublishJobTypes, SiteList,
 };
 
-/// The sites and their health (last time an agent was heard from, its version and host).
+/// The sites the caller's project sees, with its own agent's health there (last time it was
+/// heard from, its version and host) and its own job types' names.
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites",
     responses((status = 200, body = SiteList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_sites(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<SiteList>> {
-    let mut sites = st.store.list_sites().await?;
+    let mut sites = st.store.list_sites(caller.0.project_id).await?;
     sites.retain(|s| caller.may_use_site(&s.name));
     Ok(Json(SiteList { sites }))
 }
 
-/// The job types a site offers, with their parameters.
+/// The job types the caller's project's agents publish for a site, with their parameters.
 #[utoipa::path(get, path = "/api/v1/sites/{site}/jobTypes", tag = "sites",
     params(("site" = String, Path, description = "site name")),
     responses((status = 200, body = JobTypeList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -31,12 +32,13 @@ pub async fn get_job_types(
     if !caller.may_use_site(&site) || !is_valid_name(&site, true) {
         return Err(ApiError::NotFound("site not found".into()));
     }
-    let job_types = st.store.job_types(&site).await?;
+    let job_types = st.store.job_types(&site, caller.0.project_id).await?;
     Ok(Json(JobTypeList { site, job_types }))
 }
 
-/// The agent publishes the complete set of its site's job types (replacing the previous
-/// set). Needs `GET_Job` and a token restricted to that site.
+/// The agent publishes the complete set of job types it runs for its project at its site
+/// (replacing that project's previous set; other projects' job types at the site are
+/// untouched). Needs an agent token (`GET_Job`, restricted to that site).
 #[utoipa::path(put, path = "/api/v1/sites/{site}/jobTypes", tag = "agent",
     params(("site" = String, Path, description = "site name")),
     request_body = PublishJobTypes,
@@ -44,15 +46,14 @@ pub async fn get_job_types(
     security(("bearer" = [])))]
 pub async fn put_job_types(
     State(st): State<AppState>,
-    caller: Caller,
+    agent: AgentCaller,
     Path(site): Path<String>,
     ApiJson(body): ApiJson<PublishJobTypes>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::GetJob)?;
     if !is_valid_name(&site, true) {
         return Err(ApiError::invalid_field("site", "is not a valid site name"));
     }
-    if caller.0.site.as_deref() != Some(site.as_str()) {
+    if agent.site() != site {
         return Err(ApiError::Forbidden(format!(
             "publishing job types for site {site:?} needs a token restricted to that site"
         )));
@@ -87,6 +88,7 @@ pub async fn put_job_types(
     st.store
         .publish_job_types(
             &site,
+            agent.token().project_id,
             body.agent_version.as_deref(),
             body.agent_host.as_deref(),
             &body.job_types,

@@ -100,16 +100,18 @@ impl TestApp {
         t.store.add_member("alice", "proj-a").await.expect("member");
         t.store.add_member("agent", "proj-a").await.expect("member");
         t.store.add_member("bob", "proj-b").await.expect("member");
-        let agent = t.agent_token().await;
-        let r = t
-            .send(
-                Method::PUT,
-                &format!("/api/v1/sites/{SITE}/jobTypes"),
-                &agent,
-                Some(json!({"jobTypes": [job_type_spec()]})),
-            )
-            .await;
-        assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        // Job types belong to (site, project): each project's agent publishes its own.
+        for agent in [t.agent_token().await, t.agent_token_b().await] {
+            let r = t
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/sites/{SITE}/jobTypes"),
+                    &agent,
+                    Some(json!({"jobTypes": [job_type_spec()]})),
+                )
+                .await;
+            assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
+        }
         t
     }
 
@@ -145,6 +147,14 @@ impl TestApp {
             .into_iter()
             .collect();
         self.token("agent", "proj-a", roles, Some(SITE)).await
+    }
+
+    /// The agent of SITE in proj-b (run by bob).
+    pub async fn agent_token_b(&self) -> String {
+        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+            .into_iter()
+            .collect();
+        self.token("bob", "proj-b", roles, Some(SITE)).await
     }
 
     /// Sends a request; returns status and the JSON body (Null when empty or not JSON).
@@ -195,6 +205,32 @@ impl TestApp {
             Some(json!({ "operation": op })),
         )
         .await
+    }
+
+    /// Claims the queued, unheld jobs of SITE as the agent does (`POST /agent/poll`, the only
+    /// way to claim) and confirms the claims; returns the ids claimed, which must include `id`.
+    pub async fn claim(&self, agent: &str, id: &str) -> Vec<String> {
+        let (s, r) = self
+            .send(
+                Method::POST,
+                "/api/v1/agent/poll",
+                agent,
+                Some(json!({"maxJobs": 1000, "waitSeconds": 0})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        let ids: Vec<String> = r["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(id_of)
+            .collect();
+        assert!(ids.iter().any(|i| i == id), "{id} not claimed: {r}");
+        for i in &ids {
+            let (s, b) = self.report(agent, i, json!({"status": "dispatched"})).await;
+            assert_eq!(s, StatusCode::OK, "confirming the claim of {i}: {b}");
+        }
+        ids
     }
 
     /// Moves a job along as the agent would.
