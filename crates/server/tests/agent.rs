@@ -910,3 +910,331 @@ async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
     );
     renewer.abort();
 }
+
+// ---- Trust boundaries (issue 8): job types per (site, project), ended jobs, operations. ----
+
+async fn submit_type(t: &TestApp, tok: &str, jt: &str, steps: i64) -> (StatusCode, Value) {
+    let body = json!({"site": SITE, "jobType": jt, "parameters": {"label": "x", "steps": steps}});
+    t.send(Method::POST, "/api/v1/job", tok, Some(body)).await
+}
+
+async fn publish(t: &TestApp, agent: &str, site: &str, body: Value) -> StatusCode {
+    t.send(
+        Method::PUT,
+        &format!("/api/v1/sites/{site}/jobTypes"),
+        agent,
+        Some(body),
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let agent_a = t.agent_token().await;
+    let agent_b = t.agent_token_b().await;
+    let mut loose = job_type_spec();
+    loose["parameters"][1]["maximum"] = json!(1_000_000);
+    let mut b_only = job_type_spec();
+    b_only["name"] = json!("bsim");
+    let a_body =
+        json!({"agentVersion": "1-a", "agentHost": "a-host", "jobTypes": [job_type_spec()]});
+    assert_eq!(
+        publish(&t, &agent_a, SITE, a_body).await,
+        StatusCode::NO_CONTENT
+    );
+    // B publishes a looser "sim" and a type of its own: A's spec and health stay.
+    let b_body = json!({"agentVersion": "1-b", "agentHost": "b-host", "jobTypes": [loose, b_only]});
+    assert_eq!(
+        publish(&t, &agent_b, SITE, b_body).await,
+        StatusCode::NO_CONTENT
+    );
+    let site_view = |v: Value| {
+        v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == SITE)
+            .cloned()
+            .unwrap()
+    };
+    let a_site = site_view(t.get("/api/v1/sites", &alice).await.1);
+    assert_eq!(a_site["jobTypes"], json!(["sim"]));
+    assert_eq!(a_site["agentHost"], "a-host");
+    assert_eq!(a_site["agentVersion"], "1-a");
+    let b_site = site_view(t.get("/api/v1/sites", &bob).await.1);
+    assert_eq!(b_site["jobTypes"], json!(["bsim", "sim"]));
+    assert_eq!(b_site["agentHost"], "b-host");
+    // Each project validates against its own spec and runs only its own types.
+    let (s, b) = submit_type(&t, &alice, "sim", 5000).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "B's looser spec must not apply to A: {b}"
+    );
+    let (s, b) = submit_type(&t, &alice, "bsim", 5).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, b) = submit_type(&t, &bob, "sim", 5000).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let bob_job = id_of(&b);
+    let (s, b) = submit_type(&t, &alice, "sim", 5).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let alice_job = id_of(&b);
+    // Each project's agent claims only its project's jobs.
+    assert_eq!(t.claim(&agent_b, &bob_job).await, vec![bob_job.clone()]);
+    assert_eq!(t.claim(&agent_a, &alice_job).await, vec![alice_job.clone()]);
+    // B wipes its own list: A's is untouched, and A still submits.
+    assert_eq!(
+        publish(&t, &agent_b, SITE, json!({"jobTypes": []})).await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, a_types) = t
+        .get(&format!("/api/v1/sites/{SITE}/jobTypes"), &alice)
+        .await;
+    assert_eq!(a_types["jobTypes"].as_array().unwrap().len(), 1);
+    assert_eq!(a_types["jobTypes"][0]["parameters"][1]["maximum"], 1000);
+    let (_, b_types) = t.get(&format!("/api/v1/sites/{SITE}/jobTypes"), &bob).await;
+    assert_eq!(b_types["jobTypes"], json!([]));
+    assert_eq!(
+        submit_type(&t, &alice, "sim", 5).await.0,
+        StatusCode::CREATED
+    );
+    // B's polls record B's agent only.
+    t.send(
+        Method::POST,
+        "/api/v1/agent/poll",
+        &agent_b,
+        Some(json!({"agentVersion": "2-b"})),
+    )
+    .await;
+    assert_eq!(
+        site_view(t.get("/api/v1/sites", &alice).await.1)["agentVersion"],
+        "1-a"
+    );
+    assert_eq!(
+        site_view(t.get("/api/v1/sites", &bob).await.1)["agentVersion"],
+        "2-b"
+    );
+    // A site that B's agent creates is not listed for A, and its job types are 404 for A.
+    let b_elsewhere = t
+        .token(
+            "bob",
+            "proj-b",
+            [Role::GetJob].into_iter().collect(),
+            Some("b-site"),
+        )
+        .await;
+    assert_eq!(
+        publish(
+            &t,
+            &b_elsewhere,
+            "b-site",
+            json!({"jobTypes": [job_type_spec()]})
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, a_sites) = t.get("/api/v1/sites", &alice).await;
+    assert!(!a_sites.to_string().contains("b-site"), "{a_sites}");
+    assert_eq!(
+        t.get("/api/v1/sites/b-site/jobTypes", &alice).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let body = json!({"site": "b-site", "jobType": "sim", "parameters": {"label": "x"}});
+    assert_eq!(
+        t.send(Method::POST, "/api/v1/job", &alice, Some(body))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (_, b_sites) = t.get("/api/v1/sites", &bob).await;
+    assert!(b_sites.to_string().contains("b-site"), "{b_sites}");
+    // A site an admin adds is listed for everyone.
+    t.store.add_site("shared-site").await.unwrap();
+    assert!(t
+        .get("/api/v1/sites", &alice)
+        .await
+        .1
+        .to_string()
+        .contains("shared-site"));
+}
+
+async fn append(t: &TestApp, agent: &str, id: &str, offset: u64, data: &[u8]) -> StatusCode {
+    t.http
+        .post(format!(
+            "{}/api/v1/job/{id}/output/stdout?offset={offset}",
+            t.base
+        ))
+        .bearer_auth(agent)
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn an_ended_job_takes_no_more_writes() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
+    t.claim(&agent, &id).await;
+    assert_eq!(
+        append(&t, &agent, &id, 0, b"before\n").await,
+        StatusCode::OK
+    );
+    let put = |name: &str, data: &'static [u8]| {
+        let url = format!("{}/api/v1/job/{id}/results/{name}", t.base);
+        let req = t
+            .http
+            .put(url)
+            .bearer_auth(&agent)
+            .header("content-type", "application/octet-stream")
+            .body(data);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(put("r.txt", b"one").await, StatusCode::CREATED);
+    let (s, _) = t.operation(&tok, &id, "hold").await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, b) = t
+        .report(&agent, &id, json!({"status": "completed", "exitCode": 0}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // After the end: output, result files, operation acknowledgements and reports are 409.
+    assert_eq!(
+        append(&t, &agent, &id, 7, b"after\n").await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(put("r.txt", b"replaced").await, StatusCode::CONFLICT);
+    assert_eq!(put("new.txt", b"new").await, StatusCode::CONFLICT);
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            &agent,
+            Some(json!({"operation": "hold", "ok": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = t
+        .report(
+            &agent,
+            &id,
+            json!({"status": "completed", "message": "again"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Nothing changed.
+    let (_, j) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
+    assert_eq!(j["status"], "completed");
+    assert_eq!(j["held"], false);
+    assert!(j.get("message").is_none(), "{j}");
+    let out = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.headers()["x-output-complete"], "true");
+    assert_eq!(&out.bytes().await.unwrap()[..], b"before\n");
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/{id}/results/r.txt", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&r.bytes().await.unwrap()[..], b"one");
+    let (_, list) = t.get(&format!("/api/v1/job/{id}/results"), &tok).await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn operations_pending_on_a_claim_that_goes_back_to_the_queue_are_carried_out() {
+    let t = fast_leases().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    // Three claims that the agent never confirms, each with an operation pending.
+    let c = id_of(&t.submit(&tok, json!({"label": "c"})).await);
+    let h = id_of(&t.submit(&tok, json!({"label": "h"})).await);
+    let r = poll(&t, &agent, json!({"maxJobs": 2})).await;
+    assert_eq!(ids(&r["jobs"]), vec![c.clone(), h.clone()]);
+    assert_eq!(
+        t.operation(&tok, &c, "cancel").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(t.operation(&tok, &h, "hold").await.0, StatusCode::ACCEPTED);
+    // A pending cancel is not replaced by a later hold or release: cancel wins.
+    let (s, b) = t.operation(&tok, &c, "hold").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, _) = t.operation(&tok, &c, "release").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (_, j) = t.get(&format!("/api/v1/job/{c}"), &tok).await;
+    assert_eq!(j["pendingOperation"]["operation"], "cancel", "{j}");
+    // The leases run out: the cancelled one ends, the held one is queued and held.
+    let j = wait_for_status(&t, &tok, &c, "cancelled").await;
+    assert!(j.get("pendingOperation").is_none(), "{j}");
+    let j = wait_for_status(&t, &tok, &h, "queued").await;
+    assert_eq!(j["held"], true, "{j}");
+    assert!(j.get("pendingOperation").is_none(), "{j}");
+    // The next poll hands out neither.
+    let r = poll(&t, &agent, json!({"maxJobs": 10})).await;
+    assert!(ids(&r["jobs"]).is_empty(), "{r}");
+    assert!(r["operations"].as_array().unwrap().is_empty(), "{r}");
+    // Released, the held one is claimed again.
+    assert_eq!(t.operation(&tok, &h, "release").await.0, StatusCode::OK);
+    let r = poll(&t, &agent, json!({"maxJobs": 10})).await;
+    assert_eq!(ids(&r["jobs"]), vec![h.clone()]);
+    // A pending release on a re-queued claim of a held job releases it.
+    let rel = id_of(&t.submit(&tok, json!({"label": "r"})).await);
+    let r = poll(&t, &agent, json!({"maxJobs": 1, "activeJobIds": [h]})).await;
+    assert_eq!(ids(&r["jobs"]), vec![rel.clone()]);
+    assert_eq!(
+        t.operation(&tok, &rel, "hold").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        t.operation(&tok, &rel, "release").await.0,
+        StatusCode::ACCEPTED
+    );
+    let j = wait_for_status(&t, &tok, &rel, "queued").await;
+    assert_eq!(j["held"], false, "{j}");
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_carry_out_an_operation_leaves_an_event_with_its_reason() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "x"})).await);
+    t.claim(&agent, &id).await;
+    t.report(&agent, &id, json!({"status": "running"})).await;
+    assert_eq!(t.operation(&tok, &id, "hold").await.0, StatusCode::ACCEPTED);
+    let (s, j) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            &agent,
+            Some(json!({"operation": "hold", "ok": false, "message": "scontrol: Invalid job id"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["held"], false);
+    assert!(j.get("pendingOperation").is_none(), "{j}");
+    let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
+    let failed = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "operation_failed")
+        .cloned();
+    let failed = failed.expect("an operation_failed event");
+    assert_eq!(failed["message"], "hold: scontrol: Invalid job id");
+    assert!(failed["actor"].as_str().unwrap().starts_with("agent:"));
+}

@@ -13,6 +13,8 @@ mod jobs;
 mod migrate;
 mod retention;
 mod sites;
+#[cfg(test)]
+mod tests;
 mod util;
 mod webhooks;
 

@@ -29,11 +29,16 @@ const POSTGRES: &[(i64, &str)] = &[
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
 const PG_MIGRATION_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"
 
-pub(crate) async fn run(store: &Store) -> Result<()> {
-    let migrations = match store.backend {
+/// The migrations of a backend, in order.
+pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
+    match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
-    };
+    }
+}
+
+pub(crate) async fn run(store: &Store) -> Result<()> {
+    let migrations = migrations(store.backend);
     let mut tx = store.begin_write().await?;
     if store.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -1,0 +1,206 @@
+//! Store tests that need the store's insides: interleavings that the API cannot produce on
+//! demand, and upgrades of databases made by earlier versions. They run on SQLite, and on a
+//! fresh PostgreSQL database when `HPCSERA_TEST_DATABASE_URL` names a PostgreSQL server.
+
+use crate::{Backend, Claim, NewJobRecord, Store};
+use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation};
+use sqlx::Connection;
+
+/// A URL for a fresh, empty database.
+async fn fresh_url(dir: &std::path::Path) -> String {
+    match std::env::var("HPCSERA_TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.ok();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.join("t.db").display()),
+    }
+}
+
+fn spec(name: &str) -> JobTypeSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": name, "parameters": [], "subJobs": [{"name": "run", "kind": "batch"}]
+    }))
+    .unwrap()
+}
+
+/// A store with user u in project p, a site s with job type t, and one job claimed by token
+/// "tok" that the agent never confirmed, whose lease has run out.
+async fn store_with_an_expired_claim(url: &str) -> (Store, i64, String) {
+    let store = Store::connect(url).await.unwrap();
+    let user = store.create_user("u", None, false).await.unwrap();
+    let project = store.create_project("p", "").await.unwrap();
+    store.add_member("u", "p").await.unwrap();
+    store
+        .publish_job_types("s", project, None, None, &[spec("t")])
+        .await
+        .unwrap();
+    let (site_id, _) = store.job_type("s", project, "t").await.unwrap();
+    let params = serde_json::Map::new();
+    let job = store
+        .create_job(&NewJobRecord {
+            project_id: project,
+            owner_id: user.id,
+            site_id,
+            job_type: "t",
+            parameters: &params,
+            metadata: None,
+            callback_url: None,
+            idempotency: None,
+            actor: "user:u",
+            code_refs: &[],
+        })
+        .await
+        .unwrap()
+        .job;
+    let claimed = store
+        .claim_jobs(&Claim {
+            token_id: "tok",
+            project_id: project,
+            site: "s",
+            max_jobs: 1,
+            claim_lease_ms: -1000,
+            actor: "agent:u@s",
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    (store, project, job.id)
+}
+
+/// The reaper reads the jobs whose lease ran out, then decides on each under its lock. A
+/// delete between the two must not put a deleted job back in the queue.
+#[tokio::test]
+async fn a_delete_between_the_reapers_read_and_its_lock_does_not_requeue_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project, id) = store_with_an_expired_claim(&fresh_url(dir.path()).await).await;
+    let now = crate::now_ms();
+    let candidates = store.expired_lease_candidates(now).await.unwrap();
+    assert_eq!(candidates.len(), 1);
+    // The client deletes the job after the reaper read its candidates.
+    assert!(store.delete_job(project, &id, "user:u").await.unwrap());
+    let expired = store.expire_lease(candidates[0], now).await.unwrap();
+    assert_eq!(expired.map(|e| e.to), Some(JobStatus::Cancelled));
+    // Gone for good: not queued, not claimable.
+    assert!(store.get_job_any(project, &id).await.is_err());
+    let again = store
+        .claim_jobs(&Claim {
+            token_id: "tok2",
+            project_id: project,
+            site: "s",
+            max_jobs: 10,
+            claim_lease_ms: 60_000,
+            actor: "agent:u@s",
+        })
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
+
+/// The same race with a cancel instead of a delete: the cancel is carried out.
+#[tokio::test]
+async fn a_cancel_between_the_reapers_read_and_its_lock_is_carried_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project, id) = store_with_an_expired_claim(&fresh_url(dir.path()).await).await;
+    let now = crate::now_ms();
+    let candidates = store.expired_lease_candidates(now).await.unwrap();
+    store
+        .request_operation(project, &id, Operation::Cancel, "user:u")
+        .await
+        .unwrap();
+    store.expire_lease(candidates[0], now).await.unwrap();
+    let job = store.get_job(project, &id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(job.pending_operation.is_none());
+}
+
+/// A database made before job types belonged to (site, project) keeps its data: every
+/// project sees the job types and agent health it saw before.
+#[tokio::test]
+async fn upgrading_keeps_the_shared_job_types_for_every_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_url(dir.path()).await;
+    let backend = if url.starts_with("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    let old: Vec<&(i64, &str)> = crate::migrate::migrations(backend)
+        .iter()
+        .filter(|(v, _)| *v <= 5)
+        .collect();
+    {
+        sqlx::any::install_default_drivers();
+        let url = if backend == Backend::Sqlite {
+            format!("{url}?mode=rwc")
+        } else {
+            url.clone()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for (v, sql) in old {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+                .bind(*v)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let spec = serde_json::to_string(&spec("old")).unwrap();
+        for sql in [
+            "INSERT INTO projects (name, description, created_at) VALUES ('p1', '', 0)",
+            "INSERT INTO projects (name, description, created_at) VALUES ('p2', '', 0)",
+            "INSERT INTO sites (name, agent_version, agent_host, last_seen_at, created_at) VALUES ('s1', '0.1', 'login1', 5, 0)",
+            "INSERT INTO sites (name, created_at) VALUES ('s2', 0)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        sqlx::query("INSERT INTO job_types (site_id, name, spec, updated_at) SELECT id, 'old', $1, 0 FROM sites WHERE name = 's1'")
+            .bind(spec)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    }
+    let store = Store::connect(&url).await.unwrap();
+    for project in ["p1", "p2"] {
+        let pid = project_id(&store, project).await;
+        let sites = store.list_sites(pid).await.unwrap();
+        let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["s1", "s2"], "{project}: {pid}");
+        assert_eq!(sites[0].job_types, ["old"]);
+        assert_eq!(sites[0].agent_version.as_deref(), Some("0.1"));
+        assert_eq!(sites[0].agent_host.as_deref(), Some("login1"));
+        assert!(sites[1].last_seen_at.is_none());
+        assert_eq!(store.job_types("s1", pid).await.unwrap().len(), 1);
+    }
+    // From now on each project publishes its own.
+    let p1 = project_id(&store, "p1").await;
+    let p2 = project_id(&store, "p2").await;
+    store
+        .publish_job_types("s1", p1, None, None, &[])
+        .await
+        .unwrap();
+    assert!(store.job_types("s1", p1).await.unwrap().is_empty());
+    assert_eq!(store.job_types("s1", p2).await.unwrap().len(), 1);
+}
+
+async fn project_id(store: &Store, name: &str) -> i64 {
+    let r = sqlx::query("SELECT id FROM projects WHERE name = $1")
+        .bind(name)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    crate::col(&r, 0).unwrap()
+}
