@@ -231,6 +231,36 @@ async fn roles_and_projects_are_checked() {
         .await;
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &unsited).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // The HPC digest too: only an agent token (site-restricted, GET_Job) reports it, and only
+    // one of the site whose waiting job references the bundle.
+    let agent_roles = roles(&[Role::GetJob, Role::UpdateJobStatus, Role::GetCode]);
+    let unsited_agent = t.token("agent", "proj-a", agent_roles, None).await;
+    let other_site = t
+        .token("agent", "proj-a", agent_roles, Some("othersite"))
+        .await;
+    let (s, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &unsited_agent,
+            Some(json!({"sha256": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            &other_site,
+            Some(json!({"sha256": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
+    assert!(
+        st.get("hpcSha256").is_none() || st["hpcSha256"].is_null(),
+        "{st}"
+    );
     let no_get_code = t
         .token(
             "agent",
