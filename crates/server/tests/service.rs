@@ -386,3 +386,68 @@ async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records()
     assert!(t.store.prune_audit(now_ms() - 3_600_000).await.unwrap() == 0);
     assert!(t.store.prune_audit(now_ms() + 1).await.unwrap() > 0);
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let t = TestApp::spawn().await;
+    let before = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .len();
+    for i in 0..2000u32 {
+        let method = reqwest::Method::from_bytes(format!("ZZMETHOD{i}").as_bytes()).unwrap();
+        let path = match i % 4 {
+            0 => format!("/zzpath{i}"),
+            1 => format!("/api/v1/zzpath{i}/x"),
+            2 => format!("/api/v1/job/zzpath{i}"),
+            _ => "/healthz".to_string(),
+        };
+        let r = t
+            .http
+            .request(method, format!("{}{path}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+        // And ordinary methods on unknown paths.
+        let r = t
+            .http
+            .get(format!("{}/zzother{i}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("ZZMETHOD"),
+        "a made-up method became a label"
+    );
+    assert!(
+        !text.contains("zzpath") && !text.contains("zzother"),
+        "a made-up path became a label"
+    );
+    assert!(
+        text.contains(r#"method="other""#) && text.contains(r#"route="unmatched""#),
+        "{text}"
+    );
+    assert!(
+        text.len() < before + 16 * 1024,
+        "metrics grew from {before} to {} bytes",
+        text.len()
+    );
+}
