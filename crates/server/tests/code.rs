@@ -611,5 +611,9 @@ async fn the_servers_data_and_code_files_are_private() {
     for d in [code.clone(), code.join("tmp"), code.join(&id[..2])] {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
-    assert_eq!(mode(&code.join(&id[..2]).join(&id)), 0o600, "the bundle file");
+    assert_eq!(
+        mode(&code.join(&id[..2]).join(&id)),
+        0o600,
+        "the bundle file"
+    );
 }
