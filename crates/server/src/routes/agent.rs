@@ -38,6 +38,8 @@ pub async fn agent_poll(
     caller: Caller,
     ApiJson(body): ApiJson<AgentPoll>,
 ) -> ApiResult<Json<AgentPollReply>> {
+    hpcsera_api_types::check_agent_label("agentVersion", body.agent_version.as_deref())
+        .map_err(|e| ApiError::invalid(vec![e]))?;
     caller.require(Role::GetJob)?;
     let site = agent_site(&caller)?;
     if body.wait_seconds > MAX_WAIT_SECONDS {
