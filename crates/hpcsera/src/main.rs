@@ -119,7 +119,8 @@ struct ServerArgs {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "HPCSERA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
-    /// A host name that job callback URLs may point at (repeat for more; default: none).
+    /// A host that job callback URLs may point at (repeat for more; default: none): `host`
+    /// (the scheme's default port only), `host:port`, or `host:*` (any port).
     #[arg(
         long = "callback-allow-host",
         env = "HPCSERA_CALLBACK_ALLOW_HOSTS",

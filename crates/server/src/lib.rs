@@ -37,7 +37,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body of the JSON API, in bytes.
     pub max_body_bytes: usize,
-    /// Hosts a job's `callbackUrl` may point at (exact host names; empty: none).
+    /// Hosts a job's `callbackUrl` may point at: `host` (default port of the scheme),
+    /// `host:port` or `host:*` (empty: none; see `webhooks::callback_allowed`).
     pub callback_allow_hosts: Vec<String>,
     /// How long an agent's lease on a job lasts after each poll or report.
     pub lease_seconds: u64,

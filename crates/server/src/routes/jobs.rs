@@ -213,16 +213,15 @@ fn check_callback(st: &AppState, url: Option<&str>, errs: &mut Vec<FieldError>) 
             return;
         }
     };
-    let host = parsed.host_str().unwrap_or_default();
-    if !st
-        .config
-        .callback_allow_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host))
-    {
+    if !crate::webhooks::callback_allowed(&st.config.callback_allow_hosts, &parsed) {
+        let host = parsed.host_str().unwrap_or_default();
+        let target = match parsed.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
         errs.push(FieldError::new(
             "callbackUrl",
-            format!("host {host:?} is not in the server's callback allow-list"),
+            format!("{target:?} is not in the server's callback allow-list"),
         ));
     }
 }
