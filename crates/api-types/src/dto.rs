@@ -20,9 +20,13 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
-    /// For validation errors: each bad field and its problem.
+    /// For validation errors: each bad field and its problem (at most 100; texts cut to 512
+    /// bytes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
+    /// How many more problems were found than `fields` lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_fields: Option<u64>,
     /// The request id (also in the `x-request-id` header), for reports to operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -36,7 +40,8 @@ pub struct NewJob {
     pub site: String,
     /// A job type the site publishes.
     pub job_type: String,
-    /// Parameter values, checked against the job type.
+    /// Parameter values, checked against the job type (at most 64 KiB as JSON, defaults
+    /// filled in).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
@@ -143,9 +148,11 @@ pub struct JobUpdate {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_jobs: Option<Vec<SubJobState>>,
+    /// New parameter values (at most 64 KiB as JSON, defaults filled in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub parameters: Option<Map<String, Value>>,
+    /// New metadata (at most 16 KiB as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,

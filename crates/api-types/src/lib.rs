@@ -4,11 +4,13 @@
 //! This crate has no I/O. The server, the agent and the client all depend on it, so a rule
 //! written here (a legal transition, a parameter check) is the same rule everywhere.
 
+pub mod bounds;
 pub mod dto;
 pub mod jobtype;
 pub mod role;
 pub mod status;
 
+pub use bounds::*;
 pub use dto::*;
 pub use jobtype::*;
 pub use role::{Role, RoleSet};

@@ -119,7 +119,8 @@ struct ServerArgs {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "HPCSERA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
-    /// A host name that job callback URLs may point at (repeat for more; default: none).
+    /// A host that job callback URLs may point at (repeat for more; default: none): `host`
+    /// (the scheme's default port only), `host:port`, or `host:*` (any port).
     #[arg(
         long = "callback-allow-host",
         env = "HPCSERA_CALLBACK_ALLOW_HOSTS",
@@ -202,6 +203,14 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// umask 077: files 0600, directories 0700.
+fn private_umask() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -219,6 +228,14 @@ fn main() -> std::process::ExitCode {
         Command::Client(c) => return rt.block_on(cli::run(c)),
         other => other,
     };
+    if matches!(
+        command,
+        Command::Server(_) | Command::Admin(_) | Command::Dev(_)
+    ) {
+        // The server's files (database, code bundles) hold secrets: whatever this process
+        // creates is private to its user (the store and the code upload set modes too).
+        private_umask();
+    }
     let result = rt.block_on(async move {
         match command {
             Command::Server(a) => run_server(a).await,

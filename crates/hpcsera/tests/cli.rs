@@ -71,6 +71,21 @@ done
 {sleep_and_later}
 
 [[job_types]]
+name = "esc"
+description = "sets the title \u001b]0;pwned\u0007 and clears \u001b[2J the screen"
+[[job_types.parameters]]
+name = "v"
+type = "string"
+description = "bell \u0007 csi \u009b31m"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+true
+"""
+
+[[job_types]]
 name = "pipeline"
 description = "stages, sums 1..n in a batch job, keeps the sum as a result file"
 [[job_types.parameters]]
@@ -932,4 +947,53 @@ async fn follow_survives_dropped_connections_without_gaps_or_repeats() {
         expected.len(),
         r.stderr
     );
+}
+
+#[tokio::test]
+async fn server_text_is_shown_escaped_in_tables() {
+    let env = env().await;
+    let r = run(&env, &["job-types", SITE]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(r"sets the title \x1b]0;pwned\x07 and clears \x1b[2J the screen"),
+        "{:?}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(r"bell \x07 csi \u{9b}31m"),
+        "{:?}",
+        r.stdout
+    );
+    // JSON output keeps the text, JSON-escaped.
+    let r = run(&env, &["job-types", SITE, "--output", "json"]).await;
+    assert!(r.stdout.contains(r"\u001b]0;pwned\u0007"), "{:?}", r.stdout);
+    // A parameter value the server hands back.
+    let r = run(
+        &env,
+        &[
+            "job",
+            "submit",
+            SITE,
+            "echo",
+            "-p",
+            "v=\x1b]0;pwned\x07\x1b[2J",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let id = r.stdout.trim().to_string();
+    let r = run(&env, &["job", "get", &id]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(r"v=\x1b]0;pwned\x07\x1b[2J"),
+        "{:?}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains(['\x1b', '\x07', '\u{9b}']) && !r.stderr.contains(['\x1b', '\x07']),
+        "{r:?}"
+    );
+    let r = run(&env, &["job", "list"]).await;
+    assert!(!r.stdout.contains('\x1b'), "{r:?}");
 }

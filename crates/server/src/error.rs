@@ -35,6 +35,8 @@ pub enum ApiError {
         code: &'static str,
         message: String,
         fields: Vec<FieldError>,
+        /// Problems found beyond those in `fields` (see [`MAX_FIELDS`]).
+        more_fields: usize,
     },
     #[error("{0}")]
     Unavailable(String),
@@ -45,9 +47,29 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Most problems an error body lists; the rest are counted in `moreFields`, so that the
+/// answer to a large bad request stays small.
+pub const MAX_FIELDS: usize = 100;
+/// Most bytes of a field name or problem in an error body.
+pub const MAX_FIELD_TEXT: usize = 512;
+
+fn bounded(f: FieldError) -> FieldError {
+    let cut = |s: String| {
+        if s.len() <= MAX_FIELD_TEXT {
+            s
+        } else {
+            format!("{}…", hpcsera_api_types::cut_to_bytes(&s, MAX_FIELD_TEXT))
+        }
+    };
+    FieldError {
+        field: cut(f.field),
+        problem: cut(f.problem),
+    }
+}
+
 impl ApiError {
     pub fn bad_field(field: &str, problem: impl Into<String>) -> Self {
-        let problem = problem.into();
+        let FieldError { field, problem } = bounded(FieldError::new(field, problem));
         ApiError::BadRequest {
             message: format!("{field}: {problem}"),
             fields: vec![FieldError::new(field, problem)],
@@ -58,16 +80,25 @@ impl ApiError {
         Self::invalid(vec![FieldError::new(field, problem)])
     }
 
-    pub fn invalid(fields: Vec<FieldError>) -> Self {
-        let message = fields
+    /// A 422 listing the problems: at most [`MAX_FIELDS`] of them, each cut to
+    /// [`MAX_FIELD_TEXT`] bytes, and the count of the rest.
+    pub fn invalid(mut fields: Vec<FieldError>) -> Self {
+        let more_fields = fields.len().saturating_sub(MAX_FIELDS);
+        fields.truncate(MAX_FIELDS);
+        let fields: Vec<FieldError> = fields.into_iter().map(bounded).collect();
+        let mut message = fields
             .iter()
             .map(|f| format!("{}: {}", f.field, f.problem))
             .collect::<Vec<_>>()
             .join("; ");
+        if more_fields > 0 {
+            message.push_str(&format!("; and {more_fields} more problems"));
+        }
         ApiError::Unprocessable {
             code: "validation_failed",
             message,
             fields,
+            more_fields,
         }
     }
 
@@ -104,6 +135,7 @@ impl From<StoreError> for ApiError {
                     "Idempotency-Key",
                     "was used with a different request",
                 )],
+                more_fields: 0,
             },
             other => ApiError::Internal(Box::new(other)),
         }
@@ -137,15 +169,21 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(s) => Some(*s),
             _ => None,
         };
-        let fields = match self {
-            ApiError::BadRequest { fields, .. } | ApiError::Unprocessable { fields, .. } => fields,
-            _ => Vec::new(),
+        let (fields, more_fields) = match self {
+            ApiError::BadRequest { fields, .. } => (fields, 0),
+            ApiError::Unprocessable {
+                fields,
+                more_fields,
+                ..
+            } => (fields, more_fields),
+            _ => (Vec::new(), 0),
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
                 message,
                 fields,
+                more_fields: (more_fields > 0).then_some(more_fields as u64),
                 request_id,
             },
         };

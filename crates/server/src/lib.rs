@@ -37,7 +37,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body of the JSON API, in bytes.
     pub max_body_bytes: usize,
-    /// Hosts a job's `callbackUrl` may point at (exact host names; empty: none).
+    /// Hosts a job's `callbackUrl` may point at: `host` (default port of the scheme),
+    /// `host:port` or `host:*` (empty: none; see `webhooks::callback_allowed`).
     pub callback_allow_hosts: Vec<String>,
     /// How long an agent's lease on a job lasts after each poll or report.
     pub lease_seconds: u64,
@@ -152,11 +153,10 @@ pub fn router(state: AppState) -> Router {
 /// audit log entry.
 async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    // Labels from a fixed set: route templates, known methods (anything else is one label).
+    let route =
+        metrics::route_label(req.extensions().get::<MatchedPath>().map(|m| m.as_str())).to_string();
+    let method_label = metrics::method_label(req.method());
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let rid = req
@@ -169,9 +169,12 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     req.extensions_mut().insert(slot.clone());
     let resp = REQUEST_ID.scope(rid.clone(), next.run(req)).await;
     let status = resp.status().as_u16();
-    state
-        .metrics
-        .observe(&route, &method, status, started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &route,
+        method_label,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     let who = slot.0.lock().ok().and_then(|mut s| s.take());
     let had_token_attempt = who.is_some() || status == 401;
     if had_token_attempt {

@@ -1,5 +1,7 @@
 //! Prometheus metrics, kept by hand: requests by route, method and status, and a latency
-//! histogram per route. Routes are the matched templates, so label cardinality is bounded.
+//! histogram per route. Routes are the matched templates, methods the standard ones; anything
+//! else folds into `route="unmatched"` and `method="other"`, so label cardinality is bounded
+//! whatever clients send.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,6 +11,32 @@ use std::sync::Mutex;
 const BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The route label: the matched route template; a request no route matched (and the
+/// routers' fallbacks) is `unmatched`.
+pub fn route_label(matched: Option<&str>) -> &str {
+    match matched {
+        Some(m) if !m.contains("__private__axum") => m,
+        _ => "unmatched",
+    }
+}
+
+/// The method label: a standard method's name, `other` for any other token.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
 
 #[derive(Default)]
 struct RouteStats {

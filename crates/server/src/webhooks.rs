@@ -5,14 +5,15 @@
 //! `X-Hpcsera-Delivery` id).
 //!
 //! This is the server's only outgoing HTTP client. It talks to arbitrary receivers, not to
-//! hpcsera, so it is not the SDK. Redirects are not followed, and the host must be on the
-//! allow-list at delivery time too.
+//! hpcsera, so it is not the SDK. Redirects are not followed, and the host and port must be
+//! on the allow-list at delivery time too.
 
 use crate::AppState;
 use hmac::{Hmac, Mac};
 use hpcsera_api_types::WebhookPayload;
 use hpcsera_store::{now_ms, DueDelivery};
 use sha2::Sha256;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// `sha256=HEX` of HMAC-SHA256(secret, "TIMESTAMP.BODY").
@@ -28,7 +29,57 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Runs forever: delivers what is due, then sleeps until the next retry or a new event.
+/// Most deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 32;
+/// Most deliveries in flight to one receiver (`host:port`), so that a receiver that hangs
+/// holds at most this many of the slots and never delays the others.
+const MAX_PER_RECEIVER: usize = 4;
+
+/// Whether `url`'s host and port are on the allow-list. An entry is `host` (the scheme's
+/// default port only: 80 for http, 443 for https), `host:port` (that port), or `host:*` (any
+/// port); host names compare case-insensitively, IPv6 addresses are written in brackets.
+pub fn callback_allowed(allow: &[String], url: &url::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    allow.iter().any(|entry| {
+        let entry = entry.trim();
+        let (h, port) = match entry.rsplit_once(':') {
+            Some((h, p))
+                if (!h.contains(':') || (h.starts_with('[') && h.ends_with(']')))
+                    && (p == "*" || p.parse::<u16>().is_ok()) =>
+            {
+                (h, Some(p))
+            }
+            _ => (entry, None),
+        };
+        h.eq_ignore_ascii_case(host)
+            && match port {
+                // `Url::port` is None when the URL names no port or the scheme's default.
+                None => url.port().is_none(),
+                Some("*") => true,
+                Some(p) => p.parse::<u16>().ok() == url.port_or_known_default(),
+            }
+    })
+}
+
+/// The receiver a delivery goes to, for the per-receiver limit.
+fn receiver_key(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or_default().to_ascii_lowercase(),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => url.to_string(),
+    }
+}
+
+/// Runs forever: delivers what is due — concurrently to different receivers (at most
+/// [`MAX_IN_FLIGHT`] in all, [`MAX_PER_RECEIVER`] per receiver), one delivery per job at a
+/// time (the store hands out only a job's oldest pending one, and one in flight is not handed
+/// out again), so each job's transitions arrive in order — then sleeps until the next retry,
+/// a new event or the end of a delivery.
 pub async fn deliver_webhooks(state: AppState) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -43,25 +94,86 @@ pub async fn deliver_webhooks(state: AppState) {
         }
     };
     let mut changed = state.events.subscribe();
+    let mut running: tokio::task::JoinSet<(i64, String)> = tokio::task::JoinSet::new();
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut per_receiver: HashMap<String, usize> = HashMap::new();
     loop {
         changed.borrow_and_update();
-        match state.store.due_deliveries(50).await {
-            Ok(due) => {
-                for d in due {
-                    deliver(&state, &http, d).await;
+        let mut started = 0usize;
+        let room = MAX_IN_FLIGHT.saturating_sub(running.len());
+        if room > 0 {
+            // Enough rows to get past deliveries that wait for a busy receiver.
+            let want = (in_flight.len() + MAX_IN_FLIGHT * MAX_PER_RECEIVER * 4) as u32;
+            match state.store.due_deliveries(want).await {
+                Ok(due) => {
+                    for d in due {
+                        if running.len() >= MAX_IN_FLIGHT {
+                            break;
+                        }
+                        if in_flight.contains(&d.id) {
+                            continue;
+                        }
+                        let key = receiver_key(&d.url);
+                        let n = per_receiver.entry(key.clone()).or_default();
+                        if *n >= MAX_PER_RECEIVER {
+                            continue;
+                        }
+                        *n += 1;
+                        started += 1;
+                        in_flight.insert(d.id);
+                        let (state, http) = (state.clone(), http.clone());
+                        running.spawn(async move {
+                            let id = d.id;
+                            deliver(&state, &http, d).await;
+                            (id, key)
+                        });
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %crate::error::chain(&e), "cannot read due webhook deliveries")
+                Err(e) => {
+                    tracing::error!(error = %crate::error::chain(&e), "cannot read due webhook deliveries")
+                }
             }
         }
         let wait = match state.store.next_delivery_at().await {
-            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 30_000) as u64),
+            Ok(Some(at)) if at > now_ms() => {
+                Duration::from_millis((at - now_ms()).clamp(10, 30_000) as u64)
+            }
+            // Due now: look again soon after starting some; if none could start (they are in
+            // flight or their receivers are busy), the end of a delivery wakes the loop.
+            Ok(Some(_)) if started > 0 => Duration::from_millis(10),
+            Ok(Some(_)) => Duration::from_secs(1),
             _ => Duration::from_secs(30),
         };
         tokio::select! {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(wait) => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                let mut finished = vec![done];
+                while let Some(more) = running.try_join_next() {
+                    finished.push(more);
+                }
+                for r in finished {
+                    match r {
+                        Ok((id, key)) => {
+                            in_flight.remove(&id);
+                            if let Some(n) = per_receiver.get_mut(&key) {
+                                *n = n.saturating_sub(1);
+                                if *n == 0 {
+                                    per_receiver.remove(&key);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // A delivery task panicked: forget the bookkeeping so nothing
+                            // stays blocked (the delivery is still pending and is retried).
+                            tracing::error!(error = %e, "a webhook delivery task failed");
+                            in_flight.clear();
+                            per_receiver.clear();
+                            running.abort_all();
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -70,12 +182,7 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
     let cfg = &state.config;
     let host_ok = url::Url::parse(&d.url)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .is_some_and(|h| {
-            cfg.callback_allow_hosts
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&h))
-        });
+        .is_some_and(|u| callback_allowed(&cfg.callback_allow_hosts, &u));
     if !host_ok {
         let _ = state
             .store
@@ -83,7 +190,7 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
                 d.id,
                 false,
                 None,
-                Some("the host is not on the callback allow-list"),
+                Some("the host and port are not on the callback allow-list"),
                 None,
             )
             .await;
@@ -156,6 +263,34 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allow_list_checks_host_and_port() {
+        let allow: Vec<String> = [
+            "hooks.example.org",
+            "ci.example.org:8443",
+            "127.0.0.1:*",
+            "[::1]:9000",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ok = |u: &str| callback_allowed(&allow, &url::Url::parse(u).unwrap());
+        assert!(ok("https://hooks.example.org/x"));
+        assert!(ok("https://HOOKS.example.org:443/x"));
+        assert!(ok("http://hooks.example.org/x"));
+        assert!(!ok("https://hooks.example.org:8443/x"));
+        assert!(
+            !ok("http://hooks.example.org:443/x"),
+            "443 is not http's default port"
+        );
+        assert!(ok("https://ci.example.org:8443/x"));
+        assert!(!ok("https://ci.example.org/x"));
+        assert!(ok("http://127.0.0.1:5000/x"));
+        assert!(ok("http://127.0.0.1/x"));
+        assert!(ok("http://[::1]:9000/x"));
+        assert!(!ok("http://[::1]/x"));
+        assert!(!ok("http://evil.example.org/x"));
+    }
 
     #[test]
     fn signature_is_hmac_sha256_over_timestamp_and_body() {

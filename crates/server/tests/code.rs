@@ -582,3 +582,68 @@ async fn retention_forgets_old_bundles_no_live_job_references() {
     let (s, _) = t.get(&format!("/api/v1/code/{used}/status"), &bob).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_servers_data_and_code_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = hpcsera_store::Store::open_data_dir(&data).await.unwrap();
+    store.create_user("alice", None, false).await.unwrap();
+    store.create_project("proj-a", "").await.unwrap();
+    store.add_member("alice", "proj-a").await.unwrap();
+    let (_, tok) = store
+        .create_token(&hpcsera_store::NewToken {
+            user: "alice",
+            project: "proj-a",
+            name: "t",
+            roles: RoleSet::all(),
+            site: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let app = hpcsera_server::Application::build(
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            code_dir: data.join("code"),
+            ..Default::default()
+        },
+        store,
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let bytes = bundle("#!/bin/sh\necho private\n");
+    let id = sha(&bytes);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/code"))
+        .bearer_auth(&tok)
+        .header("content-type", "application/gzip")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "data dir");
+    for f in ["hpcsera.db", "hpcsera.db-wal", "hpcsera.db-shm"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    let code = data.join("code");
+    for d in [code.clone(), code.join("tmp"), code.join(&id[..2])] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    assert_eq!(
+        mode(&code.join(&id[..2]).join(&id)),
+        0o600,
+        "the bundle file"
+    );
+}

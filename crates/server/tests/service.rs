@@ -388,3 +388,226 @@ async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records()
     assert!(t.store.prune_audit(now_ms() - 3_600_000).await.unwrap() == 0);
     assert!(t.store.prune_audit(now_ms() + 1).await.unwrap() > 0);
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
+    let t = TestApp::spawn().await;
+    let before = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .len();
+    for i in 0..2000u32 {
+        let method = reqwest::Method::from_bytes(format!("ZZMETHOD{i}").as_bytes()).unwrap();
+        let path = match i % 4 {
+            0 => format!("/zzpath{i}"),
+            1 => format!("/api/v1/zzpath{i}/x"),
+            2 => format!("/api/v1/job/zzpath{i}"),
+            _ => "/healthz".to_string(),
+        };
+        let r = t
+            .http
+            .request(method, format!("{}{path}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+        // And ordinary methods on unknown paths.
+        let r = t
+            .http
+            .get(format!("{}/zzother{i}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let text = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("ZZMETHOD"),
+        "a made-up method became a label"
+    );
+    assert!(
+        !text.contains("zzpath") && !text.contains("zzother"),
+        "a made-up path became a label"
+    );
+    assert!(
+        text.contains(r#"method="other""#) && text.contains(r#"route="unmatched""#),
+        "{text}"
+    );
+    assert!(
+        text.len() < before + 16 * 1024,
+        "metrics grew from {before} to {} bytes",
+        text.len()
+    );
+}
+
+#[tokio::test]
+async fn a_validation_error_lists_at_most_100_problems_and_counts_the_rest() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    // About 150 KB of unknown parameters with long names.
+    let mut params = serde_json::Map::new();
+    for i in 0..1500 {
+        params.insert(format!("p{i:04}{}", "n".repeat(90)), json!(1));
+    }
+    let r = t
+        .http
+        .post(format!("{}/api/v1/job", t.base))
+        .bearer_auth(&tok)
+        .json(&json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.len() < 64 * 1024,
+        "the error body is {} bytes",
+        text.len()
+    );
+    let b: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["error"]["fields"].as_array().unwrap().len(), 100, "{b}");
+    // 1500 unknown parameters and the missing required label.
+    assert_eq!(
+        b["error"]["moreFields"], 1401,
+        "{}",
+        b["error"]["moreFields"]
+    );
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("and 1401 more problems"));
+    // A few problems: no count.
+    let (s, b) = t
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/job",
+            &tok,
+            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"steps": 0}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["error"].get("moreFields").is_none(), "{b}");
+}
+
+#[tokio::test]
+async fn agent_version_and_host_are_bounded_and_free_of_control_characters() {
+    let t = TestApp::spawn().await;
+    let agent = t.agent_token().await;
+    for (v, ok) in [
+        ("1.2.3".to_string(), true),
+        ("1.2\u{0}3".to_string(), false),
+        ("\u{1b}]0;pwned\u{7}".to_string(), false),
+        ("x".repeat(201), false),
+    ] {
+        let (s, b) = t
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/agent/poll",
+                &agent,
+                Some(json!({"agentVersion": v})),
+            )
+            .await;
+        if ok {
+            assert_eq!(s, StatusCode::OK, "{b}");
+        } else {
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v:?}: {b}");
+            assert_eq!(fields(&b), ["agentVersion"]);
+        }
+        for field in ["agentVersion", "agentHost"] {
+            let (s, b) = t
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/sites/{SITE}/jobTypes"),
+                    &agent,
+                    Some(json!({"jobTypes": [job_type_spec()], field: v})),
+                )
+                .await;
+            if ok {
+                assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+            } else {
+                assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field} {v:?}: {b}");
+                assert_eq!(fields(&b), [field]);
+            }
+        }
+    }
+    let (s, b) = t.get("/api/v1/sites", &agent).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!b.to_string().contains("pwned"), "{b}");
+}
+
+#[tokio::test]
+async fn job_parameters_are_bounded_at_submission_and_change() {
+    let t = TestApp::spawn().await;
+    let agent = t.agent_token().await;
+    let free = json!({
+        "name": "free",
+        "parameters": [{"name": "text", "type": "string"}],
+        "subJobs": [{"name": "run", "kind": "batch"}]
+    });
+    let (s, b) = t
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/sites/{SITE}/jobTypes"),
+            &agent,
+            Some(json!({"jobTypes": [job_type_spec(), free]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let tok = t.alice().await;
+    let submit = |text: String| {
+        let t = &t;
+        let tok = &tok;
+        async move {
+            t.send(
+                reqwest::Method::POST,
+                "/api/v1/job",
+                tok,
+                Some(json!({"site": SITE, "jobType": "free", "parameters": {"text": text}})),
+            )
+            .await
+        }
+    };
+    let (s, b) = submit("x".repeat(70 * 1024)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["parameters"]);
+    let (s, job) = submit("x".repeat(60 * 1024)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = id_of(&job);
+    let (s, b) = t
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"parameters": {"text": "y".repeat(70 * 1024)}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["parameters"]);
+    let (s, b) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["parameters"]["text"].as_str().unwrap().starts_with('x'));
+    let (s, b) = t
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/job/{id}"),
+            &tok,
+            Some(json!({"metadata": {"m": "y".repeat(17 * 1024)}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["metadata"]);
+}

@@ -63,7 +63,7 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
 async fn app() -> TestApp {
     TestApp::spawn_with(ServerConfig {
         listen: "127.0.0.1:0".into(),
-        callback_allow_hosts: vec!["127.0.0.1".into()],
+        callback_allow_hosts: vec!["127.0.0.1:*".into()],
         webhook_retry_base: Duration::from_millis(50),
         webhook_max_attempts: 4,
         ..Default::default()
@@ -243,4 +243,155 @@ async fn callbacks_outside_the_allow_list_are_refused_at_submission() {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// A receiver that accepts connections and never answers.
+async fn stalled_receiver() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    format!("http://{addr}/hook")
+}
+
+#[tokio::test]
+async fn a_stalled_receiver_does_not_delay_another_projects_delivery() {
+    let t = app().await;
+    let alice = t.alice().await;
+    let stalled = stalled_receiver().await;
+    // Project A's receiver hangs on several jobs' deliveries at once.
+    for _ in 0..6 {
+        submit_with_callback(&t, &alice, &stalled).await;
+    }
+    // Project B, with its own agent's job types at the site.
+    let bob_agent = t
+        .token(
+            "bob",
+            "proj-b",
+            [
+                hpcsera_api_types::Role::GetJob,
+                hpcsera_api_types::Role::UpdateJobStatus,
+            ]
+            .into_iter()
+            .collect(),
+            Some(SITE),
+        )
+        .await;
+    let (s, b) = t
+        .send(
+            Method::PUT,
+            &format!("/api/v1/sites/{SITE}/jobTypes"),
+            &bob_agent,
+            Some(json!({"jobTypes": [job_type_spec()]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let bob = t
+        .token("bob", "proj-b", hpcsera_api_types::RoleSet::all(), None)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (url, state) = receiver(0).await;
+    let started = Instant::now();
+    submit_with_callback(&t, &bob, &url).await;
+    while state.lock().unwrap().calls.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "project B's delivery waited behind project A's stalled receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_callback_port_is_checked_at_submission_and_delivery() {
+    let (url, state) = receiver(0).await;
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    let t = TestApp::spawn_with(ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        callback_allow_hosts: vec![format!("127.0.0.1:{port}"), "hooks.example.org".into()],
+        webhook_retry_base: Duration::from_millis(50),
+        webhook_max_attempts: 2,
+        ..Default::default()
+    })
+    .await;
+    let tok = t.alice().await;
+    for (callback, ok) in [
+        (url.clone(), true),
+        (
+            format!("http://127.0.0.1:{}/hook", port.wrapping_add(1).max(1)),
+            false,
+        ),
+        ("http://127.0.0.1/hook".to_string(), false),
+        ("https://hooks.example.org/h".to_string(), true),
+        ("http://hooks.example.org/h".to_string(), true),
+        ("https://hooks.example.org:8443/h".to_string(), false),
+        ("http://hooks.example.org:22/h".to_string(), false),
+    ] {
+        let (s, b) = t
+            .send(
+                Method::POST,
+                "/api/v1/job",
+                &tok,
+                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": callback})),
+            )
+            .await;
+        if ok {
+            assert_eq!(s, StatusCode::CREATED, "{callback}: {b}");
+        } else {
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{callback}: {b}");
+            assert_eq!(fields(&b), ["callbackUrl"]);
+        }
+    }
+    wait_calls(&state, 1).await;
+    // A job whose callback port is not allowed (as if the allow-list changed after it was
+    // submitted) gets no call: the port is checked again at delivery.
+    let (other_url, other) = receiver(0).await;
+    let me = t.store.authenticate(&tok).await.unwrap().unwrap();
+    let (site_id, _) = t
+        .store
+        .job_type(SITE, me.project_id, JOB_TYPE)
+        .await
+        .unwrap();
+    let params = serde_json::Map::from_iter([("label".to_string(), json!("w"))]);
+    let job = t
+        .store
+        .create_job(&hpcsera_store::NewJobRecord {
+            project_id: me.project_id,
+            owner_id: me.user_id,
+            site_id,
+            job_type: JOB_TYPE,
+            parameters: &params,
+            metadata: None,
+            callback_url: Some(&other_url),
+            idempotency: None,
+            actor: "user:alice",
+            code_refs: &[],
+        })
+        .await
+        .unwrap()
+        .job;
+    let started = Instant::now();
+    loop {
+        let (_, d) = t
+            .get(&format!("/api/v1/job/{}/deliveries", job.id), &tok)
+            .await;
+        if d["deliveries"][0]["status"] == "failed" {
+            assert!(
+                d["deliveries"][0]["lastError"]
+                    .as_str()
+                    .unwrap()
+                    .contains("allow-list"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{d}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(other.lock().unwrap().calls.is_empty());
 }

@@ -134,7 +134,19 @@ impl Store {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
+        let db_file = match backend {
+            Backend::Sqlite => sqlite_file(&url),
+            Backend::Postgres => None,
+        };
+        if let Some(f) = &db_file {
+            private_db_file(f);
+        }
         let pool = options.connect(&url).await?;
+        if let Some(f) = &db_file {
+            // SQLite gives the -wal and -shm files the database file's mode; older installs
+            // may have made them 0644.
+            tighten_db_files(f);
+        }
         let store = Store {
             pool,
             backend,
@@ -144,14 +156,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens (creating if needed) the SQLite database in `data_dir`.
+    /// Opens (creating if needed) the SQLite database in `data_dir`. The directory is made
+    /// 0700 (it holds password hashes and webhook secrets), the database files 0600.
     pub async fn open_data_dir(data_dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let cannot = |e: std::io::Error| {
             StoreError::Migration(format!(
                 "cannot create data directory {}: {e}",
                 data_dir.display()
             ))
-        })?;
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(cannot)?;
+        // An existing directory (from an older version) is tightened too.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(cannot)?;
         let path = data_dir.join("hpcsera.db");
         Store::connect(&format!("sqlite://{}", path.display())).await
     }
@@ -190,6 +212,47 @@ impl Store {
         match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// The file of a `sqlite://PATH[?…]` URL (none for in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates the SQLite database file 0600 before SQLite does (it would use 0644). Errors
+/// (it exists, a missing directory) are left to SQLite to report in its own words.
+fn private_db_file(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
+/// Makes the database file and its -wal/-shm files 0600 where they are more open.
+fn tighten_db_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        names.push(p.into());
+    }
+    for p in names {
+        if let Ok(m) = std::fs::metadata(&p) {
+            if m.permissions().mode() & 0o077 != 0 {
+                if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot make the database file private");
+                }
+            }
         }
     }
 }

@@ -98,10 +98,12 @@ impl Store {
             .collect()
     }
 
-    /// When the next delivery is due (Unix ms), if any is pending.
+    /// When the next delivery is due (Unix ms), if any is pending. Only each job's oldest
+    /// pending delivery counts: the later ones wait for it, whatever their own time.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>> {
         let r = sqlx::query(
-            "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'",
+            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d WHERE d.status = 'pending' AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries e WHERE e.job_seq = d.job_seq AND e.status = 'pending' AND e.id < d.id)",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -333,7 +333,10 @@ async fn results(
                 }
                 let data = c.get_result(id, &f.name).await?;
                 write_file(&dir.join(&f.name), &data)?;
-                eprintln!("{}", dir.join(&f.name).display());
+                eprintln!(
+                    "{}",
+                    output::clean(&dir.join(&f.name).display().to_string())
+                );
             }
             if format == Format::Json {
                 output::json(&serde_json::json!({ "results": files }))?;
@@ -357,7 +360,7 @@ async fn results(
                 Some(p) => {
                     let target = if p.is_dir() { p.join(&name) } else { p };
                     write_file(&target, &data)?;
-                    eprintln!("{}", target.display());
+                    eprintln!("{}", output::clean(&target.display().to_string()));
                 }
             }
         }

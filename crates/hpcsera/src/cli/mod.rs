@@ -180,7 +180,7 @@ pub async fn run(cmd: ClientCommand) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let line = e.message.replace(['\n', '\r'], " ");
-            eprintln!("error: {line}");
+            eprintln!("error: {}", output::clean(&line));
             ExitCode::from(e.code)
         }
     }

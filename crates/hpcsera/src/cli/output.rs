@@ -1,10 +1,44 @@
 //! Printing: stable JSON and aligned tables on stdout. Write errors (a closed pipe) become a
 //! [`CliError`], never a panic.
+//!
+//! Text the server supplies (names, descriptions, messages, errors) can carry terminal escape
+//! sequences; every table, key/value line and message goes through [`clean`], which shows
+//! control characters as escapes instead of sending them to the terminal. JSON output is
+//! escaped by JSON itself; a job's own output (`job logs`, `--follow`) and result files are
+//! the job's bytes and pass unchanged.
 
 use super::{CliError, CliResult};
 use hpcsera_api_types::{Job, JobTypeSpec, ParamKind, ResultFile};
 use serde::Serialize;
 use std::io::Write;
+
+/// Whether `c` would be interpreted by a terminal rather than shown: C0 controls (newline and
+/// tab too), DEL, C1 controls, and the bidirectional overrides that reorder what is shown.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character shown as an escape (`\n`, `\t`, `\x1b`, `\u{9b}`), so
+/// that server-supplied text cannot move the cursor, clear the screen, set the window title
+/// or hide what it says.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if is_unsafe(c) && (c as u32) < 0x80 => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c if is_unsafe(c) => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(o)
+}
 
 /// Writes `text` to stdout.
 pub fn out(text: &str) -> CliResult<()> {
@@ -23,6 +57,10 @@ pub fn json<T: Serialize>(v: &T) -> CliResult<()> {
 
 /// Renders rows as left-aligned columns under a header.
 pub fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(|c| clean(&c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
@@ -61,12 +99,16 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> CliResult<()> {
 
 /// Key/value lines, keys aligned.
 pub fn pairs(items: &[(&str, String)]) -> CliResult<()> {
+    out(&render_pairs(items))
+}
+
+fn render_pairs(items: &[(&str, String)]) -> String {
     let w = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut s = String::new();
     for (k, v) in items {
-        s.push_str(&format!("{k:<w$}  {v}\n"));
+        s.push_str(&format!("{k:<w$}  {}\n", clean(v)));
     }
-    out(&s)
+    s
 }
 
 fn compact(v: &serde_json::Value) -> String {
@@ -206,9 +248,9 @@ pub fn job_types(types: &[JobTypeSpec]) -> CliResult<()> {
             s.push('\n');
         }
         if t.description.is_empty() {
-            s.push_str(&format!("{}\n", t.name));
+            s.push_str(&format!("{}\n", clean(&t.name)));
         } else {
-            s.push_str(&format!("{} — {}\n", t.name, t.description));
+            s.push_str(&format!("{} — {}\n", clean(&t.name), clean(&t.description)));
         }
         let steps: Vec<String> = t
             .sub_jobs
@@ -218,7 +260,7 @@ pub fn job_types(types: &[JobTypeSpec]) -> CliResult<()> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                format!("{} ({kind})", sj.name)
+                format!("{} ({kind})", clean(&sj.name))
             })
             .collect();
         if !steps.is_empty() {
@@ -291,5 +333,18 @@ mod tests {
             vec![vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]],
         );
         assert_eq!(t, "A    BB\nxxx  y\nz\n");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let evil = "a\x1b]0;pwned\x07b\x1b[2J\u{9b}31m\u{202e}c\x7f\nd";
+        let shown = r"a\x1b]0;pwned\x07b\x1b[2J\u{9b}31m\u{202e}c\x7f\nd";
+        assert_eq!(super::clean(evil), shown);
+        assert_eq!(super::clean("plain ünïcode — ok"), "plain ünïcode — ok");
+        let t = super::render_table(&["MESSAGE"], vec![vec![evil.to_string()]]);
+        assert_eq!(t, format!("MESSAGE\n{shown}\n"));
+        let p = super::render_pairs(&[("message", evil.to_string())]);
+        assert_eq!(p, format!("message  {shown}\n"));
+        assert!(!t.contains('\x1b') && !p.contains('\x1b') && !p.contains('\x07'));
     }
 }

@@ -119,7 +119,7 @@ impl Progress {
     }
     fn note(&mut self, text: &str) {
         self.clear();
-        eprintln!("job {}: {text}", self.id);
+        eprintln!("job {}: {}", self.id, super::output::clean(text));
         if self.live {
             self.draw();
         }
@@ -386,7 +386,7 @@ pub fn finish(end: &WaitEnd, id: &str, timeout: Option<Duration>) -> u8 {
             if let Some(m) = &job.message {
                 line.push_str(&format!(" ({m})"));
             }
-            eprintln!("{}", line.replace(['\n', '\r'], " "));
+            eprintln!("{}", super::output::clean(&line.replace(['\n', '\r'], " ")));
             code
         }
         WaitEnd::TimedOut => {

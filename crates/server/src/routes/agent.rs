@@ -32,6 +32,8 @@ pub async fn agent_poll(
     ApiJson(body): ApiJson<AgentPoll>,
 ) -> ApiResult<Json<AgentPollReply>> {
     let site = agent.site().to_string();
+    hpcsera_api_types::check_agent_label("agentVersion", body.agent_version.as_deref())
+        .map_err(|e| ApiError::invalid(vec![e]))?;
     if body.wait_seconds > MAX_WAIT_SECONDS {
         return Err(ApiError::invalid_field(
             "waitSeconds",

@@ -44,6 +44,15 @@ impl Drop for TempFile {
     }
 }
 
+/// Creates a directory (and its parents) 0700: the code directory is the server's own.
+async fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .await
+}
+
 fn internal(context: &str, e: std::io::Error) -> ApiError {
     ApiError::Internal(format!("{context}: {e}").into())
 }
@@ -102,12 +111,16 @@ pub async fn post_code(
         }
     }
     let tmp_dir = st.config.code_dir.join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir)
+    private_dir(&tmp_dir)
         .await
         .map_err(|e| internal("cannot create the code directory", e))?;
     let tmp_path = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
     let mut guard = TempFile(Some(tmp_path.clone()));
-    let mut file = tokio::fs::File::create(&tmp_path)
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp_path)
         .await
         .map_err(|e| internal("cannot create a temporary file", e))?;
     let mut hasher = Sha256::new();
@@ -150,7 +163,7 @@ pub async fn post_code(
     }
     let path = crate::code_file_path(&st.config.code_dir, &id);
     if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
+        private_dir(parent)
             .await
             .map_err(|e| internal("cannot create the code directory", e))?;
     }

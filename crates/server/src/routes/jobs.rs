@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 
 /// Largest `metadata` object, serialised.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Most bytes of a job's parameters (serialized JSON, defaults filled in), so that a page of
+/// jobs stays small.
+const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -100,6 +103,7 @@ pub async fn post_job(
             Default::default()
         }
     };
+    check_parameters_size(&params, &mut errs);
     check_metadata(body.metadata.as_ref(), &mut errs);
     check_callback(&st, body.callback_url.as_deref(), &mut errs);
     if !errs.is_empty() {
@@ -158,6 +162,35 @@ fn code_refs(
         .collect()
 }
 
+/// The length of `v` as JSON, without building the text.
+fn json_len(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+fn check_parameters_size(p: &impl serde::Serialize, errs: &mut Vec<FieldError>) {
+    let len = json_len(p);
+    if len > MAX_PARAMETERS_BYTES {
+        errs.push(FieldError::new(
+            "parameters",
+            format!("are {len} bytes as JSON; the limit is 64 KiB"),
+        ));
+    }
+}
+
 fn check_metadata(m: Option<&Value>, errs: &mut Vec<FieldError>) {
     if let Some(m) = m {
         if !m.is_object() {
@@ -184,16 +217,15 @@ fn check_callback(st: &AppState, url: Option<&str>, errs: &mut Vec<FieldError>) 
             return;
         }
     };
-    let host = parsed.host_str().unwrap_or_default();
-    if !st
-        .config
-        .callback_allow_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host))
-    {
+    if !crate::webhooks::callback_allowed(&st.config.callback_allow_hosts, &parsed) {
+        let host = parsed.host_str().unwrap_or_default();
+        let target = match parsed.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
         errs.push(FieldError::new(
             "callbackUrl",
-            format!("host {host:?} is not in the server's callback allow-list"),
+            format!("{target:?} is not in the server's callback allow-list"),
         ));
     }
 }
@@ -398,6 +430,7 @@ pub async fn put_job(
                 .await?;
             match spec.validate_parameters(p) {
                 Ok(v) => {
+                    check_parameters_size(&v, &mut errs);
                     refs = Some(code_refs(&spec, &v));
                     Some(v)
                 }

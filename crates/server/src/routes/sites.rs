@@ -78,8 +78,8 @@ pub async fn put_job_types(
         ("agentVersion", &body.agent_version),
         ("agentHost", &body.agent_host),
     ] {
-        if v.as_ref().is_some_and(|v| v.len() > 200) {
-            errs.push(FieldError::new(field, "is longer than 200 bytes"));
+        if let Err(e) = hpcsera_api_types::check_agent_label(field, v.as_deref()) {
+            errs.push(e);
         }
     }
     if !errs.is_empty() {
