@@ -1,12 +1,10 @@
 //! The agent's side of jobs: claims with leases, lease renewal and expiry, operations handed
 //! to the agent, output streams and result files.
 
+use crate::transition::{sql_status, LockedJob, WITH_AGENT};
 use crate::{col, corrupt, fmt_ms, now_ms, Backend, Result, Store, StoreError};
 use hpcsera_api_types::{Job, JobStatus, Operation, OutputStream, ResultFile};
 use sha2::{Digest, Sha256};
-
-/// Statuses in which an agent holds a job, as SQL text.
-const WITH_AGENT: &str = "('dispatched', 'staging', 'submitted', 'running', 'completing')";
 
 /// A claim of up to `max_jobs` queued jobs of a site for one agent token.
 #[derive(Debug, Clone)]
@@ -123,10 +121,11 @@ impl Store {
         }
         // Most polls find nothing: answer them with an indexed read, without taking the write
         // lock (SQLite) or starting a write transaction.
-        let any = sqlx::query(
+        let any = sqlx::query(&format!(
             "SELECT 1 FROM jobs j JOIN sites s ON s.id = j.site_id WHERE s.name = $1 AND j.project_id = $2 \
-             AND j.status = 'queued' AND j.held = 0 AND j.deleted_at IS NULL LIMIT 1",
-        )
+             AND j.status = {} AND j.held = 0 AND j.deleted_at IS NULL LIMIT 1",
+            sql_status(JobStatus::Queued)
+        ))
         .bind(c.site)
         .bind(c.project_id)
         .fetch_optional(&self.pool)
@@ -135,42 +134,41 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_ms();
+        // The site is a subquery, not a join, so that FOR UPDATE locks job rows only: agents
+        // claiming at the same time skip each other's jobs instead of waiting on the site row.
         let skip_locked = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let mut tx = self.begin_write().await?;
-        let sql = format!(
-            "UPDATE jobs SET status = 'dispatched', agent_token = $1, lease_until = $2, updated_at = $3, \
-             claim_confirmed = 0 WHERE seq IN (SELECT j.seq FROM jobs j JOIN sites s ON s.id = j.site_id \
-             WHERE s.name = $4 AND j.project_id = $5 AND j.status = 'queued' AND j.held = 0 \
-             AND j.deleted_at IS NULL ORDER BY j.seq LIMIT $6{skip_locked}) RETURNING seq"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&format!(
+            "SELECT seq FROM jobs WHERE site_id = (SELECT id FROM sites WHERE name = $1) AND project_id = $2 \
+             AND status = {} AND held = 0 AND deleted_at IS NULL ORDER BY seq LIMIT $3{skip_locked}",
+            sql_status(JobStatus::Queued)
+        ))
+        .bind(c.site)
+        .bind(c.project_id)
+        .bind(i64::from(c.max_jobs))
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let queued = LockedJob {
+                seq: col(r, 0)?,
+                project_id: c.project_id,
+                status: JobStatus::Queued,
+            };
+            self.transition(&mut tx.tx, &queued, JobStatus::Dispatched, c.actor, None)
+                .await?;
+            sqlx::query(
+                "UPDATE jobs SET agent_token = $1, lease_until = $2, claim_confirmed = 0 WHERE seq = $3",
+            )
             .bind(c.token_id)
             .bind(now + c.claim_lease_ms)
-            .bind(now)
-            .bind(c.site)
-            .bind(c.project_id)
-            .bind(i64::from(c.max_jobs))
-            .fetch_all(&mut *tx.tx)
+            .bind(queued.seq)
+            .execute(&mut *tx.tx)
             .await?;
-        let mut seqs: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
-        seqs.sort_unstable();
-        let mut jobs = Vec::with_capacity(seqs.len());
-        for seq in &seqs {
-            self.add_event(
-                &mut tx.tx,
-                *seq,
-                c.project_id,
-                "status",
-                Some(JobStatus::Queued),
-                Some(JobStatus::Dispatched),
-                c.actor,
-                None,
-            )
-            .await?;
-            jobs.push(self.job_in_tx(&mut tx.tx, *seq).await?);
+            jobs.push(self.job_in_tx(&mut tx.tx, queued.seq).await?);
         }
         tx.commit().await?;
         Ok(jobs)
@@ -192,9 +190,10 @@ impl Store {
         let mut held = Vec::with_capacity(job_ids.len());
         for chunk in job_ids.chunks(500) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+            let with_agent = WITH_AGENT.as_str();
             let sql = format!(
                 "UPDATE jobs SET lease_until = $1, claim_confirmed = 1 WHERE agent_token = $2 AND project_id = $3 \
-                 AND status IN {WITH_AGENT} AND id IN ({}) RETURNING id",
+                 AND status IN {with_agent} AND id IN ({}) RETURNING id",
                 list.join(", ")
             );
             let mut q = sqlx::query(&sql)
@@ -222,9 +221,10 @@ impl Store {
         token_id: &str,
         project_id: i64,
     ) -> Result<Vec<(String, Operation)>> {
+        let with_agent = WITH_AGENT.as_str();
         let rows = sqlx::query(&format!(
             "SELECT id, pending_op FROM jobs WHERE agent_token = $1 AND project_id = $2 \
-             AND status IN {WITH_AGENT} AND pending_op IS NOT NULL ORDER BY seq"
+             AND status IN {with_agent} AND pending_op IS NOT NULL ORDER BY seq"
         ))
         .bind(token_id)
         .bind(project_id)
@@ -308,8 +308,9 @@ impl Store {
     /// Jobs whose lease ran out before `now` (read without a lock; each is decided again
     /// under its row lock by [`Store::expire_lease`]).
     pub(crate) async fn expired_lease_candidates(&self, now: i64) -> Result<Vec<i64>> {
+        let with_agent = WITH_AGENT.as_str();
         let rows = sqlx::query(&format!(
-            "SELECT seq FROM jobs WHERE lease_until < $1 AND status IN {WITH_AGENT} ORDER BY seq LIMIT 1000"
+            "SELECT seq FROM jobs WHERE lease_until < $1 AND status IN {with_agent} ORDER BY seq LIMIT 1000"
         ))
         .bind(now)
         .fetch_all(&self.pool)
@@ -322,9 +323,10 @@ impl Store {
     /// operation, or the agent renewed, since the candidates were read.
     pub(crate) async fn expire_lease(&self, seq: i64, now: i64) -> Result<Option<Expired>> {
         let mut tx = self.begin_write().await?;
+        let with_agent = WITH_AGENT.as_str();
         let r = sqlx::query(&format!(
             "SELECT id, project_id, status, claim_confirmed, deleted_at, pending_op FROM jobs \
-             WHERE seq = $1 AND lease_until < $2 AND status IN {WITH_AGENT}{}",
+             WHERE seq = $1 AND lease_until < $2 AND status IN {with_agent}{}",
             self.for_update()
         ))
         .bind(seq)
@@ -368,32 +370,24 @@ impl Store {
             (JobStatus::Queued, Some(Operation::Release)) => Some(0),
             _ => None,
         };
-        let finished = to.is_terminal().then_some(now);
-        sqlx::query(
-            "UPDATE jobs SET status = $1, lease_until = NULL, agent_token = CASE WHEN $2 = 1 THEN NULL ELSE agent_token END, \
-             updated_at = $3, finished_at = $4, message = $5, pending_op = NULL, pending_op_at = NULL, pending_op_by = NULL, \
-             held = COALESCE($7, held) WHERE seq = $6",
-        )
-        .bind(to.as_str())
-        .bind(i64::from(to == JobStatus::Queued))
-        .bind(now)
-        .bind(finished)
-        .bind(msg)
-        .bind(seq)
-        .bind(held)
-        .execute(&mut *tx.tx)
-        .await?;
-        self.add_event(
-            &mut tx.tx,
+        let locked = LockedJob {
             seq,
             project_id,
-            "status",
-            Some(from),
-            Some(to),
-            "server",
-            Some(msg),
-        )
-        .await?;
+            status: from,
+        };
+        self.transition(&mut tx.tx, &locked, to, "server", Some(msg))
+            .await?;
+        // Back in the queue, the job has no holder, lease or pending operation.
+        if to == JobStatus::Queued {
+            sqlx::query(
+                "UPDATE jobs SET agent_token = NULL, lease_until = NULL, pending_op = NULL, pending_op_at = NULL, \
+                 pending_op_by = NULL, held = COALESCE($1, held) WHERE seq = $2",
+            )
+            .bind(held)
+            .bind(seq)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
         if let (Some(op), Some(_)) = (pending, held) {
             self.add_event(
                 &mut tx.tx,

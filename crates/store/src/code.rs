@@ -1,6 +1,7 @@
 //! Code bundles: metadata of uploaded tar.gz bundles (the bytes live in files the server
 //! keeps), the HPC-side digest, the out-of-band decision, and what it does to waiting jobs.
 
+use crate::transition::{sql_status, LockedJob, TERMINAL};
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{CodeBundle, CodeStatus, FieldError, JobStatus};
 use sqlx::any::AnyRow;
@@ -129,11 +130,12 @@ impl Store {
         id: &str,
         site: &str,
     ) -> Result<bool> {
-        let r = sqlx::query(
+        let r = sqlx::query(&format!(
             "SELECT 1 FROM job_code c JOIN jobs j ON j.seq = c.job_seq JOIN sites s ON s.id = j.site_id \
-             WHERE c.project_id = $1 AND c.code_id = $2 AND s.name = $3 AND j.status = 'awaiting_approval' \
+             WHERE c.project_id = $1 AND c.code_id = $2 AND s.name = $3 AND j.status = {awaiting} \
              AND j.deleted_at IS NULL LIMIT 1",
-        )
+            awaiting = sql_status(JobStatus::AwaitingApproval)
+        )        )
         .bind(project_id)
         .bind(id)
         .bind(site)
@@ -144,14 +146,15 @@ impl Store {
 
     /// Pending bundles without an HPC-side digest that waiting jobs of `site` reference.
     pub async fn code_to_verify(&self, project_id: i64, site: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT DISTINCT b.id FROM code_bundles b \
              JOIN job_code c ON c.project_id = b.project_id AND c.code_id = b.id \
              JOIN jobs j ON j.seq = c.job_seq JOIN sites s ON s.id = j.site_id \
              WHERE b.project_id = $1 AND s.name = $2 AND b.status = 'pending_approval' \
-             AND b.hpc_sha256 IS NULL AND j.status = 'awaiting_approval' AND j.deleted_at IS NULL \
+             AND b.hpc_sha256 IS NULL AND j.status = {awaiting} AND j.deleted_at IS NULL \
              ORDER BY b.id LIMIT 100",
-        )
+            awaiting = sql_status(JobStatus::AwaitingApproval)
+        ))
         .bind(project_id)
         .bind(site)
         .fetch_all(&self.pool)
@@ -280,9 +283,10 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         let waiting = sqlx::query(&format!(
-            "SELECT j.seq FROM jobs j WHERE j.status = 'awaiting_approval' AND j.seq IN \
+            "SELECT j.seq FROM jobs j WHERE j.status = {awaiting} AND j.seq IN \
              (SELECT c.job_seq FROM job_code c WHERE c.project_id = $1 AND c.code_id = $2) ORDER BY j.seq{}",
-            self.for_update()
+            self.for_update(),
+            awaiting = sql_status(JobStatus::AwaitingApproval),
         ))
         .bind(project_id)
         .bind(id)
@@ -313,29 +317,13 @@ impl Store {
                     ),
                 )
             };
-            sqlx::query(
-                "UPDATE jobs SET status = $1, updated_at = $2, finished_at = $3, \
-                 message = CASE WHEN $4 = 1 THEN $5 ELSE message END WHERE seq = $6",
-            )
-            .bind(to_job.as_str())
-            .bind(now)
-            .bind(to_job.is_terminal().then_some(now))
-            .bind(i64::from(to_job.is_terminal()))
-            .bind(message.as_str())
-            .bind(seq)
-            .execute(&mut *tx.tx)
-            .await?;
-            self.add_event(
-                &mut tx.tx,
+            let waiting = LockedJob {
                 seq,
                 project_id,
-                "status",
-                Some(JobStatus::AwaitingApproval),
-                Some(to_job),
-                &actor,
-                Some(&message),
-            )
-            .await?;
+                status: JobStatus::AwaitingApproval,
+            };
+            self.transition(&mut tx.tx, &waiting, to_job, &actor, Some(&message))
+                .await?;
             let r = sqlx::query("SELECT id FROM jobs WHERE seq = $1")
                 .bind(seq)
                 .fetch_one(&mut *tx.tx)
@@ -367,12 +355,13 @@ impl Store {
     /// gone already), so re-uploading rejected bytes does not revive them.
     pub async fn prune_bundles(&self, before_ms: i64) -> Result<Vec<String>> {
         let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT b.project_id, b.id FROM code_bundles b WHERE b.status <> 'rejected' \
              AND b.created_at < $1 AND NOT EXISTS (SELECT 1 FROM job_code c JOIN jobs j ON j.seq = c.job_seq \
              WHERE c.project_id = b.project_id AND c.code_id = b.id \
-             AND j.status NOT IN ('completed', 'failed', 'cancelled', 'lost')) LIMIT 10000",
-        )
+             AND j.status NOT IN {terminal}) LIMIT 10000",
+            terminal = TERMINAL.as_str()
+        )        )
         .bind(before_ms)
         .fetch_all(&mut *tx.tx)
         .await?;

@@ -1,7 +1,8 @@
 //! Jobs, their event log and idempotency keys. Every query is scoped by project.
 
+use crate::transition::LockedJob;
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{Job, JobEvent, JobStatus, Operation, PendingOperation, SubJobState};
+use hpcsera_api_types::{Job, JobStatus, Operation, PendingOperation, SubJobState};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Any;
@@ -12,9 +13,6 @@ const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name, s.name, j.job_type, u.name
      j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
      JOIN users u ON u.id = j.owner_id";
-
-/// Advisory lock key that orders event writers on PostgreSQL.
-const EVENT_ORDER_LOCK: i64 = 0x0068_7063_6576_656e;
 
 /// A validated job to insert.
 #[derive(Debug, Clone)]
@@ -53,15 +51,6 @@ pub struct JobFilter {
     /// Only jobs older than this sequence number (from the previous page's cursor).
     pub before_seq: Option<i64>,
     pub limit: u32,
-}
-
-/// Page of events.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub after_seq: i64,
-    pub limit: u32,
-    /// Only jobs of this site (project streams of site-restricted tokens).
-    pub site: Option<String>,
 }
 
 /// What an agent reports about a job.
@@ -129,24 +118,14 @@ fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
     Ok((col(r, 0)?, job))
 }
 
-/// An event from columns seq, at, kind, from_status, to_status, actor, message.
-pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
-    let status = |i: usize| -> Result<Option<JobStatus>> {
-        col::<Option<String>>(r, i)?
-            .map(|s| s.parse())
-            .transpose()
-            .map_err(corrupt)
-    };
-    Ok(JobEvent {
-        seq: col(r, 0)?,
-        job_id,
-        at: fmt_ms(col(r, 1)?),
-        kind: col(r, 2)?,
-        from_status: status(3)?,
-        to_status: status(4)?,
-        actor: col(r, 5)?,
-        message: col(r, 6)?,
-    })
+impl Locked {
+    fn job(&self, project_id: i64) -> LockedJob {
+        LockedJob {
+            seq: self.seq,
+            project_id,
+            status: self.status,
+        }
+    }
 }
 
 /// The job row a write transaction locks and decides on.
@@ -194,49 +173,6 @@ impl Store {
             .fetch_one(&mut **tx)
             .await?;
         Ok(job_from_row(&r)?.1)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn add_event(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
-        job_seq: i64,
-        project_id: i64,
-        kind: &str,
-        from: Option<JobStatus>,
-        to: Option<JobStatus>,
-        actor: &str,
-        message: Option<&str>,
-    ) -> Result<()> {
-        // Event sequence numbers must become visible in order, or a reader resuming after
-        // seq N could miss an N-1 that commits later. SQLite has one writer; on PostgreSQL the
-        // event-writing transactions are serialised from here to their commit.
-        if self.backend == crate::Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(EVENT_ORDER_LOCK)
-                .execute(&mut **tx)
-                .await?;
-        }
-        let r = sqlx::query(
-            "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
-        )
-        .bind(job_seq)
-        .bind(project_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(from.map(JobStatus::as_str))
-        .bind(to.map(JobStatus::as_str))
-        .bind(actor)
-        .bind(message)
-        .fetch_one(&mut **tx)
-        .await?;
-        if to.is_some() {
-            // The webhook outbox: written with the event, so no status change is missed.
-            let event_seq: i64 = col(&r, 0)?;
-            crate::webhooks::enqueue(tx, job_seq, event_seq).await?;
-        }
-        Ok(())
     }
 
     async fn find_idempotent(
@@ -470,57 +406,46 @@ impl Store {
         rep: &StatusReport,
     ) -> Result<Job> {
         let project_id = agent.project_id;
-        let token_id = agent.token_id;
         let mut tx = self.begin_write().await?;
         let locked = self.lock_held(&mut tx.tx, agent, job_id).await?;
         let from = locked.status;
         let to = rep.status.unwrap_or(from);
-        if to != from && !from.can_transition_to(to) {
-            return Err(StoreError::Conflict(format!(
-                "a job cannot go from {from} to {to}"
-            )));
-        }
         if to != from && matches!(to, JobStatus::Queued | JobStatus::Lost) {
             return Err(StoreError::Conflict(format!(
                 "only the server moves a job to {to}"
             )));
         }
-        let now = now_ms();
         let sub_jobs = rep
             .sub_jobs
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
             .map_err(corrupt)?;
+        if to != from {
+            let held = LockedJob {
+                seq: locked.seq,
+                project_id,
+                status: from,
+            };
+            self.transition(&mut tx.tx, &held, to, actor, rep.message.as_deref())
+                .await?;
+        }
+        // The report's details; a report also renews the lease and confirms the claim.
         sqlx::query(
-            "UPDATE jobs SET status = $1, exit_code = COALESCE($2, exit_code),              batch_job_id = COALESCE($3, batch_job_id), message = COALESCE($4, message),              sub_jobs = COALESCE($5, sub_jobs), updated_at = $6, finished_at = $7,              pending_op = CASE WHEN $8 = 1 THEN NULL ELSE pending_op END, agent_token = $10, lease_until = CASE WHEN $8 = 1 THEN NULL ELSE $11 END, claim_confirmed = 1 WHERE seq = $9",
+            "UPDATE jobs SET exit_code = COALESCE($1, exit_code), batch_job_id = COALESCE($2, batch_job_id), \
+             message = COALESCE($3, message), sub_jobs = COALESCE($4, sub_jobs), updated_at = $5, \
+             lease_until = CASE WHEN $6 = 1 THEN NULL ELSE $7 END, claim_confirmed = 1 WHERE seq = $8",
         )
-        .bind(to.as_str())
         .bind(rep.exit_code.map(i64::from))
         .bind(rep.batch_job_id.as_deref())
         .bind(rep.message.as_deref())
         .bind(sub_jobs)
-        .bind(now)
-        .bind(to.is_terminal().then_some(now))
+        .bind(now_ms())
         .bind(i64::from(to.is_terminal()))
-        .bind(locked.seq)
-        .bind(token_id)
         .bind(lease_until)
+        .bind(locked.seq)
         .execute(&mut *tx.tx)
         .await?;
-        if to != from {
-            self.add_event(
-                &mut tx.tx,
-                locked.seq,
-                project_id,
-                "status",
-                Some(from),
-                Some(to),
-                actor,
-                rep.message.as_deref(),
-            )
-            .await?;
-        }
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
         if locked.deleted && to.is_terminal() {
             // The client deleted it while it ran; now that it has ended it goes for good.
@@ -577,18 +502,10 @@ impl Store {
                 .await?;
         }
         if new_status != locked.status {
-            sqlx::query("UPDATE jobs SET status = $1 WHERE seq = $2")
-                .bind(new_status.as_str())
-                .bind(locked.seq)
-                .execute(&mut *tx.tx)
-                .await?;
-            self.add_event(
+            self.transition(
                 &mut tx.tx,
-                locked.seq,
-                project_id,
-                "status",
-                Some(locked.status),
-                Some(new_status),
+                &locked.job(project_id),
+                new_status,
                 actor,
                 Some("its code parameters changed"),
             )
@@ -669,24 +586,13 @@ impl Store {
         } else {
             match op {
                 Operation::Cancel => {
-                    sqlx::query(
-                        "UPDATE jobs SET status = $1, updated_at = $2, finished_at = $2, message = $3 WHERE seq = $4",
-                    )
-                    .bind(JobStatus::Cancelled.as_str())
-                    .bind(now)
-                    .bind(format!("cancelled by {actor} before it started"))
-                    .bind(locked.seq)
-                    .execute(&mut *tx.tx)
-                    .await?;
-                    self.add_event(
+                    let why = format!("cancelled by {actor} before it started");
+                    self.transition(
                         &mut tx.tx,
-                        locked.seq,
-                        project_id,
-                        "status",
-                        Some(from),
-                        Some(JobStatus::Cancelled),
+                        &locked.job(project_id),
+                        JobStatus::Cancelled,
                         actor,
-                        Some("cancel"),
+                        Some(&why),
                     )
                     .await?;
                 }
@@ -758,53 +664,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(pending)
-    }
-
-    /// The event log of a job, oldest first, after a sequence number.
-    pub async fn job_events(
-        &self,
-        project_id: i64,
-        job_id: &str,
-        f: &EventFilter,
-    ) -> Result<Vec<JobEvent>> {
-        let r = sqlx::query(
-            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        let job_seq: i64 = col(&r, 0)?;
-        let rows = sqlx::query(
-            "SELECT seq, at, kind, from_status, to_status, actor, message FROM job_events              WHERE job_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(job_seq)
-        .bind(f.after_seq)
-        .bind(i64::from(f.limit.clamp(1, 1000)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| event_from_row(r, job_id.to_string()))
-            .collect()
-    }
-
-    /// Events of all of the project's jobs after `after_seq`, oldest first: the stream a
-    /// workflow engine follows, resumable by `seq`.
-    pub async fn project_events(&self, project_id: i64, f: &EventFilter) -> Result<Vec<JobEvent>> {
-        let rows = sqlx::query(
-            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id \
-             FROM job_events e JOIN jobs j ON j.seq = e.job_seq \
-             WHERE e.project_id = $1 AND e.seq > $2 AND j.deleted_at IS NULL \
-             AND ($4 IS NULL OR j.site_id = (SELECT id FROM sites WHERE name = $4)) ORDER BY e.seq LIMIT $3",
-        )
-        .bind(project_id)
-        .bind(f.after_seq)
-        .bind(i64::from(f.limit.clamp(1, 1000)))
-        .bind(f.site.as_deref())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| event_from_row(r, col(r, 7)?)).collect()
     }
 }
 

@@ -9,12 +9,14 @@ mod agent;
 mod audit;
 mod auth;
 mod code;
+mod events;
 mod jobs;
 mod migrate;
 mod retention;
 mod sites;
 #[cfg(test)]
 mod tests;
+mod transition;
 mod util;
 mod webhooks;
 
@@ -22,7 +24,8 @@ pub use agent::{AgentRef, Claim, Expired, OutputSlice};
 pub use audit::AuditRecord;
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use code::{CodeDecision, CodeRef};
-pub use jobs::{EventFilter, JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
+pub use events::EventFilter;
+pub use jobs::{JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

@@ -1,6 +1,7 @@
 //! Retention: finished jobs (with their events, output, result files, webhook deliveries and
 //! idempotency keys, which cascade) and old audit records are removed after an age.
 
+use crate::transition::TERMINAL;
 use crate::{Result, Store};
 
 /// Rows deleted per transaction, so that a large clean-up never holds the write lock long.
@@ -12,10 +13,11 @@ impl Store {
         let mut total = 0;
         loop {
             let mut tx = self.begin_write().await?;
-            let r = sqlx::query(
+            let r = sqlx::query(&format!(
                 "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL \
-                 AND finished_at < $1 AND status IN ('completed', 'failed', 'cancelled', 'lost') LIMIT $2)",
-            )
+                 AND finished_at < $1 AND status IN {terminal} LIMIT $2)",
+                terminal = TERMINAL.as_str()
+            ))
             .bind(before)
             .bind(BATCH)
             .execute(&mut *tx.tx)

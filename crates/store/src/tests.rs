@@ -204,3 +204,67 @@ async fn project_id(store: &Store, name: &str) -> i64 {
         .unwrap();
     crate::col(&r, 0).unwrap()
 }
+
+/// Every change the state machine refuses is refused by the one transition function, and
+/// leaves the row and the event log as they were.
+#[tokio::test]
+async fn the_transition_function_refuses_every_illegal_change_and_writes_nothing() {
+    use crate::transition::LockedJob;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project, id) = store_with_an_expired_claim(&fresh_url(dir.path()).await).await;
+    let seq: i64 = {
+        let r = sqlx::query("SELECT seq FROM jobs WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        crate::col(&r, 0).unwrap()
+    };
+    let events = |store: Store| async move {
+        let r = sqlx::query("SELECT COUNT(*) FROM job_events WHERE job_seq = $1")
+            .bind(seq)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        crate::col::<i64>(&r, 0).unwrap()
+    };
+    let mut refused = 0;
+    for from in JobStatus::ALL {
+        for to in JobStatus::ALL {
+            if from.can_transition_to(to) {
+                continue;
+            }
+            refused += 1;
+            sqlx::query("UPDATE jobs SET status = $1 WHERE seq = $2")
+                .bind(from.as_str())
+                .bind(seq)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let before = events(store.clone()).await;
+            let mut tx = store.begin_write().await.unwrap();
+            let job = LockedJob {
+                seq,
+                project_id: project,
+                status: from,
+            };
+            let r = store
+                .transition(&mut tx.tx, &job, to, "test", Some("no"))
+                .await;
+            assert!(
+                matches!(r, Err(crate::StoreError::Conflict(_))),
+                "{from} -> {to}: {r:?}"
+            );
+            tx.commit().await.unwrap();
+            let now = store.get_job_any(project, &id).await.unwrap();
+            assert_eq!(now.status, from, "{from} -> {to} changed the status");
+            assert_ne!(now.message.as_deref(), Some("no"));
+            assert_eq!(
+                events(store.clone()).await,
+                before,
+                "{from} -> {to} wrote an event"
+            );
+        }
+    }
+    assert!(refused > 50, "only {refused} refused pairs");
+}

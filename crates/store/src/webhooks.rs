@@ -5,7 +5,6 @@ use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{Job, JobEvent, WebhookDelivery};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use sqlx::Any;
 
 /// A delivery that is due.
 #[derive(Debug, Clone)]
@@ -16,25 +15,6 @@ pub struct DueDelivery {
     pub event_seq: i64,
     pub url: String,
     pub attempts: i64,
-}
-
-/// Queues a delivery of event `event_seq` when the job has a callback URL.
-pub(crate) async fn enqueue(
-    tx: &mut sqlx::Transaction<'static, Any>,
-    job_seq: i64,
-    event_seq: i64,
-) -> Result<()> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (job_seq, project_id, event_seq, url, status, next_attempt_at, created_at) \
-         SELECT seq, project_id, $2, callback_url, 'pending', $3, $3 FROM jobs WHERE seq = $1 AND callback_url IS NOT NULL",
-    )
-    .bind(job_seq)
-    .bind(event_seq)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 impl Store {
@@ -121,7 +101,7 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound("event"))?;
         let job_id: String = col(&r, 7)?;
-        let event = crate::jobs::event_from_row(&r, job_id.clone())?;
+        let event = crate::events::event_from_row(&r, job_id.clone())?;
         let project: String = col(&r, 8)?;
         let job = self.get_job_any(d.project_id, &job_id).await?;
         Ok((event, job, project))

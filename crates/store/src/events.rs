@@ -1,0 +1,157 @@
+//! The job event log: every transition and operation of a job is one row of `job_events`,
+//! written in the transaction of the change it records.
+//!
+//! **Invariant:** sequence numbers become visible in order. A reader that resumes after seq N
+//! never misses an N-1 that commits later: SQLite has one writer, and on PostgreSQL event
+//! writers hold an advisory lock from the insert to their commit ([`Store::add_event`] is the
+//! only place that inserts events). A status event queues the job's webhook in the same
+//! transaction (the outbox), so no status change is missed by a restart.
+
+use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
+use hpcsera_api_types::{JobEvent, JobStatus};
+use sqlx::any::AnyRow;
+use sqlx::Any;
+
+/// Advisory lock key that orders event writers on PostgreSQL.
+const EVENT_ORDER_LOCK: i64 = 0x0068_7063_6576_656e;
+
+/// Page of events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub after_seq: i64,
+    pub limit: u32,
+    /// Only jobs of this site (project streams of site-restricted tokens).
+    pub site: Option<String>,
+}
+
+/// An event from columns seq, at, kind, from_status, to_status, actor, message.
+pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
+    let status = |i: usize| -> Result<Option<JobStatus>> {
+        col::<Option<String>>(r, i)?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(corrupt)
+    };
+    Ok(JobEvent {
+        seq: col(r, 0)?,
+        job_id,
+        at: fmt_ms(col(r, 1)?),
+        kind: col(r, 2)?,
+        from_status: status(3)?,
+        to_status: status(4)?,
+        actor: col(r, 5)?,
+        message: col(r, 6)?,
+    })
+}
+
+impl Store {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn add_event(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        job_seq: i64,
+        project_id: i64,
+        kind: &str,
+        from: Option<JobStatus>,
+        to: Option<JobStatus>,
+        actor: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        // Event sequence numbers must become visible in order, or a reader resuming after
+        // seq N could miss an N-1 that commits later. SQLite has one writer; on PostgreSQL the
+        // event-writing transactions are serialised from here to their commit.
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENT_ORDER_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let r = sqlx::query(
+            "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+        )
+        .bind(job_seq)
+        .bind(project_id)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(from.map(JobStatus::as_str))
+        .bind(to.map(JobStatus::as_str))
+        .bind(actor)
+        .bind(message)
+        .fetch_one(&mut **tx)
+        .await?;
+        if to.is_some() {
+            // The webhook outbox: written with the event, so no status change is missed.
+            let event_seq: i64 = col(&r, 0)?;
+            enqueue_webhook(tx, job_seq, event_seq).await?;
+        }
+        Ok(())
+    }
+
+    /// The event log of a job, oldest first, after a sequence number.
+    pub async fn job_events(
+        &self,
+        project_id: i64,
+        job_id: &str,
+        f: &EventFilter,
+    ) -> Result<Vec<JobEvent>> {
+        let r = sqlx::query(
+            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let job_seq: i64 = col(&r, 0)?;
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, from_status, to_status, actor, message FROM job_events              WHERE job_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(job_seq)
+        .bind(f.after_seq)
+        .bind(i64::from(f.limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| event_from_row(r, job_id.to_string()))
+            .collect()
+    }
+
+    /// Events of all of the project's jobs after `after_seq`, oldest first: the stream a
+    /// workflow engine follows, resumable by `seq`.
+    pub async fn project_events(&self, project_id: i64, f: &EventFilter) -> Result<Vec<JobEvent>> {
+        let rows = sqlx::query(
+            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id \
+             FROM job_events e JOIN jobs j ON j.seq = e.job_seq \
+             WHERE e.project_id = $1 AND e.seq > $2 AND j.deleted_at IS NULL \
+             AND ($4 IS NULL OR j.site_id = (SELECT id FROM sites WHERE name = $4)) ORDER BY e.seq LIMIT $3",
+        )
+        .bind(project_id)
+        .bind(f.after_seq)
+        .bind(i64::from(f.limit.clamp(1, 1000)))
+        .bind(f.site.as_deref())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| event_from_row(r, col(r, 7)?)).collect()
+    }
+}
+
+/// The webhook outbox: queues a delivery of event `event_seq` when the job has a callback
+/// URL (`webhooks.rs` sends it).
+async fn enqueue_webhook(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    job_seq: i64,
+    event_seq: i64,
+) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (job_seq, project_id, event_seq, url, status, next_attempt_at, created_at) \
+         SELECT seq, project_id, $2, callback_url, 'pending', $3, $3 FROM jobs WHERE seq = $1 AND callback_url IS NOT NULL",
+    )
+    .bind(job_seq)
+    .bind(event_seq)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
