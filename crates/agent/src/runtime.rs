@@ -152,11 +152,24 @@ fn host_name() -> String {
 impl Agent {
     /// Sets the agent up: lock file, journal, batch adapter, client. Fails when another agent
     /// holds the work directory.
+    ///
+    /// Sets the process's umask to 077: everything the agent creates (work and job
+    /// directories, journal, scripts, output, results, code) is 0700/0600, and so is what the
+    /// processes it starts create (batch systems pass the submitter's umask on to the job).
     pub fn new(cfg: AgentConfig, token: &str) -> Result<Agent, AgentError> {
-        std::fs::create_dir_all(&cfg.work_dir).map_err(io(format!(
-            "cannot create the work directory {}",
-            cfg.work_dir.display()
-        )))?;
+        // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+        unsafe { libc::umask(0o077) };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&cfg.work_dir)
+                .map_err(io(format!(
+                    "cannot create the work directory {}",
+                    cfg.work_dir.display()
+                )))?;
+        }
         let lock_path = cfg.work_dir.join(".hpcsera-agent.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

@@ -10,7 +10,8 @@
 //! - device files, FIFOs, sparse files and other special entries are refused;
 //! - at most `max_entries` entries and `max_bytes` bytes of file content (decompression
 //!   bombs are cut off while they expand, by counting the bytes actually written);
-//! - modes are normalised: directories 0755, files 0644 or 0755 (no setuid, no world write).
+//! - modes are normalised: directories 0700, files 0600 or 0700 (no setuid, nothing for group
+//!   or others: the code is the job owner's).
 //!
 //! Everything is unpacked into a fresh temporary directory next to the target and renamed into
 //! place only when the whole archive passed; on any refusal the temporary directory is
@@ -232,7 +233,7 @@ fn unpack_into(
                             .map_err(io(format!("cannot create {}", dest.display())))?;
                     }
                 }
-                fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
+                fs::set_permissions(&dest, fs::Permissions::from_mode(0o700))
                     .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -262,7 +263,7 @@ fn unpack_into(
                         .map_err(io(format!("cannot write {}", dest.display())))?;
                 }
                 stats.bytes += written;
-                let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+                let mode = if mode & 0o111 != 0 { 0o700 } else { 0o600 };
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
                     .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
             }

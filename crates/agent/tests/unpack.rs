@@ -186,10 +186,10 @@ fn a_good_archive_unpacks_with_normalised_modes() {
     assert_eq!(std::fs::read_to_string(t.join("src/link")).unwrap(), "data");
     assert_eq!(std::fs::read_to_string(t.join("src/hard")).unwrap(), "data");
     let mode = |p: &str| std::fs::metadata(t.join(p)).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode("src/run.sh"), 0o755);
-    assert_eq!(mode("src/data.txt"), 0o644);
-    assert_eq!(mode("dotted.txt"), 0o644);
-    assert_eq!(mode("src"), 0o755);
+    assert_eq!(mode("src/run.sh"), 0o700);
+    assert_eq!(mode("src/data.txt"), 0o600);
+    assert_eq!(mode("dotted.txt"), 0o600);
+    assert_eq!(mode("src"), 0o700);
     // Nothing besides the target next to it.
     assert_eq!(listing(t.parent().unwrap())[0], "p");
     // A second unpack into the same target is refused (the first is complete).

@@ -402,3 +402,45 @@ async fn sigterm_stops_the_agent_cleanly_and_a_restart_finishes_the_job() {
         "start\nend\n"
     );
 }
+
+/// Every file and directory below `dir` (not following links) whose mode gives group or
+/// others any access, with its mode.
+fn open_to_others(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        if m.mode() & 0o077 != 0 {
+            out.push((d.clone(), m.mode() & 0o7777));
+        }
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if !m.file_type().is_symlink() && m.mode() & 0o077 != 0 {
+                out.push((e.path(), m.mode() & 0o7777));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn everything_the_agent_creates_is_private_to_its_user() {
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "echo", json!({"v": "private"})).await;
+    let job = wait_end(&env, &id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+    let open = open_to_others(&env.work);
+    assert!(
+        open.is_empty(),
+        "group or others can reach: {:?}",
+        open.iter()
+            .map(|(p, m)| format!("{} {m:o}", p.display()))
+            .collect::<Vec<_>>()
+    );
+    // The job's own directory, output and results were checked (they exist).
+    assert!(env.work.join(&id).join("run.out").is_file());
+    assert!(env.work.join(&id).join("results/v.txt").is_file());
+}
