@@ -86,6 +86,8 @@ struct Stream {
     /// Files in sub-job order and how much of each was sent.
     files: Vec<(PathBuf, u64)>,
     truncated: bool,
+    /// Files not read because they are links out of the job directory (by index).
+    refused: std::collections::HashSet<usize>,
 }
 
 struct Running {
@@ -101,6 +103,8 @@ struct Running {
     err: Stream,
     /// Unpacked code bundles: `(parameter, directory)`; filled before the first sub-job.
     code: Option<Vec<(String, PathBuf)>>,
+    /// What the agent refused to read (links out of the job directory), for the end message.
+    skipped: Vec<String>,
 }
 
 impl Running {
@@ -377,6 +381,7 @@ impl Agent {
             out: Stream::default(),
             err: Stream::default(),
             code: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -1028,6 +1033,14 @@ impl Agent {
     async fn finish(&mut self, run: &mut Running, end: End) {
         self.drain_output(run).await;
         self.upload_results(run).await;
+        let mut end = end;
+        if !run.skipped.is_empty() {
+            end.message = format!(
+                "{}; not read (links out of the job directory): {}",
+                end.message,
+                run.skipped.join(", ")
+            );
+        }
         let update = JobUpdate {
             status: Some(end.status),
             exit_code: end.exit_code,
@@ -1071,8 +1084,21 @@ impl Agent {
             if s.truncated {
                 continue;
             }
-            let Some((chunk, file_index, new_pos)) = next_chunk(s) else {
-                continue;
+            let (chunk, file_index, new_pos) = match next_chunk(&run.ctx.job_dir, s) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err((index, why)) => {
+                    s.refused.insert(index);
+                    let name = s.files[index]
+                        .0
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    tracing::warn!(job = %run.job.id, file = %name, reason = %why, "output file not read");
+                    run.skipped.push(format!("{name} ({why})"));
+                    more = true;
+                    continue;
+                }
             };
             match self
                 .client
@@ -1097,24 +1123,44 @@ impl Agent {
         more
     }
 
-    async fn upload_results(&self, run: &Running) {
+    /// Uploads the regular files below `<job>/results`. Nothing is read through a symlink or
+    /// from outside the job directory: links are skipped (and named in the job's message).
+    async fn upload_results(&self, run: &mut Running) {
         let dir = run.ctx.job_dir.join("results");
         let mut files = Vec::new();
-        collect_files(&dir, &dir, &mut files, 0);
+        let mut skipped = Vec::new();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => skipped.push("results".to_string()),
+            Ok(m) if m.is_dir() => collect_files(&dir, &dir, &mut files, &mut skipped, 0),
+            _ => {}
+        }
+        for name in skipped {
+            tracing::warn!(job = %run.job.id, file = %name, "a symlink in the results; not followed");
+            run.skipped.push(format!("{name} (a symlink)"));
+        }
+        let max = self.cfg.limits.max_result_bytes;
         for (name, path) in files {
             if !is_valid_result_name(&name) {
                 tracing::warn!(job = %run.job.id, file = %name, "result file name not accepted; skipped");
                 continue;
             }
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if size > self.cfg.limits.max_result_bytes {
-                tracing::warn!(job = %run.job.id, file = %name, size, "result file too large; skipped");
-                continue;
-            }
-            match tokio::fs::read(&path).await {
-                Ok(data) => {
+            let (root, p) = (run.ctx.job_dir.clone(), path.clone());
+            let read = tokio::task::spawn_blocking(move || read_inside(&root, &p, max)).await;
+            match read {
+                Ok(Ok(Some(data))) => {
                     if let Err(e) = self.client.put_result(&run.job.id, &name, &data).await {
                         tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file");
+                    }
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(job = %run.job.id, file = %name, max, "result file too large; skipped");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "result file not read");
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        || e.raw_os_error() == Some(libc::ELOOP)
+                    {
+                        run.skipped.push(format!("results/{name} ({e})"));
                     }
                 }
                 Err(e) => {
@@ -1177,7 +1223,7 @@ pub fn output_files(job_dir: &Path, sub_job: &str) -> (PathBuf, PathBuf) {
 fn skip_sent(s: &mut Stream) {
     let mut left = s.server_len;
     for (path, pos) in s.files.iter_mut() {
-        let len = std::fs::metadata(path.as_path())
+        let len = std::fs::symlink_metadata(path.as_path())
             .map(|m| m.len())
             .unwrap_or(0);
         let take = left.min(len);
@@ -1187,30 +1233,95 @@ fn skip_sent(s: &mut Stream) {
 }
 
 /// The next unsent bytes of a stream: (bytes, index of the file, its new read position).
-/// Earlier files are finished before later ones are read, so the order is kept.
-fn next_chunk(s: &Stream) -> Option<(Vec<u8>, usize, u64)> {
+/// Earlier files are finished before later ones are read, so the order is kept. A file that
+/// is a link out of the job directory is `Err((index, why))`: it is never read.
+fn next_chunk(job_dir: &Path, s: &Stream) -> Result<Option<(Vec<u8>, usize, u64)>, (usize, String)> {
     use std::io::{Read, Seek, SeekFrom};
     for (i, (path, pos)) in s.files.iter().enumerate() {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if s.refused.contains(&i) {
+            continue;
+        }
+        let mut f = match open_inside(job_dir, path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if is_refusal(&e) => return Err((i, e.to_string())),
+            Err(_) => return Ok(None),
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len <= *pos {
             continue;
         }
-        let mut f = std::fs::File::open(path).ok()?;
-        f.seek(SeekFrom::Start(*pos)).ok()?;
+        if f.seek(SeekFrom::Start(*pos)).is_err() {
+            return Ok(None);
+        }
         let want = (len - pos).min(OUTPUT_CHUNK);
         let mut buf = Vec::with_capacity(want as usize);
-        f.take(want).read_to_end(&mut buf).ok()?;
+        if f.take(want).read_to_end(&mut buf).is_err() {
+            return Ok(None);
+        }
         if buf.is_empty() {
             continue;
         }
         let new_pos = pos + buf.len() as u64;
-        return Some((buf, i, new_pos));
+        return Ok(Some((buf, i, new_pos)));
     }
-    None
+    Ok(None)
 }
 
-/// Regular files below `dir` (no symlinks), as (relative name, path).
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, depth: usize) {
+/// Whether an error of [`open_inside`] is a refusal (a link, or a place outside the job).
+fn is_refusal(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP) || e.kind() == std::io::ErrorKind::PermissionDenied
+}
+
+/// Opens a regular file of the job directory for reading without following a symlink at its
+/// end (`O_NOFOLLOW`: a link is `ELOOP`), and checks after opening that the file really is
+/// inside the job directory (a linked parent directory would lead elsewhere).
+fn open_inside(job_dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let refuse = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} {why}", path.display()),
+        )
+    };
+    if !f.metadata()?.is_file() {
+        return Err(refuse("is not a regular file"));
+    }
+    let root = std::fs::canonicalize(job_dir)?;
+    let real = {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+            .or_else(|_| std::fs::canonicalize(path))?
+    };
+    if !real.starts_with(&root) {
+        return Err(refuse("leads out of the job directory"));
+    }
+    Ok(f)
+}
+
+/// Reads a file of the job directory ([`open_inside`]); `None` when it has more than `max`
+/// bytes.
+fn read_inside(job_dir: &Path, path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = open_inside(job_dir, path)?;
+    let mut data = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= max).then_some(data))
+}
+
+/// Regular files below `dir` (symlinks are not followed: their names go to `skipped`), as
+/// (relative name, path).
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut Vec<String>,
+    depth: usize,
+) {
     if depth > 16 || out.len() > 1000 {
         return;
     }
@@ -1222,11 +1333,22 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, dept
     for e in entries {
         let Ok(ft) = e.file_type() else { continue };
         let path = e.path();
-        if ft.is_dir() {
-            collect_files(root, &path, out, depth + 1);
+        let rel = || {
+            path.strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .ok()
+        };
+        if ft.is_symlink() {
+            if skipped.len() < 20 {
+                if let Some(rel) = rel() {
+                    skipped.push(format!("results/{rel}"));
+                }
+            }
+        } else if ft.is_dir() {
+            collect_files(root, &path, out, skipped, depth + 1);
         } else if ft.is_file() {
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push((rel.to_string_lossy().into_owned(), path.clone()));
+            if let Some(rel) = rel() {
+                out.push((rel, path.clone()));
             }
         }
     }

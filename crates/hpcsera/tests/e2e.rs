@@ -38,6 +38,30 @@ echo "to stderr" >&2
 {sleep_and_later}
 
 [[job_types]]
+name = "links"
+description = "makes results (or files in it, or its output) links to places outside the job"
+[[job_types.parameters]]
+name = "how"
+type = "enum"
+values = ["dir", "file", "output"]
+[[job_types.parameters]]
+name = "target"
+type = "string"
+maxLength = 1000
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+case "$HPCSERA_PARAM_how" in
+dir) ln -s "$HPCSERA_PARAM_target" results ;;
+file) mkdir -p results; echo fine > results/ok.txt; ln -s "$HPCSERA_PARAM_target" results/leak.txt ;;
+output) rm -f run.out; ln -s "$HPCSERA_PARAM_target" run.out ;;
+esac
+exit 0
+"""
+
+[[job_types]]
 name = "badlogin"
 description = "a login step that fails"
 [[job_types.sub_jobs]]
@@ -443,4 +467,53 @@ async fn everything_the_agent_creates_is_private_to_its_user() {
     // The job's own directory, output and results were checked (they exist).
     assert!(env.work.join(&id).join("run.out").is_file());
     assert!(env.work.join(&id).join("results/v.txt").is_file());
+}
+
+#[tokio::test]
+async fn links_out_of_the_job_directory_are_never_followed() {
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let outside = env.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let secret = format!("TOP-SECRET-{}", std::process::id());
+    std::fs::write(outside.join("secret.txt"), &secret).unwrap();
+    let dir = outside.display().to_string();
+    let file = outside.join("secret.txt").display().to_string();
+    let by_dir = submit(&env, "links", json!({"how": "dir", "target": dir})).await;
+    let by_file = submit(&env, "links", json!({"how": "file", "target": file})).await;
+    let by_out = submit(&env, "links", json!({"how": "output", "target": file})).await;
+    for id in [&by_dir, &by_file, &by_out] {
+        let job = wait_end(&env, id).await;
+        assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+        for r in env.client.list_results(id).await.unwrap() {
+            let data = env.client.get_result(id, &r.name).await.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&data).contains(&secret),
+                "{} leaked the secret",
+                r.name
+            );
+        }
+        let out = output(&env, id, hpcsera_api_types::OutputStream::Stdout).await;
+        assert!(!out.contains(&secret), "the output leaked the secret");
+    }
+    // Nothing at all came from the linked directory; the plain file next to the link did.
+    assert!(env.client.list_results(&by_dir).await.unwrap().is_empty());
+    let names: Vec<String> = env
+        .client
+        .list_results(&by_file)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["ok.txt"]);
+    // What was skipped is on record, in the job's message.
+    let msg = |id: &str| {
+        let env = &env;
+        let id = id.to_string();
+        async move { env.client.get_job(&id).await.unwrap().message.unwrap_or_default() }
+    };
+    assert!(msg(&by_dir).await.contains("results"), "{}", msg(&by_dir).await);
+    assert!(msg(&by_dir).await.contains("symlink"), "{}", msg(&by_dir).await);
+    assert!(msg(&by_file).await.contains("leak.txt"), "{}", msg(&by_file).await);
+    assert!(msg(&by_out).await.contains("run.out"), "{}", msg(&by_out).await);
 }
