@@ -1232,10 +1232,13 @@ fn skip_sent(s: &mut Stream) {
     }
 }
 
+/// Unsent bytes of a stream: (bytes, index of the file, its new read position).
+type Chunk = (Vec<u8>, usize, u64);
+
 /// The next unsent bytes of a stream: (bytes, index of the file, its new read position).
 /// Earlier files are finished before later ones are read, so the order is kept. A file that
 /// is a link out of the job directory is `Err((index, why))`: it is never read.
-fn next_chunk(job_dir: &Path, s: &Stream) -> Result<Option<(Vec<u8>, usize, u64)>, (usize, String)> {
+fn next_chunk(job_dir: &Path, s: &Stream) -> Result<Option<Chunk>, (usize, String)> {
     use std::io::{Read, Seek, SeekFrom};
     for (i, (path, pos)) in s.files.iter().enumerate() {
         if s.refused.contains(&i) {

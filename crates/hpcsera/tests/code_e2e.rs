@@ -339,6 +339,52 @@ async fn an_approved_but_unsafe_archive_is_refused_by_the_agent() {
 }
 
 #[tokio::test]
+async fn a_header_bomb_fails_its_job_with_a_short_message_and_the_agent_stays_small() {
+    let env = Env::new().await;
+    // A small tar.gz whose GNU long-name entry says 512 MiB, streamed to disk.
+    let path = env.dir.path().join("bomb.tar.gz");
+    {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        ));
+        let size = 512 * 1024 * 1024;
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, std::io::Read::take(std::io::repeat(b'a'), size))
+            .unwrap();
+        let mut h = tar::Header::new_old();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() < 1024 * 1024);
+    let id = env.push(&path).await;
+    let job = env.submit(json!({"src": id})).await;
+    env.wait_hpc_digest(&id).await;
+    let (ok, out) = env.decide("approve", &id, "alice", "looks small").await;
+    assert!(ok, "{out}");
+    let done = env.wait_end(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed, "{:?}", done.message);
+    let msg = done.message.unwrap_or_default();
+    assert!(msg.len() < 1000, "a short message: {} bytes", msg.len());
+    assert!(msg.contains("long name"), "{msg}");
+    let peak = env.agent_peak_rss();
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "the agent's peak RSS is {} MB",
+        peak >> 20
+    );
+    assert!(!env.work.join(&job.id).join("code/src").exists());
+}
+
+#[tokio::test]
 async fn bytes_changed_after_approval_are_not_unpacked() {
     let env = Env::new().await;
     let src = env.dir.path().join("src");

@@ -510,10 +510,33 @@ async fn links_out_of_the_job_directory_are_never_followed() {
     let msg = |id: &str| {
         let env = &env;
         let id = id.to_string();
-        async move { env.client.get_job(&id).await.unwrap().message.unwrap_or_default() }
+        async move {
+            env.client
+                .get_job(&id)
+                .await
+                .unwrap()
+                .message
+                .unwrap_or_default()
+        }
     };
-    assert!(msg(&by_dir).await.contains("results"), "{}", msg(&by_dir).await);
-    assert!(msg(&by_dir).await.contains("symlink"), "{}", msg(&by_dir).await);
-    assert!(msg(&by_file).await.contains("leak.txt"), "{}", msg(&by_file).await);
-    assert!(msg(&by_out).await.contains("run.out"), "{}", msg(&by_out).await);
+    assert!(
+        msg(&by_dir).await.contains("results"),
+        "{}",
+        msg(&by_dir).await
+    );
+    assert!(
+        msg(&by_dir).await.contains("symlink"),
+        "{}",
+        msg(&by_dir).await
+    );
+    assert!(
+        msg(&by_file).await.contains("leak.txt"),
+        "{}",
+        msg(&by_file).await
+    );
+    assert!(
+        msg(&by_out).await.contains("run.out"),
+        "{}",
+        msg(&by_out).await
+    );
 }

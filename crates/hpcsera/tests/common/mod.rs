@@ -256,6 +256,20 @@ impl Env {
         }
     }
 
+    /// The running agent's process id.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().and_then(|c| c.id())
+    }
+
+    /// The peak resident memory (`VmHWM`) of the running agent, in bytes.
+    pub fn agent_peak_rss(&self) -> u64 {
+        let pid = self.agent_pid().expect("the agent runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
