@@ -39,6 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// Longest message the agent reports (the server's smallest limit: `operationDone` messages;
+/// status messages may have 64 KiB). Longer ones are cut, so no report is refused for its size.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
 /// After this many status queries in a row that do not know a batch job, it is given up.
 const UNKNOWN_LIMIT: u32 = 3;
 /// Most output bytes sent per stream and cycle.
@@ -623,10 +627,10 @@ impl Agent {
 
     /// Fails a job the agent will not run (unknown job type, parameters its config refuses).
     async fn refuse(&self, job: &Job, message: String) {
-        tracing::warn!(job = %job.id, %message, "refusing a job");
+        tracing::warn!(job = %job.id, message = %fit(&message), "refusing a job");
         let end = JobUpdate {
             status: Some(JobStatus::Failed),
-            message: Some(message),
+            message: Some(fit(&message)),
             ..Default::default()
         };
         if let Err(e) = self.client.update_job(&job.id, &end).await {
@@ -698,12 +702,12 @@ impl Agent {
             Ok(m) => OperationDone {
                 operation: op,
                 ok: true,
-                message: Some(m),
+                message: Some(fit(&m)),
             },
             Err(m) => OperationDone {
                 operation: op,
                 ok: false,
-                message: Some(m),
+                message: Some(fit(&m)),
             },
         };
         if let Err(e) = self.client.operation_done(id, &done).await {
@@ -1044,7 +1048,7 @@ impl Agent {
         let update = JobUpdate {
             status: Some(end.status),
             exit_code: end.exit_code,
-            message: Some(end.message.clone()),
+            message: Some(fit(&end.message)),
             sub_jobs: Some(run.sub_states.clone()),
             ..Default::default()
         };
@@ -1182,6 +1186,19 @@ fn add_code_env(env: &mut Vec<(String, String)>, code: Option<&[(String, PathBuf
     env.sort();
 }
 
+/// `m` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked with "…" when cut.
+pub fn fit(m: &str) -> String {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m.to_string();
+    }
+    let mark = "…";
+    let mut end = MAX_MESSAGE_BYTES - mark.len();
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &m[..end])
+}
+
 fn fail(message: String) -> End {
     End {
         status: JobStatus::Failed,
@@ -1205,8 +1222,8 @@ fn set_sub(
         if exit_code.is_some() {
             s.exit_code = exit_code;
         }
-        if message.is_some() {
-            s.message = message;
+        if let Some(m) = message {
+            s.message = Some(fit(&m));
         }
     }
 }
@@ -1353,6 +1370,26 @@ fn collect_files(
             if let Some(rel) = rel() {
                 out.push((rel, path.clone()));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_on_a_char_boundary() {
+        assert_eq!(fit("short"), "short");
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(fit(&exact), exact);
+        for pad in 0..4 {
+            let m = format!("{}{}", "a".repeat(pad), "日本語🚀".repeat(2000));
+            let cut = fit(&m);
+            assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+            assert!(cut.len() > MAX_MESSAGE_BYTES - 8);
+            assert!(cut.ends_with('…'));
+            assert!(m.starts_with(cut.trim_end_matches('…')));
         }
     }
 }

@@ -540,3 +540,48 @@ async fn links_out_of_the_job_directory_are_never_followed() {
         msg(&by_out).await
     );
 }
+
+#[tokio::test]
+async fn a_huge_failure_message_is_cut_and_the_job_fails_rather_than_ends_lost() {
+    // A login step whose program name is 70 KB: starting it fails with an error naming it,
+    // beyond every message limit of the server.
+    let program = format!("/nonexistent/{}", "x".repeat(70_000));
+    let job_types = format!(
+        r#"
+[[job_types]]
+name = "hugeerror"
+description = "a login step that cannot start"
+[[job_types.sub_jobs]]
+name = "stage"
+kind = "login"
+command = [{program:?}]
+"#
+    );
+    let env = Env::with_opts(
+        SITE,
+        &job_types,
+        common::Opts {
+            lease_seconds: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = submit(&env, "hugeerror", json!({})).await;
+    let job = wait_end(&env, &id).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Failed,
+        "{:?}\n{}",
+        job.message
+            .as_deref()
+            .map(|m| m.chars().take(300).collect::<String>()),
+        env.agent_log().chars().rev().take(3000).collect::<String>()
+    );
+    let msg = job.message.unwrap_or_default();
+    assert!(msg.len() <= 4096, "{} bytes", msg.len());
+    assert!(
+        msg.starts_with("login sub-job stage: cannot start"),
+        "{msg}"
+    );
+    assert!(job.sub_jobs[0].message.as_deref().unwrap_or_default().len() <= 4096);
+}

@@ -75,6 +75,26 @@ sleep 60
     )
 }
 
+/// Settings of a test set-up.
+pub struct Opts {
+    /// The agent takes at most this many jobs at a time.
+    pub max_active_jobs: usize,
+    /// The server's agent lease.
+    pub lease_seconds: u64,
+    /// More lines of the agent's `[limits]` table.
+    pub agent_limits: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            max_active_jobs: 100,
+            lease_seconds: 300,
+            agent_limits: String::new(),
+        }
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -102,6 +122,20 @@ impl Env {
 
     /// Like [`Env::new`], with the agent taking at most `max_active_jobs` jobs at a time.
     pub async fn with_limits(site: &str, job_types: &str, max_active_jobs: usize) -> Env {
+        Env::with_opts(
+            site,
+            job_types,
+            Opts {
+                max_active_jobs,
+                ..Opts::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`Env::new`], with [`Opts`].
+    pub async fn with_opts(site: &str, job_types: &str, opts: Opts) -> Env {
+        let max_active_jobs = opts.max_active_jobs;
         if slurm() {
             assert!(
                 std::process::Command::new("sbatch")
@@ -156,6 +190,8 @@ impl Env {
                 listen: "127.0.0.1:0".into(),
                 code_dir: code_dir.clone(),
                 rate_limit_per_second: 0,
+                lease_seconds: opts.lease_seconds,
+                reaper_interval: Duration::from_millis(500),
                 ..Default::default()
             },
             store.clone(),
@@ -174,9 +210,10 @@ impl Env {
             format!(
                 "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
                  [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [limits]\nmax_active_jobs = {max_active_jobs}\n[batch]\npreset = {:?}\n{job_types}",
+                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n[batch]\npreset = {:?}\n{job_types}",
                 token_file.display().to_string(),
                 work.display().to_string(),
+                opts.agent_limits,
                 if slurm() { "slurm" } else { "local" },
             ),
         )
