@@ -310,9 +310,10 @@ impl Agent {
                 run.out.files.push((o, 0));
                 run.err.files.push((e, 0));
             }
-            // The server has what we sent before; continue from there.
-            run.out.server_len = self.server_len(&run.job.id, OutputStream::Stdout).await;
-            run.err.server_len = self.server_len(&run.job.id, OutputStream::Stderr).await;
+            // The server has what we sent before (the job says how much, readable with
+            // GET_Job): continue from there, at the matching file positions.
+            run.out.server_len = job.output_bytes.stdout;
+            run.err.server_len = job.output_bytes.stderr;
             skip_sent(&mut run.out);
             skip_sent(&mut run.err);
             tracing::info!(job = %run.job.id, sub_job = run.index, "resumed a job from the journal");
@@ -323,15 +324,6 @@ impl Agent {
             self.jobs.insert(run.job.id.clone(), run);
         }
         Ok(())
-    }
-
-    async fn server_len(&self, id: &str, stream: OutputStream) -> u64 {
-        // Reading needs GET_JobStatus, which an agent token may lack: then start over (the
-        // server skips bytes it has).
-        match self.client.read_output(id, stream, u64::MAX / 4, 1).await {
-            Ok(c) => c.next_offset,
-            Err(_) => 0,
-        }
     }
 
     /// Builds the running state of a job the server handed over, after checking it against
@@ -1111,6 +1103,15 @@ impl Agent {
             {
                 Ok(len) => {
                     let sent = len.saturating_sub(s.server_len);
+                    if sent > chunk.len() as u64 {
+                        // The server had more than this agent knew (bytes sent before a
+                        // restart): continue at the file position of the server's length,
+                        // never send bytes again at a later offset.
+                        s.server_len = len;
+                        skip_sent(s);
+                        more = true;
+                        continue;
+                    }
                     if sent < chunk.len() as u64 {
                         s.truncated = true;
                     }

@@ -108,6 +108,17 @@ pub struct Job {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// How many bytes of each output stream the server has: where a restarted agent resumes.
+    #[serde(default)]
+    pub output_bytes: OutputBytes,
+}
+
+/// Lengths of a job's output streams as stored by the server.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputBytes {
+    pub stdout: u64,
+    pub stderr: u64,
 }
 
 /// One page of jobs.

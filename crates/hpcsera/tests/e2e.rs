@@ -62,6 +62,23 @@ exit 0
 """
 
 [[job_types]]
+name = "bigout"
+description = "3 MB of output, then a pause, then a last line"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+i=0
+while [ $i -lt 34000 ]; do
+  echo "line $i 01234567890123456789012345678901234567890123456789012345678901234567890123456789"
+  i=$((i+1))
+done
+sleep 6
+echo end
+"""
+
+[[job_types]]
 name = "badlogin"
 description = "a login step that fails"
 [[job_types.sub_jobs]]
@@ -584,4 +601,62 @@ command = [{program:?}]
         "{msg}"
     );
     assert!(job.sub_jobs[0].message.as_deref().unwrap_or_default().len() <= 4096);
+}
+
+/// All of a stream as the server has it.
+async fn all_output(env: &Env, id: &str, stream: hpcsera_api_types::OutputStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let c = env
+            .client
+            .read_output(id, stream, data.len() as u64, 8 << 20)
+            .await
+            .unwrap();
+        if c.data.is_empty() {
+            return data;
+        }
+        data.extend_from_slice(&c.data);
+    }
+}
+
+#[tokio::test]
+async fn output_after_a_restart_is_exact_with_the_documented_agent_roles() {
+    // The agent's token has GET_Job, UPDATE_JobStatus and GET_Code only (see common).
+    let mut env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "bigout", json!({})).await;
+    let started = Instant::now();
+    let sent = loop {
+        let j = env.client.get_job(&id).await.unwrap();
+        if j.output_bytes.stdout >= 2 << 20 {
+            break j.output_bytes.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no output: {}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = env.terminate_agent().await;
+    assert!(status.success());
+    let file = env.work.join(&id).join("run.out");
+    let stored = env.client.get_job(&id).await.unwrap().output_bytes.stdout;
+    env.start_agent();
+    let job = wait_end(&env, &id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+    let got = all_output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await;
+    let want = std::fs::read(&file).unwrap();
+    assert!(
+        want.len() >= 3_000_000,
+        "the script wrote {} bytes",
+        want.len()
+    );
+    assert!(
+        stored < want.len() as u64,
+        "stopped mid-stream ({sent} then {stored} of {})",
+        want.len()
+    );
+    assert_eq!(got.len(), want.len(), "stored bytes vs file");
+    assert!(got == want, "stored bytes equal the file, byte for byte");
+    assert_eq!(job.output_bytes.stdout, want.len() as u64);
 }
