@@ -260,6 +260,24 @@ impl Agent {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if job.status == JobStatus::Lost {
+                // The server gave up on the job while the agent was away: its batch jobs
+                // must not run on unseen.
+                let mut done = Vec::new();
+                for (sub, s) in &record.sub_jobs {
+                    if s.phase != Phase::Submitted {
+                        continue;
+                    }
+                    let Some(batch) = &s.batch_id else { continue };
+                    done.push(match self.adapter.cancel(batch).await {
+                        Ok(()) => format!("cancelled batch job {batch} (sub-job {sub})"),
+                        Err(e) => format!("cannot cancel batch job {batch} (sub-job {sub}): {e}"),
+                    });
+                }
+                self.cleaned_up(&record.job_id, done).await;
+                self.journal.forget(&record.job_id)?;
+                continue;
+            }
             if job.status.is_terminal() || !job.status.is_with_agent() {
                 self.journal.forget(&record.job_id)?;
                 continue;
@@ -443,9 +461,18 @@ impl Agent {
         for id in &reply.released_job_ids {
             if let Some(run) = self.jobs.remove(id) {
                 tracing::warn!(job = %id, "the server no longer gives this job to us; stopping it");
-                if let Err(e) = self.stop_step(&run).await {
-                    tracing::warn!(job = %id, error = %e, "cannot stop the job's batch job");
-                }
+                let stopped = self.stop_step(&run).await;
+                let done = match (&run.step, stopped) {
+                    (Step::Batch { batch, .. }, Ok(())) => {
+                        vec![format!("cancelled batch job {}", batch.id)]
+                    }
+                    (Step::Batch { batch, .. }, Err(e)) => {
+                        vec![format!("cannot cancel batch job {}: {e}", batch.id)]
+                    }
+                    (Step::Login(_), _) => vec!["stopped its login sub-job".to_string()],
+                    (Step::Start, _) => Vec::new(),
+                };
+                self.cleaned_up(id, done).await;
                 self.journal.forget(id)?;
             }
         }
@@ -615,6 +642,28 @@ impl Agent {
             out.push((p.name.clone(), target));
         }
         Ok(out)
+    }
+
+    /// Logs what the agent did about a job the server no longer gives it and, when the job is
+    /// `lost`, records it in the job's events (`POST /agent/jobs/{id}/cleanup`).
+    async fn cleaned_up(&self, id: &str, done: Vec<String>) {
+        let what = if done.is_empty() {
+            "nothing of it was running".to_string()
+        } else {
+            done.join("; ")
+        };
+        tracing::warn!(job = %id, done = %what, "cleaned up a job the server no longer gives to this agent");
+        let message = fit(&format!(
+            "the agent came back after the job was lost: {what}"
+        ));
+        match self.client.agent_cleanup(id, &message).await {
+            Ok(_) => {}
+            // Not lost (deleted, or given to another agent): nothing to record.
+            Err(e) if matches!(e.status(), Some(404 | 409)) => {
+                tracing::info!(job = %id, error = %e, "the cleanup is not recorded on the server")
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "cannot record the cleanup"),
+        }
     }
 
     /// Fails a job the agent will not run (unknown job type, parameters its config refuses).

@@ -319,6 +319,15 @@ pub struct OperationDone {
     pub message: Option<String>,
 }
 
+/// Body of `POST /agent/jobs/{jobId}/cleanup`: what the agent did about a job the server
+/// made `lost` while the agent was away.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentCleanup {
+    /// At most 4096 bytes.
+    pub message: String,
+}
+
 /// Output streams of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -660,3 +660,86 @@ async fn output_after_a_restart_is_exact_with_the_documented_agent_roles() {
     assert!(got == want, "stored bytes equal the file, byte for byte");
     assert_eq!(job.output_bytes.stdout, want.len() as u64);
 }
+
+/// Waits until the job has an event of `kind`; returns its message.
+async fn wait_event(env: &Env, id: &str, kind: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let events = env.client.events(id, 0).await.unwrap();
+        if let Some(e) = events.iter().find(|e| e.kind == kind) {
+            return e.message.clone().unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no {kind} event: {events:?}\n{}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A returning agent cancels the batch job of a job the server made `lost` and records it.
+async fn returning_agent_cleans_up(kill: bool) {
+    let mut env = Env::with_opts(
+        SITE,
+        &job_types(),
+        common::Opts {
+            lease_seconds: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = submit(&env, "sleep", json!({"seconds": 300})).await;
+    let job = env
+        .wait_for(&id, |s| s == JobStatus::Running, "running")
+        .await;
+    let batch = job.batch_job_id.unwrap();
+    if kill {
+        env.kill_agent().await;
+    } else {
+        env.signal_agent("STOP");
+    }
+    let lost = env.wait_for(&id, |s| s == JobStatus::Lost, "lost").await;
+    assert!(
+        env.batch_job_active(&batch),
+        "the batch job runs on meanwhile"
+    );
+    if kill {
+        env.start_agent();
+    } else {
+        env.signal_agent("CONT");
+    }
+    let msg = wait_event(&env, &id, "agent_cleanup").await;
+    assert!(
+        msg.contains(&format!("cancelled batch job {batch}")),
+        "{msg}"
+    );
+    let started = Instant::now();
+    while env.batch_job_active(&batch) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "batch job {batch} still runs: {}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        env.agent_log().contains("cleaned up a job"),
+        "{}",
+        env.agent_log()
+    );
+    // The job itself stays as the server left it.
+    let after = env.client.get_job(&id).await.unwrap();
+    assert_eq!(after.status, JobStatus::Lost);
+    assert_eq!(after.message, lost.message);
+}
+
+#[tokio::test]
+async fn an_agent_stopped_past_its_lease_cancels_the_lost_jobs_batch_job_when_it_continues() {
+    returning_agent_cleans_up(false).await;
+}
+
+#[tokio::test]
+async fn an_agent_restarted_after_its_jobs_were_lost_cancels_their_batch_jobs() {
+    returning_agent_cleans_up(true).await;
+}

@@ -247,6 +247,45 @@ impl Store {
         Ok(job)
     }
 
+    /// The agent that last held a `lost` job reports what it did about it on its return (for
+    /// example that it cancelled the job's batch job): one `agent_cleanup` event; the job
+    /// itself is unchanged. Another project's job is not found; a job that is not `lost`, or
+    /// that another agent token held, is a conflict.
+    pub async fn agent_cleanup(
+        &self,
+        project_id: i64,
+        token_id: &str,
+        job_id: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<Job> {
+        let mut tx = self.begin_write().await?;
+        let r = self
+            .lock_held(&mut tx.tx, project_id, token_id, job_id, "status")
+            .await?;
+        let seq: i64 = col(&r, 0)?;
+        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        if status != JobStatus::Lost {
+            return Err(StoreError::Conflict(format!(
+                "the job is {status}, not lost: there is nothing to clean up"
+            )));
+        }
+        self.add_event(
+            &mut tx.tx,
+            seq,
+            project_id,
+            "agent_cleanup",
+            None,
+            None,
+            actor,
+            Some(message),
+        )
+        .await?;
+        let job = self.job_in_tx(&mut tx.tx, seq).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
     /// Ends leases that ran out: an unconfirmed claim is offered again (it provably never
     /// reached the batch system: the agent confirms before it runs anything); any other job an
     /// agent held becomes `lost`.

@@ -285,6 +285,42 @@ impl Env {
             .unwrap()
     }
 
+    /// Sends the agent a signal (`STOP`, `CONT`, …) by name.
+    pub fn signal_agent(&self, signal: &str) {
+        let pid = self.agent_pid().expect("the agent runs").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Whether a batch job of this test is still pending or running: in Slurm's queue, or
+    /// (local adapter) its process alive.
+    pub fn batch_job_active(&self, batch_id: &str) -> bool {
+        if slurm() {
+            let out = std::process::Command::new("squeue")
+                .args(["-h", "-o", "%T", "-j", batch_id])
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            !(state.is_empty()
+                || state == "CANCELLED"
+                || state == "COMPLETED"
+                || state == "COMPLETING"
+                || state == "FAILED")
+        } else {
+            let pid =
+                std::fs::read_to_string(self.work.join(".local-batch").join(batch_id).join("pid"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next().map(str::to_string));
+            pid.is_some_and(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|st| !st.contains(") Z "))
+            })
+        }
+    }
+
     /// Kills the agent with SIGKILL, as a crash would.
     pub async fn kill_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {
