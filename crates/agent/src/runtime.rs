@@ -45,6 +45,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// After this many status queries in a row that do not know a batch job, it is given up.
 const UNKNOWN_LIMIT: u32 = 3;
+/// How often the code quarantine is cleaned besides at start and after a verification.
+const QUARANTINE_CLEAN_INTERVAL: Duration = Duration::from_secs(600);
 /// Most output bytes sent per stream and cycle.
 const OUTPUT_CHUNK: u64 = 1024 * 1024;
 
@@ -133,6 +135,8 @@ pub struct Agent {
     jobs: HashMap<String, Running>,
     /// Code bundles whose digest this agent has reported (not reported again).
     verified: std::collections::HashSet<String>,
+    /// When the quarantine was last cleaned.
+    quarantine_cleaned: Option<std::time::Instant>,
     _lock: std::fs::File,
 }
 
@@ -214,6 +218,7 @@ impl Agent {
             journal,
             jobs: HashMap::new(),
             verified: Default::default(),
+            quarantine_cleaned: None,
             _lock: lock,
         })
     }
@@ -237,7 +242,9 @@ impl Agent {
             .await?;
         tracing::info!(site = %self.cfg.site, job_types = self.cfg.job_types.len(), adapter = self.adapter.name(),
             "published job types");
-        self.resume().await
+        self.resume().await?;
+        self.clean_quarantine().await;
+        Ok(())
     }
 
     /// Picks up where a previous run left off.
@@ -494,6 +501,17 @@ impl Agent {
                 }
             }
         }
+        let verified_some = reply
+            .code_to_verify
+            .iter()
+            .any(|id| self.verified.contains(id));
+        if verified_some
+            || self
+                .quarantine_cleaned
+                .is_none_or(|t| t.elapsed() > QUARANTINE_CLEAN_INTERVAL)
+        {
+            self.clean_quarantine().await;
+        }
         if verify_failed {
             // The server keeps listing the bundle: do not spin on it.
             tokio::time::sleep(Duration::from_secs(
@@ -543,7 +561,11 @@ impl Agent {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let part = dir.join(format!("{id}.{}.part", uuid::Uuid::new_v4().simple()));
-        let max = self.cfg.limits.max_code_unpacked_bytes;
+        let max = self
+            .cfg
+            .limits
+            .max_code_unpacked_bytes
+            .min(self.cfg.limits.max_quarantine_bytes);
         let (size, sha) = match self.client.download_code(id, &part, max).await {
             Ok(x) => x,
             Err(e) => {
@@ -566,6 +588,54 @@ impl Agent {
             .map_err(|e| e.to_string())?;
         tracing::info!(code = %id, size, hpc_sha256 = %sha, matches = (sha == id), "reported the HPC-side digest of a code bundle");
         Ok(())
+    }
+
+    /// Cleans `<work>/.code/quarantine`: removes leftovers of interrupted downloads, files
+    /// that are not bundles, and bundles that are no longer pending (approved ones are fetched
+    /// again for use; rejected or forgotten ones are never needed); then keeps at most
+    /// `max_quarantine_bytes` of the rest, newest first. A bundle whose status cannot be read
+    /// now is kept for the next time.
+    async fn clean_quarantine(&mut self) {
+        self.quarantine_cleaned = Some(std::time::Instant::now());
+        let dir = self.cfg.work_dir.join(".code").join("quarantine");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        let mut removed = 0u64;
+        for e in rd.flatten().take(10_000) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let keep = if !m.is_file() || !hpcsera_api_types::is_code_id(&name) {
+                false
+            } else {
+                match self.client.code_status(&name).await {
+                    Ok(b) => b.status == hpcsera_client::CodeStatus::PendingApproval,
+                    Err(e) if e.status() == Some(404) => false,
+                    Err(_) => true,
+                }
+            };
+            if keep {
+                kept.push((m.modified().ok(), m.len(), path));
+            } else if remove_any(&path) {
+                removed += 1;
+            }
+        }
+        // Newest first; the oldest go when the total is too large.
+        kept.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut total = 0u64;
+        for (_, len, path) in kept {
+            total += len;
+            if total > self.cfg.limits.max_quarantine_bytes && remove_any(&path) {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "cleaned the code quarantine");
+        }
     }
 
     /// Fetches and unpacks the job's approved code bundles into `<job>/code/<parameter>`
@@ -1222,6 +1292,15 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// Removes a file, link or directory tree (not following links); true when it is gone.
+fn remove_any(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).is_ok(),
+        Ok(_) => std::fs::remove_file(path).is_ok(),
+        Err(_) => true,
     }
 }
 
