@@ -625,7 +625,7 @@ impl Agent {
             }
         }
         // Newest first; the oldest go when the total is too large.
-        kept.sort_by(|a, b| b.0.cmp(&a.0));
+        kept.sort_by_key(|k| std::cmp::Reverse(k.0));
         let mut total = 0u64;
         for (_, len, path) in kept {
             total += len;
