@@ -145,6 +145,9 @@ pub struct LimitsConfig {
     /// A code bundle that unpacks to more bytes than this is refused (decompression bombs);
     /// also the largest bundle the agent downloads.
     pub max_code_unpacked_bytes: u64,
+    /// At most this many bytes of pending code bundles are kept in `<work>/.code/quarantine`
+    /// (the oldest go first); bundles no longer pending are removed.
+    pub max_quarantine_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -155,6 +158,7 @@ impl Default for LimitsConfig {
             max_result_bytes: 50 * 1024 * 1024,
             max_code_entries: 10_000,
             max_code_unpacked_bytes: 1024 * 1024 * 1024,
+            max_quarantine_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -39,8 +39,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// Longest message the agent reports (the server's smallest limit: `operationDone` messages;
+/// status messages may have 64 KiB). Longer ones are cut, so no report is refused for its size.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
 /// After this many status queries in a row that do not know a batch job, it is given up.
 const UNKNOWN_LIMIT: u32 = 3;
+/// How often the code quarantine is cleaned besides at start and after a verification.
+const QUARANTINE_CLEAN_INTERVAL: Duration = Duration::from_secs(600);
 /// Most output bytes sent per stream and cycle.
 const OUTPUT_CHUNK: u64 = 1024 * 1024;
 
@@ -86,6 +92,8 @@ struct Stream {
     /// Files in sub-job order and how much of each was sent.
     files: Vec<(PathBuf, u64)>,
     truncated: bool,
+    /// Files not read because they are links out of the job directory (by index).
+    refused: std::collections::HashSet<usize>,
 }
 
 struct Running {
@@ -101,6 +109,8 @@ struct Running {
     err: Stream,
     /// Unpacked code bundles: `(parameter, directory)`; filled before the first sub-job.
     code: Option<Vec<(String, PathBuf)>>,
+    /// What the agent refused to read (links out of the job directory), for the end message.
+    skipped: Vec<String>,
 }
 
 impl Running {
@@ -125,6 +135,8 @@ pub struct Agent {
     jobs: HashMap<String, Running>,
     /// Code bundles whose digest this agent has reported (not reported again).
     verified: std::collections::HashSet<String>,
+    /// When the quarantine was last cleaned.
+    quarantine_cleaned: Option<std::time::Instant>,
     _lock: std::fs::File,
 }
 
@@ -152,11 +164,24 @@ fn host_name() -> String {
 impl Agent {
     /// Sets the agent up: lock file, journal, batch adapter, client. Fails when another agent
     /// holds the work directory.
+    ///
+    /// Sets the process's umask to 077: everything the agent creates (work and job
+    /// directories, journal, scripts, output, results, code) is 0700/0600, and so is what the
+    /// processes it starts create (batch systems pass the submitter's umask on to the job).
     pub fn new(cfg: AgentConfig, token: &str) -> Result<Agent, AgentError> {
-        std::fs::create_dir_all(&cfg.work_dir).map_err(io(format!(
-            "cannot create the work directory {}",
-            cfg.work_dir.display()
-        )))?;
+        // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+        unsafe { libc::umask(0o077) };
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&cfg.work_dir)
+                .map_err(io(format!(
+                    "cannot create the work directory {}",
+                    cfg.work_dir.display()
+                )))?;
+        }
         let lock_path = cfg.work_dir.join(".hpcsera-agent.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -193,6 +218,7 @@ impl Agent {
             journal,
             jobs: HashMap::new(),
             verified: Default::default(),
+            quarantine_cleaned: None,
             _lock: lock,
         })
     }
@@ -216,7 +242,9 @@ impl Agent {
             .await?;
         tracing::info!(site = %self.cfg.site, job_types = self.cfg.job_types.len(), adapter = self.adapter.name(),
             "published job types");
-        self.resume().await
+        self.resume().await?;
+        self.clean_quarantine().await;
+        Ok(())
     }
 
     /// Picks up where a previous run left off.
@@ -239,6 +267,24 @@ impl Agent {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if job.status == JobStatus::Lost {
+                // The server gave up on the job while the agent was away: its batch jobs
+                // must not run on unseen.
+                let mut done = Vec::new();
+                for (sub, s) in &record.sub_jobs {
+                    if s.phase != Phase::Submitted {
+                        continue;
+                    }
+                    let Some(batch) = &s.batch_id else { continue };
+                    done.push(match self.adapter.cancel(batch).await {
+                        Ok(()) => format!("cancelled batch job {batch} (sub-job {sub})"),
+                        Err(e) => format!("cannot cancel batch job {batch} (sub-job {sub}): {e}"),
+                    });
+                }
+                self.cleaned_up(&record.job_id, done).await;
+                self.journal.forget(&record.job_id)?;
+                continue;
+            }
             if job.status.is_terminal() || !job.status.is_with_agent() {
                 self.journal.forget(&record.job_id)?;
                 continue;
@@ -289,9 +335,10 @@ impl Agent {
                 run.out.files.push((o, 0));
                 run.err.files.push((e, 0));
             }
-            // The server has what we sent before; continue from there.
-            run.out.server_len = self.server_len(&run.job.id, OutputStream::Stdout).await;
-            run.err.server_len = self.server_len(&run.job.id, OutputStream::Stderr).await;
+            // The server has what we sent before (the job says how much, readable with
+            // GET_Job): continue from there, at the matching file positions.
+            run.out.server_len = job.output_bytes.stdout;
+            run.err.server_len = job.output_bytes.stderr;
             skip_sent(&mut run.out);
             skip_sent(&mut run.err);
             tracing::info!(job = %run.job.id, sub_job = run.index, "resumed a job from the journal");
@@ -302,15 +349,6 @@ impl Agent {
             self.jobs.insert(run.job.id.clone(), run);
         }
         Ok(())
-    }
-
-    async fn server_len(&self, id: &str, stream: OutputStream) -> u64 {
-        // Reading needs GET_JobStatus, which an agent token may lack: then start over (the
-        // server skips bytes it has).
-        match self.client.read_output(id, stream, u64::MAX / 4, 1).await {
-            Ok(c) => c.next_offset,
-            Err(_) => 0,
-        }
     }
 
     /// Builds the running state of a job the server handed over, after checking it against
@@ -364,6 +402,7 @@ impl Agent {
             out: Stream::default(),
             err: Stream::default(),
             code: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -429,9 +468,18 @@ impl Agent {
         for id in &reply.released_job_ids {
             if let Some(run) = self.jobs.remove(id) {
                 tracing::warn!(job = %id, "the server no longer gives this job to us; stopping it");
-                if let Err(e) = self.stop_step(&run).await {
-                    tracing::warn!(job = %id, error = %e, "cannot stop the job's batch job");
-                }
+                let stopped = self.stop_step(&run).await;
+                let done = match (&run.step, stopped) {
+                    (Step::Batch { batch, .. }, Ok(())) => {
+                        vec![format!("cancelled batch job {}", batch.id)]
+                    }
+                    (Step::Batch { batch, .. }, Err(e)) => {
+                        vec![format!("cannot cancel batch job {}: {e}", batch.id)]
+                    }
+                    (Step::Login(_), _) => vec!["stopped its login sub-job".to_string()],
+                    (Step::Start, _) => Vec::new(),
+                };
+                self.cleaned_up(id, done).await;
                 self.journal.forget(id)?;
             }
         }
@@ -452,6 +500,17 @@ impl Agent {
                     tracing::warn!(code = %id, error = %e, "cannot compute the HPC-side digest of a code bundle");
                 }
             }
+        }
+        let verified_some = reply
+            .code_to_verify
+            .iter()
+            .any(|id| self.verified.contains(id));
+        if verified_some
+            || self
+                .quarantine_cleaned
+                .is_none_or(|t| t.elapsed() > QUARANTINE_CLEAN_INTERVAL)
+        {
+            self.clean_quarantine().await;
         }
         if verify_failed {
             // The server keeps listing the bundle: do not spin on it.
@@ -502,7 +561,11 @@ impl Agent {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let part = dir.join(format!("{id}.{}.part", uuid::Uuid::new_v4().simple()));
-        let max = self.cfg.limits.max_code_unpacked_bytes;
+        let max = self
+            .cfg
+            .limits
+            .max_code_unpacked_bytes
+            .min(self.cfg.limits.max_quarantine_bytes);
         let (size, sha) = match self.client.download_code(id, &part, max).await {
             Ok(x) => x,
             Err(e) => {
@@ -525,6 +588,54 @@ impl Agent {
             .map_err(|e| e.to_string())?;
         tracing::info!(code = %id, size, hpc_sha256 = %sha, matches = (sha == id), "reported the HPC-side digest of a code bundle");
         Ok(())
+    }
+
+    /// Cleans `<work>/.code/quarantine`: removes leftovers of interrupted downloads, files
+    /// that are not bundles, and bundles that are no longer pending (approved ones are fetched
+    /// again for use; rejected or forgotten ones are never needed); then keeps at most
+    /// `max_quarantine_bytes` of the rest, newest first. A bundle whose status cannot be read
+    /// now is kept for the next time.
+    async fn clean_quarantine(&mut self) {
+        self.quarantine_cleaned = Some(std::time::Instant::now());
+        let dir = self.cfg.work_dir.join(".code").join("quarantine");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        let mut removed = 0u64;
+        for e in rd.flatten().take(10_000) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let keep = if !m.is_file() || !hpcsera_api_types::is_code_id(&name) {
+                false
+            } else {
+                match self.client.code_status(&name).await {
+                    Ok(b) => b.status == hpcsera_client::CodeStatus::PendingApproval,
+                    Err(e) if e.status() == Some(404) => false,
+                    Err(_) => true,
+                }
+            };
+            if keep {
+                kept.push((m.modified().ok(), m.len(), path));
+            } else if remove_any(&path) {
+                removed += 1;
+            }
+        }
+        // Newest first; the oldest go when the total is too large.
+        kept.sort_by_key(|k| std::cmp::Reverse(k.0));
+        let mut total = 0u64;
+        for (_, len, path) in kept {
+            total += len;
+            if total > self.cfg.limits.max_quarantine_bytes && remove_any(&path) {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "cleaned the code quarantine");
+        }
     }
 
     /// Fetches and unpacks the job's approved code bundles into `<job>/code/<parameter>`
@@ -603,12 +714,34 @@ impl Agent {
         Ok(out)
     }
 
+    /// Logs what the agent did about a job the server no longer gives it and, when the job is
+    /// `lost`, records it in the job's events (`POST /agent/jobs/{id}/cleanup`).
+    async fn cleaned_up(&self, id: &str, done: Vec<String>) {
+        let what = if done.is_empty() {
+            "nothing of it was running".to_string()
+        } else {
+            done.join("; ")
+        };
+        tracing::warn!(job = %id, done = %what, "cleaned up a job the server no longer gives to this agent");
+        let message = fit(&format!(
+            "the agent came back after the job was lost: {what}"
+        ));
+        match self.client.agent_cleanup(id, &message).await {
+            Ok(_) => {}
+            // Not lost (deleted, or given to another agent): nothing to record.
+            Err(e) if matches!(e.status(), Some(404 | 409)) => {
+                tracing::info!(job = %id, error = %e, "the cleanup is not recorded on the server")
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "cannot record the cleanup"),
+        }
+    }
+
     /// Fails a job the agent will not run (unknown job type, parameters its config refuses).
     async fn refuse(&self, job: &Job, message: String) {
-        tracing::warn!(job = %job.id, %message, "refusing a job");
+        tracing::warn!(job = %job.id, message = %fit(&message), "refusing a job");
         let end = JobUpdate {
             status: Some(JobStatus::Failed),
-            message: Some(message),
+            message: Some(fit(&message)),
             ..Default::default()
         };
         if let Err(e) = self.client.update_job(&job.id, &end).await {
@@ -680,12 +813,12 @@ impl Agent {
             Ok(m) => OperationDone {
                 operation: op,
                 ok: true,
-                message: Some(m),
+                message: Some(fit(&m)),
             },
             Err(m) => OperationDone {
                 operation: op,
                 ok: false,
-                message: Some(m),
+                message: Some(fit(&m)),
             },
         };
         if let Err(e) = self.client.operation_done(id, &done).await {
@@ -1015,10 +1148,18 @@ impl Agent {
     async fn finish(&mut self, run: &mut Running, end: End) {
         self.drain_output(run).await;
         self.upload_results(run).await;
+        let mut end = end;
+        if !run.skipped.is_empty() {
+            end.message = format!(
+                "{}; not read (links out of the job directory): {}",
+                end.message,
+                run.skipped.join(", ")
+            );
+        }
         let update = JobUpdate {
             status: Some(end.status),
             exit_code: end.exit_code,
-            message: Some(end.message.clone()),
+            message: Some(fit(&end.message)),
             sub_jobs: Some(run.sub_states.clone()),
             ..Default::default()
         };
@@ -1058,8 +1199,21 @@ impl Agent {
             if s.truncated {
                 continue;
             }
-            let Some((chunk, file_index, new_pos)) = next_chunk(s) else {
-                continue;
+            let (chunk, file_index, new_pos) = match next_chunk(&run.ctx.job_dir, s) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err((index, why)) => {
+                    s.refused.insert(index);
+                    let name = s.files[index]
+                        .0
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    tracing::warn!(job = %run.job.id, file = %name, reason = %why, "output file not read");
+                    run.skipped.push(format!("{name} ({why})"));
+                    more = true;
+                    continue;
+                }
             };
             match self
                 .client
@@ -1068,6 +1222,15 @@ impl Agent {
             {
                 Ok(len) => {
                     let sent = len.saturating_sub(s.server_len);
+                    if sent > chunk.len() as u64 {
+                        // The server had more than this agent knew (bytes sent before a
+                        // restart): continue at the file position of the server's length,
+                        // never send bytes again at a later offset.
+                        s.server_len = len;
+                        skip_sent(s);
+                        more = true;
+                        continue;
+                    }
                     if sent < chunk.len() as u64 {
                         s.truncated = true;
                     }
@@ -1084,24 +1247,44 @@ impl Agent {
         more
     }
 
-    async fn upload_results(&self, run: &Running) {
+    /// Uploads the regular files below `<job>/results`. Nothing is read through a symlink or
+    /// from outside the job directory: links are skipped (and named in the job's message).
+    async fn upload_results(&self, run: &mut Running) {
         let dir = run.ctx.job_dir.join("results");
         let mut files = Vec::new();
-        collect_files(&dir, &dir, &mut files, 0);
+        let mut skipped = Vec::new();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => skipped.push("results".to_string()),
+            Ok(m) if m.is_dir() => collect_files(&dir, &dir, &mut files, &mut skipped, 0),
+            _ => {}
+        }
+        for name in skipped {
+            tracing::warn!(job = %run.job.id, file = %name, "a symlink in the results; not followed");
+            run.skipped.push(format!("{name} (a symlink)"));
+        }
+        let max = self.cfg.limits.max_result_bytes;
         for (name, path) in files {
             if !is_valid_result_name(&name) {
                 tracing::warn!(job = %run.job.id, file = %name, "result file name not accepted; skipped");
                 continue;
             }
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if size > self.cfg.limits.max_result_bytes {
-                tracing::warn!(job = %run.job.id, file = %name, size, "result file too large; skipped");
-                continue;
-            }
-            match tokio::fs::read(&path).await {
-                Ok(data) => {
+            let (root, p) = (run.ctx.job_dir.clone(), path.clone());
+            let read = tokio::task::spawn_blocking(move || read_inside(&root, &p, max)).await;
+            match read {
+                Ok(Ok(Some(data))) => {
                     if let Err(e) = self.client.put_result(&run.job.id, &name, &data).await {
                         tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file");
+                    }
+                }
+                Ok(Ok(None)) => {
+                    tracing::warn!(job = %run.job.id, file = %name, max, "result file too large; skipped");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "result file not read");
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        || e.raw_os_error() == Some(libc::ELOOP)
+                    {
+                        run.skipped.push(format!("results/{name} ({e})"));
                     }
                 }
                 Err(e) => {
@@ -1109,6 +1292,15 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// Removes a file, link or directory tree (not following links); true when it is gone.
+fn remove_any(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).is_ok(),
+        Ok(_) => std::fs::remove_file(path).is_ok(),
+        Err(_) => true,
     }
 }
 
@@ -1121,6 +1313,19 @@ fn add_code_env(env: &mut Vec<(String, String)>, code: Option<&[(String, PathBuf
         ));
     }
     env.sort();
+}
+
+/// `m` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked with "…" when cut.
+pub fn fit(m: &str) -> String {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m.to_string();
+    }
+    let mark = "…";
+    let mut end = MAX_MESSAGE_BYTES - mark.len();
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &m[..end])
 }
 
 fn fail(message: String) -> End {
@@ -1146,8 +1351,8 @@ fn set_sub(
         if exit_code.is_some() {
             s.exit_code = exit_code;
         }
-        if message.is_some() {
-            s.message = message;
+        if let Some(m) = message {
+            s.message = Some(fit(&m));
         }
     }
 }
@@ -1164,7 +1369,7 @@ pub fn output_files(job_dir: &Path, sub_job: &str) -> (PathBuf, PathBuf) {
 fn skip_sent(s: &mut Stream) {
     let mut left = s.server_len;
     for (path, pos) in s.files.iter_mut() {
-        let len = std::fs::metadata(path.as_path())
+        let len = std::fs::symlink_metadata(path.as_path())
             .map(|m| m.len())
             .unwrap_or(0);
         let take = left.min(len);
@@ -1173,31 +1378,99 @@ fn skip_sent(s: &mut Stream) {
     }
 }
 
+/// Unsent bytes of a stream: (bytes, index of the file, its new read position).
+type Chunk = (Vec<u8>, usize, u64);
+
 /// The next unsent bytes of a stream: (bytes, index of the file, its new read position).
-/// Earlier files are finished before later ones are read, so the order is kept.
-fn next_chunk(s: &Stream) -> Option<(Vec<u8>, usize, u64)> {
+/// Earlier files are finished before later ones are read, so the order is kept. A file that
+/// is a link out of the job directory is `Err((index, why))`: it is never read.
+fn next_chunk(job_dir: &Path, s: &Stream) -> Result<Option<Chunk>, (usize, String)> {
     use std::io::{Read, Seek, SeekFrom};
     for (i, (path, pos)) in s.files.iter().enumerate() {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if s.refused.contains(&i) {
+            continue;
+        }
+        let mut f = match open_inside(job_dir, path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if is_refusal(&e) => return Err((i, e.to_string())),
+            Err(_) => return Ok(None),
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len <= *pos {
             continue;
         }
-        let mut f = std::fs::File::open(path).ok()?;
-        f.seek(SeekFrom::Start(*pos)).ok()?;
+        if f.seek(SeekFrom::Start(*pos)).is_err() {
+            return Ok(None);
+        }
         let want = (len - pos).min(OUTPUT_CHUNK);
         let mut buf = Vec::with_capacity(want as usize);
-        f.take(want).read_to_end(&mut buf).ok()?;
+        if f.take(want).read_to_end(&mut buf).is_err() {
+            return Ok(None);
+        }
         if buf.is_empty() {
             continue;
         }
         let new_pos = pos + buf.len() as u64;
-        return Some((buf, i, new_pos));
+        return Ok(Some((buf, i, new_pos)));
     }
-    None
+    Ok(None)
 }
 
-/// Regular files below `dir` (no symlinks), as (relative name, path).
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, depth: usize) {
+/// Whether an error of [`open_inside`] is a refusal (a link, or a place outside the job).
+fn is_refusal(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP) || e.kind() == std::io::ErrorKind::PermissionDenied
+}
+
+/// Opens a regular file of the job directory for reading without following a symlink at its
+/// end (`O_NOFOLLOW`: a link is `ELOOP`), and checks after opening that the file really is
+/// inside the job directory (a linked parent directory would lead elsewhere).
+fn open_inside(job_dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let refuse = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} {why}", path.display()),
+        )
+    };
+    if !f.metadata()?.is_file() {
+        return Err(refuse("is not a regular file"));
+    }
+    let root = std::fs::canonicalize(job_dir)?;
+    let real = {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+            .or_else(|_| std::fs::canonicalize(path))?
+    };
+    if !real.starts_with(&root) {
+        return Err(refuse("leads out of the job directory"));
+    }
+    Ok(f)
+}
+
+/// Reads a file of the job directory ([`open_inside`]); `None` when it has more than `max`
+/// bytes.
+fn read_inside(job_dir: &Path, path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = open_inside(job_dir, path)?;
+    let mut data = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= max).then_some(data))
+}
+
+/// Regular files below `dir` (symlinks are not followed: their names go to `skipped`), as
+/// (relative name, path).
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut Vec<String>,
+    depth: usize,
+) {
     if depth > 16 || out.len() > 1000 {
         return;
     }
@@ -1209,12 +1482,43 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>, dept
     for e in entries {
         let Ok(ft) = e.file_type() else { continue };
         let path = e.path();
-        if ft.is_dir() {
-            collect_files(root, &path, out, depth + 1);
-        } else if ft.is_file() {
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push((rel.to_string_lossy().into_owned(), path.clone()));
+        let rel = || {
+            path.strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .ok()
+        };
+        if ft.is_symlink() {
+            if skipped.len() < 20 {
+                if let Some(rel) = rel() {
+                    skipped.push(format!("results/{rel}"));
+                }
             }
+        } else if ft.is_dir() {
+            collect_files(root, &path, out, skipped, depth + 1);
+        } else if ft.is_file() {
+            if let Some(rel) = rel() {
+                out.push((rel, path.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_on_a_char_boundary() {
+        assert_eq!(fit("short"), "short");
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(fit(&exact), exact);
+        for pad in 0..4 {
+            let m = format!("{}{}", "a".repeat(pad), "日本語🚀".repeat(2000));
+            let cut = fit(&m);
+            assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+            assert!(cut.len() > MAX_MESSAGE_BYTES - 8);
+            assert!(cut.ends_with('…'));
+            assert!(m.starts_with(cut.trim_end_matches('…')));
         }
     }
 }

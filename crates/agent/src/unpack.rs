@@ -10,7 +10,8 @@
 //! - device files, FIFOs, sparse files and other special entries are refused;
 //! - at most `max_entries` entries and `max_bytes` bytes of file content (decompression
 //!   bombs are cut off while they expand, by counting the bytes actually written);
-//! - modes are normalised: directories 0755, files 0644 or 0755 (no setuid, no world write).
+//! - modes are normalised: directories 0700, files 0600 or 0700 (no setuid, nothing for group
+//!   or others: the code is the job owner's).
 //!
 //! Everything is unpacked into a fresh temporary directory next to the target and renamed into
 //! place only when the whole archive passed; on any refusal the temporary directory is
@@ -43,6 +44,8 @@ pub enum UnpackError {
     TooManyEntries(u64),
     #[error("the archive unpacks to more than {0} bytes")]
     TooLarge(u64),
+    #[error("the archive has a {kind} header of {size} bytes (at most {MAX_EXTENSION_BYTES})")]
+    HeaderTooLarge { kind: &'static str, size: u64 },
     #[error("the target {0} exists already")]
     Exists(PathBuf),
     #[error("cannot read the archive: {0}")]
@@ -60,11 +63,85 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> UnpackError 
     move |source| UnpackError::Io { context, source }
 }
 
+/// Largest GNU long-name or long-link entry and PAX extension header read (each is read into
+/// memory; Linux paths have at most 4096 bytes).
+pub const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
+
+/// How much of an entry's path an error message shows.
+const SHOWN_PATH_CHARS: usize = 200;
+
 fn unsafe_entry(path: &Path, problem: impl Into<String>) -> UnpackError {
+    let full = path.to_string_lossy();
+    let mut shown: String = full.chars().take(SHOWN_PATH_CHARS).collect();
+    if shown.len() < full.len() {
+        shown.push('…');
+    }
     UnpackError::Unsafe {
-        path: path.to_string_lossy().into_owned(),
+        path: shown,
         problem: problem.into(),
     }
+}
+
+/// Extension headers seen before the entry they describe.
+#[derive(Default)]
+struct Pending {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax_link: Option<Vec<u8>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.long_name.is_none()
+            && self.pax_path.is_none()
+            && self.long_link.is_none()
+            && self.pax_link.is_none()
+    }
+}
+
+fn without_nul(mut b: Vec<u8>) -> Vec<u8> {
+    while b.last() == Some(&0) {
+        b.pop();
+    }
+    b
+}
+
+fn bytes_path(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+/// Reads an extension header (GNU long name or link, PAX) after checking its size against
+/// [`MAX_EXTENSION_BYTES`] and what is left of the size limit (extension headers count
+/// against it). Returns `None` for an entry that is not an extension header.
+fn read_extension<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    bytes: &mut u64,
+    limits: &UnpackLimits,
+) -> Result<Option<Vec<u8>>, UnpackError> {
+    let kind = entry.header().entry_type();
+    let name = match kind {
+        tar::EntryType::GNULongName => "GNU long name",
+        tar::EntryType::GNULongLink => "GNU long link",
+        tar::EntryType::XHeader => "PAX extension",
+        tar::EntryType::XGlobalHeader => "PAX global extension",
+        _ => return Ok(None),
+    };
+    let size = entry.size();
+    if size > MAX_EXTENSION_BYTES {
+        return Err(UnpackError::HeaderTooLarge { kind: name, size });
+    }
+    *bytes += size;
+    if *bytes > limits.max_bytes {
+        return Err(UnpackError::TooLarge(limits.max_bytes));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry
+        .take(MAX_EXTENSION_BYTES)
+        .read_to_end(&mut data)
+        .map_err(|e| UnpackError::Archive(e.to_string()))?;
+    Ok(Some(data))
 }
 
 /// A plain relative path: only normal components (`.` is dropped). `None` when the path is
@@ -198,22 +275,78 @@ fn unpack_into(
         entries: 0,
         bytes: 0,
     };
+    // Raw entries: the tar crate would read GNU long names and PAX headers into memory
+    // whatever their size; here they are checked first (see `read_extension`) and applied
+    // to the entry they describe as the crate would (a long name before a PAX path).
     let entries = ar
         .entries()
-        .map_err(|e| UnpackError::Archive(e.to_string()))?;
+        .map_err(|e| UnpackError::Archive(e.to_string()))?
+        .raw(true);
+    let mut pending = Pending::default();
+    let mut extensions = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(|e| UnpackError::Archive(e.to_string()))?;
+        let kind = entry.header().entry_type();
+        if let Some(data) = read_extension(&mut entry, &mut stats.bytes, limits)? {
+            extensions += 1;
+            if extensions > limits.max_entries {
+                return Err(UnpackError::TooManyEntries(limits.max_entries));
+            }
+            let twice =
+                || UnpackError::Archive("two extension headers of one kind for one entry".into());
+            match kind {
+                tar::EntryType::GNULongName if pending.long_name.is_some() => return Err(twice()),
+                tar::EntryType::GNULongName => pending.long_name = Some(without_nul(data)),
+                tar::EntryType::GNULongLink if pending.long_link.is_some() => return Err(twice()),
+                tar::EntryType::GNULongLink => pending.long_link = Some(without_nul(data)),
+                tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {
+                    for ext in tar::PaxExtensions::new(&data) {
+                        let ext =
+                            ext.map_err(|e| UnpackError::Archive(format!("bad PAX header: {e}")))?;
+                        match ext.key_bytes() {
+                            // The crate's raw entries do not apply a PAX size: refuse it rather
+                            // than read the archive differently from other readers.
+                            b"size" => {
+                                return Err(UnpackError::Archive(
+                                    "PAX size records are not supported".into(),
+                                ))
+                            }
+                            k if k.starts_with(b"GNU.sparse") => {
+                                return Err(UnpackError::Archive(
+                                    "sparse entries are not supported".into(),
+                                ))
+                            }
+                            b"path" if kind == tar::EntryType::XHeader => {
+                                pending.pax_path = Some(ext.value_bytes().to_vec())
+                            }
+                            b"linkpath" if kind == tar::EntryType::XHeader => {
+                                pending.pax_link = Some(ext.value_bytes().to_vec())
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let ext = std::mem::take(&mut pending);
         stats.entries += 1;
         if stats.entries > limits.max_entries {
             return Err(UnpackError::TooManyEntries(limits.max_entries));
         }
-        let raw = entry
-            .path()
-            .map_err(|e| UnpackError::Archive(e.to_string()))?
-            .into_owned();
+        let raw = bytes_path(
+            &ext.long_name
+                .or(ext.pax_path)
+                .unwrap_or_else(|| entry.header().path_bytes().into_owned()),
+        );
+        let link_name: Option<PathBuf> = ext
+            .long_link
+            .or(ext.pax_link)
+            .or_else(|| entry.header().link_name_bytes().map(|b| b.into_owned()))
+            .map(|b| bytes_path(&b));
         let rel = plain_relative(&raw)
             .ok_or_else(|| unsafe_entry(&raw, "absolute paths and '..' are not allowed"))?;
-        let kind = entry.header().entry_type();
         if rel.as_os_str().is_empty() {
             if kind.is_dir() {
                 continue; // "./"
@@ -232,7 +365,7 @@ fn unpack_into(
                             .map_err(io(format!("cannot create {}", dest.display())))?;
                     }
                 }
-                fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
+                fs::set_permissions(&dest, fs::Permissions::from_mode(0o700))
                     .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -262,16 +395,15 @@ fn unpack_into(
                         .map_err(io(format!("cannot write {}", dest.display())))?;
                 }
                 stats.bytes += written;
-                let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+                let mode = if mode & 0o111 != 0 { 0o700 } else { 0o600 };
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
                     .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| UnpackError::Archive(e.to_string()))?
-                    .ok_or_else(|| unsafe_entry(&raw, "a symlink without a target"))?
-                    .into_owned();
+                let target = link_name
+                    .clone()
+                    .filter(|t| !t.as_os_str().is_empty())
+                    .ok_or_else(|| unsafe_entry(&raw, "a symlink without a target"))?;
                 if target.is_absolute() {
                     return Err(unsafe_entry(
                         &raw,
@@ -294,11 +426,10 @@ fn unpack_into(
                     .map_err(io(format!("cannot create the symlink {}", dest.display())))?;
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| UnpackError::Archive(e.to_string()))?
-                    .ok_or_else(|| unsafe_entry(&raw, "a hard link without a target"))?
-                    .into_owned();
+                let target = link_name
+                    .clone()
+                    .filter(|t| !t.as_os_str().is_empty())
+                    .ok_or_else(|| unsafe_entry(&raw, "a hard link without a target"))?;
                 let src_rel = plain_relative(&target).filter(|p| !p.as_os_str().is_empty());
                 let Some(src_rel) = src_rel else {
                     return Err(unsafe_entry(
@@ -329,8 +460,6 @@ fn unpack_into(
                 fs::hard_link(&src, &dest)
                     .map_err(io(format!("cannot create the link {}", dest.display())))?;
             }
-            // Metadata entries the tar reader has already applied to the entries they describe.
-            tar::EntryType::XGlobalHeader => {}
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(unsafe_entry(&raw, "device files are not allowed"))
             }
@@ -342,6 +471,11 @@ fn unpack_into(
                 ))
             }
         }
+    }
+    if !pending.is_empty() {
+        return Err(UnpackError::Archive(
+            "extension headers at the end describe no entry".into(),
+        ));
     }
     Ok(stats)
 }

@@ -20,6 +20,10 @@ enum E<'a> {
     Hardlink(&'a str, &'a str),
     Special(&'a str, tar::EntryType),
     Zeros(&'a str, u64),
+    /// An extension header (GNU long name or link, PAX) of `size` bytes of `fill`.
+    Meta(tar::EntryType, u64, u8),
+    /// A PAX extension header with these records, then a file.
+    Pax(&'a [(&'a str, &'a [u8])], &'a str, &'a [u8]),
 }
 
 fn header(name: &str, kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -37,7 +41,7 @@ fn archive(dir: &Path, entries: &[E]) -> PathBuf {
     let path = dir.join(format!("a-{}.tar.gz", uuid::Uuid::new_v4().simple()));
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(&path).unwrap(),
-        flate2::Compression::fast(),
+        flate2::Compression::default(),
     );
     let mut b = tar::Builder::new(gz);
     for e in entries {
@@ -72,6 +76,23 @@ fn archive(dir: &Path, entries: &[E]) -> PathBuf {
                 let mut h = header(name, tar::EntryType::Regular, *size, 0o644);
                 h.set_cksum();
                 b.append(&h, std::io::repeat(0).take(*size)).unwrap();
+            }
+            E::Meta(kind, size, fill) => {
+                let mut h = tar::Header::new_gnu();
+                h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+                h.set_entry_type(*kind);
+                h.set_size(*size);
+                h.set_mode(0o644);
+                h.set_mtime(0);
+                h.set_cksum();
+                // Streamed: never held in memory.
+                b.append(&h, std::io::repeat(*fill).take(*size)).unwrap();
+            }
+            E::Pax(records, name, data) => {
+                b.append_pax_extensions(records.iter().copied()).unwrap();
+                let mut h = header(name, tar::EntryType::Regular, data.len() as u64, 0o644);
+                h.set_cksum();
+                b.append(&h, *data).unwrap();
             }
         }
     }
@@ -186,10 +207,10 @@ fn a_good_archive_unpacks_with_normalised_modes() {
     assert_eq!(std::fs::read_to_string(t.join("src/link")).unwrap(), "data");
     assert_eq!(std::fs::read_to_string(t.join("src/hard")).unwrap(), "data");
     let mode = |p: &str| std::fs::metadata(t.join(p)).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode("src/run.sh"), 0o755);
-    assert_eq!(mode("src/data.txt"), 0o644);
-    assert_eq!(mode("dotted.txt"), 0o644);
-    assert_eq!(mode("src"), 0o755);
+    assert_eq!(mode("src/run.sh"), 0o700);
+    assert_eq!(mode("src/data.txt"), 0o600);
+    assert_eq!(mode("dotted.txt"), 0o600);
+    assert_eq!(mode("src"), 0o700);
     // Nothing besides the target next to it.
     assert_eq!(listing(t.parent().unwrap())[0], "p");
     // A second unpack into the same target is refused (the first is complete).
@@ -322,4 +343,130 @@ fn garbage_is_an_archive_error() {
     assert!(matches!(e, UnpackError::Archive(_)), "{e}");
     assert!(!f.target.exists());
     assert_eq!(listing(f.target.parent().unwrap()), Vec::<String>::new());
+}
+
+/// The peak resident memory of this process so far (nextest runs each test in a process of
+/// its own).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+#[test]
+fn a_512_mib_long_name_is_refused_at_its_header_without_reading_it() {
+    let f = fixture();
+    let a = archive(
+        &f.base,
+        &[
+            E::Meta(tar::EntryType::GNULongName, 512 * 1024 * 1024, b'a'),
+            E::File("x", b"x", 0o644),
+        ],
+    );
+    assert!(std::fs::metadata(&a).unwrap().len() < 2 * 1024 * 1024);
+    let before = peak_rss_bytes();
+    let started = std::time::Instant::now();
+    let limits = UnpackLimits {
+        max_entries: 100,
+        max_bytes: 10 * 1024 * 1024,
+    };
+    let err = unpack_tar_gz(&a, &f.target, &limits).unwrap_err();
+    let took = started.elapsed();
+    let msg = err.to_string();
+    assert!(msg.len() < 300, "a short message: {} bytes", msg.len());
+    assert!(msg.contains("long name"), "{msg}");
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    let peak = peak_rss_bytes();
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "peak RSS {} MB (before: {} MB)",
+        peak >> 20,
+        before >> 20
+    );
+    assert!(!f.target.exists());
+}
+
+#[test]
+fn large_long_link_and_pax_headers_are_refused_too() {
+    for kind in [
+        tar::EntryType::GNULongLink,
+        tar::EntryType::XHeader,
+        tar::EntryType::XGlobalHeader,
+    ] {
+        let f = fixture();
+        let a = archive(
+            &f.base,
+            &[
+                E::Meta(kind, 8 * 1024 * 1024, b'a'),
+                E::File("x", b"x", 0o644),
+            ],
+        );
+        let limits = UnpackLimits {
+            max_entries: 100,
+            max_bytes: 100 * 1024 * 1024,
+        };
+        let err = unpack_tar_gz(&a, &f.target, &limits).unwrap_err();
+        assert!(err.to_string().len() < 300, "{kind:?}: {err}");
+        assert!(err.to_string().contains("header of"), "{kind:?}: {err}");
+        assert!(!f.target.exists());
+    }
+}
+
+#[test]
+fn extension_headers_count_against_the_size_limit() {
+    let f = fixture();
+    let comment = vec![b'c'; 60 * 1024];
+    let records: &[(&str, &[u8])] = &[("comment", &comment)];
+    let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let entries: Vec<E> = names.iter().map(|n| E::Pax(records, n, b"x")).collect();
+    let a = archive(&f.base, &entries);
+    // 20 × 60 KiB of headers and 20 bytes of content: more than 1 MiB in all.
+    assert!(matches!(
+        unpack_tar_gz(&a, &f.target, &LIMITS),
+        Err(UnpackError::TooLarge(_))
+    ));
+    assert!(!f.target.exists());
+}
+
+#[test]
+fn long_names_of_gnu_and_pax_archives_still_unpack() {
+    let f = fixture();
+    let long = format!("{}/file.txt", "d".repeat(150));
+    let path = f.base.join("long.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        // A GNU long name entry, as GNU tar writes it.
+        b.append_data(&mut h, &long, &b"gnu!"[..]).unwrap();
+        b.append_pax_extensions([("path", format!("pax/{long}").as_bytes())])
+            .unwrap();
+        let mut h = header("short", tar::EntryType::Regular, 4, 0o644);
+        h.set_cksum();
+        b.append(&h, &b"pax!"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    let stats = unpack_tar_gz(&path, &f.target, &LIMITS).unwrap();
+    assert_eq!(stats.entries, 2);
+    assert_eq!(std::fs::read(f.target.join(&long)).unwrap(), b"gnu!");
+    assert_eq!(
+        std::fs::read(f.target.join(format!("pax/{long}"))).unwrap(),
+        b"pax!"
+    );
+    assert!(!f.target.join("short").exists());
+}
+
+#[test]
+fn a_pax_size_record_is_refused() {
+    let f = fixture();
+    let records: &[(&str, &[u8])] = &[("size", b"1")];
+    let a = archive(&f.base, &[E::Pax(records, "x", b"x")]);
+    let err = unpack_tar_gz(&a, &f.target, &LIMITS).unwrap_err();
+    assert!(err.to_string().contains("size"), "{err}");
 }

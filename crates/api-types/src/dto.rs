@@ -113,6 +113,17 @@ pub struct Job {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// How many bytes of each output stream the server has: where a restarted agent resumes.
+    #[serde(default)]
+    pub output_bytes: OutputBytes,
+}
+
+/// Lengths of a job's output streams as stored by the server.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputBytes {
+    pub stdout: u64,
+    pub stderr: u64,
 }
 
 /// One page of jobs.
@@ -313,6 +324,15 @@ pub struct OperationDone {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// Body of `POST /agent/jobs/{jobId}/cleanup`: what the agent did about a job the server
+/// made `lost` while the agent was away.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentCleanup {
+    /// At most 4096 bytes.
+    pub message: String,
 }
 
 /// Output streams of a job.

@@ -599,6 +599,20 @@ impl Client {
         .await
     }
 
+    /// Records what the agent did about a job the server made `lost` (an `agent_cleanup`
+    /// event); only the agent token that last held the job may.
+    pub async fn agent_cleanup(&self, id: &str, message: &str) -> Result<Job> {
+        let body = to_value(&api::AgentCleanup {
+            message: message.to_string(),
+        })?;
+        self.json(
+            Method::POST,
+            &format!("/agent/jobs/{}/cleanup", seg(id)),
+            Body::Json(&body),
+        )
+        .await
+    }
+
     /// Appends output at `offset`; returns the stream's length on the server.
     pub async fn append_output(
         &self,

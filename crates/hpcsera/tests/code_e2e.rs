@@ -55,6 +55,54 @@ impl Env {
         Env(common::Env::new(SITE, JOB_TYPES).await)
     }
 
+    /// With more lines in the agent's `[limits]`.
+    async fn with_agent_limits(limits: &str) -> Env {
+        Env(common::Env::with_opts(
+            SITE,
+            JOB_TYPES,
+            common::Opts {
+                agent_limits: limits.to_string(),
+                ..Default::default()
+            },
+        )
+        .await)
+    }
+
+    /// The files in the agent's code quarantine.
+    fn quarantine(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(self.work.join(".code/quarantine"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        (e.file_name().to_string_lossy().into_owned(), len)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Waits until the quarantine holds exactly `ids`.
+    async fn wait_quarantine(&self, ids: &[&str]) {
+        let started = Instant::now();
+        loop {
+            let names: Vec<String> = self.quarantine().into_iter().map(|(n, _)| n).collect();
+            let mut want: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            if names == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the quarantine holds {names:?}, not {want:?}: {}",
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Runs the real binary; returns (success, stdout, stderr).
     async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
         let out = tokio::process::Command::new(common::bin())
@@ -339,6 +387,52 @@ async fn an_approved_but_unsafe_archive_is_refused_by_the_agent() {
 }
 
 #[tokio::test]
+async fn a_header_bomb_fails_its_job_with_a_short_message_and_the_agent_stays_small() {
+    let env = Env::new().await;
+    // A small tar.gz whose GNU long-name entry says 512 MiB, streamed to disk.
+    let path = env.dir.path().join("bomb.tar.gz");
+    {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        ));
+        let size = 512 * 1024 * 1024;
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, std::io::Read::take(std::io::repeat(b'a'), size))
+            .unwrap();
+        let mut h = tar::Header::new_old();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() < 1024 * 1024);
+    let id = env.push(&path).await;
+    let job = env.submit(json!({"src": id})).await;
+    env.wait_hpc_digest(&id).await;
+    let (ok, out) = env.decide("approve", &id, "alice", "looks small").await;
+    assert!(ok, "{out}");
+    let done = env.wait_end(&job.id).await;
+    assert_eq!(done.status, JobStatus::Failed, "{:?}", done.message);
+    let msg = done.message.unwrap_or_default();
+    assert!(msg.len() < 1000, "a short message: {} bytes", msg.len());
+    assert!(msg.contains("long name"), "{msg}");
+    let peak = env.agent_peak_rss();
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "the agent's peak RSS is {} MB",
+        peak >> 20
+    );
+    assert!(!env.work.join(&job.id).join("code/src").exists());
+}
+
+#[tokio::test]
 async fn bytes_changed_after_approval_are_not_unpacked() {
     let env = Env::new().await;
     let src = env.dir.path().join("src");
@@ -399,4 +493,56 @@ async fn job_submit_with_an_at_path_pushes_the_directory_and_references_it() {
     assert!(!ok);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("error:"), "{err}");
+}
+
+/// A code tree with a 200 KB file that does not compress.
+fn big_code_tree(root: &Path, seed: u64) {
+    code_tree(root, &format!("seed {seed}"));
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect();
+    std::fs::write(root.join("data/blob.bin"), data).unwrap();
+}
+
+#[tokio::test]
+async fn the_quarantine_keeps_only_pending_bundles_within_its_size_limit() {
+    let mut env = Env::with_agent_limits("max_quarantine_bytes = 300000").await;
+    let mut ids = Vec::new();
+    for seed in 1..=3 {
+        let src = env.dir.path().join(format!("src{seed}"));
+        big_code_tree(&src, seed);
+        ids.push(env.push(&src).await);
+    }
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    // A is verified and kept while it is pending.
+    let job_a = env.submit(json!({"src": a})).await;
+    env.wait_hpc_digest(a).await;
+    env.wait_quarantine(&[a]).await;
+    // A is rejected; B is verified: A goes, B stays.
+    let (ok, out) = env.decide("reject", a, "alice", "no").await;
+    assert!(ok, "{out}");
+    assert_eq!(env.wait_end(&job_a.id).await.status, JobStatus::Failed);
+    env.submit(json!({"src": b})).await;
+    env.wait_hpc_digest(b).await;
+    env.wait_quarantine(&[b]).await;
+    // C is verified too: both are pending, but only one fits in 300 kB: the older goes.
+    env.submit(json!({"src": c})).await;
+    env.wait_hpc_digest(c).await;
+    env.wait_quarantine(&[c]).await;
+    let total: u64 = env.quarantine().iter().map(|(_, n)| n).sum();
+    assert!(total <= 300_000, "{total}");
+    // C is approved while the agent is down: the next start removes it.
+    env.0.kill_agent().await;
+    let (ok, out) = env.decide("approve", c, "alice", "fine").await;
+    assert!(ok, "{out}");
+    env.0.start_agent();
+    env.wait_quarantine(&[]).await;
 }

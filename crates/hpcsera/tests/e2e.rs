@@ -38,6 +38,47 @@ echo "to stderr" >&2
 {sleep_and_later}
 
 [[job_types]]
+name = "links"
+description = "makes results (or files in it, or its output) links to places outside the job"
+[[job_types.parameters]]
+name = "how"
+type = "enum"
+values = ["dir", "file", "output"]
+[[job_types.parameters]]
+name = "target"
+type = "string"
+maxLength = 1000
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+case "$HPCSERA_PARAM_how" in
+dir) ln -s "$HPCSERA_PARAM_target" results ;;
+file) mkdir -p results; echo fine > results/ok.txt; ln -s "$HPCSERA_PARAM_target" results/leak.txt ;;
+output) rm -f run.out; ln -s "$HPCSERA_PARAM_target" run.out ;;
+esac
+exit 0
+"""
+
+[[job_types]]
+name = "bigout"
+description = "3 MB of output, then a pause, then a last line"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = """
+#!/bin/sh
+i=0
+while [ $i -lt 34000 ]; do
+  echo "line $i 01234567890123456789012345678901234567890123456789012345678901234567890123456789"
+  i=$((i+1))
+done
+sleep 6
+echo end
+"""
+
+[[job_types]]
 name = "badlogin"
 description = "a login step that fails"
 [[job_types.sub_jobs]]
@@ -401,4 +442,304 @@ async fn sigterm_stops_the_agent_cleanly_and_a_restart_finishes_the_job() {
         output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await,
         "start\nend\n"
     );
+}
+
+/// Every file and directory below `dir` (not following links) whose mode gives group or
+/// others any access, with its mode.
+fn open_to_others(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        if m.mode() & 0o077 != 0 {
+            out.push((d.clone(), m.mode() & 0o7777));
+        }
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if !m.file_type().is_symlink() && m.mode() & 0o077 != 0 {
+                out.push((e.path(), m.mode() & 0o7777));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn everything_the_agent_creates_is_private_to_its_user() {
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "echo", json!({"v": "private"})).await;
+    let job = wait_end(&env, &id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+    let open = open_to_others(&env.work);
+    assert!(
+        open.is_empty(),
+        "group or others can reach: {:?}",
+        open.iter()
+            .map(|(p, m)| format!("{} {m:o}", p.display()))
+            .collect::<Vec<_>>()
+    );
+    // The job's own directory, output and results were checked (they exist).
+    assert!(env.work.join(&id).join("run.out").is_file());
+    assert!(env.work.join(&id).join("results/v.txt").is_file());
+}
+
+#[tokio::test]
+async fn links_out_of_the_job_directory_are_never_followed() {
+    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let outside = env.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let secret = format!("TOP-SECRET-{}", std::process::id());
+    std::fs::write(outside.join("secret.txt"), &secret).unwrap();
+    let dir = outside.display().to_string();
+    let file = outside.join("secret.txt").display().to_string();
+    let by_dir = submit(&env, "links", json!({"how": "dir", "target": dir})).await;
+    let by_file = submit(&env, "links", json!({"how": "file", "target": file})).await;
+    let by_out = submit(&env, "links", json!({"how": "output", "target": file})).await;
+    for id in [&by_dir, &by_file, &by_out] {
+        let job = wait_end(&env, id).await;
+        assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+        for r in env.client.list_results(id).await.unwrap() {
+            let data = env.client.get_result(id, &r.name).await.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&data).contains(&secret),
+                "{} leaked the secret",
+                r.name
+            );
+        }
+        let out = output(&env, id, hpcsera_api_types::OutputStream::Stdout).await;
+        assert!(!out.contains(&secret), "the output leaked the secret");
+    }
+    // Nothing at all came from the linked directory; the plain file next to the link did.
+    assert!(env.client.list_results(&by_dir).await.unwrap().is_empty());
+    let names: Vec<String> = env
+        .client
+        .list_results(&by_file)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["ok.txt"]);
+    // What was skipped is on record, in the job's message.
+    let msg = |id: &str| {
+        let env = &env;
+        let id = id.to_string();
+        async move {
+            env.client
+                .get_job(&id)
+                .await
+                .unwrap()
+                .message
+                .unwrap_or_default()
+        }
+    };
+    assert!(
+        msg(&by_dir).await.contains("results"),
+        "{}",
+        msg(&by_dir).await
+    );
+    assert!(
+        msg(&by_dir).await.contains("symlink"),
+        "{}",
+        msg(&by_dir).await
+    );
+    assert!(
+        msg(&by_file).await.contains("leak.txt"),
+        "{}",
+        msg(&by_file).await
+    );
+    assert!(
+        msg(&by_out).await.contains("run.out"),
+        "{}",
+        msg(&by_out).await
+    );
+}
+
+#[tokio::test]
+async fn a_huge_failure_message_is_cut_and_the_job_fails_rather_than_ends_lost() {
+    // A login step whose program name is 70 KB: starting it fails with an error naming it,
+    // beyond every message limit of the server.
+    let program = format!("/nonexistent/{}", "x".repeat(70_000));
+    let job_types = format!(
+        r#"
+[[job_types]]
+name = "hugeerror"
+description = "a login step that cannot start"
+[[job_types.sub_jobs]]
+name = "stage"
+kind = "login"
+command = [{program:?}]
+"#
+    );
+    let env = Env::with_opts(
+        SITE,
+        &job_types,
+        common::Opts {
+            lease_seconds: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = submit(&env, "hugeerror", json!({})).await;
+    let job = wait_end(&env, &id).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Failed,
+        "{:?}\n{}",
+        job.message
+            .as_deref()
+            .map(|m| m.chars().take(300).collect::<String>()),
+        env.agent_log().chars().rev().take(3000).collect::<String>()
+    );
+    let msg = job.message.unwrap_or_default();
+    assert!(msg.len() <= 4096, "{} bytes", msg.len());
+    assert!(
+        msg.starts_with("login sub-job stage: cannot start"),
+        "{msg}"
+    );
+    assert!(job.sub_jobs[0].message.as_deref().unwrap_or_default().len() <= 4096);
+}
+
+/// All of a stream as the server has it.
+async fn all_output(env: &Env, id: &str, stream: hpcsera_api_types::OutputStream) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        let c = env
+            .client
+            .read_output(id, stream, data.len() as u64, 8 << 20)
+            .await
+            .unwrap();
+        if c.data.is_empty() {
+            return data;
+        }
+        data.extend_from_slice(&c.data);
+    }
+}
+
+#[tokio::test]
+async fn output_after_a_restart_is_exact_with_the_documented_agent_roles() {
+    // The agent's token has GET_Job, UPDATE_JobStatus and GET_Code only (see common).
+    let mut env = Env::with_limits(SITE, &job_types(), 10).await;
+    let id = submit(&env, "bigout", json!({})).await;
+    let started = Instant::now();
+    let sent = loop {
+        let j = env.client.get_job(&id).await.unwrap();
+        if j.output_bytes.stdout >= 2 << 20 {
+            break j.output_bytes.stdout;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no output: {}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = env.terminate_agent().await;
+    assert!(status.success());
+    let file = env.work.join(&id).join("run.out");
+    let stored = env.client.get_job(&id).await.unwrap().output_bytes.stdout;
+    env.start_agent();
+    let job = wait_end(&env, &id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.message);
+    let got = all_output(&env, &id, hpcsera_api_types::OutputStream::Stdout).await;
+    let want = std::fs::read(&file).unwrap();
+    assert!(
+        want.len() >= 3_000_000,
+        "the script wrote {} bytes",
+        want.len()
+    );
+    assert!(
+        stored < want.len() as u64,
+        "stopped mid-stream ({sent} then {stored} of {})",
+        want.len()
+    );
+    assert_eq!(got.len(), want.len(), "stored bytes vs file");
+    assert!(got == want, "stored bytes equal the file, byte for byte");
+    assert_eq!(job.output_bytes.stdout, want.len() as u64);
+}
+
+/// Waits until the job has an event of `kind`; returns its message.
+async fn wait_event(env: &Env, id: &str, kind: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let events = env.client.events(id, 0).await.unwrap();
+        if let Some(e) = events.iter().find(|e| e.kind == kind) {
+            return e.message.clone().unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no {kind} event: {events:?}\n{}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A returning agent cancels the batch job of a job the server made `lost` and records it.
+async fn returning_agent_cleans_up(kill: bool) {
+    let mut env = Env::with_opts(
+        SITE,
+        &job_types(),
+        common::Opts {
+            lease_seconds: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = submit(&env, "sleep", json!({"seconds": 300})).await;
+    let job = env
+        .wait_for(&id, |s| s == JobStatus::Running, "running")
+        .await;
+    let batch = job.batch_job_id.unwrap();
+    if kill {
+        env.kill_agent().await;
+    } else {
+        env.signal_agent("STOP");
+    }
+    let lost = env.wait_for(&id, |s| s == JobStatus::Lost, "lost").await;
+    assert!(
+        env.batch_job_active(&batch),
+        "the batch job runs on meanwhile"
+    );
+    if kill {
+        env.start_agent();
+    } else {
+        env.signal_agent("CONT");
+    }
+    let msg = wait_event(&env, &id, "agent_cleanup").await;
+    assert!(
+        msg.contains(&format!("cancelled batch job {batch}")),
+        "{msg}"
+    );
+    let started = Instant::now();
+    while env.batch_job_active(&batch) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "batch job {batch} still runs: {}",
+            env.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        env.agent_log().contains("cleaned up a job"),
+        "{}",
+        env.agent_log()
+    );
+    // The job itself stays as the server left it.
+    let after = env.client.get_job(&id).await.unwrap();
+    assert_eq!(after.status, JobStatus::Lost);
+    assert_eq!(after.message, lost.message);
+}
+
+#[tokio::test]
+async fn an_agent_stopped_past_its_lease_cancels_the_lost_jobs_batch_job_when_it_continues() {
+    returning_agent_cleans_up(false).await;
+}
+
+#[tokio::test]
+async fn an_agent_restarted_after_its_jobs_were_lost_cancels_their_batch_jobs() {
+    returning_agent_cleans_up(true).await;
 }

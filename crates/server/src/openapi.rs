@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::get_result,
         crate::routes::agent_poll,
         crate::routes::operation_done,
+        crate::routes::agent_cleanup,
         crate::routes::append_output,
         crate::routes::put_result,
         crate::routes::post_code,

@@ -1238,3 +1238,66 @@ async fn an_agent_that_cannot_carry_out_an_operation_leaves_an_event_with_its_re
     assert_eq!(failed["message"], "hold: scontrol: Invalid job id");
     assert!(failed["actor"].as_str().unwrap().starts_with("agent:"));
 }
+
+#[tokio::test]
+async fn the_agent_that_held_a_lost_job_records_its_cleanup_as_an_event() {
+    let t = fast_leases().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "l"})).await);
+    poll(&t, &agent, json!({"maxJobs": 1})).await;
+    t.report(
+        &agent,
+        &id,
+        json!({"status": "running", "batchJobId": "42"}),
+    )
+    .await;
+    let cleanup = |who: String, body: Value| {
+        let t = &t;
+        let id = id.clone();
+        async move {
+            t.send(
+                Method::POST,
+                &format!("/api/v1/agent/jobs/{id}/cleanup"),
+                &who,
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Not lost yet: nothing to clean up.
+    let (s, b) = cleanup(agent.clone(), json!({"message": "x"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let before = wait_for_status(&t, &tok, &id, "lost").await;
+    // Another agent token of the project, the client token, another project's agent.
+    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+        .into_iter()
+        .collect();
+    let other_agent = t.token("alice", "proj-a", roles, Some(SITE)).await;
+    let (s, b) = cleanup(other_agent, json!({"message": "x"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = cleanup(tok.clone(), json!({"message": "x"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let bob = t.token("bob", "proj-b", roles, Some(SITE)).await;
+    let (s, b) = cleanup(bob, json!({"message": "x"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (s, b) = cleanup(agent.clone(), json!({"message": ""})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, b) = cleanup(agent.clone(), json!({"message": "a".repeat(4097)})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    // The agent that held it may: an event; the job is unchanged.
+    let (s, j) = cleanup(
+        agent.clone(),
+        json!({"message": "cancelled batch job 42 of the lost job"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["status"], "lost");
+    assert_eq!(j["message"], before["message"]);
+    assert_eq!(j["updatedAt"], before["updatedAt"]);
+    let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &tok).await;
+    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "agent_cleanup");
+    assert_eq!(last["message"], "cancelled batch job 42 of the lost job");
+    assert_eq!(last["actor"], format!("agent:agent@{SITE}"));
+}

@@ -290,6 +290,59 @@ impl Store {
         Ok(job)
     }
 
+    /// The agent that last held a `lost` job reports what it did about it on its return (for
+    /// example that it cancelled the job's batch job): one `agent_cleanup` event; the job
+    /// itself is unchanged. Another project's job is not found; a job that is not `lost`, or
+    /// that another agent token held, is a conflict.
+    pub async fn agent_cleanup(
+        &self,
+        agent: &AgentRef<'_>,
+        job_id: &str,
+        message: &str,
+        actor: &str,
+    ) -> Result<Job> {
+        let project_id = agent.project_id;
+        let mut tx = self.begin_write().await?;
+        // Not `lock_held`: the job has ended, and this is the one note an agent may add then.
+        let r = sqlx::query(&format!(
+            "SELECT seq, agent_token, status, (SELECT name FROM sites WHERE id = jobs.site_id) \
+             FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(project_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        if col::<String>(&r, 3)? != agent.site {
+            return Err(StoreError::NotFound("job"));
+        }
+        let seq: i64 = col(&r, 0)?;
+        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        if status != JobStatus::Lost {
+            return Err(StoreError::Conflict(format!(
+                "the job is {status}, not lost: there is nothing to clean up"
+            )));
+        }
+        if col::<Option<String>>(&r, 1)?.as_deref() != Some(agent.token_id) {
+            return Err(StoreError::Conflict("another agent held this job".into()));
+        }
+        self.add_event(
+            &mut tx.tx,
+            seq,
+            project_id,
+            "agent_cleanup",
+            None,
+            None,
+            actor,
+            Some(message),
+        )
+        .await?;
+        let job = self.job_in_tx(&mut tx.tx, seq).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
     /// Ends leases that ran out: an unconfirmed claim is offered again (it provably never
     /// reached the batch system: the agent confirms before it runs anything), carrying out
     /// the operation that was pending on it (a cancel ends it, a hold holds it, a release

@@ -10,7 +10,8 @@ use sqlx::Any;
 /// Columns of [`job_from_row`], in order.
 const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name, s.name, j.job_type, u.name, j.status, j.parameters, \
      j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, j.batch_job_id, \
-     j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at \
+     j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
+     j.stdout_bytes, j.stderr_bytes \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
      JOIN users u ON u.id = j.owner_id";
 
@@ -114,6 +115,10 @@ fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
         created_at: fmt_ms(col(r, 18)?),
         updated_at: fmt_ms(col(r, 19)?),
         finished_at: col::<Option<i64>>(r, 20)?.map(fmt_ms),
+        output_bytes: hpcsera_api_types::OutputBytes {
+            stdout: col::<i64>(r, 21)?.max(0) as u64,
+            stderr: col::<i64>(r, 22)?.max(0) as u64,
+        },
     };
     Ok((col(r, 0)?, job))
 }

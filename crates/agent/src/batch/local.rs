@@ -154,10 +154,19 @@ impl LocalAdapter {
         let dir = self.state_dir.join(&id);
         std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
         write_atomic(&dir.join("name"), &req.job_name)?;
-        let stdout =
-            File::create(&req.stdout_path).map_err(io_err("cannot create", &req.stdout_path))?;
-        let stderr =
-            File::create(&req.stderr_path).map_err(io_err("cannot create", &req.stderr_path))?;
+        let create = |p: &std::path::Path| {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Never through a symlink an earlier sub-job may have left.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(p)
+                .map_err(io_err("cannot create", p))
+        };
+        let stdout = create(&req.stdout_path)?;
+        let stderr = create(&req.stderr_path)?;
         let executable = {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(&req.script_path)

@@ -87,7 +87,15 @@ async fn capture<R: AsyncRead + Unpin>(
     path: PathBuf,
     max: u64,
 ) -> (bool, Option<String>) {
-    let mut file = match tokio::fs::File::create(&path).await {
+    // Never through a symlink an earlier sub-job may have left (O_NOFOLLOW: a link is ELOOP).
+    let opened = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .await;
+    let mut file = match opened {
         Ok(f) => Some(f),
         Err(e) => {
             return (

@@ -75,6 +75,26 @@ sleep 60
     )
 }
 
+/// Settings of a test set-up.
+pub struct Opts {
+    /// The agent takes at most this many jobs at a time.
+    pub max_active_jobs: usize,
+    /// The server's agent lease.
+    pub lease_seconds: u64,
+    /// More lines of the agent's `[limits]` table.
+    pub agent_limits: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            max_active_jobs: 100,
+            lease_seconds: 300,
+            agent_limits: String::new(),
+        }
+    }
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -102,6 +122,20 @@ impl Env {
 
     /// Like [`Env::new`], with the agent taking at most `max_active_jobs` jobs at a time.
     pub async fn with_limits(site: &str, job_types: &str, max_active_jobs: usize) -> Env {
+        Env::with_opts(
+            site,
+            job_types,
+            Opts {
+                max_active_jobs,
+                ..Opts::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`Env::new`], with [`Opts`].
+    pub async fn with_opts(site: &str, job_types: &str, opts: Opts) -> Env {
+        let max_active_jobs = opts.max_active_jobs;
         if slurm() {
             assert!(
                 std::process::Command::new("sbatch")
@@ -156,6 +190,8 @@ impl Env {
                 listen: "127.0.0.1:0".into(),
                 code_dir: code_dir.clone(),
                 rate_limit_per_second: 0,
+                lease_seconds: opts.lease_seconds,
+                reaper_interval: Duration::from_millis(500),
                 ..Default::default()
             },
             store.clone(),
@@ -174,9 +210,10 @@ impl Env {
             format!(
                 "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
                  [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [limits]\nmax_active_jobs = {max_active_jobs}\n[batch]\npreset = {:?}\n{job_types}",
+                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n[batch]\npreset = {:?}\n{job_types}",
                 token_file.display().to_string(),
                 work.display().to_string(),
+                opts.agent_limits,
                 if slurm() { "slurm" } else { "local" },
             ),
         )
@@ -248,12 +285,62 @@ impl Env {
             .unwrap()
     }
 
+    /// Sends the agent a signal (`STOP`, `CONT`, …) by name.
+    pub fn signal_agent(&self, signal: &str) {
+        let pid = self.agent_pid().expect("the agent runs").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Whether a batch job of this test is still pending or running: in Slurm's queue, or
+    /// (local adapter) its process alive.
+    pub fn batch_job_active(&self, batch_id: &str) -> bool {
+        if slurm() {
+            let out = std::process::Command::new("squeue")
+                .args(["-h", "-o", "%T", "-j", batch_id])
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            !(state.is_empty()
+                || state == "CANCELLED"
+                || state == "COMPLETED"
+                || state == "COMPLETING"
+                || state == "FAILED")
+        } else {
+            let pid =
+                std::fs::read_to_string(self.work.join(".local-batch").join(batch_id).join("pid"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next().map(str::to_string));
+            pid.is_some_and(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|st| !st.contains(") Z "))
+            })
+        }
+    }
+
     /// Kills the agent with SIGKILL, as a crash would.
     pub async fn kill_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {
             c.start_kill().unwrap();
             c.wait().await.unwrap();
         }
+    }
+
+    /// The running agent's process id.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().and_then(|c| c.id())
+    }
+
+    /// The peak resident memory (`VmHWM`) of the running agent, in bytes.
+    pub fn agent_peak_rss(&self) -> u64 {
+        let pid = self.agent_pid().expect("the agent runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
     }
 
     pub fn agent_log(&self) -> String {

@@ -6,8 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hpcsera_api_types::{
-    is_valid_result_name, AgentOperation, AgentPoll, AgentPollReply, ErrorBody, Job, OperationDone,
-    OutputStream, ResultFile, ResultList, Role,
+    is_valid_result_name, AgentCleanup, AgentOperation, AgentPoll, AgentPollReply, ErrorBody, Job,
+    OperationDone, OutputStream, ResultFile, ResultList, Role,
 };
 use hpcsera_store::{now_ms, Claim};
 use std::time::Duration;
@@ -152,6 +152,37 @@ pub async fn operation_done(
             body.message.as_deref(),
             &agent.actor(),
         )
+        .await?;
+    st.events_written();
+    Ok(Json(job))
+}
+
+/// The agent that last held a `lost` job says what it did about it when it came back (it
+/// cancelled the job's batch job): an `agent_cleanup` event; the job is unchanged. 409 when the
+/// job is not lost or another agent held it.
+#[utoipa::path(post, path = "/api/v1/agent/jobs/{jobId}/cleanup", tag = "agent",
+    params(("jobId" = String, Path, description = "job id (UUID)")),
+    request_body = AgentCleanup,
+    responses((status = 200, body = Job), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn agent_cleanup(
+    State(st): State<AppState>,
+    agent: AgentCaller,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<AgentCleanup>,
+) -> ApiResult<Json<Job>> {
+    agent.require(Role::UpdateJobStatus)?;
+    let id = job_id(&raw)?;
+    if body.message.is_empty() || body.message.len() > 4096 || body.message.contains('\0') {
+        return Err(ApiError::invalid_field(
+            "message",
+            "must be 1 to 4096 bytes without NUL",
+        ));
+    }
+    let job = st
+        .store
+        .agent_cleanup(&agent.agent_ref(), &id, &body.message, &agent.actor())
         .await?;
     st.events_written();
     Ok(Json(job))

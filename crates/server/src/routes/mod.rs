@@ -43,6 +43,10 @@ pub fn routes(config: &crate::ServerConfig) -> Router<AppState> {
             "/agent/jobs/{jobId}/operationDone",
             axum::routing::post(operation_done),
         )
+        .route(
+            "/agent/jobs/{jobId}/cleanup",
+            axum::routing::post(agent_cleanup),
+        )
         .route("/code", get(list_code).post(post_code))
         .route("/code/{codeId}", get(get_code))
         .route("/code/{codeId}/status", get(code_status))
