@@ -104,9 +104,12 @@ async fn gives_up_after_the_last_attempt() {
 
 #[tokio::test]
 async fn connection_refused_is_a_clear_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    // A socket that is bound but never listens: connections are refused, and the port stays
+    // taken for the whole test (a dropped listener's port can be handed to another test's
+    // server at once, which then answers this client).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
     let c = Client::new(&format!("http://{addr}"), "hpcs_t")
         .unwrap()
         .with_retry(fast());
