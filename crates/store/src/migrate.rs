@@ -1,81 +1,198 @@
-//! Schema migrations, one list per backend, applied in order at start-up.
+//! Schema migrations: one list per backend, embedded in the binary and applied at start-up by
+//! sqlx's `Migrator`, which records each in `_sqlx_migrations` with a checksum (an applied
+//! migration whose file changed afterwards is refused), runs every migration not applied yet
+//! in version order (so one merged later with a lower number still runs), refuses a database
+//! that has a migration this binary does not know, and on PostgreSQL holds an advisory lock so
+//! that replicas starting together migrate once.
+//!
+//! Databases made before sqlx's migrator was used kept their versions in `schema_migrations`;
+//! [`adopt_legacy`] moves those rows into `_sqlx_migrations` once, with the checksums of the
+//! embedded files.
 
 use crate::{Backend, Result, Store, StoreError};
-use sqlx::Executor;
+use sqlx::migrate::{Migrate, Migration, MigrationSource, MigrationType, Migrator};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 
-const SQLITE: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, include_str!("../migrations/sqlite/0002_agent.sql")),
-    (3, include_str!("../migrations/sqlite/0003_code.sql")),
-    (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
-    (5, include_str!("../migrations/sqlite/0005_retention.sql")),
-    (
+/// One migration: version, description, SQL.
+type Embedded = (i64, &'static str, &'static str);
+
+const fn m(version: i64, name: &'static str, sql: &'static str) -> Embedded {
+    (version, name, sql)
+}
+
+const SQLITE: &[Embedded] = &[
+    m(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    m(
+        2,
+        "agent",
+        include_str!("../migrations/sqlite/0002_agent.sql"),
+    ),
+    m(
+        3,
+        "code",
+        include_str!("../migrations/sqlite/0003_code.sql"),
+    ),
+    m(
+        4,
+        "webhooks",
+        include_str!("../migrations/sqlite/0004_webhooks.sql"),
+    ),
+    m(
+        5,
+        "retention",
+        include_str!("../migrations/sqlite/0005_retention.sql"),
+    ),
+    m(
         6,
+        "site_projects",
         include_str!("../migrations/sqlite/0006_site_projects.sql"),
     ),
 ];
-const POSTGRES: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/postgres/0001_init.sql")),
-    (2, include_str!("../migrations/postgres/0002_agent.sql")),
-    (3, include_str!("../migrations/postgres/0003_code.sql")),
-    (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
-    (5, include_str!("../migrations/postgres/0005_retention.sql")),
-    (
+const POSTGRES: &[Embedded] = &[
+    m(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    m(
+        2,
+        "agent",
+        include_str!("../migrations/postgres/0002_agent.sql"),
+    ),
+    m(
+        3,
+        "code",
+        include_str!("../migrations/postgres/0003_code.sql"),
+    ),
+    m(
+        4,
+        "webhooks",
+        include_str!("../migrations/postgres/0004_webhooks.sql"),
+    ),
+    m(
+        5,
+        "retention",
+        include_str!("../migrations/postgres/0005_retention.sql"),
+    ),
+    m(
         6,
+        "site_projects",
         include_str!("../migrations/postgres/0006_site_projects.sql"),
     ),
 ];
 
-/// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
-const PG_MIGRATION_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"
+/// Key of the PostgreSQL advisory lock under which a legacy database is adopted.
+const PG_ADOPT_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"
 
 /// The migrations of a backend, in order.
-pub(crate) fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
+pub(crate) fn migrations(backend: Backend) -> &'static [Embedded] {
     match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     }
 }
 
+fn migration(&(version, name, sql): &Embedded) -> Migration {
+    Migration::new(
+        version,
+        Cow::Borrowed(name),
+        MigrationType::Simple,
+        Cow::Borrowed(sql),
+        false,
+    )
+}
+
+/// The embedded migrations of a backend as a source for sqlx's `Migrator`.
+#[derive(Debug)]
+struct Source(Backend);
+
+type BoxDynError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<'s> MigrationSource<'s> for Source {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async move { Ok(migrations(self.0).iter().map(migration).collect()) })
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Migration(e.to_string())
+}
+
 pub(crate) async fn run(store: &Store) -> Result<()> {
-    let migrations = migrations(store.backend);
+    adopt_legacy(store).await?;
+    let migrator = Migrator::new(Source(store.backend)).await.map_err(failed)?;
+    let mut conn = store.pool.acquire().await?;
+    migrator.run_direct(&mut *conn).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::Migration(format!(
+            "the database has schema migration {v}, which this hpcsera does not know; upgrade hpcsera"
+        )),
+        other => failed(other),
+    })?;
+    Ok(())
+}
+
+/// Moves the versions that the home-made migrator of earlier releases kept in
+/// `schema_migrations` into sqlx's `_sqlx_migrations`, once.
+async fn adopt_legacy(store: &Store) -> Result<()> {
+    let legacy = match store.backend {
+        Backend::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        Backend::Postgres => "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations'",
+    };
+    if sqlx::query(legacy)
+        .fetch_optional(&store.pool)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
     let mut tx = store.begin_write().await?;
     if store.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(PG_MIGRATION_LOCK)
+            .bind(PG_ADOPT_LOCK)
             .execute(&mut *tx.tx)
             .await?;
+        // Another replica may have adopted it while this one waited for the lock.
+        if sqlx::query(legacy)
+            .fetch_optional(&mut *tx.tx)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
     }
-    tx.tx
-        .execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .await?;
+    tx.tx.ensure_migrations_table().await.map_err(failed)?;
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
             .fetch_all(&mut *tx.tx)
             .await?;
-    if let Some(unknown) = applied
-        .iter()
-        .find(|v| !migrations.iter().any(|(m, _)| m == *v))
-    {
-        return Err(StoreError::Migration(format!(
-            "the database has schema migration {unknown}, which this hpcsera does not know; upgrade hpcsera"
-        )));
+    let known = migrations(store.backend);
+    for version in applied {
+        let Some(m) = known.iter().find(|m| m.0 == version).map(migration) else {
+            return Err(StoreError::Migration(format!(
+                "the database has schema migration {version}, which this hpcsera does not know; upgrade hpcsera"
+            )));
+        };
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ($1, $2, TRUE, $3, 0)",
+        )
+        .bind(version)
+        .bind(m.description.as_ref())
+        .bind(m.checksum.to_vec())
+        .execute(&mut *tx.tx)
+        .await?;
     }
-    // Every migration not applied yet, in order (versions are not assumed to be contiguous,
-    // so a migration merged later with a lower number still runs).
-    for (version, sql) in migrations.iter().filter(|(v, _)| !applied.contains(v)) {
-        sqlx::raw_sql(sql)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(|e| StoreError::Migration(format!("migration {version}: {e}")))?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(*version)
-            .bind(crate::now_ms())
-            .execute(&mut *tx.tx)
-            .await?;
-        tracing::info!(version, "applied database migration");
-    }
+    sqlx::query("DROP TABLE schema_migrations")
+        .execute(&mut *tx.tx)
+        .await?;
+    tracing::info!("adopted the schema versions of an earlier hpcsera into _sqlx_migrations");
     tx.commit().await
 }

@@ -4,6 +4,7 @@
 
 use crate::{Backend, Claim, NewJobRecord, Store};
 use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation};
+use sqlx::migrate::{Migration, MigrationType};
 use sqlx::Connection;
 
 /// A URL for a fresh, empty database.
@@ -133,9 +134,9 @@ async fn upgrading_keeps_the_shared_job_types_for_every_project() {
     } else {
         Backend::Postgres
     };
-    let old: Vec<&(i64, &str)> = crate::migrate::migrations(backend)
+    let old: Vec<&(i64, &str, &str)> = crate::migrate::migrations(backend)
         .iter()
-        .filter(|(v, _)| *v <= 5)
+        .filter(|(v, _, _)| *v <= 5)
         .collect();
     {
         sqlx::any::install_default_drivers();
@@ -149,7 +150,7 @@ async fn upgrading_keeps_the_shared_job_types_for_every_project() {
             .execute(&mut conn)
             .await
             .unwrap();
-        for (v, sql) in old {
+        for (v, _, sql) in old {
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
                 .bind(*v)
@@ -185,6 +186,27 @@ async fn upgrading_keeps_the_shared_job_types_for_every_project() {
         assert!(sites[1].last_seen_at.is_none());
         assert_eq!(store.job_types("s1", pid).await.unwrap().len(), 1);
     }
+    // The old version table was adopted by sqlx's migrator, with every migration recorded.
+    let all = crate::migrate::migrations(backend).len() as i64;
+    let r = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(crate::col::<i64>(&r, 0).unwrap(), all);
+    assert!(sqlx::query("SELECT 1 FROM schema_migrations")
+        .fetch_optional(&store.pool)
+        .await
+        .is_err());
+    // Opening it again applies nothing and keeps the data.
+    let again = Store::connect(&url).await.unwrap();
+    assert_eq!(
+        again
+            .job_types("s1", project_id(&again, "p2").await)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // From now on each project publishes its own.
     let p1 = project_id(&store, "p1").await;
     let p2 = project_id(&store, "p2").await;
@@ -267,4 +289,35 @@ async fn the_transition_function_refuses_every_illegal_change_and_writes_nothing
         }
     }
     assert!(refused > 50, "only {refused} refused pairs");
+}
+
+/// A migration file that changed after it was applied is refused at start-up (sqlx's
+/// checksums), and so is a database with a migration this binary does not know.
+#[tokio::test]
+async fn changed_or_unknown_migrations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_url(dir.path()).await;
+    let store = Store::connect(&url).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
+        .bind(vec![0u8; 48])
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let e = Store::connect(&url).await.unwrap_err().to_string();
+    assert!(e.contains("migration"), "{e}");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 1")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let r = Migration::new(1, "init".into(), MigrationType::Simple, "".into(), false);
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (1, 'init', TRUE, $1, 0), (999, 'future', TRUE, $1, 0)",
+    )
+    .bind(r.checksum.to_vec())
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    let e = Store::connect(&url).await.unwrap_err().to_string();
+    assert!(e.contains("999"), "{e}");
 }
