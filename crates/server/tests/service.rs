@@ -269,7 +269,9 @@ async fn token_use_is_audited() {
     let mut records = Vec::new();
     for _ in 0..50 {
         records = t.store.recent_audit(100).await.unwrap();
-        if records.iter().any(|r| r.status == 401) && records.iter().any(|r| r.status == 201) {
+        if !t.store.recent_auth_failures(1).await.unwrap().is_empty()
+            && records.iter().any(|r| r.status == 201)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -282,11 +284,15 @@ async fn token_use_is_audited() {
     assert_eq!(post.project.as_deref(), Some("proj-a"));
     assert_eq!(post.status, 201);
     assert!(post.request_id.is_some());
-    let denied = records
-        .iter()
-        .find(|r| r.status == 401)
-        .expect("failed attempt audited");
-    assert!(denied.user.is_none());
+    assert!(
+        !records.iter().any(|r| r.status == 401),
+        "failed attempts are counted, not audited one by one"
+    );
+    let failures = t.store.recent_auth_failures(10).await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].reason, "unknown");
+    assert_eq!(failures[0].peer, "127.0.0.1");
+    assert_eq!(failures[0].count, 1);
     let tokens = t.store.list_tokens(Some("alice")).await.unwrap();
     assert!(
         tokens.iter().any(|t| t.last_used_at.is_some()),
@@ -608,4 +614,119 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(fields(&b), ["metadata"]);
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_is_counted_in_a_few_rows_and_paths_are_cut() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        auth_failures_per_minute: 0,
+        ..Default::default()
+    })
+    .await;
+    let long = "x".repeat(2000);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..10 {
+        let (http, base, long) = (t.http.clone(), t.base.clone(), long.clone());
+        tasks.spawn(async move {
+            for i in 0..500 {
+                let mut rb = http.get(format!("{base}/api/v1/job/{w}-{i}-{long}"));
+                rb = match i % 3 {
+                    0 => rb.bearer_auth(format!("hpcs_bad{w}{i}")),
+                    1 => rb.header("authorization", "Basic abc"),
+                    _ => rb,
+                };
+                let r = rb.send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let mut total = 0;
+    for _ in 0..100 {
+        let f = t.store.recent_auth_failures(100).await.unwrap();
+        total = f.iter().map(|c| c.count).sum::<i64>();
+        if total == 5000 {
+            // Three reasons, one peer, at most two minutes.
+            assert!(f.len() <= 6, "{f:?}");
+            let reasons: std::collections::BTreeSet<&str> =
+                f.iter().map(|c| c.reason.as_str()).collect();
+            assert_eq!(reasons, ["malformed", "missing", "unknown"].into());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 5000);
+    let audited = t.store.recent_audit(10_000).await.unwrap();
+    assert!(
+        audited.len() < 5 && !audited.iter().any(|r| r.status == 401),
+        "no audit row per failed attempt: {} rows",
+        audited.len()
+    );
+    // Audited paths are cut to 256 bytes.
+    let tok = t.alice().await;
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/é{long}", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut cut = None;
+    for _ in 0..100 {
+        let records = t.store.recent_audit(10).await.unwrap();
+        cut = records.into_iter().find(|r| r.status == 400);
+        if cut.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cut = cut.expect("the request is audited");
+    assert!(cut.path.len() <= 256, "{}", cut.path.len());
+    assert!(cut.path.starts_with("/api/v1/job/"), "{}", cut.path);
+}
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_peer_and_a_good_token_still_works() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        auth_failures_per_minute: 10,
+        ..Default::default()
+    })
+    .await;
+    let bad = |n: u32| {
+        t.http
+            .get(format!("{}/api/v1/tokens/self", t.base))
+            .bearer_auth(format!("hpcs_wrong{n}"))
+            .send()
+    };
+    for n in 0..10 {
+        assert_eq!(bad(n).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = bad(10).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "rate_limited");
+    // A valid token from the same address is not refused.
+    let tok = t.alice().await;
+    assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
+    // No token at all counts as a failure too.
+    let r = t
+        .http
+        .get(format!("{}/api/v1/tokens/self", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }

@@ -9,6 +9,10 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_code.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
     (5, include_str!("../migrations/sqlite/0005_retention.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_auth_failures.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -16,6 +20,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_code.sql")),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
     (5, include_str!("../migrations/postgres/0005_retention.sql")),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_auth_failures.sql"),
+    ),
 ];
 
 /// Key of the PostgreSQL advisory lock that keeps replicas from migrating at the same time.
