@@ -152,6 +152,11 @@ struct ServerArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most open client connections; at the cap the longest-idle one is closed to make room
+    /// (0: the file limit, `ulimit -n`, less a quarter, at least 128, kept for the database
+    /// and files).
+    #[arg(long, env = "HPCSERA_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
 }
 
 fn init_logging(format: LogFormat) {
@@ -199,6 +204,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         code_dir: args.db.code_dir(),
         auth_failures_per_minute: args.auth_failures_per_minute,
         trusted_proxies: args.trusted_proxies,
+        max_connections: args.max_connections,
         ..ServerConfig::default()
     };
     let app = Application::build(config, store)

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 mod routes;
+pub mod serve;
 pub mod webhooks;
 
 use crate::audit::AuditSink;
@@ -67,6 +68,12 @@ pub struct ServerConfig {
     pub auth_failures_per_minute: u32,
     /// Reverse proxies whose `X-Forwarded-For` names the client (else the socket peer is).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most open client connections (0: derived from the file limit, see
+    /// `serve::default_max_connections`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle.
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +95,8 @@ impl Default for ServerConfig {
             code_dir: std::path::PathBuf::from("hpcsera-code"),
             auth_failures_per_minute: 60,
             trusted_proxies: Vec::new(),
+            max_connections: 0,
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -269,13 +278,16 @@ impl Application {
         } = self;
         let reaper = tokio::spawn(reap_leases(state.clone()));
         let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
+        let limits = serve::Limits {
+            max_connections: match state.config.max_connections {
+                0 => serve::default_max_connections(),
+                n => n,
+            },
+            header_read_timeout: state.config.header_read_timeout,
+        };
+        tracing::debug!(max_connections = limits.max_connections, "serving");
         let app = router(state);
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        serve::serve(listener, app, limits, shutdown).await;
         reaper.abort();
         webhooks.abort();
         let _ = reaper.await;

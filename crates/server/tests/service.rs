@@ -730,3 +730,97 @@ async fn failed_authentication_is_limited_per_peer_and_a_good_token_still_works(
         .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Reads until the server closes the connection; the time it took, or None within `limit`.
+async fn closed_within(sock: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        header_read_timeout: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    // One byte a second: closed by the header-read timeout, not kept open.
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut closed = false;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).await.is_err()
+            || closed_within(&mut slow, Duration::from_secs(1)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "a connection sending one byte a second stayed open");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    // A keep-alive connection that goes quiet after a request is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(6)).await);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_idlest_connections_make_room() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        max_connections: 20,
+        ..Default::default()
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        reqwest::Client::new()
+            .get(format!("{}/healthz", t.base))
+            .send(),
+    )
+    .await
+    .expect("/healthz answers at the cap")
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The oldest idle connections were closed to make room; the newest are open.
+    let mut closed = 0;
+    for s in idle.iter_mut().take(30) {
+        if closed_within(s, std::time::Duration::from_millis(200)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 25,
+        "only {closed} of the 30 oldest idle connections were closed"
+    );
+}
