@@ -428,12 +428,10 @@ pub async fn decide_code(
             other => anyhow::Error::new(other),
         })?;
     if d.delete_file {
+        // Checks again under the digest's lock: another project may have uploaded the same
+        // bytes since the decision.
         let path = hpcsera_server::code_file_path(code_dir, id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
-        }
+        store.delete_code_file_if_unkept(id, &path).await?;
     }
     Ok(d)
 }
@@ -462,15 +460,14 @@ async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow
         CodeCmd::Prune { older_than } => {
             let age = parse_age("--older-than", &older_than)?;
             let gone = store.prune_bundles(now_ms() - age).await?;
+            let mut deleted = 0;
             for id in &gone {
                 let path = hpcsera_server::code_file_path(code_dir, id);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => eprintln!("warning: cannot delete {}: {e}", path.display()),
+                if store.delete_code_file_if_unkept(id, &path).await? {
+                    deleted += 1;
                 }
             }
-            println!("{} code bundle file(s) deleted", gone.len());
+            println!("{deleted} code bundle file(s) deleted");
             return Ok(());
         }
         CodeCmd::Approve {

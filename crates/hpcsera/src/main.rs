@@ -142,6 +142,21 @@ struct ServerArgs {
     /// Largest code bundle (tar.gz) accepted, in bytes.
     #[arg(long, env = "HPCSERA_MAX_CODE_BYTES", default_value_t = 50 * 1024 * 1024)]
     max_code_bytes: u64,
+    /// Failed authentications allowed per client address and minute before 429 (0: no limit).
+    #[arg(long, env = "HPCSERA_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
+    auth_failures_per_minute: u32,
+    /// A reverse proxy (IP address) whose X-Forwarded-For names the client (repeat for more).
+    #[arg(
+        long = "trusted-proxy",
+        env = "HPCSERA_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most open client connections; at the cap the longest-idle one is closed to make room
+    /// (0: the file limit, `ulimit -n`, less a quarter, at least 128, kept for the database
+    /// and files).
+    #[arg(long, env = "HPCSERA_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
 }
 
 fn init_logging(format: LogFormat) {
@@ -187,6 +202,9 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         rate_limit_per_second: args.rate_limit_per_second,
         max_code_bytes: args.max_code_bytes,
         code_dir: args.db.code_dir(),
+        auth_failures_per_minute: args.auth_failures_per_minute,
+        trusted_proxies: args.trusted_proxies,
+        max_connections: args.max_connections,
         ..ServerConfig::default()
     };
     let app = Application::build(config, store)

@@ -1,8 +1,14 @@
 //! The audit writer: request handlers hand records to a bounded channel; one task writes
 //! them in batches, so that auditing costs no database round trip on the request path.
+//!
+//! Failed authentications are not audited one by one (a flood of bad tokens would grow the
+//! database without bound): the writer counts them per minute, reason and peer address and
+//! adds the counts to `auth_failures`.
 
 use crate::metrics::Metrics;
-use hpcsera_store::{AuditRecord, Store};
+use hpcsera_store::{AuditRecord, AuthFailureCount, Store};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -10,31 +16,146 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 10_000;
 const BATCH: usize = 500;
 
+/// What the writer is handed.
+#[derive(Debug)]
+pub enum AuditEntry {
+    /// A request that presented a valid token.
+    Record(AuditRecord),
+    /// A request whose token was refused.
+    AuthFailure {
+        at: i64,
+        reason: &'static str,
+        peer: String,
+    },
+}
+
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<AuditRecord>,
+    tx: mpsc::Sender<AuditEntry>,
     metrics: Arc<Metrics>,
 }
 
 impl AuditSink {
     /// Starts the writer task. It ends, after writing what is queued, when every sink is dropped.
     pub fn start(store: Store, metrics: Arc<Metrics>) -> (AuditSink, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<AuditRecord>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<AuditEntry>(QUEUE);
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut records = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
-                if let Err(e) = store.write_audit(&batch).await {
-                    tracing::error!(error = %crate::error::chain(&e), n = batch.len(), "could not write audit records");
+                let mut failures: HashMap<(i64, &'static str, String), i64> = HashMap::new();
+                for e in batch.drain(..) {
+                    match e {
+                        AuditEntry::Record(r) => records.push(r),
+                        AuditEntry::AuthFailure { at, reason, peer } => {
+                            *failures
+                                .entry((at - at.rem_euclid(60_000), reason, peer))
+                                .or_default() += 1;
+                        }
+                    }
                 }
-                batch.clear();
+                if let Err(e) = store.write_audit(&records).await {
+                    tracing::error!(error = %crate::error::chain(&e), n = records.len(), "could not write audit records");
+                }
+                records.clear();
+                let counts: Vec<AuthFailureCount> = failures
+                    .into_iter()
+                    .map(|((minute, reason, peer), count)| AuthFailureCount {
+                        minute,
+                        reason: reason.to_string(),
+                        peer,
+                        count,
+                    })
+                    .collect();
+                if let Err(e) = store.count_auth_failures(&counts).await {
+                    tracing::error!(error = %crate::error::chain(&e), "could not count failed authentications");
+                }
             }
         });
         (AuditSink { tx, metrics }, handle)
     }
 
     pub fn record(&self, r: AuditRecord) {
-        if self.tx.try_send(r).is_err() {
+        self.send(AuditEntry::Record(r));
+    }
+
+    pub fn auth_failure(&self, at: i64, reason: &'static str, peer: String) {
+        self.send(AuditEntry::AuthFailure { at, reason, peer });
+    }
+
+    fn send(&self, e: AuditEntry) {
+        if self.tx.try_send(e).is_err() {
             self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The client's address: the socket peer; behind a trusted proxy (the socket peer is one of
+/// `trusted`), the right-most address of `X-Forwarded-For` that is not itself a trusted
+/// proxy (what the nearest untrusted hop was seen as). Empty when unknown.
+pub fn peer_address(
+    socket: Option<SocketAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpAddr],
+) -> String {
+    let Some(socket) = socket else {
+        return String::new();
+    };
+    let ip = socket.ip().to_canonical();
+    if !trusted.contains(&ip) {
+        return ip.to_string();
+    }
+    let mut peer = ip;
+    if let Some(ff) = forwarded_for {
+        for hop in ff.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(a) => {
+                    peer = a.to_canonical();
+                    if !trusted.contains(&peer) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    peer.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_the_socket_unless_a_trusted_proxy_forwards() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let sock = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 5000));
+        assert_eq!(
+            peer_address(sock("192.0.2.7"), Some("1.2.3.4"), &[proxy]),
+            "192.0.2.7"
+        );
+        assert_eq!(
+            peer_address(sock("10.0.0.1"), Some("1.2.3.4"), &[proxy]),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            peer_address(
+                sock("10.0.0.1"),
+                Some("6.6.6.6, 1.2.3.4, 10.0.0.1"),
+                &[proxy]
+            ),
+            "1.2.3.4",
+            "the client cannot choose its address by sending X-Forwarded-For itself"
+        );
+        assert_eq!(peer_address(sock("10.0.0.1"), None, &[proxy]), "10.0.0.1");
+        assert_eq!(
+            peer_address(sock("10.0.0.1"), Some("junk"), &[proxy]),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            peer_address(sock("::ffff:192.0.2.7"), None, &[]),
+            "192.0.2.7"
+        );
+        assert_eq!(peer_address(None, None, &[]), "");
     }
 }

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// Too many requests; retry after this many seconds.
     #[error("too many requests for this token; retry in {0} s")]
     TooManyRequests(u64),
+    /// Too many failed authentications from this address; retry after this many seconds.
+    #[error("too many failed authentications from this address; retry in {0} s")]
+    TooManyAuthFailures(u64),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -115,7 +118,9 @@ impl ApiError {
             }
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyRequests(_) | ApiError::TooManyAuthFailures(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -166,7 +171,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let retry_after = match &self {
-            ApiError::TooManyRequests(s) => Some(*s),
+            ApiError::TooManyRequests(s) | ApiError::TooManyAuthFailures(s) => Some(*s),
             _ => None,
         };
         let (fields, more_fields) = match self {

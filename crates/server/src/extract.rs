@@ -96,6 +96,30 @@ fn path_error<'a>(
 #[derive(Debug, Clone, Default)]
 pub struct AuditSlot(pub Arc<Mutex<Option<AuthToken>>>);
 
+/// Why a request's token was refused, filled by [`Caller`] for the failure counts (such
+/// requests are counted per minute, reason and peer instead of audited one by one).
+#[derive(Debug, Clone, Default)]
+pub struct RefusalSlot(pub Arc<Mutex<Option<&'static str>>>);
+
+/// The client's address as the server sees it (see `audit::peer_address`).
+#[derive(Debug, Clone)]
+pub struct Peer(pub String);
+
+/// A 401 for `reason`, recorded for the failure counts; 429 once the peer has failed too
+/// often (a valid token from the same peer still works: the limit is checked only on failure).
+fn refuse(parts: &Parts, state: &AppState, reason: &'static str, message: &str) -> ApiError {
+    if let Some(slot) = parts.extensions.get::<RefusalSlot>() {
+        if let Ok(mut s) = slot.0.lock() {
+            *s = Some(reason);
+        }
+    }
+    let peer = parts.extensions.get::<Peer>().map_or("", |p| p.0.as_str());
+    match state.auth_failures.check(peer) {
+        Ok(()) => ApiError::Unauthorized(message.into()),
+        Err(wait) => ApiError::TooManyAuthFailures(wait),
+    }
+}
+
 /// The holder of a valid bearer token.
 #[derive(Debug, Clone)]
 pub struct Caller(pub AuthToken);
@@ -156,7 +180,12 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| {
-                ApiError::Unauthorized("no bearer token: send Authorization: Bearer <token>".into())
+                refuse(
+                    parts,
+                    state,
+                    "missing",
+                    "no bearer token: send Authorization: Bearer <token>",
+                )
             })?;
         let secret = header
             .to_str()
@@ -168,22 +197,26 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+                refuse(
+                    parts,
+                    state,
+                    "malformed",
+                    "the Authorization header must be 'Bearer <token>'",
+                )
             })?;
         let token = match state.store.authenticate(secret).await? {
             Ok(t) => t,
             Err(refusal) => {
-                return Err(ApiError::Unauthorized(
-                    match refusal {
-                        TokenRefusal::Unknown => "the token is not valid",
-                        TokenRefusal::Revoked => "the token was revoked",
-                        TokenRefusal::Expired => "the token has expired",
-                        TokenRefusal::NotAMember => {
-                            "the token's user is no longer a member of its project"
-                        }
-                    }
-                    .into(),
-                ))
+                let (reason, message) = match refusal {
+                    TokenRefusal::Unknown => ("unknown", "the token is not valid"),
+                    TokenRefusal::Revoked => ("revoked", "the token was revoked"),
+                    TokenRefusal::Expired => ("expired", "the token has expired"),
+                    TokenRefusal::NotAMember => (
+                        "not_a_member",
+                        "the token's user is no longer a member of its project",
+                    ),
+                };
+                return Err(refuse(parts, state, reason, message));
             }
         };
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {

@@ -11,11 +11,12 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 mod routes;
+pub mod serve;
 pub mod webhooks;
 
 use crate::audit::AuditSink;
 use crate::error::REQUEST_ID;
-use crate::extract::AuditSlot;
+use crate::extract::{AuditSlot, Peer, RefusalSlot};
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
@@ -62,6 +63,17 @@ pub struct ServerConfig {
     pub max_code_bytes: u64,
     /// Where code bundle files live (content-addressed: `<code_dir>/ab/abcdef…`).
     pub code_dir: std::path::PathBuf,
+    /// Failed authentications allowed per client address and minute (in bursts of as many)
+    /// before they are answered 429; 0: no limit.
+    pub auth_failures_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (else the socket peer is).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most open client connections (0: derived from the file limit, see
+    /// `serve::default_max_connections`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle.
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +93,10 @@ impl Default for ServerConfig {
             rate_limit_per_second: 100,
             max_code_bytes: 50 * 1024 * 1024,
             code_dir: std::path::PathBuf::from("hpcsera-code"),
+            auth_failures_per_minute: 60,
+            trusted_proxies: Vec::new(),
+            max_connections: 0,
+            header_read_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -114,6 +130,8 @@ pub struct AppState {
     /// Bumped whenever output is appended or a status changes; output readers wait on it.
     pub output: Arc<tokio::sync::watch::Sender<u64>>,
     pub rate: Arc<ratelimit::RateLimiter>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<ratelimit::RateLimiter>,
 }
 
 impl AppState {
@@ -157,8 +175,22 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let route =
         metrics::route_label(req.extensions().get::<MatchedPath>().map(|m| m.as_str())).to_string();
     let method_label = metrics::method_label(req.method());
-    let method = req.method().to_string();
-    let path = req.uri().path().to_string();
+    let method = hpcsera_api_types::cut_to_bytes(req.method().as_str(), 32).to_string();
+    let path =
+        hpcsera_api_types::cut_to_bytes(req.uri().path(), hpcsera_store::MAX_AUDIT_PATH_BYTES)
+            .to_string();
+    let peer = audit::peer_address(
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.config.trusted_proxies,
+    );
+    req.extensions_mut().insert(Peer(peer.clone()));
+    let refusal = RefusalSlot::default();
+    req.extensions_mut().insert(refusal.clone());
     let rid = req
         .headers()
         .get("x-request-id")
@@ -176,8 +208,12 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         started.elapsed().as_secs_f64(),
     );
     let who = slot.0.lock().ok().and_then(|mut s| s.take());
-    let had_token_attempt = who.is_some() || status == 401;
-    if had_token_attempt {
+    let refused = refusal.0.lock().ok().and_then(|mut s| s.take());
+    if let Some(reason) = refused {
+        state
+            .audit
+            .auth_failure(hpcsera_store::now_ms(), reason, peer);
+    } else if who.is_some() {
         state.audit.record(AuditRecord {
             at: hpcsera_store::now_ms(),
             token_id: who.as_ref().map(|t| t.token_id.clone()),
@@ -207,6 +243,7 @@ impl Application {
         let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
         let (work, _) = tokio::sync::watch::channel(0u64);
         let rate = Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_second));
+        let config_auth_failures = config.auth_failures_per_minute;
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -216,6 +253,7 @@ impl Application {
             events: Arc::new(tokio::sync::watch::channel(0u64).0),
             output: Arc::new(tokio::sync::watch::channel(0u64).0),
             rate,
+            auth_failures: Arc::new(ratelimit::RateLimiter::per_minute(config_auth_failures)),
         };
         Ok(Application {
             listener,
@@ -240,10 +278,16 @@ impl Application {
         } = self;
         let reaper = tokio::spawn(reap_leases(state.clone()));
         let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
+        let limits = serve::Limits {
+            max_connections: match state.config.max_connections {
+                0 => serve::default_max_connections(),
+                n => n,
+            },
+            header_read_timeout: state.config.header_read_timeout,
+        };
+        tracing::debug!(max_connections = limits.max_connections, "serving");
         let app = router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve::serve(listener, app, limits, shutdown).await;
         reaper.abort();
         webhooks.abort();
         let _ = reaper.await;

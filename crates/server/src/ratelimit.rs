@@ -24,6 +24,15 @@ impl RateLimiter {
         }
     }
 
+    /// `per_minute` per minute, in bursts of as many (0 turns limiting off).
+    pub fn per_minute(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(per_minute).max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Takes one request from the token's bucket; `Err(seconds)` to wait when it is empty.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         if self.per_second <= 0.0 {

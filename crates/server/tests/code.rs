@@ -647,3 +647,84 @@ async fn the_servers_data_and_code_files_are_private() {
         "the bundle file"
     );
 }
+
+/// Whether the bytes of bundle `id` are on disk, intact.
+fn bytes_kept(t: &TestApp, id: &str) -> bool {
+    std::fs::read(hpcsera_server::code_file_path(&t.code_dir, id)).is_ok_and(|b| sha(&b) == id)
+}
+
+#[tokio::test]
+async fn a_rejection_in_one_project_never_deletes_bytes_another_project_just_uploaded() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    // Deterministic: A's rejection commits, B uploads the same bytes, then A's clean-up runs.
+    let bytes = bundle("#!/bin/sh\necho shared\n");
+    let id = sha(&bytes);
+    assert_eq!(
+        upload(&t, &alice, bytes.clone()).await.0,
+        StatusCode::CREATED
+    );
+    let d = t
+        .store
+        .decide_bundle("proj-a", &id, "alice", false, Some("no"))
+        .await
+        .unwrap();
+    assert!(d.delete_file);
+    assert_eq!(upload(&t, &bob, bytes).await.0, StatusCode::CREATED);
+    let path = hpcsera_server::code_file_path(&t.code_dir, &id);
+    assert!(!t
+        .store
+        .delete_code_file_if_unkept(&id, &path)
+        .await
+        .unwrap());
+    assert!(bytes_kept(&t, &id), "project B's bundle lost its bytes");
+    // Racing: rejection plus clean-up in A while B uploads the same bytes, many times.
+    for i in 0..40 {
+        let bytes = bundle(&format!("#!/bin/sh\necho {i}\n"));
+        let id = sha(&bytes);
+        assert_eq!(
+            upload(&t, &alice, bytes.clone()).await.0,
+            StatusCode::CREATED
+        );
+        let path = hpcsera_server::code_file_path(&t.code_dir, &id);
+        let reject = async {
+            tokio::time::sleep(std::time::Duration::from_micros(i * 150)).await;
+            let d = t
+                .store
+                .decide_bundle("proj-a", &id, "alice", false, Some("no"))
+                .await
+                .unwrap();
+            if d.delete_file {
+                t.store
+                    .delete_code_file_if_unkept(&id, &path)
+                    .await
+                    .unwrap();
+            }
+        };
+        let (_, (s, b)) = tokio::join!(reject, upload(&t, &bob, bytes));
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert!(
+            bytes_kept(&t, &id),
+            "round {i}: project B's bundle lost its bytes"
+        );
+        let (s, b) = t.get(&format!("/api/v1/code/{id}/status"), &bob).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b["status"], "pending_approval");
+    }
+    // Bytes nobody keeps still go.
+    let bytes = bundle("#!/bin/sh\necho alone\n");
+    let id = sha(&bytes);
+    upload(&t, &alice, bytes).await;
+    t.store
+        .decide_bundle("proj-a", &id, "alice", false, None)
+        .await
+        .unwrap();
+    let path = hpcsera_server::code_file_path(&t.code_dir, &id);
+    assert!(t
+        .store
+        .delete_code_file_if_unkept(&id, &path)
+        .await
+        .unwrap());
+    assert!(!path.exists());
+}

@@ -269,7 +269,9 @@ async fn token_use_is_audited() {
     let mut records = Vec::new();
     for _ in 0..50 {
         records = t.store.recent_audit(100).await.unwrap();
-        if records.iter().any(|r| r.status == 401) && records.iter().any(|r| r.status == 201) {
+        if !t.store.recent_auth_failures(1).await.unwrap().is_empty()
+            && records.iter().any(|r| r.status == 201)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -282,11 +284,15 @@ async fn token_use_is_audited() {
     assert_eq!(post.project.as_deref(), Some("proj-a"));
     assert_eq!(post.status, 201);
     assert!(post.request_id.is_some());
-    let denied = records
-        .iter()
-        .find(|r| r.status == 401)
-        .expect("failed attempt audited");
-    assert!(denied.user.is_none());
+    assert!(
+        !records.iter().any(|r| r.status == 401),
+        "failed attempts are counted, not audited one by one"
+    );
+    let failures = t.store.recent_auth_failures(10).await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].reason, "unknown");
+    assert_eq!(failures[0].peer, "127.0.0.1");
+    assert_eq!(failures[0].count, 1);
     let tokens = t.store.list_tokens(Some("alice")).await.unwrap();
     assert!(
         tokens.iter().any(|t| t.last_used_at.is_some()),
@@ -610,4 +616,213 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(fields(&b), ["metadata"]);
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_is_counted_in_a_few_rows_and_paths_are_cut() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        auth_failures_per_minute: 0,
+        ..Default::default()
+    })
+    .await;
+    let long = "x".repeat(2000);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..10 {
+        let (http, base, long) = (t.http.clone(), t.base.clone(), long.clone());
+        tasks.spawn(async move {
+            for i in 0..500 {
+                let mut rb = http.get(format!("{base}/api/v1/job/{w}-{i}-{long}"));
+                rb = match i % 3 {
+                    0 => rb.bearer_auth(format!("hpcs_bad{w}{i}")),
+                    1 => rb.header("authorization", "Basic abc"),
+                    _ => rb,
+                };
+                let r = rb.send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let mut total = 0;
+    for _ in 0..100 {
+        let f = t.store.recent_auth_failures(100).await.unwrap();
+        total = f.iter().map(|c| c.count).sum::<i64>();
+        if total == 5000 {
+            // Three reasons, one peer, at most two minutes.
+            assert!(f.len() <= 6, "{f:?}");
+            let reasons: std::collections::BTreeSet<&str> =
+                f.iter().map(|c| c.reason.as_str()).collect();
+            assert_eq!(reasons, ["malformed", "missing", "unknown"].into());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 5000);
+    let audited = t.store.recent_audit(10_000).await.unwrap();
+    assert!(
+        audited.len() < 5 && !audited.iter().any(|r| r.status == 401),
+        "no audit row per failed attempt: {} rows",
+        audited.len()
+    );
+    // Audited paths are cut to 256 bytes.
+    let tok = t.alice().await;
+    let r = t
+        .http
+        .get(format!("{}/api/v1/job/é{long}", t.base))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut cut = None;
+    for _ in 0..100 {
+        let records = t.store.recent_audit(10).await.unwrap();
+        cut = records.into_iter().find(|r| r.status == 400);
+        if cut.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cut = cut.expect("the request is audited");
+    assert!(cut.path.len() <= 256, "{}", cut.path.len());
+    assert!(cut.path.starts_with("/api/v1/job/"), "{}", cut.path);
+}
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_peer_and_a_good_token_still_works() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        auth_failures_per_minute: 10,
+        ..Default::default()
+    })
+    .await;
+    let bad = |n: u32| {
+        t.http
+            .get(format!("{}/api/v1/tokens/self", t.base))
+            .bearer_auth(format!("hpcs_wrong{n}"))
+            .send()
+    };
+    for n in 0..10 {
+        assert_eq!(bad(n).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = bad(10).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "rate_limited");
+    // A valid token from the same address is not refused.
+    let tok = t.alice().await;
+    assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
+    // No token at all counts as a failure too.
+    let r = t
+        .http
+        .get(format!("{}/api/v1/tokens/self", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Reads until the server closes the connection; the time it took, or None within `limit`.
+async fn closed_within(sock: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        header_read_timeout: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    // One byte a second: closed by the header-read timeout, not kept open.
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut closed = false;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).await.is_err()
+            || closed_within(&mut slow, Duration::from_secs(1)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "a connection sending one byte a second stayed open");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    // A keep-alive connection that goes quiet after a request is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(6)).await);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_idlest_connections_make_room() {
+    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        rate_limit_per_second: 0,
+        max_connections: 20,
+        ..Default::default()
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        reqwest::Client::new()
+            .get(format!("{}/healthz", t.base))
+            .send(),
+    )
+    .await
+    .expect("/healthz answers at the cap")
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The oldest idle connections were closed to make room; the newest are open.
+    let mut closed = 0;
+    for s in idle.iter_mut().take(30) {
+        if closed_within(s, std::time::Duration::from_millis(200)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 25,
+        "only {closed} of the 30 oldest idle connections were closed"
+    );
 }

@@ -2,6 +2,26 @@
 
 use crate::{Result, Store};
 
+/// Most bytes of a request path kept in an audit record (cut on a character boundary).
+pub const MAX_AUDIT_PATH_BYTES: usize = 256;
+/// Most bytes of a method kept in an audit record.
+const MAX_AUDIT_METHOD_BYTES: usize = 32;
+/// Most bytes of a reason or peer address of an authentication failure.
+const MAX_AUTH_LABEL_BYTES: usize = 64;
+
+/// Failed authentications of one minute, reason and peer address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailureCount {
+    /// Start of the minute, Unix ms.
+    pub minute: i64,
+    /// Why the token was refused: `missing`, `malformed`, `unknown`, `revoked`, `expired`,
+    /// `not_a_member`.
+    pub reason: String,
+    /// The client's address (the socket peer, or the forwarded address behind a trusted proxy).
+    pub peer: String,
+    pub count: i64,
+}
+
 /// One authenticated request.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
@@ -31,8 +51,8 @@ impl Store {
             .bind(r.token_id.as_deref())
             .bind(r.user.as_deref())
             .bind(r.project.as_deref())
-            .bind(&r.method)
-            .bind(&r.path)
+            .bind(hpcsera_api_types::cut_to_bytes(&r.method, MAX_AUDIT_METHOD_BYTES))
+            .bind(hpcsera_api_types::cut_to_bytes(&r.path, MAX_AUDIT_PATH_BYTES))
             .bind(i64::from(r.status))
             .bind(r.request_id.as_deref())
             .execute(&mut *tx.tx)
@@ -55,6 +75,57 @@ impl Store {
                 .await?;
         }
         tx.commit().await
+    }
+
+    /// Adds counts of failed authentications (one row per minute, reason and peer).
+    pub async fn count_auth_failures(&self, counts: &[AuthFailureCount]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for c in counts {
+            sqlx::query(
+                "INSERT INTO auth_failures (minute, reason, peer, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (minute, reason, peer) DO UPDATE SET count = auth_failures.count + excluded.count",
+            )
+            .bind(c.minute)
+            .bind(hpcsera_api_types::cut_to_bytes(&c.reason, MAX_AUTH_LABEL_BYTES))
+            .bind(hpcsera_api_types::cut_to_bytes(&c.peer, MAX_AUTH_LABEL_BYTES))
+            .bind(c.count)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The newest counts of failed authentications, newest minute first.
+    pub async fn recent_auth_failures(&self, limit: u32) -> Result<Vec<AuthFailureCount>> {
+        let rows = sqlx::query(
+            "SELECT minute, reason, peer, count FROM auth_failures ORDER BY minute DESC, reason, peer LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuthFailureCount {
+                    minute: crate::col(r, 0)?,
+                    reason: crate::col(r, 1)?,
+                    peer: crate::col(r, 2)?,
+                    count: crate::col(r, 3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many audit records and failure counts are stored (for operators and tests).
+    pub async fn audit_row_counts(&self) -> Result<(i64, i64)> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM audit_log), (SELECT COUNT(*) FROM auth_failures)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((crate::col(&r, 0)?, crate::col(&r, 1)?))
     }
 
     /// The newest audit records, newest first (for operators and tests).

@@ -6,6 +6,7 @@ use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{CodeBundle, CodeStatus, FieldError, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
+use std::path::Path;
 
 /// Columns of [`bundle_from_row`], in order.
 const BUNDLE_SELECT: &str = "SELECT b.id, p.name, b.size, b.status, u.name, b.created_at, b.hpc_sha256, \
@@ -37,9 +38,14 @@ pub struct CodeDecision {
     pub bundle: CodeBundle,
     /// Jobs that waited for this bundle and are now queued (approval) or failed (rejection).
     pub jobs_changed: Vec<String>,
-    /// No project keeps these bytes any more: the file can go (retention: at once on rejection).
+    /// No project kept these bytes when the decision committed: the file can go (retention:
+    /// at once on rejection) — through `Store::delete_code_file_if_unkept`, which checks
+    /// again, since an upload of the same bytes may have come in since.
     pub delete_file: bool,
 }
+
+/// First key of the advisory locks on code digests (PostgreSQL).
+const CODE_LOCK_SPACE: i32 = 0x6863_6f64; // "hcod"
 
 /// A code parameter of a job: `(parameter name, bundle id)`.
 pub type CodeRef = (String, String);
@@ -65,6 +71,9 @@ impl Store {
         user_id: i64,
     ) -> Result<(CodeBundle, bool)> {
         let mut tx = self.begin_write().await?;
+        // Against a concurrent deletion of the same bytes (see `delete_code_file_if_unkept`):
+        // the caller puts the file in place after this commits.
+        self.lock_code_digest(&mut tx.tx, id).await?;
         let existing = sqlx::query("SELECT 1 FROM code_bundles WHERE project_id = $1 AND id = $2")
             .bind(project_id)
             .bind(id)
@@ -96,6 +105,55 @@ impl Store {
         }
         tx.commit().await?;
         Ok((self.get_bundle(project_id, id).await?, created))
+    }
+
+    /// Serialises, per digest, the insert of a bundle row and the deletion of its file:
+    /// PostgreSQL takes a transaction-scoped advisory lock (SQLite's write transactions are
+    /// serialised already).
+    async fn lock_code_digest(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        id: &str,
+    ) -> Result<()> {
+        if self.backend() == crate::Backend::Postgres {
+            // The two-key advisory lock space is separate from the one-key locks used elsewhere.
+            let key = i64::from_str_radix(id.get(..8).unwrap_or("0"), 16).unwrap_or(0) as i32;
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(CODE_LOCK_SPACE)
+                .bind(key)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the file of bundle `id` at `path` unless a project keeps those bytes (a bundle
+    /// row that is not rejected). The check and the deletion happen under the digest's lock,
+    /// inside one write transaction, so an upload of the same bytes either commits first (and
+    /// the file stays) or commits after the deletion and then puts its file in place. Returns
+    /// whether the file was deleted (or already gone).
+    pub async fn delete_code_file_if_unkept(&self, id: &str, path: &Path) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        self.lock_code_digest(&mut tx.tx, id).await?;
+        let r =
+            sqlx::query("SELECT COUNT(*) FROM code_bundles WHERE id = $1 AND status <> 'rejected'")
+                .bind(id)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+        if col::<i64>(&r, 0)? > 0 {
+            return Ok(false);
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // The bytes stay (retention only); nothing is lost.
+                tracing::warn!(file = %path.display(), error = %e, "cannot delete a code bundle file");
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A bundle of the project.

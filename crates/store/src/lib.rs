@@ -21,7 +21,7 @@ mod util;
 mod webhooks;
 
 pub use agent::{AgentRef, Claim, Expired, OutputSlice};
-pub use audit::AuditRecord;
+pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use code::{CodeDecision, CodeRef};
 pub use events::EventFilter;

@@ -15,77 +15,24 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
-/// One migration: version, description, SQL.
+/// One migration: version, description (its file name), SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-const fn m(version: i64, name: &'static str, sql: &'static str) -> Embedded {
-    (version, name, sql)
+/// The migrations of one backend's directory, by version and file name.
+macro_rules! embed {
+    ($dir:literal: $($version:literal $name:literal),* $(,)?) => {
+        &[$(($version, $name, include_str!(concat!("../migrations/", $dir, "/", $name, ".sql")))),*]
+    };
 }
 
-const SQLITE: &[Embedded] = &[
-    m(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    ),
-    m(
-        2,
-        "agent",
-        include_str!("../migrations/sqlite/0002_agent.sql"),
-    ),
-    m(
-        3,
-        "code",
-        include_str!("../migrations/sqlite/0003_code.sql"),
-    ),
-    m(
-        4,
-        "webhooks",
-        include_str!("../migrations/sqlite/0004_webhooks.sql"),
-    ),
-    m(
-        5,
-        "retention",
-        include_str!("../migrations/sqlite/0005_retention.sql"),
-    ),
-    m(
-        6,
-        "site_projects",
-        include_str!("../migrations/sqlite/0006_site_projects.sql"),
-    ),
-];
-const POSTGRES: &[Embedded] = &[
-    m(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    ),
-    m(
-        2,
-        "agent",
-        include_str!("../migrations/postgres/0002_agent.sql"),
-    ),
-    m(
-        3,
-        "code",
-        include_str!("../migrations/postgres/0003_code.sql"),
-    ),
-    m(
-        4,
-        "webhooks",
-        include_str!("../migrations/postgres/0004_webhooks.sql"),
-    ),
-    m(
-        5,
-        "retention",
-        include_str!("../migrations/postgres/0005_retention.sql"),
-    ),
-    m(
-        6,
-        "site_projects",
-        include_str!("../migrations/postgres/0006_site_projects.sql"),
-    ),
-];
+const SQLITE: &[Embedded] = embed!("sqlite":
+    1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
+    6 "0006_site_projects", 7 "0007_auth_failures",
+);
+const POSTGRES: &[Embedded] = embed!("postgres":
+    1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
+    6 "0006_site_projects", 7 "0007_auth_failures",
+);
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.
 const PG_ADOPT_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"

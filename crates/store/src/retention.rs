@@ -43,8 +43,17 @@ impl Store {
             tx.commit().await?;
             total += r.rows_affected();
             if r.rows_affected() < BATCH as u64 {
-                return Ok(total);
+                break;
             }
         }
+        // The counts of failed authentications go by the same age (few rows: one per
+        // minute, reason and peer).
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM auth_failures WHERE minute < $1")
+            .bind(before)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(total)
     }
 }

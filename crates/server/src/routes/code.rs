@@ -167,17 +167,19 @@ pub async fn post_code(
             .await
             .map_err(|e| internal("cannot create the code directory", e))?;
     }
-    if tokio::fs::metadata(&path).await.is_err() {
-        tokio::fs::rename(&tmp_path, &path)
-            .await
-            .map_err(|e| internal("cannot store the code bundle", e))?;
-        guard.0 = None;
-    }
-    drop(guard);
     let (bundle, created) = st
         .store
         .create_bundle(project_id, &id, size as i64, caller.0.user_id)
         .await?;
+    // The file goes in place only after the row committed: a rejection or prune in another
+    // project deletes the same bytes only while no row keeps them (under the same lock), so a
+    // file found or put here now stays. Replacing an existing file with the same bytes is
+    // harmless (readers keep their open file).
+    tokio::fs::rename(&tmp_path, &path)
+        .await
+        .map_err(|e| internal("cannot store the code bundle", e))?;
+    guard.0 = None;
+    drop(guard);
     let status = if created {
         StatusCode::CREATED
     } else {
