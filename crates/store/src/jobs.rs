@@ -2,6 +2,7 @@
 
 use crate::transition::LockedJob;
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
+use futures_util::TryStreamExt;
 use hpcsera_api_types::{Job, JobStatus, Operation, PendingOperation, SubJobState};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
@@ -14,6 +15,22 @@ const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name, s.name, j.job_type, u.name
      j.stdout_bytes, j.stderr_bytes \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
      JOIN users u ON u.id = j.owner_id";
+
+/// About how much of a job listing's answer one page may hold (the jobs' parameters,
+/// metadata, messages and sub-job states); a page ends early past it, with a cursor.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The variable-size text of a job, as a page's budget counts it.
+fn job_text_bytes(job: &Job) -> usize {
+    512 + serde_json::to_string(&job.parameters).map_or(0, |s| s.len())
+        + job.metadata.as_ref().map_or(0, |m| m.to_string().len())
+        + job.message.as_ref().map_or(0, String::len)
+        + job
+            .sub_jobs
+            .iter()
+            .map(|s| 64 + s.message.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+}
 
 /// A validated job to insert.
 #[derive(Debug, Clone)]
@@ -386,15 +403,23 @@ impl Store {
                 Bind::Str(v) => q.bind(v),
             };
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+        // Rows are read one at a time and the page ends early once it holds MAX_PAGE_BYTES of
+        // job text, so neither memory nor the answer grows with the jobs' sizes.
+        let mut rows = q.fetch(&self.pool);
+        let mut jobs = Vec::new();
         let mut last_seq = None;
-        for r in rows.iter().take(limit as usize) {
-            let (seq, job) = job_from_row(r)?;
+        let mut bytes = 0;
+        let mut more = false;
+        while let Some(r) = rows.try_next().await? {
+            if jobs.len() == limit as usize || bytes >= MAX_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            let (seq, job) = job_from_row(&r)?;
+            bytes += job_text_bytes(&job);
             last_seq = Some(seq);
             jobs.push(job);
         }
-        let more = rows.len() > limit as usize;
         Ok((jobs, if more { last_seq } else { None }))
     }
 

@@ -321,3 +321,66 @@ async fn changed_or_unknown_migrations_are_refused() {
     let e = Store::connect(&url).await.unwrap_err().to_string();
     assert!(e.contains("999"), "{e}");
 }
+
+/// A page of a job listing stays within its byte budget however large the jobs are, and the
+/// cursor walk still returns every job exactly once.
+#[tokio::test]
+async fn a_page_of_large_jobs_ends_early_and_the_walk_sees_every_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project, first) = store_with_an_expired_claim(&fresh_url(dir.path()).await).await;
+    let user = store.list_users().await.unwrap()[0].id;
+    let (site_id, _) = store.job_type("s", project, "t").await.unwrap();
+    let params = serde_json::Map::new();
+    let meta = serde_json::json!({"blob": "m".repeat(15 * 1024)});
+    let n = 400;
+    for _ in 0..n {
+        store
+            .create_job(&NewJobRecord {
+                project_id: project,
+                owner_id: user,
+                site_id,
+                job_type: "t",
+                parameters: &params,
+                metadata: Some(&meta),
+                callback_url: None,
+                idempotency: None,
+                actor: "user:u",
+                code_refs: &[],
+            })
+            .await
+            .unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let (jobs, next) = store
+            .list_jobs(
+                project,
+                &crate::JobFilter {
+                    limit: 1000,
+                    before_seq: cursor,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        let size = serde_json::to_string(&jobs).unwrap().len();
+        assert!(
+            size < crate::jobs::MAX_PAGE_BYTES + 64 * 1024,
+            "a page of {size} bytes"
+        );
+        assert!(!jobs.is_empty());
+        for j in jobs {
+            assert!(seen.insert(j.id), "a job twice");
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), n + 1);
+    assert!(seen.contains(&first));
+    assert!(pages >= 2, "{pages} pages");
+}
