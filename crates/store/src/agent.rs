@@ -5,6 +5,7 @@ use crate::transition::{sql_status, LockedJob, WITH_AGENT};
 use crate::{col, corrupt, fmt_ms, now_ms, Backend, Result, Store, StoreError};
 use hpcsera_api_types::{Job, JobStatus, Operation, OutputStream, ResultFile};
 use sha2::{Digest, Sha256};
+use sqlx::FromRow;
 
 /// A claim of up to `max_jobs` queued jobs of a site for one agent token.
 #[derive(Debug, Clone)]
@@ -47,6 +48,19 @@ pub struct AgentRef<'a> {
     pub site: &'a str,
 }
 
+/// The row that [`Store::lock_for_agent`] locks, by column name.
+#[derive(sqlx::FromRow)]
+struct AgentLockRow {
+    seq: i64,
+    agent_token: Option<String>,
+    status: String,
+    deleted_at: Option<i64>,
+    pending_op: Option<String>,
+    stdout_bytes: i64,
+    stderr_bytes: i64,
+    site: String,
+}
+
 /// A job row that an agent write locked and may change: this agent holds it and it has not
 /// ended.
 #[derive(Debug)]
@@ -72,21 +86,8 @@ impl Store {
         agent: &AgentRef<'_>,
         job_id: &str,
     ) -> Result<Held> {
-        // The site name comes from a subquery so that FOR UPDATE locks only the job's row.
-        let r = sqlx::query(&format!(
-            "SELECT seq, agent_token, status, deleted_at, pending_op, stdout_bytes, stderr_bytes, \
-             (SELECT name FROM sites WHERE id = jobs.site_id) FROM jobs WHERE id = $1 AND project_id = $2{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(agent.project_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        if col::<String>(&r, 7)? != agent.site {
-            return Err(StoreError::NotFound("job"));
-        }
-        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        let r = self.lock_for_agent(tx, agent, job_id).await?;
+        let status: JobStatus = r.status.parse().map_err(corrupt)?;
         if status.is_terminal() {
             return Err(StoreError::Conflict(format!(
                 "the job is {status}; an ended job takes no more writes"
@@ -97,19 +98,45 @@ impl Store {
                 "the job is {status}; only the agent that claimed it (POST /agent/poll) reports on it"
             )));
         }
-        if col::<Option<String>>(&r, 1)?.as_deref() != Some(agent.token_id) {
+        if r.agent_token.as_deref() != Some(agent.token_id) {
             return Err(StoreError::Conflict(
                 "the job is held by another agent".into(),
             ));
         }
         Ok(Held {
-            seq: col(&r, 0)?,
+            seq: r.seq,
             status,
-            deleted: col::<Option<i64>>(&r, 3)?.is_some(),
-            pending_op: col(&r, 4)?,
-            stdout_bytes: col(&r, 5)?,
-            stderr_bytes: col(&r, 6)?,
+            deleted: r.deleted_at.is_some(),
+            pending_op: r.pending_op,
+            stdout_bytes: r.stdout_bytes,
+            stderr_bytes: r.stderr_bytes,
         })
+    }
+
+    /// Locks a job of the agent's project and site (another project's or site's job is not
+    /// found, so ids leak nothing).
+    async fn lock_for_agent(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        agent: &AgentRef<'_>,
+        job_id: &str,
+    ) -> Result<AgentLockRow> {
+        // The site name comes from a subquery so that FOR UPDATE locks only the job's row.
+        let r = sqlx::query(&format!(
+            "SELECT seq, agent_token, status, deleted_at, pending_op, stdout_bytes, stderr_bytes, \
+             (SELECT name FROM sites WHERE id = jobs.site_id) AS site FROM jobs WHERE id = $1 AND project_id = $2{}",
+            self.for_update()
+        ))
+        .bind(job_id)
+        .bind(agent.project_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("job"))?;
+        let r = AgentLockRow::from_row(&r)?;
+        if r.site != agent.site {
+            return Err(StoreError::NotFound("job"));
+        }
+        Ok(r)
     }
 
     /// Claims queued, not held jobs of `site` in the token's project, oldest first. On
@@ -231,7 +258,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((col(r, 0)?, col::<String>(r, 1)?.parse().map_err(corrupt)?)))
+            .map(|r| {
+                let op: String = col(r, "pending_op")?;
+                Ok((col(r, "id")?, op.parse().map_err(corrupt)?))
+            })
             .collect()
     }
 
@@ -304,27 +334,15 @@ impl Store {
         let project_id = agent.project_id;
         let mut tx = self.begin_write().await?;
         // Not `lock_held`: the job has ended, and this is the one note an agent may add then.
-        let r = sqlx::query(&format!(
-            "SELECT seq, agent_token, status, (SELECT name FROM sites WHERE id = jobs.site_id) \
-             FROM jobs WHERE id = $1 AND project_id = $2{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        if col::<String>(&r, 3)? != agent.site {
-            return Err(StoreError::NotFound("job"));
-        }
-        let seq: i64 = col(&r, 0)?;
-        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
+        let r = self.lock_for_agent(&mut tx.tx, agent, job_id).await?;
+        let seq = r.seq;
+        let status: JobStatus = r.status.parse().map_err(corrupt)?;
         if status != JobStatus::Lost {
             return Err(StoreError::Conflict(format!(
                 "the job is {status}, not lost: there is nothing to clean up"
             )));
         }
-        if col::<Option<String>>(&r, 1)?.as_deref() != Some(agent.token_id) {
+        if r.agent_token.as_deref() != Some(agent.token_id) {
             return Err(StoreError::Conflict("another agent held this job".into()));
         }
         self.add_event(
@@ -387,12 +405,12 @@ impl Store {
         .fetch_optional(&mut *tx.tx)
         .await?;
         let Some(r) = r else { return Ok(None) };
-        let id: String = col(&r, 0)?;
-        let project_id: i64 = col(&r, 1)?;
-        let from: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
-        let confirmed = col::<i64>(&r, 3)? != 0;
-        let deleted = col::<Option<i64>>(&r, 4)?.is_some();
-        let pending: Option<Operation> = col::<Option<String>>(&r, 5)?
+        let id: String = col(&r, "id")?;
+        let project_id: i64 = col(&r, "project_id")?;
+        let from: JobStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
+        let confirmed = col::<i64>(&r, "claim_confirmed")? != 0;
+        let deleted = col::<Option<i64>>(&r, "deleted_at")?.is_some();
+        let pending: Option<Operation> = col::<Option<String>>(&r, "pending_op")?
             .map(|p| p.parse().map_err(corrupt))
             .transpose()?;
         let unconfirmed = from == JobStatus::Dispatched && !confirmed;
@@ -536,17 +554,17 @@ impl Store {
             OutputStream::Stderr => "stderr_bytes",
         };
         let r = sqlx::query(&format!(
-            "SELECT seq, {col_name}, status, output_truncated FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
+            "SELECT seq, {col_name} AS total, status, output_truncated FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL"
         ))
         .bind(job_id)
         .bind(project_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("job"))?;
-        let seq: i64 = col(&r, 0)?;
-        let total: i64 = col(&r, 1)?;
-        let status: JobStatus = col::<String>(&r, 2)?.parse().map_err(corrupt)?;
-        let truncated = col::<i64>(&r, 3)? != 0;
+        let seq: i64 = col(&r, "seq")?;
+        let total: i64 = col(&r, "total")?;
+        let status: JobStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
+        let truncated = col::<i64>(&r, "output_truncated")? != 0;
         let offset = offset.clamp(0, total);
         let rows = sqlx::query(
             "SELECT start_at, data FROM job_output WHERE job_seq = $1 AND stream = $2 AND end_at > $3 \
@@ -560,8 +578,8 @@ impl Store {
         .await?;
         let mut data = Vec::new();
         for row in &rows {
-            let start: i64 = col(row, 0)?;
-            let chunk: Vec<u8> = col(row, 1)?;
+            let start: i64 = col(row, "start_at")?;
+            let chunk: Vec<u8> = col(row, "data")?;
             let from = (offset + data.len() as i64 - start).max(0) as usize;
             let want = (max as usize).saturating_sub(data.len());
             let end = chunk.len().min(from + want);
@@ -583,14 +601,14 @@ impl Store {
     /// (for readers that wait for output).
     pub async fn output_mark(&self, project_id: i64, job_id: &str) -> Result<(i64, String)> {
         let r = sqlx::query(
-            "SELECT stdout_bytes + stderr_bytes, status FROM jobs WHERE id = $1 AND project_id = $2",
+            "SELECT stdout_bytes + stderr_bytes AS total, status FROM jobs WHERE id = $1 AND project_id = $2",
         )
         .bind(job_id)
         .bind(project_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("job"))?;
-        Ok((col(&r, 0)?, col(&r, 1)?))
+        Ok((col(&r, "total")?, col(&r, "status")?))
     }
 
     /// Stores (or replaces) a result file of a job the token holds.
@@ -652,10 +670,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(ResultFile {
-                    name: col(r, 0)?,
-                    size: col::<i64>(r, 1)? as u64,
-                    sha256: col(r, 2)?,
-                    created_at: fmt_ms(col(r, 3)?),
+                    name: col(r, "name")?,
+                    size: col::<i64>(r, "size")? as u64,
+                    sha256: col(r, "sha256")?,
+                    created_at: fmt_ms(col(r, "created_at")?),
                 })
             })
             .collect()
@@ -677,12 +695,12 @@ impl Store {
             .ok_or(StoreError::NotFound("result file"))?;
         Ok((
             ResultFile {
-                name: col(&r, 0)?,
-                size: col::<i64>(&r, 1)? as u64,
-                sha256: col(&r, 2)?,
-                created_at: fmt_ms(col(&r, 3)?),
+                name: col(&r, "name")?,
+                size: col::<i64>(&r, "size")? as u64,
+                sha256: col(&r, "sha256")?,
+                created_at: fmt_ms(col(&r, "created_at")?),
             },
-            col(&r, 4)?,
+            col(&r, "data")?,
         ))
     }
 

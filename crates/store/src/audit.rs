@@ -109,10 +109,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(AuthFailureCount {
-                    minute: crate::col(r, 0)?,
-                    reason: crate::col(r, 1)?,
-                    peer: crate::col(r, 2)?,
-                    count: crate::col(r, 3)?,
+                    minute: crate::col(r, "minute")?,
+                    reason: crate::col(r, "reason")?,
+                    peer: crate::col(r, "peer")?,
+                    count: crate::col(r, "count")?,
                 })
             })
             .collect()
@@ -121,11 +121,11 @@ impl Store {
     /// How many audit records and failure counts are stored (for operators and tests).
     pub async fn audit_row_counts(&self) -> Result<(i64, i64)> {
         let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM audit_log), (SELECT COUNT(*) FROM auth_failures)",
+            "SELECT (SELECT COUNT(*) FROM audit_log) AS audit, (SELECT COUNT(*) FROM auth_failures) AS failures",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok((crate::col(&r, 0)?, crate::col(&r, 1)?))
+        Ok((crate::col(&r, "audit")?, crate::col(&r, "failures")?))
     }
 
     /// The newest audit records, newest first (for operators and tests).
@@ -140,14 +140,14 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(AuditRecord {
-                    at: crate::col(r, 0)?,
-                    token_id: crate::col(r, 1)?,
-                    user: crate::col(r, 2)?,
-                    project: crate::col(r, 3)?,
-                    method: crate::col(r, 4)?,
-                    path: crate::col(r, 5)?,
-                    status: crate::col::<i64>(r, 6)? as u16,
-                    request_id: crate::col(r, 7)?,
+                    at: crate::col(r, "at")?,
+                    token_id: crate::col(r, "token_id")?,
+                    user: crate::col(r, "user_name")?,
+                    project: crate::col(r, "project")?,
+                    method: crate::col(r, "method")?,
+                    path: crate::col(r, "path")?,
+                    status: crate::col::<i64>(r, "status")? as u16,
+                    request_id: crate::col(r, "request_id")?,
                 })
             })
             .collect()

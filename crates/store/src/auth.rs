@@ -142,7 +142,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let hash: Option<String> = col(&row, 2)?;
+        let hash: Option<String> = col(&row, "password_hash")?;
         let Some(hash) = hash else { return Ok(None) };
         let parsed = PasswordHash::new(&hash).map_err(corrupt)?;
         if Argon2::default()
@@ -152,10 +152,10 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(UserRecord {
-            id: col(&row, 0)?,
-            name: col(&row, 1)?,
-            is_admin: col::<i64>(&row, 3)? != 0,
-            created_at: col(&row, 4)?,
+            id: col(&row, "id")?,
+            name: col(&row, "name")?,
+            is_admin: col::<i64>(&row, "is_admin")? != 0,
+            created_at: col(&row, "created_at")?,
         }))
     }
 
@@ -166,10 +166,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(UserRecord {
-                    id: col(r, 0)?,
-                    name: col(r, 1)?,
-                    is_admin: col::<i64>(r, 2)? != 0,
-                    created_at: col(r, 3)?,
+                    id: col(r, "id")?,
+                    name: col(r, "name")?,
+                    is_admin: col::<i64>(r, "is_admin")? != 0,
+                    created_at: col(r, "created_at")?,
                 })
             })
             .collect()
@@ -201,7 +201,7 @@ impl Store {
     /// Projects with their member names: `(name, description, members)`.
     pub async fn list_projects(&self) -> Result<Vec<(String, String, Vec<String>)>> {
         let rows = sqlx::query(
-            "SELECT p.name, p.description, u.name FROM projects p \
+            "SELECT p.name, p.description, u.name AS member FROM projects p \
              LEFT JOIN memberships m ON m.project_id = p.id LEFT JOIN users u ON u.id = m.user_id \
              ORDER BY p.name, u.name",
         )
@@ -209,10 +209,10 @@ impl Store {
         .await?;
         let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
         for r in &rows {
-            let p: String = col(r, 0)?;
-            let member: Option<String> = col(r, 2)?;
+            let p: String = col(r, "name")?;
+            let member: Option<String> = col(r, "member")?;
             if out.last().map(|l| &l.0) != Some(&p) {
-                out.push((p, col(r, 1)?, Vec::new()));
+                out.push((p, col(r, "description")?, Vec::new()));
             }
             if let (Some(m), Some(last)) = (member, out.last_mut()) {
                 last.2.push(m);
@@ -349,7 +349,8 @@ impl Store {
     /// Lists tokens, optionally of one user.
     pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(
-            "SELECT t.id, t.name, u.name, p.name, t.roles, t.site, t.expires_at, t.revoked_at, t.last_used_at, t.created_at \
+            "SELECT t.id, t.name, u.name AS user_name, p.name AS project, t.roles, t.site, t.expires_at, t.revoked_at, \
+             t.last_used_at, t.created_at \
              FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
              WHERE ($1 IS NULL OR u.name = $1) ORDER BY t.created_at, t.id",
         )
@@ -359,16 +360,16 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(TokenRecord {
-                    id: col(r, 0)?,
-                    name: col(r, 1)?,
-                    user: col(r, 2)?,
-                    project: col(r, 3)?,
-                    roles: RoleSet::from_bits(col::<i64>(r, 4)? as u32),
-                    site: col(r, 5)?,
-                    expires_at: col(r, 6)?,
-                    revoked_at: col(r, 7)?,
-                    last_used_at: col(r, 8)?,
-                    created_at: col(r, 9)?,
+                    id: col(r, "id")?,
+                    name: col(r, "name")?,
+                    user: col(r, "user_name")?,
+                    project: col(r, "project")?,
+                    roles: RoleSet::from_bits(col::<i64>(r, "roles")? as u32),
+                    site: col(r, "site")?,
+                    expires_at: col(r, "expires_at")?,
+                    revoked_at: col(r, "revoked_at")?,
+                    last_used_at: col(r, "last_used_at")?,
+                    created_at: col(r, "created_at")?,
                 })
             })
             .collect()
@@ -378,8 +379,8 @@ impl Store {
     pub async fn authenticate(&self, secret: &str) -> Result<Result<AuthToken, TokenRefusal>> {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
-                    u.id, u.name, p.id, p.name, \
-                    (SELECT COUNT(*) FROM memberships m WHERE m.user_id = t.user_id AND m.project_id = t.project_id) \
+                    u.id AS user_id, u.name AS user_name, p.id AS project_id, p.name AS project, \
+                    (SELECT COUNT(*) FROM memberships m WHERE m.user_id = t.user_id AND m.project_id = t.project_id) AS member \
              FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
              WHERE t.hash = $1",
         )
@@ -389,28 +390,28 @@ impl Store {
         let Some(r) = row else {
             return Ok(Err(TokenRefusal::Unknown));
         };
-        let revoked: Option<i64> = col(&r, 5)?;
-        let expires_at: Option<i64> = col(&r, 4)?;
+        let revoked: Option<i64> = col(&r, "revoked_at")?;
+        let expires_at: Option<i64> = col(&r, "expires_at")?;
         if revoked.is_some() {
             return Ok(Err(TokenRefusal::Revoked));
         }
         if expires_at.is_some_and(|e| e <= now_ms()) {
             return Ok(Err(TokenRefusal::Expired));
         }
-        if col::<i64>(&r, 11)? == 0 {
+        if col::<i64>(&r, "member")? == 0 {
             return Ok(Err(TokenRefusal::NotAMember));
         }
         Ok(Ok(AuthToken {
-            token_id: col(&r, 0)?,
-            token_name: col(&r, 1)?,
-            roles: RoleSet::from_bits(col::<i64>(&r, 2)? as u32),
-            site: col(&r, 3)?,
+            token_id: col(&r, "id")?,
+            token_name: col(&r, "name")?,
+            roles: RoleSet::from_bits(col::<i64>(&r, "roles")? as u32),
+            site: col(&r, "site")?,
             expires_at,
-            created_at: col(&r, 6)?,
-            user_id: col(&r, 7)?,
-            user: col(&r, 8)?,
-            project_id: col(&r, 9)?,
-            project: col(&r, 10)?,
+            created_at: col(&r, "created_at")?,
+            user_id: col(&r, "user_id")?,
+            user: col(&r, "user_name")?,
+            project_id: col(&r, "project_id")?,
+            project: col(&r, "project")?,
         }))
     }
 }

@@ -8,26 +8,26 @@ use sqlx::any::AnyRow;
 use sqlx::Any;
 use std::path::Path;
 
-/// Columns of [`bundle_from_row`], in order.
-const BUNDLE_SELECT: &str = "SELECT b.id, p.name, b.size, b.status, u.name, b.created_at, b.hpc_sha256, \
+/// Columns of [`bundle_from_row`], by name.
+const BUNDLE_SELECT: &str = "SELECT b.id, p.name AS project, b.size, b.status, u.name AS uploaded_by, b.created_at, b.hpc_sha256, \
      b.hpc_reported_at, b.decided_by, b.decided_at, b.reason \
      FROM code_bundles b JOIN projects p ON p.id = b.project_id JOIN users u ON u.id = b.uploaded_by";
 
 fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
-    let id: String = col(r, 0)?;
-    let hpc: Option<String> = col(r, 6)?;
+    let id: String = col(r, "id")?;
+    let hpc: Option<String> = col(r, "hpc_sha256")?;
     Ok(CodeBundle {
         digests_match: hpc.as_deref() == Some(id.as_str()),
-        project: col(r, 1)?,
-        size: col(r, 2)?,
-        status: col::<String>(r, 3)?.parse().map_err(corrupt)?,
-        uploaded_by: col(r, 4)?,
-        created_at: fmt_ms(col(r, 5)?),
+        project: col(r, "project")?,
+        size: col(r, "size")?,
+        status: col::<String>(r, "status")?.parse().map_err(corrupt)?,
+        uploaded_by: col(r, "uploaded_by")?,
+        created_at: fmt_ms(col(r, "created_at")?),
         hpc_sha256: hpc,
         hpc_reported_at: col::<Option<i64>>(r, 7)?.map(fmt_ms),
-        decided_by: col(r, 8)?,
+        decided_by: col(r, "decided_by")?,
         decided_at: col::<Option<i64>>(r, 9)?.map(fmt_ms),
-        reason: col(r, 10)?,
+        reason: col(r, "reason")?,
         id,
     })
 }
@@ -58,7 +58,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound("project"))?;
-        col(&r, 0)
+        col(&r, "id")
     }
 
     /// Records an uploaded bundle. Returns the bundle and whether it is new (the same bytes
@@ -297,8 +297,8 @@ impl Store {
         .fetch_optional(&mut *tx.tx)
         .await?
         .ok_or(StoreError::NotFound("code bundle"))?;
-        let status: CodeStatus = col::<String>(&r, 0)?.parse().map_err(corrupt)?;
-        let hpc: Option<String> = col(&r, 1)?;
+        let status: CodeStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
+        let hpc: Option<String> = col(&r, "hpc_sha256")?;
         if status != CodeStatus::PendingApproval {
             return Err(StoreError::Conflict(format!(
                 "the code bundle is already {status}"
@@ -419,14 +419,14 @@ impl Store {
              WHERE c.project_id = b.project_id AND c.code_id = b.id \
              AND j.status NOT IN {terminal}) LIMIT 10000",
             terminal = TERMINAL.as_str()
-        )        )
+        ))
         .bind(before_ms)
         .fetch_all(&mut *tx.tx)
         .await?;
         let mut ids = Vec::new();
         for r in &rows {
-            let project_id: i64 = col(r, 0)?;
-            let id: String = col(r, 1)?;
+            let project_id: i64 = col(r, "project_id")?;
+            let id: String = col(r, "id")?;
             sqlx::query("DELETE FROM code_bundles WHERE project_id = $1 AND id = $2")
                 .bind(project_id)
                 .bind(id.as_str())

@@ -11,6 +11,7 @@ use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{JobEvent, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
+use sqlx::FromRow;
 
 /// Advisory lock key that orders event writers on PostgreSQL.
 const EVENT_ORDER_LOCK: i64 = 0x0068_7063_6576_656e;
@@ -24,23 +25,33 @@ pub struct EventFilter {
     pub site: Option<String>,
 }
 
-/// An event from columns seq, at, kind, from_status, to_status, actor, message.
+/// An event row, by column name (`seq, at, kind, from_status, to_status, actor, message`).
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    at: i64,
+    kind: String,
+    from_status: Option<String>,
+    to_status: Option<String>,
+    actor: String,
+    message: Option<String>,
+}
+
+/// An event of the job `job_id` from a row with the columns of an [`EventRow`].
 pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
-    let status = |i: usize| -> Result<Option<JobStatus>> {
-        col::<Option<String>>(r, i)?
-            .map(|s| s.parse())
-            .transpose()
-            .map_err(corrupt)
+    let r = EventRow::from_row(r)?;
+    let status = |s: Option<String>| -> Result<Option<JobStatus>> {
+        s.map(|s| s.parse()).transpose().map_err(corrupt)
     };
     Ok(JobEvent {
-        seq: col(r, 0)?,
+        seq: r.seq,
         job_id,
-        at: fmt_ms(col(r, 1)?),
-        kind: col(r, 2)?,
-        from_status: status(3)?,
-        to_status: status(4)?,
-        actor: col(r, 5)?,
-        message: col(r, 6)?,
+        at: fmt_ms(r.at),
+        kind: r.kind,
+        from_status: status(r.from_status)?,
+        to_status: status(r.to_status)?,
+        actor: r.actor,
+        message: r.message,
     })
 }
 
@@ -121,7 +132,7 @@ impl Store {
     /// workflow engine follows, resumable by `seq`.
     pub async fn project_events(&self, project_id: i64, f: &EventFilter) -> Result<Vec<JobEvent>> {
         let rows = sqlx::query(
-            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id \
+            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id AS job_id \
              FROM job_events e JOIN jobs j ON j.seq = e.job_seq \
              WHERE e.project_id = $1 AND e.seq > $2 AND j.deleted_at IS NULL \
              AND ($4 IS NULL OR j.site_id = (SELECT id FROM sites WHERE name = $4)) ORDER BY e.seq LIMIT $3",
@@ -132,7 +143,9 @@ impl Store {
         .bind(f.site.as_deref())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| event_from_row(r, col(r, 7)?)).collect()
+        rows.iter()
+            .map(|r| event_from_row(r, col(r, "job_id")?))
+            .collect()
     }
 }
 

@@ -7,14 +7,43 @@ use hpcsera_api_types::{Job, JobStatus, Operation, PendingOperation, SubJobState
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Any;
+use sqlx::FromRow;
 
-/// Columns of [`job_from_row`], in order.
-const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name, s.name, j.job_type, u.name, j.status, j.parameters, \
-     j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, j.batch_job_id, \
-     j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
+/// The columns of a [`JobRow`], by name.
+const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
+     j.status, j.parameters, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
+     j.batch_job_id, j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
      j.stdout_bytes, j.stderr_bytes \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
      JOIN users u ON u.id = j.owner_id";
+
+/// A job as stored, decoded by column name from [`JOB_SELECT`].
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    seq: i64,
+    id: String,
+    project: String,
+    site: String,
+    job_type: String,
+    owner: String,
+    status: String,
+    parameters: String,
+    metadata: Option<String>,
+    callback_url: Option<String>,
+    held: i64,
+    pending_op: Option<String>,
+    pending_op_at: Option<i64>,
+    pending_op_by: Option<String>,
+    batch_job_id: Option<String>,
+    exit_code: Option<i64>,
+    message: Option<String>,
+    sub_jobs: String,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+    stdout_bytes: i64,
+    stderr_bytes: i64,
+}
 
 /// About how much of a job listing's answer one page may hold (the jobs' parameters,
 /// metadata, messages and sub-job states); a page ends early past it, with a cursor.
@@ -97,47 +126,44 @@ enum Bind {
 }
 
 fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
-    let status: String = col(r, 6)?;
-    let params: String = col(r, 7)?;
-    let metadata: Option<String> = col(r, 8)?;
-    let pending_op: Option<String> = col(r, 11)?;
-    let sub_jobs: String = col(r, 17)?;
-    let pending_operation = match pending_op {
+    let r = JobRow::from_row(r)?;
+    let pending_operation = match r.pending_op {
         Some(op) => Some(PendingOperation {
             operation: op.parse().map_err(corrupt)?,
-            requested_at: fmt_ms(col::<Option<i64>>(r, 12)?.unwrap_or(0)),
-            requested_by: col::<Option<String>>(r, 13)?.unwrap_or_default(),
+            requested_at: fmt_ms(r.pending_op_at.unwrap_or(0)),
+            requested_by: r.pending_op_by.unwrap_or_default(),
         }),
         None => None,
     };
     let job = Job {
-        id: col(r, 1)?,
-        project: col(r, 2)?,
-        site: col(r, 3)?,
-        job_type: col(r, 4)?,
-        owner: col(r, 5)?,
-        status: status.parse().map_err(corrupt)?,
-        parameters: serde_json::from_str(&params).map_err(corrupt)?,
-        metadata: metadata
+        id: r.id,
+        project: r.project,
+        site: r.site,
+        job_type: r.job_type,
+        owner: r.owner,
+        status: r.status.parse().map_err(corrupt)?,
+        parameters: serde_json::from_str(&r.parameters).map_err(corrupt)?,
+        metadata: r
+            .metadata
             .map(|m| serde_json::from_str(&m))
             .transpose()
             .map_err(corrupt)?,
-        callback_url: col(r, 9)?,
-        held: col::<i64>(r, 10)? != 0,
+        callback_url: r.callback_url,
+        held: r.held != 0,
         pending_operation,
-        batch_job_id: col(r, 14)?,
-        exit_code: col::<Option<i64>>(r, 15)?.map(|c| c as i32),
-        message: col(r, 16)?,
-        sub_jobs: serde_json::from_str(&sub_jobs).map_err(corrupt)?,
-        created_at: fmt_ms(col(r, 18)?),
-        updated_at: fmt_ms(col(r, 19)?),
-        finished_at: col::<Option<i64>>(r, 20)?.map(fmt_ms),
+        batch_job_id: r.batch_job_id,
+        exit_code: r.exit_code.map(|c| c as i32),
+        message: r.message,
+        sub_jobs: serde_json::from_str(&r.sub_jobs).map_err(corrupt)?,
+        created_at: fmt_ms(r.created_at),
+        updated_at: fmt_ms(r.updated_at),
+        finished_at: r.finished_at.map(fmt_ms),
         output_bytes: hpcsera_api_types::OutputBytes {
-            stdout: col::<i64>(r, 21)?.max(0) as u64,
-            stderr: col::<i64>(r, 22)?.max(0) as u64,
+            stdout: r.stdout_bytes.max(0) as u64,
+            stderr: r.stderr_bytes.max(0) as u64,
         },
     };
-    Ok((col(r, 0)?, job))
+    Ok((r.seq, job))
 }
 
 impl Locked {
@@ -170,18 +196,27 @@ impl Store {
             "SELECT seq, status, held, deleted_at, pending_op FROM jobs WHERE id = $1 AND project_id = $2{}",
             self.for_update()
         );
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            seq: i64,
+            status: String,
+            held: i64,
+            deleted_at: Option<i64>,
+            pending_op: Option<String>,
+        }
         let r = sqlx::query(&sql)
             .bind(job_id)
             .bind(project_id)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or(StoreError::NotFound("job"))?;
+        let r = Row::from_row(&r)?;
         Ok(Locked {
-            seq: col(&r, 0)?,
-            status: col::<String>(&r, 1)?.parse().map_err(corrupt)?,
-            held: col::<i64>(&r, 2)? != 0,
-            deleted: col::<Option<i64>>(&r, 3)?.is_some(),
-            pending_op: col(&r, 4)?,
+            seq: r.seq,
+            status: r.status.parse().map_err(corrupt)?,
+            held: r.held != 0,
+            deleted: r.deleted_at.is_some(),
+            pending_op: r.pending_op,
         })
     }
 
@@ -205,7 +240,7 @@ impl Store {
         hash: &str,
     ) -> Result<Option<Job>> {
         let r = sqlx::query(
-            "SELECT k.request_hash, j.id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq \
+            "SELECT k.request_hash, j.id AS job_id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq \
              WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
         )
         .bind(project_id)
@@ -214,10 +249,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = r else { return Ok(None) };
-        if col::<String>(&r, 0)? != hash {
+        if col::<String>(&r, "request_hash")? != hash {
             return Err(StoreError::IdempotencyMismatch);
         }
-        let id: String = col(&r, 1)?;
+        let id: String = col(&r, "job_id")?;
         self.get_job(project_id, &id).await.map(Some)
     }
 

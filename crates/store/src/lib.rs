@@ -264,8 +264,10 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// Decodes a column, mapping errors into [`StoreError`].
-pub(crate) fn col<'r, T>(row: &'r AnyRow, idx: usize) -> Result<T>
+/// Decodes a column, by name (or by position in a one-column answer), mapping errors into
+/// [`StoreError`]. Rows of several columns are decoded by name (`col(r, "seq")`, or a
+/// `#[derive(sqlx::FromRow)]` struct), so that a new column never shifts the others.
+pub(crate) fn col<'r, T>(row: &'r AnyRow, idx: impl sqlx::ColumnIndex<AnyRow>) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {

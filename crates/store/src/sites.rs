@@ -99,7 +99,7 @@ impl Store {
     /// The sites the project sees, with the project's agent health and job type names there.
     pub async fn list_sites(&self, project_id: i64) -> Result<Vec<Site>> {
         let rows = sqlx::query(&format!(
-            "SELECT s.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name FROM sites s \
+            "SELECT s.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name AS job_type FROM sites s \
              LEFT JOIN site_agents a ON a.site_id = s.id AND a.project_id = $1 \
              LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = $1 \
              WHERE {VISIBLE} ORDER BY s.name, jt.name"
@@ -109,13 +109,13 @@ impl Store {
         .await?;
         let mut out: Vec<Site> = Vec::new();
         for r in &rows {
-            let name: String = col(r, 0)?;
+            let name: String = col(r, "name")?;
             if out.last().map(|s| &s.name) != Some(&name) {
                 out.push(Site {
                     name,
                     last_seen_at: col::<Option<i64>>(r, 1)?.map(fmt_ms),
-                    agent_version: col(r, 2)?,
-                    agent_host: col(r, 3)?,
+                    agent_version: col(r, "agent_version")?,
+                    agent_host: col(r, "agent_host")?,
                     job_types: Vec::new(),
                 });
             }
@@ -130,7 +130,7 @@ impl Store {
     /// has an agent or job types there, and one without a project for a site that has none.
     pub async fn list_site_projects(&self) -> Result<Vec<(Option<String>, Site)>> {
         let rows = sqlx::query(
-            "SELECT s.name, p.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name FROM sites s \
+            "SELECT s.name, p.name AS project, a.last_seen_at, a.agent_version, a.agent_host, jt.name AS job_type FROM sites s \
              LEFT JOIN (SELECT site_id, project_id FROM site_agents UNION SELECT site_id, project_id FROM job_types) sp \
              ON sp.site_id = s.id LEFT JOIN projects p ON p.id = sp.project_id \
              LEFT JOIN site_agents a ON a.site_id = s.id AND a.project_id = sp.project_id \
@@ -141,16 +141,16 @@ impl Store {
         .await?;
         let mut out: Vec<(Option<String>, Site)> = Vec::new();
         for r in &rows {
-            let name: String = col(r, 0)?;
-            let project: Option<String> = col(r, 1)?;
+            let name: String = col(r, "name")?;
+            let project: Option<String> = col(r, "project")?;
             if out.last().map(|(p, s)| (p, &s.name)) != Some((&project, &name)) {
                 out.push((
                     project,
                     Site {
                         name,
                         last_seen_at: col::<Option<i64>>(r, 2)?.map(fmt_ms),
-                        agent_version: col(r, 3)?,
-                        agent_host: col(r, 4)?,
+                        agent_version: col(r, "agent_version")?,
+                        agent_host: col(r, "agent_host")?,
                         job_types: Vec::new(),
                     },
                 ));
@@ -204,9 +204,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("site"))?;
-        let spec: Option<String> = col(&row, 1)?;
+        let spec: Option<String> = col(&row, "spec")?;
         let spec = spec.ok_or(StoreError::NotFound("job type"))?;
-        Ok((col(&row, 0)?, serde_json::from_str(&spec).map_err(corrupt)?))
+        Ok((
+            col(&row, "id")?,
+            serde_json::from_str(&spec).map_err(corrupt)?,
+        ))
     }
 }
 

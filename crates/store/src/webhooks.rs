@@ -67,12 +67,12 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
-                    id: col(r, 0)?,
-                    project_id: col(r, 1)?,
-                    job_seq: col(r, 2)?,
-                    event_seq: col(r, 3)?,
-                    url: col(r, 4)?,
-                    attempts: col(r, 5)?,
+                    id: col(r, "id")?,
+                    project_id: col(r, "project_id")?,
+                    job_seq: col(r, "job_seq")?,
+                    event_seq: col(r, "event_seq")?,
+                    url: col(r, "url")?,
+                    attempts: col(r, "attempts")?,
                 })
             })
             .collect()
@@ -93,16 +93,16 @@ impl Store {
     /// What a delivery announces: the event, the job as it is now, the project's name.
     pub async fn delivery_payload(&self, d: &DueDelivery) -> Result<(JobEvent, Job, String)> {
         let r = sqlx::query(
-            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id, p.name \
+            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id AS job_id, p.name AS project \
              FROM job_events e JOIN jobs j ON j.seq = e.job_seq JOIN projects p ON p.id = j.project_id WHERE e.seq = $1",
         )
         .bind(d.event_seq)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound("event"))?;
-        let job_id: String = col(&r, 7)?;
+        let job_id: String = col(&r, "job_id")?;
         let event = crate::events::event_from_row(&r, job_id.clone())?;
-        let project: String = col(&r, 8)?;
+        let project: String = col(&r, "project")?;
         let job = self.get_job_any(d.project_id, &job_id).await?;
         Ok((event, job, project))
     }
@@ -157,18 +157,18 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let status: String = col(r, 3)?;
+                let status: String = col(r, "status")?;
                 Ok(WebhookDelivery {
-                    id: col(r, 0)?,
-                    event_seq: col(r, 1)?,
-                    url: col(r, 2)?,
-                    attempts: col::<i64>(r, 4)? as u32,
+                    id: col(r, "id")?,
+                    event_seq: col(r, "event_seq")?,
+                    url: col(r, "url")?,
+                    attempts: col::<i64>(r, "attempts")? as u32,
                     last_status: col::<Option<i64>>(r, 5)?.map(|s| s as u16),
-                    last_error: col(r, 6)?,
-                    created_at: fmt_ms(col(r, 7)?),
+                    last_error: col(r, "last_error")?,
+                    created_at: fmt_ms(col(r, "created_at")?),
                     delivered_at: col::<Option<i64>>(r, 8)?.map(fmt_ms),
                     next_attempt_at: (status == "pending")
-                        .then(|| col::<i64>(r, 9))
+                        .then(|| col::<i64>(r, "next_attempt_at"))
                         .transpose()?
                         .map(fmt_ms),
                     status,
