@@ -266,6 +266,8 @@ async fn submit_follow_prints_the_output_in_order_and_exits_with_the_jobs_code()
     assert_eq!(r.stdout, "to stderr\n", "{r:?}");
     let r = run(&env, &["job", "wait", &id]).await;
     assert_eq!(r.code, 0, "{r:?}");
+    // The job the timed-out wait left running.
+    env.cancel_unfinished_jobs().await;
 }
 
 #[tokio::test]

@@ -746,7 +746,8 @@ async fn an_agent_restarted_after_its_jobs_were_lost_cancels_their_batch_jobs() 
 
 #[tokio::test]
 async fn a_test_that_ends_early_leaves_no_batch_job_behind() {
-    let env = Env::with_limits(SITE, &job_types(), 10).await;
+    let mut env = Env::with_limits(SITE, &job_types(), 10).await;
+    env.expect_leftover_batch_jobs();
     let id = submit(&env, "later", json!({})).await;
     let job = env
         .wait_for(

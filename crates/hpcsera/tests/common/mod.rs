@@ -111,6 +111,8 @@ pub struct Env {
     pub work: PathBuf,
     config: PathBuf,
     agent: Option<tokio::process::Child>,
+    /// The test leaves batch jobs on purpose (its end cancels them without failing it).
+    leftovers_expected: bool,
 }
 
 impl Env {
@@ -231,6 +233,7 @@ impl Env {
             work,
             config,
             agent: None,
+            leftovers_expected: false,
         };
         env.start_agent();
         let started = Instant::now();
@@ -375,6 +378,31 @@ impl Env {
 }
 
 impl Env {
+    /// Says that the test leaves batch jobs on purpose: its end cancels them without failing.
+    pub fn expect_leftover_batch_jobs(&mut self) {
+        self.leftovers_expected = true;
+    }
+
+    /// Cancels every job of the project that has not ended and waits until each has: the
+    /// way a test that leaves jobs running on purpose ends cleanly.
+    pub async fn cancel_unfinished_jobs(&self) {
+        let page = self
+            .client
+            .list_jobs(&hpcsera_client::JobQuery {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for j in page.jobs.iter().filter(|j| !j.status.is_terminal()) {
+            let _ = self
+                .client
+                .operation(&j.id, hpcsera_api_types::Operation::Cancel)
+                .await;
+            self.wait_for(&j.id, JobStatus::is_terminal, "ended").await;
+        }
+    }
+
     /// This test's batch jobs that are still pending or running: Slurm jobs whose work
     /// directory is below this test's work directory (other users of the same Slurm are never
     /// touched), or the local adapter's live processes. `(id, state)`.
@@ -428,8 +456,9 @@ impl Env {
 }
 
 /// The end of every test: the agent is stopped, then every batch job the test left is
-/// cancelled (on every path, a failing test too), and — unless the test failed already — the
-/// test fails when its queue does not become empty.
+/// cancelled (on every path, a failing test too). Unless the test failed already or said it
+/// leaves jobs ([`Env::expect_leftover_batch_jobs`]), it fails when it left any (after a
+/// short grace for jobs that are ending) or when its queue does not become empty.
 impl Drop for Env {
     fn drop(&mut self) {
         if let Some(c) = self.agent.as_mut() {
@@ -441,7 +470,12 @@ impl Drop for Env {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        let grace = Instant::now();
+        while !self.leftover_batch_jobs().is_empty() && grace.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let left = self.cancel_leftover_batch_jobs();
+        let strict = !self.leftovers_expected && !std::thread::panicking();
         if !left.is_empty() {
             eprintln!("the test left batch jobs; cancelled them: {left:?}");
         }
@@ -458,6 +492,9 @@ impl Drop for Env {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+        if strict && !left.is_empty() {
+            panic!("the test left batch jobs running (now cancelled): {left:?}");
         }
     }
 }
