@@ -181,6 +181,13 @@ impl Agent {
                     "cannot create the work directory {}",
                     cfg.work_dir.display()
                 )))?;
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(&cfg.work_dir) {
+                if m.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(work_dir = %cfg.work_dir.display(), mode = format!("{:o}", m.permissions().mode() & 0o7777),
+                        "the work directory is open to group or others; consider chmod 700");
+                }
+            }
         }
         let lock_path = cfg.work_dir.join(".hpcsera-agent.lock");
         let lock = std::fs::OpenOptions::new()

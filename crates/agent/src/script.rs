@@ -54,6 +54,14 @@ trap '__hpcsera_rc=$?; trap - EXIT; __hpcsera_exit "$__hpcsera_rc"' EXIT
 trap 'trap - EXIT; __hpcsera_exit 143; exit 143' TERM
 trap 'trap - EXIT; __hpcsera_exit 129; exit 129' HUP
 trap 'trap - EXIT; __hpcsera_exit 130; exit 130' INT
+# Where the batch system cannot carry the environment safely (PBS), it comes in a file of
+# NAME=value entries ended by NUL; each is exported verbatim (never evaluated).
+if [ -n "${HPCSERA_ENV_FILE:-}" ]; then
+    while IFS= read -r -d '' __hpcsera_kv; do
+        case "$__hpcsera_kv" in HPCSERA_*=*) export "$__hpcsera_kv" ;; esac
+    done <"$HPCSERA_ENV_FILE" || exit 1
+    unset __hpcsera_kv
+fi
 cd -- "${HPCSERA_WORK_DIR:?HPCSERA_WORK_DIR is not set}" || exit 1
 # ---- job script (from the agent's config) --------------------------------------------
 "#;

@@ -114,7 +114,7 @@ async fn pbs_submit_status_and_operations() {
     fake.program(
         "qsub",
         &format!(
-            "printf '%s' \"$HPCSERA_PARAM_x\" > '{}/env.txt'\n{}",
+            "cp \"$HPCSERA_ENV_FILE\" '{}/env.txt'\n{}",
             fake.path().display(),
             cat("pbs_qsub.txt")
         ),
@@ -132,9 +132,12 @@ async fn pbs_submit_status_and_operations() {
         fake.calls()[0],
         format!("qsub [-V] [-N] [hpcsera-j1-run] [-o] [{w}/run.out] [-e] [{w}/run.err] [--account=proj 42] [--time=00:10:00] [{w}/run.sh]")
     );
-    // The job's environment is the submit command's environment, values verbatim.
+    // The job's environment comes in the file qsub is told of, values verbatim.
     let env = std::fs::read_to_string(fake.path().join("env.txt")).unwrap();
-    assert_eq!(env, "a b; $(touch /tmp/x) `y`\n'\"");
+    assert_eq!(
+        env,
+        "HPCSERA_JOB_ID=j1\0HPCSERA_PARAM_x=a b; $(touch /tmp/x) `y`\n'\"\0"
+    );
 
     let ids = [
         "1234.pbs01",
@@ -424,6 +427,66 @@ async fn failing_commands_are_clear_errors() {
     .unwrap();
     let e = a.status_all(&refs(&["1"])).await.unwrap_err().to_string();
     assert!(e.contains("/nonexistent/squeue"), "{e}");
+}
+
+#[tokio::test]
+async fn pbs_never_carries_a_parameter_value_in_its_environment_list() {
+    // PBS turns the environment `qsub -V` exports into one comma-separated Variable_List;
+    // several PBS versions split values at commas. A value with ",NAME=val" must not set NAME.
+    let fake = Fake::new();
+    fake.program(
+        "qsub",
+        &format!(
+            "env > '{}/qsub-env.txt'
+{}",
+            fake.path().display(),
+            cat("pbs_qsub.txt")
+        ),
+    );
+    let a = fake.adapter(BatchPreset::Pbs);
+    let work = tempfile::tempdir().unwrap();
+    let mut req = request(work.path());
+    let evil = "a,EVIL=1,HPCSERA_JOB_ID=other\\,x";
+    req.env.push(("HPCSERA_PARAM_y".into(), evil.into()));
+    req.env
+        .push(("HPCSERA_WORK_DIR".into(), work.path().display().to_string()));
+    std::fs::write(
+        &req.script_path,
+        hpcsera_agent::script::render_text(
+            "printf '%s|' \"$HPCSERA_PARAM_x\" \"$HPCSERA_PARAM_y\" \"${EVIL-unset}\" \"$HPCSERA_JOB_ID\"",
+        ),
+    )
+    .unwrap();
+    assert_eq!(a.submit(&req).await.unwrap(), "1234.pbs01");
+    let qsub_env = std::fs::read_to_string(fake.path().join("qsub-env.txt")).unwrap();
+    assert!(
+        !qsub_env.contains("HPCSERA_PARAM_"),
+        "parameters are not in qsub's environment: {qsub_env}"
+    );
+    let file = qsub_env
+        .lines()
+        .find_map(|l| l.strip_prefix("HPCSERA_ENV_FILE="))
+        .expect("qsub gets the job's environment file");
+    let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The job (the rendered script, run as PBS would with only the file's path) sees every
+    // value verbatim and nothing else.
+    let out = std::process::Command::new("/bin/bash")
+        .arg(&req.script_path)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HPCSERA_ENV_FILE", file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("a b; $(touch /tmp/x) `y`\n'\"|{evil}|unset|j1|")
+    );
 }
 
 // ---- one status command per cycle -----------------------------------------------------

@@ -92,7 +92,14 @@ pub struct Client {
     base: url::Url,
     token: String,
     retry: Retry,
+    /// Largest response body read into memory (JSON, output, result files).
+    max_body_bytes: u64,
 }
+
+/// Default of [`Client::with_max_body_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Most bytes of an error response read (its JSON error, or text shown cut).
+const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,11 +175,20 @@ impl Client {
             base,
             token,
             retry: Retry::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         })
     }
 
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Reads response bodies of at most `max` bytes into memory; a larger one is an error
+    /// (read in chunks: the rest is never held). Code downloads stream to disk with their own
+    /// bound.
+    pub fn with_max_body_bytes(mut self, max: u64) -> Self {
+        self.max_body_bytes = max;
         self
     }
 
@@ -264,7 +280,7 @@ impl Client {
         body: Body<'_>,
     ) -> Result<T> {
         let resp = self.send(method, path, body, &[]).await?;
-        decode(resp).await
+        decode(resp, self.max_body_bytes).await
     }
 
     /// Who the token belongs to and what it may do.
@@ -301,7 +317,7 @@ impl Client {
                 &[("idempotency-key", key)],
             )
             .await?;
-        decode(resp).await
+        decode(resp, self.max_body_bytes).await
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {
@@ -452,11 +468,7 @@ impl Client {
             .ok_or_else(|| ClientError::Decode("no X-Next-Offset header".into()))?;
         let complete = header("x-output-complete").as_deref() == Some("true");
         let truncated = header("x-output-truncated").as_deref() == Some("true");
-        let data = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?
-            .to_vec();
+        let data = read_body(resp, self.max_body_bytes.min(max.saturating_add(1024))).await?;
         Ok(OutputChunk {
             data,
             next_offset,
@@ -479,11 +491,7 @@ impl Client {
     pub async fn get_result(&self, id: &str, name: &str) -> Result<Vec<u8>> {
         let path = format!("/job/{}/results/{}", seg(id), path_segs(name));
         let resp = self.send(Method::GET, &path, Body::None, &[]).await?;
-        Ok(resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?
-            .to_vec())
+        read_body(resp, self.max_body_bytes).await
     }
 
     // --- code bundles ---
@@ -495,7 +503,7 @@ impl Client {
             .send(Method::POST, "/code", Body::Bytes(tar_gz), &[])
             .await?;
         let created = resp.status() == StatusCode::CREATED;
-        Ok((decode(resp).await?, created))
+        Ok((decode(resp, self.max_body_bytes).await?, created))
     }
 
     /// A bundle's status: both digests, size, decision.
@@ -533,7 +541,16 @@ impl Client {
         let io_err = |e: std::io::Error| {
             ClientError::Decode(format!("cannot write {}: {e}", dest.display()))
         };
-        let mut file = std::fs::File::create(dest).map_err(io_err)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dest)
+                .map_err(io_err)?
+        };
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = resp
@@ -633,7 +650,7 @@ impl Client {
         let resp = self
             .send(Method::POST, &path, Body::Bytes(data), &[])
             .await?;
-        Ok(decode::<Len>(resp).await?.length)
+        Ok(decode::<Len>(resp, self.max_body_bytes).await?.length)
     }
 
     pub async fn put_result(&self, id: &str, name: &str, data: &[u8]) -> Result<ResultFile> {
@@ -641,7 +658,7 @@ impl Client {
         let resp = self
             .send(Method::PUT, &path, Body::Bytes(data), &[])
             .await?;
-        decode(resp).await
+        decode(resp, self.max_body_bytes).await
     }
 }
 
@@ -671,12 +688,44 @@ fn path_segs(s: &str) -> String {
     s.split('/').map(seg).collect::<Vec<_>>().join("/")
 }
 
-async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response, max: u64) -> Result<T> {
+    let bytes = read_body(resp, max).await?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// A response body of at most `max` bytes, read in chunks; a larger one is an error at the
+/// first chunk beyond (or at once when its `Content-Length` says so).
+async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>> {
+    let too_large =
+        || ClientError::Decode(format!("the server's answer is larger than {max} bytes"));
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Decode(e.to_string()))?
+    {
+        if data.len() as u64 + chunk.len() as u64 > max {
+            return Err(too_large());
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
+}
+
+/// At most `max` bytes of a body (the rest is not read); for error answers.
+async fn read_prefix(mut resp: reqwest::Response, max: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = (max as usize).saturating_sub(data.len());
+        data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if data.len() as u64 >= max {
+            break;
+        }
+    }
+    data
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
@@ -689,7 +738,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 
 async fn api_error(resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&read_prefix(resp, MAX_ERROR_BODY_BYTES).await).into_owned();
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(b) => ClientError::Api {
             status,

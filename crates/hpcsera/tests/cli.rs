@@ -281,6 +281,8 @@ async fn submit_follow_prints_the_output_in_order_and_exits_with_the_jobs_code()
     assert_eq!(r.stdout, "to stderr\n", "{r:?}");
     let r = run(&env, &["job", "wait", &id]).await;
     assert_eq!(r.code, 0, "{r:?}");
+    // The job the timed-out wait left running.
+    env.cancel_unfinished_jobs().await;
 }
 
 #[tokio::test]
@@ -550,6 +552,10 @@ async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     assert!(stderr.contains("goes on"), "{stderr}");
     assert!(!env.client.get_job(&id).await.unwrap().status.is_terminal());
     run(&env, &["job", "cancel", &id]).await;
+    // The agent must carry the cancel out before the test ends, or the batch job (waiting
+    // for its begin time) stays in the queue.
+    env.wait_for(&id, |s| s == JobStatus::Cancelled, "cancelled")
+        .await;
 }
 
 /// Starts a waiting command, sends it SIGINT (what Ctrl-C sends) once it printed the job's

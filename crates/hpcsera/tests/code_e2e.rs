@@ -545,4 +545,5 @@ async fn the_quarantine_keeps_only_pending_bundles_within_its_size_limit() {
     assert!(ok, "{out}");
     env.0.start_agent();
     env.wait_quarantine(&[]).await;
+    env.cancel_unfinished_jobs().await;
 }

@@ -743,3 +743,41 @@ async fn an_agent_stopped_past_its_lease_cancels_the_lost_jobs_batch_job_when_it
 async fn an_agent_restarted_after_its_jobs_were_lost_cancels_their_batch_jobs() {
     returning_agent_cleans_up(true).await;
 }
+
+#[tokio::test]
+async fn a_test_that_ends_early_leaves_no_batch_job_behind() {
+    let mut env = Env::with_limits(SITE, &job_types(), 10).await;
+    env.expect_leftover_batch_jobs();
+    let id = submit(&env, "later", json!({})).await;
+    let job = env
+        .wait_for(
+            &id,
+            |s| s == JobStatus::Submitted || s == JobStatus::Running,
+            "submitted",
+        )
+        .await;
+    let batch = job.batch_job_id.unwrap();
+    assert!(env.batch_job_active(&batch));
+    assert_eq!(env.leftover_batch_jobs().len(), 1);
+    let local_pid = std::fs::read_to_string(env.work.join(".local-batch").join(&batch).join("pid"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string));
+    // What a failing assertion would do: the test's set-up is dropped with the job queued.
+    drop(env);
+    if slurm() {
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "-o", "%T", "-j", &batch])
+            .output()
+            .unwrap();
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            state.is_empty() || state == "CANCELLED" || state == "COMPLETING",
+            "batch job {batch} of the dropped test is {state}"
+        );
+    } else {
+        let pid = local_pid.expect("the local batch job has a pid");
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|st| !st.contains(") Z "));
+        assert!(!alive, "the local batch job {pid} runs on");
+    }
+}

@@ -31,7 +31,12 @@
 //! | find | `squeue --noheader --states=all --format=%i\|%j --name={names}` | `qstat -f -F json -x` | `bjobs -a -json -o "jobid job_name"` |
 //!
 //! The job's environment (`HPCSERA_*`) is the submit command's process environment, which
-//! all three systems hand to the job (`--export=ALL`, `qsub -V`, bsub's default).
+//! Slurm and LSF hand to the job (`--export=ALL`, bsub's default). PBS is different: `qsub -V`
+//! folds the environment into one comma-separated `Variable_List`, and several PBS versions
+//! split values at commas (a value `a,NAME=x` would set `NAME`). So with the PBS preset the
+//! `HPCSERA_*` variables are written to `<job dir>/.hpcsera-env-<script>` (0600, `NAME=value`
+//! entries separated by NUL) and only its path reaches qsub, as `HPCSERA_ENV_FILE`; the
+//! script's header exports the entries verbatim (see [`crate::script`]).
 
 use super::exec::{display_argv, excerpt, failed, Exec};
 use super::parse::{self, OutputFormat, RawStatus, StateTable};
@@ -220,9 +225,58 @@ pub struct CommandAdapter {
     submit_options: Vec<String>,
     states: StateTable,
     exec: Exec,
+    /// Pass the job's environment in a file, not through the submit command's environment
+    /// (PBS; see the module docs).
+    env_file: bool,
     /// Ids this adapter was asked to cancel (so a job that vanished after `scancel` reads as
     /// cancelled, not failed with 143). In memory only.
     cancelled: Mutex<HashSet<String>>,
+}
+
+/// Writes a job's environment to `<dir of script>/.hpcsera-env-<script name>` (0600, written
+/// atomically): `NAME=value` entries, each ended by a NUL (values never hold one).
+fn write_env_file(
+    script: &Path,
+    env: &[(String, String)],
+) -> Result<std::path::PathBuf, BatchError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = script.parent().unwrap_or(Path::new("."));
+    let name = script
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = dir.join(format!(".hpcsera-env-{name}"));
+    let tmp = dir.join(format!(".hpcsera-env-{name}.tmp"));
+    let mut data = Vec::new();
+    for (k, v) in env {
+        if k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(BatchError::Invalid(format!(
+                "the environment variable {k:?} cannot be passed on"
+            )));
+        }
+        data.extend_from_slice(k.as_bytes());
+        data.push(b'=');
+        data.extend_from_slice(v.as_bytes());
+        data.push(0);
+    }
+    let io = |e: std::io::Error| {
+        BatchError::Invalid(format!(
+            "cannot write the job's environment file {}: {e}",
+            path.display()
+        ))
+    };
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(&data).and_then(|()| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(path)
 }
 
 impl CommandAdapter {
@@ -277,6 +331,7 @@ impl CommandAdapter {
                 cfg.command_timeout_seconds
                     .map_or(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs),
             ),
+            env_file: cfg.preset == BatchPreset::Pbs,
             cancelled: Mutex::new(HashSet::new()),
         })
     }
@@ -443,10 +498,16 @@ impl BatchAdapter for CommandAdapter {
                 lists: vec![("options", &options)],
             };
             let argv = expand(&self.templates.submit, &vars);
-            let out = self
-                .exec
-                .run_ok(&argv, &req.env, Some(&req.work_dir))
-                .await?;
+            let env = if self.env_file {
+                let file = write_env_file(&req.script_path, &req.env)?;
+                vec![(
+                    "HPCSERA_ENV_FILE".to_string(),
+                    path_str(&file, "environment file")?.to_string(),
+                )]
+            } else {
+                req.env.clone()
+            };
+            let out = self.exec.run_ok(&argv, &env, Some(&req.work_dir)).await?;
             parse::parse_submit(self.format, &out.stdout).map_err(|message| BatchError::Parse {
                 command: display_argv(&argv),
                 message,

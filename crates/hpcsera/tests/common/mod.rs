@@ -111,6 +111,8 @@ pub struct Env {
     pub work: PathBuf,
     config: PathBuf,
     agent: Option<tokio::process::Child>,
+    /// The test leaves batch jobs on purpose (its end cancels them without failing it).
+    leftovers_expected: bool,
 }
 
 impl Env {
@@ -231,6 +233,7 @@ impl Env {
             work,
             config,
             agent: None,
+            leftovers_expected: false,
         };
         env.start_agent();
         let started = Instant::now();
@@ -370,6 +373,128 @@ impl Env {
                 self.agent_log()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Env {
+    /// Says that the test leaves batch jobs on purpose: its end cancels them without failing.
+    pub fn expect_leftover_batch_jobs(&mut self) {
+        self.leftovers_expected = true;
+    }
+
+    /// Cancels every job of the project that has not ended and waits until each has: the
+    /// way a test that leaves jobs running on purpose ends cleanly.
+    pub async fn cancel_unfinished_jobs(&self) {
+        let page = self
+            .client
+            .list_jobs(&hpcsera_client::JobQuery {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for j in page.jobs.iter().filter(|j| !j.status.is_terminal()) {
+            let _ = self
+                .client
+                .operation(&j.id, hpcsera_api_types::Operation::Cancel)
+                .await;
+            self.wait_for(&j.id, JobStatus::is_terminal, "ended").await;
+        }
+    }
+
+    /// This test's batch jobs that are still pending or running: Slurm jobs whose work
+    /// directory is below this test's work directory (other users of the same Slurm are never
+    /// touched), or the local adapter's live processes. `(id, state)`.
+    pub fn leftover_batch_jobs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if slurm() {
+            let Ok(q) = std::process::Command::new("squeue")
+                .args(["-h", "-o", "%i|%T|%Z"])
+                .output()
+            else {
+                return out;
+            };
+            for line in String::from_utf8_lossy(&q.stdout).lines() {
+                let mut f = line.splitn(3, '|');
+                let (Some(id), Some(state), Some(dir)) = (f.next(), f.next(), f.next()) else {
+                    continue;
+                };
+                let done = matches!(state, "COMPLETED" | "COMPLETING" | "CANCELLED" | "FAILED");
+                if !done && Path::new(dir.trim()).starts_with(&self.work) {
+                    out.push((id.to_string(), state.to_string()));
+                }
+            }
+        } else if let Ok(rd) = std::fs::read_dir(self.work.join(".local-batch")) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if self.batch_job_active(&id) {
+                    out.push((id, "running".into()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Cancels this test's batch jobs (see [`Env::leftover_batch_jobs`]); returns them.
+    pub fn cancel_leftover_batch_jobs(&self) -> Vec<(String, String)> {
+        let left = self.leftover_batch_jobs();
+        for (id, _) in &left {
+            if slurm() {
+                let _ = std::process::Command::new("scancel").arg(id).status();
+            } else if let Some(pid) =
+                std::fs::read_to_string(self.work.join(".local-batch").join(id).join("pid"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<i32>().ok())
+            {
+                // The local adapter starts each job in a process group of its own.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        }
+        left
+    }
+}
+
+/// The end of every test: the agent is stopped, then every batch job the test left is
+/// cancelled (on every path, a failing test too). Unless the test failed already or said it
+/// leaves jobs ([`Env::expect_leftover_batch_jobs`]), it fails when it left any (after a
+/// short grace for jobs that are ending) or when its queue does not become empty.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(c) = self.agent.as_mut() {
+            let _ = c.start_kill();
+            for _ in 0..200 {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let grace = Instant::now();
+        while !self.leftover_batch_jobs().is_empty() && grace.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let left = self.cancel_leftover_batch_jobs();
+        let strict = !self.leftovers_expected && !std::thread::panicking();
+        if !left.is_empty() {
+            eprintln!("the test left batch jobs; cancelled them: {left:?}");
+        }
+        let started = Instant::now();
+        loop {
+            let still = self.leftover_batch_jobs();
+            if still.is_empty() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                if !std::thread::panicking() {
+                    panic!("batch jobs of this test are still queued: {still:?}");
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if strict && !left.is_empty() {
+            panic!("the test left batch jobs running (now cancelled): {left:?}");
         }
     }
 }
