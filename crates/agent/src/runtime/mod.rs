@@ -39,7 +39,7 @@
 //!
 //! The modules are `impl Agent` blocks over the state in `agent` and `job`; none
 //! imports another's methods, and the free helpers go one way only (steps and resume use
-//! output's, output and results use files'), so there is no import circle.
+//! output's, steps uses code's, output and results use files'), so there is no import circle.
 
 mod accept;
 mod agent;
