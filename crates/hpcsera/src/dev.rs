@@ -29,89 +29,15 @@ const USER: &str = "dev";
 const PROJECT: &str = "demo";
 const SITE: &str = "local";
 
-/// Example job types, for both the local adapter and Slurm.
-const JOB_TYPES: &str = r#"
-[[job_types]]
-name = "hello"
-description = "Greets someone from a batch job"
-
-[[job_types.parameters]]
-name = "who"
-type = "string"
-maxLength = 100
-default = "world"
-
-[[job_types.sub_jobs]]
-name = "greet"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "Hello, $HPCSERA_PARAM_who, from $(hostname)"
-"""
-
-[[job_types]]
-name = "sleep"
-description = "Sleeps, then exits with the given code (for trying cancel, hold, failures)"
-
-[[job_types.parameters]]
-name = "seconds"
-type = "integer"
-minimum = 0
-maximum = 3600
-default = 30
-
-[[job_types.parameters]]
-name = "exit_code"
-type = "integer"
-minimum = 0
-maximum = 255
-default = 0
-
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "sleeping $HPCSERA_PARAM_seconds s"
-sleep "$HPCSERA_PARAM_seconds"
-echo "done"
-exit "$HPCSERA_PARAM_exit_code"
-"""
-
-[[job_types]]
-name = "pipeline"
-description = "Stages input on the login node, computes in a batch job, collects a result file"
-
-[[job_types.parameters]]
-name = "n"
-type = "integer"
-minimum = 1
-maximum = 1000000
-default = 10
-
-[[job_types.sub_jobs]]
-name = "stage"
-kind = "login"
-command = ["/bin/mkdir", "-p", "results"]
-timeout_seconds = 60
-
-[[job_types.sub_jobs]]
-name = "compute"
-kind = "batch"
-script = """
-#!/bin/sh
-i=1; sum=0
-while [ "$i" -le "$HPCSERA_PARAM_n" ]; do sum=$((sum + i)); i=$((i + 1)); done
-echo "sum of 1..$HPCSERA_PARAM_n = $sum"
-echo "$sum" > results/sum.txt
-"""
-
-[[job_types.sub_jobs]]
-name = "collect"
-kind = "login"
-command = ["/bin/sh", "-c", "echo collected; ls -l results"]
-timeout_seconds = 60
-"#;
+/// Example job types, for both the local adapter and Slurm (the tests run them too).
+const JOB_TYPES: &str = concat!(
+    "\n",
+    include_str!("../fixtures/job_types/hello.toml"),
+    "\n",
+    include_str!("../fixtures/job_types/sleep.toml"),
+    "\n",
+    include_str!("../fixtures/job_types/pipeline.toml"),
+);
 
 fn slurm_works() -> bool {
     let ok = |cmd: &str, args: &[&str]| {
