@@ -469,15 +469,19 @@ fn write_file<R: Read>(
         .map_err(io(format!("cannot set the mode of {}", dest.display())))
 }
 
+/// The target a link entry names; `missing` when it names none.
+fn link_target(e: &Entry, missing: &str) -> Result<PathBuf, UnpackError> {
+    e.link_name
+        .clone()
+        .filter(|t| !t.as_os_str().is_empty())
+        .ok_or_else(|| unsafe_entry(&e.raw, missing))
+}
+
 /// A symlink whose target stays inside the directory (checked lexically here, and once
 /// more after unpacking by `verify_symlinks`).
 fn make_symlink(root: &Path, e: &Entry) -> Result<(), UnpackError> {
     let dest = root.join(&e.rel);
-    let target = e
-        .link_name
-        .clone()
-        .filter(|t| !t.as_os_str().is_empty())
-        .ok_or_else(|| unsafe_entry(&e.raw, "a symlink without a target"))?;
+    let target = link_target(e, "a symlink without a target")?;
     if target.is_absolute() {
         return Err(unsafe_entry(
             &e.raw,
@@ -503,11 +507,7 @@ fn make_symlink(root: &Path, e: &Entry) -> Result<(), UnpackError> {
 /// A hard link to a regular file unpacked before it, not through a symlink.
 fn make_hard_link(root: &Path, e: &Entry) -> Result<(), UnpackError> {
     let dest = root.join(&e.rel);
-    let target = e
-        .link_name
-        .clone()
-        .filter(|t| !t.as_os_str().is_empty())
-        .ok_or_else(|| unsafe_entry(&e.raw, "a hard link without a target"))?;
+    let target = link_target(e, "a hard link without a target")?;
     let src_rel = plain_relative(&target).filter(|p| !p.as_os_str().is_empty());
     let Some(src_rel) = src_rel else {
         return Err(unsafe_entry(
