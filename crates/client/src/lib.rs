@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
+pub use api::{Actor, DeliveryStatus, EventKind};
 pub use api::{
     AgentPoll, AgentPollReply, ErrorBody, FieldError, Job, JobEvent, JobEventList, JobList,
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,

@@ -3,7 +3,7 @@
 
 use crate::transition::{sql_status, LockedJob, WITH_AGENT};
 use crate::{col, corrupt, fmt_ms, now_ms, Backend, Result, Store, StoreError};
-use hpcsera_api_types::{Job, JobStatus, Operation, OutputStream, ResultFile};
+use hpcsera_api_types::{EventKind, Job, JobStatus, Operation, OutputStream, ResultFile};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
@@ -296,9 +296,9 @@ impl Store {
                 .await?;
         }
         let kind = if ok {
-            "operation_done"
+            EventKind::OperationDone
         } else {
-            "operation_failed"
+            EventKind::OperationFailed
         };
         let msg = match message {
             Some(m) => format!("{op}: {m}"),
@@ -349,7 +349,7 @@ impl Store {
             &mut tx.tx,
             seq,
             project_id,
-            "agent_cleanup",
+            EventKind::AgentCleanup,
             None,
             None,
             actor,
@@ -464,7 +464,7 @@ impl Store {
                 &mut tx.tx,
                 seq,
                 project_id,
-                "operation_done",
+                EventKind::OperationDone,
                 None,
                 None,
                 "server",

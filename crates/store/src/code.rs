@@ -24,9 +24,9 @@ fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
         uploaded_by: col(r, "uploaded_by")?,
         created_at: fmt_ms(col(r, "created_at")?),
         hpc_sha256: hpc,
-        hpc_reported_at: col::<Option<i64>>(r, 7)?.map(fmt_ms),
+        hpc_reported_at: col::<Option<i64>>(r, "hpc_reported_at")?.map(fmt_ms),
         decided_by: col(r, "decided_by")?,
-        decided_at: col::<Option<i64>>(r, 9)?.map(fmt_ms),
+        decided_at: col::<Option<i64>>(r, "decided_at")?.map(fmt_ms),
         reason: col(r, "reason")?,
         id,
     })

@@ -8,7 +8,7 @@
 //! transaction (the outbox), so no status change is missed by a restart.
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{JobEvent, JobStatus};
+use hpcsera_api_types::{EventKind, JobEvent, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
 use sqlx::FromRow;
@@ -47,10 +47,10 @@ pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
         seq: r.seq,
         job_id,
         at: fmt_ms(r.at),
-        kind: r.kind,
+        kind: r.kind.parse().map_err(corrupt)?,
         from_status: status(r.from_status)?,
         to_status: status(r.to_status)?,
-        actor: r.actor,
+        actor: r.actor.parse().map_err(corrupt)?,
         message: r.message,
     })
 }
@@ -62,7 +62,7 @@ impl Store {
         tx: &mut sqlx::Transaction<'static, Any>,
         job_seq: i64,
         project_id: i64,
-        kind: &str,
+        kind: EventKind,
         from: Option<JobStatus>,
         to: Option<JobStatus>,
         actor: &str,
@@ -84,7 +84,7 @@ impl Store {
         .bind(job_seq)
         .bind(project_id)
         .bind(now_ms())
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(from.map(JobStatus::as_str))
         .bind(to.map(JobStatus::as_str))
         .bind(actor)

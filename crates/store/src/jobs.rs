@@ -3,7 +3,7 @@
 use crate::transition::LockedJob;
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use futures_util::TryStreamExt;
-use hpcsera_api_types::{Job, JobStatus, Operation, PendingOperation, SubJobState};
+use hpcsera_api_types::{EventKind, Job, JobStatus, Operation, PendingOperation, SubJobState};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Any;
@@ -345,7 +345,7 @@ impl Store {
             &mut tx.tx,
             seq,
             new.project_id,
-            "created",
+            EventKind::Created,
             None,
             Some(status),
             new.actor,
@@ -587,7 +587,14 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         self.add_event(
-            &mut tx.tx, locked.seq, project_id, "updated", None, None, actor, None,
+            &mut tx.tx,
+            locked.seq,
+            project_id,
+            EventKind::Updated,
+            None,
+            None,
+            actor,
+            None,
         )
         .await?;
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
@@ -641,7 +648,7 @@ impl Store {
                 &mut tx.tx,
                 locked.seq,
                 project_id,
-                "operation_requested",
+                EventKind::OperationRequested,
                 None,
                 None,
                 actor,
@@ -674,7 +681,7 @@ impl Store {
                             &mut tx.tx,
                             locked.seq,
                             project_id,
-                            "operation_done",
+                            EventKind::OperationDone,
                             None,
                             None,
                             actor,
@@ -714,7 +721,7 @@ impl Store {
                 &mut tx.tx,
                 locked.seq,
                 project_id,
-                "deleted",
+                EventKind::Deleted,
                 None,
                 None,
                 actor,
