@@ -433,10 +433,7 @@ impl Store {
             .await?;
         }
         if deleted && to.is_terminal() {
-            sqlx::query("DELETE FROM jobs WHERE seq = $1")
-                .bind(seq)
-                .execute(&mut *tx.tx)
-                .await?;
+            crate::changes::remove_job(&mut tx.tx, seq).await?;
         }
         tx.commit().await?;
         Ok(Some(Expired { job_id: id, to }))

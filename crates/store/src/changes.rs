@@ -139,10 +139,7 @@ impl Store {
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
         if locked.deleted && to.is_terminal() {
             // The client deleted it while it ran; now that it has ended it goes for good.
-            sqlx::query("DELETE FROM jobs WHERE seq = $1")
-                .bind(locked.seq)
-                .execute(&mut *tx.tx)
-                .await?;
+            remove_job(&mut tx.tx, locked.seq).await?;
         }
         tx.commit().await?;
         Ok(job)
@@ -372,14 +369,20 @@ impl Store {
             )
             .await?;
         } else {
-            sqlx::query("DELETE FROM jobs WHERE seq = $1")
-                .bind(locked.seq)
-                .execute(&mut *tx.tx)
-                .await?;
+            remove_job(&mut tx.tx, locked.seq).await?;
         }
         tx.commit().await?;
         Ok(pending)
     }
+}
+
+/// Removes a job row (its events, output, results and deliveries cascade).
+pub(crate) async fn remove_job(tx: &mut sqlx::Transaction<'static, Any>, seq: i64) -> Result<()> {
+    sqlx::query("DELETE FROM jobs WHERE seq = $1")
+        .bind(seq)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn past(op: Operation) -> &'static str {

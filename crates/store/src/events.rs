@@ -7,7 +7,7 @@
 //! only place that inserts events). A status event queues the job's webhook in the same
 //! transaction (the outbox), so no status change is missed by a restart.
 
-use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
+use crate::{col, corrupt, fmt_ms, now_ms, Result, Store};
 use hpcsera_api_types::{EventKind, JobEvent, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
@@ -106,15 +106,7 @@ impl Store {
         job_id: &str,
         f: &EventFilter,
     ) -> Result<Vec<JobEvent>> {
-        let r = sqlx::query(
-            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        let job_seq: i64 = col(&r, 0)?;
+        let job_seq = self.visible_seq(project_id, job_id).await?;
         let rows = sqlx::query(
             "SELECT seq, at, kind, from_status, to_status, actor, message FROM job_events              WHERE job_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )

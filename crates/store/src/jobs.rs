@@ -286,21 +286,18 @@ impl Store {
 
     /// A job of the project (deleted jobs are not found).
     pub async fn get_job(&self, project_id: i64, job_id: &str) -> Result<Job> {
-        let r = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE j.id = $1 AND j.project_id = $2 AND j.deleted_at IS NULL"
-        ))
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        Ok(job_from_row(&r)?.1)
+        self.find_job(project_id, job_id, " AND j.deleted_at IS NULL")
+            .await
     }
 
     /// A job of the project, also when it was deleted while an agent held it (for webhooks).
     pub(crate) async fn get_job_any(&self, project_id: i64, job_id: &str) -> Result<Job> {
+        self.find_job(project_id, job_id, "").await
+    }
+
+    async fn find_job(&self, project_id: i64, job_id: &str, and: &str) -> Result<Job> {
         let r = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE j.id = $1 AND j.project_id = $2"
+            "{JOB_SELECT} WHERE j.id = $1 AND j.project_id = $2{and}"
         ))
         .bind(job_id)
         .bind(project_id)

@@ -243,7 +243,8 @@ impl Store {
         ))
     }
 
-    async fn visible_seq(&self, project_id: i64, job_id: &str) -> Result<i64> {
+    /// The internal sequence number of a visible (not deleted) job of the project.
+    pub(crate) async fn visible_seq(&self, project_id: i64, job_id: &str) -> Result<i64> {
         let r = sqlx::query(
             "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
         )
