@@ -4,7 +4,6 @@
 mod admin;
 mod agent_cmd;
 mod cli;
-mod code_cmd;
 mod dev;
 
 use anyhow::Context;
@@ -55,7 +54,7 @@ enum Command {
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Upload code bundles and follow their approval.
-    Code(code_cmd::CodeArgs),
+    Code(cli::code::CodeArgs),
 }
 
 /// Where the server keeps its data.
@@ -260,7 +259,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,
-            Command::Code(a) => code_cmd::run(a).await,
+            Command::Code(a) => cli::code::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::openapi::spec_json());
                 Ok(())
