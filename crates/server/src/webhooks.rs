@@ -8,7 +8,7 @@
 //! hpcsera, so it is not the SDK. Redirects are not followed, and the host and port must be
 //! on the allow-list at delivery time too.
 
-use crate::AppState;
+use crate::state::AppState;
 use hmac::{Hmac, Mac};
 use hpcsera_api_types::WebhookPayload;
 use hpcsera_store::{now_ms, DueDelivery};
@@ -179,7 +179,7 @@ pub async fn deliver_webhooks(state: AppState) {
 }
 
 async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
-    let cfg = &state.config;
+    let cfg = &state.config.webhooks;
     let host_ok = url::Url::parse(&d.url)
         .ok()
         .is_some_and(|u| callback_allowed(&cfg.callback_allow_hosts, &u));
@@ -243,9 +243,9 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
         Err(e) => (false, None, Some(format!("cannot reach the receiver: {e}"))),
     };
     let attempts = d.attempts + 1;
-    let retry_at = (!ok && attempts < i64::from(cfg.webhook_max_attempts)).then(|| {
+    let retry_at = (!ok && attempts < i64::from(cfg.max_attempts)).then(|| {
         let doubling = 1i64 << ((attempts.min(16) - 1) as u32);
-        let backoff = cfg.webhook_retry_base.as_millis() as i64 * doubling;
+        let backoff = cfg.retry_base.as_millis() as i64 * doubling;
         now_ms() + backoff.min(600_000)
     });
     if !ok {
