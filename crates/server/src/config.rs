@@ -43,6 +43,12 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where the bytes of a code bundle live: `<code_dir>/ab/abcdef…` (content-addressed; the
+/// admin commands delete files by the same rule).
+pub fn code_file_path(code_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    code_dir.join(id.get(..2).unwrap_or("_")).join(id)
+}
+
 const MIB: usize = 1024 * 1024;
 
 /// Sizes of what clients and agents send and what the server keeps.
@@ -130,8 +136,8 @@ impl Default for Leases {
 #[derive(Clone, Debug, Args)]
 pub struct Webhooks {
     /// A host that job callback URLs may point at (repeat for more; default: none): `host`
-    /// (the scheme's default port only), `host:port`, or `host:*` (any port). See
-    /// `webhooks::callback_allowed`.
+    /// (the scheme's default port only), `host:port`, or `host:*` (any port).
+    // Matched by `webhooks::callback_allowed`.
     #[arg(
         long = "callback-allow-host",
         env = "HPCSERA_CALLBACK_ALLOW_HOSTS",
@@ -193,7 +199,8 @@ impl Default for RateLimits {
 pub struct Connections {
     /// Most open client connections; at the cap the longest-idle one is closed to make room
     /// (0: the file limit, `ulimit -n`, less a quarter, at least 128, kept for the database
-    /// and files; see `serve::default_max_connections`).
+    /// and files).
+    // 0 becomes `serve::default_max_connections()` when the server starts.
     #[arg(long, env = "HPCSERA_MAX_CONNECTIONS", default_value_t = Connections::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, and how long a keep-alive

@@ -24,12 +24,6 @@ pub mod state;
 pub mod webhooks;
 
 pub use app::{router, Application};
-pub use config::ServerConfig;
+pub use config::{code_file_path, ServerConfig};
 pub use routes::spec_json;
 pub use state::AppState;
-
-/// Where the bytes of a code bundle live: `<code_dir>/ab/abcdef…` (content-addressed; the
-/// admin commands delete files by the same rule).
-pub fn code_file_path(code_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
-    code_dir.join(id.get(..2).unwrap_or("_")).join(id)
-}

@@ -73,7 +73,7 @@ pub async fn post_code(
             return Ok((StatusCode::OK, Json(b)).into_response());
         }
     }
-    let path = crate::code_file_path(&st.config.code_dir, &upload.id);
+    let path = crate::config::code_file_path(&st.config.code_dir, &upload.id);
     if let Some(parent) = path.parent() {
         private_dir(parent)
             .await
@@ -281,7 +281,7 @@ pub async fn get_code(
             return Err(ApiError::Conflict("the code bundle was rejected".into()))
         }
     }
-    let path = crate::code_file_path(&st.config.code_dir, &id);
+    let path = crate::config::code_file_path(&st.config.code_dir, &id);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

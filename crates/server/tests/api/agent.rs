@@ -844,7 +844,6 @@ async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
                 lease_seconds: 2,
                 claim_lease_seconds: 1,
                 reaper_interval: Duration::from_millis(100),
-                ..Default::default()
             },
             ..Default::default()
         },

@@ -5,7 +5,7 @@
 //! the store refuses the change once an agent has claimed the job. Never touches status.
 
 use super::checks::{check_callback, check_metadata, check_parameters_size, code_refs};
-use super::visible_job;
+use super::visible::visible_job;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JobId};
 use crate::state::AppState;

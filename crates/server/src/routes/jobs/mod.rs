@@ -10,6 +10,7 @@ mod checks;
 mod list;
 mod report;
 mod submit;
+mod visible;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AgentCaller, ApiJson, Caller, JobId};
@@ -22,15 +23,7 @@ use hpcsera_api_types::{ErrorBody, Job, JobUpdate, OperationRequest, Role};
 
 pub use list::*;
 pub use submit::*;
-
-/// Reads a job and hides it (404) when the token's site restriction excludes it.
-pub(crate) async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
-    let job = st.store.get_job(caller.0.project_id, id).await?;
-    if !caller.may_use_site(&job.site) {
-        return Err(ApiError::NotFound("job not found".into()));
-    }
-    Ok(job)
-}
+pub(crate) use visible::visible_job;
 
 /// A job: status, parameters, what happened. `GET_JobStatus` (clients) or `GET_Job` (agents).
 #[utoipa::path(get, path = "/api/v1/job/{jobId}", tag = "jobs",
