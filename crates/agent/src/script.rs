@@ -188,14 +188,21 @@ mod tests {
     fn sigterm_is_recorded_as_143() {
         let dir = tempfile::tempdir().unwrap();
         let r = render_batch_script(dir.path(), "run", "sleep 30 & wait").unwrap();
+        use std::os::unix::process::CommandExt;
+        // In its own process group, so that the script's `sleep` (which outlives the shell,
+        // as it would in a batch job until the batch system ends the job) is killed after.
         let mut child = std::process::Command::new(&r.path)
             .env("HPCSERA_EXIT_FILE", &r.exit_file)
             .env("HPCSERA_WORK_DIR", dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         child.wait().unwrap();
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         assert_eq!(read_exit_file(&r.exit_file), Some(143));
     }
 }

@@ -1,6 +1,7 @@
 //! Request and response bodies of the REST API (JSON, camelCase).
 
 use crate::jobtype::{FieldError, JobTypeSpec};
+use crate::kinds::{Actor, DeliveryStatus, EventKind};
 use crate::role::Role;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};
@@ -194,14 +195,12 @@ pub struct JobEvent {
     pub seq: i64,
     pub job_id: String,
     pub at: String,
-    /// `created`, `status`, `operation_requested`, `operation_done`, `updated`, `deleted`.
-    pub kind: String,
+    pub kind: EventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_status: Option<JobStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_status: Option<JobStatus>,
-    /// Who caused it: `user:NAME` (through a token), `agent:NAME`, `server`.
-    pub actor: String,
+    pub actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -402,8 +401,7 @@ pub struct WebhookDelivery {
     /// The event delivered (its `seq`).
     pub event_seq: i64,
     pub url: String,
-    /// `pending`, `delivered` or `failed` (gave up after the last retry).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<u16>,

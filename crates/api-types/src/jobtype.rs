@@ -144,6 +144,34 @@ pub fn is_code_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Checks a parameter's constraints for sense: a pattern that compiles, bounds in order and
+/// finite, an enum with values. The error names the constraint and the problem.
+fn check_kind(kind: &ParamKind) -> Result<(), (&'static str, String)> {
+    match kind {
+        ParamKind::String {
+            pattern: Some(pat), ..
+        } => compile_pattern(pat).map(|_| ()).map_err(|e| ("pattern", e)),
+        ParamKind::Integer {
+            minimum: Some(a),
+            maximum: Some(b),
+        } if a > b => Err(("minimum", "is greater than maximum".into())),
+        ParamKind::Number { minimum, maximum }
+            if minimum.is_some_and(|v| !v.is_finite())
+                || maximum.is_some_and(|v| !v.is_finite()) =>
+        {
+            Err(("minimum", "bounds must be finite".into()))
+        }
+        ParamKind::Number {
+            minimum: Some(a),
+            maximum: Some(b),
+        } if a > b => Err(("minimum", "is greater than maximum".into())),
+        ParamKind::Enum { values } if values.is_empty() => {
+            Err(("values", "must list at least one value".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl JobTypeSpec {
     /// Checks the job type itself: names, constraints that make sense, defaults that pass
     /// their own constraints. Field paths are relative to the job type.
@@ -170,47 +198,8 @@ impl JobTypeSpec {
                     format!("duplicate parameter {:?}", p.name),
                 ));
             }
-            match &p.kind {
-                ParamKind::String {
-                    pattern: Some(pat), ..
-                } => {
-                    if let Err(e) = compile_pattern(pat) {
-                        errs.push(FieldError::new(format!("{at}.pattern"), e));
-                    }
-                }
-                ParamKind::Integer {
-                    minimum: Some(a),
-                    maximum: Some(b),
-                } if a > b => {
-                    errs.push(FieldError::new(
-                        format!("{at}.minimum"),
-                        "is greater than maximum",
-                    ));
-                }
-                ParamKind::Number { minimum, maximum } => {
-                    if minimum.is_some_and(|v| !v.is_finite())
-                        || maximum.is_some_and(|v| !v.is_finite())
-                    {
-                        errs.push(FieldError::new(
-                            format!("{at}.minimum"),
-                            "bounds must be finite",
-                        ));
-                    } else if let (Some(a), Some(b)) = (minimum, maximum) {
-                        if a > b {
-                            errs.push(FieldError::new(
-                                format!("{at}.minimum"),
-                                "is greater than maximum",
-                            ));
-                        }
-                    }
-                }
-                ParamKind::Enum { values } if values.is_empty() => {
-                    errs.push(FieldError::new(
-                        format!("{at}.values"),
-                        "must list at least one value",
-                    ));
-                }
-                _ => {}
+            if let Err(problem) = check_kind(&p.kind) {
+                errs.push(FieldError::new(format!("{at}.{}", problem.0), problem.1));
             }
             if let Some(d) = &p.default {
                 if let Err(problem) = check_value(p, d) {
@@ -293,55 +282,20 @@ fn check_value(p: &ParamSpec, v: &Value) -> Result<(), String> {
             let s = v
                 .as_str()
                 .ok_or_else(|| format!("must be a string, not {}", kind_of(v)))?;
-            if s.contains('\0') {
-                return Err("contains a NUL character, which no command can receive".into());
-            }
-            if let Some(max) = max_length {
-                let n = s.chars().count();
-                if n > *max as usize {
-                    return Err(format!("is {n} characters long; at most {max} are allowed"));
-                }
-            }
-            if let Some(pat) = pattern {
-                let re = compile_pattern(pat)?;
-                if !re.is_match(s) {
-                    return Err(format!("does not match the pattern {pat:?}"));
-                }
-            }
-            Ok(())
+            check_string(s, pattern.as_deref(), *max_length)
         }
         ParamKind::Integer { minimum, maximum } => {
             let n = v
                 .as_i64()
                 .ok_or_else(|| format!("must be an integer, not {}", kind_of(v)))?;
-            if let Some(min) = minimum {
-                if n < *min {
-                    return Err(format!("is {n}; the minimum is {min}"));
-                }
-            }
-            if let Some(max) = maximum {
-                if n > *max {
-                    return Err(format!("is {n}; the maximum is {max}"));
-                }
-            }
-            Ok(())
+            check_range(n, *minimum, *maximum)
         }
         ParamKind::Number { minimum, maximum } => {
             let n = v
                 .as_f64()
                 .filter(|_| v.is_number())
                 .ok_or_else(|| format!("must be a number, not {}", kind_of(v)))?;
-            if let Some(min) = minimum {
-                if n < *min {
-                    return Err(format!("is {n}; the minimum is {min}"));
-                }
-            }
-            if let Some(max) = maximum {
-                if n > *max {
-                    return Err(format!("is {n}; the maximum is {max}"));
-                }
-            }
-            Ok(())
+            check_range(n, *minimum, *maximum)
         }
         ParamKind::Boolean => v
             .is_boolean()
@@ -367,6 +321,39 @@ fn check_value(p: &ParamSpec, v: &Value) -> Result<(), String> {
                 Err("must be a code bundle id (64 lower-case hex digits)".into())
             }
         }
+    }
+}
+
+/// A string parameter: no NUL (no command can receive one), at most `max` characters, and
+/// matching the whole `pattern`.
+fn check_string(s: &str, pattern: Option<&str>, max: Option<u32>) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err("contains a NUL character, which no command can receive".into());
+    }
+    if let Some(max) = max {
+        let n = s.chars().count();
+        if n > max as usize {
+            return Err(format!("is {n} characters long; at most {max} are allowed"));
+        }
+    }
+    if let Some(pat) = pattern {
+        if !compile_pattern(pat)?.is_match(s) {
+            return Err(format!("does not match the pattern {pat:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A number within its bounds (either may be absent).
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    n: T,
+    min: Option<T>,
+    max: Option<T>,
+) -> Result<(), String> {
+    match (min, max) {
+        (Some(min), _) if n < min => Err(format!("is {n}; the minimum is {min}")),
+        (_, Some(max)) if n > max => Err(format!("is {n}; the maximum is {max}")),
+        _ => Ok(()),
     }
 }
 

@@ -7,12 +7,14 @@
 pub mod bounds;
 pub mod dto;
 pub mod jobtype;
+pub mod kinds;
 pub mod role;
 pub mod status;
 
 pub use bounds::*;
 pub use dto::*;
 pub use jobtype::*;
+pub use kinds::{Actor, DeliveryStatus, EventKind};
 pub use role::{Role, RoleSet};
 pub use status::{JobStatus, Operation};
 

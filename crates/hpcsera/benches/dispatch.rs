@@ -55,7 +55,10 @@ async fn setup(job_types: serde_json::Value) -> Setup {
     let app = Application::build(
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            rate_limit_per_second: 0,
+            rate_limits: hpcsera_server::config::RateLimits {
+                rate_limit_per_second: 0,
+                ..Default::default()
+            },
             ..Default::default()
         },
         store,

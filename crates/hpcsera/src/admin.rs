@@ -234,11 +234,35 @@ async fn run_on(
     cmd: AdminCommand,
 ) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::User(UserCmd::Add {
+        AdminCommand::User(c) => user(store, c).await,
+        AdminCommand::Project(c) => project(store, c).await,
+        AdminCommand::Member(MemberCmd::Add { user, project }) => {
+            store.add_member(&user, &project).await?;
+            println!("{user} is a member of {project}");
+            Ok(())
+        }
+        AdminCommand::Member(MemberCmd::Remove { user, project }) => {
+            store.remove_member(&user, &project).await?;
+            println!("{user} is no longer a member of {project}");
+            Ok(())
+        }
+        AdminCommand::Token(c) => token(store, c).await,
+        AdminCommand::Prune {
+            jobs_older_than,
+            audit_older_than,
+        } => prune(store, jobs_older_than, audit_older_than).await,
+        AdminCommand::Site(c) => site(store, c).await,
+        AdminCommand::Code(c) => code(store, code_dir, c).await,
+    }
+}
+
+async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
+    match cmd {
+        UserCmd::Add {
             name,
             admin,
             password_stdin,
-        }) => {
+        } => {
             check_name("user", &name)?;
             let password = if password_stdin {
                 let mut line = String::new();
@@ -257,7 +281,7 @@ async fn run_on(
             store.create_user(&name, password.as_deref(), admin).await?;
             println!("user {name} added");
         }
-        AdminCommand::User(UserCmd::List) => {
+        UserCmd::List => {
             for u in store.list_users().await? {
                 println!(
                     "{}\t{}\t{}",
@@ -267,75 +291,44 @@ async fn run_on(
                 );
             }
         }
-        AdminCommand::Project(ProjectCmd::Add { name, description }) => {
+    }
+    Ok(())
+}
+
+async fn project(store: &Store, cmd: ProjectCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProjectCmd::Add { name, description } => {
             check_name("project", &name)?;
             store.create_project(&name, &description).await?;
             println!("project {name} added");
         }
-        AdminCommand::Project(ProjectCmd::WebhookSecret { name }) => {
+        ProjectCmd::WebhookSecret { name } => {
             println!("{}", store.webhook_secret(&name).await?);
         }
-        AdminCommand::Project(ProjectCmd::List) => {
+        ProjectCmd::List => {
             for (name, desc, members) in store.list_projects().await? {
                 println!("{name}\t{}\t{desc}", members.join(","));
             }
         }
-        AdminCommand::Member(MemberCmd::Add { user, project }) => {
-            store.add_member(&user, &project).await?;
-            println!("{user} is a member of {project}");
-        }
-        AdminCommand::Member(MemberCmd::Remove { user, project }) => {
-            store.remove_member(&user, &project).await?;
-            println!("{user} is no longer a member of {project}");
-        }
-        AdminCommand::Token(TokenCmd::Create {
+    }
+    Ok(())
+}
+
+async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create {
             user,
             project,
             roles,
             site,
             expires,
             name,
-        }) => {
-            let roles = if roles.trim() == "all" {
-                RoleSet::all()
-            } else {
-                RoleSet::parse_list(&roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))?
-            };
-            if let Some(s) = &site {
-                check_name("site", s)?;
-            }
-            let expires_at = expires
-                .as_deref()
-                .map(|e| parse_expiry(e, now_ms()))
-                .transpose()?;
-            let (rec, secret) = store
-                .create_token(&NewToken {
-                    user: &user,
-                    project: &project,
-                    name: &name,
-                    roles,
-                    site: site.as_deref(),
-                    expires_at,
-                })
-                .await?;
-            let role_names: Vec<&str> = rec.roles.iter().map(|r| r.as_str()).collect();
-            eprintln!(
-                "token {} for {user} in {project}: roles {}{}{}",
-                rec.id,
-                role_names.join(","),
-                rec.site.map(|s| format!(", site {s}")).unwrap_or_default(),
-                rec.expires_at
-                    .map(|e| format!(", expires {}", fmt_ms(e)))
-                    .unwrap_or_default(),
-            );
-            eprintln!("the secret is shown once; store it now:");
-            println!("{secret}");
-        }
-        AdminCommand::Token(TokenCmd::Revoke { id }) => {
+        } => create_token(store, &user, &project, &roles, site, expires, &name).await?,
+        TokenCmd::Revoke { id } => {
             store.revoke_token(&id, None).await?;
             println!("token {id} revoked");
         }
-        AdminCommand::Token(TokenCmd::List { user }) => {
+        TokenCmd::List { user } => {
             for t in store.list_tokens(user.as_deref()).await? {
                 let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
                 let state = if t.revoked_at.is_some() {
@@ -358,33 +351,88 @@ async fn run_on(
                 );
             }
         }
-        AdminCommand::Prune {
-            jobs_older_than,
-            audit_older_than,
-        } => {
-            if jobs_older_than.is_none() && audit_older_than.is_none() {
-                bail!("say what to prune: --jobs-older-than AGE and/or --audit-older-than AGE");
-            }
-            if let Some(age) = jobs_older_than {
-                let n = store
-                    .prune_jobs(now_ms() - parse_age("--jobs-older-than", &age)?)
-                    .await?;
-                println!("{n} finished jobs deleted");
-            }
-            if let Some(age) = audit_older_than {
-                let n = store
-                    .prune_audit(now_ms() - parse_age("--audit-older-than", &age)?)
-                    .await?;
-                println!("{n} audit records deleted");
-            }
-        }
-        AdminCommand::Site(SiteCmd::Add { name }) => {
+    }
+    Ok(())
+}
+
+/// Creates a token; the secret is printed once, as the last line of stdout.
+async fn create_token(
+    store: &Store,
+    user: &str,
+    project: &str,
+    roles: &str,
+    site: Option<String>,
+    expires: Option<String>,
+    name: &str,
+) -> anyhow::Result<()> {
+    let roles = if roles.trim() == "all" {
+        RoleSet::all()
+    } else {
+        RoleSet::parse_list(roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))?
+    };
+    if let Some(s) = &site {
+        check_name("site", s)?;
+    }
+    let expires_at = expires
+        .as_deref()
+        .map(|e| parse_expiry(e, now_ms()))
+        .transpose()?;
+    let (rec, secret) = store
+        .create_token(&NewToken {
+            user,
+            project,
+            name,
+            roles,
+            site: site.as_deref(),
+            expires_at,
+        })
+        .await?;
+    let role_names: Vec<&str> = rec.roles.iter().map(|r| r.as_str()).collect();
+    eprintln!(
+        "token {} for {user} in {project}: roles {}{}{}",
+        rec.id,
+        role_names.join(","),
+        rec.site.map(|s| format!(", site {s}")).unwrap_or_default(),
+        rec.expires_at
+            .map(|e| format!(", expires {}", fmt_ms(e)))
+            .unwrap_or_default(),
+    );
+    eprintln!("the secret is shown once; store it now:");
+    println!("{secret}");
+    Ok(())
+}
+
+async fn prune(
+    store: &Store,
+    jobs_older_than: Option<String>,
+    audit_older_than: Option<String>,
+) -> anyhow::Result<()> {
+    if jobs_older_than.is_none() && audit_older_than.is_none() {
+        bail!("say what to prune: --jobs-older-than AGE and/or --audit-older-than AGE");
+    }
+    if let Some(age) = jobs_older_than {
+        let n = store
+            .prune_jobs(now_ms() - parse_age("--jobs-older-than", &age)?)
+            .await?;
+        println!("{n} finished jobs deleted");
+    }
+    if let Some(age) = audit_older_than {
+        let n = store
+            .prune_audit(now_ms() - parse_age("--audit-older-than", &age)?)
+            .await?;
+        println!("{n} audit records deleted");
+    }
+    Ok(())
+}
+
+async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
+    match cmd {
+        SiteCmd::Add { name } => {
             check_name("site", &name)?;
             store.add_site(&name).await?;
             println!("site {name} added");
         }
-        AdminCommand::Code(c) => code(store, code_dir, c).await?,
-        AdminCommand::Site(SiteCmd::List) => {
+        SiteCmd::List => {
             for (project, s) in store.list_site_projects().await? {
                 println!(
                     "{}\tproject={}\tlast_seen={}\tagent={}\tjob_types={}",

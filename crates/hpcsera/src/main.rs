@@ -4,12 +4,11 @@
 mod admin;
 mod agent_cmd;
 mod cli;
-mod code_cmd;
 mod dev;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hpcsera_server::{Application, ServerConfig};
+use hpcsera_server::{config, Application, ServerConfig};
 use hpcsera_store::Store;
 use std::path::PathBuf;
 
@@ -55,7 +54,7 @@ enum Command {
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Upload code bundles and follow their approval.
-    Code(code_cmd::CodeArgs),
+    Code(cli::code::CodeArgs),
 }
 
 /// Where the server keeps its data.
@@ -109,54 +108,25 @@ impl DbArgs {
     }
 }
 
+/// `hpcsera server`: where to listen and where the data is; every other setting is a group
+/// of `ServerConfig` (its flags, defaults and floors are defined there, once).
 #[derive(Args)]
 struct ServerArgs {
     /// Address to listen on.
-    #[arg(long, env = "HPCSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "HPCSERA_LISTEN", default_value = hpcsera_server::config::DEFAULT_LISTEN)]
     listen: String,
     #[command(flatten)]
     db: DbArgs,
-    /// Largest accepted JSON request body, in bytes.
-    #[arg(long, env = "HPCSERA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    max_body_bytes: usize,
-    /// A host that job callback URLs may point at (repeat for more; default: none): `host`
-    /// (the scheme's default port only), `host:port`, or `host:*` (any port).
-    #[arg(
-        long = "callback-allow-host",
-        env = "HPCSERA_CALLBACK_ALLOW_HOSTS",
-        value_delimiter = ','
-    )]
-    callback_allow_hosts: Vec<String>,
-    /// How long an agent's lease on a job lasts after each poll or report, in seconds.
-    #[arg(long, env = "HPCSERA_LEASE_SECONDS", default_value_t = 300)]
-    lease_seconds: u64,
-    /// Most bytes kept of each output stream (stdout, stderr) of a job.
-    #[arg(long, env = "HPCSERA_MAX_OUTPUT_BYTES", default_value_t = 64 * 1024 * 1024)]
-    max_output_bytes: usize,
-    /// Largest result file a job may upload, in bytes.
-    #[arg(long, env = "HPCSERA_MAX_RESULT_BYTES", default_value_t = 10 * 1024 * 1024)]
-    max_result_bytes: usize,
-    /// Requests per second allowed per token, twice that in a burst (0: no limit).
-    #[arg(long, env = "HPCSERA_RATE_LIMIT", default_value_t = 100)]
-    rate_limit_per_second: u32,
-    /// Largest code bundle (tar.gz) accepted, in bytes.
-    #[arg(long, env = "HPCSERA_MAX_CODE_BYTES", default_value_t = 50 * 1024 * 1024)]
-    max_code_bytes: u64,
-    /// Failed authentications allowed per client address and minute before 429 (0: no limit).
-    #[arg(long, env = "HPCSERA_AUTH_FAILURES_PER_MINUTE", default_value_t = 60)]
-    auth_failures_per_minute: u32,
-    /// A reverse proxy (IP address) whose X-Forwarded-For names the client (repeat for more).
-    #[arg(
-        long = "trusted-proxy",
-        env = "HPCSERA_TRUSTED_PROXIES",
-        value_delimiter = ','
-    )]
-    trusted_proxies: Vec<std::net::IpAddr>,
-    /// Most open client connections; at the cap the longest-idle one is closed to make room
-    /// (0: the file limit, `ulimit -n`, less a quarter, at least 128, kept for the database
-    /// and files).
-    #[arg(long, env = "HPCSERA_MAX_CONNECTIONS", default_value_t = 0)]
-    max_connections: usize,
+    #[command(flatten)]
+    limits: config::Limits,
+    #[command(flatten)]
+    leases: config::Leases,
+    #[command(flatten)]
+    webhooks: config::Webhooks,
+    #[command(flatten)]
+    rate_limits: config::RateLimits,
+    #[command(flatten)]
+    connections: config::Connections,
 }
 
 fn init_logging(format: LogFormat) {
@@ -194,18 +164,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let store = args.db.open().await?;
     let config = ServerConfig {
         listen: args.listen.clone(),
-        max_body_bytes: args.max_body_bytes,
-        callback_allow_hosts: args.callback_allow_hosts,
-        lease_seconds: args.lease_seconds.max(10),
-        max_output_bytes: args.max_output_bytes,
-        max_result_bytes: args.max_result_bytes,
-        rate_limit_per_second: args.rate_limit_per_second,
-        max_code_bytes: args.max_code_bytes,
         code_dir: args.db.code_dir(),
-        auth_failures_per_minute: args.auth_failures_per_minute,
-        trusted_proxies: args.trusted_proxies,
-        max_connections: args.max_connections,
-        ..ServerConfig::default()
+        limits: args.limits,
+        leases: args.leases,
+        webhooks: args.webhooks,
+        rate_limits: args.rate_limits,
+        connections: args.connections,
     };
     let app = Application::build(config, store)
         .await
@@ -260,9 +224,9 @@ fn main() -> std::process::ExitCode {
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,
-            Command::Code(a) => code_cmd::run(a).await,
+            Command::Code(a) => cli::code::run(a).await,
             Command::Openapi => {
-                print!("{}", hpcsera_server::openapi::spec_json());
+                print!("{}", hpcsera_server::spec_json());
                 Ok(())
             }
             Command::Client(_) => Ok(()),

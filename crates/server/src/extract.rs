@@ -1,8 +1,13 @@
-//! Extractors whose rejections are [`ApiError`]s (JSON bodies naming the problem), and the
-//! bearer-token caller.
+//! Extractors whose rejections are [`ApiError`]s (JSON bodies naming the problem): JSON and
+//! raw bodies, the bearer-token [`Caller`] and [`AgentCaller`], and the path ids [`JobId`] and
+//! [`CodeId`].
+//!
+//! This is the one place that decides who a caller is (and whether it is an agent) and what
+//! a well-formed id looks like. It must never talk to the store beyond authenticating a token,
+//! nor decide what a caller may do with a job (handlers and the store do).
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -308,11 +313,111 @@ impl FromRequestParts<AppState> for AgentCaller {
     }
 }
 
-/// Parses a job id from the path: a UUID, else 400.
-pub fn job_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::bad_field("jobId", "is not a job id (a UUID)"))
+/// A job id: a UUID, kept hyphenated and lower-case. Built only by [`JobId::parse`], so a
+/// handler (or store call) that takes one never sees anything else ("parse, don't validate").
+/// As an extractor it reads the path parameter `{jobId}`; anything but a UUID is 400 naming
+/// `jobId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn parse(raw: &str) -> Result<JobId, ApiError> {
+        uuid::Uuid::parse_str(raw)
+            .map(|u| JobId(u.hyphenated().to_string()))
+            .map_err(|_| ApiError::bad_field("jobId", "is not a job id (a UUID)"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for JobId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        JobId::parse(&path_param(parts, state, "jobId").await?)
+    }
+}
+
+/// A code bundle id: the SHA-256 of the bundle as 64 lower-case hex digits. Built only by
+/// [`CodeId::parse`]; as an extractor it reads the path parameter `{codeId}`, anything else
+/// is 400 naming `codeId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeId(String);
+
+impl CodeId {
+    pub fn parse(raw: &str) -> Result<CodeId, ApiError> {
+        if hpcsera_api_types::is_code_id(raw) {
+            Ok(CodeId(raw.to_string()))
+        } else {
+            Err(ApiError::bad_field(
+                "codeId",
+                "is not a code bundle id (64 lower-case hex digits, the SHA-256 of the bundle)",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for CodeId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CodeId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        CodeId::parse(&path_param(parts, state, "codeId").await?)
+    }
+}
+
+/// The value of the route's path parameter `name` (percent-decoded); 400 naming it when the
+/// route has none or it is not UTF-8.
+async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<String, ApiError> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::bad_field(name, e.body_text()))?;
+    params
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .ok_or_else(|| ApiError::bad_field(name, "is missing from the path"))
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! The OpenAPI 3 description, generated from the handlers' annotations. A copy is checked
-//! in as `openapi.json` at the repository root; a test fails when the two differ.
+//! The OpenAPI document's frame: title, description, license, tags and the bearer scheme.
+//! The paths and schemas come from the route table (`routes`), which starts from this frame.
+//!
+//! A copy of the whole document is checked in as `openapi.json` at the repository root; a
+//! test fails when the two differ. This module must never list routes.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,37 +14,6 @@ use utoipa::{Modify, OpenApi};
         description = "A REST API that lets services use an HPC cluster as their backend. Jobs are instances of job types that a site's agent publishes; tokens carry roles (GET_JobStatus, UPDATE_JobStatus, GET_Job, POST_Code, GET_Code, POST_Job, UPDATE_Job, DELETE_Job) for one user and project.",
         license(name = "Apache-2.0")
     ),
-    paths(
-        crate::routes::post_job,
-        crate::routes::find_jobs_by_status,
-        crate::routes::update_by_operation,
-        crate::routes::get_job,
-        crate::routes::put_job,
-        crate::routes::delete_job,
-        crate::routes::job_events,
-        crate::routes::project_events,
-        crate::routes::job_deliveries,
-        crate::routes::read_output,
-        crate::routes::list_results,
-        crate::routes::get_result,
-        crate::routes::agent_poll,
-        crate::routes::operation_done,
-        crate::routes::agent_cleanup,
-        crate::routes::append_output,
-        crate::routes::put_result,
-        crate::routes::post_code,
-        crate::routes::list_code,
-        crate::routes::get_code,
-        crate::routes::code_status,
-        crate::routes::post_hpc_digest,
-        crate::routes::list_sites,
-        crate::routes::get_job_types,
-        crate::routes::put_job_types,
-        crate::routes::token_self,
-        crate::routes::healthz,
-        crate::routes::readyz,
-        crate::routes::metrics,
-    ),
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Submit, inspect, change and control jobs"),
@@ -52,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "system", description = "Health and metrics"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -71,9 +43,14 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The spec as pretty JSON (what `/api/v1/openapi.json` serves and the repository keeps).
-pub fn spec_json() -> String {
-    let mut doc = ApiDoc::openapi();
+/// The finished document as pretty JSON: this release's version, and the router's wildcard
+/// segments (`{*name}`, a relative path) written as OpenAPI's plain parameters (`{name}`).
+pub(crate) fn to_json(mut doc: utoipa::openapi::OpenApi) -> String {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .collect();
     doc.to_pretty_json().unwrap_or_else(|_| "{}".into()) + "\n"
 }

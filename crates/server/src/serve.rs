@@ -109,14 +109,9 @@ pub async fn serve(
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors or the like: wait a little instead of spinning.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            r = accept(&listener) => match r {
+                Some(x) => x,
+                None => continue,
             },
         };
         let conn = Arc::new(Conn {
@@ -124,38 +119,12 @@ pub async fn serve(
             last_active: AtomicU64::new(epoch.elapsed().as_millis() as u64),
             close: tokio::sync::Notify::new(),
         });
-        let id = {
-            let mut c = match conns.lock() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            if c.open.len() >= limits.max_connections {
-                let idlest = c
-                    .open
-                    .iter()
-                    .filter(|(_, k)| k.active.load(Ordering::SeqCst) == 0)
-                    .min_by_key(|(_, k)| k.last_active.load(Ordering::Relaxed))
-                    .map(|(id, _)| *id);
-                match idlest.and_then(|id| c.open.remove(&id)) {
-                    Some(victim) => victim.close.notify_one(),
-                    None => {
-                        drop(c);
-                        tasks.spawn(async move {
-                            let mut stream = stream;
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                stream.write_all(BUSY),
-                            )
-                            .await;
-                        });
-                        continue;
-                    }
-                }
-            }
-            c.next_id += 1;
-            let id = c.next_id;
-            c.open.insert(id, conn.clone());
-            id
+        let Some(id) = admit(&conns, &conn, limits.max_connections) else {
+            tasks.spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+            });
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -195,6 +164,42 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(());
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next connection; None after a failed accept (out of descriptors or the like), after
+/// a short wait so that the loop does not spin.
+async fn accept(listener: &TcpListener) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener.accept().await {
+        Ok(x) => Some(x),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot accept a connection");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Registers a new connection; its id. At the cap it first closes the connection idle the
+/// longest; None when every open connection is busy (the new one is to be refused).
+fn admit(conns: &Mutex<Conns>, conn: &Arc<Conn>, max: usize) -> Option<u64> {
+    let mut c = match conns.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    if c.open.len() >= max {
+        let idlest = c
+            .open
+            .iter()
+            .filter(|(_, k)| k.active.load(Ordering::SeqCst) == 0)
+            .min_by_key(|(_, k)| k.last_active.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        let victim = idlest.and_then(|id| c.open.remove(&id))?;
+        victim.close.notify_one();
+    }
+    c.next_id += 1;
+    let id = c.next_id;
+    c.open.insert(id, conn.clone());
+    Some(id)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! hpcsera, so it is not the SDK. Redirects are not followed, and the host and port must be
 //! on the allow-list at delivery time too.
 
-use crate::AppState;
+use crate::state::AppState;
 use hmac::{Hmac, Mac};
 use hpcsera_api_types::WebhookPayload;
 use hpcsera_store::{now_ms, DueDelivery};
@@ -94,46 +94,10 @@ pub async fn deliver_webhooks(state: AppState) {
         }
     };
     let mut changed = state.events.subscribe();
-    let mut running: tokio::task::JoinSet<(i64, String)> = tokio::task::JoinSet::new();
-    let mut in_flight: HashSet<i64> = HashSet::new();
-    let mut per_receiver: HashMap<String, usize> = HashMap::new();
+    let mut flight = InFlight::default();
     loop {
         changed.borrow_and_update();
-        let mut started = 0usize;
-        let room = MAX_IN_FLIGHT.saturating_sub(running.len());
-        if room > 0 {
-            // Enough rows to get past deliveries that wait for a busy receiver.
-            let want = (in_flight.len() + MAX_IN_FLIGHT * MAX_PER_RECEIVER * 4) as u32;
-            match state.store.due_deliveries(want).await {
-                Ok(due) => {
-                    for d in due {
-                        if running.len() >= MAX_IN_FLIGHT {
-                            break;
-                        }
-                        if in_flight.contains(&d.id) {
-                            continue;
-                        }
-                        let key = receiver_key(&d.url);
-                        let n = per_receiver.entry(key.clone()).or_default();
-                        if *n >= MAX_PER_RECEIVER {
-                            continue;
-                        }
-                        *n += 1;
-                        started += 1;
-                        in_flight.insert(d.id);
-                        let (state, http) = (state.clone(), http.clone());
-                        running.spawn(async move {
-                            let id = d.id;
-                            deliver(&state, &http, d).await;
-                            (id, key)
-                        });
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %crate::error::chain(&e), "cannot read due webhook deliveries")
-                }
-            }
-        }
+        let started = flight.start_due(&state, &http).await;
         let wait = match state.store.next_delivery_at().await {
             Ok(Some(at)) if at > now_ms() => {
                 Duration::from_millis((at - now_ms()).clamp(10, 30_000) as u64)
@@ -147,39 +111,93 @@ pub async fn deliver_webhooks(state: AppState) {
         tokio::select! {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(wait) => {}
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                let mut finished = vec![done];
-                while let Some(more) = running.try_join_next() {
-                    finished.push(more);
-                }
-                for r in finished {
-                    match r {
-                        Ok((id, key)) => {
-                            in_flight.remove(&id);
-                            if let Some(n) = per_receiver.get_mut(&key) {
-                                *n = n.saturating_sub(1);
-                                if *n == 0 {
-                                    per_receiver.remove(&key);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            // A delivery task panicked: forget the bookkeeping so nothing
-                            // stays blocked (the delivery is still pending and is retried).
-                            tracing::error!(error = %e, "a webhook delivery task failed");
-                            in_flight.clear();
-                            per_receiver.clear();
-                            running.abort_all();
-                        }
-                    }
+            Some(done) = flight.running.join_next(), if !flight.running.is_empty() => {
+                flight.finished(done);
+                while let Some(more) = flight.running.try_join_next() {
+                    flight.finished(more);
                 }
             }
         }
     }
 }
 
+/// The deliveries under way: their tasks, their ids (not handed out again while in flight)
+/// and how many go to each receiver.
+#[derive(Default)]
+struct InFlight {
+    running: tokio::task::JoinSet<(i64, String)>,
+    ids: HashSet<i64>,
+    per_receiver: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Starts the due deliveries there is room for; how many it started.
+    async fn start_due(&mut self, state: &AppState, http: &reqwest::Client) -> usize {
+        let room = MAX_IN_FLIGHT.saturating_sub(self.running.len());
+        if room == 0 {
+            return 0;
+        }
+        // Enough rows to get past deliveries that wait for a busy receiver.
+        let want = (self.ids.len() + MAX_IN_FLIGHT * MAX_PER_RECEIVER * 4) as u32;
+        let due = match state.store.due_deliveries(want).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %crate::error::chain(&e), "cannot read due webhook deliveries");
+                return 0;
+            }
+        };
+        let mut started = 0;
+        for d in due {
+            if self.running.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            if self.ids.contains(&d.id) {
+                continue;
+            }
+            let key = receiver_key(&d.url);
+            let n = self.per_receiver.entry(key.clone()).or_default();
+            if *n >= MAX_PER_RECEIVER {
+                continue;
+            }
+            *n += 1;
+            started += 1;
+            self.ids.insert(d.id);
+            let (state, http) = (state.clone(), http.clone());
+            self.running.spawn(async move {
+                let id = d.id;
+                deliver(&state, &http, d).await;
+                (id, key)
+            });
+        }
+        started
+    }
+
+    /// Forgets a delivery that ended.
+    fn finished(&mut self, done: Result<(i64, String), tokio::task::JoinError>) {
+        match done {
+            Ok((id, key)) => {
+                self.ids.remove(&id);
+                if let Some(n) = self.per_receiver.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.per_receiver.remove(&key);
+                    }
+                }
+            }
+            Err(e) => {
+                // A delivery task panicked: forget the bookkeeping so nothing stays blocked
+                // (the delivery is still pending and is retried).
+                tracing::error!(error = %e, "a webhook delivery task failed");
+                self.ids.clear();
+                self.per_receiver.clear();
+                self.running.abort_all();
+            }
+        }
+    }
+}
+
 async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
-    let cfg = &state.config;
+    let cfg = &state.config.webhooks;
     let host_ok = url::Url::parse(&d.url)
         .ok()
         .is_some_and(|u| callback_allowed(&cfg.callback_allow_hosts, &u));
@@ -223,12 +241,25 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
         Ok(b) => b,
         Err(_) => return,
     };
+    post_and_record(state, http, &d, &secret, body).await;
+}
+
+/// POSTs one signed delivery and records the attempt, with the next retry when it failed
+/// and attempts remain.
+async fn post_and_record(
+    state: &AppState,
+    http: &reqwest::Client,
+    d: &DueDelivery,
+    secret: &str,
+    body: Vec<u8>,
+) {
+    let cfg = &state.config.webhooks;
     let ts = now_ms() / 1000;
     let result = http
         .post(&d.url)
         .header("content-type", "application/json")
         .header("x-hpcsera-timestamp", ts.to_string())
-        .header("x-hpcsera-signature", signature(&secret, ts, &body))
+        .header("x-hpcsera-signature", signature(secret, ts, &body))
         .header("x-hpcsera-delivery", d.id.to_string())
         .body(body)
         .send()
@@ -243,9 +274,9 @@ async fn deliver(state: &AppState, http: &reqwest::Client, d: DueDelivery) {
         Err(e) => (false, None, Some(format!("cannot reach the receiver: {e}"))),
     };
     let attempts = d.attempts + 1;
-    let retry_at = (!ok && attempts < i64::from(cfg.webhook_max_attempts)).then(|| {
+    let retry_at = (!ok && attempts < i64::from(cfg.max_attempts)).then(|| {
         let doubling = 1i64 << ((attempts.min(16) - 1) as u32);
-        let backoff = cfg.webhook_retry_base.as_millis() as i64 * doubling;
+        let backoff = cfg.retry_base.as_millis() as i64 * doubling;
         now_ms() + backoff.min(600_000)
     });
     if !ok {

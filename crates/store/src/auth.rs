@@ -114,16 +114,8 @@ impl Store {
         .bind(i64::from(is_admin))
         .bind(now)
         .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(StoreError::from);
-        let row = match r {
-            Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "user {name:?} exists already"
-                )))
-            }
-            r => r?,
-        };
+        .await;
+        let row = exists_already(r, || format!("user {name:?} exists already"))?;
         tx.commit().await?;
         Ok(UserRecord {
             id: col(&row, 0)?,
@@ -184,16 +176,8 @@ impl Store {
         .bind(description)
         .bind(now_ms())
         .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(StoreError::from);
-        let row = match r {
-            Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "project {name:?} exists already"
-                )))
-            }
-            r => r?,
-        };
+        .await;
+        let row = exists_already(r, || format!("project {name:?} exists already"))?;
         tx.commit().await?;
         col(&row, 0)
     }
@@ -432,4 +416,12 @@ async fn user_and_project(
         .await?
         .ok_or(StoreError::NotFound("project"))?;
     Ok((col(&uid, 0)?, col(&pid, 0)?))
+}
+
+/// A unique-key violation of an insert as a conflict saying what exists already.
+fn exists_already<T>(r: Result<T, sqlx::Error>, what: impl FnOnce() -> String) -> Result<T> {
+    match r.map_err(StoreError::from) {
+        Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(what())),
+        r => r,
+    }
 }

@@ -24,9 +24,9 @@ fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
         uploaded_by: col(r, "uploaded_by")?,
         created_at: fmt_ms(col(r, "created_at")?),
         hpc_sha256: hpc,
-        hpc_reported_at: col::<Option<i64>>(r, 7)?.map(fmt_ms),
+        hpc_reported_at: col::<Option<i64>>(r, "hpc_reported_at")?.map(fmt_ms),
         decided_by: col(r, "decided_by")?,
-        decided_at: col::<Option<i64>>(r, 9)?.map(fmt_ms),
+        decided_at: col::<Option<i64>>(r, "decided_at")?.map(fmt_ms),
         reason: col(r, "reason")?,
         id,
     })
@@ -273,121 +273,29 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<CodeDecision> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "SELECT p.id FROM projects p JOIN memberships m ON m.project_id = p.id \
-             JOIN users u ON u.id = m.user_id WHERE p.name = $1 AND u.name = $2",
-        )
-        .bind(project)
-        .bind(user)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Invalid(vec![FieldError::new(
-                "user",
-                format!("{user:?} is not a member of project {project:?}"),
-            )])
-        })?;
-        let project_id: i64 = col(&r, 0)?;
-        let r = sqlx::query(&format!(
-            "SELECT status, hpc_sha256 FROM code_bundles WHERE project_id = $1 AND id = $2{}",
-            self.for_update()
-        ))
-        .bind(project_id)
-        .bind(id)
-        .fetch_optional(&mut *tx.tx)
-        .await?
-        .ok_or(StoreError::NotFound("code bundle"))?;
-        let status: CodeStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
-        let hpc: Option<String> = col(&r, "hpc_sha256")?;
-        if status != CodeStatus::PendingApproval {
-            return Err(StoreError::Conflict(format!(
-                "the code bundle is already {status}"
-            )));
-        }
-        if approve {
-            match hpc.as_deref() {
-                None => {
-                    return Err(StoreError::Conflict(
-                        "the site's agent has not reported its digest of this bundle yet; \
-                         approval binds the digest computed on the HPC side"
-                            .into(),
-                    ))
-                }
-                Some(h) if h != id => {
-                    return Err(StoreError::Conflict(format!(
-                        "the HPC-side digest {h} differs from the uploaded digest {id}; refusing to approve"
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
+        let project_id = self.member_project(&mut tx.tx, project, user).await?;
+        self.lock_decidable(&mut tx.tx, project_id, id, approve)
+            .await?;
         let to = if approve {
             CodeStatus::Approved
         } else {
             CodeStatus::Rejected
         };
-        let now = now_ms();
-        let actor = format!("user:{user}");
         sqlx::query(
             "UPDATE code_bundles SET status = $1, decided_by = $2, decided_at = $3, reason = $4 \
              WHERE project_id = $5 AND id = $6",
         )
         .bind(to.as_str())
         .bind(user)
-        .bind(now)
+        .bind(now_ms())
         .bind(reason)
         .bind(project_id)
         .bind(id)
         .execute(&mut *tx.tx)
         .await?;
-        let waiting = sqlx::query(&format!(
-            "SELECT j.seq FROM jobs j WHERE j.status = {awaiting} AND j.seq IN \
-             (SELECT c.job_seq FROM job_code c WHERE c.project_id = $1 AND c.code_id = $2) ORDER BY j.seq{}",
-            self.for_update(),
-            awaiting = sql_status(JobStatus::AwaitingApproval),
-        ))
-        .bind(project_id)
-        .bind(id)
-        .fetch_all(&mut *tx.tx)
-        .await?;
-        let mut jobs_changed = Vec::new();
-        for w in &waiting {
-            let seq: i64 = col(w, 0)?;
-            let (to_job, message) = if approve {
-                let r = sqlx::query(
-                    "SELECT COUNT(*) FROM job_code c JOIN code_bundles b \
-                     ON b.project_id = c.project_id AND b.id = c.code_id \
-                     WHERE c.job_seq = $1 AND b.status <> 'approved'",
-                )
-                .bind(seq)
-                .fetch_one(&mut *tx.tx)
-                .await?;
-                if col::<i64>(&r, 0)? > 0 {
-                    continue;
-                }
-                (JobStatus::Queued, format!("code bundle {id} approved"))
-            } else {
-                (
-                    JobStatus::Failed,
-                    format!(
-                        "code bundle {id} rejected: {}",
-                        reason.unwrap_or("no reason given")
-                    ),
-                )
-            };
-            let waiting = LockedJob {
-                seq,
-                project_id,
-                status: JobStatus::AwaitingApproval,
-            };
-            self.transition(&mut tx.tx, &waiting, to_job, &actor, Some(&message))
-                .await?;
-            let r = sqlx::query("SELECT id FROM jobs WHERE seq = $1")
-                .bind(seq)
-                .fetch_one(&mut *tx.tx)
-                .await?;
-            jobs_changed.push(col(&r, 0)?);
-        }
+        let jobs_changed = self
+            .decide_waiting_jobs(&mut tx.tx, project_id, id, approve, reason, user)
+            .await?;
         let delete_file = if approve {
             false
         } else {
@@ -405,6 +313,127 @@ impl Store {
             jobs_changed,
             delete_file,
         })
+    }
+
+    /// The id of `project` when `user` is a member of it (who may decide on its code).
+    async fn member_project(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project: &str,
+        user: &str,
+    ) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT p.id FROM projects p JOIN memberships m ON m.project_id = p.id \
+             JOIN users u ON u.id = m.user_id WHERE p.name = $1 AND u.name = $2",
+        )
+        .bind(project)
+        .bind(user)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Invalid(vec![FieldError::new(
+                "user",
+                format!("{user:?} is not a member of project {project:?}"),
+            )])
+        })?;
+        col(&r, 0)
+    }
+
+    /// Locks a bundle that waits for a decision; an approval also needs the HPC-side digest,
+    /// equal to the id (approval binds the digest computed on the cluster).
+    async fn lock_decidable(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project_id: i64,
+        id: &str,
+        approve: bool,
+    ) -> Result<()> {
+        let r = sqlx::query(&format!(
+            "SELECT status, hpc_sha256 FROM code_bundles WHERE project_id = $1 AND id = $2{}",
+            self.for_update()
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("code bundle"))?;
+        let status: CodeStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
+        let hpc: Option<String> = col(&r, "hpc_sha256")?;
+        if status != CodeStatus::PendingApproval {
+            return Err(StoreError::Conflict(format!(
+                "the code bundle is already {status}"
+            )));
+        }
+        match hpc.as_deref() {
+            _ if !approve => Ok(()),
+            None => Err(StoreError::Conflict(
+                "the site's agent has not reported its digest of this bundle yet; \
+                 approval binds the digest computed on the HPC side"
+                    .into(),
+            )),
+            Some(h) if h != id => Err(StoreError::Conflict(format!(
+                "the HPC-side digest {h} differs from the uploaded digest {id}; refusing to approve"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// After a decision on bundle `id`: waiting jobs whose bundles are now all approved become
+    /// `queued`; on a rejection every job waiting for it fails. Returns the ids of the jobs
+    /// that changed.
+    async fn decide_waiting_jobs(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project_id: i64,
+        id: &str,
+        approve: bool,
+        reason: Option<&str>,
+        user: &str,
+    ) -> Result<Vec<String>> {
+        let actor = format!("user:{user}");
+        let waiting = sqlx::query(&format!(
+            "SELECT j.seq, j.id FROM jobs j WHERE j.status = {awaiting} AND j.seq IN \
+             (SELECT c.job_seq FROM job_code c WHERE c.project_id = $1 AND c.code_id = $2) ORDER BY j.seq{}",
+            self.for_update(),
+            awaiting = sql_status(JobStatus::AwaitingApproval),
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut changed = Vec::new();
+        for w in &waiting {
+            let seq: i64 = col(w, "seq")?;
+            let (to, message) = if approve {
+                let r = sqlx::query(
+                    "SELECT COUNT(*) FROM job_code c JOIN code_bundles b \
+                     ON b.project_id = c.project_id AND b.id = c.code_id \
+                     WHERE c.job_seq = $1 AND b.status <> 'approved'",
+                )
+                .bind(seq)
+                .fetch_one(&mut **tx)
+                .await?;
+                if col::<i64>(&r, 0)? > 0 {
+                    continue;
+                }
+                (JobStatus::Queued, format!("code bundle {id} approved"))
+            } else {
+                let why = reason.unwrap_or("no reason given");
+                (
+                    JobStatus::Failed,
+                    format!("code bundle {id} rejected: {why}"),
+                )
+            };
+            let job = LockedJob {
+                seq,
+                project_id,
+                status: JobStatus::AwaitingApproval,
+            };
+            self.transition(tx, &job, to, &actor, Some(&message))
+                .await?;
+            changed.push(col(w, "id")?);
+        }
+        Ok(changed)
     }
 
     /// Retention: forgets bundles (pending or approved) uploaded before `before_ms` that no

@@ -7,8 +7,8 @@
 //! only place that inserts events). A status event queues the job's webhook in the same
 //! transaction (the outbox), so no status change is missed by a restart.
 
-use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{JobEvent, JobStatus};
+use crate::{col, corrupt, fmt_ms, now_ms, Result, Store};
+use hpcsera_api_types::{EventKind, JobEvent, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
 use sqlx::FromRow;
@@ -47,10 +47,10 @@ pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
         seq: r.seq,
         job_id,
         at: fmt_ms(r.at),
-        kind: r.kind,
+        kind: r.kind.parse().map_err(corrupt)?,
         from_status: status(r.from_status)?,
         to_status: status(r.to_status)?,
-        actor: r.actor,
+        actor: r.actor.parse().map_err(corrupt)?,
         message: r.message,
     })
 }
@@ -62,7 +62,7 @@ impl Store {
         tx: &mut sqlx::Transaction<'static, Any>,
         job_seq: i64,
         project_id: i64,
-        kind: &str,
+        kind: EventKind,
         from: Option<JobStatus>,
         to: Option<JobStatus>,
         actor: &str,
@@ -84,7 +84,7 @@ impl Store {
         .bind(job_seq)
         .bind(project_id)
         .bind(now_ms())
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(from.map(JobStatus::as_str))
         .bind(to.map(JobStatus::as_str))
         .bind(actor)
@@ -106,15 +106,7 @@ impl Store {
         job_id: &str,
         f: &EventFilter,
     ) -> Result<Vec<JobEvent>> {
-        let r = sqlx::query(
-            "SELECT seq FROM jobs WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
-        )
-        .bind(job_id)
-        .bind(project_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound("job"))?;
-        let job_seq: i64 = col(&r, 0)?;
+        let job_seq = self.visible_seq(project_id, job_id).await?;
         let rows = sqlx::query(
             "SELECT seq, at, kind, from_status, to_status, actor, message FROM job_events              WHERE job_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )

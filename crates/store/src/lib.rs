@@ -8,10 +8,12 @@
 mod agent;
 mod audit;
 mod auth;
+mod changes;
 mod code;
 mod events;
 mod jobs;
 mod migrate;
+mod output;
 mod retention;
 mod sites;
 #[cfg(test)]
@@ -20,12 +22,14 @@ mod transition;
 mod util;
 mod webhooks;
 
-pub use agent::{AgentRef, Claim, Expired, OutputSlice};
+pub use agent::{AgentRef, Claim, Expired};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
 pub use auth::{hash_token, AuthToken, NewToken, TokenRecord, TokenRefusal, UserRecord};
+pub use changes::{JobChange, StatusReport};
 pub use code::{CodeDecision, CodeRef};
 pub use events::EventFilter;
-pub use jobs::{JobChange, JobFilter, NewJobRecord, StatusReport, Submitted};
+pub use jobs::{JobFilter, NewJobRecord, Submitted};
+pub use output::OutputSlice;
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

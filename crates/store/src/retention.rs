@@ -10,44 +10,24 @@ const BATCH: i64 = 1000;
 impl Store {
     /// Deletes jobs that ended before `before` (Unix ms). Returns how many.
     pub async fn prune_jobs(&self, before: i64) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut tx = self.begin_write().await?;
-            let r = sqlx::query(&format!(
-                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL \
-                 AND finished_at < $1 AND status IN {terminal} LIMIT $2)",
-                terminal = TERMINAL.as_str()
-            ))
-            .bind(before)
-            .bind(BATCH)
-            .execute(&mut *tx.tx)
-            .await?;
-            tx.commit().await?;
-            total += r.rows_affected();
-            if r.rows_affected() < BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        let sql = format!(
+            "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL \
+             AND finished_at < $1 AND status IN {terminal} LIMIT $2)",
+            terminal = TERMINAL.as_str()
+        );
+        self.delete_in_batches(&sql, before).await
     }
 
-    /// Deletes audit records older than `before` (Unix ms). Returns how many.
+    /// Deletes audit records older than `before` (Unix ms), and the counts of failed
+    /// authentications of that age (few rows: one per minute, reason and peer). Returns how
+    /// many audit records went.
     pub async fn prune_audit(&self, before: i64) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut tx = self.begin_write().await?;
-            let r = sqlx::query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)")
-                .bind(before)
-                .bind(BATCH)
-                .execute(&mut *tx.tx)
-                .await?;
-            tx.commit().await?;
-            total += r.rows_affected();
-            if r.rows_affected() < BATCH as u64 {
-                break;
-            }
-        }
-        // The counts of failed authentications go by the same age (few rows: one per
-        // minute, reason and peer).
+        let total = self
+            .delete_in_batches(
+                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+                before,
+            )
+            .await?;
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM auth_failures WHERE minute < $1")
             .bind(before)
@@ -55,5 +35,24 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(total)
+    }
+
+    /// Runs `sql` (a DELETE of at most `$2` rows older than `$1`) one transaction at a time
+    /// until a batch deletes fewer than [`BATCH`] rows. Returns how many rows went.
+    async fn delete_in_batches(&self, sql: &str, before: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let r = sqlx::query(sql)
+                .bind(before)
+                .bind(BATCH)
+                .execute(&mut *tx.tx)
+                .await?;
+            tx.commit().await?;
+            total += r.rows_affected();
+            if r.rows_affected() < BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }

@@ -113,13 +113,14 @@ impl Store {
             if out.last().map(|s| &s.name) != Some(&name) {
                 out.push(Site {
                     name,
-                    last_seen_at: col::<Option<i64>>(r, 1)?.map(fmt_ms),
+                    last_seen_at: col::<Option<i64>>(r, "last_seen_at")?.map(fmt_ms),
                     agent_version: col(r, "agent_version")?,
                     agent_host: col(r, "agent_host")?,
                     job_types: Vec::new(),
                 });
             }
-            if let (Some(jt), Some(last)) = (col::<Option<String>>(r, 4)?, out.last_mut()) {
+            if let (Some(jt), Some(last)) = (col::<Option<String>>(r, "job_type")?, out.last_mut())
+            {
                 last.job_types.push(jt);
             }
         }
@@ -148,14 +149,16 @@ impl Store {
                     project,
                     Site {
                         name,
-                        last_seen_at: col::<Option<i64>>(r, 2)?.map(fmt_ms),
+                        last_seen_at: col::<Option<i64>>(r, "last_seen_at")?.map(fmt_ms),
                         agent_version: col(r, "agent_version")?,
                         agent_host: col(r, "agent_host")?,
                         job_types: Vec::new(),
                     },
                 ));
             }
-            if let (Some(jt), Some((_, last))) = (col::<Option<String>>(r, 5)?, out.last_mut()) {
+            if let (Some(jt), Some((_, last))) =
+                (col::<Option<String>>(r, "job_type")?, out.last_mut())
+            {
                 last.job_types.push(jt);
             }
         }
@@ -179,7 +182,7 @@ impl Store {
         }
         let mut out = Vec::new();
         for r in &rows {
-            if let Some(spec) = col::<Option<String>>(r, 1)? {
+            if let Some(spec) = col::<Option<String>>(r, "spec")? {
                 out.push(serde_json::from_str(&spec).map_err(corrupt)?);
             }
         }

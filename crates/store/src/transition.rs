@@ -7,7 +7,7 @@
 //! crate finds this file (and the code bundles' own status, which is not a job's).
 
 use crate::{now_ms, Result, Store, StoreError};
-use hpcsera_api_types::JobStatus;
+use hpcsera_api_types::{EventKind, JobStatus};
 use sqlx::Any;
 use std::sync::LazyLock;
 
@@ -83,7 +83,7 @@ impl Store {
             tx,
             job.seq,
             job.project_id,
-            "status",
+            EventKind::Status,
             Some(from),
             Some(to),
             actor,

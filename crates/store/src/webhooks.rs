@@ -2,7 +2,7 @@
 //! announce, and a signing secret per project.
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{Job, JobEvent, WebhookDelivery};
+use hpcsera_api_types::{DeliveryStatus, Job, JobEvent, WebhookDelivery};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -25,10 +25,10 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound("project"))?;
-        if let Some(s) = col::<Option<String>>(&r, 1)? {
+        if let Some(s) = col::<Option<String>>(&r, "webhook_secret")? {
             return Ok(s);
         }
-        let id: i64 = col(&r, 0)?;
+        let id: i64 = col(&r, "id")?;
         let secret: String = rand::thread_rng()
             .sample_iter(&Alphanumeric)
             .take(40)
@@ -48,7 +48,7 @@ impl Store {
             .fetch_one(&mut *tx.tx)
             .await?;
         tx.commit().await?;
-        col::<Option<String>>(&r, 0)?.ok_or_else(|| corrupt("webhook secret vanished"))
+        col::<Option<String>>(&r, "id")?.ok_or_else(|| corrupt("webhook secret vanished"))
     }
 
     /// Deliveries due now: for each job only its oldest pending one, so a receiver sees a
@@ -118,18 +118,18 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let status = if ok {
-            "delivered"
+            DeliveryStatus::Delivered
         } else if retry_at.is_some() {
-            "pending"
+            DeliveryStatus::Pending
         } else {
-            "failed"
+            DeliveryStatus::Failed
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, last_error = $3, \
              next_attempt_at = $4, delivered_at = $5 WHERE id = $6",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(http_status.map(i64::from))
         .bind(error)
         .bind(retry_at.unwrap_or(now))
@@ -157,17 +157,18 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let status: String = col(r, "status")?;
+                let status: DeliveryStatus =
+                    col::<String>(r, "status")?.parse().map_err(corrupt)?;
                 Ok(WebhookDelivery {
                     id: col(r, "id")?,
                     event_seq: col(r, "event_seq")?,
                     url: col(r, "url")?,
                     attempts: col::<i64>(r, "attempts")? as u32,
-                    last_status: col::<Option<i64>>(r, 5)?.map(|s| s as u16),
+                    last_status: col::<Option<i64>>(r, "last_status")?.map(|s| s as u16),
                     last_error: col(r, "last_error")?,
                     created_at: fmt_ms(col(r, "created_at")?),
-                    delivered_at: col::<Option<i64>>(r, 8)?.map(fmt_ms),
-                    next_attempt_at: (status == "pending")
+                    delivered_at: col::<Option<i64>>(r, "delivered_at")?.map(fmt_ms),
+                    next_attempt_at: (status == DeliveryStatus::Pending)
                         .then(|| col::<i64>(r, "next_attempt_at"))
                         .transpose()?
                         .map(fmt_ms),

@@ -24,7 +24,7 @@ pub fn read_file(path: &Path) -> CliResult<Map<String, Value>> {
 
 /// A code bundle given as `-p key=@path`: pushes it and returns its digest.
 async fn code_bundle(client: &hpcsera_client::Client, name: &str, path: &str) -> CliResult<String> {
-    let digest = crate::code_cmd::push_path(client, std::path::Path::new(path))
+    let digest = super::code::push_path(client, std::path::Path::new(path))
         .await
         .map_err(|e| CliError::other(format!("-p {name}=@{path}: {e:#}")))?;
     eprintln!("pushed {path} as code bundle {digest}");

@@ -2,7 +2,7 @@
 //! following its output (by offset: every byte once, in order, across reconnects).
 
 use super::{exit, is_transient, CliError, CliResult};
-use hpcsera_client::{Client, ClientError, Job, JobStatus, Operation, OutputStream};
+use hpcsera_client::{Client, ClientError, EventKind, Job, JobStatus, Operation, OutputStream};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -186,11 +186,13 @@ async fn watch(client: &Client, id: &str, progress: &mut Progress) -> CliResult<
         };
         for e in events {
             after = after.max(e.seq);
-            match e.kind.as_str() {
-                "deleted" => return Err(CliError::other(format!("job {id} was deleted"))),
-                "operation_requested" | "operation_done" | "operation_failed" => {
+            match e.kind {
+                EventKind::Deleted => return Err(CliError::other(format!("job {id} was deleted"))),
+                EventKind::OperationRequested
+                | EventKind::OperationDone
+                | EventKind::OperationFailed => {
                     if let Some(m) = &e.message {
-                        progress.note(&format!("{}: {m}", e.kind.replace('_', " ")));
+                        progress.note(&format!("{}: {m}", e.kind.as_str().replace('_', " ")));
                     }
                 }
                 _ => {}

@@ -155,9 +155,15 @@ impl Env {
             ServerConfig {
                 listen: "127.0.0.1:0".into(),
                 code_dir: code_dir.clone(),
-                rate_limit_per_second: 0,
-                lease_seconds: opts.lease_seconds,
-                reaper_interval: Duration::from_millis(500),
+                rate_limits: hpcsera_server::config::RateLimits {
+                    rate_limit_per_second: 0,
+                    ..Default::default()
+                },
+                leases: hpcsera_server::config::Leases {
+                    lease_seconds: opts.lease_seconds,
+                    reaper_interval: Duration::from_millis(500),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             store.clone(),

@@ -3,13 +3,14 @@
 //!
 //! Approval is not here: no token role grants it. A member of the project decides out of
 //! band (`hpcsera admin code approve|reject`, later the web UI) through
-//! `Store::decide_bundle`.
+//! `Store::decide_bundle`. This module must never unpack a bundle, nor serve the bytes of one
+//! that is rejected, nor of a pending one to anyone but an agent whose site awaits it.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{AgentCaller, ApiJson, Caller};
-use crate::AppState;
+use crate::extract::{AgentCaller, ApiJson, Caller, CodeId};
+use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,18 +21,6 @@ use hpcsera_api_types::{
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
-
-/// Parses a code bundle id from the path: 64 lower-case hex digits, else 400.
-fn code_id(raw: &str) -> ApiResult<String> {
-    if is_code_id(raw) {
-        Ok(raw.to_string())
-    } else {
-        Err(ApiError::bad_field(
-            "codeId",
-            "is not a code bundle id (64 lower-case hex digits, the SHA-256 of the bundle)",
-        ))
-    }
-}
 
 /// Removes a temporary upload file unless it was moved into place.
 struct TempFile(Option<PathBuf>);
@@ -75,12 +64,45 @@ pub async fn post_code(
     req: Request,
 ) -> ApiResult<Response> {
     caller.require(Role::PostCode)?;
-    let max = st.config.max_code_bytes;
-    let too_large = || {
-        ApiError::PayloadTooLarge(format!(
-            "the code bundle is larger than this server accepts ({max} bytes)"
-        ))
+    check_content_type(&req)?;
+    let upload = receive(&st, req).await?;
+    let project_id = caller.0.project_id;
+    if let Ok(b) = st.store.get_bundle(project_id, &upload.id).await {
+        if b.status == CodeStatus::Rejected {
+            // Rejected bytes are not kept (retention), and re-uploading does not revive them.
+            return Ok((StatusCode::OK, Json(b)).into_response());
+        }
+    }
+    let path = crate::config::code_file_path(&st.config.code_dir, &upload.id);
+    if let Some(parent) = path.parent() {
+        private_dir(parent)
+            .await
+            .map_err(|e| internal("cannot create the code directory", e))?;
+    }
+    let (bundle, created) = st
+        .store
+        .create_bundle(project_id, &upload.id, upload.size as i64, caller.0.user_id)
+        .await?;
+    // The file goes in place only after the row committed: a rejection or prune in another
+    // project deletes the same bytes only while no row keeps them (under the same lock), so a
+    // file found or put here now stays. Replacing an existing file with the same bytes is
+    // harmless (readers keep their open file).
+    let id = upload.id.clone();
+    upload.place(&path).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
+    let mut resp = (status, Json(bundle)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/code/{id}", hpcsera_api_types::API_BASE)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// 415 unless the body is sent as a tar.gz or as plain bytes.
+fn check_content_type(req: &Request) -> ApiResult<()> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -92,14 +114,48 @@ pub async fn post_code(
                 .trim()
                 .to_ascii_lowercase()
         });
-    if !matches!(
+    if matches!(
         ct.as_deref(),
         Some("application/gzip" | "application/x-gzip" | "application/octet-stream")
     ) {
-        return Err(ApiError::UnsupportedMediaType(
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
             "a code bundle is a tar.gz sent with Content-Type: application/gzip or application/octet-stream".into(),
-        ));
+        ))
     }
+}
+
+/// An upload received into a temporary file: its id (the SHA-256) and size.
+struct Upload {
+    id: String,
+    size: u64,
+    tmp: TempFile,
+}
+
+impl Upload {
+    /// Moves the file to `path`; the temporary file is then no longer removed.
+    async fn place(mut self, path: &std::path::Path) -> ApiResult<()> {
+        let Some(tmp) = self.tmp.0.take() else {
+            return Err(ApiError::Internal("the upload was placed already".into()));
+        };
+        if let Err(e) = tokio::fs::rename(&tmp, path).await {
+            self.tmp.0 = Some(tmp);
+            return Err(internal("cannot store the code bundle", e));
+        }
+        Ok(())
+    }
+}
+
+/// Streams the body into a temporary file while hashing it, refused (413) as soon as it
+/// passes the limit; 422 unless it starts as gzip data.
+async fn receive(st: &AppState, req: Request) -> ApiResult<Upload> {
+    let max = st.config.limits.max_code_bytes;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the code bundle is larger than this server accepts ({max} bytes)"
+        ))
+    };
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -115,7 +171,7 @@ pub async fn post_code(
         .await
         .map_err(|e| internal("cannot create the code directory", e))?;
     let tmp_path = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
-    let mut guard = TempFile(Some(tmp_path.clone()));
+    let tmp = TempFile(Some(tmp_path.clone()));
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -152,44 +208,11 @@ pub async fn post_code(
     file.sync_all()
         .await
         .map_err(|e| internal("cannot write the upload", e))?;
-    drop(file);
-    let id = hex::encode(hasher.finalize());
-    let project_id = caller.0.project_id;
-    if let Ok(b) = st.store.get_bundle(project_id, &id).await {
-        if b.status == CodeStatus::Rejected {
-            // Rejected bytes are not kept (retention), and re-uploading does not revive them.
-            return Ok((StatusCode::OK, Json(b)).into_response());
-        }
-    }
-    let path = crate::code_file_path(&st.config.code_dir, &id);
-    if let Some(parent) = path.parent() {
-        private_dir(parent)
-            .await
-            .map_err(|e| internal("cannot create the code directory", e))?;
-    }
-    let (bundle, created) = st
-        .store
-        .create_bundle(project_id, &id, size as i64, caller.0.user_id)
-        .await?;
-    // The file goes in place only after the row committed: a rejection or prune in another
-    // project deletes the same bytes only while no row keeps them (under the same lock), so a
-    // file found or put here now stays. Replacing an existing file with the same bytes is
-    // harmless (readers keep their open file).
-    tokio::fs::rename(&tmp_path, &path)
-        .await
-        .map_err(|e| internal("cannot store the code bundle", e))?;
-    guard.0 = None;
-    drop(guard);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, Json(bundle)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/code/{id}", hpcsera_api_types::API_BASE)) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok(Upload {
+        id: hex::encode(hasher.finalize()),
+        size,
+        tmp,
+    })
 }
 
 /// The project's code bundles, newest first.
@@ -216,10 +239,9 @@ pub async fn list_code(
 pub async fn code_status(
     State(st): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    id: CodeId,
 ) -> ApiResult<Json<CodeBundle>> {
     caller.require_any(&[Role::PostCode, Role::GetJobStatus, Role::GetCode])?;
-    let id = code_id(&raw)?;
     Ok(Json(st.store.get_bundle(caller.0.project_id, &id).await?))
 }
 
@@ -236,12 +258,11 @@ pub async fn code_status(
 pub async fn get_code(
     State(st): State<AppState>,
     agent: AgentCaller,
-    Path(raw): Path<String>,
+    id: CodeId,
 ) -> ApiResult<Response> {
     agent.require(Role::GetCode)?;
     let site = agent.site();
     let project_id = agent.token().project_id;
-    let id = code_id(&raw)?;
     let bundle = st.store.get_bundle(project_id, &id).await?;
     match bundle.status {
         CodeStatus::Approved => {}
@@ -260,7 +281,7 @@ pub async fn get_code(
             return Err(ApiError::Conflict("the code bundle was rejected".into()))
         }
     }
-    let path = crate::code_file_path(&st.config.code_dir, &id);
+    let path = crate::config::code_file_path(&st.config.code_dir, &id);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -311,13 +332,12 @@ pub async fn get_code(
 pub async fn post_hpc_digest(
     State(st): State<AppState>,
     agent: AgentCaller,
-    Path(raw): Path<String>,
+    id: CodeId,
     ApiJson(body): ApiJson<HpcDigest>,
 ) -> ApiResult<Json<CodeBundle>> {
     agent.require(Role::GetCode)?;
     let site = agent.site();
     let project_id = agent.token().project_id;
-    let id = code_id(&raw)?;
     if !is_code_id(&body.sha256) {
         return Err(ApiError::invalid_field(
             "sha256",

@@ -1,74 +1,84 @@
-//! The HTTP routes. Each handler: check the role, scope by the token's project, call the store.
+//! The route table: one list that makes both the router and the OpenAPI document.
+//!
+//! Every documented route is added here with `routes!(handler)`, which takes the method and
+//! the path from the handler's `#[utoipa::path]`; so a route cannot be served without being
+//! described, nor described without being served. The handlers live in one module per
+//! resource. Each handler checks the role, scopes by the token's project and calls the store;
+//! none writes SQL. The few routes outside the document (the document itself, its viewer)
+//! are added by [`router`] with plain `route` calls.
 
 mod agent;
 mod code;
+mod events;
 mod jobs;
+mod output;
+mod query;
+mod results;
 mod sites;
 mod system;
 mod tokens;
+mod wait;
 
-use crate::AppState;
+use crate::config::Limits;
+use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) use agent::*;
-pub(crate) use code::*;
-pub(crate) use jobs::*;
-pub(crate) use sites::*;
-pub(crate) use system::*;
-pub(crate) use tokens::*;
+/// The documented routes, each once.
+fn table(limits: &Limits) -> OpenApiRouter<AppState> {
+    // Output chunks and result files are raw bytes, larger than a JSON body may be.
+    let blobs = OpenApiRouter::default()
+        .routes(routes!(output::read_output, output::append_output))
+        .routes(routes!(results::get_result, results::put_result))
+        .layer(DefaultBodyLimit::max(limits.blob_body_bytes()));
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(jobs::post_job))
+        .routes(routes!(jobs::find_jobs_by_status))
+        .routes(routes!(jobs::update_by_operation))
+        .routes(routes!(jobs::get_job, jobs::put_job, jobs::delete_job))
+        .routes(routes!(events::job_events))
+        .routes(routes!(events::project_events))
+        .routes(routes!(events::job_deliveries))
+        .routes(routes!(results::list_results))
+        .merge(blobs)
+        .routes(routes!(agent::agent_poll))
+        .routes(routes!(agent::operation_done))
+        .routes(routes!(agent::agent_cleanup))
+        .routes(routes!(code::list_code, code::post_code))
+        .routes(routes!(code::get_code))
+        .routes(routes!(code::code_status))
+        .routes(routes!(code::post_hpc_digest))
+        .routes(routes!(sites::list_sites))
+        .routes(routes!(sites::get_job_types, sites::put_job_types))
+        .routes(routes!(tokens::token_self))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+}
 
-pub fn routes(config: &crate::ServerConfig) -> Router<AppState> {
-    let blobs = DefaultBodyLimit::max(config.max_result_bytes.max(1024 * 1024));
-    let api = Router::new()
-        .route("/job", axum::routing::post(post_job))
-        .route("/job/findJobsByStatus", get(find_jobs_by_status))
-        .route("/job/updateByOperation/{jobId}", put(update_by_operation))
-        .route("/job/{jobId}", get(get_job).put(put_job).delete(delete_job))
-        .route("/job/{jobId}/events", get(job_events))
-        .route("/events", get(project_events))
-        .route("/job/{jobId}/deliveries", get(job_deliveries))
-        .route(
-            "/job/{jobId}/output/{stream}",
-            get(read_output).post(append_output).layer(blobs),
-        )
-        .route("/job/{jobId}/results", get(list_results))
-        .route(
-            "/job/{jobId}/results/{*name}",
-            get(get_result).put(put_result).layer(blobs),
-        )
-        .route("/agent/poll", axum::routing::post(agent_poll))
-        .route(
-            "/agent/jobs/{jobId}/operationDone",
-            axum::routing::post(operation_done),
-        )
-        .route(
-            "/agent/jobs/{jobId}/cleanup",
-            axum::routing::post(agent_cleanup),
-        )
-        .route("/code", get(list_code).post(post_code))
-        .route("/code/{codeId}", get(get_code))
-        .route("/code/{codeId}/status", get(code_status))
-        .route(
-            "/code/{codeId}/hpcDigest",
-            axum::routing::post(post_hpc_digest),
-        )
-        .route("/sites", get(list_sites))
-        .route(
-            "/sites/{site}/jobTypes",
-            get(get_job_types).put(put_job_types),
-        )
-        .route("/tokens/self", get(token_self))
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs_index))
-        .route("/docs/", get(docs_index))
-        .route("/docs/{asset}", get(docs_asset))
-        .fallback(api_not_found);
-    Router::new()
-        .nest(hpcsera_api_types::API_BASE, api)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(api_not_found)
+/// The routes of the whole API, the served OpenAPI document and the documentation viewer.
+pub(crate) fn router(limits: &Limits) -> Router<AppState> {
+    let (api, doc) = table(limits).split_for_parts();
+    let spec = crate::openapi::to_json(doc);
+    let base = hpcsera_api_types::API_BASE;
+    api.route(
+        &format!("{base}/openapi.json"),
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec).into_response() }),
+    )
+    .route(&format!("{base}/docs"), get(system::docs_index))
+    .route(&format!("{base}/docs/"), get(system::docs_index))
+    .route(&format!("{base}/docs/{{asset}}"), get(system::docs_asset))
+    .fallback(system::api_not_found)
+}
+
+/// The OpenAPI 3 description of the API as pretty JSON: what `/api/v1/openapi.json` serves
+/// and the repository keeps as `openapi.json`.
+pub fn spec_json() -> String {
+    crate::openapi::to_json(table(&Limits::default()).into_openapi())
 }

@@ -1,6 +1,12 @@
+//! Sites and their job types: the sites a project sees (with its agent's health), the job
+//! types there, and the agent's publication of its set.
+//!
+//! Job types belong to (site, project): a read or a publication never reaches another
+//! project's types. Only an agent token of the site publishes.
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AgentCaller, ApiJson, Caller};
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;

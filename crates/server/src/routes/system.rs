@@ -1,5 +1,10 @@
+//! The service's own routes: liveness, readiness, metrics, the API documentation and the
+//! 404 for unknown paths.
+//!
+//! No authentication here, so nothing here may reveal a project's data or a secret.
+
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -32,15 +37,6 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3 description of this API.
-pub async fn openapi_json() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::spec_json(),
-    )
-        .into_response()
-}
-
 const DOCS_HTML: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hpcsera API</title>
 <link rel="stylesheet" href="/api/v1/docs/swagger-ui.css"></head>
@@ -58,6 +54,7 @@ pub async fn docs_index() -> Html<&'static str> {
     Html(DOCS_HTML)
 }
 
+/// The Swagger UI's files.
 pub async fn docs_asset(Path(asset): Path<String>) -> Response {
     let (ctype, body): (&str, &'static [u8]) = match asset.as_str() {
         "swagger-ui.css" => (
@@ -84,6 +81,7 @@ pub async fn docs_asset(Path(asset): Path<String>) -> Response {
         .into_response()
 }
 
+/// Every path no route matches: 404 with a JSON error body.
 pub async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
 }

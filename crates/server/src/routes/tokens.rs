@@ -1,3 +1,7 @@
+//! Token introspection: who the presented token is, and what it may do.
+//!
+//! Shows the token's own facts only; never its secret or hash, never other tokens.
+
 use crate::error::ApiResult;
 use crate::extract::Caller;
 use axum::Json;

@@ -1,8 +1,6 @@
 //! The agent's side of the API: claims by long-poll, leases, operations, output, results.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_server::ServerConfig;
 use reqwest::{Method, StatusCode};
@@ -36,7 +34,7 @@ async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
     let b = id_of(&t.submit(&tok, json!({"label": "b"})).await);
     let held = id_of(&t.submit(&tok, json!({"label": "h"})).await);
     t.operation(&tok, &held, "hold").await;
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     t.submit(&bob, json!({"label": "other project"})).await;
 
     let r = poll(&t, &agent, json!({"maxJobs": 1})).await;
@@ -73,7 +71,7 @@ async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
 #[tokio::test]
 async fn agent_tokens_need_a_site_and_get_job() {
     let t = TestApp::spawn().await;
-    let unrestricted = t.token("agent", "proj-a", RoleSet::all(), None).await;
+    let unrestricted = t.user("agent").project("proj-a").token().await;
     let (s, _) = t
         .send(
             Method::POST,
@@ -84,12 +82,11 @@ async fn agent_tokens_need_a_site_and_get_job() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let no_role = t
-        .token(
-            "agent",
-            "proj-a",
-            [Role::UpdateJobStatus].into_iter().collect(),
-            Some(SITE),
-        )
+        .user("agent")
+        .project("proj-a")
+        .roles(&[Role::UpdateJobStatus])
+        .site(SITE)
+        .token()
         .await;
     let (s, _) = t
         .send(
@@ -197,12 +194,10 @@ async fn concurrent_agents_never_claim_a_job_twice() {
 }
 
 async fn fast_leases() -> TestApp {
-    TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        lease_seconds: 2,
-        claim_lease_seconds: 1,
-        reaper_interval: Duration::from_millis(200),
-        ..Default::default()
+    TestApp::spawn_configured(|c| {
+        c.leases.lease_seconds = 2;
+        c.leases.claim_lease_seconds = 1;
+        c.leases.reaper_interval = Duration::from_millis(200);
     })
     .await
 }
@@ -448,7 +443,7 @@ async fn output_is_appended_in_order_and_readable_while_running() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     let r = t
         .http
         .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
@@ -461,10 +456,8 @@ async fn output_is_appended_in_order_and_readable_while_running() {
 
 #[tokio::test]
 async fn output_beyond_the_limit_is_cut_and_marked() {
-    let t = TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        max_output_bytes: 10,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.limits.max_output_bytes = 10;
     })
     .await;
     let tok = t.alice().await;
@@ -493,10 +486,8 @@ async fn output_beyond_the_limit_is_cut_and_marked() {
 
 #[tokio::test]
 async fn result_files_are_uploaded_listed_and_downloaded() {
-    let t = TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        max_result_bytes: 2 * 1024 * 1024,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.limits.max_result_bytes = 2 * 1024 * 1024;
     })
     .await;
     let tok = t.alice().await;
@@ -571,17 +562,15 @@ async fn result_files_are_uploaded_listed_and_downloaded() {
         .get(&format!("/api/v1/job/{id}/results/missing.txt"), &tok)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     let (s, _) = t.get(&format!("/api/v1/job/{id}/results"), &bob).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // A client token without UPDATE_JobStatus cannot upload.
     let reader = t
-        .token(
-            "alice",
-            "proj-a",
-            [Role::GetJobStatus].into_iter().collect(),
-            None,
-        )
+        .user("alice")
+        .project("proj-a")
+        .roles(&[Role::GetJobStatus])
+        .token()
         .await;
     assert_eq!(
         put("x.txt", b"x".to_vec(), &reader).await.unwrap().status(),
@@ -644,7 +633,7 @@ async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
     let agent = t.agent_token().await;
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     // A consumer reads part of the stream, "disconnects", and resumes from its cursor while
     // jobs go on changing, concurrently, in several requests at once.
     let producer = {
@@ -832,12 +821,10 @@ async fn output_reads_can_wait_for_new_output() {
 #[tokio::test]
 async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
     // The first server never reaps; its leases run out while it is "down".
-    let t = TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        lease_seconds: 2,
-        claim_lease_seconds: 1,
-        reaper_interval: Duration::from_secs(3600),
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.leases.lease_seconds = 2;
+        c.leases.claim_lease_seconds = 1;
+        c.leases.reaper_interval = Duration::from_secs(3600);
     })
     .await;
     let tok = t.alice().await;
@@ -853,9 +840,11 @@ async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
     let app = hpcsera_server::Application::build(
         ServerConfig {
             listen: "127.0.0.1:0".into(),
-            lease_seconds: 2,
-            claim_lease_seconds: 1,
-            reaper_interval: Duration::from_millis(100),
+            leases: hpcsera_server::config::Leases {
+                lease_seconds: 2,
+                claim_lease_seconds: 1,
+                reaper_interval: Duration::from_millis(100),
+            },
             ..Default::default()
         },
         t.store.clone(),
@@ -933,7 +922,7 @@ async fn publish(t: &TestApp, agent: &str, site: &str, body: Value) -> StatusCod
 async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
     let t = TestApp::spawn().await;
     let alice = t.alice().await;
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     let agent_a = t.agent_token().await;
     let agent_b = t.agent_token_b().await;
     let mut loose = job_type_spec();
@@ -1020,12 +1009,11 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
     );
     // A site that B's agent creates is not listed for A, and its job types are 404 for A.
     let b_elsewhere = t
-        .token(
-            "bob",
-            "proj-b",
-            [Role::GetJob].into_iter().collect(),
-            Some("b-site"),
-        )
+        .user("bob")
+        .project("proj-b")
+        .roles(&[Role::GetJob])
+        .site("b-site")
+        .token()
         .await;
     assert_eq!(
         publish(
@@ -1273,12 +1261,24 @@ async fn the_agent_that_held_a_lost_job_records_its_cleanup_as_an_event() {
     let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
         .into_iter()
         .collect();
-    let other_agent = t.token("alice", "proj-a", roles, Some(SITE)).await;
+    let other_agent = t
+        .user("alice")
+        .project("proj-a")
+        .role_set(roles)
+        .site(SITE)
+        .token()
+        .await;
     let (s, b) = cleanup(other_agent, json!({"message": "x"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     let (s, b) = cleanup(tok.clone(), json!({"message": "x"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let bob = t.token("bob", "proj-b", roles, Some(SITE)).await;
+    let bob = t
+        .user("bob")
+        .project("proj-b")
+        .role_set(roles)
+        .site(SITE)
+        .token()
+        .await;
     let (s, b) = cleanup(bob, json!({"message": "x"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (s, b) = cleanup(agent.clone(), json!({"message": ""})).await;

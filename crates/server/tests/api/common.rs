@@ -61,12 +61,17 @@ pub fn job_type_spec() -> Value {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         // Rate limiting has its own test; the others make bursts of requests on purpose.
-        Self::spawn_with(ServerConfig {
+        Self::spawn_configured(|c| c.rate_limits.rate_limit_per_second = 0).await
+    }
+
+    /// A server on a free port with the default settings as `configure` changes them.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".into(),
-            rate_limit_per_second: 0,
             ..Default::default()
-        })
-        .await
+        };
+        configure(&mut config);
+        Self::spawn_with(config).await
     }
 
     pub async fn spawn_with(config: ServerConfig) -> TestApp {
@@ -115,46 +120,42 @@ impl TestApp {
         t
     }
 
-    pub async fn token(
-        &self,
-        user: &str,
-        project: &str,
-        roles: RoleSet,
-        site: Option<&str>,
-    ) -> String {
-        self.store
-            .create_token(&NewToken {
-                user,
-                project,
-                name: "test",
-                roles,
-                site,
-                expires_at: None,
-            })
-            .await
-            .expect("token")
-            .1
+    /// A token to make, for `user`: every role, no site restriction and the project
+    /// `proj-a` unless the builder says otherwise, e.g.
+    /// `t.user("bob").project("proj-b").roles(&[Role::GetJob]).site(SITE).token().await`.
+    pub fn user<'a>(&'a self, user: &'a str) -> TokenBuilder<'a> {
+        TokenBuilder {
+            app: self,
+            user,
+            project: "proj-a",
+            roles: RoleSet::all(),
+            site: None,
+        }
     }
 
     /// alice in proj-a with every role.
     pub async fn alice(&self) -> String {
-        self.token("alice", "proj-a", RoleSet::all(), None).await
+        self.user("alice").project("proj-a").token().await
     }
 
     /// The agent of SITE in proj-a.
     pub async fn agent_token(&self) -> String {
-        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-            .into_iter()
-            .collect();
-        self.token("agent", "proj-a", roles, Some(SITE)).await
+        self.user("agent")
+            .project("proj-a")
+            .roles(&AGENT_ROLES)
+            .site(SITE)
+            .token()
+            .await
     }
 
     /// The agent of SITE in proj-b (run by bob).
     pub async fn agent_token_b(&self) -> String {
-        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-            .into_iter()
-            .collect();
-        self.token("bob", "proj-b", roles, Some(SITE)).await
+        self.user("bob")
+            .project("proj-b")
+            .roles(&AGENT_ROLES)
+            .site(SITE)
+            .token()
+            .await
     }
 
     /// Sends a request; returns status and the JSON body (Null when empty or not JSON).
@@ -237,6 +238,58 @@ impl TestApp {
     pub async fn report(&self, agent: &str, id: &str, body: Value) -> (StatusCode, Value) {
         self.send(Method::PUT, &format!("/api/v1/job/{id}"), agent, Some(body))
             .await
+    }
+}
+
+/// The roles of the test agents' tokens.
+pub const AGENT_ROLES: [Role; 3] = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode];
+
+/// A token about to be made (see [`TestApp::user`]).
+pub struct TokenBuilder<'a> {
+    app: &'a TestApp,
+    user: &'a str,
+    project: &'a str,
+    roles: RoleSet,
+    site: Option<&'a str>,
+}
+
+impl<'a> TokenBuilder<'a> {
+    pub fn project(mut self, project: &'a str) -> Self {
+        self.project = project;
+        self
+    }
+
+    /// Only these roles.
+    pub fn roles(self, roles: &[Role]) -> Self {
+        self.role_set(roles.iter().copied().collect())
+    }
+
+    pub fn role_set(mut self, roles: RoleSet) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// Restricted to `site`.
+    pub fn site(mut self, site: &'a str) -> Self {
+        self.site = Some(site);
+        self
+    }
+
+    /// Creates the token in the store; its secret.
+    pub async fn token(self) -> String {
+        self.app
+            .store
+            .create_token(&NewToken {
+                user: self.user,
+                project: self.project,
+                name: "test",
+                roles: self.roles,
+                site: self.site,
+                expires_at: None,
+            })
+            .await
+            .expect("token")
+            .1
     }
 }
 

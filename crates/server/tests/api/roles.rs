@@ -3,9 +3,7 @@
 //! with the same roles that are not agent tokens, and agent tokens of another site, of
 //! another project and of the same site that do not hold the job.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -123,12 +121,16 @@ fn cases() -> Vec<Case> {
 async fn role_matrix() {
     let t = TestApp::spawn().await;
     let owner = t.alice().await;
-    let other = t.token("bob", "proj-b", RoleSet::all(), Some(SITE)).await;
+    let other = t.user("bob").project("proj-b").site(SITE).token().await;
     let mut failures = Vec::new();
     for case in cases() {
         for role in Role::ALL {
             let token = t
-                .token("alice", "proj-a", [role].into_iter().collect(), Some(SITE))
+                .user("alice")
+                .project("proj-a")
+                .roles(&[role])
+                .site(SITE)
+                .token()
                 .await;
             let job = t.submit(&owner, json!({"label": "x"})).await;
             let path = case.path.replace("{id}", &id_of(&job));
@@ -225,7 +227,10 @@ async fn site_restricted_tokens_stay_on_their_site() {
     let owner = t.alice().await;
     let job = t.submit(&owner, json!({"label": "x"})).await;
     let elsewhere = t
-        .token("alice", "proj-a", RoleSet::all(), Some("othersite"))
+        .user("alice")
+        .project("proj-a")
+        .site("othersite")
+        .token()
         .await;
     let (s, b) = t
         .send(
@@ -252,12 +257,10 @@ async fn site_restricted_tokens_stay_on_their_site() {
     assert_eq!(b["jobs"].as_array().unwrap().len(), 0);
     // Publishing for a site needs a token restricted to exactly that site.
     let unrestricted = t
-        .token(
-            "agent",
-            "proj-a",
-            [Role::GetJob].into_iter().collect(),
-            None,
-        )
+        .user("agent")
+        .project("proj-a")
+        .roles(&[Role::GetJob])
+        .token()
         .await;
     let (s, _) = t
         .send(
@@ -270,12 +273,11 @@ async fn site_restricted_tokens_stay_on_their_site() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     // An agent of another site cannot report on this site's job.
     let other_agent = t
-        .token(
-            "agent",
-            "proj-a",
-            [Role::GetJob, Role::UpdateJobStatus].into_iter().collect(),
-            Some("othersite"),
-        )
+        .user("agent")
+        .project("proj-a")
+        .roles(&[Role::GetJob, Role::UpdateJobStatus])
+        .site("othersite")
+        .token()
         .await;
     let (s, _) = t
         .report(&other_agent, &id_of(&job), json!({"status": "dispatched"}))
@@ -386,28 +388,35 @@ async fn agent_writes_need_the_agent_token_that_holds_the_job() {
     let refused: Vec<(&str, String, &[StatusCode])> = vec![
         (
             "the same roles without a site (not an agent token)",
-            t.token("agent", "proj-a", roles(&agent_roles), None).await,
+            t.user("agent")
+                .project("proj-a")
+                .role_set(roles(&agent_roles))
+                .token()
+                .await,
             &[StatusCode::FORBIDDEN],
         ),
         (
             "every role but GET_Job, restricted to the site (not an agent token)",
-            t.token(
-                "agent",
-                "proj-a",
-                Role::ALL.into_iter().filter(|r| *r != GetJob).collect(),
-                Some(SITE),
-            )
-            .await,
+            t.user("agent")
+                .project("proj-a")
+                .role_set(Role::ALL.into_iter().filter(|r| *r != GetJob).collect())
+                .site(SITE)
+                .token()
+                .await,
             &[StatusCode::FORBIDDEN],
         ),
         (
             "every role without a site",
-            t.token("alice", "proj-a", RoleSet::all(), None).await,
+            t.user("alice").project("proj-a").token().await,
             &[StatusCode::FORBIDDEN],
         ),
         (
             "an agent token of another site",
-            t.token("agent", "proj-a", roles(&agent_roles), Some("othersite"))
+            t.user("agent")
+                .project("proj-a")
+                .role_set(roles(&agent_roles))
+                .site("othersite")
+                .token()
                 .await,
             &[StatusCode::NOT_FOUND],
         ),

@@ -6,6 +6,7 @@
 //! and whenever. The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`, or
 //! from the file `hpcsera login` writes, as for the other client commands.
 
+use super::output::clean;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_client::Client;
@@ -33,7 +34,7 @@ enum CodeCmd {
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
     // The token comes from the environment or the login file, never from the command line,
     // so it never shows in a process list.
-    let client = crate::cli::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let client = super::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     match args.command {
         CodeCmd::Push { path } => {
             let id = push_path(&client, &path).await?;
@@ -44,7 +45,7 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
             println!("id\t{}", b.id);
             println!("status\t{}", b.status);
             println!("size\t{}", b.size);
-            println!("uploaded_by\t{}", b.uploaded_by);
+            println!("uploaded_by\t{}", clean(&b.uploaded_by));
             println!("created_at\t{}", b.created_at);
             println!("client_sha256\t{}", b.id);
             println!(
@@ -53,11 +54,11 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
             );
             println!("digests_match\t{}", b.digests_match);
             if let Some(by) = &b.decided_by {
-                println!("decided_by\t{by}");
+                println!("decided_by\t{}", clean(by));
                 println!("decided_at\t{}", b.decided_at.as_deref().unwrap_or("-"));
             }
             if let Some(r) = &b.reason {
-                println!("reason\t{r}");
+                println!("reason\t{}", clean(r));
             }
         }
         CodeCmd::List => {

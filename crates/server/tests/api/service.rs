@@ -1,8 +1,6 @@
 //! Service hygiene: tokens, OpenAPI, docs, health, metrics, request ids, audit log.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_store::{now_ms, NewToken};
 use reqwest::StatusCode;
@@ -12,7 +10,13 @@ use serde_json::{json, Value};
 async fn token_self_describes_the_token() {
     let t = TestApp::spawn().await;
     let roles: RoleSet = [Role::PostJob, Role::GetJobStatus].into_iter().collect();
-    let tok = t.token("alice", "proj-a", roles, Some(SITE)).await;
+    let tok = t
+        .user("alice")
+        .project("proj-a")
+        .role_set(roles)
+        .site(SITE)
+        .token()
+        .await;
     let (s, b) = t.get("/api/v1/tokens/self", &tok).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["user"], "alice");
@@ -132,7 +136,7 @@ async fn openapi_is_served_and_matches_the_checked_in_copy() {
         .unwrap();
     assert_eq!(served.status(), StatusCode::OK);
     let served = served.text().await.unwrap();
-    assert_eq!(served, hpcsera_server::openapi::spec_json());
+    assert_eq!(served, hpcsera_server::spec_json());
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(path, &served).unwrap();
@@ -140,7 +144,7 @@ async fn openapi_is_served_and_matches_the_checked_in_copy() {
     let checked_in = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         checked_in == served,
-        "openapi.json differs from the code; run `UPDATE_OPENAPI=1 cargo test -p hpcsera-server --test service openapi` and commit it"
+        "openapi.json differs from the code; run `UPDATE_OPENAPI=1 cargo test -p hpcsera-server --test api openapi` and commit it"
     );
     let spec: Value = serde_json::from_str(&served).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
@@ -302,10 +306,8 @@ async fn token_use_is_audited() {
 
 #[tokio::test]
 async fn tokens_over_their_rate_get_429_with_retry_after() {
-    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 2,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 2;
     })
     .await;
     let tok = t.alice().await;
@@ -620,11 +622,9 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
 
 #[tokio::test]
 async fn a_flood_of_bad_tokens_is_counted_in_a_few_rows_and_paths_are_cut() {
-    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 0,
-        auth_failures_per_minute: 0,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.rate_limits.auth_failures_per_minute = 0;
     })
     .await;
     let long = "x".repeat(2000);
@@ -694,11 +694,9 @@ async fn a_flood_of_bad_tokens_is_counted_in_a_few_rows_and_paths_are_cut() {
 
 #[tokio::test]
 async fn failed_authentication_is_limited_per_peer_and_a_good_token_still_works() {
-    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 0,
-        auth_failures_per_minute: 10,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.rate_limits.auth_failures_per_minute = 10;
     })
     .await;
     let bad = |n: u32| {
@@ -753,11 +751,9 @@ async fn closed_within(sock: &mut tokio::net::TcpStream, limit: std::time::Durat
 async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
-    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 0,
-        header_read_timeout: Duration::from_secs(3),
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.connections.header_read_timeout = Duration::from_secs(3);
     })
     .await;
     let addr = t.base.trim_start_matches("http://").to_string();
@@ -791,11 +787,9 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn at_the_connection_cap_the_idlest_connections_make_room() {
-    let t = TestApp::spawn_with(hpcsera_server::ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 0,
-        max_connections: 20,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.connections.max_connections = 20;
     })
     .await;
     let addr = t.base.trim_start_matches("http://").to_string();

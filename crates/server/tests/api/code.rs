@@ -2,9 +2,7 @@
 //! the agent's HPC-side digest, jobs that wait for approval, approval and rejection out of
 //! band (never by a token).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_server::ServerConfig;
 use reqwest::{Method, StatusCode};
@@ -105,7 +103,7 @@ async fn same_bytes_same_bundle_and_status_shows_both_digests() {
     assert_eq!(b4["size"], big.len() as i64);
     assert_eq!(b4["id"], sha(&big).as_str());
     // Another project uploading the same bytes gets its own (pending) bundle.
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     let (s, b3) = upload(&t, &bob, bytes).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(b3["project"], "proj-b");
@@ -140,10 +138,8 @@ async fn bad_uploads_are_refused_with_json_errors() {
 
 #[tokio::test]
 async fn over_the_limit_is_413_while_streaming_and_leaves_nothing() {
-    let t = TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        max_code_bytes: 1024 * 1024,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.limits.max_code_bytes = 1024 * 1024;
     })
     .await;
     let alice = t.alice().await;
@@ -204,18 +200,19 @@ async fn roles_and_projects_are_checked() {
     let id = b["id"].as_str().unwrap().to_string();
     // Upload needs POST_Code.
     let no_post = t
-        .token(
-            "alice",
-            "proj-a",
-            roles(&[Role::GetJobStatus, Role::PostJob]),
-            None,
-        )
+        .user("alice")
+        .project("proj-a")
+        .roles(&[Role::GetJobStatus, Role::PostJob])
+        .token()
         .await;
     let (s, b) = upload(&t, &no_post, bytes.clone()).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     // Status and list need POST_Code, GET_JobStatus or GET_Code.
     let only_job = t
-        .token("alice", "proj-a", roles(&[Role::PostJob]), None)
+        .user("alice")
+        .project("proj-a")
+        .roles(&[Role::PostJob])
+        .token()
         .await;
     for path in [format!("/api/v1/code/{id}/status"), "/api/v1/code".into()] {
         let (s, _) = t.get(&path, &only_job).await;
@@ -227,16 +224,28 @@ async fn roles_and_projects_are_checked() {
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &alice).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let unsited = t
-        .token("alice", "proj-a", roles(&[Role::GetCode]), None)
+        .user("alice")
+        .project("proj-a")
+        .roles(&[Role::GetCode])
+        .token()
         .await;
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &unsited).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // The HPC digest too: only an agent token (site-restricted, GET_Job) reports it, and only
     // one of the site whose waiting job references the bundle.
     let agent_roles = roles(&[Role::GetJob, Role::UpdateJobStatus, Role::GetCode]);
-    let unsited_agent = t.token("agent", "proj-a", agent_roles, None).await;
+    let unsited_agent = t
+        .user("agent")
+        .project("proj-a")
+        .role_set(agent_roles)
+        .token()
+        .await;
     let other_site = t
-        .token("agent", "proj-a", agent_roles, Some("othersite"))
+        .user("agent")
+        .project("proj-a")
+        .role_set(agent_roles)
+        .site("othersite")
+        .token()
         .await;
     let (s, _) = t
         .send(
@@ -262,12 +271,11 @@ async fn roles_and_projects_are_checked() {
         "{st}"
     );
     let no_get_code = t
-        .token(
-            "agent",
-            "proj-a",
-            roles(&[Role::GetJob, Role::UpdateJobStatus]),
-            Some(SITE),
-        )
+        .user("agent")
+        .project("proj-a")
+        .roles(&[Role::GetJob, Role::UpdateJobStatus])
+        .site(SITE)
+        .token()
         .await;
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &no_get_code).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -281,8 +289,8 @@ async fn roles_and_projects_are_checked() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Another project's token sees nothing: 404, never 403.
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
-    let bob_agent = t.token("bob", "proj-b", RoleSet::all(), Some(SITE)).await;
+    let bob = t.user("bob").project("proj-b").token().await;
+    let bob_agent = t.user("bob").project("proj-b").site(SITE).token().await;
     let (s, _) = t.get(&format!("/api/v1/code/{id}/status"), &bob).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &bob_agent).await;
@@ -499,7 +507,7 @@ async fn changing_a_queued_jobs_code_makes_it_wait_again() {
 async fn no_token_can_approve_not_even_with_every_role() {
     let t = TestApp::spawn().await;
     let alice = t.alice().await;
-    let everything = t.token("alice", "proj-a", RoleSet::all(), Some(SITE)).await;
+    let everything = t.user("alice").project("proj-a").site(SITE).token().await;
     let (_, b) = upload(&t, &alice, bundle("echo x\n")).await;
     let id = b["id"].as_str().unwrap().to_string();
     t.submit(&alice, json!({"label": "x", "code": id})).await;
@@ -553,7 +561,7 @@ async fn no_token_can_approve_not_even_with_every_role() {
 async fn retention_forgets_old_bundles_no_live_job_references() {
     let t = TestApp::spawn().await;
     let alice = t.alice().await;
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     let (_, used) = upload(&t, &alice, bundle("echo used\n")).await;
     let used = used["id"].as_str().unwrap().to_string();
     let (_, idle) = upload(&t, &alice, bundle("echo idle\n")).await;
@@ -657,7 +665,7 @@ fn bytes_kept(t: &TestApp, id: &str) -> bool {
 async fn a_rejection_in_one_project_never_deletes_bytes_another_project_just_uploaded() {
     let t = TestApp::spawn().await;
     let alice = t.alice().await;
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     // Deterministic: A's rejection commits, B uploads the same bytes, then A's clean-up runs.
     let bytes = bundle("#!/bin/sh\necho shared\n");
     let id = sha(&bytes);

@@ -1,13 +1,10 @@
 //! Webhooks: signed, in order, retried, recorded; callback hosts limited to an allow-list.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::routing::post;
 use axum::Router;
-use common::*;
-use hpcsera_server::ServerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -61,12 +58,10 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Receiver>>) {
 }
 
 async fn app() -> TestApp {
-    TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        callback_allow_hosts: vec!["127.0.0.1:*".into()],
-        webhook_retry_base: Duration::from_millis(50),
-        webhook_max_attempts: 4,
-        ..Default::default()
+    TestApp::spawn_configured(|c| {
+        c.webhooks.callback_allow_hosts = vec!["127.0.0.1:*".into()];
+        c.webhooks.retry_base = Duration::from_millis(50);
+        c.webhooks.max_attempts = 4;
     })
     .await
 }
@@ -269,17 +264,14 @@ async fn a_stalled_receiver_does_not_delay_another_projects_delivery() {
     }
     // Project B, with its own agent's job types at the site.
     let bob_agent = t
-        .token(
-            "bob",
-            "proj-b",
-            [
-                hpcsera_api_types::Role::GetJob,
-                hpcsera_api_types::Role::UpdateJobStatus,
-            ]
-            .into_iter()
-            .collect(),
-            Some(SITE),
-        )
+        .user("bob")
+        .project("proj-b")
+        .roles(&[
+            hpcsera_api_types::Role::GetJob,
+            hpcsera_api_types::Role::UpdateJobStatus,
+        ])
+        .site(SITE)
+        .token()
         .await;
     let (s, b) = t
         .send(
@@ -290,9 +282,7 @@ async fn a_stalled_receiver_does_not_delay_another_projects_delivery() {
         )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-    let bob = t
-        .token("bob", "proj-b", hpcsera_api_types::RoleSet::all(), None)
-        .await;
+    let bob = t.user("bob").project("proj-b").token().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (url, state) = receiver(0).await;
     let started = Instant::now();
@@ -310,13 +300,12 @@ async fn a_stalled_receiver_does_not_delay_another_projects_delivery() {
 async fn the_callback_port_is_checked_at_submission_and_delivery() {
     let (url, state) = receiver(0).await;
     let port = url::Url::parse(&url).unwrap().port().unwrap();
-    let t = TestApp::spawn_with(ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        rate_limit_per_second: 0,
-        callback_allow_hosts: vec![format!("127.0.0.1:{port}"), "hooks.example.org".into()],
-        webhook_retry_base: Duration::from_millis(50),
-        webhook_max_attempts: 2,
-        ..Default::default()
+    let t = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.webhooks.callback_allow_hosts =
+            vec![format!("127.0.0.1:{port}"), "hooks.example.org".into()];
+        c.webhooks.retry_base = Duration::from_millis(50);
+        c.webhooks.max_attempts = 2;
     })
     .await;
     let tok = t.alice().await;

@@ -1,10 +1,7 @@
 //! The job API: submission and validation, idempotency, pagination, the state machine,
 //! operations, deletion, events, verbatim storage.
 
-mod common;
-
-use common::*;
-use hpcsera_api_types::RoleSet;
+use crate::common::*;
 use hpcsera_store::{JobFilter, NewJobRecord};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -293,7 +290,7 @@ async fn idempotent_submission() {
         .unwrap();
     assert_eq!(r4.status(), StatusCode::CREATED);
     t.store.add_member("bob", "proj-a").await.unwrap();
-    let bob = t.token("bob", "proj-a", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-a").token().await;
     let r5 = t
         .http
         .post(format!("{}/api/v1/job", t.base))
@@ -407,7 +404,7 @@ async fn pagination_over_ten_thousand_jobs() {
         let _ = chunk;
     }
     // Another project's jobs never show up.
-    let bob = t.token("bob", "proj-b", RoleSet::all(), None).await;
+    let bob = t.user("bob").project("proj-b").token().await;
     t.submit(&bob, json!({"label": "b"})).await;
 
     for limit in [1000, 337] {

@@ -1,0 +1,205 @@
+//! The running server: [`Application`] binds the listener and serves the router with its
+//! layers (request id, tracing, metrics and audit per request) and the background tasks
+//! (lease reaper, webhook delivery).
+//!
+//! It owns the process-level wiring only; it must never answer a request itself (handlers in
+//! `routes` do) nor write to the store except through the tasks it starts.
+
+use crate::audit::{self, AuditSink};
+use crate::config::ServerConfig;
+use crate::error::{self, REQUEST_ID};
+use crate::extract::{AuditSlot, Peer, RefusalSlot};
+use crate::metrics::{self, Metrics};
+use crate::ratelimit::RateLimiter;
+use crate::state::AppState;
+use crate::{routes, serve, webhooks};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use hpcsera_store::{AuditRecord, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    routes::router(&state.config.limits)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+/// Per request: makes the request id visible to error bodies, records metrics and the
+/// audit log entry.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // Labels from a fixed set: route templates, known methods (anything else is one label).
+    let route =
+        metrics::route_label(req.extensions().get::<MatchedPath>().map(|m| m.as_str())).to_string();
+    let method_label = metrics::method_label(req.method());
+    let method = hpcsera_api_types::cut_to_bytes(req.method().as_str(), 32).to_string();
+    let path =
+        hpcsera_api_types::cut_to_bytes(req.uri().path(), hpcsera_store::MAX_AUDIT_PATH_BYTES)
+            .to_string();
+    let peer = audit::peer_address(
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.config.connections.trusted_proxies,
+    );
+    req.extensions_mut().insert(Peer(peer.clone()));
+    let refusal = RefusalSlot::default();
+    req.extensions_mut().insert(refusal.clone());
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let resp = REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let status = resp.status().as_u16();
+    state.metrics.observe(
+        &route,
+        method_label,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
+    let who = slot.0.lock().ok().and_then(|mut s| s.take());
+    let refused = refusal.0.lock().ok().and_then(|mut s| s.take());
+    if let Some(reason) = refused {
+        state
+            .audit
+            .auth_failure(hpcsera_store::now_ms(), reason, peer);
+    } else if who.is_some() {
+        state.audit.record(AuditRecord {
+            at: hpcsera_store::now_ms(),
+            token_id: who.as_ref().map(|t| t.token_id.clone()),
+            user: who.as_ref().map(|t| t.user.clone()),
+            project: who.as_ref().map(|t| t.project.clone()),
+            method,
+            path,
+            status,
+            request_id: Some(rid),
+        });
+    }
+    resp
+}
+
+/// A bound, ready-to-serve server.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    audit_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds the listener and prepares the state.
+    pub async fn build(config: ServerConfig, store: Store) -> std::io::Result<Application> {
+        let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        let metrics = Arc::new(Metrics::default());
+        let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
+        let (work, _) = tokio::sync::watch::channel(0u64);
+        let rate = Arc::new(RateLimiter::new(config.rate_limits.rate_limit_per_second));
+        let config_auth_failures = config.rate_limits.auth_failures_per_minute;
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            metrics,
+            audit,
+            work: Arc::new(work),
+            events: Arc::new(tokio::sync::watch::channel(0u64).0),
+            output: Arc::new(tokio::sync::watch::channel(0u64).0),
+            rate,
+            auth_failures: Arc::new(RateLimiter::per_minute(config_auth_failures)),
+        };
+        Ok(Application {
+            listener,
+            state,
+            audit_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains the audit queue.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            state,
+            audit_task,
+        } = self;
+        let reaper = tokio::spawn(reap_leases(state.clone()));
+        let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
+        let limits = serve::Limits {
+            max_connections: match state.config.connections.max_connections {
+                0 => serve::default_max_connections(),
+                n => n,
+            },
+            header_read_timeout: state.config.connections.header_read_timeout,
+        };
+        tracing::debug!(max_connections = limits.max_connections, "serving");
+        let app = router(state);
+        serve::serve(listener, app, limits, shutdown).await;
+        reaper.abort();
+        webhooks.abort();
+        let _ = reaper.await;
+        let _ = webhooks.await;
+        // The router (and with it the last audit sink) is gone: the writer flushes and ends.
+        let _ = audit_task.await;
+        Ok(())
+    }
+}
+
+/// Ends expired leases now and then (see `Store::expire_leases`).
+async fn reap_leases(state: AppState) {
+    // After a start (an upgrade, an outage) agents need one lease period to come back and
+    // renew; expiring the leases that ran out while the server was away would call their
+    // running jobs lost.
+    tokio::time::sleep(std::time::Duration::from_secs(
+        state.config.leases.lease_seconds,
+    ))
+    .await;
+    let mut tick = tokio::time::interval(state.config.leases.reaper_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.store.expire_leases().await {
+            Ok(expired) if !expired.is_empty() => {
+                for e in &expired {
+                    tracing::warn!(job = %e.job_id, to = %e.to, "lease expired");
+                }
+                state.events_written();
+                if expired
+                    .iter()
+                    .any(|e| e.to == hpcsera_api_types::JobStatus::Queued)
+                {
+                    state.wake_agents();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %error::chain(&e), "lease reaper failed"),
+        }
+    }
+}

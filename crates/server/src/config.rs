@@ -1,0 +1,280 @@
+//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections.
+//!
+//! Each group is also the clap argument group of `hpcsera server` (flattened into its
+//! arguments), so a setting's flag, environment variable, help text and default are written
+//! once, here: the default is a constant that both the group's `Default` and its flag use.
+//! Settings without a flag (`skip`) are for tests and embedders. A floor a setting must keep
+//! is checked where the flag is parsed (an error at start, never a silent clamp). This module
+//! must never read the environment or files itself; clap does, in the binary.
+
+use clap::Args;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Settings of the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Where code bundle files live (content-addressed: `<code_dir>/ab/abcdef…`).
+    pub code_dir: PathBuf,
+    pub limits: Limits,
+    pub leases: Leases,
+    pub webhooks: Webhooks,
+    pub rate_limits: RateLimits,
+    pub connections: Connections,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.into(),
+            code_dir: PathBuf::from("hpcsera-code"),
+            limits: Limits::default(),
+            leases: Leases::default(),
+            webhooks: Webhooks::default(),
+            rate_limits: RateLimits::default(),
+            connections: Connections::default(),
+        }
+    }
+}
+
+/// Where the bytes of a code bundle live: `<code_dir>/ab/abcdef…` (content-addressed; the
+/// admin commands delete files by the same rule).
+pub fn code_file_path(code_dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    code_dir.join(id.get(..2).unwrap_or("_")).join(id)
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Sizes of what clients and agents send and what the server keeps.
+#[derive(Clone, Debug, Args)]
+pub struct Limits {
+    /// Largest accepted JSON request body, in bytes.
+    #[arg(long, env = "HPCSERA_MAX_BODY_BYTES", default_value_t = Limits::DEFAULT.max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most bytes kept of each output stream (stdout, stderr) of a job.
+    #[arg(long, env = "HPCSERA_MAX_OUTPUT_BYTES", default_value_t = Limits::DEFAULT.max_output_bytes)]
+    pub max_output_bytes: usize,
+    /// Largest request body of a result upload or an output chunk, in bytes; at least 1 MiB
+    /// applies whatever is set here, since an agent sends output in chunks of up to 1 MiB.
+    #[arg(long, env = "HPCSERA_MAX_RESULT_BYTES", default_value_t = Limits::DEFAULT.max_result_bytes)]
+    pub max_result_bytes: usize,
+    /// Most result files per job.
+    #[arg(skip = Limits::DEFAULT.max_result_files)]
+    pub max_result_files: i64,
+    /// Largest code bundle (tar.gz) accepted, in bytes.
+    #[arg(long, env = "HPCSERA_MAX_CODE_BYTES", default_value_t = Limits::DEFAULT.max_code_bytes)]
+    pub max_code_bytes: u64,
+}
+
+impl Limits {
+    const DEFAULT: Limits = Limits {
+        max_body_bytes: MIB,
+        max_output_bytes: 64 * MIB,
+        max_result_bytes: 10 * MIB,
+        max_result_files: 1000,
+        max_code_bytes: 50 * MIB as u64,
+    };
+
+    /// The least body limit of the byte routes: an output chunk is up to 1 MiB.
+    pub const MIN_BLOB_BODY_BYTES: usize = MIB;
+
+    /// The request body limit of the byte routes (output chunks, result files): the larger
+    /// of `max_result_bytes` and [`Limits::MIN_BLOB_BODY_BYTES`].
+    pub fn blob_body_bytes(&self) -> usize {
+        self.max_result_bytes.max(Self::MIN_BLOB_BODY_BYTES)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// How long an agent holds a job without word from it, and how often that is checked.
+#[derive(Clone, Debug, Args)]
+pub struct Leases {
+    /// How long an agent's lease on a job lasts after each poll or report, in seconds (at
+    /// least 10).
+    #[arg(long, env = "HPCSERA_LEASE_SECONDS", default_value_t = Leases::DEFAULT.lease_seconds,
+        value_parser = clap::value_parser!(u64).range(Leases::MIN_LEASE_SECONDS..))]
+    pub lease_seconds: u64,
+    /// How long a fresh claim waits for the agent's confirmation before it is offered again.
+    #[arg(skip = Leases::DEFAULT.claim_lease_seconds)]
+    pub claim_lease_seconds: u64,
+    /// How often leases are checked for expiry.
+    #[arg(skip = Leases::DEFAULT.reaper_interval)]
+    pub reaper_interval: Duration,
+}
+
+impl Leases {
+    const DEFAULT: Leases = Leases {
+        lease_seconds: 300,
+        claim_lease_seconds: 60,
+        reaper_interval: Duration::from_secs(10),
+    };
+
+    /// The shortest lease the command line accepts: an agent renews its leases once per poll
+    /// cycle, and a shorter lease would call its jobs lost between two polls. (Tests set
+    /// shorter leases through the library to see expiry quickly.)
+    pub const MIN_LEASE_SECONDS: u64 = 10;
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Leases::DEFAULT
+    }
+}
+
+/// Where job callbacks may go, and how their delivery is retried.
+#[derive(Clone, Debug, Args)]
+pub struct Webhooks {
+    /// A host that job callback URLs may point at (repeat for more; default: none): `host`
+    /// (the scheme's default port only), `host:port`, or `host:*` (any port).
+    // Matched by `webhooks::callback_allowed`.
+    #[arg(
+        long = "callback-allow-host",
+        env = "HPCSERA_CALLBACK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub callback_allow_hosts: Vec<String>,
+    /// First wait before a failed delivery is tried again (doubling each time).
+    #[arg(skip = Webhooks::DEFAULT_RETRY_BASE)]
+    pub retry_base: Duration,
+    /// Attempts of a delivery before it is given up.
+    #[arg(skip = Webhooks::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+}
+
+impl Webhooks {
+    const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
+    const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            callback_allow_hosts: Vec::new(),
+            retry_base: Webhooks::DEFAULT_RETRY_BASE,
+            max_attempts: Webhooks::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// How fast one token may ask, and how often one address may fail to authenticate.
+#[derive(Clone, Debug, Args)]
+pub struct RateLimits {
+    /// Requests per second allowed per token, twice that in a burst (0: no limit). Agent
+    /// tokens are not limited.
+    #[arg(long, env = "HPCSERA_RATE_LIMIT", default_value_t = RateLimits::DEFAULT.rate_limit_per_second)]
+    pub rate_limit_per_second: u32,
+    /// Failed authentications allowed per client address and minute (in bursts of as many)
+    /// before they are answered 429 (0: no limit).
+    #[arg(long, env = "HPCSERA_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = RateLimits::DEFAULT.auth_failures_per_minute)]
+    pub auth_failures_per_minute: u32,
+}
+
+impl RateLimits {
+    const DEFAULT: RateLimits = RateLimits {
+        rate_limit_per_second: 100,
+        auth_failures_per_minute: 60,
+    };
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::DEFAULT
+    }
+}
+
+/// Client connections: how many, how slow, and who is in front of the server.
+#[derive(Clone, Debug, Args)]
+pub struct Connections {
+    /// Most open client connections; at the cap the longest-idle one is closed to make room
+    /// (0: the file limit, `ulimit -n`, less a quarter, at least 128, kept for the database
+    /// and files).
+    // 0 becomes `serve::default_max_connections()` when the server starts.
+    #[arg(long, env = "HPCSERA_MAX_CONNECTIONS", default_value_t = Connections::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may stay idle.
+    #[arg(skip = Connections::DEFAULT_HEADER_READ_TIMEOUT)]
+    pub header_read_timeout: Duration,
+    /// A reverse proxy (IP address) whose X-Forwarded-For names the client (repeat for more;
+    /// else the socket's peer is the client).
+    #[arg(
+        long = "trusted-proxy",
+        env = "HPCSERA_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Connections {
+    const DEFAULT_MAX_CONNECTIONS: usize = 0;
+    const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_connections: Connections::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Connections::DEFAULT_HEADER_READ_TIMEOUT,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        leases: Leases,
+        #[command(flatten)]
+        webhooks: Webhooks,
+        #[command(flatten)]
+        rate_limits: RateLimits,
+        #[command(flatten)]
+        connections: Connections,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_groups_defaults() {
+        let cli = Cli::try_parse_from(["hpcsera"]).unwrap();
+        let d = ServerConfig::default();
+        assert_eq!(format!("{:?}", cli.limits), format!("{:?}", d.limits));
+        assert_eq!(format!("{:?}", cli.leases), format!("{:?}", d.leases));
+        assert_eq!(format!("{:?}", cli.webhooks), format!("{:?}", d.webhooks));
+        assert_eq!(
+            format!("{:?}", cli.rate_limits),
+            format!("{:?}", d.rate_limits)
+        );
+        assert_eq!(
+            format!("{:?}", cli.connections),
+            format!("{:?}", d.connections)
+        );
+    }
+
+    #[test]
+    fn a_lease_below_the_floor_is_refused_at_start() {
+        let err = Cli::try_parse_from(["hpcsera", "--lease-seconds", "5"])
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("lease-seconds"), "{err}");
+        let ok = Cli::try_parse_from(["hpcsera", "--lease-seconds", "10"]).unwrap();
+        assert_eq!(ok.leases.lease_seconds, 10);
+    }
+}

@@ -1,0 +1,35 @@
+//! Query strings: the pairs of a raw query and the few value shapes several routes share
+//! (a page size, a whole number). Errors name the parameter (400).
+//!
+//! Owns parsing only; it must never decide defaults that belong to one route.
+
+use crate::error::{ApiError, ApiResult};
+
+/// Most items on one page of a listing.
+pub(crate) const MAX_PAGE: u32 = 1000;
+
+/// The `key=value` pairs of a raw query, in order, percent-decoded.
+pub(crate) fn pairs(q: &Option<String>) -> ApiResult<Vec<(String, String)>> {
+    serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_field("query", e.to_string()))
+}
+
+/// A page size: 1 to [`MAX_PAGE`].
+pub(crate) fn parse_limit(v: &str) -> ApiResult<u32> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|l| (1..=MAX_PAGE).contains(l))
+        .ok_or_else(|| ApiError::bad_field("limit", "must be a whole number from 1 to 1000"))
+}
+
+/// The whole number ≥ 0 given as `key`, else `default`.
+pub(crate) fn query_i64(q: &Option<String>, key: &str, default: i64) -> ApiResult<i64> {
+    match pairs(q)?.iter().find(|(k, _)| k == key) {
+        None => Ok(default),
+        Some((_, v)) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::bad_field(key, "must be a whole number ≥ 0")),
+    }
+}

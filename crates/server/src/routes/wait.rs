@@ -1,0 +1,52 @@
+//! Long polls: a read that finds nothing waits for a wake-up (or a recheck) and reads again,
+//! until it finds something or its time is up.
+//!
+//! Owns the waiting, nothing else: what to read and when it counts as found is the caller's.
+//! It must never hold a lock or a transaction across the wait.
+
+use crate::error::ApiResult;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often a waiting read looks again without a wake-up: another replica may have written
+/// what it waits for (on one server the wake-up comes at once).
+pub(crate) const RECHECK: Duration = Duration::from_secs(2);
+
+/// What one look found.
+pub(crate) enum Look<T> {
+    /// Something to answer with now.
+    Found(T),
+    /// Nothing yet; answered as it is once the time is up.
+    Nothing(T),
+}
+
+/// Looks until `look` finds something or `wait` has passed. Any bump of `changes` makes it
+/// look again at once; the bump is taken as seen before each look, so none is missed.
+pub(crate) async fn long_poll<T, F, Fut>(
+    changes: &watch::Sender<u64>,
+    wait: Duration,
+    look: F,
+) -> ApiResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ApiResult<Look<T>>>,
+{
+    let mut changed = changes.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        changed.borrow_and_update();
+        let found = look().await?;
+        let now = tokio::time::Instant::now();
+        match found {
+            Look::Found(t) => return Ok(t),
+            Look::Nothing(t) if now >= deadline => return Ok(t),
+            Look::Nothing(_) => {}
+        }
+        let nap = (deadline - now).min(RECHECK);
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What every handler can reach: the store, the settings, metrics, the audit sink, the
+//! rate limiters and the wake-up channels of the long polls.
+//!
+//! Shared, cheap to clone, and without logic of its own beyond the wake-ups; it must never
+//! hold a request's data.
+
+use crate::audit::AuditSink;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use hpcsera_store::Store;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+    /// Bumped whenever there may be new work for agents (a job queued, an operation
+    /// requested); long-polling agents wait on it.
+    pub work: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever a job event is written; clients waiting for events wait on it.
+    pub events: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever output is appended or a status changes; output readers wait on it.
+    pub output: Arc<tokio::sync::watch::Sender<u64>>,
+    pub rate: Arc<RateLimiter>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<RateLimiter>,
+}
+
+impl AppState {
+    /// Wakes the agents that wait in a long poll.
+    pub fn wake_agents(&self) {
+        self.work.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes the clients that wait for job events.
+    pub fn events_written(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
+        self.output_written();
+    }
+
+    /// Wakes the clients that wait for output.
+    pub fn output_written(&self) {
+        self.output.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}

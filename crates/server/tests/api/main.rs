@@ -1,0 +1,11 @@
+//! The server's integration tests, one binary (one link) with a module per area: each test
+//! starts a real server on port 0 over a fresh database (SQLite, or PostgreSQL when
+//! `HPCSERA_TEST_DATABASE_URL` names one; see `common`).
+
+mod agent;
+mod code;
+mod common;
+mod jobs;
+mod roles;
+mod service;
+mod webhooks;
