@@ -10,7 +10,7 @@ use super::agent::Agent;
 use super::error::JobError;
 use super::job::{fit, Running, Step, Stream};
 use crate::env::{job_dir, JobContext};
-use hpcsera_api_types::{Job, JobStatus, JobUpdate, SubJobState};
+use hpcsera_api_types::{Job, JobStatus, JobUpdate, SubJobState, SubJobStatus};
 
 impl Agent {
     /// Takes a job the poll handed over: prepare, journal, confirm; or refuse it.
@@ -69,7 +69,7 @@ impl Agent {
             .iter()
             .map(|s| SubJobState {
                 name: s.name.clone(),
-                status: "pending".into(),
+                status: SubJobStatus::Pending,
                 batch_job_id: None,
                 exit_code: None,
                 message: None,

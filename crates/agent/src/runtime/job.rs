@@ -10,7 +10,7 @@ use crate::batch::login::{LoginError, LoginOutcome};
 use crate::batch::BatchJobRef;
 use crate::config::{JobTypeConfig, SubJobConfig};
 use crate::env::JobContext;
-use hpcsera_api_types::{Job, JobStatus, SubJobState};
+use hpcsera_api_types::{Job, JobStatus, SubJobState, SubJobStatus};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -77,13 +77,13 @@ impl Running {
     /// Updates the reported state of the current sub-job; `None` keeps a field as it is.
     pub(super) fn set_sub(
         &mut self,
-        status: &str,
+        status: SubJobStatus,
         batch_job_id: Option<String>,
         exit_code: Option<i32>,
         message: Option<String>,
     ) {
         if let Some(s) = self.sub_states.get_mut(self.index) {
-            s.status = status.to_string();
+            s.status = status;
             if batch_job_id.is_some() {
                 s.batch_job_id = batch_job_id;
             }

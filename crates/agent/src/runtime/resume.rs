@@ -18,7 +18,7 @@ use super::job::{fit, End, Running, Step};
 use super::output::{output_files, skip_sent};
 use crate::batch::BatchJobRef;
 use crate::journal::{JobRecord, Phase};
-use hpcsera_api_types::{Job, JobStatus};
+use hpcsera_api_types::{Job, JobStatus, SubJobStatus};
 
 impl Agent {
     /// Picks up where a previous run left off. A journal that cannot be read or written
@@ -101,7 +101,7 @@ impl Agent {
             // job yet. Report it now (the submit itself is not repeated).
             if job.batch_job_id.as_deref() != Some(batch.id.as_str()) {
                 let id = batch.id.clone();
-                run.set_sub("submitted", Some(id.clone()), None, None);
+                run.set_sub(SubJobStatus::Submitted, Some(id.clone()), None, None);
                 self.report(&mut run, JobStatus::Submitted, Some(id)).await;
             }
         }

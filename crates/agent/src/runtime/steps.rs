@@ -18,7 +18,7 @@ use crate::batch::{BatchError, BatchJobRef, BatchState, SubmitRequest};
 use crate::config::SubJobConfig;
 use crate::env::{batch_env, batch_job_name, job_env};
 use crate::script::render_batch_script;
-use hpcsera_api_types::{JobStatus, JobUpdate, SubJobKind};
+use hpcsera_api_types::{JobStatus, JobUpdate, SubJobKind, SubJobStatus};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -169,7 +169,7 @@ impl Agent {
         } else {
             JobStatus::Staging
         };
-        run.set_sub("running", None, None, None);
+        run.set_sub(SubJobStatus::Running, None, None, None);
         self.report(run, to, None).await;
         run.step = Step::Login(tokio::spawn(async move { run_login(&req).await }));
         Ok(())
@@ -220,7 +220,7 @@ impl Agent {
             tracing::error!(job = %run.job.id, error = %e, "cannot journal the batch id");
         }
         tracing::info!(job = %run.job.id, sub_job = %sub.name, batch_id = %id, "submitted");
-        run.set_sub("submitted", Some(id.clone()), None, None);
+        run.set_sub(SubJobStatus::Submitted, Some(id.clone()), None, None);
         run.step = Step::Batch {
             batch: BatchJobRef::new(id.clone(), Some(rendered.exit_file)),
             unknown: 0,
@@ -250,13 +250,13 @@ impl Agent {
                         sub_job: name.clone(),
                         source,
                     })?;
-                run.set_sub("completed", None, Some(0), None);
+                run.set_sub(SubJobStatus::Completed, None, Some(0), None);
                 run.index += 1;
                 Ok(())
             }
             Ok(o) => {
                 let m = format!("login sub-job {name} {}", o.describe());
-                run.set_sub("failed", None, o.exit_code, Some(m.clone()));
+                run.set_sub(SubJobStatus::Failed, None, o.exit_code, Some(m.clone()));
                 Err(End {
                     status: JobStatus::Failed,
                     exit_code: o.exit_code,
@@ -268,7 +268,7 @@ impl Agent {
                     sub_job: name,
                     source,
                 };
-                run.set_sub("failed", None, None, Some(e.to_string()));
+                run.set_sub(SubJobStatus::Failed, None, None, Some(e.to_string()));
                 Err(e.into())
             }
         }
@@ -296,13 +296,13 @@ impl Agent {
         match state {
             BatchState::Pending | BatchState::Held => Ok(()),
             BatchState::Running => {
-                run.set_sub("running", Some(batch_id), None, None);
+                run.set_sub(SubJobStatus::Running, Some(batch_id), None, None);
                 self.report(run, JobStatus::Running, None).await;
                 Ok(())
             }
             BatchState::Completed { exit_code: 0 } => {
                 self.journal_batch_end(run, &name, Some(0), "completed");
-                run.set_sub("completed", Some(batch_id), Some(0), None);
+                run.set_sub(SubJobStatus::Completed, Some(batch_id), Some(0), None);
                 self.drain_output(run).await;
                 run.index += 1;
                 run.step = Step::Start;
@@ -317,7 +317,12 @@ impl Agent {
                 let m = format!(
                     "batch sub-job {name} (batch job {batch_id}) exited with code {exit_code}"
                 );
-                run.set_sub("failed", Some(batch_id), Some(exit_code), Some(m.clone()));
+                run.set_sub(
+                    SubJobStatus::Failed,
+                    Some(batch_id),
+                    Some(exit_code),
+                    Some(m.clone()),
+                );
                 Err(End {
                     status: JobStatus::Failed,
                     exit_code: Some(exit_code),
@@ -334,12 +339,17 @@ impl Agent {
                     batch_id: batch_id.clone(),
                     reason,
                 };
-                run.set_sub("failed", Some(batch_id), None, Some(e.to_string()));
+                run.set_sub(
+                    SubJobStatus::Failed,
+                    Some(batch_id),
+                    None,
+                    Some(e.to_string()),
+                );
                 Err(e.into())
             }
             BatchState::Cancelled => {
                 self.journal_batch_end(run, &name, None, "cancelled");
-                run.set_sub("cancelled", Some(batch_id.clone()), None, None);
+                run.set_sub(SubJobStatus::Cancelled, Some(batch_id.clone()), None, None);
                 Err(End {
                     status: JobStatus::Cancelled,
                     exit_code: None,
