@@ -337,22 +337,29 @@ impl Journal {
         Ok(out)
     }
 
+    /// Every sub-job in `phase`, as (job id, sub-job name, record), in job-id order.
+    fn sub_jobs_in(
+        &self,
+        phase: Phase,
+    ) -> Result<impl Iterator<Item = (String, String, SubJobRecord)>, JournalError> {
+        Ok(self.jobs()?.into_iter().flat_map(move |rec| {
+            let job_id = rec.job_id;
+            rec.sub_jobs
+                .into_iter()
+                .filter(move |(_, s)| s.phase == phase)
+                .map(move |(subjob, s)| (job_id.clone(), subjob, s))
+        }))
+    }
+
     /// Intents without a batch id (to reconcile after a restart).
     pub fn pending(&self) -> Result<Vec<PendingIntent>, JournalError> {
         Ok(self
-            .jobs()?
-            .into_iter()
-            .flat_map(|rec| {
-                let job_id = rec.job_id;
-                rec.sub_jobs
-                    .into_iter()
-                    .filter(|(_, s)| s.phase == Phase::Submitting)
-                    .map(move |(subjob, s)| PendingIntent {
-                        job_id: job_id.clone(),
-                        subjob,
-                        job_name: s.job_name,
-                        exit_file: s.exit_file,
-                    })
+            .sub_jobs_in(Phase::Submitting)?
+            .map(|(job_id, subjob, s)| PendingIntent {
+                job_id,
+                subjob,
+                job_name: s.job_name,
+                exit_file: s.exit_file,
             })
             .collect())
     }
@@ -360,21 +367,14 @@ impl Journal {
     /// Submitted sub-jobs that are not done (to poll with one status query).
     pub fn active(&self) -> Result<Vec<ActiveSubmission>, JournalError> {
         Ok(self
-            .jobs()?
-            .into_iter()
-            .flat_map(|rec| {
-                let job_id = rec.job_id;
-                rec.sub_jobs
-                    .into_iter()
-                    .filter(|(_, s)| s.phase == Phase::Submitted)
-                    .filter_map(move |(subjob, s)| {
-                        Some(ActiveSubmission {
-                            job_id: job_id.clone(),
-                            subjob,
-                            batch_id: s.batch_id?,
-                            exit_file: s.exit_file,
-                        })
-                    })
+            .sub_jobs_in(Phase::Submitted)?
+            .filter_map(|(job_id, subjob, s)| {
+                Some(ActiveSubmission {
+                    job_id,
+                    subjob,
+                    batch_id: s.batch_id?,
+                    exit_file: s.exit_file,
+                })
             })
             .collect())
     }

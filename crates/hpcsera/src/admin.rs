@@ -48,29 +48,25 @@ enum AdminCommand {
     },
 }
 
+/// What `code approve` and `code reject` both take.
+#[derive(Args)]
+struct Decision {
+    id: String,
+    #[arg(long)]
+    project: String,
+    /// The person who decides: a member of the project.
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum CodeCmd {
     /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
-    Approve {
-        id: String,
-        #[arg(long)]
-        project: String,
-        /// The person who approves: a member of the project.
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Approve(Decision),
     /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
-    Reject {
-        id: String,
-        #[arg(long)]
-        project: String,
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
+    Reject(Decision),
     /// A project's bundles with both digests side by side.
     List {
         #[arg(long)]
@@ -485,7 +481,7 @@ pub async fn decide_code(
 }
 
 async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {
-    let (id, project, user, reason, approve) = match cmd {
+    let (decision, approve) = match cmd {
         CodeCmd::List { project } => {
             let pid = store
                 .project_id(&project)
@@ -518,19 +514,15 @@ async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow
             println!("{deleted} code bundle file(s) deleted");
             return Ok(());
         }
-        CodeCmd::Approve {
-            id,
-            project,
-            user,
-            reason,
-        } => (id, project, user, reason, true),
-        CodeCmd::Reject {
-            id,
-            project,
-            user,
-            reason,
-        } => (id, project, user, reason, false),
+        CodeCmd::Approve(d) => (d, true),
+        CodeCmd::Reject(d) => (d, false),
     };
+    let Decision {
+        id,
+        project,
+        user,
+        reason,
+    } = decision;
     let d = decide_code(
         store,
         code_dir,

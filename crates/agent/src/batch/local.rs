@@ -39,22 +39,13 @@ pub struct LocalAdapter {
     spawned: AtomicU64,
 }
 
-fn io_err(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BatchError {
-    let path = path.to_path_buf();
-    move |source| BatchError::Io {
-        context,
-        path,
-        source,
-    }
-}
-
 fn write_atomic(path: &Path, text: &str) -> Result<(), BatchError> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
+    let mut f = File::create(&tmp).map_err(BatchError::io("cannot write", &tmp))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
-        .map_err(io_err("cannot write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err("cannot write", path))
+        .map_err(BatchError::io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(BatchError::io("cannot write", path))
 }
 
 /// The start time (clock ticks since boot) of a live, non-zombie process.
@@ -84,7 +75,7 @@ impl LocalAdapter {
     /// An adapter keeping its state under `state_dir` (created if missing).
     pub fn new(state_dir: impl Into<PathBuf>) -> Result<LocalAdapter, BatchError> {
         let state_dir = state_dir.into();
-        std::fs::create_dir_all(&state_dir).map_err(io_err("cannot create", &state_dir))?;
+        std::fs::create_dir_all(&state_dir).map_err(BatchError::io("cannot create", &state_dir))?;
         Ok(LocalAdapter {
             state_dir,
             spawned: AtomicU64::new(0),
@@ -155,12 +146,12 @@ impl LocalAdapter {
         check_env(&req.env)?;
         let id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let dir = self.state_dir.join(&id);
-        std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        std::fs::create_dir_all(&dir).map_err(BatchError::io("cannot create", &dir))?;
         write_atomic(&dir.join("name"), &req.job_name)?;
         let executable = {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(&req.script_path)
-                .map_err(io_err("cannot read", &req.script_path))?
+                .map_err(BatchError::io("cannot read", &req.script_path))?
                 .permissions()
                 .mode()
                 & 0o100
@@ -282,12 +273,11 @@ impl BatchAdapter for LocalAdapter {
         job_names: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, String>, BatchError>> {
         Box::pin(async move {
-            let mut found = HashMap::new();
-            if job_names.is_empty() {
-                return Ok(found);
-            }
+            // No guard for empty `job_names` needed: a directory read spawns nothing, and
+            // no names find nothing.
             let entries = std::fs::read_dir(&self.state_dir)
-                .map_err(io_err("cannot read", &self.state_dir))?;
+                .map_err(BatchError::io("cannot read", &self.state_dir))?;
+            let mut found = HashMap::new();
             for e in entries.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
                 if !is_local_id(&id) {

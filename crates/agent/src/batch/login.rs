@@ -82,32 +82,19 @@ pub enum LoginError {
     },
     #[error("timed out after {seconds} s; the process group was killed")]
     TimedOut { seconds: u64 },
-    #[error("{context} {}: {source}", path.display())]
-    Io {
-        context: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{0}")]
     Invalid(String),
+    /// Any other failure of the shared spawn and file helpers (files, directories).
+    #[error(transparent)]
+    Batch(BatchError),
 }
 
 impl From<BatchError> for LoginError {
     fn from(e: BatchError) -> LoginError {
         match e {
             BatchError::Spawn { program, source } => LoginError::Spawn { program, source },
-            BatchError::Io {
-                context,
-                path,
-                source,
-            } => LoginError::Io {
-                context,
-                path,
-                source,
-            },
             BatchError::Invalid(m) => LoginError::Invalid(m),
-            other => LoginError::Invalid(other.to_string()),
+            other => LoginError::Batch(other),
         }
     }
 }
@@ -255,9 +242,7 @@ async fn drain(tasks: [Option<Capture>; 2]) -> [bool; 2] {
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), LoginError> {
-    std::fs::create_dir_all(dir).map_err(|source| LoginError::Io {
-        context: "cannot create the work dir",
-        path: dir.to_path_buf(),
-        source,
-    })
+    std::fs::create_dir_all(dir)
+        .map_err(BatchError::io("cannot create the work dir", dir))
+        .map_err(LoginError::Batch)
 }

@@ -53,7 +53,7 @@ pub(crate) mod spawn;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 pub use command::CommandAdapter;
@@ -239,6 +239,18 @@ pub enum BatchError {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+}
+
+impl BatchError {
+    /// The `map_err` for a file-system call on `path`: `BatchError::Io` with `context`.
+    pub(crate) fn io(context: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| BatchError::Io {
+            context,
+            path,
+            source,
+        }
+    }
 }
 
 /// One interface for every batch system. Object safe: use `Arc<dyn BatchAdapter>`.

@@ -282,19 +282,22 @@ pub fn parse_pbs_names(stdout: &str) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
-/// `bjobs -a -json -o "jobid stat exit_code" ID…`: `{"RECORDS": [{"JOBID": "1", "STAT":
-/// "RUN", "EXIT_CODE": ""}, {"JOBID": "9", "ERROR": "Job <9> is not found"}]}`.
-pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
+/// The `RECORDS` of `bjobs -json` output (none for empty output).
+fn lsf_records(stdout: &str) -> Result<Vec<Value>, String> {
     if stdout.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let v = json_body(stdout)?;
-    let records = v
-        .get("RECORDS")
-        .and_then(Value::as_array)
-        .ok_or("no RECORDS array")?;
+    match json_body(stdout)?.get_mut("RECORDS").map(Value::take) {
+        Some(Value::Array(records)) => Ok(records),
+        _ => Err("no RECORDS array".into()),
+    }
+}
+
+/// `bjobs -a -json -o "jobid stat exit_code" ID…`: `{"RECORDS": [{"JOBID": "1", "STAT":
+/// "RUN", "EXIT_CODE": ""}, {"JOBID": "9", "ERROR": "Job <9> is not found"}]}`.
+pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
     let mut out = Vec::new();
-    for r in records {
+    for r in &lsf_records(stdout)? {
         if r.get("ERROR").is_some() {
             continue; // unknown id
         }
@@ -320,15 +323,7 @@ pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
 
 /// `bjobs -a -json -o "jobid job_name"`: job name → id.
 pub fn parse_lsf_names(stdout: &str) -> Result<Vec<(String, String)>, String> {
-    if stdout.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let v = json_body(stdout)?;
-    let records = v
-        .get("RECORDS")
-        .and_then(Value::as_array)
-        .ok_or("no RECORDS array")?;
-    Ok(records
+    Ok(lsf_records(stdout)?
         .iter()
         .filter_map(|r| {
             Some((

@@ -75,11 +75,9 @@ pub(crate) fn create_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
 fn stdio(o: &Output) -> Result<Stdio, BatchError> {
     Ok(match o {
         Output::Piped => Stdio::piped(),
-        Output::File(p) => Stdio::from(create_no_follow(p).map_err(|source| BatchError::Io {
-            context: "cannot create",
-            path: p.clone(),
-            source,
-        })?),
+        Output::File(p) => {
+            Stdio::from(create_no_follow(p).map_err(BatchError::io("cannot create", p))?)
+        }
     })
 }
 

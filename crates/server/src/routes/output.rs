@@ -10,7 +10,8 @@ use super::wait::{long_poll, Look};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AgentCaller, ApiBytes, Caller, JobId};
 use crate::state::AppState;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -33,6 +34,35 @@ impl StreamPath {
     }
 }
 
+/// Where an output route reads or writes: its `{stream}` and its query (`offset`; a read's
+/// `maxBytes` and `wait`), taken as given. [`OutputAt::parse`] checks them after the
+/// caller's role, as each handler did before.
+pub(crate) struct OutputAt {
+    stream: StreamPath,
+    query: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OutputAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(stream) = Path::<StreamPath>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_field("stream", e.body_text()))?;
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        Ok(OutputAt { stream, query })
+    }
+}
+
+impl OutputAt {
+    /// The stream (see [`StreamPath::parse`]) and `offset` (default 0).
+    fn parse(&self) -> ApiResult<(OutputStream, i64)> {
+        Ok((self.stream.parse()?, query_i64(&self.query, "offset", 0)?))
+    }
+}
+
 /// Longest wait of an output read, in seconds.
 const MAX_OUTPUT_WAIT: i64 = 60;
 /// Default and largest `maxBytes` of an output read.
@@ -52,13 +82,11 @@ pub async fn append_output(
     State(st): State<AppState>,
     agent: AgentCaller,
     id: JobId,
-    Path(s): Path<StreamPath>,
-    RawQuery(q): RawQuery,
+    at: OutputAt,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     agent.require(Role::UpdateJobStatus)?;
-    let s = s.parse()?;
-    let offset = query_i64(&q, "offset", 0)?;
+    let (s, offset) = at.parse()?;
     let len = st
         .store
         .append_output(
@@ -91,14 +119,12 @@ pub async fn read_output(
     State(st): State<AppState>,
     caller: Caller,
     id: JobId,
-    Path(s): Path<StreamPath>,
-    RawQuery(q): RawQuery,
+    at: OutputAt,
 ) -> ApiResult<Response> {
     caller.require(Role::GetJobStatus)?;
-    let s = s.parse()?;
-    let offset = query_i64(&q, "offset", 0)?;
-    let max = query_i64(&q, "maxBytes", DEFAULT_READ_BYTES)?.clamp(1, MAX_READ_BYTES);
-    let wait = query_i64(&q, "wait", 0)?;
+    let (s, offset) = at.parse()?;
+    let max = query_i64(&at.query, "maxBytes", DEFAULT_READ_BYTES)?.clamp(1, MAX_READ_BYTES);
+    let wait = query_i64(&at.query, "wait", 0)?;
     if wait > MAX_OUTPUT_WAIT {
         return Err(ApiError::bad_field(
             "wait",
