@@ -2,6 +2,7 @@
 //! verbatim through the environment, nothing in them is executed, cancel kills, and the
 //! state survives a new adapter instance (an agent restart).
 
+use crate::common::assert_failed_with;
 use hpcsera_agent::batch::LocalAdapter;
 use hpcsera_agent::config::AgentConfig;
 use hpcsera_agent::env::{batch_env, batch_job_name, job_dir, JobContext};
@@ -77,16 +78,7 @@ async fn exit_code_and_output() {
     assert!(id.starts_with("local-"));
     let job = BatchJobRef::new(id, Some(exit_file.clone()));
     let st = wait_for(&a, &job, BatchState::is_terminal).await;
-    assert!(
-        matches!(
-            st,
-            BatchState::Failed {
-                exit_code: Some(3),
-                ..
-            }
-        ),
-        "{st:?}"
-    );
+    assert_failed_with(&st, 3);
     assert_eq!(std::fs::read_to_string(&req.stdout_path).unwrap(), value);
     assert_eq!(
         std::fs::read_to_string(&req.stderr_path).unwrap(),
@@ -292,27 +284,11 @@ async fn state_survives_a_restart() {
     assert_eq!(found.len(), 2);
     assert_eq!(found[&batch_job_name("r1", "run")], short_id);
     let st = wait_for(&b, &short_job, BatchState::is_terminal).await;
-    assert!(
-        matches!(
-            st,
-            BatchState::Failed {
-                exit_code: Some(5),
-                ..
-            }
-        ),
-        "{st:?}"
-    );
+    assert_failed_with(&st, 5);
     // A third instance still knows, and can cancel the long one.
     let c = LocalAdapter::new(&state_dir).unwrap();
-    assert!(matches!(
-        c.status_all(std::slice::from_ref(&short_job))
-            .await
-            .unwrap()[&short_id],
-        BatchState::Failed {
-            exit_code: Some(5),
-            ..
-        }
-    ));
+    let states = c.status_all(std::slice::from_ref(&short_job)).await;
+    assert_failed_with(&states.unwrap()[&short_id], 5);
     c.cancel(&long_id).await.unwrap();
     assert_eq!(
         wait_for(&c, &long_job, BatchState::is_terminal).await,

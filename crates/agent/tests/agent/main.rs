@@ -3,10 +3,12 @@
 //! real server, Slurm where `HPCSERA_TEST_SLURM=1`).
 
 mod adapters;
+mod common;
 mod config;
 mod journal;
 mod local;
 mod login;
 mod runtime;
 mod slurm;
+mod test_server;
 mod unpack;

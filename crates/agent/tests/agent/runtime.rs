@@ -1,11 +1,12 @@
 //! The agent's runtime against a real server, with a fake Slurm (scripts that log their
 //! calls): one batch-status query per cycle for 1, 10 and 100 active jobs; the work-dir lock.
 
+use crate::test_server::{serve, token};
 use hpcsera_agent::{Agent, AgentConfig, AgentError, Journal};
 use hpcsera_api_types::{AgentPoll, JobStatus, JobUpdate, NewJob, PublishJobTypes, Role, RoleSet};
 use hpcsera_client::{Client, JobQuery};
-use hpcsera_server::{Application, ServerConfig};
-use hpcsera_store::{NewToken, Store};
+use hpcsera_server::ServerConfig;
+use hpcsera_store::Store;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -42,39 +43,9 @@ async fn world() -> World {
     store.create_project("p", "").await.unwrap();
     store.add_member("u", "p").await.unwrap();
     let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
-    let (_, agent_token) = store
-        .create_token(&NewToken {
-            user: "u",
-            project: "p",
-            name: "a",
-            roles,
-            site: Some("fake"),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    let (_, client_token) = store
-        .create_token(&NewToken {
-            user: "u",
-            project: "p",
-            name: "c",
-            roles: RoleSet::all(),
-            site: None,
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    let app = Application::build(
-        ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            ..Default::default()
-        },
-        store,
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}", app.local_addr().unwrap());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
+    let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
+    let url = serve(ServerConfig::default(), store).await;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &agent_token).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -109,6 +80,17 @@ script = "true"
     }
 }
 
+/// A job of the config's one type `t` on the fake site.
+fn job() -> NewJob {
+    NewJob {
+        site: "fake".into(),
+        job_type: "t".into(),
+        parameters: Default::default(),
+        metadata: None,
+        callback_url: None,
+    }
+}
+
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|s| s.lines().count())
@@ -135,14 +117,7 @@ async fn one_status_query_per_cycle_for_1_10_and_100_jobs() {
         let mut agent = Agent::new(AgentConfig::load(&w.config).unwrap(), &w.agent_token).unwrap();
         agent.start().await.unwrap();
         for _ in 0..n {
-            let job = NewJob {
-                site: "fake".into(),
-                job_type: "t".into(),
-                parameters: Default::default(),
-                metadata: None,
-                callback_url: None,
-            };
-            w.client.submit(&job, None).await.unwrap();
+            w.client.submit(&job(), None).await.unwrap();
         }
         // The first cycle claims and submits them all.
         agent.cycle(0, false).await.unwrap();
@@ -198,13 +173,6 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
 ) {
     let w = world().await;
     let cfg = AgentConfig::load(&w.config).unwrap();
-    let job = NewJob {
-        site: "fake".into(),
-        job_type: "t".into(),
-        parameters: Default::default(),
-        metadata: None,
-        callback_url: None,
-    };
     let first = Client::new(&cfg.server_url, &w.agent_token).unwrap();
     let publish = PublishJobTypes {
         agent_version: None,
@@ -212,7 +180,7 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
         job_types: cfg.specs(),
     };
     first.publish_job_types("fake", &publish).await.unwrap();
-    let id = w.client.submit(&job, None).await.unwrap().id;
+    let id = w.client.submit(&job(), None).await.unwrap().id;
     // A first agent's life up to a crash: the claim confirmed, the intent journaled, the
     // batch job submitted and its id journaled, but the `submitted` report never sent.
     let reply = first

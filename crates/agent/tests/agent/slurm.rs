@@ -5,6 +5,7 @@
 //! `HPCSERA_TEST_SLURM_USER`) through a wrapped submit command (`runuser -u USER -- sbatch
 //! …`), the way a site may wrap its commands in the agent's config.
 
+use crate::common::assert_failed_with;
 use hpcsera_agent::batch::command::{CommandAdapter, Templates};
 use hpcsera_agent::config::BatchConfig;
 use hpcsera_agent::env::{batch_env, batch_job_name, job_dir, JobContext};
@@ -194,16 +195,7 @@ async fn slurm_failing_script_reports_its_exit_code() {
     let (req, exit_file) = w.job(&unique("fail"), "echo failing\nexit 3\n", json!({}), &[]);
     let job = BatchJobRef::new(a.submit(&req).await.unwrap(), Some(exit_file));
     let st = wait_for(&a, &job, "the end", BatchState::is_terminal).await;
-    assert!(
-        matches!(
-            st,
-            BatchState::Failed {
-                exit_code: Some(3),
-                ..
-            }
-        ),
-        "{st:?}"
-    );
+    assert_failed_with(&st, 3);
 }
 
 #[tokio::test]
