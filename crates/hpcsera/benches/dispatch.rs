@@ -8,11 +8,16 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hpcsera_api_types::{JobStatus, NewJob, Role, RoleSet};
-use hpcsera_server::{Application, ServerConfig};
-use hpcsera_store::{NewToken, Store};
+use hpcsera_server::ServerConfig;
+use hpcsera_store::Store;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
+use test_server::{serve, token};
+
+/// The agent's tests' server set-up (tokens, a server on port 0), shared with them.
+#[path = "../../agent/tests/agent/test_server.rs"]
+mod test_server;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -30,31 +35,10 @@ async fn setup(job_types: serde_json::Value) -> Setup {
     store.create_project("p", "").await.expect("project");
     store.add_member("u", "p").await.expect("member");
     let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
-    let (_, agent_token) = store
-        .create_token(&NewToken {
-            user: "u",
-            project: "p",
-            name: "a",
-            roles: agent_roles,
-            site: Some("bench"),
-            expires_at: None,
-        })
-        .await
-        .expect("token");
-    let (_, client_token) = store
-        .create_token(&NewToken {
-            user: "u",
-            project: "p",
-            name: "c",
-            roles: RoleSet::all(),
-            site: None,
-            expires_at: None,
-        })
-        .await
-        .expect("token");
-    let app = Application::build(
+    let agent_token = token(&store, "u", "p", "a", agent_roles, Some("bench")).await;
+    let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
+    let url = serve(
         ServerConfig {
-            listen: "127.0.0.1:0".into(),
             rate_limits: hpcsera_server::config::RateLimits {
                 rate_limit_per_second: 0,
                 ..Default::default()
@@ -63,10 +47,7 @@ async fn setup(job_types: serde_json::Value) -> Setup {
         },
         store,
     )
-    .await
-    .expect("bind");
-    let url = format!("http://{}", app.local_addr().expect("addr"));
-    tokio::spawn(app.run_until(std::future::pending()));
+    .await;
     let http = reqwest::Client::new();
     let r = http
         .put(format!("{url}/api/v1/sites/bench/jobTypes"))

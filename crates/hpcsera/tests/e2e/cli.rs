@@ -4,14 +4,14 @@
 
 use crate::common;
 
-use common::{bin, slurm, Env};
+use common::{bin, slurm, squeue, Env};
 use hpcsera_api_types::{JobStatus, Role, RoleSet};
 use hpcsera_store::NewToken;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// The examples' default site.
@@ -89,6 +89,16 @@ async fn run_env(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Run {
     output(c, None).await
 }
 
+/// `hpcsera job submit SITE JOB_TYPE`, `-p` before each of `params`, then `flags`.
+async fn submit(env: &Env, job_type: &str, params: &[&str], flags: &[&str]) -> Run {
+    let mut args = vec!["job", "submit", SITE, job_type];
+    for p in params {
+        args.extend(["-p", p]);
+    }
+    args.extend_from_slice(flags);
+    run(env, &args).await
+}
+
 fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}; stderr {:?}", r.stdout, r.stderr))
@@ -99,48 +109,23 @@ async fn submit_follow_prints_the_output_in_order_and_exits_with_the_jobs_code()
     let env = env().await;
 
     // Output that comes in bursts while the job runs arrives whole, in order, once.
-    let r = run(
-        &env,
-        &["job", "submit", SITE, "count", "-p", "n=1000", "--follow"],
-    )
-    .await;
+    let r = submit(&env, "count", &["n=1000"], &["--follow"]).await;
     assert_eq!(r.code, 0, "{r:?}\n{}", env.agent_log());
     let expected: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
     assert_eq!(r.stdout, expected);
 
     // stdout to stdout, stderr to stderr.
-    let r = run(
-        &env,
-        &[
-            "job",
-            "submit",
-            SITE,
-            "echo",
-            "-p",
-            "v=hello world",
-            "--follow",
-        ],
-    )
-    .await;
+    let r = submit(&env, "echo", &["v=hello world"], &["--follow"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "line one\nv=hello world\nline three\n");
     assert!(r.stderr.contains("to stderr\n"), "{r:?}");
 
     // A non-zero exit code of the job is the command's exit code.
-    let r = run(
+    let r = submit(
         &env,
-        &[
-            "job",
-            "submit",
-            SITE,
-            "sleep",
-            "-p",
-            "seconds=1",
-            "-p",
-            "code=3",
-            "--wait",
-            "--follow",
-        ],
+        "sleep",
+        &["seconds=1", "code=3"],
+        &["--wait", "--follow"],
     )
     .await;
     assert_eq!(r.code, 3, "{r:?}");
@@ -148,38 +133,16 @@ async fn submit_follow_prints_the_output_in_order_and_exits_with_the_jobs_code()
     assert!(r.stderr.contains("failed, exit code 3"), "{r:?}");
 
     // --wait alone: nothing on stdout in table mode, the exit code is the job's.
-    let r = run(
-        &env,
-        &[
-            "job",
-            "submit",
-            SITE,
-            "sleep",
-            "-p",
-            "seconds=0",
-            "-p",
-            "code=0",
-            "--wait",
-        ],
-    )
-    .await;
+    let r = submit(&env, "sleep", &["seconds=0", "code=0"], &["--wait"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.stdout, "");
 
     // A wait that times out: 73, and the job goes on.
-    let r = run(
+    let r = submit(
         &env,
-        &[
-            "job",
-            "submit",
-            SITE,
-            "sleep",
-            "-p",
-            "seconds=30",
-            "--wait",
-            "--timeout",
-            "1s",
-        ],
+        "sleep",
+        &["seconds=30"],
+        &["--wait", "--timeout", "1s"],
     )
     .await;
     assert_eq!(r.code, 73, "{r:?}");
@@ -201,19 +164,11 @@ async fn submit_follow_prints_the_output_in_order_and_exits_with_the_jobs_code()
 #[tokio::test]
 async fn json_output_parses_and_has_the_documented_fields() {
     let env = env().await;
-    let r = run(
+    let r = submit(
         &env,
+        "echo",
+        &["v=42", "b=yes", "x=2.5"],
         &[
-            "job",
-            "submit",
-            SITE,
-            "echo",
-            "-p",
-            "v=42",
-            "-p",
-            "b=yes",
-            "-p",
-            "x=2.5",
             "--metadata",
             r#"{"ci": {"pipeline": 7}}"#,
             "--wait",
@@ -345,59 +300,29 @@ async fn json_output_parses_and_has_the_documented_fields() {
     assert_eq!(run(&env, &["job", "get", &pid]).await.code, 2);
 }
 
-async fn operation_ack(env: &Env, id: &str, after: i64) -> hpcsera_api_types::JobEvent {
-    let started = Instant::now();
-    loop {
-        let ev = env.client.events(id, after).await.unwrap();
-        if let Some(e) = ev
-            .into_iter()
-            .find(|e| e.kind == "operation_done" || e.kind == "operation_failed")
-        {
-            return e;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "operation never acknowledged: {}",
-            env.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     let env = env().await;
     let r = run(&env, &["job", "submit", SITE, "later"]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let id = r.stdout.trim().to_string();
-    env.wait_for(
-        &id,
-        |s| s == JobStatus::Submitted || s == JobStatus::Running,
-        "submitted",
-    )
-    .await;
+    env.wait_submitted(&id).await;
     let last = env.client.events(&id, 0).await.unwrap().last().unwrap().seq;
     let r = run(&env, &["job", "hold", &id]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("hold requested"), "{r:?}");
-    let ack = operation_ack(&env, &id, last).await;
+    let ack = env.operation_ack(&id, last, "operation").await;
     if slurm() {
         assert_eq!(ack.kind, "operation_done", "{:?}", ack.message);
         let batch = env.client.get_job(&id).await.unwrap().batch_job_id.unwrap();
-        let reason = || {
-            let out = std::process::Command::new("squeue")
-                .args(["-h", "-o", "%r", "-j", &batch])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+        let reason = || squeue(&["-o", "%r", "-j", &batch]);
         assert!(reason().starts_with("JobHeld"), "Slurm reason {}", reason());
         let got = json(&run(&env, &["job", "get", &id, "--output", "json"]).await);
         assert_eq!(got["held"], true);
         let last = env.client.events(&id, 0).await.unwrap().last().unwrap().seq;
         let r = run(&env, &["job", "release", &id]).await;
         assert_eq!(r.code, 0, "{r:?}");
-        let ack = operation_ack(&env, &id, last).await;
+        let ack = env.operation_ack(&id, last, "operation").await;
         assert_eq!(ack.kind, "operation_done", "{:?}", ack.message);
         assert!(
             !reason().starts_with("JobHeld"),
@@ -428,11 +353,7 @@ async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     );
     if slurm() {
         let batch = env.client.get_job(&id).await.unwrap().batch_job_id.unwrap();
-        let out = std::process::Command::new("squeue")
-            .args(["-h", "-o", "%T", "-j", &batch])
-            .output()
-            .unwrap();
-        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let state = squeue(&["-o", "%T", "-j", &batch]);
         assert!(
             state.is_empty() || state.starts_with("CANCEL"),
             "Slurm state {state}"
@@ -442,12 +363,7 @@ async fn cancel_hold_and_release_through_the_cli_reach_the_batch_system() {
     // --cancel-on-interrupt: SIGINT while waiting cancels the job; exit 130.
     let r = run(&env, &["job", "submit", SITE, "later"]).await;
     let id = r.stdout.trim().to_string();
-    env.wait_for(
-        &id,
-        |s| s == JobStatus::Submitted || s == JobStatus::Running,
-        "submitted",
-    )
-    .await;
+    env.wait_submitted(&id).await;
     let mut c = command(&env);
     c.args(["job", "wait", &id, "--cancel-on-interrupt"]);
     let (code, _) = interrupted_while_waiting(c).await;
@@ -693,6 +609,28 @@ fn gitlab_job(yml: &str) -> (Vec<(String, String)>, Vec<String>) {
     (vars, script)
 }
 
+/// `examples/workflow-http-task.sh SITE JOB_TYPE PARAMS OUT` in `work` against the test
+/// server, with `IDEMPOTENCY_KEY` when `key` is given.
+async fn workflow_task(
+    env: &Env,
+    work: &Path,
+    job_type: &str,
+    params: &str,
+    out: &str,
+    key: Option<&str>,
+) -> Run {
+    let mut c = tokio::process::Command::new("bash");
+    c.arg(examples().join("workflow-http-task.sh"))
+        .args([SITE, job_type, params, out])
+        .current_dir(work)
+        .env("HPCSERA_URL", &env.url)
+        .env("HPCSERA_TOKEN", &env.token);
+    if let Some(key) = key {
+        c.env("IDEMPOTENCY_KEY", key);
+    }
+    output(c, None).await
+}
+
 #[tokio::test]
 async fn the_examples_run_as_written() {
     let env = env().await;
@@ -700,14 +638,15 @@ async fn the_examples_run_as_written() {
     // The workflow engine's HTTP task, with curl.
     let work = env.path().join("workflow");
     std::fs::create_dir_all(&work).unwrap();
-    let mut c = tokio::process::Command::new("bash");
-    c.arg(examples().join("workflow-http-task.sh"))
-        .args([SITE, "pipeline", r#"{"n": 100}"#, "out"])
-        .current_dir(&work)
-        .env("HPCSERA_URL", &env.url)
-        .env("HPCSERA_TOKEN", &env.token)
-        .env("IDEMPOTENCY_KEY", "task-1");
-    let r = output(c, None).await;
+    let r = workflow_task(
+        &env,
+        &work,
+        "pipeline",
+        r#"{"n": 100}"#,
+        "out",
+        Some("task-1"),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r:?}\n{}", env.agent_log());
     assert!(r.stdout.contains("sum of 1..100 = 5050\n"), "{r:?}");
     assert!(!r.stdout.contains(&env.token) && !r.stderr.contains(&env.token));
@@ -716,14 +655,15 @@ async fn the_examples_run_as_written() {
         "5050\n"
     );
     // Run again with the same key: the same job, not a second one.
-    let mut c = tokio::process::Command::new("bash");
-    c.arg(examples().join("workflow-http-task.sh"))
-        .args([SITE, "pipeline", r#"{"n": 100}"#, "out2"])
-        .current_dir(&work)
-        .env("HPCSERA_URL", &env.url)
-        .env("HPCSERA_TOKEN", &env.token)
-        .env("IDEMPOTENCY_KEY", "task-1");
-    let r = output(c, None).await;
+    let r = workflow_task(
+        &env,
+        &work,
+        "pipeline",
+        r#"{"n": 100}"#,
+        "out2",
+        Some("task-1"),
+    )
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
     let jobs = env
         .client
@@ -733,13 +673,8 @@ async fn the_examples_run_as_written() {
         .jobs;
     assert_eq!(jobs.len(), 1);
     // A failing job's exit code is the task's.
-    let mut c = tokio::process::Command::new("bash");
-    c.arg(examples().join("workflow-http-task.sh"))
-        .args([SITE, "sleep", r#"{"seconds": 0, "code": 4}"#, "out3"])
-        .current_dir(&work)
-        .env("HPCSERA_URL", &env.url)
-        .env("HPCSERA_TOKEN", &env.token);
-    let r = output(c, None).await;
+    let params = r#"{"seconds": 0, "code": 4}"#;
+    let r = workflow_task(&env, &work, "sleep", params, "out3", None).await;
     assert_eq!(r.code, 4, "{r:?}");
 
     // The GitLab CI job's script lines, with the CLI on PATH and the masked variables set.
@@ -888,18 +823,7 @@ async fn server_text_is_shown_escaped_in_tables() {
     let r = run(&env, &["job-types", SITE, "--output", "json"]).await;
     assert!(r.stdout.contains(r"\u001b]0;pwned\u0007"), "{:?}", r.stdout);
     // A parameter value the server hands back.
-    let r = run(
-        &env,
-        &[
-            "job",
-            "submit",
-            SITE,
-            "echo",
-            "-p",
-            "v=\x1b]0;pwned\x07\x1b[2J",
-        ],
-    )
-    .await;
+    let r = submit(&env, "echo", &["v=\x1b]0;pwned\x07\x1b[2J"], &[]).await;
     assert_eq!(r.code, 0, "{r:?}");
     let id = r.stdout.trim().to_string();
     let r = run(&env, &["job", "get", &id]).await;

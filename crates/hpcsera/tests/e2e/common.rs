@@ -4,14 +4,25 @@
 
 #![allow(dead_code)]
 
-use hpcsera_api_types::{JobStatus, Role, RoleSet};
+use crate::test_server::{serve, token};
+use hpcsera_api_types::{JobEvent, JobStatus, Role, RoleSet};
 use hpcsera_client::Client;
-use hpcsera_server::{Application, ServerConfig};
-use hpcsera_store::{NewToken, Store};
+use hpcsera_server::ServerConfig;
+use hpcsera_store::Store;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+/// What `squeue -h ARGS…` prints, trimmed (Slurm runs only).
+pub fn squeue(args: &[&str]) -> String {
+    let out = std::process::Command::new("squeue")
+        .arg("-h")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// The `hpcsera` binary under test: `HPCSERA_TEST_BIN` when set (a target directory shared by
 /// several worktrees may have its `target/debug/hpcsera` replaced by another build), else the
@@ -129,31 +140,10 @@ impl Env {
         let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
             .into_iter()
             .collect();
-        let (_, agent_token) = store
-            .create_token(&NewToken {
-                user: "alice",
-                project: "p",
-                name: "agent",
-                roles: agent_roles,
-                site: Some(site),
-                expires_at: None,
-            })
-            .await
-            .unwrap();
-        let (_, token) = store
-            .create_token(&NewToken {
-                user: "alice",
-                project: "p",
-                name: "client",
-                roles: RoleSet::all(),
-                site: None,
-                expires_at: None,
-            })
-            .await
-            .unwrap();
-        let app = Application::build(
+        let agent_token = token(&store, "alice", "p", "agent", agent_roles, Some(site)).await;
+        let token = token(&store, "alice", "p", "client", RoleSet::all(), None).await;
+        let url = serve(
             ServerConfig {
-                listen: "127.0.0.1:0".into(),
                 code_dir: code_dir.clone(),
                 rate_limits: hpcsera_server::config::RateLimits {
                     rate_limit_per_second: 0,
@@ -168,10 +158,7 @@ impl Env {
             },
             store.clone(),
         )
-        .await
-        .unwrap();
-        let url = format!("http://{}", app.local_addr().unwrap());
-        tokio::spawn(app.run_until(std::future::pending()));
+        .await;
         let token_file = dir.path().join("agent.token");
         std::fs::write(&token_file, format!("{agent_token}\n")).unwrap();
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -272,11 +259,7 @@ impl Env {
     /// (local adapter) its process alive.
     pub fn batch_job_active(&self, batch_id: &str) -> bool {
         if slurm() {
-            let out = std::process::Command::new("squeue")
-                .args(["-h", "-o", "%T", "-j", batch_id])
-                .output()
-                .unwrap();
-            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let state = squeue(&["-o", "%T", "-j", batch_id]);
             !(state.is_empty()
                 || state == "CANCELLED"
                 || state == "COMPLETED"
@@ -324,6 +307,27 @@ impl Env {
         self.dir.path()
     }
 
+    /// The first `operation_done` or `operation_failed` event of job `id` after event
+    /// `after`, waiting up to 60 s; `what` names the operation if it never comes.
+    pub async fn operation_ack(&self, id: &str, after: i64, what: &str) -> JobEvent {
+        let started = Instant::now();
+        loop {
+            let ev = self.client.events(id, after).await.unwrap();
+            if let Some(e) = ev
+                .into_iter()
+                .find(|e| e.kind == "operation_done" || e.kind == "operation_failed")
+            {
+                return e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{what} never acknowledged: {}",
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn wait_for(
         &self,
         id: &str,
@@ -344,6 +348,16 @@ impl Env {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits until job `id` is in the batch system: `submitted` or `running`.
+    pub async fn wait_submitted(&self, id: &str) -> hpcsera_api_types::Job {
+        self.wait_for(
+            id,
+            |s| s == JobStatus::Submitted || s == JobStatus::Running,
+            "submitted",
+        )
+        .await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{slurm, Env};
+use common::{slurm, squeue, Env};
 use hpcsera_api_types::{JobStatus, NewJob, Operation};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -112,11 +112,7 @@ async fn cancel_reaches_the_running_batch_job() {
     assert_eq!(job.status, JobStatus::Cancelled, "{:?}", job.message);
     if slurm() {
         let batch = job.batch_job_id.unwrap();
-        let out = std::process::Command::new("squeue")
-            .args(["-h", "--states=all", "-o", "%T", "-j", &batch])
-            .output()
-            .unwrap();
-        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let state = squeue(&["--states=all", "-o", "%T", "-j", &batch]);
         assert!(
             state.is_empty() || state == "CANCELLED" || state == "COMPLETING",
             "Slurm says {state}"
@@ -128,47 +124,17 @@ async fn cancel_reaches_the_running_batch_job() {
 async fn hold_and_release_reach_the_batch_system() {
     let env = Env::with_limits(SITE, &job_types(), 10).await;
     let id = submit(&env, "later", json!({})).await;
-    env.wait_for(
-        &id,
-        |s| s == JobStatus::Submitted || s == JobStatus::Running,
-        "submitted",
-    )
-    .await;
+    env.wait_submitted(&id).await;
     let job = env.client.operation(&id, Operation::Hold).await.unwrap();
     assert_eq!(
         job.pending_operation.map(|p| p.operation),
         Some(Operation::Hold)
     );
-    let started = Instant::now();
-    let events = loop {
-        let ev = env.client.events(&id, 0).await.unwrap();
-        if ev
-            .iter()
-            .any(|e| e.kind == "operation_done" || e.kind == "operation_failed")
-        {
-            break ev;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "hold never acknowledged: {}",
-            env.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let done = events
-        .iter()
-        .find(|e| e.kind == "operation_done" || e.kind == "operation_failed")
-        .unwrap();
+    let done = env.operation_ack(&id, 0, "hold").await;
     if slurm() {
         assert_eq!(done.kind, "operation_done", "{:?}", done.message);
         let batch = env.client.get_job(&id).await.unwrap().batch_job_id.unwrap();
-        let reason = || {
-            let out = std::process::Command::new("squeue")
-                .args(["-h", "-o", "%r", "-j", &batch])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+        let reason = || squeue(&["-o", "%r", "-j", &batch]);
         assert!(reason().starts_with("JobHeld"), "Slurm reason {}", reason());
         assert!(env.client.get_job(&id).await.unwrap().held);
         env.client.operation(&id, Operation::Release).await.unwrap();
@@ -263,12 +229,7 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
         ids.push(submit(&env, "sleep", json!({"seconds": 4})).await);
     }
     // Two are with the agent (max_active_jobs = 2), two wait in the queue.
-    env.wait_for(
-        &ids[0],
-        |s| s == JobStatus::Running || s == JobStatus::Submitted,
-        "submitted",
-    )
-    .await;
+    env.wait_submitted(&ids[0]).await;
     env.kill_agent().await;
     let before: Vec<_> = {
         let mut v = Vec::new();
@@ -298,11 +259,9 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
         assert_eq!(out, "start\nend\n", "output without gaps or repeats");
         if slurm() {
             let name = format!("hpcsera-{id}-run");
-            let q = std::process::Command::new("squeue")
-                .args(["-h", "--states=all", "-o", "%i", "-n", &name])
-                .output()
-                .unwrap();
-            let n = String::from_utf8_lossy(&q.stdout).lines().count();
+            let n = squeue(&["--states=all", "-o", "%i", "-n", &name])
+                .lines()
+                .count();
             assert_eq!(n, 1, "job {id} has {n} Slurm jobs");
         } else {
             let states = std::fs::read_dir(env.dir.path().join("work/.local-batch")).unwrap();
@@ -323,12 +282,7 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
 async fn sigterm_stops_the_agent_cleanly_and_a_restart_finishes_the_job() {
     let mut env = Env::with_limits(SITE, &job_types(), 10).await;
     let id = submit(&env, "sleep", json!({"seconds": 4})).await;
-    env.wait_for(
-        &id,
-        |s| s == JobStatus::Running || s == JobStatus::Submitted,
-        "submitted",
-    )
-    .await;
+    env.wait_submitted(&id).await;
     let status = env.terminate_agent().await;
     assert!(
         status.success(),
@@ -663,13 +617,7 @@ async fn a_test_that_ends_early_leaves_no_batch_job_behind() {
     let mut env = Env::with_limits(SITE, &job_types(), 10).await;
     env.expect_leftover_batch_jobs();
     let id = submit(&env, "later", json!({})).await;
-    let job = env
-        .wait_for(
-            &id,
-            |s| s == JobStatus::Submitted || s == JobStatus::Running,
-            "submitted",
-        )
-        .await;
+    let job = env.wait_submitted(&id).await;
     let batch = job.batch_job_id.unwrap();
     assert!(env.batch_job_active(&batch));
     assert_eq!(env.leftover_batch_jobs().len(), 1);
@@ -679,11 +627,7 @@ async fn a_test_that_ends_early_leaves_no_batch_job_behind() {
     // What a failing assertion would do: the test's set-up is dropped with the job queued.
     drop(env);
     if slurm() {
-        let out = std::process::Command::new("squeue")
-            .args(["-h", "-o", "%T", "-j", &batch])
-            .output()
-            .unwrap();
-        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let state = squeue(&["-o", "%T", "-j", &batch]);
         assert!(
             state.is_empty() || state == "CANCELLED" || state == "COMPLETING",
             "batch job {batch} of the dropped test is {state}"

@@ -14,6 +14,9 @@
 //! paths (`-- e2e:: cli:: code_e2e::`).
 
 mod common;
+/// The agent's tests' server set-up (tokens, a server on port 0), shared with them.
+#[path = "../../../agent/tests/agent/test_server.rs"]
+mod test_server;
 
 mod cli;
 mod code_e2e;
