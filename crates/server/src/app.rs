@@ -118,6 +118,7 @@ impl Application {
         let (work, _) = tokio::sync::watch::channel(0u64);
         let rate = Arc::new(RateLimiter::new(config.rate_limits.rate_limit_per_second));
         let config_auth_failures = config.rate_limits.auth_failures_per_minute;
+        let logins = config.ui.login_attempts_per_minute;
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -128,6 +129,8 @@ impl Application {
             output: Arc::new(tokio::sync::watch::channel(0u64).0),
             rate,
             auth_failures: Arc::new(RateLimiter::per_minute(config_auth_failures)),
+            login_accounts: Arc::new(RateLimiter::per_minute(logins)),
+            login_peers: Arc::new(RateLimiter::per_minute(logins)),
         };
         Ok(Application {
             listener,
