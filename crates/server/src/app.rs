@@ -32,13 +32,20 @@ pub fn router(state: AppState) -> Router {
     routes::router(&state.config.limits)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
         .with_state(state)
+}
+
+/// The tracing span of a request names its route template, never the path itself: paths can
+/// carry secrets (an invitation link `/ui/invite/{secret}`).
+fn request_span(req: &Request) -> tracing::Span {
+    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(|m| m.as_str()));
+    tracing::debug_span!("request", method = %req.method(), route = %route)
 }
 
 /// Per request: makes the request id visible to error bodies, records metrics and the
