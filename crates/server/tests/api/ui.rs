@@ -480,6 +480,30 @@ async fn a_token_made_in_the_ui_works_until_revoked_there() {
     let (s, _) = t.get("/api/v1/tokens/self", &secret).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(b.get("/ui/tokens").await.body.contains("revoked"));
+
+    // Both changes are in the audit log, under carol and the project (written in batches).
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = t.store.recent_audit(100).await.unwrap();
+        if found
+            .iter()
+            .filter(|r| r.path.starts_with("/ui/tokens"))
+            .count()
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (path, status) in [("/ui/tokens", 201), ("/ui/tokens/revoke", 303)] {
+        let r = found
+            .iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("{path} not audited: {found:?}"));
+        assert_eq!(r.user.as_deref(), Some("carol"));
+        assert_eq!(r.project.as_deref(), Some("proj-a"));
+        assert_eq!((r.method.as_str(), r.status), ("POST", status));
+    }
 }
 
 fn html_escape(s: &str) -> String {
@@ -666,4 +690,34 @@ async fn pages_carry_the_security_headers_and_assets_are_built_in() {
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_tokens_page_lists_many_tokens() {
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    for i in 0..300 {
+        t.store
+            .create_token(&hpcsera_store::NewToken {
+                user: "carol",
+                project: "proj-a",
+                name: &format!("token-{i}"),
+                roles: hpcsera_api_types::RoleSet::all(),
+                site: None,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let mut b = Browser::logged_in(&t, "carol").await;
+    b.get("/ui/tokens").await;
+    let started = Instant::now();
+    let p = b.get("/ui/tokens").await;
+    let took = started.elapsed();
+    assert_eq!(p.status, StatusCode::OK);
+    assert_eq!(p.body.matches("<tr id=\"token-").count(), 300);
+    println!(
+        "the tokens page with 300 tokens: {took:?}, {} bytes",
+        p.body.len()
+    );
 }
