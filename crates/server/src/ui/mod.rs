@@ -48,6 +48,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/tokens", get(tokens::tokens_page).post(tokens::create))
         .route("/ui/tokens/{id}/revoke", post(tokens::revoke))
         .route("/ui/static/{asset}", get(asset))
+        .route(
+            "/ui/{*rest}",
+            axum::routing::any(|| async { UiError::NotFound }),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
