@@ -257,6 +257,11 @@ pub struct Ui {
     /// as many; 0: no limit).
     #[arg(long, env = "HPCSERA_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = Ui::DEFAULT.login_attempts_per_minute)]
     pub login_attempts_per_minute: u32,
+    /// A request header (e.g. X-Remote-User) that names the logged-in user, set by an SSO
+    /// reverse proxy: honoured only on connections from a `--trusted-proxy` address, and only
+    /// for users that exist (default: none, every login is by password).
+    #[arg(long, env = "HPCSERA_TRUSTED_USER_HEADER")]
+    pub trusted_user_header: Option<String>,
     /// The expiry, in days, that the token form proposes.
     #[arg(long, env = "HPCSERA_TOKEN_DEFAULT_DAYS", default_value_t = Ui::DEFAULT.token_default_days,
         value_parser = clap::value_parser!(u32).range(1..))]
@@ -273,6 +278,7 @@ impl Ui {
         session_idle_minutes: 12 * HOUR_MINUTES,
         session_max_hours: 7 * 24,
         login_attempts_per_minute: 10,
+        trusted_user_header: None,
         token_default_days: 30,
         token_max_days: 365,
     };

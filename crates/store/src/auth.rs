@@ -185,6 +185,23 @@ impl Store {
         }))
     }
 
+    /// A user by name.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, name, is_admin, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                id: col(&r, "id")?,
+                name: col(&r, "name")?,
+                is_admin: col::<i64>(&r, "is_admin")? != 0,
+                created_at: col(&r, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
     /// The projects `user_id` is a member of, by name.
     pub async fn user_memberships(&self, user_id: i64) -> Result<Vec<MembershipRecord>> {
         let rows = sqlx::query(

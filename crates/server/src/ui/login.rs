@@ -6,6 +6,10 @@
 //! (`--login-attempts-per-minute`); over either, 429 with `Retry-After`, before the password
 //! is checked. The login form's CSRF token is a double-submit cookie (there is no session
 //! yet); the invitation form is protected by the invitation's own secret in its URL.
+//!
+//! Behind an SSO reverse proxy (`--trusted-user-header`), `GET /ui/login` starts the session
+//! for the user the header names, but only on a connection from a `--trusted-proxy` address
+//! (the socket's peer, never a forwarded address) and only for an existing user.
 
 use super::{
     audit, cookie, peer, read_cookie, render, same_secret, session_cookie_name, UiError, UiForm,
@@ -63,10 +67,19 @@ fn login_form(
 pub(crate) async fn login_page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, UiError> {
     if UiSession::from_headers(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/ui/projects").into_response());
+    }
+    if let Some(name) = proxy_user(&state, &headers, &ext) {
+        let user = state
+            .store
+            .user_by_name(name)
+            .await?
+            .ok_or(UiError::NoAccount)?;
+        return start_session(&state, &user).await;
     }
     let notice = query
         .get("welcome")
@@ -110,19 +123,27 @@ pub(crate) async fn login(
             None,
         ));
     };
+    start_session(&state, &u).await
+}
+
+/// Starts a session for `user`: its cookie, and the way to the projects page.
+async fn start_session(
+    state: &AppState,
+    user: &hpcsera_store::UserRecord,
+) -> Result<Response, UiError> {
     let ui = &state.config.ui;
     let s = state
         .store
-        .create_session(u.id, ui.session_idle_ms(), ui.session_max_ms())
+        .create_session(user.id, ui.session_idle_ms(), ui.session_max_ms())
         .await?;
-    audit(&state, &u.name, None, "/ui/login", StatusCode::SEE_OTHER);
+    audit(state, &user.name, None, "/ui/login", StatusCode::SEE_OTHER);
     let mut resp = Redirect::to("/ui/projects").into_response();
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
         cookie(
-            &state,
-            session_cookie_name(&state),
+            state,
+            session_cookie_name(state),
             &s.secret,
             "/",
             ui.session_max_ms() / 1000,
@@ -130,9 +151,28 @@ pub(crate) async fn login(
     );
     h.append(
         header::SET_COOKIE,
-        cookie(&state, LOGIN_COOKIE, "", "/ui/login", 0),
+        cookie(state, LOGIN_COOKIE, "", "/ui/login", 0),
     );
     Ok(resp)
+}
+
+/// The user an SSO proxy names, when the header is configured and the connection comes from a
+/// trusted proxy.
+fn proxy_user<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+    ext: &axum::http::Extensions,
+) -> Option<&'h str> {
+    let name = state.config.ui.trusted_user_header.as_deref()?;
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
+        .0
+        .ip();
+    if !state.config.connections.trusted_proxies.contains(&peer) {
+        return None;
+    }
+    let user = headers.get(name)?.to_str().ok()?.trim();
+    (!user.is_empty() && user.len() <= MAX_NAME_BYTES).then_some(user)
 }
 
 /// `POST /ui/logout`: ends the session (its cookie is refused from now on).

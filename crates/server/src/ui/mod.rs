@@ -246,6 +246,8 @@ pub(crate) enum UiError {
     NotFound,
     BadForm,
     TooManyAttempts(u64),
+    /// The SSO proxy named a user without an account here.
+    NoAccount,
     Internal(StoreError),
 }
 
@@ -291,6 +293,12 @@ impl IntoResponse for UiError {
                 "Too many attempts",
                 "There were too many login attempts for this account or from this address. \
                  Wait a minute and try again.",
+            ),
+            UiError::NoAccount => (
+                StatusCode::FORBIDDEN,
+                "No account",
+                "You are signed in, but have no account on this server. Ask an administrator \
+                 to add you (hpcsera admin user add).",
             ),
             UiError::Internal(e) => {
                 tracing::error!(error = %crate::error::chain(e), "web UI request failed");
