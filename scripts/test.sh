@@ -90,7 +90,9 @@ say "tests on SQLite (agent end-to-end tests on the local adapter)"
 HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 
 say "agent, CLI and code end-to-end tests on the real Slurm"
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e --test cli --test code_e2e
+# One test binary (tests/e2e/main.rs); its agent, CLI and code modules are the Slurm-relevant
+# ones, picked by module path (libtest filters, which nextest and cargo test both take).
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e::
 
 say "store and API tests on PostgreSQL ($PG_URL)"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server

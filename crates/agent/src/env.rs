@@ -17,6 +17,9 @@
 //! Values are never put into shell text: a command or script reads `"$HPCSERA_PARAM_x"`. A
 //! value with a NUL byte cannot be in an environment variable and is refused
 //! ([`EnvError::Nul`]); so are parameter values that are arrays or objects.
+//!
+//! This module must never build shell text from a value, nor let a job id name a path outside
+//! the work dir.
 
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};

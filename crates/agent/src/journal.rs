@@ -19,6 +19,9 @@
 //! ([`BatchAdapter::find_by_name`]): a job found is adopted (its id recorded); a job whose
 //! exit file exists ran and finished; only a job that is found nowhere is reported as
 //! not submitted, for the caller to submit again.
+//!
+//! This module owns the journal files; it must never submit or cancel anything (reconciliation
+//! only asks the batch system by name) and never leave a torn file.
 
 use crate::batch::{BatchAdapter, BatchError};
 use serde::{Deserialize, Serialize};

@@ -5,16 +5,21 @@
 //! is its batch-system side:
 //!
 //! * [`config`] — the TOML config file (`AgentConfig::load`), with errors that name the file,
-//!   line and key, and [`config::read_token`], which refuses a token file others can read;
-//! * [`env`] — how parameters reach processes: only as `HPCSERA_PARAM_<name>` environment
+//!   line and key, and [`config::read_token`], which refuses a token file others can read; it
+//!   parses into the batch module's types ([`BatchConfig`], [`config::LoginCommand`]), never
+//!   the other way round;
+//! * [`env`](mod@env) — how parameters reach processes: only as `HPCSERA_PARAM_<name>` environment
 //!   variables, never spliced into shell text;
 //! * [`script`] — renders a batch sub-job's script into the job's work dir, with a header that
 //!   records the exit code in an *exit file*;
 //! * [`batch`] — one [`batch::BatchAdapter`] interface for Slurm, PBS, LSF (a generic
 //!   command adapter with presets) and a local adapter; login sub-jobs
-//!   ([`batch::login::run_login`]). The only module that spawns processes;
+//!   ([`batch::login::run_login`]). The only module that spawns processes, all through one
+//!   helper (`batch::spawn`);
 //! * [`journal`] — the local journal (intent before submit, batch id after) and restart
 //!   reconciliation, so a job is never submitted twice and never forgotten;
+//! * [`runtime`] — the [`Agent`]: its loop, and the jobs it runs through their sub-jobs
+//!   (one module per concern, see there);
 //! * [`unpack`] — the safe unpacker of code bundles (no absolute paths, `..`, escaping
 //!   links, devices; entry and size limits; all or nothing).
 //!
@@ -42,8 +47,8 @@ pub mod script;
 pub mod unpack;
 
 pub use batch::{
-    adapter_from_config, BatchAdapter, BatchError, BatchJobRef, BatchPreset, BatchState,
-    SubmitRequest,
+    adapter_from_config, BatchAdapter, BatchConfig, BatchError, BatchJobRef, BatchPreset,
+    BatchState, SubmitRequest,
 };
 pub use config::{read_token, AgentConfig, ConfigError, JobTypeConfig, SubJobConfig};
 pub use journal::Journal;

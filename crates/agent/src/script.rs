@@ -17,6 +17,9 @@
 //!
 //! The exit file is how the agent learns a finished job's exit code when the batch system no
 //! longer knows the job (see [`crate::batch`]).
+//!
+//! This module must never put a job's parameters into the script text: they reach the script
+//! only as environment variables.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

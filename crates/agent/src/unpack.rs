@@ -16,6 +16,9 @@
 //! Everything is unpacked into a fresh temporary directory next to the target and renamed into
 //! place only when the whole archive passed; on any refusal the temporary directory is
 //! removed, so nothing is left half-written.
+//!
+//! This module must never write outside the target directory, follow a link while unpacking,
+//! or leave a partly unpacked directory behind.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -292,42 +295,7 @@ fn unpack_into(
             if extensions > limits.max_entries {
                 return Err(UnpackError::TooManyEntries(limits.max_entries));
             }
-            let twice =
-                || UnpackError::Archive("two extension headers of one kind for one entry".into());
-            match kind {
-                tar::EntryType::GNULongName if pending.long_name.is_some() => return Err(twice()),
-                tar::EntryType::GNULongName => pending.long_name = Some(without_nul(data)),
-                tar::EntryType::GNULongLink if pending.long_link.is_some() => return Err(twice()),
-                tar::EntryType::GNULongLink => pending.long_link = Some(without_nul(data)),
-                tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {
-                    for ext in tar::PaxExtensions::new(&data) {
-                        let ext =
-                            ext.map_err(|e| UnpackError::Archive(format!("bad PAX header: {e}")))?;
-                        match ext.key_bytes() {
-                            // The crate's raw entries do not apply a PAX size: refuse it rather
-                            // than read the archive differently from other readers.
-                            b"size" => {
-                                return Err(UnpackError::Archive(
-                                    "PAX size records are not supported".into(),
-                                ))
-                            }
-                            k if k.starts_with(b"GNU.sparse") => {
-                                return Err(UnpackError::Archive(
-                                    "sparse entries are not supported".into(),
-                                ))
-                            }
-                            b"path" if kind == tar::EntryType::XHeader => {
-                                pending.pax_path = Some(ext.value_bytes().to_vec())
-                            }
-                            b"linkpath" if kind == tar::EntryType::XHeader => {
-                                pending.pax_link = Some(ext.value_bytes().to_vec())
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
+            apply_extension(kind, data, &mut pending)?;
             continue;
         }
         let ext = std::mem::take(&mut pending);
@@ -335,142 +303,7 @@ fn unpack_into(
         if stats.entries > limits.max_entries {
             return Err(UnpackError::TooManyEntries(limits.max_entries));
         }
-        let raw = bytes_path(
-            &ext.long_name
-                .or(ext.pax_path)
-                .unwrap_or_else(|| entry.header().path_bytes().into_owned()),
-        );
-        let link_name: Option<PathBuf> = ext
-            .long_link
-            .or(ext.pax_link)
-            .or_else(|| entry.header().link_name_bytes().map(|b| b.into_owned()))
-            .map(|b| bytes_path(&b));
-        let rel = plain_relative(&raw)
-            .ok_or_else(|| unsafe_entry(&raw, "absolute paths and '..' are not allowed"))?;
-        if rel.as_os_str().is_empty() {
-            if kind.is_dir() {
-                continue; // "./"
-            }
-            return Err(unsafe_entry(&raw, "an entry needs a name"));
-        }
-        let dest = root.join(&rel);
-        match kind {
-            tar::EntryType::Directory => {
-                check_no_symlink_parents(root, &rel)?;
-                match fs::symlink_metadata(&dest) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(unsafe_entry(&raw, "a file of that name exists")),
-                    Err(_) => {
-                        fs::create_dir_all(&dest)
-                            .map_err(io(format!("cannot create {}", dest.display())))?;
-                    }
-                }
-                fs::set_permissions(&dest, fs::Permissions::from_mode(0o700))
-                    .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                make_parents(root, &rel)?;
-                clear(&dest, &raw)?;
-                let mode = entry.header().mode().unwrap_or(0o644);
-                let mut out = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&dest)
-                    .map_err(io(format!("cannot create {}", dest.display())))?;
-                let room = limits.max_bytes.saturating_sub(stats.bytes);
-                let mut buf = [0u8; 64 * 1024];
-                let mut written = 0u64;
-                loop {
-                    let n = entry
-                        .read(&mut buf)
-                        .map_err(|e| UnpackError::Archive(e.to_string()))?;
-                    if n == 0 {
-                        break;
-                    }
-                    written += n as u64;
-                    if written > room {
-                        return Err(UnpackError::TooLarge(limits.max_bytes));
-                    }
-                    out.write_all(&buf[..n])
-                        .map_err(io(format!("cannot write {}", dest.display())))?;
-                }
-                stats.bytes += written;
-                let mode = if mode & 0o111 != 0 { 0o700 } else { 0o600 };
-                fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-                    .map_err(io(format!("cannot set the mode of {}", dest.display())))?;
-            }
-            tar::EntryType::Symlink => {
-                let target = link_name
-                    .clone()
-                    .filter(|t| !t.as_os_str().is_empty())
-                    .ok_or_else(|| unsafe_entry(&raw, "a symlink without a target"))?;
-                if target.is_absolute() {
-                    return Err(unsafe_entry(
-                        &raw,
-                        format!("symlink to the absolute path {}", target.display()),
-                    ));
-                }
-                let link_dir = rel.parent().unwrap_or(Path::new(""));
-                if !link_target_inside(link_dir, &target) {
-                    return Err(unsafe_entry(
-                        &raw,
-                        format!(
-                            "symlink to {} points outside the directory",
-                            target.display()
-                        ),
-                    ));
-                }
-                make_parents(root, &rel)?;
-                clear(&dest, &raw)?;
-                std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(io(format!("cannot create the symlink {}", dest.display())))?;
-            }
-            tar::EntryType::Link => {
-                let target = link_name
-                    .clone()
-                    .filter(|t| !t.as_os_str().is_empty())
-                    .ok_or_else(|| unsafe_entry(&raw, "a hard link without a target"))?;
-                let src_rel = plain_relative(&target).filter(|p| !p.as_os_str().is_empty());
-                let Some(src_rel) = src_rel else {
-                    return Err(unsafe_entry(
-                        &raw,
-                        format!(
-                            "hard link to {} points outside the directory",
-                            target.display()
-                        ),
-                    ));
-                };
-                check_no_symlink_parents(root, &src_rel)
-                    .map_err(|_| unsafe_entry(&raw, "hard link through a symlink"))?;
-                let src = root.join(&src_rel);
-                match fs::symlink_metadata(&src) {
-                    Ok(m) if m.file_type().is_file() => {}
-                    _ => {
-                        return Err(unsafe_entry(
-                            &raw,
-                            format!(
-                                "hard link to {}, which is not a file unpacked before it",
-                                target.display()
-                            ),
-                        ))
-                    }
-                }
-                make_parents(root, &rel)?;
-                clear(&dest, &raw)?;
-                fs::hard_link(&src, &dest)
-                    .map_err(io(format!("cannot create the link {}", dest.display())))?;
-            }
-            tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(unsafe_entry(&raw, "device files are not allowed"))
-            }
-            tar::EntryType::Fifo => return Err(unsafe_entry(&raw, "FIFOs are not allowed")),
-            other => {
-                return Err(unsafe_entry(
-                    &raw,
-                    format!("entries of type {other:?} are not allowed"),
-                ))
-            }
-        }
+        unpack_entry(root, &mut entry, ext, &mut stats, limits)?;
     }
     if !pending.is_empty() {
         return Err(UnpackError::Archive(
@@ -478,6 +311,231 @@ fn unpack_into(
         ));
     }
     Ok(stats)
+}
+
+/// Records what an extension header (GNU long name or link, PAX) says about the next entry.
+fn apply_extension(
+    kind: tar::EntryType,
+    data: Vec<u8>,
+    pending: &mut Pending,
+) -> Result<(), UnpackError> {
+    let twice = || UnpackError::Archive("two extension headers of one kind for one entry".into());
+    match kind {
+        tar::EntryType::GNULongName if pending.long_name.is_some() => return Err(twice()),
+        tar::EntryType::GNULongName => pending.long_name = Some(without_nul(data)),
+        tar::EntryType::GNULongLink if pending.long_link.is_some() => return Err(twice()),
+        tar::EntryType::GNULongLink => pending.long_link = Some(without_nul(data)),
+        tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {
+            for ext in tar::PaxExtensions::new(&data) {
+                let ext = ext.map_err(|e| UnpackError::Archive(format!("bad PAX header: {e}")))?;
+                match ext.key_bytes() {
+                    // The crate's raw entries do not apply a PAX size: refuse it rather
+                    // than read the archive differently from other readers.
+                    b"size" => {
+                        return Err(UnpackError::Archive(
+                            "PAX size records are not supported".into(),
+                        ))
+                    }
+                    k if k.starts_with(b"GNU.sparse") => {
+                        return Err(UnpackError::Archive(
+                            "sparse entries are not supported".into(),
+                        ))
+                    }
+                    b"path" if kind == tar::EntryType::XHeader => {
+                        pending.pax_path = Some(ext.value_bytes().to_vec())
+                    }
+                    b"linkpath" if kind == tar::EntryType::XHeader => {
+                        pending.pax_link = Some(ext.value_bytes().to_vec())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One entry of the archive, as the extension headers before it name it.
+struct Entry {
+    /// The name as in the archive (for messages).
+    raw: PathBuf,
+    /// The plain relative path it is unpacked to.
+    rel: PathBuf,
+    link_name: Option<PathBuf>,
+}
+
+/// Unpacks one (non-extension) entry below `root`, or refuses it.
+fn unpack_entry<R: Read>(
+    root: &Path,
+    entry: &mut tar::Entry<'_, R>,
+    ext: Pending,
+    stats: &mut UnpackStats,
+    limits: &UnpackLimits,
+) -> Result<(), UnpackError> {
+    let kind = entry.header().entry_type();
+    let raw = bytes_path(
+        &ext.long_name
+            .or(ext.pax_path)
+            .unwrap_or_else(|| entry.header().path_bytes().into_owned()),
+    );
+    let link_name: Option<PathBuf> = ext
+        .long_link
+        .or(ext.pax_link)
+        .or_else(|| entry.header().link_name_bytes().map(|b| b.into_owned()))
+        .map(|b| bytes_path(&b));
+    let rel = plain_relative(&raw)
+        .ok_or_else(|| unsafe_entry(&raw, "absolute paths and '..' are not allowed"))?;
+    if rel.as_os_str().is_empty() {
+        if kind.is_dir() {
+            return Ok(()); // "./"
+        }
+        return Err(unsafe_entry(&raw, "an entry needs a name"));
+    }
+    let e = Entry {
+        raw,
+        rel,
+        link_name,
+    };
+    match kind {
+        tar::EntryType::Directory => make_dir(root, &e),
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            write_file(root, &e, entry, stats, limits)
+        }
+        tar::EntryType::Symlink => make_symlink(root, &e),
+        tar::EntryType::Link => make_hard_link(root, &e),
+        tar::EntryType::Char | tar::EntryType::Block => {
+            Err(unsafe_entry(&e.raw, "device files are not allowed"))
+        }
+        tar::EntryType::Fifo => Err(unsafe_entry(&e.raw, "FIFOs are not allowed")),
+        other => Err(unsafe_entry(
+            &e.raw,
+            format!("entries of type {other:?} are not allowed"),
+        )),
+    }
+}
+
+fn make_dir(root: &Path, e: &Entry) -> Result<(), UnpackError> {
+    let dest = root.join(&e.rel);
+    check_no_symlink_parents(root, &e.rel)?;
+    match fs::symlink_metadata(&dest) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(unsafe_entry(&e.raw, "a file of that name exists")),
+        Err(_) => {
+            fs::create_dir_all(&dest).map_err(io(format!("cannot create {}", dest.display())))?;
+        }
+    }
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o700))
+        .map_err(io(format!("cannot set the mode of {}", dest.display())))
+}
+
+/// Writes a regular file, counting its bytes against `max_bytes` as they are read.
+fn write_file<R: Read>(
+    root: &Path,
+    e: &Entry,
+    entry: &mut tar::Entry<'_, R>,
+    stats: &mut UnpackStats,
+    limits: &UnpackLimits,
+) -> Result<(), UnpackError> {
+    let dest = root.join(&e.rel);
+    make_parents(root, &e.rel)?;
+    clear(&dest, &e.raw)?;
+    let mode = entry.header().mode().unwrap_or(0o644);
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&dest)
+        .map_err(io(format!("cannot create {}", dest.display())))?;
+    let room = limits.max_bytes.saturating_sub(stats.bytes);
+    let mut buf = [0u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| UnpackError::Archive(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        written += n as u64;
+        if written > room {
+            return Err(UnpackError::TooLarge(limits.max_bytes));
+        }
+        out.write_all(&buf[..n])
+            .map_err(io(format!("cannot write {}", dest.display())))?;
+    }
+    stats.bytes += written;
+    let mode = if mode & 0o111 != 0 { 0o700 } else { 0o600 };
+    fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+        .map_err(io(format!("cannot set the mode of {}", dest.display())))
+}
+
+/// The target a link entry names; `missing` when it names none.
+fn link_target(e: &Entry, missing: &str) -> Result<PathBuf, UnpackError> {
+    e.link_name
+        .clone()
+        .filter(|t| !t.as_os_str().is_empty())
+        .ok_or_else(|| unsafe_entry(&e.raw, missing))
+}
+
+/// A symlink whose target stays inside the directory (checked lexically here, and once
+/// more after unpacking by `verify_symlinks`).
+fn make_symlink(root: &Path, e: &Entry) -> Result<(), UnpackError> {
+    let dest = root.join(&e.rel);
+    let target = link_target(e, "a symlink without a target")?;
+    if target.is_absolute() {
+        return Err(unsafe_entry(
+            &e.raw,
+            format!("symlink to the absolute path {}", target.display()),
+        ));
+    }
+    let link_dir = e.rel.parent().unwrap_or(Path::new(""));
+    if !link_target_inside(link_dir, &target) {
+        return Err(unsafe_entry(
+            &e.raw,
+            format!(
+                "symlink to {} points outside the directory",
+                target.display()
+            ),
+        ));
+    }
+    make_parents(root, &e.rel)?;
+    clear(&dest, &e.raw)?;
+    std::os::unix::fs::symlink(&target, &dest)
+        .map_err(io(format!("cannot create the symlink {}", dest.display())))
+}
+
+/// A hard link to a regular file unpacked before it, not through a symlink.
+fn make_hard_link(root: &Path, e: &Entry) -> Result<(), UnpackError> {
+    let dest = root.join(&e.rel);
+    let target = link_target(e, "a hard link without a target")?;
+    let src_rel = plain_relative(&target).filter(|p| !p.as_os_str().is_empty());
+    let Some(src_rel) = src_rel else {
+        return Err(unsafe_entry(
+            &e.raw,
+            format!(
+                "hard link to {} points outside the directory",
+                target.display()
+            ),
+        ));
+    };
+    check_no_symlink_parents(root, &src_rel)
+        .map_err(|_| unsafe_entry(&e.raw, "hard link through a symlink"))?;
+    let src = root.join(&src_rel);
+    match fs::symlink_metadata(&src) {
+        Ok(m) if m.file_type().is_file() => {}
+        _ => {
+            return Err(unsafe_entry(
+                &e.raw,
+                format!(
+                    "hard link to {}, which is not a file unpacked before it",
+                    target.display()
+                ),
+            ))
+        }
+    }
+    make_parents(root, &e.rel)?;
+    clear(&dest, &e.raw)?;
+    fs::hard_link(&src, &dest).map_err(io(format!("cannot create the link {}", dest.display())))
 }
 
 /// Resolves every symlink below `dir`: each must exist and end inside `root` (chains of links

@@ -1,7 +1,7 @@
 //! Request and response bodies of the REST API (JSON, camelCase).
 
 use crate::jobtype::{FieldError, JobTypeSpec};
-use crate::kinds::{Actor, DeliveryStatus, EventKind};
+use crate::kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 use crate::role::Role;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ pub struct PendingOperation {
 #[serde(rename_all = "camelCase")]
 pub struct SubJobState {
     pub name: String,
-    pub status: String,
+    pub status: SubJobStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_job_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,5 @@
 //! The closed vocabularies of the wire format besides job statuses: what an event records,
-//! where a webhook delivery stands, and who did something. Each is an enum here, so the
+//! where a webhook delivery and a sub-job stand, and who did something. Each is an enum here, so the
 //! server, the store, the agent and the clients spell them one way; on the wire and in the
 //! database they are the snake_case (or `kind:name`) strings documented in the API.
 
@@ -96,6 +96,30 @@ wire_names!(DeliveryStatus {
     Failed => "failed",
 });
 
+/// Where one sub-job of a job stands, as the agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubJobStatus {
+    /// Not started yet.
+    Pending,
+    /// A login step runs, or a batch step runs in the batch system.
+    Running,
+    /// A batch step waits in the batch system's queue.
+    Submitted,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+wire_names!(SubJobStatus {
+    Pending => "pending",
+    Running => "running",
+    Submitted => "submitted",
+    Completed => "completed",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
 /// Who caused an event: a person through a token (`user:NAME`), an agent (`agent:NAME@SITE`),
 /// or the server itself (`server`, e.g. when a lease runs out).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -186,6 +210,10 @@ mod tests {
         }
         for d in DeliveryStatus::ALL {
             assert_eq!(d.as_str().parse::<DeliveryStatus>().unwrap(), *d);
+        }
+        for s in SubJobStatus::ALL {
+            assert_eq!(s.as_str().parse::<SubJobStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
         for a in ["user:alice", "agent:bob@hawk", "server", "agent:a@b@site"] {
             let actor: Actor = a.parse().unwrap();

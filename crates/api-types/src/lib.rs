@@ -14,7 +14,7 @@ pub mod status;
 pub use bounds::*;
 pub use dto::*;
 pub use jobtype::*;
-pub use kinds::{Actor, DeliveryStatus, EventKind};
+pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use role::{Role, RoleSet};
 pub use status::{JobStatus, Operation};
 

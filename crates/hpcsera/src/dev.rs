@@ -29,89 +29,15 @@ const USER: &str = "dev";
 const PROJECT: &str = "demo";
 const SITE: &str = "local";
 
-/// Example job types, for both the local adapter and Slurm.
-const JOB_TYPES: &str = r#"
-[[job_types]]
-name = "hello"
-description = "Greets someone from a batch job"
-
-[[job_types.parameters]]
-name = "who"
-type = "string"
-maxLength = 100
-default = "world"
-
-[[job_types.sub_jobs]]
-name = "greet"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "Hello, $HPCSERA_PARAM_who, from $(hostname)"
-"""
-
-[[job_types]]
-name = "sleep"
-description = "Sleeps, then exits with the given code (for trying cancel, hold, failures)"
-
-[[job_types.parameters]]
-name = "seconds"
-type = "integer"
-minimum = 0
-maximum = 3600
-default = 30
-
-[[job_types.parameters]]
-name = "exit_code"
-type = "integer"
-minimum = 0
-maximum = 255
-default = 0
-
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "sleeping $HPCSERA_PARAM_seconds s"
-sleep "$HPCSERA_PARAM_seconds"
-echo "done"
-exit "$HPCSERA_PARAM_exit_code"
-"""
-
-[[job_types]]
-name = "pipeline"
-description = "Stages input on the login node, computes in a batch job, collects a result file"
-
-[[job_types.parameters]]
-name = "n"
-type = "integer"
-minimum = 1
-maximum = 1000000
-default = 10
-
-[[job_types.sub_jobs]]
-name = "stage"
-kind = "login"
-command = ["/bin/mkdir", "-p", "results"]
-timeout_seconds = 60
-
-[[job_types.sub_jobs]]
-name = "compute"
-kind = "batch"
-script = """
-#!/bin/sh
-i=1; sum=0
-while [ "$i" -le "$HPCSERA_PARAM_n" ]; do sum=$((sum + i)); i=$((i + 1)); done
-echo "sum of 1..$HPCSERA_PARAM_n = $sum"
-echo "$sum" > results/sum.txt
-"""
-
-[[job_types.sub_jobs]]
-name = "collect"
-kind = "login"
-command = ["/bin/sh", "-c", "echo collected; ls -l results"]
-timeout_seconds = 60
-"#;
+/// Example job types, for both the local adapter and Slurm (the tests run them too).
+const JOB_TYPES: &str = concat!(
+    "\n",
+    include_str!("../fixtures/job_types/hello.toml"),
+    "\n",
+    include_str!("../fixtures/job_types/sleep.toml"),
+    "\n",
+    include_str!("../fixtures/job_types/pipeline.toml"),
+);
 
 fn slurm_works() -> bool {
     let ok = |cmd: &str, args: &[&str]| {
@@ -161,47 +87,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     store.add_member(USER, PROJECT).await?;
 
     let agent_token_file = dev_dir.join("agent.token");
-    let agent_token = match std::fs::read_to_string(&agent_token_file) {
-        Ok(t) if store.authenticate(t.trim()).await?.is_ok() => t.trim().to_string(),
-        _ => {
-            let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-                .into_iter()
-                .collect();
-            let (_, secret) = store
-                .create_token(&NewToken {
-                    user: USER,
-                    project: PROJECT,
-                    name: "dev agent",
-                    roles,
-                    site: Some(SITE),
-                    expires_at: None,
-                })
-                .await?;
-            write_private(&agent_token_file, &format!("{secret}\n"))?;
-            secret
-        }
-    };
-    let client_roles: RoleSet = [
-        Role::PostJob,
-        Role::GetJobStatus,
-        Role::UpdateJob,
-        Role::DeleteJob,
-        Role::PostCode,
-    ]
-    .into_iter()
-    .collect();
-    let (_, client_token) = store
-        .create_token(&NewToken {
-            user: USER,
-            project: PROJECT,
-            name: "dev client",
-            roles: client_roles,
-            site: None,
-            expires_at: Some(hpcsera_store::now_ms() + 30 * 86_400_000),
-        })
-        .await?;
-    write_private(&dev_dir.join("client.token"), &format!("{client_token}\n"))?;
-
+    let agent_token = agent_token(&store, &agent_token_file).await?;
+    write_client_token(&store, &dev_dir.join("client.token")).await?;
     let preset = match args.adapter.as_str() {
         "auto" if slurm_works() => "slurm",
         "auto" | "local" => "local",
@@ -221,7 +108,88 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addr = app.local_addr()?;
     let url = format!("http://{addr}");
     let config_path = dev_dir.join("agent.toml");
-    let work_dir = dev_dir.join("work");
+    write_agent_config(
+        &config_path,
+        &url,
+        &agent_token_file,
+        &dev_dir.join("work"),
+        preset,
+    )?;
+    let server = tokio::spawn(app.run_until(crate::shutdown_signal()));
+
+    let cfg = crate::agent_cmd::load_config(&config_path)?;
+    let mut agent = Agent::new(cfg, &agent_token).context("cannot start the agent")?;
+    agent.start().await.context("cannot start the agent")?;
+
+    print_banner(
+        &url,
+        &data_dir,
+        &config_path,
+        &dev_dir.join("client.token"),
+        preset,
+    );
+    agent.run(crate::shutdown_signal()).await?;
+    server.await.context("server task")??;
+    Ok(())
+}
+
+/// The dev agent's token: the one in `file` while the store still accepts it, else a new one.
+async fn agent_token(store: &Store, agent_token_file: &Path) -> anyhow::Result<String> {
+    Ok(match std::fs::read_to_string(agent_token_file) {
+        Ok(t) if store.authenticate(t.trim()).await?.is_ok() => t.trim().to_string(),
+        _ => {
+            let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+                .into_iter()
+                .collect();
+            let (_, secret) = store
+                .create_token(&NewToken {
+                    user: USER,
+                    project: PROJECT,
+                    name: "dev agent",
+                    roles,
+                    site: Some(SITE),
+                    expires_at: None,
+                })
+                .await?;
+            write_private(agent_token_file, &format!("{secret}\n"))?;
+            secret
+        }
+    })
+}
+
+/// A new client token for the demo project (30 days), written to `file`.
+async fn write_client_token(store: &Store, file: &Path) -> anyhow::Result<()> {
+    let client_roles: RoleSet = [
+        Role::PostJob,
+        Role::GetJobStatus,
+        Role::UpdateJob,
+        Role::DeleteJob,
+        Role::PostCode,
+    ]
+    .into_iter()
+    .collect();
+    let (_, client_token) = store
+        .create_token(&NewToken {
+            user: USER,
+            project: PROJECT,
+            name: "dev client",
+            roles: client_roles,
+            site: None,
+            expires_at: Some(hpcsera_store::now_ms() + 30 * 86_400_000),
+        })
+        .await?;
+    write_private(file, &format!("{client_token}\n"))
+}
+
+/// Writes the agent's config: new with the example job types, or the user's (kept) pointed
+/// at this server and adapter.
+fn write_agent_config(
+    config_path: &Path,
+    url: &str,
+    agent_token_file: &Path,
+    work_dir: &Path,
+    preset: &str,
+) -> anyhow::Result<()> {
     let config = format!(
         "# Written by `hpcsera dev`; edit the job types freely (rewritten only when deleted).\n\
          server_url = {url:?}\ntoken_file = {:?}\nsite = {SITE:?}\nwork_dir = {:?}\n\n\
@@ -231,10 +199,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         work_dir.display().to_string(),
     );
     if !config_path.exists() {
-        write_private(&config_path, &config)?;
+        write_private(config_path, &config)?;
     } else {
         // Keep the user's job types; point the file at this server and adapter.
-        let old = std::fs::read_to_string(&config_path)?;
+        let old = std::fs::read_to_string(config_path)?;
         let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
         for l in lines.iter_mut() {
             if l.starts_with("server_url") {
@@ -243,15 +211,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 *l = format!("preset = {preset:?}");
             }
         }
-        write_private(&config_path, &(lines.join("\n") + "\n"))?;
+        write_private(config_path, &(lines.join("\n") + "\n"))?;
     }
-    let server = tokio::spawn(app.run_until(crate::shutdown_signal()));
+    Ok(())
+}
 
-    let cfg = crate::agent_cmd::load_config(&config_path)?;
-    let mut agent = Agent::new(cfg, &agent_token).context("cannot start the agent")?;
-    agent.start().await.context("cannot start the agent")?;
-
-    let client_file = dev_dir.join("client.token");
+/// What to run next.
+fn print_banner(url: &str, data_dir: &Path, config_path: &Path, client_file: &Path, preset: &str) {
     println!(
         "\nhpcsera dev is running: server {url} (SQLite in {data}), agent for site {SITE:?} ({preset} adapter).\n\
          API docs: {url}/api/v1/docs\n\
@@ -268,7 +234,4 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         config = config_path.display(),
         client = client_file.display(),
     );
-    agent.run(crate::shutdown_signal()).await?;
-    server.await.context("server task")??;
-    Ok(())
 }

@@ -129,51 +129,7 @@ async fn a_cancel_between_the_reapers_read_and_its_lock_is_carried_out() {
 async fn upgrading_keeps_the_shared_job_types_for_every_project() {
     let dir = tempfile::tempdir().unwrap();
     let url = fresh_url(dir.path()).await;
-    let backend = if url.starts_with("sqlite") {
-        Backend::Sqlite
-    } else {
-        Backend::Postgres
-    };
-    let old: Vec<&(i64, &str, &str)> = crate::migrate::migrations(backend)
-        .iter()
-        .filter(|(v, _, _)| *v <= 5)
-        .collect();
-    {
-        sqlx::any::install_default_drivers();
-        let url = if backend == Backend::Sqlite {
-            format!("{url}?mode=rwc")
-        } else {
-            url.clone()
-        };
-        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        for (v, _, sql) in old {
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
-                .bind(*v)
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-        let spec = serde_json::to_string(&spec("old")).unwrap();
-        for sql in [
-            "INSERT INTO projects (name, description, created_at) VALUES ('p1', '', 0)",
-            "INSERT INTO projects (name, description, created_at) VALUES ('p2', '', 0)",
-            "INSERT INTO sites (name, agent_version, agent_host, last_seen_at, created_at) VALUES ('s1', '0.1', 'login1', 5, 0)",
-            "INSERT INTO sites (name, created_at) VALUES ('s2', 0)",
-        ] {
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
-        }
-        sqlx::query("INSERT INTO job_types (site_id, name, spec, updated_at) SELECT id, 'old', $1, 0 FROM sites WHERE name = 's1'")
-            .bind(spec)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.ok();
-    }
+    let backend = make_release_5_database(&url).await;
     let store = Store::connect(&url).await.unwrap();
     for project in ["p1", "p2"] {
         let pid = project_id(&store, project).await;
@@ -383,4 +339,56 @@ async fn a_page_of_large_jobs_ends_early_and_the_walk_sees_every_job_once() {
     assert_eq!(seen.len(), n + 1);
     assert!(seen.contains(&first));
     assert!(pages >= 2, "{pages} pages");
+}
+
+/// Makes the database at `url` as the release with schema version 5 left it (its own
+/// `schema_migrations` table, job types shared by all projects), with two projects, a site
+/// with a job type and agent health, and a site without. Returns the backend.
+async fn make_release_5_database(url: &str) -> Backend {
+    let backend = if url.starts_with("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    let old: Vec<&(i64, &str, &str)> = crate::migrate::migrations(backend)
+        .iter()
+        .filter(|(v, _, _)| *v <= 5)
+        .collect();
+    {
+        sqlx::any::install_default_drivers();
+        let url = if backend == Backend::Sqlite {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for (v, _, sql) in old {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+                .bind(*v)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let spec = serde_json::to_string(&spec("old")).unwrap();
+        for sql in [
+            "INSERT INTO projects (name, description, created_at) VALUES ('p1', '', 0)",
+            "INSERT INTO projects (name, description, created_at) VALUES ('p2', '', 0)",
+            "INSERT INTO sites (name, agent_version, agent_host, last_seen_at, created_at) VALUES ('s1', '0.1', 'login1', 5, 0)",
+            "INSERT INTO sites (name, created_at) VALUES ('s2', 0)",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        sqlx::query("INSERT INTO job_types (site_id, name, spec, updated_at) SELECT id, 'old', $1, 0 FROM sites WHERE name = 's1'")
+            .bind(spec)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+    }
+    backend
 }

@@ -37,14 +37,17 @@
 //! `HPCSERA_*` variables are written to `<job dir>/.hpcsera-env-<script>` (0600, `NAME=value`
 //! entries separated by NUL) and only its path reaches qsub, as `HPCSERA_ENV_FILE`; the
 //! script's header exports the entries verbatim (see [`crate::script`]).
+//!
+//! This module owns the templates' expansion and the status resolution; it must never join a
+//! value into shell text, and it runs commands only through [`super::exec`].
 
 use super::exec::{display_argv, excerpt, failed, Exec};
 use super::parse::{self, OutputFormat, RawStatus, StateTable};
+pub use super::presets::Templates;
 use super::{
-    BatchAdapter, BatchError, BatchJobRef, BatchPreset, BatchState, BoxFuture, StateClass,
-    SubmitRequest,
+    BatchAdapter, BatchConfig, BatchError, BatchJobRef, BatchPreset, BatchState, BoxFuture,
+    StateClass, SubmitRequest,
 };
-use crate::config::BatchConfig;
 use crate::script::read_exit_file;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -53,118 +56,6 @@ use std::time::Duration;
 
 /// Default timeout of one batch-system command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The command templates of a batch system.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Templates {
-    pub submit: Vec<String>,
-    pub status: Vec<String>,
-    /// Empty: no accounting fallback.
-    pub accounting: Vec<String>,
-    pub cancel: Vec<String>,
-    pub hold: Vec<String>,
-    pub release: Vec<String>,
-    pub find: Vec<String>,
-}
-
-fn argv(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
-}
-
-impl Templates {
-    /// The preset's templates (`None` for `local`, which runs no commands).
-    pub fn preset(p: BatchPreset) -> Option<Templates> {
-        Some(match p {
-            BatchPreset::Slurm => Templates {
-                submit: argv(&[
-                    "sbatch",
-                    "--parsable",
-                    "--job-name={job_name}",
-                    "--output={stdout}",
-                    "--error={stderr}",
-                    "--chdir={work_dir}",
-                    "--export=ALL",
-                    "{options}",
-                    "{script}",
-                ]),
-                status: argv(&[
-                    "squeue",
-                    "--noheader",
-                    "--states=all",
-                    "--format=%i|%T|%r",
-                    "--jobs={ids}",
-                ]),
-                accounting: argv(&[
-                    "sacct",
-                    "--noheader",
-                    "--parsable2",
-                    "--allocations",
-                    "--format=JobID,State,ExitCode",
-                    "--jobs={ids}",
-                ]),
-                cancel: argv(&["scancel", "{id}"]),
-                hold: argv(&["scontrol", "hold", "{id}"]),
-                release: argv(&["scontrol", "release", "{id}"]),
-                find: argv(&[
-                    "squeue",
-                    "--noheader",
-                    "--states=all",
-                    "--format=%i|%j",
-                    "--name={names}",
-                ]),
-            },
-            BatchPreset::Pbs => Templates {
-                submit: argv(&[
-                    "qsub",
-                    "-V",
-                    "-N",
-                    "{job_name}",
-                    "-o",
-                    "{stdout}",
-                    "-e",
-                    "{stderr}",
-                    "{options}",
-                    "{script}",
-                ]),
-                status: argv(&["qstat", "-f", "-F", "json", "-x", "{id_list}"]),
-                accounting: Vec::new(),
-                cancel: argv(&["qdel", "{id}"]),
-                hold: argv(&["qhold", "{id}"]),
-                release: argv(&["qrls", "{id}"]),
-                find: argv(&["qstat", "-f", "-F", "json", "-x"]),
-            },
-            BatchPreset::Lsf => Templates {
-                submit: argv(&[
-                    "bsub",
-                    "-J",
-                    "{job_name}",
-                    "-o",
-                    "{stdout}",
-                    "-e",
-                    "{stderr}",
-                    "-cwd",
-                    "{work_dir}",
-                    "{options}",
-                    "{script}",
-                ]),
-                status: argv(&[
-                    "bjobs",
-                    "-a",
-                    "-json",
-                    "-o",
-                    "jobid stat exit_code",
-                    "{id_list}",
-                ]),
-                accounting: Vec::new(),
-                cancel: argv(&["bkill", "{id}"]),
-                hold: argv(&["bstop", "{id}"]),
-                release: argv(&["bresume", "{id}"]),
-                find: argv(&["bjobs", "-a", "-json", "-o", "jobid job_name"]),
-            },
-            BatchPreset::Local => return None,
-        })
-    }
-}
 
 /// Values for the placeholders of one command.
 #[derive(Default)]

@@ -1,10 +1,12 @@
-//! Running one batch-system command: argv (no shell), a clean `HPCSERA_*` environment, a
-//! timeout, and a counter of spawned commands.
+//! Running one batch-system command: argv (no shell), a clean `HPCSERA_*` environment (both
+//! through `batch::spawn`), a timeout, and a counter of spawned commands.
+//!
+//! This module must never run a job's script: only the batch system's own commands.
 
+use super::spawn::{spawn, Output, Spawn};
 use super::BatchError;
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,33 +29,6 @@ impl CommandOutput {
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
-}
-
-/// Removes inherited `HPCSERA_*` variables so a child only sees the ones the agent sets for
-/// this job (a stale `HPCSERA_PARAM_x` in the agent's own environment must not leak in).
-pub(crate) fn scrub_env(cmd: &mut tokio::process::Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("HPCSERA_") {
-            cmd.env_remove(&k);
-        }
-    }
-}
-
-/// Checks that environment entries can be passed to a process at all.
-pub(crate) fn check_env(env: &[(String, String)]) -> Result<(), BatchError> {
-    for (k, v) in env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(BatchError::Invalid(format!(
-                "{k:?} is not a valid environment variable name"
-            )));
-        }
-        if v.contains('\0') {
-            return Err(BatchError::Invalid(format!(
-                "the value of {k} contains a NUL byte, which no process can receive"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Runs batch-system commands and counts them.
@@ -88,33 +63,22 @@ impl Exec {
         let program = argv
             .first()
             .ok_or_else(|| BatchError::Invalid("empty command".into()))?;
-        check_env(env)?;
-        if let Some(bad) = argv.iter().find(|a| a.contains('\0')) {
-            return Err(BatchError::Invalid(format!(
-                "argument {bad:?} contains a NUL byte"
-            )));
-        }
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        scrub_env(&mut cmd);
-        cmd.envs(
-            env.iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        );
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
         let command = display_argv(argv);
-        self.counter.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(%command, "running batch command");
-        let mut child = cmd.spawn().map_err(|source| BatchError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let spawned = spawn(&Spawn {
+            argv: argv.iter().map(OsString::from).collect(),
+            env,
+            cwd,
+            stdout: Output::Piped,
+            stderr: Output::Piped,
+            own_group: false,
+            kill_on_drop: true,
+        });
+        // Counted when a process was tried (not for a request refused before that).
+        if !matches!(spawned, Err(BatchError::Invalid(_))) {
+            self.counter.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut child = spawned?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let work = async {

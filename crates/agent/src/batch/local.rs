@@ -14,14 +14,17 @@
 //! restart) still tells running from finished. Each job runs in its own process group;
 //! cancel sends SIGTERM to the group and SIGKILL five seconds later if it is still there.
 //! Local jobs start at once, so hold and release are [`BatchError::Unsupported`].
+//!
+//! This module must never signal a process it did not start (the start time guards the pid),
+//! and starts processes only through `batch::spawn`.
 
-use super::exec::{check_env, scrub_env};
+use super::spawn::{check_env, spawn, Output, Spawn};
 use super::{BatchAdapter, BatchError, BatchJobRef, BatchState, BoxFuture, SubmitRequest};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -154,19 +157,6 @@ impl LocalAdapter {
         let dir = self.state_dir.join(&id);
         std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
         write_atomic(&dir.join("name"), &req.job_name)?;
-        let create = |p: &std::path::Path| {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Never through a symlink an earlier sub-job may have left.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(p)
-                .map_err(io_err("cannot create", p))
-        };
-        let stdout = create(&req.stdout_path)?;
-        let stderr = create(&req.stderr_path)?;
         let executable = {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(&req.script_path)
@@ -176,27 +166,32 @@ impl LocalAdapter {
                 & 0o100
                 != 0
         };
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(WRAPPER)
-            .arg("hpcsera-local")
-            .arg(dir.join("exit"));
+        let mut argv: Vec<OsString> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            WRAPPER.into(),
+            "hpcsera-local".into(),
+            dir.join("exit").into(),
+        ];
         if !executable {
-            cmd.arg("/bin/sh");
+            argv.push("/bin/sh".into());
         }
-        cmd.arg(&req.script_path)
-            .current_dir(&req.work_dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
-        scrub_env(&mut cmd);
-        cmd.envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.spawned.fetch_add(1, Ordering::SeqCst);
-        let mut child = cmd.spawn().map_err(|source| BatchError::Spawn {
-            program: "/bin/sh".into(),
-            source,
-        })?;
+        argv.push(req.script_path.clone().into());
+        let spawned = spawn(&Spawn {
+            argv,
+            env: &req.env,
+            cwd: Some(&req.work_dir),
+            stdout: Output::File(req.stdout_path.clone()),
+            stderr: Output::File(req.stderr_path.clone()),
+            // Its own group: a cancel signals the script and everything it started.
+            own_group: true,
+            // It outlives the agent (a restarted agent finds it by its state files).
+            kill_on_drop: false,
+        });
+        if !matches!(spawned, Err(BatchError::Invalid(_))) {
+            self.spawned.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut child = spawned?;
         let pid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())

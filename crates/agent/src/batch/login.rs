@@ -7,11 +7,14 @@
 //! and the result is [`LoginError::TimedOut`]. stdout and stderr go to files, each bounded to
 //! `max_output_bytes` (the rest is read and dropped, so the process never blocks on a full
 //! pipe).
+//!
+//! This module must never add a shell the config did not ask for, and starts processes only
+//! through `batch::spawn`.
 
-use super::exec::{check_env, scrub_env};
-use crate::config::LoginCommand;
+use super::spawn::{create_no_follow, spawn, Output, Spawn};
+use super::BatchError;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -20,6 +23,15 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long output is still drained after the process ended (a background grandchild may
 /// hold the pipe open).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How a login sub-job's command is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginCommand {
+    /// argv, run directly.
+    Argv(Vec<String>),
+    /// Shell text for `/bin/sh -c`, configured explicitly.
+    Shell(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct LoginRequest {
@@ -81,6 +93,25 @@ pub enum LoginError {
     Invalid(String),
 }
 
+impl From<BatchError> for LoginError {
+    fn from(e: BatchError) -> LoginError {
+        match e {
+            BatchError::Spawn { program, source } => LoginError::Spawn { program, source },
+            BatchError::Io {
+                context,
+                path,
+                source,
+            } => LoginError::Io {
+                context,
+                path,
+                source,
+            },
+            BatchError::Invalid(m) => LoginError::Invalid(m),
+            other => LoginError::Invalid(other.to_string()),
+        }
+    }
+}
+
 /// Copies `r` into `path`, keeping at most `max` bytes; returns whether it was truncated.
 async fn capture<R: AsyncRead + Unpin>(
     mut r: R,
@@ -88,13 +119,7 @@ async fn capture<R: AsyncRead + Unpin>(
     max: u64,
 ) -> (bool, Option<String>) {
     // Never through a symlink an earlier sub-job may have left (O_NOFOLLOW: a link is ELOOP).
-    let opened = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .await;
+    let opened = create_no_follow(&path).map(tokio::fs::File::from_std);
     let mut file = match opened {
         Ok(f) => Some(f),
         Err(e) => {
@@ -141,68 +166,38 @@ fn kill_group(pid: i32, sig: i32) {
 
 /// Runs a login sub-job (see the module docs).
 pub async fn run_login(req: &LoginRequest) -> Result<LoginOutcome, LoginError> {
-    check_env(&req.env).map_err(|e| LoginError::Invalid(e.to_string()))?;
-    let (program, args): (String, Vec<String>) = match &req.command {
-        LoginCommand::Argv(argv) => {
-            let (p, rest) = argv
-                .split_first()
-                .ok_or_else(|| LoginError::Invalid("empty command".into()))?;
-            (p.clone(), rest.to_vec())
-        }
-        LoginCommand::Shell(text) => ("/bin/sh".into(), vec!["-c".into(), text.clone()]),
+    let argv: Vec<OsString> = match &req.command {
+        LoginCommand::Argv(argv) => argv.iter().map(OsString::from).collect(),
+        LoginCommand::Shell(text) => vec!["/bin/sh".into(), "-c".into(), text.into()],
     };
-    if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
-        return Err(LoginError::Invalid(
-            "the command contains a NUL byte".into(),
-        ));
-    }
+    let program = argv.first().map(|p| p.to_string_lossy().into_owned());
     ensure_dir(&req.work_dir)?;
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&args)
-        .current_dir(&req.work_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    scrub_env(&mut cmd);
-    cmd.envs(req.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| LoginError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let mut child = spawn(&Spawn {
+        argv,
+        env: &req.env,
+        cwd: Some(&req.work_dir),
+        stdout: Output::Piped,
+        stderr: Output::Piped,
+        // Its own group: a timeout kills what it started too.
+        own_group: true,
+        kill_on_drop: true,
+    })
+    .map_err(LoginError::from)?;
+    let program = program.unwrap_or_default();
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
-    let out_task = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(capture(s, req.stdout_path.clone(), req.max_output_bytes)));
-    let err_task = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(capture(s, req.stderr_path.clone(), req.max_output_bytes)));
-
+    let max = req.max_output_bytes;
+    let out = (child.stdout.take()).map(|s| tokio::spawn(capture(s, req.stdout_path.clone(), max)));
+    let err = (child.stderr.take()).map(|s| tokio::spawn(capture(s, req.stderr_path.clone(), max)));
+    let tasks = [out, err];
     let status = match tokio::time::timeout(req.timeout, child.wait()).await {
         Ok(status) => status.map_err(|source| LoginError::Spawn {
             program: program.clone(),
             source,
         })?,
         Err(_) => {
-            if let Some(pid) = pid {
-                kill_group(pid, libc::SIGTERM);
-                if tokio::time::timeout(KILL_GRACE, child.wait())
-                    .await
-                    .is_err()
-                {
-                    kill_group(pid, libc::SIGKILL);
-                    let _ = child.wait().await;
-                }
-                // Whatever is left of the group (children that ignored SIGTERM).
-                kill_group(pid, libc::SIGKILL);
-            } else {
-                let _ = child.kill().await;
-            }
-            for t in [out_task, err_task].into_iter().flatten() {
+            stop_timed_out(&mut child, pid).await;
+            for t in tasks.into_iter().flatten() {
                 let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
             }
             return Err(LoginError::TimedOut {
@@ -210,8 +205,41 @@ pub async fn run_login(req: &LoginRequest) -> Result<LoginOutcome, LoginError> {
             });
         }
     };
+    let truncated = drain(tasks).await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(LoginOutcome {
+        exit_code: status.code(),
+        signal: status.signal(),
+        stdout_truncated: truncated[0],
+        stderr_truncated: truncated[1],
+        duration: started.elapsed(),
+    })
+}
+
+/// Kills a timed-out login process group: SIGTERM, then SIGKILL after [`KILL_GRACE`].
+async fn stop_timed_out(child: &mut tokio::process::Child, pid: Option<i32>) {
+    let Some(pid) = pid else {
+        let _ = child.kill().await;
+        return;
+    };
+    kill_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        kill_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Whatever is left of the group (children that ignored SIGTERM).
+    kill_group(pid, libc::SIGKILL);
+}
+
+type Capture = tokio::task::JoinHandle<(bool, Option<String>)>;
+
+/// Waits (at most [`DRAIN_GRACE`] each) for the output captures; whether each was truncated.
+async fn drain(tasks: [Option<Capture>; 2]) -> [bool; 2] {
     let mut truncated = [false, false];
-    for (i, t) in [out_task, err_task].into_iter().enumerate() {
+    for (i, t) in tasks.into_iter().enumerate() {
         let Some(mut t) = t else { continue };
         match tokio::time::timeout(DRAIN_GRACE, &mut t).await {
             Ok(Ok((tr, problem))) => {
@@ -223,14 +251,7 @@ pub async fn run_login(req: &LoginRequest) -> Result<LoginOutcome, LoginError> {
             _ => t.abort(),
         }
     }
-    use std::os::unix::process::ExitStatusExt;
-    Ok(LoginOutcome {
-        exit_code: status.code(),
-        signal: status.signal(),
-        stdout_truncated: truncated[0],
-        stderr_truncated: truncated[1],
-        duration: started.elapsed(),
-    })
+    truncated
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), LoginError> {

@@ -3,9 +3,11 @@
 //!
 //! # Invariant: who spawns processes
 //!
-//! Every child process of the agent is started in this module: batch-system commands by the
-//! [`command::CommandAdapter`] (through [`exec`]), batch scripts of the local adapter by
-//! [`local::LocalAdapter`], and login sub-jobs by [`login::run_login`]. None of them builds
+//! Every child process of the agent is started in this module, and all through one helper,
+//! `spawn::spawn` (environment scrub, process group, stdio, output files created without
+//! following links): batch-system commands by the [`command::CommandAdapter`] (through
+//! [`exec`]), batch scripts of the local adapter by [`local::LocalAdapter`], and login
+//! sub-jobs by [`login::run_login`]. None of them builds
 //! shell text from data: commands are argv arrays, placeholders are replaced inside single
 //! argv entries, and job parameters reach the processes only as environment variables
 //! (`HPCSERA_PARAM_<name>`, see [`crate::env`]). The only shell text ever run is text an
@@ -45,9 +47,11 @@ pub mod exec;
 pub mod local;
 pub mod login;
 pub mod parse;
+pub mod presets;
+pub(crate) mod spawn;
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -79,6 +83,30 @@ impl BatchPreset {
             BatchPreset::Local => "local",
         }
     }
+}
+
+/// The batch adapter (`[batch]`). Every command is an argv array (no shell); see
+/// [`crate::batch`] for the placeholders.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub preset: BatchPreset,
+    pub submit: Option<Vec<String>>,
+    pub status: Option<Vec<String>>,
+    /// Fallback status query for jobs the status query no longer shows (Slurm: `sacct`).
+    /// An empty array disables it.
+    pub accounting: Option<Vec<String>>,
+    pub cancel: Option<Vec<String>>,
+    pub hold: Option<Vec<String>>,
+    pub release: Option<Vec<String>>,
+    pub find: Option<Vec<String>>,
+    /// Extra argv entries given to every submit (e.g. `["--account=proj42"]`).
+    pub submit_options: Vec<String>,
+    /// Overrides of the state table: raw batch-system state → one of `pending`, `held`,
+    /// `running`, `completed`, `failed`, `cancelled`, `unknown`.
+    pub states: BTreeMap<String, String>,
+    /// Timeout for one batch-system command, in seconds.
+    pub command_timeout_seconds: Option<u64>,
 }
 
 /// What to submit.
@@ -249,7 +277,7 @@ pub trait BatchAdapter: Send + Sync {
 /// Builds the adapter the config asks for. `state_dir` is where the local adapter keeps its
 /// per-job state files (e.g. `<work_dir>/.local-batch`).
 pub fn adapter_from_config(
-    cfg: &crate::config::BatchConfig,
+    cfg: &BatchConfig,
     state_dir: impl Into<PathBuf>,
 ) -> Result<std::sync::Arc<dyn BatchAdapter>, BatchError> {
     Ok(match cfg.preset {

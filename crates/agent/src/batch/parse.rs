@@ -4,6 +4,8 @@
 //! system's own state word, a reason, an exit code if it gives one); the state table
 //! ([`StateTable`]) maps the state word to a [`StateClass`]. Parsers are pure functions, so
 //! they are tested directly against recorded outputs (`tests/fixtures/`).
+//!
+//! Pure functions: this module must never run a command or touch a file.
 
 use super::StateClass;
 use serde_json::Value;

@@ -188,7 +188,7 @@ pub fn job(j: &Job) -> CliResult<()> {
             .map(|s| {
                 vec![
                     s.name.clone(),
-                    s.status.clone(),
+                    s.status.to_string(),
                     s.batch_job_id.clone().unwrap_or_default(),
                     s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                     s.message.clone().unwrap_or_default(),

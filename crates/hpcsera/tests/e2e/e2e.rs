@@ -2,7 +2,7 @@
 //! batch system — Slurm when `HPCSERA_TEST_ADAPTER=slurm` (the test script sets it in CI;
 //! without `sbatch` these tests then fail, never skip), else the local adapter.
 
-mod common;
+use crate::common;
 
 use common::{slurm, Env};
 use hpcsera_api_types::{JobStatus, NewJob, Operation};
@@ -13,97 +13,11 @@ use std::time::{Duration, Instant};
 const SITE: &str = "e2e";
 
 fn job_types() -> String {
-    let sleep_and_later = common::sleep_and_later_job_types();
-    format!(
-        r#"
-[[job_types]]
-name = "echo"
-description = "echoes its parameter and keeps it as a result file"
-[[job_types.parameters]]
-name = "v"
-type = "string"
-maxLength = 1000
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-mkdir -p results
-printf '%s' "$HPCSERA_PARAM_v" > results/v.txt
-echo "line one"
-echo "line two"
-echo "to stderr" >&2
-"""
-
-{sleep_and_later}
-
-[[job_types]]
-name = "links"
-description = "makes results (or files in it, or its output) links to places outside the job"
-[[job_types.parameters]]
-name = "how"
-type = "enum"
-values = ["dir", "file", "output"]
-[[job_types.parameters]]
-name = "target"
-type = "string"
-maxLength = 1000
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-case "$HPCSERA_PARAM_how" in
-dir) ln -s "$HPCSERA_PARAM_target" results ;;
-file) mkdir -p results; echo fine > results/ok.txt; ln -s "$HPCSERA_PARAM_target" results/leak.txt ;;
-output) rm -f run.out; ln -s "$HPCSERA_PARAM_target" run.out ;;
-esac
-exit 0
-"""
-
-[[job_types]]
-name = "bigout"
-description = "3 MB of output, then a pause, then a last line"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-i=0
-while [ $i -lt 34000 ]; do
-  echo "line $i 01234567890123456789012345678901234567890123456789012345678901234567890123456789"
-  i=$((i+1))
-done
-sleep 6
-echo end
-"""
-
-[[job_types]]
-name = "badlogin"
-description = "a login step that fails"
-[[job_types.sub_jobs]]
-name = "stage"
-kind = "login"
-command = ["/bin/sh", "-c", "echo staging; exit 4"]
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = "echo never"
-
-[[job_types]]
-name = "slowlogin"
-description = "a login step that times out"
-[[job_types.sub_jobs]]
-name = "stage"
-kind = "login"
-command = ["/bin/sleep", "30"]
-timeout_seconds = 1
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = "echo never"
-"#
-    )
+    [
+        include_str!("../../fixtures/job_types/e2e.toml"),
+        &common::sleep_and_later_job_types(),
+    ]
+    .join("\n")
 }
 
 async fn submit(env: &Env, job_type: &str, params: Value) -> String {

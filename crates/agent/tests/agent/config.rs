@@ -6,7 +6,7 @@ use hpcsera_api_types::SubJobKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-const EXAMPLE: &str = include_str!("../examples/agent.toml");
+const EXAMPLE: &str = include_str!("../../examples/agent.toml");
 
 fn problems(src: &str) -> Vec<String> {
     match AgentConfig::parse("agent.toml", src) {

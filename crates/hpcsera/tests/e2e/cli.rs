@@ -2,7 +2,7 @@
 //! the real agent (local adapter, or Slurm with `HPCSERA_TEST_ADAPTER=slurm`), and the exact
 //! commands of `examples/`.
 
-mod common;
+use crate::common;
 
 use common::{bin, slurm, Env};
 use hpcsera_api_types::{JobStatus, Role, RoleSet};
@@ -18,99 +18,12 @@ use tokio::io::AsyncWriteExt;
 const SITE: &str = "local";
 
 fn job_types() -> String {
-    let sleep_and_later = common::sleep_and_later_job_types();
-    format!(
-        r#"
-[[job_types]]
-name = "echo"
-description = "prints a few lines"
-[[job_types.parameters]]
-name = "v"
-type = "string"
-maxLength = 100
-[[job_types.parameters]]
-name = "b"
-type = "boolean"
-default = false
-[[job_types.parameters]]
-name = "x"
-type = "number"
-default = 0.5
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "line one"
-echo "v=$HPCSERA_PARAM_v"
-echo "to stderr" >&2
-echo "line three"
-"""
-
-[[job_types]]
-name = "count"
-description = "prints n numbered lines, pausing now and then"
-[[job_types.parameters]]
-name = "n"
-type = "integer"
-minimum = 1
-maximum = 100000
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-i=1
-while [ "$i" -le "$HPCSERA_PARAM_n" ]; do
-  echo "line $i"
-  if [ $((i % 250)) -eq 0 ]; then sleep 0.5; fi
-  i=$((i + 1))
-done
-"""
-
-{sleep_and_later}
-
-[[job_types]]
-name = "esc"
-description = "sets the title \u001b]0;pwned\u0007 and clears \u001b[2J the screen"
-[[job_types.parameters]]
-name = "v"
-type = "string"
-description = "bell \u0007 csi \u009b31m"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-true
-"""
-
-[[job_types]]
-name = "pipeline"
-description = "stages, sums 1..n in a batch job, keeps the sum as a result file"
-[[job_types.parameters]]
-name = "n"
-type = "integer"
-minimum = 1
-maximum = 1000000
-default = 10
-[[job_types.sub_jobs]]
-name = "stage"
-kind = "login"
-command = ["/bin/mkdir", "-p", "results"]
-timeout_seconds = 60
-[[job_types.sub_jobs]]
-name = "compute"
-kind = "batch"
-script = """
-#!/bin/sh
-i=1; sum=0
-while [ "$i" -le "$HPCSERA_PARAM_n" ]; do sum=$((sum + i)); i=$((i + 1)); done
-echo "sum of 1..$HPCSERA_PARAM_n = $sum"
-echo "$sum" > results/sum.txt
-"""
-"#
-    )
+    [
+        include_str!("../../fixtures/job_types/cli.toml"),
+        &common::sleep_and_later_job_types(),
+        include_str!("../../fixtures/job_types/pipeline.toml"),
+    ]
+    .join("\n")
 }
 
 async fn env() -> Env {

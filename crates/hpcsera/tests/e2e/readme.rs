@@ -2,7 +2,7 @@
 //! `cargo run --release -p hpcsera --`, and a free port in place of 8080): the quick start with
 //! `hpcsera dev`, its CLI variant, and the curl walkthrough against `hpcsera server`.
 
-mod common;
+use crate::common;
 
 use common::bin;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! The agent's runtime against a real server, with a fake Slurm (scripts that log their
 //! calls): one batch-status query per cycle for 1, 10 and 100 active jobs; the work-dir lock.
 
-use hpcsera_agent::{Agent, AgentConfig, AgentError};
-use hpcsera_api_types::{JobStatus, NewJob, Role, RoleSet};
+use hpcsera_agent::{Agent, AgentConfig, AgentError, Journal};
+use hpcsera_api_types::{AgentPoll, JobStatus, JobUpdate, NewJob, PublishJobTypes, Role, RoleSet};
 use hpcsera_client::{Client, JobQuery};
 use hpcsera_server::{Application, ServerConfig};
 use hpcsera_store::{NewToken, Store};
@@ -191,4 +191,63 @@ async fn a_second_agent_on_the_same_work_dir_is_refused() {
         Err(AgentError::Locked(dir)) => assert!(dir.ends_with("work")),
         other => panic!("expected the lock to refuse, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_restart_and_not_submitted_again(
+) {
+    let w = world().await;
+    let cfg = AgentConfig::load(&w.config).unwrap();
+    let job = NewJob {
+        site: "fake".into(),
+        job_type: "t".into(),
+        parameters: Default::default(),
+        metadata: None,
+        callback_url: None,
+    };
+    let first = Client::new(&cfg.server_url, &w.agent_token).unwrap();
+    let publish = PublishJobTypes {
+        agent_version: None,
+        agent_host: None,
+        job_types: cfg.specs(),
+    };
+    first.publish_job_types("fake", &publish).await.unwrap();
+    let id = w.client.submit(&job, None).await.unwrap().id;
+    // A first agent's life up to a crash: the claim confirmed, the intent journaled, the
+    // batch job submitted and its id journaled, but the `submitted` report never sent.
+    let reply = first
+        .agent_poll(&AgentPoll {
+            active_job_ids: vec![],
+            max_jobs: 1,
+            wait_seconds: 0,
+            agent_version: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.jobs.len(), 1);
+    let confirm = JobUpdate {
+        status: Some(JobStatus::Dispatched),
+        ..Default::default()
+    };
+    first.update_job(&id, &confirm).await.unwrap();
+    {
+        let journal = Journal::open(cfg.work_dir.join(".journal")).unwrap();
+        journal.record_accepted(&id).unwrap();
+        journal
+            .record_intent(&id, "run", &format!("hpcsera-{id}-run"), None)
+            .unwrap();
+        journal.record_submitted(&id, "run", "77").unwrap();
+    }
+    // The restarted agent tells the server about the batch job it finds in its journal.
+    let mut agent = Agent::new(cfg, &w.agent_token).unwrap();
+    agent.start().await.unwrap();
+    let got = w.client.get_job(&id).await.unwrap();
+    assert_eq!(got.status, JobStatus::Submitted);
+    assert_eq!(got.batch_job_id.as_deref(), Some("77"));
+    assert_eq!(got.sub_jobs[0].batch_job_id.as_deref(), Some("77"));
+    assert_eq!(
+        lines(&w.dir.path().join("sbatch.log")),
+        0,
+        "not submitted again"
+    );
 }

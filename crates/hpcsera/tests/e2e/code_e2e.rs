@@ -3,7 +3,7 @@
 //! `hpcsera admin code …`, and the job running the pushed code — on the local adapter, or on
 //! the real Slurm when `HPCSERA_TEST_ADAPTER=slurm`.
 
-mod common;
+use crate::common;
 
 use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream};
 use serde_json::{json, Value};
@@ -18,27 +18,7 @@ fn slurm() -> bool {
     std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
 }
 
-const JOB_TYPES: &str = r#"
-[[job_types]]
-name = "runcode"
-description = "runs the pushed code"
-[[job_types.parameters]]
-name = "src"
-type = "code"
-[[job_types.parameters]]
-name = "greeting"
-type = "string"
-default = "hello"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-cd "$HPCSERA_CODE_src"
-./bin/hello.sh "$HPCSERA_PARAM_greeting"
-cat data/input.txt
-"""
-"#;
+const JOB_TYPES: &str = include_str!("../../fixtures/job_types/code.toml");
 
 /// The shared test set-up with the code job type, plus the helpers of these tests.
 struct Env(common::Env);

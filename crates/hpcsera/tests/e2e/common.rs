@@ -31,48 +31,12 @@ pub fn slurm() -> bool {
 /// exits with `code`) and `later` (a batch job that waits in the queue: on Slurm it may only
 /// start in an hour, so it can be held and released).
 pub fn sleep_and_later_job_types() -> String {
-    let hold_opts = if slurm() {
-        r#"options = ["--begin=now+3600"]"#
+    let text = include_str!("../../fixtures/job_types/sleep_and_later.toml");
+    if slurm() {
+        text.replace("options = []", r#"options = ["--begin=now+3600"]"#)
     } else {
-        ""
-    };
-    format!(
-        r#"
-[[job_types]]
-name = "sleep"
-description = "sleeps, then exits with a code"
-[[job_types.parameters]]
-name = "seconds"
-type = "integer"
-default = 1
-[[job_types.parameters]]
-name = "code"
-type = "integer"
-default = 0
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = """
-#!/bin/sh
-echo "start"
-sleep "$HPCSERA_PARAM_seconds"
-echo "end"
-exit "$HPCSERA_PARAM_code"
-"""
-
-[[job_types]]
-name = "later"
-description = "a batch job that waits in the queue"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-{hold_opts}
-script = """
-#!/bin/sh
-sleep 60
-"""
-"#
-    )
+        text.to_string()
+    }
 }
 
 /// Settings of a test set-up.

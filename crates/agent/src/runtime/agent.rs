@@ -1,0 +1,280 @@
+//! The agent and its loop: [`Agent::new`] (work dir, lock, journal, adapter, client),
+//! [`Agent::start`], [`Agent::run`], [`Agent::cycle`].
+//!
+//! # Where the agent may stop
+//!
+//! Shutdown is taken only at a safe point, as mini-redis's `Handler::run` does: `run` races
+//! the shutdown signal against the **long poll** and against the **pauses** between cycles,
+//! never against the work a poll reply brings (operations, accepting jobs, submitting,
+//! reporting, sending output). A poll cut short is safe: jobs the server claimed for the
+//! agent in it are offered again, because the agent never confirmed them and nothing ran.
+//! Work cut short is not: a submit between its journal intent and its batch id, a job's end
+//! reported but not yet forgotten, output sent but its offset not kept. So once a reply is in
+//! hand the cycle runs to its end (bounded by the batch commands' and the HTTP timeouts) and
+//! the signal is looked at again before the next poll.
+//!
+//! This module owns the loop and the agent's state; the work of a cycle lives in the sibling
+//! modules. It must never run a job's steps itself.
+
+use super::error::{io, AgentError};
+use super::job::{Running, Step};
+use crate::batch::BatchAdapter;
+use crate::config::AgentConfig;
+use crate::journal::Journal;
+use hpcsera_api_types::{AgentPoll, AgentPollReply, PublishJobTypes};
+use hpcsera_client::Client;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The agent.
+pub struct Agent {
+    pub(super) cfg: AgentConfig,
+    pub(super) client: Client,
+    pub(super) adapter: Arc<dyn BatchAdapter>,
+    /// What was accepted and submitted: survives a restart (see [`crate::journal`]).
+    pub(super) journal: Journal,
+    /// The jobs held now, by id.
+    pub(super) jobs: HashMap<String, Running>,
+    /// Code bundles whose digest this agent has reported (not reported again).
+    pub(super) verified: HashSet<String>,
+    /// When the quarantine was last cleaned.
+    pub(super) quarantine_cleaned: Option<Instant>,
+    /// Held (locked) while the agent lives: one agent per work directory.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("site", &self.cfg.site)
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// This machine's host name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Creates the work directory (0700) and warns when it is open to others.
+fn create_work_dir(dir: &Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(format!(
+            "cannot create the work directory {}",
+            dir.display()
+        )))?;
+    if let Ok(m) = std::fs::metadata(dir) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(work_dir = %dir.display(), mode = format!("{:o}", m.permissions().mode() & 0o7777),
+                "the work directory is open to group or others; consider chmod 700");
+        }
+    }
+    Ok(())
+}
+
+/// Takes the work directory's lock file; [`AgentError::Locked`] when another agent has it.
+fn lock_work_dir(dir: &Path) -> Result<std::fs::File, AgentError> {
+    let lock_path = dir.join(".hpcsera-agent.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(format!("cannot open {}", lock_path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(io(format!("cannot lock {}", lock_path.display()))(e))
+        }
+    }
+}
+
+impl Agent {
+    /// Sets the agent up: lock file, journal, batch adapter, client. Fails when another agent
+    /// holds the work directory.
+    ///
+    /// Sets the process's umask to 077: everything the agent creates (work and job
+    /// directories, journal, scripts, output, results, code) is 0700/0600, and so is what the
+    /// processes it starts create (batch systems pass the submitter's umask on to the job).
+    pub fn new(cfg: AgentConfig, token: &str) -> Result<Agent, AgentError> {
+        // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+        unsafe { libc::umask(0o077) };
+        create_work_dir(&cfg.work_dir)?;
+        let lock = lock_work_dir(&cfg.work_dir)?;
+        let journal = Journal::open(cfg.work_dir.join(".journal"))?;
+        let adapter =
+            crate::batch::adapter_from_config(&cfg.batch, cfg.work_dir.join(".local-batch"))?;
+        let wait = cfg
+            .poll
+            .long_poll_seconds
+            .max(cfg.poll.status_interval_seconds);
+        let client = Client::with_timeouts(
+            &cfg.server_url,
+            token,
+            Duration::from_secs(10),
+            Duration::from_secs(wait + 30),
+        )?;
+        Ok(Agent {
+            cfg,
+            client,
+            adapter,
+            journal,
+            jobs: HashMap::new(),
+            verified: Default::default(),
+            quarantine_cleaned: None,
+            _lock: lock,
+        })
+    }
+
+    /// The batch adapter (tests count its commands).
+    pub fn adapter(&self) -> &Arc<dyn BatchAdapter> {
+        &self.adapter
+    }
+
+    /// Publishes the job types and resumes journaled jobs. Call once before cycles.
+    pub async fn start(&mut self) -> Result<(), AgentError> {
+        self.client
+            .publish_job_types(
+                &self.cfg.site,
+                &PublishJobTypes {
+                    agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                    agent_host: Some(host_name()),
+                    job_types: self.cfg.specs(),
+                },
+            )
+            .await?;
+        tracing::info!(site = %self.cfg.site, job_types = self.cfg.job_types.len(), adapter = self.adapter.name(),
+            "published job types");
+        self.resume().await?;
+        self.clean_quarantine().await;
+        Ok(())
+    }
+
+    /// Runs cycles until `shutdown` resolves, which is looked at only at the safe points
+    /// (see the module docs). Jobs in the batch system keep running; the journal lets the
+    /// next start pick them up.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        tokio::pin!(shutdown);
+        loop {
+            // Safe point: the long poll (nothing taken on yet).
+            let reply = tokio::select! {
+                _ = &mut shutdown => {
+                    self.stopping();
+                    return Ok(());
+                }
+                r = self.poll(self.wait_seconds()) => r,
+            };
+            let pause = match reply {
+                // Not raced against the shutdown: this work runs to its end.
+                Ok(reply) => self.apply(reply, false).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cycle failed; trying again");
+                    true
+                }
+            };
+            if pause {
+                // Safe point: a pause between cycles.
+                tokio::select! {
+                    _ = &mut shutdown => {
+                    self.stopping();
+                    return Ok(());
+                }
+                    _ = tokio::time::sleep(self.idle_interval()) => {}
+                }
+            }
+        }
+    }
+
+    fn stopping(&self) {
+        tracing::info!(
+            jobs = self.jobs.len(),
+            "stopping; jobs in the batch system go on and are resumed at the next start"
+        );
+    }
+
+    /// How long the next poll may wait on the server. Idle: long. Login steps running: look
+    /// again soon (they end on the login node, not in the batch system). Batch jobs: the
+    /// status interval.
+    fn wait_seconds(&self) -> u32 {
+        let login_running = self.jobs.values().any(|r| matches!(r.step, Step::Login(_)));
+        let wait = if self.jobs.is_empty() {
+            self.cfg.poll.long_poll_seconds
+        } else if login_running {
+            1
+        } else {
+            self.cfg
+                .poll
+                .status_interval_seconds
+                .min(self.cfg.poll.long_poll_seconds)
+        };
+        wait as u32
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_secs(self.cfg.poll.idle_interval_seconds.max(1))
+    }
+
+    /// One cycle without waiting on the server (`--once`, for cron); login sub-jobs it starts
+    /// are awaited, since the process ends after the cycle.
+    pub async fn once(&mut self) -> Result<(), AgentError> {
+        self.cycle(0, true).await
+    }
+
+    /// One cycle (see the module docs of [`crate::runtime`]): poll, then the work the reply
+    /// brings, then a pause when the cycle asks for one.
+    pub async fn cycle(&mut self, wait_seconds: u32, finish_login: bool) -> Result<(), AgentError> {
+        let reply = self.poll(wait_seconds).await?;
+        if self.apply(reply, finish_login).await {
+            tokio::time::sleep(self.idle_interval()).await;
+        }
+        Ok(())
+    }
+
+    /// `POST /agent/poll`: renews the leases of the jobs held and takes new ones while
+    /// there is room.
+    async fn poll(&self, wait_seconds: u32) -> Result<AgentPollReply, AgentError> {
+        let room = self
+            .cfg
+            .limits
+            .max_active_jobs
+            .saturating_sub(self.jobs.len()) as u32;
+        let poll = AgentPoll {
+            active_job_ids: self.jobs.keys().cloned().collect(),
+            max_jobs: room,
+            wait_seconds,
+            agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        };
+        Ok(self.client.agent_poll(&poll).await?)
+    }
+
+    /// The work of one poll reply, in order: released jobs, operations, code to verify, new
+    /// jobs, then every job moves on. True when the next cycle should wait first.
+    async fn apply(&mut self, reply: AgentPollReply, finish_login: bool) -> bool {
+        for id in &reply.released_job_ids {
+            self.drop_released(id).await;
+        }
+        for op in &reply.operations {
+            self.operation(&op.job_id, op.operation).await;
+        }
+        // A bundle that cannot be verified stays listed: do not spin on it.
+        let pause = self.verify_pending(&reply.code_to_verify).await;
+        for job in reply.jobs {
+            self.accept(job).await;
+        }
+        self.advance(finish_login).await;
+        pause
+    }
+}

@@ -1,0 +1,155 @@
+//! What the agent knows about one running job: its config, parameters, where it is in its
+//! sub-jobs ([`Step`]), the sub-job states it reports, and its two output streams; and how
+//! a job ends ([`End`]).
+//!
+//! Plain data with small helpers: this module must never do I/O, talk to the server or the
+//! batch system, or touch the journal.
+
+use super::error::JobError;
+use crate::batch::login::{LoginError, LoginOutcome};
+use crate::batch::BatchJobRef;
+use crate::config::{JobTypeConfig, SubJobConfig};
+use crate::env::JobContext;
+use hpcsera_api_types::{Job, JobStatus, SubJobState, SubJobStatus};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use tokio::task::JoinHandle;
+
+/// Longest message the agent reports (the server's smallest limit: `operationDone` messages;
+/// status messages may have 64 KiB). Longer ones are cut, so no report is refused for its size.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Where a job is in its sub-jobs.
+pub(super) enum Step {
+    /// Sub-job `index` is next.
+    Start,
+    Login(JoinHandle<Result<LoginOutcome, LoginError>>),
+    Batch {
+        batch: BatchJobRef,
+        unknown: u32,
+    },
+}
+
+/// One output stream of a job: the concatenation of its sub-jobs' files.
+#[derive(Default)]
+pub(super) struct Stream {
+    /// Bytes the server has.
+    pub(super) server_len: u64,
+    /// Files in sub-job order and how much of each was sent.
+    pub(super) files: Vec<(PathBuf, u64)>,
+    pub(super) truncated: bool,
+    /// Files not read because they are links out of the job directory (by index).
+    pub(super) refused: HashSet<usize>,
+}
+
+/// A job the agent runs.
+pub(super) struct Running {
+    pub(super) job: Job,
+    pub(super) jt: JobTypeConfig,
+    pub(super) params: Map<String, Value>,
+    pub(super) ctx: JobContext,
+    /// The sub-job that runs now or next.
+    pub(super) index: usize,
+    pub(super) step: Step,
+    /// The status the server has (reports only move forward from it).
+    pub(super) reported: JobStatus,
+    pub(super) sub_states: Vec<SubJobState>,
+    pub(super) out: Stream,
+    pub(super) err: Stream,
+    /// Unpacked code bundles: `(parameter, directory)`; filled before the first sub-job.
+    pub(super) code: Option<Vec<(String, PathBuf)>>,
+    /// What the agent refused to read (links out of the job directory), for the end message.
+    pub(super) skipped: Vec<String>,
+}
+
+impl Running {
+    /// The sub-job that runs now or next (`None`: all are done).
+    pub(super) fn sub(&self) -> Option<&SubJobConfig> {
+        self.jt.sub_jobs.get(self.index)
+    }
+
+    /// The name of the current sub-job (empty when all are done).
+    pub(super) fn sub_name(&self) -> String {
+        self.sub().map(|s| s.name.clone()).unwrap_or_default()
+    }
+
+    /// Updates the reported state of the current sub-job; `None` keeps a field as it is.
+    pub(super) fn set_sub(
+        &mut self,
+        status: SubJobStatus,
+        batch_job_id: Option<String>,
+        exit_code: Option<i32>,
+        message: Option<String>,
+    ) {
+        if let Some(s) = self.sub_states.get_mut(self.index) {
+            s.status = status;
+            if batch_job_id.is_some() {
+                s.batch_job_id = batch_job_id;
+            }
+            if exit_code.is_some() {
+                s.exit_code = exit_code;
+            }
+            if let Some(m) = message {
+                s.message = Some(fit(&m));
+            }
+        }
+    }
+}
+
+/// How a job ended.
+pub(super) struct End {
+    pub(super) status: JobStatus,
+    pub(super) exit_code: Option<i32>,
+    pub(super) message: String,
+}
+
+impl End {
+    /// `failed` without an exit code, with the message given.
+    pub(super) fn failed(message: impl Into<String>) -> End {
+        End {
+            status: JobStatus::Failed,
+            exit_code: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<JobError> for End {
+    fn from(e: JobError) -> End {
+        End::failed(e.to_string())
+    }
+}
+
+/// `m` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked with "…" when cut.
+pub fn fit(m: &str) -> String {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m.to_string();
+    }
+    let mark = "…";
+    let mut end = MAX_MESSAGE_BYTES - mark.len();
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &m[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_on_a_char_boundary() {
+        assert_eq!(fit("short"), "short");
+        let exact = "a".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(fit(&exact), exact);
+        for pad in 0..4 {
+            let m = format!("{}{}", "a".repeat(pad), "日本語🚀".repeat(2000));
+            let cut = fit(&m);
+            assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+            assert!(cut.len() > MAX_MESSAGE_BYTES - 8);
+            assert!(cut.ends_with('…'));
+            assert!(m.starts_with(cut.trim_end_matches('…')));
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The binary crate's end-to-end tests, in one binary (one link instead of five): the real
+//! `hpcsera` binary, a real server, the real agent, on the local adapter or on Slurm with
+//! `HPCSERA_TEST_ADAPTER=slurm`.
+//!
+//! | module | what |
+//! |---|---|
+//! | `e2e` | the agent end to end |
+//! | `cli` | the client commands and `examples/` |
+//! | `code_e2e` | code bundles: push, approval, running pushed code |
+//! | `readme` | the README's command blocks, as written |
+//! | `connections` | the server under many connections |
+//!
+//! `scripts/test.sh` runs `e2e`, `cli` and `code_e2e` once more on Slurm by their module
+//! paths (`-- e2e:: cli:: code_e2e::`).
+
+mod common;
+
+mod cli;
+mod code_e2e;
+mod connections;
+mod e2e;
+mod readme;
