@@ -2,7 +2,7 @@
 # Runs every check and test of hpcsera: formatting, lints, the OpenAPI validation, and the
 # whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
 # tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
-# openapi-spec-validator, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
+# openapi-spec-validator, Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
 # end-to-end tests, which then run against the real Slurm (and fail, never skip, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,16 @@ ensure_openapi_validator() {
   python3 -m pip install -q --disable-pip-version-check openapi-spec-validator
 }
 
+# The web UI's browser tests (crates/hpcsera/tests/ui) drive headless Chromium over WebDriver;
+# in CI they fail, never skip, without it. The install is bounded (15 minutes).
+ensure_chromium() {
+  command -v chromedriver >/dev/null && command -v chromium >/dev/null && return 0
+  say "installing chromium and chromium-driver (Debian) for the browser tests"
+  if ! as_root; then echo "need root to install chromium chromium-driver" >&2; return 1; fi
+  if [ -z "${APT_UPDATED:-}" ]; then timeout 300 apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 # run_tests [cargo package/test selection]: the whole workspace when nothing is given.
 run_tests() {
   [ $# -gt 0 ] || set -- --workspace
@@ -63,6 +73,7 @@ drop_test_databases
 ensure_openapi_validator
 # The examples' tests run curl and jq.
 for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
+ensure_chromium
 
 say "OpenAPI: the checked-in spec is valid OpenAPI 3"
 python3 -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open("openapi.json"))); print("openapi.json is valid")'
@@ -85,6 +96,9 @@ HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e
 
 say "store and API tests on PostgreSQL ($PG_URL)"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server
+
+say "web UI browser tests (Chromium) on PostgreSQL"
+HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera --test ui
 
 drop_test_databases
 say "all checks passed"

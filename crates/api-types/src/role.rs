@@ -63,6 +63,22 @@ impl Role {
         }
     }
 
+    /// What the role allows, in a sentence for people (the design's role table).
+    pub fn description(self) -> &'static str {
+        match self {
+            Role::GetJobStatus => "Read a job's status, output and results.",
+            Role::UpdateJobStatus => "Report a job's status, output and results (agent).",
+            Role::GetJob => "Claim and read jobs for execution (agent).",
+            Role::PostCode => "Upload a code bundle.",
+            Role::GetCode => "Download an approved code bundle (agent).",
+            Role::PostJob => "Submit a parameterised job.",
+            Role::UpdateJob => {
+                "Change a job that is not yet running; request an operation (cancel, hold, release)."
+            }
+            Role::DeleteJob => "Delete a job (cancelling it first if it runs).",
+        }
+    }
+
     fn bit(self) -> u32 {
         1 << (self as u32)
     }

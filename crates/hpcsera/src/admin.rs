@@ -93,6 +93,21 @@ enum UserCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print a one-time link where the person sets a password (and so can log in to the web
+    /// UI); adds the user, without a password, if it does not exist.
+    Invite {
+        name: String,
+        /// The URL people reach the server at (the link starts with it).
+        #[arg(
+            long,
+            env = "HPCSERA_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+        /// How long the link works: a duration such as 72h or 7d.
+        #[arg(long, default_value = "72h")]
+        expires: String,
+    },
     /// List users.
     List,
 }
@@ -276,6 +291,19 @@ async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
             };
             store.create_user(&name, password.as_deref(), admin).await?;
             println!("user {name} added");
+        }
+        UserCmd::Invite {
+            name,
+            public_url,
+            expires,
+        } => {
+            check_name("user", &name)?;
+            let valid_ms = parse_age("--expires", &expires)?;
+            let secret = store.create_invite(&name, valid_ms).await?;
+            eprintln!(
+                "an invitation for {name}, valid for {expires}, usable once: hand this link to them"
+            );
+            println!("{}/ui/invite/{secret}", public_url.trim_end_matches('/'));
         }
         UserCmd::List => {
             for u in store.list_users().await? {

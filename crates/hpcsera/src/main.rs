@@ -127,6 +127,8 @@ struct ServerArgs {
     rate_limits: config::RateLimits,
     #[command(flatten)]
     connections: config::Connections,
+    #[command(flatten)]
+    ui: config::Ui,
 }
 
 fn init_logging(format: LogFormat) {
@@ -170,6 +172,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         webhooks: args.webhooks,
         rate_limits: args.rate_limits,
         connections: args.connections,
+        ui: args.ui,
     };
     let app = Application::build(config, store)
         .await

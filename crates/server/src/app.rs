@@ -32,13 +32,20 @@ pub fn router(state: AppState) -> Router {
     routes::router(&state.config.limits)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
         .with_state(state)
+}
+
+/// The tracing span of a request names its route template, never the path itself: paths can
+/// carry secrets (an invitation link `/ui/invite/{secret}`).
+fn request_span(req: &Request) -> tracing::Span {
+    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(|m| m.as_str()));
+    tracing::debug_span!("request", method = %req.method(), route = %route)
 }
 
 /// Per request: makes the request id visible to error bodies, records metrics and the
@@ -118,6 +125,7 @@ impl Application {
         let (work, _) = tokio::sync::watch::channel(0u64);
         let rate = Arc::new(RateLimiter::new(config.rate_limits.rate_limit_per_second));
         let config_auth_failures = config.rate_limits.auth_failures_per_minute;
+        let logins = config.ui.login_attempts_per_minute;
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -128,6 +136,8 @@ impl Application {
             output: Arc::new(tokio::sync::watch::channel(0u64).0),
             rate,
             auth_failures: Arc::new(RateLimiter::per_minute(config_auth_failures)),
+            login_accounts: Arc::new(RateLimiter::per_minute(logins)),
+            login_peers: Arc::new(RateLimiter::per_minute(logins)),
         };
         Ok(Application {
             listener,

@@ -1,4 +1,5 @@
-//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections.
+//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections, and
+//! the web UI (sessions, logins, token expiry).
 //!
 //! Each group is also the clap argument group of `hpcsera server` (flattened into its
 //! arguments), so a setting's flag, environment variable, help text and default are written
@@ -27,6 +28,7 @@ pub struct ServerConfig {
     pub webhooks: Webhooks,
     pub rate_limits: RateLimits,
     pub connections: Connections,
+    pub ui: Ui,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
             webhooks: Webhooks::default(),
             rate_limits: RateLimits::default(),
             connections: Connections::default(),
+            ui: Ui::default(),
         }
     }
 }
@@ -232,6 +235,76 @@ impl Default for Connections {
     }
 }
 
+const HOUR_MINUTES: u64 = 60;
+
+/// The web UI: where it is served, how long sessions last, how often one may try to log in,
+/// and the expiry of the tokens people make there.
+#[derive(Clone, Debug, Args)]
+pub struct Ui {
+    /// The URL people reach the server at, e.g. https://hpc.example.org (invitation links
+    /// start with it; with https:// the session cookie is `Secure`).
+    #[arg(long, env = "HPCSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A web session ends after this many minutes without a request.
+    #[arg(long, env = "HPCSERA_SESSION_IDLE_MINUTES", default_value_t = Ui::DEFAULT.session_idle_minutes,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_minutes: u64,
+    /// A web session ends this many hours after the login, whatever the activity.
+    #[arg(long, env = "HPCSERA_SESSION_MAX_HOURS", default_value_t = Ui::DEFAULT.session_max_hours,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_max_hours: u64,
+    /// Login attempts allowed per account, and per client address, each minute (in bursts of
+    /// as many; 0: no limit).
+    #[arg(long, env = "HPCSERA_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = Ui::DEFAULT.login_attempts_per_minute)]
+    pub login_attempts_per_minute: u32,
+    /// A request header (e.g. X-Remote-User) that names the logged-in user, set by an SSO
+    /// reverse proxy: honoured only on connections from a `--trusted-proxy` address, and only
+    /// for users that exist (default: none, every login is by password).
+    #[arg(long, env = "HPCSERA_TRUSTED_USER_HEADER")]
+    pub trusted_user_header: Option<String>,
+    /// The expiry, in days, that the token form proposes.
+    #[arg(long, env = "HPCSERA_TOKEN_DEFAULT_DAYS", default_value_t = Ui::DEFAULT.token_default_days,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub token_default_days: u32,
+    /// The longest expiry, in days, of a token made in the web UI.
+    #[arg(long, env = "HPCSERA_TOKEN_MAX_DAYS", default_value_t = Ui::DEFAULT.token_max_days,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub token_max_days: u32,
+}
+
+impl Ui {
+    const DEFAULT: Ui = Ui {
+        public_url: None,
+        session_idle_minutes: 12 * HOUR_MINUTES,
+        session_max_hours: 7 * 24,
+        login_attempts_per_minute: 10,
+        trusted_user_header: None,
+        token_default_days: 30,
+        token_max_days: 365,
+    };
+
+    /// Whether people reach the server over TLS (then cookies are `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
+
+    pub fn session_idle_ms(&self) -> i64 {
+        i64::try_from(self.session_idle_minutes.saturating_mul(60_000)).unwrap_or(i64::MAX)
+    }
+
+    pub fn session_max_ms(&self) -> i64 {
+        i64::try_from(self.session_max_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX)
+    }
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui::DEFAULT
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +322,8 @@ mod tests {
         rate_limits: RateLimits,
         #[command(flatten)]
         connections: Connections,
+        #[command(flatten)]
+        ui: Ui,
     }
 
     #[test]
@@ -266,6 +341,7 @@ mod tests {
             format!("{:?}", cli.connections),
             format!("{:?}", d.connections)
         );
+        assert_eq!(format!("{:?}", cli.ui), format!("{:?}", d.ui));
     }
 
     #[test]

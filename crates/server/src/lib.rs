@@ -21,6 +21,7 @@ pub mod ratelimit;
 mod routes;
 pub mod serve;
 pub mod state;
+mod ui;
 pub mod webhooks;
 
 pub use app::{router, Application};

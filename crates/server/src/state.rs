@@ -28,6 +28,9 @@ pub struct AppState {
     pub rate: Arc<RateLimiter>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<RateLimiter>,
+    /// Web UI login attempts per account name, and per client address.
+    pub login_accounts: Arc<RateLimiter>,
+    pub login_peers: Arc<RateLimiter>,
 }
 
 impl AppState {

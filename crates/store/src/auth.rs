@@ -73,6 +73,40 @@ pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// An argon2 hash of a password (PHC string), with a fresh salt.
+pub(crate) fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .map(|h| h.to_string())
+        .map_err(|e| {
+            StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
+                "password",
+                e.to_string(),
+            )])
+        })
+}
+
+/// A hash of a random password with the same parameters as real ones, computed once: an
+/// unknown user (or one without a password) is verified against it, so that a login takes as
+/// long whether or not the name exists.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_password(&crate::sessions::random_secret()).unwrap_or_else(|_| {
+            // Unreachable with argon2's defaults; a fixed valid PHC string keeps the timing.
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$6tDGl2sEXgfK4kLGqzGQTn0HJSqXsKQEZ9D3QpL1b1A".into()
+        })
+    })
+}
+
+/// A membership as its user sees it.
+#[derive(Debug, Clone)]
+pub struct MembershipRecord {
+    pub project: String,
+    pub description: String,
+    pub since: i64,
+}
+
 fn new_secret() -> String {
     let body: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)
@@ -90,20 +124,7 @@ impl Store {
         password: Option<&str>,
         is_admin: bool,
     ) -> Result<UserRecord> {
-        let hash = match password {
-            Some(p) => Some(
-                Argon2::default()
-                    .hash_password(p.as_bytes(), &SaltString::generate(&mut OsRng))
-                    .map_err(|e| {
-                        StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
-                            "password",
-                            e.to_string(),
-                        )])
-                    })?
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let hash = password.map(hash_password).transpose()?;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
@@ -125,7 +146,9 @@ impl Store {
         })
     }
 
-    /// Checks a user's password. Returns the user when it matches.
+    /// Checks a user's password. Returns the user when it matches. An unknown user and a user
+    /// without a password cost one argon2 verification too (against a dummy hash), so the time
+    /// taken does not tell whether a name exists.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(
             "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1",
@@ -133,22 +156,70 @@ impl Store {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: Option<String> = col(&row, "password_hash")?;
-        let Some(hash) = hash else { return Ok(None) };
-        let parsed = PasswordHash::new(&hash).map_err(corrupt)?;
-        if Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_err()
-        {
+        let stored: Option<String> = match &row {
+            Some(r) => col(r, "password_hash")?,
+            None => None,
+        };
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
+        let password = password.to_string();
+        // argon2 takes tens of milliseconds of CPU: off the async workers.
+        let matches = tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(corrupt)?;
+            Ok::<bool, StoreError>(
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+            )
+        })
+        .await
+        .map_err(corrupt)??;
+        let (Some(row), true, true) = (row, known, matches) else {
             return Ok(None);
-        }
+        };
         Ok(Some(UserRecord {
             id: col(&row, "id")?,
             name: col(&row, "name")?,
             is_admin: col::<i64>(&row, "is_admin")? != 0,
             created_at: col(&row, "created_at")?,
         }))
+    }
+
+    /// A user by name.
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, name, is_admin, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(UserRecord {
+                id: col(&r, "id")?,
+                name: col(&r, "name")?,
+                is_admin: col::<i64>(&r, "is_admin")? != 0,
+                created_at: col(&r, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The projects `user_id` is a member of, by name.
+    pub async fn user_memberships(&self, user_id: i64) -> Result<Vec<MembershipRecord>> {
+        let rows = sqlx::query(
+            "SELECT p.name, p.description, m.created_at FROM memberships m \
+             JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1 ORDER BY p.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MembershipRecord {
+                    project: col(r, "name")?,
+                    description: col(r, "description")?,
+                    since: col(r, "created_at")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>> {
@@ -330,6 +401,28 @@ impl Store {
         tx.commit().await
     }
 
+    /// The tokens of `user_id` in projects it is a member of now, optionally only in
+    /// `project_id`, oldest first. A former member's tokens of that project are not listed
+    /// (they stopped working with the membership).
+    pub async fn list_user_tokens(
+        &self,
+        user_id: i64,
+        project_id: Option<i64>,
+    ) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, u.name AS user_name, p.name AS project, t.roles, t.site, t.expires_at, t.revoked_at, \
+             t.last_used_at, t.created_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
+             JOIN memberships m ON m.user_id = t.user_id AND m.project_id = t.project_id \
+             WHERE t.user_id = $1 AND ($2 IS NULL OR t.project_id = $2) ORDER BY t.created_at, t.id",
+        )
+        .bind(user_id)
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_record).collect()
+    }
+
     /// Lists tokens, optionally of one user.
     pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(
@@ -341,22 +434,7 @@ impl Store {
         .bind(user)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TokenRecord {
-                    id: col(r, "id")?,
-                    name: col(r, "name")?,
-                    user: col(r, "user_name")?,
-                    project: col(r, "project")?,
-                    roles: RoleSet::from_bits(col::<i64>(r, "roles")? as u32),
-                    site: col(r, "site")?,
-                    expires_at: col(r, "expires_at")?,
-                    revoked_at: col(r, "revoked_at")?,
-                    last_used_at: col(r, "last_used_at")?,
-                    created_at: col(r, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(token_record).collect()
     }
 
     /// Looks up a bearer token by the hash of its secret.
@@ -398,6 +476,21 @@ impl Store {
             project: col(&r, "project")?,
         }))
     }
+}
+
+fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        user: col(r, "user_name")?,
+        project: col(r, "project")?,
+        roles: RoleSet::from_bits(col::<i64>(r, "roles")? as u32),
+        site: col(r, "site")?,
+        expires_at: col(r, "expires_at")?,
+        revoked_at: col(r, "revoked_at")?,
+        last_used_at: col(r, "last_used_at")?,
+        created_at: col(r, "created_at")?,
+    })
 }
 
 async fn user_and_project(

@@ -4,8 +4,8 @@
 //! the path from the handler's `#[utoipa::path]`; so a route cannot be served without being
 //! described, nor described without being served. The handlers live in one module per
 //! resource. Each handler checks the role, scopes by the token's project and calls the store;
-//! none writes SQL. The few routes outside the document (the document itself, its viewer)
-//! are added by [`router`] with plain `route` calls.
+//! none writes SQL. The few routes outside the document (the document itself, its viewer, and
+//! the web UI's HTML pages, `crate::ui`) are added by [`router`] with plain `route` calls.
 
 mod agent;
 mod code;
@@ -56,7 +56,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(code::post_hpc_digest))
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::get_job_types, sites::put_job_types))
-        .routes(routes!(tokens::token_self))
+        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::token_self, tokens::revoke_token_self))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
@@ -74,6 +75,7 @@ pub(crate) fn router(limits: &Limits) -> Router<AppState> {
     .route(&format!("{base}/docs"), get(system::docs_index))
     .route(&format!("{base}/docs/"), get(system::docs_index))
     .route(&format!("{base}/docs/{{asset}}"), get(system::docs_asset))
+    .merge(crate::ui::router())
     .fallback(system::api_not_found)
 }
 

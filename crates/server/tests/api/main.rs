@@ -8,4 +8,6 @@ mod common;
 mod jobs;
 mod roles;
 mod service;
+mod tokens;
+mod ui;
 mod webhooks;

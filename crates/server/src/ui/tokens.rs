@@ -1,0 +1,307 @@
+//! The tokens page: make a token, see one's tokens, revoke one.
+//!
+//! The same tokens as `hpcsera admin token create` (`Store::create_token`), always for the
+//! logged-in user and only in a project the user is a member of (another project is "not
+//! found", whether it exists or not). The secret is shown once, on the answer to the form, and
+//! never again; the list shows everything else. Expiry is required, in days, at most
+//! `--token-max-days`.
+
+use super::{audit, render, show_time, Nav, UiError, UiForm, UiSession};
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use hpcsera_api_types::{Role, RoleSet};
+use hpcsera_store::{NewToken, StoreError, TokenRecord};
+
+/// Longest token name, in characters.
+const MAX_TOKEN_NAME_CHARS: usize = 100;
+const DAY_MS: i64 = 86_400_000;
+
+pub(crate) struct RoleBox {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub checked: bool,
+}
+
+pub(crate) struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub roles: String,
+    pub site: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    pub state: &'static str,
+}
+
+/// What the form had, to show it again with the problems.
+#[derive(Default)]
+pub(crate) struct Draft {
+    pub name: String,
+    pub project: String,
+    pub site: String,
+    pub days: String,
+    pub roles: RoleSet,
+}
+
+#[derive(Template)]
+#[template(path = "ui/tokens.html")]
+struct TokensPage {
+    nav: Nav,
+    projects: Vec<String>,
+    draft: Draft,
+    role_boxes: Vec<RoleBox>,
+    max_days: u32,
+    problems: Vec<String>,
+    tokens: Vec<TokenRow>,
+}
+
+#[derive(Template)]
+#[template(path = "ui/token_created.html")]
+struct CreatedPage<'a> {
+    nav: Nav,
+    token: TokenRow,
+    secret: &'a str,
+}
+
+fn state_of(t: &TokenRecord, now: i64) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at.is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn row(t: &TokenRecord, now: i64) -> TokenRow {
+    TokenRow {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        project: t.project.clone(),
+        roles: t
+            .roles
+            .iter()
+            .map(Role::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        site: t.site.clone().unwrap_or_else(|| "any".into()),
+        created: show_time(t.created_at),
+        last_used: t.last_used_at.map_or_else(|| "never".into(), show_time),
+        expires: t.expires_at.map_or_else(|| "never".into(), show_time),
+        state: state_of(t, now),
+    }
+}
+
+async fn page(
+    state: &AppState,
+    session: &UiSession,
+    status: StatusCode,
+    draft: Draft,
+    problems: Vec<String>,
+) -> Result<Response, UiError> {
+    let projects: Vec<String> = state
+        .store
+        .user_memberships(session.rec.user_id)
+        .await?
+        .into_iter()
+        .map(|m| m.project)
+        .collect();
+    let now = hpcsera_store::now_ms();
+    let tokens = state
+        .store
+        .list_user_tokens(session.rec.user_id, None)
+        .await?
+        .iter()
+        .rev()
+        .map(|t| row(t, now))
+        .collect();
+    let role_boxes = Role::ALL
+        .iter()
+        .map(|r| RoleBox {
+            name: r.as_str(),
+            description: r.description(),
+            checked: draft.roles.contains(*r),
+        })
+        .collect();
+    Ok(render(
+        status,
+        &TokensPage {
+            nav: Nav::new(session, "tokens"),
+            projects,
+            draft,
+            role_boxes,
+            max_days: state.config.ui.token_max_days,
+            problems,
+            tokens,
+        },
+    ))
+}
+
+/// `GET /ui/tokens`.
+pub(crate) async fn tokens_page(
+    State(state): State<AppState>,
+    session: UiSession,
+) -> Result<Response, UiError> {
+    let draft = Draft {
+        days: state.config.ui.token_default_days.to_string(),
+        ..Draft::default()
+    };
+    page(&state, &session, StatusCode::OK, draft, Vec::new()).await
+}
+
+/// Reads the form into a draft and the list of its problems.
+fn read_form(form: &UiForm, max_days: u32) -> (Draft, Vec<String>, i64) {
+    let mut problems = Vec::new();
+    let mut draft = Draft {
+        name: form.get("name").unwrap_or("").trim().to_string(),
+        project: form.get("project").unwrap_or("").to_string(),
+        site: form.get("site").unwrap_or("").trim().to_string(),
+        days: form.get("days").unwrap_or("").trim().to_string(),
+        roles: RoleSet::EMPTY,
+    };
+    let name_len = draft.name.chars().count();
+    if name_len == 0 || name_len > MAX_TOKEN_NAME_CHARS || draft.name.chars().any(char::is_control)
+    {
+        problems.push(format!(
+            "Name: give the token a name of 1 to {MAX_TOKEN_NAME_CHARS} characters."
+        ));
+    }
+    for r in form.all("role") {
+        match Role::ALL.iter().find(|x| x.as_str() == r) {
+            Some(role) => draft.roles.insert(*role),
+            None => problems.push("Roles: an unknown role was sent.".into()),
+        }
+    }
+    if draft.roles.is_empty() {
+        problems.push("Roles: choose at least one role.".into());
+    }
+    if !draft.site.is_empty() && !hpcsera_api_types::is_valid_name(&draft.site, true) {
+        problems
+            .push("Site: a site name has letters, digits, '_', '-' and '.' (at most 64).".into());
+    }
+    let days = draft
+        .days
+        .parse::<u32>()
+        .ok()
+        .filter(|d| (1..=max_days).contains(d));
+    if days.is_none() {
+        problems.push(format!(
+            "Expires: a whole number of days from 1 to {max_days}."
+        ));
+    }
+    let expires_at =
+        hpcsera_store::now_ms().saturating_add(i64::from(days.unwrap_or(1)).saturating_mul(DAY_MS));
+    (draft, problems, expires_at)
+}
+
+/// `POST /ui/tokens`: makes the token and shows its secret, once.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    session: UiSession,
+    form: UiForm,
+) -> Result<Response, UiError> {
+    session.check_csrf(&form)?;
+    let (draft, mut problems, expires_at) = read_form(&form, state.config.ui.token_max_days);
+    let member = state
+        .store
+        .user_memberships(session.rec.user_id)
+        .await?
+        .iter()
+        .any(|m| m.project == draft.project);
+    if !member {
+        problems.push("Project: choose one of your projects.".into());
+    }
+    if !problems.is_empty() {
+        return page(
+            &state,
+            &session,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            draft,
+            problems,
+        )
+        .await;
+    }
+    let made = state
+        .store
+        .create_token(&NewToken {
+            user: &session.rec.user,
+            project: &draft.project,
+            name: &draft.name,
+            roles: draft.roles,
+            site: (!draft.site.is_empty()).then_some(draft.site.as_str()),
+            expires_at: Some(expires_at),
+        })
+        .await;
+    let (record, secret) = match made {
+        Ok(m) => m,
+        // The membership ended between the check and the insert.
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+            let problems = vec!["Project: choose one of your projects.".into()];
+            return page(
+                &state,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                draft,
+                problems,
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit(
+        &state,
+        &session.rec.user,
+        Some(&record.project),
+        "/ui/tokens",
+        StatusCode::CREATED,
+    );
+    let mut resp = render(
+        StatusCode::CREATED,
+        &CreatedPage {
+            nav: Nav::new(&session, "tokens"),
+            token: row(&record, hpcsera_store::now_ms()),
+            secret: &secret,
+        },
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `POST /ui/tokens/{id}/revoke`: revokes one of the user's tokens in one of its projects.
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    form: UiForm,
+) -> Result<Response, UiError> {
+    session.check_csrf(&form)?;
+    let mine = state
+        .store
+        .list_user_tokens(session.rec.user_id, None)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or(UiError::NotFound)?;
+    match state
+        .store
+        .revoke_token(&mine.id, Some(session.rec.user_id))
+        .await
+    {
+        // Revoked already: the list shows it so.
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    audit(
+        &state,
+        &session.rec.user,
+        Some(&mine.project),
+        "/ui/tokens/revoke",
+        StatusCode::SEE_OTHER,
+    );
+    Ok(Redirect::to("/ui/tokens").into_response())
+}
