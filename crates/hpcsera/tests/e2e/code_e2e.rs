@@ -5,6 +5,8 @@
 
 use crate::common;
 
+use common::slurm;
+
 use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -13,10 +15,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SITE: &str = "e2e-code";
-
-fn slurm() -> bool {
-    std::env::var("HPCSERA_TEST_ADAPTER").as_deref() == Ok("slurm")
-}
 
 const JOB_TYPES: &str = include_str!("../../fixtures/job_types/code.toml");
 
@@ -140,20 +138,9 @@ impl Env {
     }
 
     async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
-        let started = Instant::now();
-        loop {
-            let j = self.client.get_job(id).await.unwrap();
-            if j.status.is_terminal() {
-                return j;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "job {id} never ended (is {}): agent log:\n{}",
-                j.status,
-                self.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let limit = Duration::from_secs(120);
+        self.wait_for_within(id, JobStatus::is_terminal, "terminal", limit)
+            .await
     }
 
     /// Waits until the agent has reported the HPC-side digest of `id`.

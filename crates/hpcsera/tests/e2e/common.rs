@@ -334,6 +334,18 @@ impl Env {
         pred: impl Fn(JobStatus) -> bool,
         what: &str,
     ) -> hpcsera_api_types::Job {
+        self.wait_for_within(id, pred, what, Duration::from_secs(90))
+            .await
+    }
+
+    /// [`Env::wait_for`], failing after `limit`.
+    pub async fn wait_for_within(
+        &self,
+        id: &str,
+        pred: impl Fn(JobStatus) -> bool,
+        what: &str,
+        limit: Duration,
+    ) -> hpcsera_api_types::Job {
         let started = Instant::now();
         loop {
             let j = self.client.get_job(id).await.unwrap();
@@ -341,7 +353,7 @@ impl Env {
                 return j;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(90),
+                started.elapsed() < limit,
                 "job {id} never became {what} (is {}): agent log:\n{}",
                 j.status,
                 self.agent_log()
