@@ -1,14 +1,12 @@
 //! Users, projects, memberships and tokens.
 
+use crate::secrets::{hash_password, hash_token};
 use crate::{col, corrupt, now_ms, Result, Store, StoreError};
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use hpcsera_api_types::{RoleSet, TOKEN_PREFIX};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -68,31 +66,13 @@ pub enum TokenRefusal {
     NotAMember,
 }
 
-/// SHA-256 of a token secret, hex: what the database keeps.
-pub fn hash_token(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// An argon2 hash of a password (PHC string), with a fresh salt.
-pub(crate) fn hash_password(password: &str) -> Result<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-        .map(|h| h.to_string())
-        .map_err(|e| {
-            StoreError::Invalid(vec![hpcsera_api_types::FieldError::new(
-                "password",
-                e.to_string(),
-            )])
-        })
-}
-
 /// A hash of a random password with the same parameters as real ones, computed once: an
 /// unknown user (or one without a password) is verified against it, so that a login takes as
 /// long whether or not the name exists.
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        hash_password(&crate::sessions::random_secret()).unwrap_or_else(|_| {
+        hash_password(&crate::secrets::random_secret()).unwrap_or_else(|_| {
             // Unreachable with argon2's defaults; a fixed valid PHC string keeps the timing.
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$6tDGl2sEXgfK4kLGqzGQTn0HJSqXsKQEZ9D3QpL1b1A".into()
         })

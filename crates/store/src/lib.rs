@@ -15,6 +15,7 @@ mod jobs;
 mod migrate;
 mod output;
 mod retention;
+mod secrets;
 mod sessions;
 mod sites;
 #[cfg(test)]
@@ -25,15 +26,14 @@ mod webhooks;
 
 pub use agent::{AgentRef, Claim, Expired};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
-pub use auth::{
-    hash_token, AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord,
-};
+pub use auth::{AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use changes::{JobChange, StatusReport};
 pub use code::{CodeDecision, CodeRef};
 pub use events::EventFilter;
 pub use jobs::{JobFilter, NewJobRecord, Submitted};
 pub use output::OutputSlice;
-pub use sessions::{random_secret, NewSession, SessionRecord};
+pub use secrets::{hash_token, random_secret};
+pub use sessions::{NewSession, SessionRecord};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

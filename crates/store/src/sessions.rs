@@ -6,9 +6,8 @@
 //! than the caller's idle limit or its absolute end has passed; an invitation when its end has
 //! passed or it was used once. This module never sees a cookie or a request.
 
-use crate::auth::{hash_password, hash_token};
+use crate::secrets::{hash_password, hash_token, random_secret};
 use crate::{col, now_ms, Result, Store, StoreError};
-use rand::RngCore;
 
 /// How often a live session's last-seen time is written: a page view within this time of the
 /// last write changes nothing in the database.
@@ -36,14 +35,6 @@ impl std::fmt::Debug for NewSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("NewSession { .. }")
     }
-}
-
-/// A random 256-bit secret, URL-safe base64 without padding (43 characters).
-pub fn random_secret() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Store {
