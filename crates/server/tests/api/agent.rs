@@ -427,30 +427,30 @@ async fn output_is_appended_in_order_and_readable_while_running() {
         "complete once the job ended and all was read"
     );
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stderr", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stderr"),
+            Some(&tok),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().len(), 0);
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stdlog", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stdlog"),
+            Some(&tok),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let bob = t.user("bob").project("proj-b").token().await;
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stdout"),
+            Some(&bob),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -474,12 +474,12 @@ async fn output_beyond_the_limit_is_cut_and_marked() {
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"length": 10}));
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stdout"),
+            Some(&tok),
+        )
+        .await;
     assert_eq!(r.headers()["x-output-truncated"], "true");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"0123456789");
 }
@@ -1123,21 +1123,21 @@ async fn an_ended_job_takes_no_more_writes() {
     assert_eq!(j["held"], false);
     assert!(j.get("message").is_none(), "{j}");
     let out = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stdout"),
+            Some(&tok),
+        )
+        .await;
     assert_eq!(out.headers()["x-output-complete"], "true");
     assert_eq!(&out.bytes().await.unwrap()[..], b"before\n");
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/results/r.txt", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/results/r.txt"),
+            Some(&tok),
+        )
+        .await;
     assert_eq!(&r.bytes().await.unwrap()[..], b"one");
     let (_, list) = t.get(&format!("/api/v1/job/{id}/results"), &tok).await;
     assert_eq!(list["results"].as_array().unwrap().len(), 1);

@@ -358,12 +358,8 @@ async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
     assert!(e.to_string().contains("conflict"), "{e}");
     // The agent downloads it and reports a digest.
     let resp = t
-        .http
-        .get(format!("{}/api/v1/code/{id}", t.base))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap();
+        .raw(Method::GET, &format!("/api/v1/code/{id}"), Some(&agent))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let got = resp.bytes().await.unwrap();
     assert_eq!(&got[..], &bytes[..]);

@@ -179,6 +179,16 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Sends a request without a body (with a bearer token when given) and returns the raw
+    /// response, for tests that look at headers or bytes.
+    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            rb = rb.bearer_auth(token);
+        }
+        rb.send().await.expect("request")
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, token, None).await
     }

@@ -362,12 +362,12 @@ async fn footprint(t: &TestApp, owner: &str, id: &str) -> Value {
     let (_, results) = t.get(&format!("/api/v1/job/{id}/results"), owner).await;
     let (_, events) = t.get(&format!("/api/v1/job/{id}/events"), owner).await;
     let out = t
-        .http
-        .get(format!("{}/api/v1/job/{id}/output/stdout", t.base))
-        .bearer_auth(owner)
-        .send()
+        .raw(
+            Method::GET,
+            &format!("/api/v1/job/{id}/output/stdout"),
+            Some(owner),
+        )
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

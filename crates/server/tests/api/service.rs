@@ -3,7 +3,7 @@
 use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_store::{now_ms, NewToken};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -128,12 +128,7 @@ async fn tokens_are_stored_as_hashes_only() {
 #[tokio::test]
 async fn openapi_is_served_and_matches_the_checked_in_copy() {
     let t = TestApp::spawn().await;
-    let served = t
-        .http
-        .get(format!("{}/api/v1/openapi.json", t.base))
-        .send()
-        .await
-        .unwrap();
+    let served = t.raw(Method::GET, "/api/v1/openapi.json", None).await;
     assert_eq!(served.status(), StatusCode::OK);
     let served = served.text().await.unwrap();
     assert_eq!(served, hpcsera_server::spec_json());
@@ -164,12 +159,7 @@ async fn openapi_is_served_and_matches_the_checked_in_copy() {
 #[tokio::test]
 async fn docs_are_served_from_the_binary() {
     let t = TestApp::spawn().await;
-    let page = t
-        .http
-        .get(format!("{}/api/v1/docs", t.base))
-        .send()
-        .await
-        .unwrap();
+    let page = t.raw(Method::GET, "/api/v1/docs", None).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(
@@ -179,20 +169,14 @@ async fn docs_are_served_from_the_binary() {
     for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "init.js"] {
         assert!(html.contains(asset));
         let r = t
-            .http
-            .get(format!("{}/api/v1/docs/{asset}", t.base))
-            .send()
-            .await
-            .unwrap();
+            .raw(Method::GET, &format!("/api/v1/docs/{asset}"), None)
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         assert!(r.bytes().await.unwrap().len() > 10);
     }
     let r = t
-        .http
-        .get(format!("{}/api/v1/docs/../../etc/passwd", t.base))
-        .send()
-        .await
-        .unwrap();
+        .raw(Method::GET, "/api/v1/docs/../../etc/passwd", None)
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -200,27 +184,11 @@ async fn docs_are_served_from_the_binary() {
 async fn health_readiness_metrics_and_request_ids() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
-    let r = t
-        .http
-        .get(format!("{}/healthz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/healthz", None).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t
-        .http
-        .get(format!("{}/readyz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/readyz", None).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t
-        .http
-        .get(format!("{}/api/v1/tokens/self", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/api/v1/tokens/self", Some(&tok)).await;
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(rid.len(), 36);
     // A request id the caller sends is kept.
@@ -237,11 +205,8 @@ async fn health_readiness_metrics_and_request_ids() {
     assert_eq!(body["error"]["requestId"], "my-trace-123");
     t.submit(&tok, json!({"label": "m"})).await;
     let text = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
+        .raw(Method::GET, "/metrics", None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -255,12 +220,7 @@ async fn health_readiness_metrics_and_request_ids() {
     assert!(text.contains("hpcsera_http_request_duration_seconds_bucket{route=\"/api/v1/job\",method=\"POST\",le=\"+Inf\"} 1"));
     // Readiness fails when the database is gone.
     t.store.close().await;
-    let r = t
-        .http
-        .get(format!("{}/readyz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/readyz", None).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -318,13 +278,7 @@ async fn tokens_over_their_rate_get_429_with_retry_after() {
             "the burst is allowed"
         );
     }
-    let r = t
-        .http
-        .get(format!("{}/api/v1/tokens/self", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/api/v1/tokens/self", Some(&tok)).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "1");
     let b: Value = r.json().await.unwrap();
@@ -401,11 +355,8 @@ async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records()
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let t = TestApp::spawn().await;
     let before = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
+        .raw(Method::GET, "/metrics", None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap()
@@ -426,20 +377,12 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
             .unwrap();
         assert!(r.status().is_client_error(), "{}", r.status());
         // And ordinary methods on unknown paths.
-        let r = t
-            .http
-            .get(format!("{}/zzother{i}", t.base))
-            .send()
-            .await
-            .unwrap();
+        let r = t.raw(Method::GET, &format!("/zzother{i}"), None).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     let text = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .send()
+        .raw(Method::GET, "/metrics", None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -671,12 +614,8 @@ async fn a_flood_of_bad_tokens_is_counted_in_a_few_rows_and_paths_are_cut() {
     // Audited paths are cut to 256 bytes.
     let tok = t.alice().await;
     let r = t
-        .http
-        .get(format!("{}/api/v1/job/é{long}", t.base))
-        .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .raw(Method::GET, &format!("/api/v1/job/é{long}"), Some(&tok))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let mut cut = None;
     for _ in 0..100 {
@@ -722,12 +661,7 @@ async fn failed_authentication_is_limited_per_peer_and_a_good_token_still_works(
     let tok = t.alice().await;
     assert_eq!(t.get("/api/v1/tokens/self", &tok).await.0, StatusCode::OK);
     // No token at all counts as a failure too.
-    let r = t
-        .http
-        .get(format!("{}/api/v1/tokens/self", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/api/v1/tokens/self", None).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 

@@ -56,12 +56,7 @@ async fn a_token_lists_its_users_tokens_in_its_project_only() {
     assert_eq!(ab["tokens"][0]["project"], "proj-b");
 
     // Without a token: 401.
-    let r = t
-        .http
-        .get(format!("{}/api/v1/tokens", t.base))
-        .send()
-        .await
-        .unwrap();
+    let r = t.raw(Method::GET, "/api/v1/tokens", None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
