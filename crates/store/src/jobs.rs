@@ -48,16 +48,13 @@ struct JobRow {
 /// metadata, messages and sub-job states); a page ends early past it, with a cursor.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The variable-size text of a job, as a page's budget counts it.
-fn job_text_bytes(job: &Job) -> usize {
-    512 + serde_json::to_string(&job.parameters).map_or(0, |s| s.len())
-        + job.metadata.as_ref().map_or(0, |m| m.to_string().len())
-        + job.message.as_ref().map_or(0, String::len)
-        + job
-            .sub_jobs
-            .iter()
-            .map(|s| 64 + s.message.as_ref().map_or(0, String::len))
-            .sum::<usize>()
+/// The variable-size text of a stored job, as a page's budget counts it: measured on the
+/// row's columns as stored, so nothing is serialised a second time.
+fn row_text_bytes(r: &JobRow) -> usize {
+    512 + r.parameters.len()
+        + r.metadata.as_ref().map_or(0, String::len)
+        + r.message.as_ref().map_or(0, String::len)
+        + r.sub_jobs.len()
 }
 
 /// A validated job to insert.
@@ -105,7 +102,10 @@ enum Bind {
 }
 
 fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
-    let r = JobRow::from_row(r)?;
+    job_from(JobRow::from_row(r)?)
+}
+
+fn job_from(r: JobRow) -> Result<(i64, Job)> {
     let pending_operation = match r.pending_op {
         Some(op) => Some(PendingOperation {
             operation: op.parse().map_err(corrupt)?,
@@ -373,8 +373,9 @@ impl Store {
                 more = true;
                 break;
             }
-            let (seq, job) = job_from_row(&r)?;
-            bytes += job_text_bytes(&job);
+            let row = JobRow::from_row(&r)?;
+            bytes += row_text_bytes(&row);
+            let (seq, job) = job_from(row)?;
             last_seq = Some(seq);
             jobs.push(job);
         }
