@@ -9,7 +9,6 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use hpcsera_server::{Application, ServerConfig};
 use hpcsera_store::Store;
-use sqlx::Connection;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,25 +24,9 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
-async fn fresh_database(dir: &std::path::Path) -> String {
-    match std::env::var("HPCSERA_TEST_DATABASE_URL") {
-        Ok(base) if base.starts_with("postgres") => {
-            sqlx::any::install_default_drivers();
-            let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::AnyConnection::connect(&base)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create the test database");
-            conn.close().await.ok();
-            let (prefix, _) = base.rsplit_once('/').expect("a database URL with a path");
-            format!("{prefix}/{name}")
-        }
-        _ => format!("sqlite://{}", dir.join("test.db").display()),
-    }
-}
+#[path = "../../../server/tests/api/fresh_database.rs"]
+mod fresh;
+use fresh::fresh_database;
 
 impl Server {
     pub async fn start() -> Server {

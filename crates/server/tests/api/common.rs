@@ -7,7 +7,6 @@ use hpcsera_server::{Application, ServerConfig};
 use hpcsera_store::{NewToken, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Connection;
 
 pub struct TestApp {
     pub base: String,
@@ -17,26 +16,9 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-/// Creates a fresh database and returns its URL.
-pub async fn fresh_database(dir: &std::path::Path) -> String {
-    match std::env::var("HPCSERA_TEST_DATABASE_URL") {
-        Ok(base) if base.starts_with("postgres") => {
-            sqlx::any::install_default_drivers();
-            let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::AnyConnection::connect(&base)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            conn.close().await.ok();
-            let (prefix, _) = base.rsplit_once('/').expect("database URL has a path");
-            format!("{prefix}/{name}")
-        }
-        _ => format!("sqlite://{}", dir.join("test.db").display()),
-    }
-}
+#[path = "fresh_database.rs"]
+mod fresh;
+pub use fresh::fresh_database;
 
 pub const SITE: &str = "testsite";
 pub const JOB_TYPE: &str = "sim";
