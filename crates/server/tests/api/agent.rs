@@ -21,6 +21,26 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
+/// Submits a job, lets the agent claim it and report it `status` with a batch job id.
+async fn claimed_in_batch(
+    t: &TestApp,
+    tok: &str,
+    agent: &str,
+    label: &str,
+    status: &str,
+    batch_job_id: &str,
+) -> String {
+    let id = id_of(&t.submit(tok, json!({ "label": label })).await);
+    poll(t, agent, json!({"maxJobs": 1})).await;
+    t.report(
+        agent,
+        &id,
+        json!({"status": status, "batchJobId": batch_job_id}),
+    )
+    .await;
+    id
+}
+
 fn ids(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(id_of).collect()
 }
@@ -259,14 +279,7 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
     let tok = t.alice().await;
     let agent = t.agent_token().await;
     let other_agent = t.agent_token().await;
-    let id = id_of(&t.submit(&tok, json!({"label": "op"})).await);
-    poll(&t, &agent, json!({"maxJobs": 1})).await;
-    t.report(
-        &agent,
-        &id,
-        json!({"status": "submitted", "batchJobId": "77"}),
-    )
-    .await;
+    let id = claimed_in_batch(&t, &tok, &agent, "op", "submitted", "77").await;
     // Another agent token cannot report on it.
     let (s, _) = t
         .report(&other_agent, &id, json!({"status": "running"}))
@@ -1232,14 +1245,7 @@ async fn the_agent_that_held_a_lost_job_records_its_cleanup_as_an_event() {
     let t = fast_leases().await;
     let tok = t.alice().await;
     let agent = t.agent_token().await;
-    let id = id_of(&t.submit(&tok, json!({"label": "l"})).await);
-    poll(&t, &agent, json!({"maxJobs": 1})).await;
-    t.report(
-        &agent,
-        &id,
-        json!({"status": "running", "batchJobId": "42"}),
-    )
-    .await;
+    let id = claimed_in_batch(&t, &tok, &agent, "l", "running", "42").await;
     let cleanup = |who: String, body: Value| {
         let t = &t;
         let id = id.clone();

@@ -58,6 +58,20 @@ async fn poll(t: &TestApp, agent: &str) -> Value {
     b
 }
 
+/// The agent's two calls on a bundle, download and HPC digest, by `token`: their statuses.
+async fn agent_code_calls(t: &TestApp, id: &str, token: &str) -> [StatusCode; 2] {
+    let (download, _) = t.get(&format!("/api/v1/code/{id}"), token).await;
+    let (digest, _) = t
+        .send(
+            Method::POST,
+            &format!("/api/v1/code/{id}/hpcDigest"),
+            token,
+            Some(json!({ "sha256": id })),
+        )
+        .await;
+    [download, digest]
+}
+
 fn roles(r: &[Role]) -> RoleSet {
     r.iter().copied().collect()
 }
@@ -277,33 +291,19 @@ async fn roles_and_projects_are_checked() {
         .site(SITE)
         .token()
         .await;
-    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &no_get_code).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &no_get_code,
-            Some(json!({"sha256": id})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        agent_code_calls(&t, &id, &no_get_code).await,
+        [StatusCode::FORBIDDEN, StatusCode::FORBIDDEN]
+    );
     // Another project's token sees nothing: 404, never 403.
     let bob = t.user("bob").project("proj-b").token().await;
     let bob_agent = t.user("bob").project("proj-b").site(SITE).token().await;
     let (s, _) = t.get(&format!("/api/v1/code/{id}/status"), &bob).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = t.get(&format!("/api/v1/code/{id}"), &bob_agent).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &bob_agent,
-            Some(json!({"sha256": id})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        agent_code_calls(&t, &id, &bob_agent).await,
+        [StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]
+    );
     let (_, list) = t.get("/api/v1/code", &bob).await;
     assert_eq!(list["bundles"].as_array().unwrap().len(), 0);
     // A job of proj-b cannot reference proj-a's bundle.
