@@ -309,59 +309,10 @@ impl Store {
     /// Creates a token for a member of the project. Returns the record and the secret,
     /// which is not stored and cannot be shown again.
     pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
-        if t.roles.is_empty() {
-            return Err(StoreError::Invalid(vec![
-                hpcsera_api_types::FieldError::new("roles", "a token needs at least one role"),
-            ]));
-        }
-        let secret = new_secret();
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let (uid, pid) = user_and_project(&mut tx.tx, t.user, t.project).await?;
-        let member =
-            sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
-                .bind(uid)
-                .bind(pid)
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-        if member.is_none() {
-            return Err(StoreError::Conflict(format!(
-                "user {:?} is not a member of project {:?}",
-                t.user, t.project
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(t.name)
-        .bind(hash_token(&secret))
-        .bind(uid)
-        .bind(pid)
-        .bind(i64::from(t.roles.bits()))
-        .bind(t.site)
-        .bind(t.expires_at)
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
+        let made = insert_token(&mut tx.tx, t).await?;
         tx.commit().await?;
-        Ok((
-            TokenRecord {
-                id,
-                name: t.name.to_string(),
-                user: t.user.to_string(),
-                project: t.project.to_string(),
-                roles: t.roles,
-                site: t.site.map(str::to_string),
-                expires_at: t.expires_at,
-                revoked_at: None,
-                last_used_at: None,
-                created_at: now,
-            },
-            secret,
-        ))
+        Ok(made)
     }
 
     /// Revokes a token; when `user_id` is given, only that user's token.
@@ -471,6 +422,65 @@ fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
         last_used_at: col(r, "last_used_at")?,
         created_at: col(r, "created_at")?,
     })
+}
+
+/// Inserts a token for a member of the project in `tx` (the one way tokens are made: the
+/// admin CLI, the web UI and the device flow all come here). Returns the record and the
+/// secret, which is not stored.
+pub(crate) async fn insert_token(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    t: &NewToken<'_>,
+) -> Result<(TokenRecord, String)> {
+    if t.roles.is_empty() {
+        return Err(StoreError::Invalid(vec![
+            hpcsera_api_types::FieldError::new("roles", "a token needs at least one role"),
+        ]));
+    }
+    let secret = new_secret();
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let (uid, pid) = user_and_project(tx, t.user, t.project).await?;
+    let member = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
+        .bind(uid)
+        .bind(pid)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if member.is_none() {
+        return Err(StoreError::Conflict(format!(
+            "user {:?} is not a member of project {:?}",
+            t.user, t.project
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(t.name)
+    .bind(hash_token(&secret))
+    .bind(uid)
+    .bind(pid)
+    .bind(i64::from(t.roles.bits()))
+    .bind(t.site)
+    .bind(t.expires_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((
+        TokenRecord {
+            id,
+            name: t.name.to_string(),
+            user: t.user.to_string(),
+            project: t.project.to_string(),
+            roles: t.roles,
+            site: t.site.map(str::to_string),
+            expires_at: t.expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            created_at: now,
+        },
+        secret,
+    ))
 }
 
 async fn user_and_project(
