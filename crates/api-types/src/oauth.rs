@@ -177,7 +177,7 @@ impl fmt::Display for Lifetime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (unit, per) = Self::UNITS
             .iter()
-            .find(|(_, per)| self.0 % per == 0)
+            .find(|(_, per)| self.0.is_multiple_of(*per))
             .copied()
             .unwrap_or(('m', 60));
         write!(f, "{}{unit}", (self.0 / per).max(1))

@@ -99,7 +99,7 @@ pub enum DevicePoll {
     /// Unknown, used already, asked for by another client, or no longer grantable: why.
     Invalid(&'static str),
     /// The token, made now: the request is used up.
-    Issued(IssuedToken),
+    Issued(Box<IssuedToken>),
 }
 
 /// A token issued for a device code.
@@ -108,6 +108,8 @@ pub struct IssuedToken {
     pub secret: String,
     /// The grant's id, for the audit.
     pub grant_id: String,
+    /// The lifetime granted, in ms (the token expires this long after it was made).
+    pub lifetime_ms: i64,
 }
 
 impl std::fmt::Debug for IssuedToken {
@@ -334,7 +336,7 @@ impl Store {
         let outcome = match g.status.as_str() {
             "denied" => DevicePoll::Denied,
             "approved" => match redeem(&mut tx.tx, &g, now).await? {
-                Some(issued) => DevicePoll::Issued(issued),
+                Some(issued) => DevicePoll::Issued(Box::new(issued)),
                 None => DevicePoll::Invalid(
                     "the person who approved is no longer a member of the project",
                 ),
@@ -410,6 +412,7 @@ async fn redeem(
         token,
         secret,
         grant_id: g.id.clone(),
+        lifetime_ms: granted_ms,
     }))
 }
 

@@ -77,9 +77,9 @@ struct DonePage {
 /// `1 hour`, `8 hours`, `7 days`, `90 minutes`.
 fn for_people(l: Lifetime) -> String {
     let s = l.secs();
-    let (n, unit) = if s % 86_400 == 0 {
+    let (n, unit) = if s.is_multiple_of(86_400) {
         (s / 86_400, "day")
-    } else if s % 3_600 == 0 {
+    } else if s.is_multiple_of(3_600) {
         (s / 3_600, "hour")
     } else {
         ((s / 60).max(1), "minute")

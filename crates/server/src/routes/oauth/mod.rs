@@ -193,14 +193,15 @@ pub async fn device_authorization(
     ext: axum::http::Extensions,
     form: OAuthForm,
 ) -> Result<Response, OAuthFailure> {
-    state
-        .device_requests
-        .check(&crate::ui::peer(&ext))
-        .map_err(OAuthFailure::too_many)?;
     let client = form.client_id()?;
     let scope = form.single("scope")?.unwrap_or("");
     let scope = DeviceScope::parse(scope).map_err(|e| OAuthFailure::new("invalid_scope", e))?;
     let lifetime_ms = asked_lifetime_ms(&state, &scope)?;
+    // Counted only for requests that would be stored: a refused one costs nothing.
+    state
+        .device_requests
+        .check(&crate::ui::peer(&ext))
+        .map_err(OAuthFailure::too_many)?;
     let device = &state.config.device;
     let made = state
         .store

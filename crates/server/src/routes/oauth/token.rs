@@ -106,10 +106,9 @@ pub async fn token(
 }
 
 /// The token answer: the secret, its lifetime and what was granted, as a scope.
-fn token_response(issued: IssuedToken) -> TokenResponse {
+fn token_response(issued: Box<IssuedToken>) -> TokenResponse {
     let t = &issued.token;
-    let lifetime_ms = t.expires_at.map_or(0, |e| e.saturating_sub(t.created_at));
-    let lifetime_s = u64::try_from(lifetime_ms / 1000).unwrap_or(0);
+    let lifetime_s = u64::try_from(issued.lifetime_ms / 1000).unwrap_or(0);
     let scope = DeviceScope {
         project: t.project.clone(),
         site: t.site.clone(),
