@@ -79,9 +79,9 @@ pub struct DeviceTokenRequest {
     pub grant_type: String,
     /// The `device_code` of the device authorization response.
     pub device_code: String,
-    /// The same `client_id` as in the device authorization request (or sent as the user of
-    /// HTTP Basic authentication with an empty password).
-    pub client_id: Option<String>,
+    /// The same `client_id` as in the device authorization request (public clients send it in
+    /// the form; there is no client authentication).
+    pub client_id: String,
 }
 
 /// A token issued by the token endpoint (RFC 6749 §5.1).
