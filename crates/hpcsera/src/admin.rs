@@ -128,12 +128,26 @@ enum ProjectCmd {
 
 #[derive(Subcommand)]
 enum MemberCmd {
-    /// Make a user a member of a project.
+    /// Make a user a member of a project (with all eight roles unless --roles says fewer).
     Add {
         #[arg(long)]
         user: String,
         #[arg(long)]
         project: String,
+        /// The roles the member may use in the project (comma-separated, or "all"): the most
+        /// any token of theirs there can do. Given for an existing member, it replaces theirs.
+        #[arg(long)]
+        roles: Option<String>,
+    },
+    /// Change an existing member's roles (their tokens can do at most these at once).
+    Roles {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        project: String,
+        /// Comma-separated roles, or "all".
+        #[arg(long)]
+        roles: String,
     },
     /// Remove a membership (the user's tokens for the project stop working).
     Remove {
@@ -247,9 +261,31 @@ async fn run_on(
     match cmd {
         AdminCommand::User(c) => user(store, c).await,
         AdminCommand::Project(c) => project(store, c).await,
-        AdminCommand::Member(MemberCmd::Add { user, project }) => {
-            store.add_member(&user, &project).await?;
+        AdminCommand::Member(MemberCmd::Add {
+            user,
+            project,
+            roles,
+        }) => {
+            match roles {
+                Some(r) => {
+                    store
+                        .add_member_with_roles(&user, &project, parse_roles(&r)?)
+                        .await?
+                }
+                None => store.add_member(&user, &project).await?,
+            }
             println!("{user} is a member of {project}");
+            Ok(())
+        }
+        AdminCommand::Member(MemberCmd::Roles {
+            user,
+            project,
+            roles,
+        }) => {
+            store
+                .set_member_roles(&user, &project, parse_roles(&roles)?)
+                .await?;
+            println!("{user} has roles {roles} in {project}");
             Ok(())
         }
         AdminCommand::Member(MemberCmd::Remove { user, project }) => {
@@ -379,6 +415,15 @@ async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `--roles` value: comma-separated role names, or "all".
+fn parse_roles(roles: &str) -> anyhow::Result<RoleSet> {
+    if roles.trim() == "all" {
+        Ok(RoleSet::all())
+    } else {
+        RoleSet::parse_list(roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))
+    }
+}
+
 /// Creates a token; the secret is printed once, as the last line of stdout.
 async fn create_token(
     store: &Store,
@@ -389,11 +434,7 @@ async fn create_token(
     expires: Option<String>,
     name: &str,
 ) -> anyhow::Result<()> {
-    let roles = if roles.trim() == "all" {
-        RoleSet::all()
-    } else {
-        RoleSet::parse_list(roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))?
-    };
+    let roles = parse_roles(roles)?;
     if let Some(s) = &site {
         check_name("site", s)?;
     }
