@@ -144,11 +144,9 @@ async fn a_members_roles_bound_their_tokens() {
         .await
         .unwrap();
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
+        .post_job(
             &alice,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "c"}})),
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "c"}}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
