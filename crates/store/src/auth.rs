@@ -4,9 +4,7 @@ use crate::secrets::{hash_password, hash_token};
 use crate::{col, corrupt, now_ms, Result, Store, StoreError};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
-use hpcsera_api_types::{RoleSet, TOKEN_PREFIX};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
+use hpcsera_api_types::RoleSet;
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -85,15 +83,8 @@ pub struct MembershipRecord {
     pub project: String,
     pub description: String,
     pub since: i64,
-}
-
-fn new_secret() -> String {
-    let body: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(43)
-        .map(char::from)
-        .collect();
-    format!("{TOKEN_PREFIX}{body}")
+    /// The roles the member may use in the project (the most a token of theirs there holds).
+    pub roles: RoleSet,
 }
 
 impl Store {
@@ -185,7 +176,7 @@ impl Store {
     /// The projects `user_id` is a member of, by name.
     pub async fn user_memberships(&self, user_id: i64) -> Result<Vec<MembershipRecord>> {
         let rows = sqlx::query(
-            "SELECT p.name, p.description, m.created_at FROM memberships m \
+            "SELECT p.name, p.description, m.created_at, m.roles FROM memberships m \
              JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1 ORDER BY p.name",
         )
         .bind(user_id)
@@ -197,6 +188,7 @@ impl Store {
                     project: col(r, "name")?,
                     description: col(r, "description")?,
                     since: col(r, "created_at")?,
+                    roles: roles_col(r, "roles")?,
                 })
             })
             .collect()
@@ -256,8 +248,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes `user` a member of `project`. Adding an existing member is not an error.
+    /// Makes `user` a member of `project` with all eight roles. Adding an existing member is
+    /// not an error and leaves their roles as they are.
     pub async fn add_member(&self, user: &str, project: &str) -> Result<()> {
+        self.put_member(user, project, RoleSet::all(), false).await
+    }
+
+    /// Makes `user` a member of `project` with `roles`; an existing member gets these roles.
+    pub async fn add_member_with_roles(
+        &self,
+        user: &str,
+        project: &str,
+        roles: RoleSet,
+    ) -> Result<()> {
+        self.put_member(user, project, roles, true).await
+    }
+
+    async fn put_member(
+        &self,
+        user: &str,
+        project: &str,
+        roles: RoleSet,
+        set_existing: bool,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
         let exists =
@@ -268,15 +281,40 @@ impl Store {
                 .await?;
         if exists.is_none() {
             sqlx::query(
-                "INSERT INTO memberships (user_id, project_id, created_at) VALUES ($1, $2, $3)",
+                "INSERT INTO memberships (user_id, project_id, created_at, roles) VALUES ($1, $2, $3, $4)",
             )
             .bind(uid)
             .bind(pid)
             .bind(now_ms())
+            .bind(i64::from(roles.bits()))
             .execute(&mut *tx.tx)
             .await?;
+        } else if set_existing {
+            set_roles(&mut tx.tx, uid, pid, roles).await?;
         }
         tx.commit().await
+    }
+
+    /// Changes the roles of an existing member. Their tokens can do at most these from the
+    /// next request on (a token's effective roles are its own and its member's).
+    pub async fn set_member_roles(&self, user: &str, project: &str, roles: RoleSet) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
+        if !set_roles(&mut tx.tx, uid, pid, roles).await? {
+            return Err(StoreError::NotFound("membership"));
+        }
+        tx.commit().await
+    }
+
+    /// The roles of `user_id` in `project_id`, or `None` when they are not a member.
+    pub async fn member_roles(&self, user_id: i64, project_id: i64) -> Result<Option<RoleSet>> {
+        let row =
+            sqlx::query("SELECT roles FROM memberships WHERE user_id = $1 AND project_id = $2")
+                .bind(user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| roles_col(&r, "roles")).transpose()
     }
 
     /// Removes a membership; the member's tokens for the project stop working at once.
@@ -310,7 +348,7 @@ impl Store {
     /// which is not stored and cannot be shown again.
     pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
         let mut tx = self.begin_write().await?;
-        let made = insert_token(&mut tx.tx, t).await?;
+        let made = crate::mint::insert_token(&mut tx.tx, t).await?;
         tx.commit().await?;
         Ok(made)
     }
@@ -373,8 +411,9 @@ impl Store {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
                     u.id AS user_id, u.name AS user_name, p.id AS project_id, p.name AS project, \
-                    (SELECT COUNT(*) FROM memberships m WHERE m.user_id = t.user_id AND m.project_id = t.project_id) AS member \
+                    m.roles AS member_roles \
              FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
+             LEFT JOIN memberships m ON m.user_id = t.user_id AND m.project_id = t.project_id \
              WHERE t.hash = $1",
         )
         .bind(hash_token(secret))
@@ -391,13 +430,15 @@ impl Store {
         if expires_at.is_some_and(|e| e <= now_ms()) {
             return Ok(Err(TokenRefusal::Expired));
         }
-        if col::<i64>(&r, "member")? == 0 {
+        let Some(member_roles) = col::<Option<i64>>(&r, "member_roles")? else {
             return Ok(Err(TokenRefusal::NotAMember));
-        }
+        };
+        // What the token may do now: its own roles, as far as its member still has them.
+        let roles = roles_col(&r, "roles")?.bits() & RoleSet::from_bits(member_roles as u32).bits();
         Ok(Ok(AuthToken {
             token_id: col(&r, "id")?,
             token_name: col(&r, "name")?,
-            roles: RoleSet::from_bits(col::<i64>(&r, "roles")? as u32),
+            roles: RoleSet::from_bits(roles),
             site: col(&r, "site")?,
             expires_at,
             created_at: col(&r, "created_at")?,
@@ -409,13 +450,45 @@ impl Store {
     }
 }
 
+/// A role bitmask column.
+pub(crate) fn roles_col(r: &sqlx::any::AnyRow, name: &str) -> Result<RoleSet> {
+    Ok(RoleSet::from_bits(col::<i64>(r, name)? as u32))
+}
+
+pub(crate) fn role_names(roles: RoleSet) -> String {
+    if roles.is_empty() {
+        return "none".into();
+    }
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sets a membership's roles; false when there is no such membership.
+async fn set_roles(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    uid: i64,
+    pid: i64,
+    roles: RoleSet,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE memberships SET roles = $1 WHERE user_id = $2 AND project_id = $3")
+        .bind(i64::from(roles.bits()))
+        .bind(uid)
+        .bind(pid)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
         id: col(r, "id")?,
         name: col(r, "name")?,
         user: col(r, "user_name")?,
         project: col(r, "project")?,
-        roles: RoleSet::from_bits(col::<i64>(r, "roles")? as u32),
+        roles: roles_col(r, "roles")?,
         site: col(r, "site")?,
         expires_at: col(r, "expires_at")?,
         revoked_at: col(r, "revoked_at")?,
@@ -424,66 +497,7 @@ fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     })
 }
 
-/// Inserts a token for a member of the project in `tx` (the one way tokens are made: the
-/// admin CLI, the web UI and the device flow all come here). Returns the record and the
-/// secret, which is not stored.
-pub(crate) async fn insert_token(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    t: &NewToken<'_>,
-) -> Result<(TokenRecord, String)> {
-    if t.roles.is_empty() {
-        return Err(StoreError::Invalid(vec![
-            hpcsera_api_types::FieldError::new("roles", "a token needs at least one role"),
-        ]));
-    }
-    let secret = new_secret();
-    let id = uuid::Uuid::new_v4().to_string();
-    let now = now_ms();
-    let (uid, pid) = user_and_project(tx, t.user, t.project).await?;
-    let member = sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
-        .bind(uid)
-        .bind(pid)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if member.is_none() {
-        return Err(StoreError::Conflict(format!(
-            "user {:?} is not a member of project {:?}",
-            t.user, t.project
-        )));
-    }
-    sqlx::query(
-        "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&id)
-    .bind(t.name)
-    .bind(hash_token(&secret))
-    .bind(uid)
-    .bind(pid)
-    .bind(i64::from(t.roles.bits()))
-    .bind(t.site)
-    .bind(t.expires_at)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok((
-        TokenRecord {
-            id,
-            name: t.name.to_string(),
-            user: t.user.to_string(),
-            project: t.project.to_string(),
-            roles: t.roles,
-            site: t.site.map(str::to_string),
-            expires_at: t.expires_at,
-            revoked_at: None,
-            last_used_at: None,
-            created_at: now,
-        },
-        secret,
-    ))
-}
-
-async fn user_and_project(
+pub(crate) async fn user_and_project(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user: &str,
     project: &str,

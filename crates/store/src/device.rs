@@ -8,11 +8,12 @@
 //! token was issued. Every poll and the redemption lock the request's row (`FOR UPDATE` on
 //! PostgreSQL, the write lock on SQLite), so two redemptions of one device code make one token
 //! and polling too fast is noticed exactly. The token is made by the same insert as every
-//! other token (`auth::insert_token`), in the redemption's transaction. This module never
+//! other token (`mint::insert_token`), in the redemption's transaction. This module never
 //! decides what a person may grant (the web UI does, with the membership roles); it only
 //! re-checks membership where it writes.
 
-use crate::auth::{insert_token, NewToken, TokenRecord};
+use crate::auth::{NewToken, TokenRecord};
+use crate::mint::insert_token;
 use crate::secrets::{hash_token, random_secret};
 use crate::{col, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::oauth::{USER_CODE_ALPHABET, USER_CODE_LEN};
@@ -237,7 +238,7 @@ impl Store {
     /// Records a person's decision on a pending, unexpired request: `NotFound("device
     /// request")` when it is not (any more); for an approval, `NotFound("membership")` unless
     /// the person is a member of the request's project, and `Invalid` when the decision grants
-    /// roles or a lifetime beyond what was asked.
+    /// roles or a lifetime beyond what was asked, or roles beyond the person's membership.
     pub async fn decide_device_grant(
         &self,
         id: &str,
@@ -272,15 +273,20 @@ impl Store {
                 }
                 let project: String = col(&row, "project")?;
                 let member = sqlx::query(
-                    "SELECT 1 FROM memberships m JOIN projects p ON p.id = m.project_id \
+                    "SELECT m.roles FROM memberships m JOIN projects p ON p.id = m.project_id \
                      WHERE p.name = $1 AND m.user_id = $2",
                 )
                 .bind(&project)
                 .bind(user_id)
                 .fetch_optional(&mut *tx.tx)
-                .await?;
-                if member.is_none() {
-                    return Err(StoreError::NotFound("membership"));
+                .await?
+                .ok_or(StoreError::NotFound("membership"))?;
+                let may = RoleSet::from_bits(col::<i64>(&member, "roles")? as u32);
+                if roles.iter().any(|r| !may.contains(r)) {
+                    return Err(invalid(
+                        "roles",
+                        "beyond the approver's roles in the project",
+                    ));
                 }
                 ("approved", Some(i64::from(roles.bits())), Some(lifetime_ms))
             }
@@ -338,7 +344,7 @@ impl Store {
             "approved" => match redeem(&mut tx.tx, &g, now).await? {
                 Some(issued) => DevicePoll::Issued(Box::new(issued)),
                 None => DevicePoll::Invalid(
-                    "the person who approved is no longer a member of the project",
+                    "the person who approved may no longer grant this in the project",
                 ),
             },
             _ => {
@@ -367,7 +373,8 @@ impl Store {
 }
 
 /// Makes the token of an approved request and marks the request used, in `tx` (whose row
-/// lock the caller holds). `None` when the approver is no longer a member of the project.
+/// lock the caller holds). `None` when the approver is no longer a member of the project, or
+/// no longer has the granted roles there.
 async fn redeem(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     g: &GrantRow,
@@ -400,7 +407,10 @@ async fn redeem(
     .await;
     let (token, secret) = match made {
         Ok(m) => m,
-        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(None),
+        // Membership ended, or its roles shrank below the grant, since the approval.
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_)) => {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     };
     sqlx::query("UPDATE device_grants SET status = 'redeemed', token_id = $1 WHERE id = $2")

@@ -14,6 +14,7 @@ mod device;
 mod events;
 mod jobs;
 mod migrate;
+mod mint;
 mod output;
 mod retention;
 mod secrets;

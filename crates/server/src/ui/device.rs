@@ -91,17 +91,17 @@ fn lifetime_of(ms: i64) -> Lifetime {
     Lifetime::from_secs(u64::try_from(ms / 1000).unwrap_or(0))
 }
 
-/// The roles `user_id` may grant in `project`: `None` when not a member.
+/// The roles `user_id` may grant in `project` (their membership roles): `None` when not a
+/// member.
 async fn grantable(
     state: &AppState,
     user_id: i64,
     project: &str,
 ) -> Result<Option<RoleSet>, UiError> {
-    Ok(state
-        .store
-        .is_member(user_id, project)
-        .await?
-        .map(|_| RoleSet::all()))
+    let Some(project_id) = state.store.is_member(user_id, project).await? else {
+        return Ok(None);
+    };
+    Ok(state.store.member_roles(user_id, project_id).await?)
 }
 
 /// Counts one typed code against the limits (per address and for everyone) and looks it up.
@@ -297,6 +297,12 @@ pub(crate) async fn decide(
                 "",
                 Some(problem.into()),
             ));
+        }
+        // The membership's roles shrank between the page's check and the decision.
+        Err(StoreError::Invalid(_)) => {
+            let problem = "Your roles in this project changed meanwhile: enter the code again.";
+            let status = StatusCode::CONFLICT;
+            return Ok(entry(&session, status, &code, Some(problem.into())));
         }
         Err(e) => return Err(e.into()),
     }

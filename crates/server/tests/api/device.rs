@@ -768,3 +768,67 @@ async fn the_metadata_names_the_endpoints_and_the_login_form_only_goes_back_to_t
         assert_eq!(p.location.as_deref(), Some("/ui/projects"), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn roles_beyond_ones_membership_cannot_be_ticked_nor_granted() {
+    let t = app().await;
+    t.store
+        .create_user("erin", Some(crate::ui::PASSWORD), false)
+        .await
+        .unwrap();
+    let only_status: hpcsera_api_types::RoleSet = [hpcsera_api_types::Role::GetJobStatus]
+        .into_iter()
+        .collect();
+    t.store
+        .add_member_with_roles("erin", "proj-a", only_status)
+        .await
+        .unwrap();
+    let d = ask(&t, "project:proj-a GET_JobStatus POST_Job").await;
+    let mut b = Browser::logged_in(&t, "erin").await;
+    let page = open(&mut b, &d).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let post_job = page
+        .body
+        .split("id=\"role-POST_Job\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .expect("the POST_Job box");
+    assert!(
+        post_job.contains("disabled") && !post_job.contains("checked"),
+        "{post_job}"
+    );
+    assert!(page.body.contains("not part of your membership"));
+    // Sent anyway (a forged form): refused, nothing decided.
+    let p = decide(
+        &mut b,
+        &page,
+        "approve",
+        &[
+            ("role", "GET_JobStatus"),
+            ("role", "POST_Job"),
+            ("lifetime", "30d"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("does not include POST_Job"), "{}", p.body);
+    assert_eq!(poll(&t, &d).await.error(), "authorization_pending");
+    let done = decide(
+        &mut b,
+        &page,
+        "approve",
+        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let a = poll(&t, &d).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let (_, me) = t
+        .get(
+            "/api/v1/tokens/self",
+            a.body["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(me["roles"], serde_json::json!(["GET_JobStatus"]));
+}
