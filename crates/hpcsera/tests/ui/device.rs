@@ -267,6 +267,15 @@ async fn whoami(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Stri
     Ok(me["user"].as_str().unwrap_or_default().to_string())
 }
 
+/// Asserts that `hpcsera whoami` with `args` and `env` names `user`.
+async fn expect_user(home: &Path, args: &[&str], env: &[(&str, &str)], user: &str) {
+    assert_eq!(
+        whoami(home, args, env).await.as_deref(),
+        Ok(user),
+        "{args:?} {env:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_send_commands_to_the_right_server() {
     // Two servers: carol on A, dave on B.
@@ -284,7 +293,7 @@ async fn profiles_send_commands_to_the_right_server() {
         format!("url = \"{}\"\ntoken = \"{token_a}\"\n", a.base),
     )
     .unwrap();
-    assert_eq!(whoami(home.path(), &[], &[]).await.as_deref(), Ok("carol"));
+    expect_user(home.path(), &[], &[], "carol").await;
 
     let mut c = hpcsera(home.path());
     c.args(["login", "--profile", "b", "--url", &b.base, "--token-stdin"]);
@@ -296,36 +305,17 @@ async fn profiles_send_commands_to_the_right_server() {
         "{text}"
     );
 
-    assert_eq!(whoami(home.path(), &[], &[]).await.as_deref(), Ok("carol"));
-    assert_eq!(
-        whoami(home.path(), &["--profile", "b"], &[])
-            .await
-            .as_deref(),
-        Ok("dave")
-    );
-    assert_eq!(
-        whoami(home.path(), &[], &[("HPCSERA_PROFILE", "b")])
-            .await
-            .as_deref(),
-        Ok("dave")
-    );
+    expect_user(home.path(), &[], &[], "carol").await;
+    expect_user(home.path(), &["--profile", "b"], &[], "dave").await;
+    expect_user(home.path(), &[], &[("HPCSERA_PROFILE", "b")], "dave").await;
     // The flag wins over the environment, and HPCSERA_URL/HPCSERA_TOKEN over any profile.
-    let flag_first = whoami(
-        home.path(),
-        &["--profile", "default"],
-        &[("HPCSERA_PROFILE", "b")],
-    );
-    assert_eq!(flag_first.await.as_deref(), Ok("carol"));
+    let chosen = ["--profile", "default"];
+    expect_user(home.path(), &chosen, &[("HPCSERA_PROFILE", "b")], "carol").await;
     let env = [
         ("HPCSERA_URL", b.base.as_str()),
         ("HPCSERA_TOKEN", token_b.as_str()),
     ];
-    assert_eq!(
-        whoami(home.path(), &["--profile", "default"], &env)
-            .await
-            .as_deref(),
-        Ok("dave")
-    );
+    expect_user(home.path(), &chosen, &env, "dave").await;
     let unknown = whoami(home.path(), &["--profile", "nope"], &[])
         .await
         .unwrap_err();
@@ -354,12 +344,7 @@ async fn profiles_send_commands_to_the_right_server() {
     c.args(["logout", "--profile", "default"]);
     assert_eq!(run(c, None).await.0, 0);
     assert!(whoami(home.path(), &[], &[]).await.is_err());
-    assert_eq!(
-        whoami(home.path(), &["--profile", "b"], &[])
-            .await
-            .as_deref(),
-        Ok("dave")
-    );
+    expect_user(home.path(), &["--profile", "b"], &[], "dave").await;
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,

@@ -97,6 +97,48 @@ async fn open(b: &mut Browser<'_>, device: &Value) -> Page {
     b.get(&format!("/ui/device?user_code={code}")).await
 }
 
+/// Approves from the request page `page`: `roles` for `lifetime`.
+async fn approve(b: &mut Browser<'_>, page: &Page, roles: &[&str], lifetime: &str) -> Page {
+    let mut fields: Vec<(&str, &str)> = roles.iter().map(|r| ("role", *r)).collect();
+    fields.push(("lifetime", lifetime));
+    decide(b, page, "approve", &fields).await
+}
+
+/// After the interval, redeems the device code (which must give a token) and asks the server
+/// who the token is: the token answer and `GET /tokens/self`.
+async fn redeem(t: &TestApp, d: &Value) -> (Value, Value) {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let a = poll(t, d).await;
+    assert_eq!(
+        (a.status, a.cache.as_str()),
+        (StatusCode::OK, "no-store"),
+        "{}",
+        a.body
+    );
+    let (s, me) = t
+        .get(
+            "/api/v1/tokens/self",
+            a.body["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    (a.body, me)
+}
+
+/// Opens the login form at `form` and logs in as carol, posting `next`: the form and the answer.
+async fn log_in_from(b: &mut Browser<'_>, form: &str, next: &str) -> (Page, Page) {
+    let form_page = b.get(form).await;
+    let csrf = hidden(&form_page.body, "csrf");
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("user", "carol"),
+        ("password", crate::ui::PASSWORD),
+        ("next", next),
+    ];
+    let answer = b.post("/ui/login", &fields).await;
+    (form_page, answer)
+}
+
 /// Posts a decision from the request page `page`.
 async fn decide(b: &mut Browser<'_>, page: &Page, decision: &str, extra: &[(&str, &str)]) -> Page {
     let csrf = hidden(&page.body, "csrf");
@@ -271,22 +313,10 @@ async fn an_approved_request_gives_one_ordinary_token_and_every_step_is_audited(
         login.starts_with("/ui/login?next=%2Fui%2Fdevice%3Fuser_code%3D"),
         "{login}"
     );
-    let form_page = b.get(&login).await;
-    let next = hidden(&form_page.body, "next");
-    let csrf = hidden(&form_page.body, "csrf");
     let code = d["user_code"].as_str().unwrap();
-    assert_eq!(next, format!("/ui/device?user_code={code}"));
-    let p = b
-        .post(
-            "/ui/login",
-            &[
-                ("csrf", &csrf),
-                ("user", "carol"),
-                ("password", crate::ui::PASSWORD),
-                ("next", &next),
-            ],
-        )
-        .await;
+    let next = format!("/ui/device?user_code={code}");
+    let (form_page, p) = log_in_from(&mut b, &login, &next).await;
+    assert_eq!(hidden(&form_page.body, "next"), next);
     assert_eq!(p.location.as_deref(), Some(next.as_str()), "{}", p.body);
 
     let page = b.get(&next).await;
@@ -308,32 +338,17 @@ async fn an_approved_request_gives_one_ordinary_token_and_every_step_is_audited(
         !page.body.contains("DELETE_Job"),
         "only the roles asked for"
     );
-    let done = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[
-            ("role", "GET_JobStatus"),
-            ("role", "POST_Job"),
-            ("lifetime", "30d"),
-        ],
-    )
-    .await;
+    let done = approve(&mut b, &page, &["GET_JobStatus", "POST_Job"], "30d").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert!(done.body.contains("Approved"));
 
-    let a = poll(&t, &d).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.cache, "no-store");
-    assert_eq!(a.body["token_type"], "Bearer");
+    let (a, me) = redeem(&t, &d).await;
+    assert_eq!(a["token_type"], "Bearer");
     assert_eq!(
-        a.body["scope"],
+        a["scope"],
         "project:proj-a site:testsite lifetime:30d GET_JobStatus POST_Job"
     );
-    assert_eq!(a.body["expires_in"], 30 * 86_400);
-    let token = a.body["access_token"].as_str().unwrap();
-    let (s, me) = t.get("/api/v1/tokens/self", token).await;
-    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(a["expires_in"], 30 * 86_400);
     assert_eq!(
         (me["user"].as_str(), me["project"].as_str()),
         (Some("carol"), Some("proj-a"))
@@ -396,13 +411,7 @@ async fn a_denied_request_answers_access_denied() {
     assert!(t.store.list_tokens(Some("carol")).await.unwrap().is_empty());
     // Decided: the code shows nothing any more, and cannot be approved afterwards.
     assert_eq!(open(&mut b, &d).await.status, StatusCode::NOT_FOUND);
-    let late = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let late = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
     assert_eq!(poll(&t, &d).await.error(), "access_denied");
 }
@@ -454,13 +463,7 @@ async fn an_expired_request_answers_expired_token_and_cannot_be_approved() {
     let page = open(&mut b, &d).await;
     assert_eq!(page.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let late = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let late = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
     let a = poll(&t, &d).await;
     assert_eq!(
@@ -477,13 +480,7 @@ async fn concurrent_redemptions_of_one_device_code_make_one_token() {
     let d = ask(&t, "project:proj-a GET_JobStatus").await;
     let mut b = Browser::logged_in(&t, "carol").await;
     let page = open(&mut b, &d).await;
-    let done = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let done = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let answers = polls_at_once(&t, &d, 16).await;
     let issued = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
@@ -548,32 +545,14 @@ async fn narrowing_gives_exactly_the_narrowed_roles_and_lifetime() {
         );
     }
     assert_eq!(poll(&t, &d).await.error(), "authorization_pending");
-    let done = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[
-            ("role", "GET_JobStatus"),
-            ("role", "DELETE_Job"),
-            ("lifetime", "1d"),
-        ],
-    )
-    .await;
+    let done = approve(&mut b, &page, &["GET_JobStatus", "DELETE_Job"], "1d").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = poll(&t, &d).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let (a, me) = redeem(&t, &d).await;
     assert_eq!(
-        a.body["scope"],
+        a["scope"],
         "project:proj-a lifetime:1d GET_JobStatus DELETE_Job"
     );
-    assert_eq!(a.body["expires_in"], 86_400);
-    let (_, me) = t
-        .get(
-            "/api/v1/tokens/self",
-            a.body["access_token"].as_str().unwrap(),
-        )
-        .await;
+    assert_eq!(a["expires_in"], 86_400);
     assert_eq!(
         me["roles"],
         serde_json::json!(["GET_JobStatus", "DELETE_Job"])
@@ -598,26 +577,14 @@ async fn a_person_cannot_approve_for_a_project_they_are_not_a_member_of() {
         "no approve button: {}",
         page.body
     );
-    let p = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let p = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
     assert!(p.body.contains("not a member of the project proj-a"));
     assert_eq!(poll(&t, &d).await.error(), "authorization_pending");
     // A project that does not exist is the same.
     let nowhere = ask(&t, "project:nowhere GET_JobStatus").await;
     let page = open(&mut b, &nowhere).await;
-    let p = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let p = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     // Denying is always possible.
     let page = open(&mut b, &d).await;
@@ -751,20 +718,9 @@ async fn the_metadata_names_the_endpoints_and_the_login_form_only_goes_back_to_t
         "%2Fapi%2Fv1%2Fjob",
     ] {
         let mut b = Browser::new(&t);
-        let form_page = b.get(&format!("/ui/login?next={bad}")).await;
+        let form = format!("/ui/login?next={bad}");
+        let (form_page, p) = log_in_from(&mut b, &form, "https://evil.example").await;
         assert!(!form_page.body.contains("name=\"next\""), "{bad}");
-        let csrf = hidden(&form_page.body, "csrf");
-        let p = b
-            .post(
-                "/ui/login",
-                &[
-                    ("csrf", &csrf),
-                    ("user", "carol"),
-                    ("password", crate::ui::PASSWORD),
-                    ("next", "https://evil.example"),
-                ],
-            )
-            .await;
         assert_eq!(p.location.as_deref(), Some("/ui/projects"), "{bad}");
     }
 }
@@ -799,36 +755,12 @@ async fn roles_beyond_ones_membership_cannot_be_ticked_nor_granted() {
     );
     assert!(page.body.contains("not part of your membership"));
     // Sent anyway (a forged form): refused, nothing decided.
-    let p = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[
-            ("role", "GET_JobStatus"),
-            ("role", "POST_Job"),
-            ("lifetime", "30d"),
-        ],
-    )
-    .await;
+    let p = approve(&mut b, &page, &["GET_JobStatus", "POST_Job"], "30d").await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
     assert!(p.body.contains("does not include POST_Job"), "{}", p.body);
     assert_eq!(poll(&t, &d).await.error(), "authorization_pending");
-    let done = decide(
-        &mut b,
-        &page,
-        "approve",
-        &[("role", "GET_JobStatus"), ("lifetime", "30d")],
-    )
-    .await;
+    let done = approve(&mut b, &page, &["GET_JobStatus"], "30d").await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = poll(&t, &d).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let (_, me) = t
-        .get(
-            "/api/v1/tokens/self",
-            a.body["access_token"].as_str().unwrap(),
-        )
-        .await;
+    let (_, me) = redeem(&t, &d).await;
     assert_eq!(me["roles"], serde_json::json!(["GET_JobStatus"]));
 }
