@@ -315,6 +315,16 @@ impl Store {
         device_code: &str,
         client_name: &str,
     ) -> Result<DevicePoll> {
+        let hash = hash_token(device_code);
+        // An unknown code (a guess, or one deleted an hour after it expired) is answered from a
+        // plain read, without the write lock that SQLite shares with every writer.
+        let known = sqlx::query("SELECT 1 FROM device_grants WHERE device_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Ok(DevicePoll::Invalid("the device code is not known"));
+        }
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let row: Option<GrantRow> = sqlx::query_as(&format!(
@@ -322,7 +332,7 @@ impl Store {
              user_id, granted_roles, granted_ms FROM device_grants WHERE device_hash = $1{}",
             self.for_update()
         ))
-        .bind(hash_token(device_code))
+        .bind(&hash)
         .fetch_optional(&mut *tx.tx)
         .await?;
         let Some(g) = row else {

@@ -176,7 +176,11 @@ async fn a_device_request_answers_codes_and_refuses_bad_clients_and_scopes() {
         (d["expires_in"].as_u64(), d["interval"].as_u64()),
         (Some(600), Some(1))
     );
+}
 
+#[tokio::test]
+async fn bad_clients_scopes_and_bodies_are_refused_with_oauth_errors() {
+    let t = app().await;
     let long = "x".repeat(65);
     for (client, scope, error) in [
         ("", "project:proj-a GET_Job", "invalid_client"),
@@ -372,22 +376,25 @@ async fn an_approved_request_gives_one_ordinary_token_and_every_step_is_audited(
     // The code cannot be looked up any more either.
     assert_eq!(open(&mut b, &d).await.status, StatusCode::NOT_FOUND);
 
-    // The request, the approval and the token are in the audit log (written in batches).
-    let mut found = Vec::new();
+    // The request, the approval and the token are in the audit log.
+    let asked = audited(&t, "/oauth/device_authorization").await;
+    assert_eq!(asked.project.as_deref(), Some("proj-a"));
+    let approved = audited(&t, "/ui/device/approve").await;
+    assert_eq!(approved.user.as_deref(), Some("carol"));
+    let issued = audited(&t, "/oauth/token").await;
+    assert_eq!(issued.token_id.as_deref(), me["tokenId"].as_str());
+}
+
+/// The audit record with `path` (the writer works in batches: waits up to 5 s for it).
+async fn audited(t: &TestApp, path: &str) -> hpcsera_store::AuditRecord {
     for _ in 0..50 {
-        found = t.store.recent_audit(200).await.unwrap();
-        if found.iter().any(|r| r.path == "/oauth/token") {
-            break;
+        let found = t.store.recent_audit(200).await.unwrap();
+        if let Some(r) = found.into_iter().find(|r| r.path == path) {
+            return r;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let step = |path: &str| found.iter().find(|r| r.path == path).cloned();
-    let asked = step("/oauth/device_authorization").expect("request audited");
-    assert_eq!(asked.project.as_deref(), Some("proj-a"));
-    let approved = step("/ui/device/approve").expect("approval audited");
-    assert_eq!(approved.user.as_deref(), Some("carol"));
-    let issued = step("/oauth/token").expect("token audited");
-    assert_eq!(issued.token_id.as_deref(), me["tokenId"].as_str());
+    panic!("no audit record of {path}");
 }
 
 #[tokio::test]
