@@ -20,7 +20,11 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
                 .filter(char::is_ascii_alphanumeric)
                 .take(16)
                 .collect();
-            let run = if run.is_empty() { run } else { format!("{run}_") };
+            let run = if run.is_empty() {
+                run
+            } else {
+                format!("{run}_")
+            };
             let name = format!("hpcsera_t_{run}{}", uuid::Uuid::new_v4().simple());
             let mut conn = sqlx::AnyConnection::connect(&base)
                 .await
