@@ -22,7 +22,7 @@ pub use api::{
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
-pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest};
+pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
