@@ -314,7 +314,8 @@ fn parse_timestamp(s: &str) -> Result<i64, String> {
     let part = |r: std::ops::Range<usize>| num(r).unwrap_or(0);
     let (year, month, day) = (part(0..4), part(4..6), part(6..8));
     let (hour, minute, second) = (part(8..10), part(10..12), part(12..14));
-    let month = time::Month::try_from(u8::try_from(month).map_err(|_| bad())?).map_err(|_| bad())?;
+    let month =
+        time::Month::try_from(u8::try_from(month).map_err(|_| bad())?).map_err(|_| bad())?;
     let date = time::Date::from_calendar_date(year, month, u8::try_from(day).map_err(|_| bad())?)
         .map_err(|_| bad())?;
     let t = time::Time::from_hms(
@@ -399,8 +400,10 @@ fn match_pattern(s: &[u8], p: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGiiU+7mt0JEah+a64cXOydxf9KO2J9RV4O8xQdxHURi";
-    const ED2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIYgCnqoSZxOY2edvJeZY0kYLHwX9r9ikRBr4Bgiw4Og";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGiiU+7mt0JEah+a64cXOydxf9KO2J9RV4O8xQdxHURi";
+    const ED2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIYgCnqoSZxOY2edvJeZY0kYLHwX9r9ikRBr4Bgiw4Og";
 
     fn key(k: &str) -> KeyData {
         PublicKey::from_openssh(k).unwrap().key_data().clone()
@@ -416,17 +419,17 @@ mod tests {
         assert!(match_pattern_list("alice", "bob,alice"));
         assert!(!match_pattern_list("alice", "Alice"));
         assert!(match_pattern_list("alice@example.org", "*@example.org"));
-        assert!(!match_pattern_list("alice@example.org", "*@example.org,!alice@*"));
+        assert!(!match_pattern_list(
+            "alice@example.org",
+            "*@example.org,!alice@*"
+        ));
         assert!(!match_pattern_list("alice", "!alice"));
         assert!(match_pattern_list("ab", "a?"));
         assert!(!match_pattern_list("abc", "a?"));
         assert!(match_pattern_list("abc", "a*c"));
         assert!(match_pattern_list("a", "a***"));
         assert!(!match_pattern_list("x", ""));
-        assert!(match_pattern_list(
-            &"a".repeat(10_000),
-            &format!("{}b", "*a".repeat(50))
-        ) == false);
+        assert!(match_pattern_list(&"a".repeat(10_000), &format!("{}b", "*a".repeat(50))) == false);
     }
 
     #[test]
@@ -470,13 +473,25 @@ mod tests {
     fn a_bad_line_makes_the_file_unusable_with_its_line_number() {
         for (text, want) in [
             (format!("alice cert-authority {ED}"), "cert-authority"),
-            (format!("alice namespaces=hpcsera-code {ED}"), "double quotes"),
-            (format!("alice namespaces=\"a\",namespaces=\"b\" {ED}"), "twice"),
+            (
+                format!("alice namespaces=hpcsera-code {ED}"),
+                "double quotes",
+            ),
+            (
+                format!("alice namespaces=\"a\",namespaces=\"b\" {ED}"),
+                "twice",
+            ),
             (format!("alice frobnicate=\"x\" {ED}"), "unknown option"),
             (format!("alice valid-after=\"2020\" {ED}"), "not a time"),
-            (format!("alice valid-after=\"20201301Z\" {ED}"), "not a time"),
+            (
+                format!("alice valid-after=\"20201301Z\" {ED}"),
+                "not a time",
+            ),
             ("alice".to_string(), "no key"),
-            ("alice ssh-ed25519 AAAAnotbase64".to_string(), "cannot read the key"),
+            (
+                "alice ssh-ed25519 AAAAnotbase64".to_string(),
+                "cannot read the key",
+            ),
             (format!("\"alice {ED}"), "closing quote"),
             (format!("alice namespaces=\"x\", {ED}"), "comma"),
         ] {
@@ -493,6 +508,9 @@ mod tests {
         let local = parse_timestamp("20240301").unwrap();
         let utc = parse_timestamp("20240301Z").unwrap();
         assert!((local - utc).abs() <= 86_400);
-        assert_eq!(parse_timestamp("20240301123456Z").unwrap(), utc + 12 * 3600 + 34 * 60 + 56);
+        assert_eq!(
+            parse_timestamp("20240301123456Z").unwrap(),
+            utc + 12 * 3600 + 34 * 60 + 56
+        );
     }
 }

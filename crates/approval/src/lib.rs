@@ -24,8 +24,8 @@ pub use allowed::{AllowedSigners, LineError, NotAllowed};
 pub use check::{check_approval, Accepted, Expect, Presented, Refusal};
 pub use message::{ApprovalMessage, MessageError};
 pub use signature::{
-    fingerprint, parse_public_key, sign_with_private_key, verify, ParsedPublicKey,
-    SignatureError, Verified,
+    fingerprint, parse_public_key, sign_with_private_key, verify, ParsedPublicKey, SignatureError,
+    Verified,
 };
 pub use ssh_agent::{AgentKey, SshAgent};
 

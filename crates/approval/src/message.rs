@@ -325,9 +325,7 @@ mod tests {
         assert_eq!(back.project, "gwdg-scc");
         assert_eq!(back.sites, ["proj"]);
         // Moving a line does not move a value to another field: the order is fixed.
-        let swapped = format!(
-            "{VERSION_LINE}\ndigest sha256:{D}\nsite proj\nproject gwdg-scc\n"
-        );
+        let swapped = format!("{VERSION_LINE}\ndigest sha256:{D}\nsite proj\nproject gwdg-scc\n");
         assert!(ApprovalMessage::parse(&swapped).is_err());
     }
 
@@ -355,8 +353,8 @@ mod tests {
             good.replace("2027-01-15T08:00:00Z", "2027-01-15 08:00:00Z"),
             good.replace("2027-01-15T08:00:00Z", "2027-1-15T08:00:00Z"),
             format!("{good}expires 2028-01-01T00:00:00Z\n"), // two expiries
-            format!("{good}site c\n"),                        // a site after the expiry
-            format!("{good}project other\n"),                 // a second project
+            format!("{good}site c\n"),                       // a site after the expiry
+            format!("{good}project other\n"),                // a second project
             good.replace("project proj\n", "project proj\nproject other\n"),
             good.replace("project proj\n", "project proj\nnote hi\n"), // unknown field
             format!("{VERSION_LINE}\n{good}"),                         // version twice

@@ -67,8 +67,9 @@ pub fn fingerprint(key: &PublicKey) -> String {
 /// `ssh-keygen -Y sign -n hpcsera-code` does (SHA-512). A passphrase-protected key is refused:
 /// add it to an ssh-agent and sign through the agent (so is an RSA key file, see below).
 pub fn sign_with_private_key(key_text: &str, message: &[u8]) -> Result<String, String> {
-    let key = PrivateKey::from_openssh(key_text.as_bytes())
-        .map_err(|e| format!("cannot read the private key (an OpenSSH private key file is expected): {e}"))?;
+    let key = PrivateKey::from_openssh(key_text.as_bytes()).map_err(|e| {
+        format!("cannot read the private key (an OpenSSH private key file is expected): {e}")
+    })?;
     if key.is_encrypted() {
         return Err(
             "the private key is protected by a passphrase: add it to your ssh-agent (`ssh-add KEYFILE`) and sign with --ssh-agent"

@@ -103,8 +103,8 @@ impl SshAgent {
     /// Has the agent sign `message` with `key` as an `SSHSIG` in the `hpcsera-code` namespace;
     /// returns the armored signature.
     pub fn sign(&mut self, key: &PublicKey, message: &[u8]) -> Result<String, String> {
-        let data = SshSig::signed_data(NAMESPACE, HashAlg::Sha512, message)
-            .map_err(|e| e.to_string())?;
+        let data =
+            SshSig::signed_data(NAMESPACE, HashAlg::Sha512, message).map_err(|e| e.to_string())?;
         let blob = key.to_bytes().map_err(|e| e.to_string())?;
         let mut body = Vec::new();
         put_string(&mut body, &blob)?;

@@ -7,90 +7,18 @@ use hpcsera_approval::{
     check_approval, parse_public_key, sign_with_private_key, verify, AllowedSigners,
     ApprovalMessage, Expect, Presented, Refusal, SignatureError, SshAgent, NAMESPACE,
 };
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/openssh.rs"]
+mod tools;
+
+use std::process::Command;
+use tools::{fingerprint as fingerprint_by_openssh, keygen, public_line, run, Agent};
 
 const DIGEST: &str = "5f2b7c1e0a9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b";
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().expect("OpenSSH (ssh-keygen) must be installed");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// `ssh-keygen -t TYPE` without a passphrase; the private key's path.
-fn keygen(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let (ok, out) = run(Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .args(args));
-    assert!(ok, "ssh-keygen: {out}");
-    path
-}
-
-fn public_line(key: &Path) -> String {
-    std::fs::read_to_string(key.with_extension("pub")).unwrap()
-}
 
 fn message() -> String {
     ApprovalMessage::new(DIGEST, "proj", &["site-a".into()], Some(4_000_000_000))
         .unwrap()
         .render()
-}
-
-/// `ssh-keygen -Y sign` over `msg`; the armored signature.
-fn openssh_sign(dir: &Path, key: &Path, namespace: &str, msg: &str) -> String {
-    let file = dir.join("msg");
-    std::fs::write(&file, msg).unwrap();
-    let _ = std::fs::remove_file(dir.join("msg.sig"));
-    let (ok, out) = run(Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", namespace, "-f"])
-        .arg(key)
-        .arg(&file));
-    assert!(ok, "ssh-keygen -Y sign: {out}");
-    std::fs::read_to_string(dir.join("msg.sig")).unwrap()
-}
-
-/// `ssh-keygen -Y verify` of `sig` over `msg` for `principal`; whether it verified.
-fn openssh_verify(dir: &Path, allowed: &str, principal: &str, msg: &str, sig: &str) -> (bool, String) {
-    let (a, s) = (dir.join("allowed"), dir.join("check.sig"));
-    std::fs::write(&a, allowed).unwrap();
-    std::fs::write(&s, sig).unwrap();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-n", NAMESPACE, "-I", principal, "-f"])
-        .arg(&a)
-        .arg("-s")
-        .arg(&s)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn fingerprint_by_openssh(key: &Path) -> String {
-    let (ok, out) = run(Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")));
-    assert!(ok, "{out}");
-    out.split_whitespace().nth(1).unwrap().to_string()
 }
 
 fn expect(now: i64) -> Expect<'static> {
@@ -115,7 +43,7 @@ fn signatures_by_ssh_keygen_verify_here_for_every_key_type() {
     let msg = message();
     for (name, args) in KEY_TYPES {
         let key = keygen(dir.path(), name, args);
-        let sig = openssh_sign(dir.path(), &key, NAMESPACE, &msg);
+        let sig = tools::sign(&key, NAMESPACE, &msg);
         let v = verify(msg.as_bytes(), &sig).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(v.fingerprint, fingerprint_by_openssh(&key), "{name}");
         let pasted = parse_public_key(&public_line(&key)).unwrap();
@@ -151,14 +79,18 @@ fn signatures_made_here_verify_with_ssh_keygen() {
             assert!(err.contains("--ssh-agent"), "{err}");
             continue;
         }
-        let sig = sign_with_private_key(&text, msg.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let sig =
+            sign_with_private_key(&text, msg.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let allowed = format!("alice {}", public_line(&key));
-        let (ok, out) = openssh_verify(dir.path(), &allowed, "alice", &msg, &sig);
+        let (ok, out) = tools::verify(&allowed, "alice", &msg, &sig);
         assert!(ok, "{name}: {out}");
-        assert!(out.contains("Good \"hpcsera-code\" signature for alice"), "{out}");
-        let (ok, _) = openssh_verify(dir.path(), &allowed, "bob", &msg, &sig);
+        assert!(
+            out.contains("Good \"hpcsera-code\" signature for alice"),
+            "{out}"
+        );
+        let (ok, _) = tools::verify(&allowed, "bob", &msg, &sig);
         assert!(!ok, "{name}: another principal");
-        let (ok, _) = openssh_verify(dir.path(), &allowed, "alice", &msg.replace("proj", "prok"), &sig);
+        let (ok, _) = tools::verify(&allowed, "alice", &msg.replace("proj", "prok"), &sig);
         assert!(!ok, "{name}: another message");
     }
 }
@@ -168,14 +100,14 @@ fn another_namespace_is_refused_by_both() {
     let dir = tempfile::tempdir().unwrap();
     let key = keygen(dir.path(), "k", &["-t", "ed25519"]);
     let msg = message();
-    let sig = openssh_sign(dir.path(), &key, "git", &msg);
+    let sig = tools::sign(&key, "git", &msg);
     assert_eq!(
         verify(msg.as_bytes(), &sig).unwrap_err(),
         SignatureError::Namespace {
             found: "git".into()
         }
     );
-    let (ok, _) = openssh_verify(dir.path(), &format!("alice {}", public_line(&key)), "alice", &msg, &sig);
+    let (ok, _) = tools::verify(&format!("alice {}", public_line(&key)), "alice", &msg, &sig);
     assert!(!ok);
 }
 
@@ -186,7 +118,7 @@ fn allowed_signers_options_mean_the_same_to_ssh_keygen() {
     let other = keygen(dir.path(), "other", &["-t", "ed25519"]);
     let pubkey = public_line(&key);
     let msg = message();
-    let sig = openssh_sign(dir.path(), &key, NAMESPACE, &msg);
+    let sig = tools::sign(&key, NAMESPACE, &msg);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -198,15 +130,39 @@ fn allowed_signers_options_mean_the_same_to_ssh_keygen() {
         (format!("\"alice\" {pubkey}"), "alice", true),
         (format!("*,!alice {pubkey}"), "alice", false),
         (format!("bob {pubkey}"), "alice", false),
-        (format!("alice namespaces=\"hpcsera-*\" {pubkey}"), "alice", true),
-        (format!("alice namespaces=\"git,file\" {pubkey}"), "alice", false),
-        (format!("alice valid-after=\"20200101Z\",valid-before=\"20990101Z\" {pubkey}"), "alice", true),
-        (format!("alice VALID-BEFORE=\"20200101\" {pubkey}"), "alice", false),
-        (format!("alice valid-after=\"20990101000000Z\" {pubkey}"), "alice", false),
-        (format!("# comment\n\nalice {}", public_line(&other)), "alice", false),
+        (
+            format!("alice namespaces=\"hpcsera-*\" {pubkey}"),
+            "alice",
+            true,
+        ),
+        (
+            format!("alice namespaces=\"git,file\" {pubkey}"),
+            "alice",
+            false,
+        ),
+        (
+            format!("alice valid-after=\"20200101Z\",valid-before=\"20990101Z\" {pubkey}"),
+            "alice",
+            true,
+        ),
+        (
+            format!("alice VALID-BEFORE=\"20200101\" {pubkey}"),
+            "alice",
+            false,
+        ),
+        (
+            format!("alice valid-after=\"20990101000000Z\" {pubkey}"),
+            "alice",
+            false,
+        ),
+        (
+            format!("# comment\n\nalice {}", public_line(&other)),
+            "alice",
+            false,
+        ),
     ];
     for (file, principal, accepted) in cases {
-        let (theirs, out) = openssh_verify(dir.path(), &file, principal, &msg, &sig);
+        let (theirs, out) = tools::verify(&file, principal, &msg, &sig);
         assert_eq!(theirs, accepted, "ssh-keygen on {file:?}: {out}");
         let ours = AllowedSigners::parse(&file).unwrap();
         let presented = Presented {
@@ -236,44 +192,6 @@ fn a_passphrase_protected_key_file_points_to_the_agent() {
     assert!(err.contains("cannot read the private key"), "{err}");
 }
 
-/// A real `ssh-agent` in the foreground on its own socket, killed when dropped.
-struct Agent {
-    child: std::process::Child,
-    sock: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let sock = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("OpenSSH's ssh-agent must be installed");
-        let started = Instant::now();
-        while !sock.exists() {
-            assert!(started.elapsed() < Duration::from_secs(10), "ssh-agent did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Agent { child, sock }
-    }
-
-    fn add(&self, key: &Path) {
-        let (ok, out) = run(Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &self.sock));
-        assert!(ok, "ssh-add: {out}");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_real_ssh_agent_signs_what_ssh_keygen_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,9 +211,12 @@ fn a_real_ssh_agent_signs_what_ssh_keygen_verifies() {
         let path = dir.path().join(&key.comment);
         assert_eq!(key.fingerprint, fingerprint_by_openssh(&path));
         let allowed = format!("alice {}", public_line(&path));
-        let (ok, out) = openssh_verify(dir.path(), &allowed, "alice", &msg, &sig);
+        let (ok, out) = tools::verify(&allowed, "alice", &msg, &sig);
         assert!(ok, "{}: {out}", key.comment);
-        assert_eq!(verify(msg.as_bytes(), &sig).unwrap().fingerprint, key.fingerprint);
+        assert_eq!(
+            verify(msg.as_bytes(), &sig).unwrap().fingerprint,
+            key.fingerprint
+        );
     }
     // A key the agent does not hold: it refuses, and says so.
     let stranger = keygen(dir.path(), "stranger", &["-t", "ed25519"]);

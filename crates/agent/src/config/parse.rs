@@ -197,7 +197,11 @@ fn check_approval(a: Option<&Spanned<ApprovalConfig>>, problems: &mut Problems<'
     let c = a.get_ref();
     if let Some(p) = &c.project {
         if !hpcsera_api_types::is_valid_name(p, true) {
-            problems.push(span.clone(), "approval.project", "is not a valid project name");
+            problems.push(
+                span.clone(),
+                "approval.project",
+                "is not a valid project name",
+            );
         }
     }
     if !c.require_signature {

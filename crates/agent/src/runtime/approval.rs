@@ -92,7 +92,8 @@ impl Agent {
             digest: sha,
             now,
         };
-        let ok = check_approval(presented, &signers, &expect).map_err(|r| refused(r.to_string()))?;
+        let ok =
+            check_approval(presented, &signers, &expect).map_err(|r| refused(r.to_string()))?;
         tracing::info!(code = %bundle.id, approver = %ok.approver, key = %ok.fingerprint,
             allowed_signers_line = ok.line, "the signed approval verified");
         Ok(())

@@ -23,7 +23,12 @@ pub struct ApproveArgs {
     id: String,
     /// Sign with this OpenSSH private key file (Ed25519 or ECDSA, without a passphrase; use
     /// --ssh-agent for protected or RSA keys).
-    #[arg(long, value_name = "KEYFILE", conflicts_with = "ssh_agent", required_unless_present = "ssh_agent")]
+    #[arg(
+        long,
+        value_name = "KEYFILE",
+        conflicts_with = "ssh_agent",
+        required_unless_present = "ssh_agent"
+    )]
     sign: Option<PathBuf>,
     /// Sign with a key held by the SSH agent ($SSH_AUTH_SOCK).
     #[arg(long)]
@@ -45,7 +50,10 @@ pub struct ApproveArgs {
 
 pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
     if !hpcsera_api_types::is_code_id(&a.id) {
-        bail!("{:?} is not a code bundle id (64 lower-case hex digits)", a.id);
+        bail!(
+            "{:?} is not a code bundle id (64 lower-case hex digits)",
+            a.id
+        );
     }
     let bundle = client.code_status(&a.id).await?;
     show_bundle(&bundle)?;
@@ -63,7 +71,12 @@ pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
         if !std::io::stdin().is_terminal() {
             bail!("not asking on a non-terminal: check the above and run again with --yes");
         }
-        if !super::wait::ask_yes_no(format!("Sign and upload this approval as {}?", clean(&me.user))).await {
+        if !super::wait::ask_yes_no(format!(
+            "Sign and upload this approval as {}?",
+            clean(&me.user)
+        ))
+        .await
+        {
             bail!("not approved");
         }
     }
@@ -127,14 +140,21 @@ async fn choose_sites(client: &Client, named: Vec<String>) -> anyhow::Result<Vec
         [] => bail!("the project has no site yet; name one with --site"),
         many => bail!(
             "name the site(s) the approval is for with --site (the project has: {})",
-            many.iter().map(|s| clean(&s.name)).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| clean(&s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 /// Signs through the SSH agent with the chosen key: `--key`, the agent's only key, or the one
 /// key of the agent's that is registered here.
-async fn sign_with_agent(client: &Client, want: Option<&str>, message: &str) -> anyhow::Result<String> {
+async fn sign_with_agent(
+    client: &Client,
+    want: Option<&str>,
+    message: &str,
+) -> anyhow::Result<String> {
     let mut agent = SshAgent::from_env().map_err(anyhow::Error::msg)?;
     let keys = agent.keys().map_err(anyhow::Error::msg)?;
     let chosen = match want {
@@ -157,6 +177,12 @@ async fn sign_with_agent(client: &Client, want: Option<&str>, message: &str) -> 
         Some(fp) => format!("the ssh-agent holds no key {fp}"),
         None => "the ssh-agent holds no keys (ssh-add KEYFILE)".to_string(),
     })?;
-    eprintln!("signing with {} ({}) through the ssh-agent", key.fingerprint, clean(&key.comment));
-    agent.sign(&key.key, message.as_bytes()).map_err(anyhow::Error::msg)
+    eprintln!(
+        "signing with {} ({}) through the ssh-agent",
+        key.fingerprint,
+        clean(&key.comment)
+    );
+    agent
+        .sign(&key.key, message.as_bytes())
+        .map_err(anyhow::Error::msg)
 }

@@ -107,7 +107,11 @@ async fn check_message(
         ));
     }
     let sites = st.store.list_sites(project_id).await?;
-    if let Some(unknown) = m.sites.iter().find(|s| !sites.iter().any(|k| &k.name == *s)) {
+    if let Some(unknown) = m
+        .sites
+        .iter()
+        .find(|s| !sites.iter().any(|k| &k.name == *s))
+    {
         return Err(ApiError::invalid_field(
             "message",
             format!("it names the site {unknown:?}, which this project does not have"),
@@ -126,10 +130,7 @@ async fn check_message(
 #[utoipa::path(get, path = "/api/v1/keys", tag = "tokens",
     responses((status = 200, body = UserKeyList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_keys(
-    State(st): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<UserKeyList>> {
+pub async fn list_keys(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<UserKeyList>> {
     Ok(Json(UserKeyList {
         keys: st.store.list_user_keys(caller.0.user_id).await?,
     }))

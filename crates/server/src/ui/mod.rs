@@ -13,6 +13,7 @@
 //! `__Host-` name prefix) when the configured public URL is https. The login form has its own
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
+mod keys;
 mod login;
 mod pages;
 mod tokens;
@@ -47,6 +48,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/projects", get(pages::projects))
         .route("/ui/tokens", get(tokens::tokens_page).post(tokens::create))
         .route("/ui/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/ui/keys", get(keys::keys_page).post(keys::add))
+        .route("/ui/keys/{id}/delete", post(keys::remove))
         .route("/ui/static/{asset}", get(asset))
         .route(
             "/ui/{*rest}",
