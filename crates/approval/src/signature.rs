@@ -113,11 +113,11 @@ pub fn parse_public_key(text: &str) -> Result<ParsedPublicKey, String> {
     if text.len() > MAX_PUBLIC_KEY_BYTES {
         return Err("the key is too long".into());
     }
-    if text.contains('\n') {
-        return Err("paste one public key, on one line".into());
-    }
     if text.starts_with("-----BEGIN") {
         return Err("this is a private key: paste the public key (the .pub file)".into());
+    }
+    if text.contains('\n') {
+        return Err("paste one public key, on one line".into());
     }
     if text.contains("-cert-v01@openssh.com") {
         return Err("certificates are not supported: paste the plain public key".into());

@@ -151,8 +151,14 @@ async fn an_ssh_keygen_signature_approves_as_its_owner_and_wakes_the_agent_at_on
     let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
     assert_eq!(st["approval"]["message"], msg.as_str());
     let (_, ev) = t.get(&format!("/api/v1/job/{jid}/events"), &alice).await;
-    let last = ev["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["actor"], "user:alice");
+    let queued = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["toStatus"] == "queued")
+        .cloned()
+        .unwrap();
+    assert_eq!(queued["actor"], "user:alice");
     // Approving again is a conflict.
     let (s, _) = post_approval(&t, &alice, &id, &msg, &sig).await;
     assert_eq!(s, StatusCode::CONFLICT);
