@@ -29,10 +29,16 @@ pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 struct Entry {
     line: usize,
     principals: String,
+    options: Options,
+    key: KeyData,
+}
+
+/// The options of a line.
+#[derive(Debug, Clone, Default)]
+struct Options {
     namespaces: Option<String>,
     valid_after: Option<i64>,
     valid_before: Option<i64>,
-    key: KeyData,
 }
 
 /// A parsed allowed-signers file.
@@ -156,7 +162,7 @@ impl Entry {
                 principal: principal.to_string(),
             });
         }
-        if let Some(ns) = &self.namespaces {
+        if let Some(ns) = &self.options.namespaces {
             if !match_pattern_list(namespace, ns) {
                 return Err(NotAllowed::Namespace {
                     line: self.line,
@@ -165,13 +171,13 @@ impl Entry {
             }
         }
         let show = |t: i64| crate::message::format_time(t).unwrap_or_else(|| t.to_string());
-        if let Some(after) = self.valid_after.filter(|a| now < *a) {
+        if let Some(after) = self.options.valid_after.filter(|a| now < *a) {
             return Err(NotAllowed::NotYetValid {
                 line: self.line,
                 from: show(after),
             });
         }
-        if let Some(before) = self.valid_before.filter(|b| now > *b) {
+        if let Some(before) = self.options.valid_before.filter(|b| now > *b) {
             return Err(NotAllowed::NoLongerValid {
                 line: self.line,
                 until: show(before),
@@ -192,13 +198,18 @@ fn parse_line(n: usize, raw: &str) -> Result<Option<Entry>, String> {
         return Err("no principals".into());
     }
     let rest = rest.trim_start_matches([' ', '\t']);
-    let (options, key_text) = match PublicKey::from_openssh(rest) {
-        Ok(_) => ("", rest),
-        Err(_) => {
-            let (opts, after) = take_field(rest)?;
-            (opts, after.trim_start_matches([' ', '\t']))
-        }
+    // The key starts with its type; anything else before it is the options field.
+    let is_key = ["ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|t| rest.starts_with(t));
+    let (options, key_text) = if is_key {
+        ("", rest)
+    } else {
+        let (opts, after) = take_field(rest)?;
+        (opts, after.trim_start_matches([' ', '\t']))
     };
+    // Options first: a refused option (cert-authority) says more than the key after it.
+    let options = parse_options(options)?;
     let key = PublicKey::from_openssh(key_text).map_err(|e| {
         if key_text.is_empty() {
             "no key".to_string()
@@ -206,16 +217,12 @@ fn parse_line(n: usize, raw: &str) -> Result<Option<Entry>, String> {
             format!("cannot read the key: {e}")
         }
     })?;
-    let mut entry = Entry {
+    Ok(Some(Entry {
         line: n,
         principals: principals.to_string(),
-        namespaces: None,
-        valid_after: None,
-        valid_before: None,
+        options,
         key: key.key_data().clone(),
-    };
-    parse_options(options, &mut entry)?;
-    Ok(Some(entry))
+    }))
 }
 
 /// The first whitespace-separated field (double quotes keep spaces in it) and the rest.
@@ -244,8 +251,9 @@ fn take_field(s: &str) -> Result<(&str, &str), String> {
     Ok((s, ""))
 }
 
-/// Fills the entry's options from `namespaces="…",valid-after="…",valid-before="…"`.
-fn parse_options(mut s: &str, e: &mut Entry) -> Result<(), String> {
+/// Reads `namespaces="…",valid-after="…",valid-before="…"` (and refuses `cert-authority`).
+fn parse_options(mut s: &str) -> Result<Options, String> {
+    let mut e = Options::default();
     while !s.is_empty() {
         let name_end = s.find(['=', ',']).unwrap_or(s.len());
         let name = s[..name_end].to_ascii_lowercase();
@@ -279,7 +287,7 @@ fn parse_options(mut s: &str, e: &mut Entry) -> Result<(), String> {
             return Err("options are separated by commas".into());
         }
     }
-    Ok(())
+    Ok(e)
 }
 
 /// A double-quoted value (`\"` stands for a quote) and the text after it.

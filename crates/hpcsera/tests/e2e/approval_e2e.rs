@@ -66,7 +66,14 @@ async fn env(keys: &Keys) -> Env {
     .await;
     for key in [&keys.alice, &keys.unlisted] {
         let (ok, out, err) = env
-            .hpcsera(&["admin", "user", "key", "add", "alice", key.with_extension("pub").to_str().unwrap()])
+            .hpcsera(&[
+                "admin",
+                "user",
+                "key",
+                "add",
+                "alice",
+                key.with_extension("pub").to_str().unwrap(),
+            ])
             .await;
         assert!(ok, "{out}{err}");
     }
@@ -101,7 +108,13 @@ fn signed(key: &Path, msg: &str) -> SignedApproval {
 /// Waits for the job's end; asserts it completed and printed its greeting.
 async fn assert_ran(env: &Env, job: &str, label: &str) {
     let done = env.wait_end(job).await;
-    assert_eq!(done.status, JobStatus::Completed, "{:?}\n{}", done.message, env.agent_log());
+    assert_eq!(
+        done.status,
+        JobStatus::Completed,
+        "{:?}\n{}",
+        done.message,
+        env.agent_log()
+    );
     let out = env
         .client
         .read_output(job, hpcsera_api_types::OutputStream::Stdout, 0, 1 << 20)
@@ -117,13 +130,23 @@ async fn assert_ran(env: &Env, job: &str, label: &str) {
 /// nothing was unpacked.
 async fn assert_refused(env: &Env, job: &str, check: &str) {
     let done = env.wait_end(job).await;
-    assert_eq!(done.status, JobStatus::Failed, "{check}: {:?}", done.message);
+    assert_eq!(
+        done.status,
+        JobStatus::Failed,
+        "{check}: {:?}",
+        done.message
+    );
     let msg = done.message.unwrap_or_default();
     assert!(
-        msg.contains("the approval is refused") && msg.contains(check) && msg.contains("refusing to unpack"),
+        msg.contains("the approval is refused")
+            && msg.contains(check)
+            && msg.contains("refusing to unpack"),
         "{check}: {msg}"
     );
-    assert!(!env.work.join(job).join("code/src").exists(), "{check}: nothing unpacked");
+    assert!(
+        !env.work.join(job).join("code/src").exists(),
+        "{check}: nothing unpacked"
+    );
     assert!(done.batch_job_id.is_none(), "{check}: nothing submitted");
 }
 
@@ -131,7 +154,9 @@ async fn assert_refused(env: &Env, job: &str, check: &str) {
 async fn the_agent_runs_only_code_whose_signed_approval_it_can_verify() {
     let keys = Keys::new();
     let env = env(&keys).await;
-    let labels = ["good", "unsigned", "project", "site", "digest", "expired", "unlisted"];
+    let labels = [
+        "good", "unsigned", "project", "site", "digest", "expired", "unlisted",
+    ];
     let mut b = Vec::new();
     for l in labels {
         b.push(waiting(&env, l).await);
@@ -144,13 +169,19 @@ async fn the_agent_runs_only_code_whose_signed_approval_it_can_verify() {
     let (id, good_job) = &b[0];
     let ok = env
         .client
-        .approve_code_signed(id, &signed(&keys.alice, &message(id, "p", SITE, Some(now + 3600))))
+        .approve_code_signed(
+            id,
+            &signed(&keys.alice, &message(id, "p", SITE, Some(now + 3600))),
+        )
         .await
         .unwrap();
     assert_eq!(ok.decided_by.as_deref(), Some("alice"));
     // A compromised server writes what it likes into its database; the agent checks.
     let store = &env.store;
-    store.decide_bundle("p", &b[1].0, "alice", true, None).await.unwrap();
+    store
+        .decide_bundle("p", &b[1].0, "alice", true, None)
+        .await
+        .unwrap();
     let forged = [
         (2, message(&b[2].0, "other", SITE, None)),
         (3, message(&b[3].0, "p", "elsewhere", None)),
@@ -172,8 +203,18 @@ async fn the_agent_runs_only_code_whose_signed_approval_it_can_verify() {
 
     assert_ran(&env, good_job, "good").await;
     assert_refused(&env, &b[1].1, "not signed").await;
-    assert_refused(&env, &b[2].1, "project: the signature approves project \"other\"").await;
-    assert_refused(&env, &b[3].1, "site: the signature approves site(s) elsewhere").await;
+    assert_refused(
+        &env,
+        &b[2].1,
+        "project: the signature approves project \"other\"",
+    )
+    .await;
+    assert_refused(
+        &env,
+        &b[3].1,
+        "site: the signature approves site(s) elsewhere",
+    )
+    .await;
     assert_refused(&env, &b[4].1, "digest: the signature approves").await;
     assert_refused(&env, &b[5].1, "expiry: the signed approval expired").await;
     assert_refused(&env, &b[6].1, "is not in the allowed signers").await;
@@ -187,14 +228,31 @@ async fn code_approve_signs_what_ssh_keygen_verifies_and_the_agent_runs_it() {
     let (id, job) = waiting(&env, "keyfile").await;
     let key = keys.alice.to_str().unwrap();
     let (ok, out, err) = env
-        .hpcsera(&["code", "approve", &id, "--sign", key, "--yes", "--expires", "1d"])
+        .hpcsera(&[
+            "code",
+            "approve",
+            &id,
+            "--sign",
+            key,
+            "--yes",
+            "--expires",
+            "1d",
+        ])
         .await;
     assert!(ok, "{out}{err}");
-    assert!(err.contains("hpcsera-code-approval v1") && err.contains(&format!("digest sha256:{id}")), "{err}");
+    assert!(
+        err.contains("hpcsera-code-approval v1") && err.contains(&format!("digest sha256:{id}")),
+        "{err}"
+    );
     assert!(out.contains(&format!("{id} approved by alice")), "{out}");
     let b = env.client.code_status(&id).await.unwrap();
     let approval = b.approval.expect("a signed approval");
-    let (verified, said) = openssh::verify(&keys.allowed_text(), "alice", &approval.message, &approval.signature);
+    let (verified, said) = openssh::verify(
+        &keys.allowed_text(),
+        "alice",
+        &approval.message,
+        &approval.signature,
+    );
     assert!(verified, "ssh-keygen -Y verify: {said}");
     assert_ran(&env, &job, "keyfile").await;
 
@@ -204,14 +262,27 @@ async fn code_approve_signs_what_ssh_keygen_verifies_and_the_agent_runs_it() {
     let (id, job) = waiting(&env, "agent").await;
     let (ok, out, err) = env
         .hpcsera_env(
-            &["code", "approve", &id, "--ssh-agent", "--site", SITE, "--yes"],
+            &[
+                "code",
+                "approve",
+                &id,
+                "--ssh-agent",
+                "--site",
+                SITE,
+                "--yes",
+            ],
             &[("SSH_AUTH_SOCK", agent.sock.as_path())],
         )
         .await;
     assert!(ok, "{out}{err}");
     assert!(err.contains("through the ssh-agent"), "{err}");
     let approval = env.client.code_status(&id).await.unwrap().approval.unwrap();
-    let (verified, said) = openssh::verify(&keys.allowed_text(), "alice", &approval.message, &approval.signature);
+    let (verified, said) = openssh::verify(
+        &keys.allowed_text(),
+        "alice",
+        &approval.message,
+        &approval.signature,
+    );
     assert!(verified, "{said}");
     assert_ran(&env, &job, "agent").await;
 
@@ -260,16 +331,29 @@ async fn the_agent_refuses_to_start_with_an_unusable_allowed_signers_file() {
     let out = run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("allowed_signers") && err.contains(":1: cert-authority"), "{err}");
+    assert!(
+        err.contains("allowed_signers") && err.contains(":1: cert-authority"),
+        "{err}"
+    );
     // Writable by others: refused too.
-    std::fs::write(&keys.allowed, openssh::public_line(&keys.alice).replace("ssh-", "alice ssh-")).unwrap();
+    std::fs::write(
+        &keys.allowed,
+        openssh::public_line(&keys.alice).replace("ssh-", "alice ssh-"),
+    )
+    .unwrap();
     std::fs::set_permissions(&keys.allowed, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("chmod go-w"), "{err}");
     // A missing [approval] setting is a config error.
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("project = \"p\"\n", "")).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("project = \"p\"\n", ""),
+    )
+    .unwrap();
     let out = run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("approval.project"), "{err}");

@@ -811,7 +811,10 @@ async fn a_person_adds_lists_and_removes_ssh_keys_on_the_keys_page() {
     }
     let long = "n".repeat(101);
     let p = b
-        .post("/ui/keys", &[("csrf", &csrf), ("name", &long), ("key", &line)])
+        .post(
+            "/ui/keys",
+            &[("csrf", &csrf), ("name", &long), ("key", &line)],
+        )
         .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     let carol = t.store.user_by_name("carol").await.unwrap().unwrap().id;
@@ -831,7 +834,9 @@ async fn a_person_adds_lists_and_removes_ssh_keys_on_the_keys_page() {
     assert!(p.body.contains("registered already"));
     let mut d = Browser::logged_in(&t, "dave").await;
     let dcsrf = d.csrf().await;
-    let p = d.post("/ui/keys", &[("csrf", &dcsrf), ("key", &line)]).await;
+    let p = d
+        .post("/ui/keys", &[("csrf", &dcsrf), ("key", &line)])
+        .await;
     assert_eq!(p.status, StatusCode::CONFLICT);
     // Dave cannot remove carol's key, and does not see it.
     let path = format!("/ui/keys/{}/delete", keys[0].id);
@@ -843,5 +848,9 @@ async fn a_person_adds_lists_and_removes_ssh_keys_on_the_keys_page() {
     let p = b.post(&path, &[("csrf", &csrf)]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert!(t.store.list_user_keys(carol).await.unwrap().is_empty());
-    assert!(b.get("/ui/keys").await.body.contains("You have no keys yet"));
+    assert!(b
+        .get("/ui/keys")
+        .await
+        .body
+        .contains("You have no keys yet"));
 }
