@@ -10,7 +10,7 @@
 //! so a removed signer is refused from the next job on.
 
 use super::agent::Agent;
-use super::error::{AgentError, CodeError};
+use super::error::AgentError;
 use hpcsera_approval::{check_approval, AllowedSigners, Expect, Presented};
 use hpcsera_client::CodeBundle;
 use std::path::Path;
@@ -58,25 +58,20 @@ impl Agent {
     }
 
     /// With `require_signature`: the approval of `bundle`, whose downloaded bytes have SHA-256
-    /// `sha`, must pass every check; the error says which one failed. Without it: nothing to
-    /// check here (the server's approval and the digest check stand).
+    /// `sha`, must pass every check; the error ([`CodeError::Approval`]'s reason) says which
+    /// one failed. Without it: nothing to check here (the server's approval and the digest
+    /// check stand).
     pub(super) fn check_signed_approval(
         &self,
         bundle: &CodeBundle,
-        param: &str,
         sha: &str,
-    ) -> Result<(), CodeError> {
+    ) -> Result<(), String> {
         let a = &self.cfg.approval;
         if !a.require_signature {
             return Ok(());
         }
-        let refused = |reason: String| CodeError::Approval {
-            id: bundle.id.clone(),
-            param: param.to_string(),
-            reason,
-        };
         let path = a.allowed_signers.as_deref().unwrap_or(Path::new(""));
-        let signers = load_allowed_signers(path).map_err(refused)?;
+        let signers = load_allowed_signers(path)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -92,8 +87,7 @@ impl Agent {
             digest: sha,
             now,
         };
-        let ok =
-            check_approval(presented, &signers, &expect).map_err(|r| refused(r.to_string()))?;
+        let ok = check_approval(presented, &signers, &expect).map_err(|r| r.to_string())?;
         tracing::info!(code = %bundle.id, approver = %ok.approver, key = %ok.fingerprint,
             allowed_signers_line = ok.line, "the signed approval verified");
         Ok(())

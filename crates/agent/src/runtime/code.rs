@@ -229,9 +229,13 @@ impl Agent {
                 });
             }
         };
-        if let Err(e) = self.check_signed_approval(&bundle, param, &sha) {
+        if let Err(reason) = self.check_signed_approval(&bundle, &sha) {
             let _ = std::fs::remove_file(&archive);
-            return Err(e);
+            return Err(CodeError::Approval {
+                id: id_s,
+                param: param_s,
+                reason,
+            });
         }
         let limits = crate::unpack::UnpackLimits {
             max_entries: self.cfg.limits.max_code_entries,
