@@ -4,6 +4,7 @@
 //! project, site, expiry, namespace, key, membership, state) is refused and changes nothing.
 //! Also `GET /keys`.
 
+use crate::code::{bundle, upload};
 use crate::common::*;
 use hpcsera_api_types::Role;
 use hpcsera_approval::{parse_public_key, ApprovalMessage};
@@ -16,38 +17,13 @@ use std::time::{Duration, Instant};
 #[path = "../../../approval/tests/common/openssh.rs"]
 pub(crate) mod openssh;
 
-/// A small tar.gz with one file.
-fn bundle(content: &str) -> Vec<u8> {
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::default(),
-    ));
-    let mut h = tar::Header::new_gnu();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "run.sh", content.as_bytes()).unwrap();
-    b.into_inner().unwrap().finish().unwrap()
-}
-
 /// Uploads a bundle as alice, submits a job that waits for it and has the agent report the
 /// matching digest; returns (bundle id, job id).
 async fn pending_bundle(t: &TestApp, content: &str) -> (String, String) {
     let alice = t.alice().await;
-    let resp = t
-        .http
-        .post(format!("{}/api/v1/code", t.base))
-        .bearer_auth(&alice)
-        .header("content-type", "application/gzip")
-        .body(bundle(content))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let id = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (s, b) = upload(t, &alice, bundle(content)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
     let job = t.submit(&alice, json!({"label": "x", "code": id})).await;
     assert_eq!(job["status"], "awaiting_approval");
     let agent = t.agent_token().await;
@@ -109,37 +85,34 @@ async fn an_ssh_keygen_signature_approves_as_its_owner_and_wakes_the_agent_at_on
     let key = openssh::ed25519(dir.path(), "alice-key");
     register(&t, "alice", &key).await;
     let (id, jid) = pending_bundle(&t, "echo signed\n").await;
-    // The agent waits in a long poll; the signed approval wakes it (the re-check is 2 s).
-    let agent = t.agent_token().await;
-    let base = t.base.clone();
-    let waiting = tokio::spawn(async move {
-        let r: Value = reqwest::Client::new()
-            .post(format!("{base}/api/v1/agent/poll"))
-            .bearer_auth(&agent)
-            .json(&json!({"maxJobs": 10, "waitSeconds": 30}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (r, Instant::now())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let msg = message(&id, "proj-a", &[SITE], None);
     let sig = openssh::sign(&key, openssh::NS, &msg);
     // Any valid token of the project carries it: this one has one unrelated role and is
     // another user's. The decision is alice's, whose key signed.
     let carrier = t.user("agent").roles(&[Role::GetJobStatus]).token().await;
-    let started = Instant::now();
-    let (s, b) = post_approval(&t, &carrier, &id, &msg, &sig).await;
+    // The agent waits in a long poll; the signed approval wakes it (the re-check is 2 s).
+    let agent = t.agent_token().await;
+    let poll = async {
+        let (s, r) = t
+            .agent_poll(&agent, json!({"maxJobs": 10, "waitSeconds": 30}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        (r, Instant::now())
+    };
+    let approve = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (
+            post_approval(&t, &carrier, &id, &msg, &sig).await,
+            Instant::now(),
+        )
+    };
+    let ((r, answered), ((s, b), started)) = tokio::join!(poll, approve);
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["status"], "approved");
     assert_eq!(b["decidedBy"], "alice");
     assert_eq!(b["approval"]["message"], msg.as_str());
     assert_eq!(b["approval"]["signature"], sig.as_str());
     assert_eq!(b["approval"]["keyFingerprint"], openssh::fingerprint(&key));
-    let (r, answered) = waiting.await.unwrap();
     assert_eq!(r["jobs"][0]["id"], jid.as_str(), "{r}");
     let after = answered.duration_since(started);
     assert!(
@@ -279,19 +252,8 @@ async fn approvals_that_do_not_fit_are_refused_and_change_nothing() {
     assert_eq!(st["status"], "pending_approval", "{st}");
     assert!(st.get("approval").is_none());
     // Before the agent reported a digest: 409, as for any approval.
-    let resp = t
-        .http
-        .post(format!("{}/api/v1/code", t.base))
-        .bearer_auth(&alice)
-        .header("content-type", "application/gzip")
-        .body(bundle("echo unverified\n"))
-        .send()
-        .await
-        .unwrap();
-    let fresh = resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, b) = upload(&t, &alice, bundle("echo unverified\n")).await;
+    let fresh = b["id"].as_str().unwrap().to_string();
     let m = message(&fresh, "proj-a", &[SITE], None);
     let (s, b) = post_approval(&t, &alice, &fresh, &m, &sign(&key, &m)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
