@@ -7,7 +7,7 @@
 //! fails saying which check failed, with nothing unpacked.
 
 use crate::code_e2e::{code_tree, Env, SITE};
-use crate::common::{self, slurm};
+use crate::common;
 use hpcsera_api_types::{JobStatus, SignedApproval};
 use hpcsera_approval::ApprovalMessage;
 use serde_json::json;
@@ -107,23 +107,8 @@ fn signed(key: &Path, msg: &str) -> SignedApproval {
 
 /// Waits for the job's end; asserts it completed and printed its greeting.
 async fn assert_ran(env: &Env, job: &str, label: &str) {
-    let done = env.wait_end(job).await;
-    assert_eq!(
-        done.status,
-        JobStatus::Completed,
-        "{:?}\n{}",
-        done.message,
-        env.agent_log()
-    );
-    let out = env
-        .client
-        .read_output(job, hpcsera_api_types::OutputStream::Stdout, 0, 1 << 20)
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.data).contains(&format!("pushed code says: {label}")));
-    if slurm() {
-        assert!(done.batch_job_id.is_some_and(|b| b.parse::<u64>().is_ok()));
-    }
+    let out = env.wait_completed(job).await;
+    assert!(out.contains(&format!("pushed code says: {label}")), "{out}");
 }
 
 /// Waits for the job's end; asserts it failed on the approval with `check` named, and that

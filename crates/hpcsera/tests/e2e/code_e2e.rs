@@ -154,6 +154,34 @@ impl Env {
             .await
     }
 
+    /// Waits for the job's end, asserts that it completed (on Slurm: as a Slurm job), and
+    /// returns its stdout.
+    pub(crate) async fn wait_completed(&self, id: &str) -> String {
+        let done = self.wait_end(id).await;
+        assert_eq!(
+            done.status,
+            JobStatus::Completed,
+            "{:?}\n{}",
+            done.message,
+            self.agent_log()
+        );
+        if slurm() {
+            assert!(
+                done.batch_job_id
+                    .as_deref()
+                    .is_some_and(|b| b.parse::<u64>().is_ok()),
+                "a Slurm job id: {:?}",
+                done.batch_job_id
+            );
+        }
+        let out = self
+            .client
+            .read_output(id, OutputStream::Stdout, 0, 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.data).into_owned()
+    }
+
     /// Waits until the agent has reported the HPC-side digest of `id`.
     pub(crate) async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
         let started = Instant::now();
@@ -268,32 +296,10 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     let (ok, out) = env.decide("approve", &id, "alice", "reviewed").await;
     assert!(ok, "{out}");
     assert!(out.contains("1 waiting job(s) queued"), "{out}");
-    let done = env.wait_end(&job.id).await;
     assert_eq!(
-        done.status,
-        JobStatus::Completed,
-        "{:?}\n{}",
-        done.message,
-        env.agent_log()
-    );
-    let out = env
-        .client
-        .read_output(&job.id, OutputStream::Stdout, 0, 1 << 20)
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.data),
+        env.wait_completed(&job.id).await,
         "pushed code says: from the bundle\ninput data\n"
     );
-    if slurm() {
-        assert!(
-            done.batch_job_id
-                .as_deref()
-                .is_some_and(|b| b.parse::<u64>().is_ok()),
-            "a Slurm job id: {:?}",
-            done.batch_job_id
-        );
-    }
     let unpacked = env.work.join(&job.id).join("code/src/bin/hello.sh");
     assert!(unpacked.is_file());
     let events = env.client.events(&job.id, 0).await.unwrap();
