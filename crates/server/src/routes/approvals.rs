@@ -37,11 +37,33 @@ pub async fn post_approval(
     ApiJson(body): ApiJson<SignedApproval>,
 ) -> ApiResult<Json<CodeBundle>> {
     let token = &caller.0;
-    st.store.get_bundle(token.project_id, id.as_str()).await?;
-    let message = ApprovalMessage::parse(&body.message)
+    let bundle = record_signed_approval(
+        &st,
+        (token.project_id, &token.project),
+        &id,
+        body.message,
+        body.signature,
+    )
+    .await?;
+    Ok(Json(bundle))
+}
+
+/// Checks a signed approval of bundle `id` in `project` (id, name) and records it as the
+/// decision of the key's owner; wakes waiting agents. What `POST /code/{id}/approval` does,
+/// and what a web UI form with a pasted signature is to call. Errors name `message` or
+/// `signature`.
+pub(crate) async fn record_signed_approval(
+    st: &AppState,
+    (project_id, project): (i64, &str),
+    id: &CodeId,
+    message: String,
+    signature: String,
+) -> ApiResult<CodeBundle> {
+    st.store.get_bundle(project_id, id.as_str()).await?;
+    let parsed = ApprovalMessage::parse(&message)
         .map_err(|e| ApiError::invalid_field("message", e.to_string()))?;
-    check_message(&st, token.project_id, &token.project, &id, &message).await?;
-    let verified = hpcsera_approval::verify(body.message.as_bytes(), &body.signature)
+    check_message(st, project_id, project, id, &parsed).await?;
+    let verified = hpcsera_approval::verify(message.as_bytes(), &signature)
         .map_err(|e| ApiError::invalid_field("signature", e.to_string()))?;
     let owner = st
         .store
@@ -57,20 +79,20 @@ pub async fn post_approval(
             )
         })?;
     let signed = SignedApproval {
-        message: body.message,
-        signature: body.signature,
+        message,
+        signature,
         key_fingerprint: Some(verified.fingerprint),
     };
     let decision = st
         .store
-        .approve_bundle_signed(&token.project, id.as_str(), &owner.user, &signed)
+        .approve_bundle_signed(project, id.as_str(), &owner.user, &signed)
         .await
         .map_err(|e| match e {
             StoreError::Invalid(_) => ApiError::invalid_field(
                 "signature",
                 format!(
-                    "the key's owner {:?} is not a member of project {:?}",
-                    owner.user, token.project
+                    "the key's owner {:?} is not a member of project {project:?}",
+                    owner.user
                 ),
             ),
             other => other.into(),
@@ -79,7 +101,7 @@ pub async fn post_approval(
         st.events_written();
         st.wake_agents();
     }
-    Ok(Json(decision.bundle))
+    Ok(decision.bundle)
 }
 
 /// The message must approve this bundle, in the token's project, on sites the project has,

@@ -8,7 +8,7 @@
 //! the web UI's HTML pages, `crate::ui`) are added by [`router`] with plain `route` calls.
 
 mod agent;
-mod approvals;
+pub(crate) mod approvals;
 mod code;
 mod events;
 mod jobs;
