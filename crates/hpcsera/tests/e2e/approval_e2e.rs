@@ -271,6 +271,29 @@ async fn code_approve_signs_what_ssh_keygen_verifies_and_the_agent_runs_it() {
     assert!(verified, "{said}");
     assert_ran(&env, &job, "agent").await;
 
+    // Stock OpenSSH, jq and curl, as the README says (its second block, run as written).
+    let (id, job) = waiting(&env, "readme").await;
+    let block = crate::readme::blocks("Signed approvals")[1]
+        .replace("~/.ssh/id_ed25519", key)
+        .replace("gwdg-scc", SITE);
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &block])
+        .current_dir(work.path())
+        .env("DIGEST", &id)
+        .env("HPCSERA_URL", &env.url)
+        .env("HPCSERA_TOKEN", &env.token)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("\"status\":\"approved\""), "{said}");
+    assert_ran(&env, &job, "readme").await;
+
     // Without --yes and without a terminal it asks nothing and approves nothing.
     let (id, _) = waiting(&env, "unconfirmed").await;
     let (ok, _, err) = env.hpcsera(&["code", "approve", &id, "--sign", key]).await;
