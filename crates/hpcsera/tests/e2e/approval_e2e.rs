@@ -277,13 +277,15 @@ async fn code_approve_signs_what_ssh_keygen_verifies_and_the_agent_runs_it() {
         .replace("~/.ssh/id_ed25519", key)
         .replace("gwdg-scc", SITE);
     let work = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("bash")
+    // Async: the in-process server must go on answering curl meanwhile.
+    let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &block])
         .current_dir(work.path())
         .env("DIGEST", &id)
         .env("HPCSERA_URL", &env.url)
         .env("HPCSERA_TOKEN", &env.token)
         .output()
+        .await
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
