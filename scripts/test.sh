@@ -76,6 +76,8 @@ trap drop_test_databases EXIT
 ensure_openapi_validator
 # The examples' tests run curl and jq.
 for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
+# Signed approvals are tested against OpenSSH's own ssh-keygen, ssh-agent and ssh-add.
+for tool in ssh-keygen ssh-agent ssh-add; do command -v "$tool" >/dev/null || apt_install openssh-client; done
 ensure_chromium
 
 say "OpenAPI: the checked-in spec is valid OpenAPI 3"
@@ -95,7 +97,7 @@ HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 say "agent, CLI and code end-to-end tests on the real Slurm"
 # One test binary (tests/e2e/main.rs); its agent, CLI and code modules are the Slurm-relevant
 # ones, picked by module path (libtest filters, which nextest and cargo test both take).
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e::
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e::
 
 say "store and API tests on PostgreSQL ($PG_URL)"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server

@@ -550,6 +550,10 @@ pub struct CodeBundle {
     pub decided_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The signed approval, when the approval was signed (what an agent with
+    /// `require_signature` checks against its own allowed signers; `decidedBy` is the signer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::signed::SignedApproval>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -10,6 +10,7 @@ pub mod jobtype;
 pub mod kinds;
 pub mod oauth;
 pub mod role;
+pub mod signed;
 pub mod status;
 
 pub use bounds::*;
@@ -17,6 +18,7 @@ pub use dto::*;
 pub use jobtype::*;
 pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use role::{Role, RoleSet};
+pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
 
 /// Base path of the REST API.

@@ -239,6 +239,30 @@ impl Client {
         .await
     }
 
+    /// Approves a bundle with a signed approval (the canonical message and an `SSHSIG` over
+    /// it by a key the signer registered); the server records it as the signer's decision.
+    pub async fn approve_code_signed(
+        &self,
+        id: &str,
+        approval: &SignedApproval,
+    ) -> Result<CodeBundle> {
+        let body = to_value(approval)?;
+        self.json(
+            Method::POST,
+            &format!("/code/{}/approval", seg(id)),
+            Body::Json(&body),
+        )
+        .await
+    }
+
+    /// The SSH keys the token's user registered.
+    pub async fn list_keys(&self) -> Result<Vec<UserKey>> {
+        Ok(self
+            .json::<api::UserKeyList>(Method::GET, "/keys", Body::None)
+            .await?
+            .keys)
+    }
+
     /// The project's bundles, newest first.
     pub async fn list_code(&self) -> Result<Vec<CodeBundle>> {
         Ok(self

@@ -24,7 +24,7 @@ pub use api::{
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
-pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest};
+pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
 pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
 
 /// What can go wrong talking to the server.

@@ -110,6 +110,9 @@ enum UserCmd {
     },
     /// List users.
     List,
+    /// A person's SSH public keys: their signed code approvals are checked against them.
+    #[command(subcommand)]
+    Key(crate::admin_keys::KeyCmd),
 }
 
 #[derive(Subcommand)]
@@ -345,6 +348,7 @@ async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
             );
             println!("{}/ui/invite/{secret}", public_url.trim_end_matches('/'));
         }
+        UserCmd::Key(c) => crate::admin_keys::run(store, c).await?,
         UserCmd::List => {
             for u in store.list_users().await? {
                 println!(

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Submit, inspect, change and control jobs"),
-        (name = "code", description = "Code bundles: upload, status, the agent's download and HPC-side digest (approval is out of band)"),
+        (name = "code", description = "Code bundles: upload, status, the agent's download and HPC-side digest; approval is out of band: a person decides, or signs an approval with their SSH key"),
         (name = "sites", description = "Sites and the job types they offer"),
         (name = "agent", description = "Used by the HPC agent"),
         (name = "tokens", description = "Token introspection: who a token is, its user's tokens in its project, revoking itself (tokens are made by people, never by tokens)"),

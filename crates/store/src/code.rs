@@ -3,14 +3,14 @@
 
 use crate::transition::{sql_status, LockedJob, TERMINAL};
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{CodeBundle, CodeStatus, FieldError, JobStatus};
+use hpcsera_api_types::{CodeBundle, CodeStatus, FieldError, JobStatus, SignedApproval};
 use sqlx::any::AnyRow;
 use sqlx::Any;
 use std::path::Path;
 
 /// Columns of [`bundle_from_row`], by name.
 const BUNDLE_SELECT: &str = "SELECT b.id, p.name AS project, b.size, b.status, u.name AS uploaded_by, b.created_at, b.hpc_sha256, \
-     b.hpc_reported_at, b.decided_by, b.decided_at, b.reason \
+     b.hpc_reported_at, b.decided_by, b.decided_at, b.reason, b.approval_message, b.approval_signature, b.approval_key \
      FROM code_bundles b JOIN projects p ON p.id = b.project_id JOIN users u ON u.id = b.uploaded_by";
 
 fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
@@ -28,7 +28,22 @@ fn bundle_from_row(r: &AnyRow) -> Result<CodeBundle> {
         decided_by: col(r, "decided_by")?,
         decided_at: col::<Option<i64>>(r, "decided_at")?.map(fmt_ms),
         reason: col(r, "reason")?,
+        approval: signed_approval(r)?,
         id,
+    })
+}
+
+/// The signed approval of a bundle row, when its approval was signed.
+fn signed_approval(r: &AnyRow) -> Result<Option<SignedApproval>> {
+    let message: Option<String> = col(r, "approval_message")?;
+    let signature: Option<String> = col(r, "approval_signature")?;
+    Ok(match (message, signature) {
+        (Some(message), Some(signature)) => Some(SignedApproval {
+            message,
+            signature,
+            key_fingerprint: col(r, "approval_key")?,
+        }),
+        _ => None,
     })
 }
 
@@ -272,6 +287,20 @@ impl Store {
         approve: bool,
         reason: Option<&str>,
     ) -> Result<CodeDecision> {
+        self.decide(project, id, user, approve, reason, None).await
+    }
+
+    /// [`Store::decide_bundle`], keeping a signed approval with the decision (see
+    /// `Store::approve_bundle_signed`).
+    pub(crate) async fn decide(
+        &self,
+        project: &str,
+        id: &str,
+        user: &str,
+        approve: bool,
+        reason: Option<&str>,
+        signed: Option<&SignedApproval>,
+    ) -> Result<CodeDecision> {
         let mut tx = self.begin_write().await?;
         let project_id = self.member_project(&mut tx.tx, project, user).await?;
         self.lock_decidable(&mut tx.tx, project_id, id, approve)
@@ -282,13 +311,17 @@ impl Store {
             CodeStatus::Rejected
         };
         sqlx::query(
-            "UPDATE code_bundles SET status = $1, decided_by = $2, decided_at = $3, reason = $4 \
-             WHERE project_id = $5 AND id = $6",
+            "UPDATE code_bundles SET status = $1, decided_by = $2, decided_at = $3, reason = $4, \
+             approval_message = $5, approval_signature = $6, approval_key = $7 \
+             WHERE project_id = $8 AND id = $9",
         )
         .bind(to.as_str())
         .bind(user)
         .bind(now_ms())
         .bind(reason)
+        .bind(signed.map(|s| s.message.as_str()))
+        .bind(signed.map(|s| s.signature.as_str()))
+        .bind(signed.and_then(|s| s.key_fingerprint.as_deref()))
         .bind(project_id)
         .bind(id)
         .execute(&mut *tx.tx)

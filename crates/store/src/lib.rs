@@ -6,6 +6,7 @@
 //! Times are stored as Unix milliseconds.
 
 mod agent;
+mod approvals;
 mod audit;
 mod auth;
 mod changes;
@@ -27,6 +28,7 @@ mod util;
 mod webhooks;
 
 pub use agent::{AgentRef, Claim, Expired};
+pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
 pub use auth::{AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use changes::{JobChange, StatusReport};

@@ -41,6 +41,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     7 "0007_auth_failures",
     8 "0008_sessions",
     9 "0009_membership_roles",
+    10 "0010_signed_approvals",
     13 "0013_device_grants",
 );
 

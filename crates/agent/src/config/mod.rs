@@ -154,6 +154,23 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Signed approvals (`[approval]`): with `require_signature`, the agent unpacks a code bundle
+/// only when its approval carries an SSH signature that verifies against the agent's own
+/// `allowed_signers` file and names this site, `project` and the bundle's digest (see
+/// `hpcsera_approval`). Off by default: then the agent trusts the server's word that a
+/// bundle is approved (and still checks the digest itself).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalConfig {
+    pub require_signature: bool,
+    /// An OpenSSH allowed-signers file (`ssh-keygen -Y verify -f`); read again for every
+    /// bundle, so editing it takes effect without a restart.
+    pub allowed_signers: Option<PathBuf>,
+    /// The project of this agent's token. The agent's own statement, not the server's: a
+    /// signature must name it.
+    pub project: Option<String>,
+}
+
 /// A sub-job as configured.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +262,7 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     pub poll: PollConfig,
     pub limits: LimitsConfig,
+    pub approval: ApprovalConfig,
     pub batch: BatchConfig,
     pub job_types: Vec<JobTypeConfig>,
 }

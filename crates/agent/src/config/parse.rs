@@ -5,7 +5,8 @@
 //! (the types it fills — [`BatchConfig`], [`SubJobConfig`] — belong to their owners).
 
 use super::{
-    AgentConfig, ConfigError, ConfigProblem, JobTypeConfig, LimitsConfig, PollConfig, SubJobConfig,
+    AgentConfig, ApprovalConfig, ConfigError, ConfigProblem, JobTypeConfig, LimitsConfig,
+    PollConfig, SubJobConfig,
 };
 use crate::batch::{BatchConfig, BatchPreset, StateClass};
 use hpcsera_api_types::{ParamSpec, SubJobKind};
@@ -41,6 +42,8 @@ struct RawConfig {
     poll: PollConfig,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    approval: Option<Spanned<ApprovalConfig>>,
     #[serde(default)]
     batch: BatchConfig,
     #[serde(default)]
@@ -161,6 +164,7 @@ impl AgentConfig {
             }
         };
         let server_url = check_top(&raw, &mut problems);
+        check_approval(raw.approval.as_ref(), &mut problems);
         let mut type_names = HashSet::new();
         let job_types = raw
             .job_types
@@ -179,9 +183,43 @@ impl AgentConfig {
             work_dir: raw.work_dir.into_inner(),
             poll: raw.poll,
             limits: raw.limits,
+            approval: raw.approval.map(Spanned::into_inner).unwrap_or_default(),
             batch: raw.batch,
             job_types,
         })
+    }
+}
+
+/// `[approval]`: requiring signatures needs the allowed-signers file and the project.
+fn check_approval(a: Option<&Spanned<ApprovalConfig>>, problems: &mut Problems<'_>) {
+    let Some(a) = a else { return };
+    let span = Some(a.span());
+    let c = a.get_ref();
+    if let Some(p) = &c.project {
+        if !hpcsera_api_types::is_valid_name(p, true) {
+            problems.push(
+                span.clone(),
+                "approval.project",
+                "is not a valid project name",
+            );
+        }
+    }
+    if !c.require_signature {
+        return;
+    }
+    if c.allowed_signers.is_none() {
+        problems.push(
+            span.clone(),
+            "approval.allowed_signers",
+            "require_signature needs an OpenSSH allowed-signers file (allowed_signers = \"PATH\")",
+        );
+    }
+    if c.project.is_none() {
+        problems.push(
+            span,
+            "approval.project",
+            "require_signature needs the project of this agent's token (project = \"NAME\"): signatures must name it",
+        );
     }
 }
 

@@ -124,7 +124,7 @@ impl Agent {
             Duration::from_secs(10),
             Duration::from_secs(wait + 30),
         )?;
-        Ok(Agent {
+        let agent = Agent {
             cfg,
             client,
             adapter,
@@ -133,7 +133,9 @@ impl Agent {
             verified: Default::default(),
             quarantine_cleaned: None,
             _lock: lock,
-        })
+        };
+        agent.check_approval_setup()?;
+        Ok(agent)
     }
 
     /// The batch adapter (tests count its commands).

@@ -174,7 +174,8 @@ impl Agent {
     }
 
     /// Checks that bundle `id` is approved, downloads it, compares its digest with the id,
-    /// and unpacks it into `target`.
+    /// checks a signed approval when the config requires one (`approval.rs`), and unpacks it
+    /// into `target`.
     async fn unpack_bundle(
         &self,
         run: &Running,
@@ -185,8 +186,8 @@ impl Agent {
         let (id_s, param_s) = (id.to_string(), param.to_string());
         // The server only hands out jobs whose code is approved; ask anyway before
         // fetching anything for use.
-        match self.client.code_status(id).await {
-            Ok(b) if b.status == CodeStatus::Approved => {}
+        let bundle = match self.client.code_status(id).await {
+            Ok(b) if b.status == CodeStatus::Approved => b,
             Ok(b) => {
                 return Err(CodeError::NotApproved {
                     id: id_s,
@@ -201,7 +202,7 @@ impl Agent {
                     source,
                 })
             }
-        }
+        };
         let code_root = run.ctx.job_dir.join("code");
         std::fs::create_dir_all(&code_root).map_err(|source| CodeError::CreateDir {
             path: code_root.clone(),
@@ -228,6 +229,14 @@ impl Agent {
                 });
             }
         };
+        if let Err(reason) = self.check_signed_approval(&bundle, &sha) {
+            let _ = std::fs::remove_file(&archive);
+            return Err(CodeError::Approval {
+                id: id_s,
+                param: param_s,
+                reason,
+            });
+        }
         let limits = crate::unpack::UnpackLimits {
             max_entries: self.cfg.limits.max_code_entries,
             max_bytes: self.cfg.limits.max_code_unpacked_bytes,

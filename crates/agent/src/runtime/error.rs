@@ -33,6 +33,9 @@ pub enum AgentError {
     Journal(#[from] JournalError),
     #[error("batch system: {0}")]
     Batch(#[from] BatchError),
+    /// `[approval] require_signature` is on, but its allowed-signers file cannot be used.
+    #[error("[approval] allowed_signers: {0}")]
+    Approval(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -161,6 +164,12 @@ pub enum CodeError {
         id: String,
         param: String,
         sha: String,
+    },
+    #[error("code bundle {id} ({param}): the approval is refused, {reason}; refusing to unpack")]
+    Approval {
+        id: String,
+        param: String,
+        reason: String,
     },
     #[error("code bundle {id} ({param}) refused: {source}")]
     Unpack {

@@ -31,6 +31,7 @@
 //! | `resume` | resuming journaled jobs after a restart; cleaning up lost and released jobs |
 //! | `steps` | sub-job steps: start/collect a login step, start/track a batch step |
 //! | `code` | code bundles: quarantine and verification, preparation for a job |
+//! | `approval` | the check of signed approvals (`[approval] require_signature`) before unpacking |
 //! | `output` | output streams sent by offset |
 //! | `results` | a job's end: result files, final report, journal |
 //! | `files` | reading job files without following links |
@@ -43,6 +44,7 @@
 
 mod accept;
 mod agent;
+mod approval;
 mod code;
 mod error;
 mod files;

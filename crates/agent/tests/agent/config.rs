@@ -261,3 +261,41 @@ fn token_file_permissions() {
         Err(ConfigError::TokenEmpty { .. })
     ));
 }
+
+#[test]
+fn approval_settings_load_and_requiring_signatures_needs_the_file_and_the_project() {
+    let src = format!(
+        "{}[approval]\nrequire_signature = true\nallowed_signers = \"/etc/hpcsera/allowed_signers\"\nproject = \"p-1\"\n",
+        base()
+    );
+    let cfg = AgentConfig::parse("agent.toml", &src).unwrap();
+    assert!(cfg.approval.require_signature);
+    assert_eq!(
+        cfg.approval.allowed_signers.as_deref(),
+        Some(Path::new("/etc/hpcsera/allowed_signers"))
+    );
+    assert_eq!(cfg.approval.project.as_deref(), Some("p-1"));
+    // Off by default.
+    let cfg = AgentConfig::parse("agent.toml", &base()).unwrap();
+    assert!(!cfg.approval.require_signature);
+    let p = problems(&format!("{}[approval]\nrequire_signature = true\n", base()));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("agent.toml:5:1: approval.allowed_signers: require_signature needs"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].contains("approval.project: require_signature needs the project"),
+        "{p:?}"
+    );
+    let p = problems(&format!("{}[approval]\nproject = \"a b\"\n", base()));
+    assert!(
+        p[0].contains("approval.project: is not a valid project name"),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{}[approval]\nrequire_signatures = true\n",
+        base()
+    ));
+    assert!(p[0].contains("require_signatures"), "{p:?}");
+}

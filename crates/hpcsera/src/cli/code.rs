@@ -32,6 +32,9 @@ enum CodeCmd {
     Status { id: String },
     /// The project's bundles.
     List,
+    /// Approve a bundle with your SSH key: shows the digests and the message, asks, signs
+    /// (`--sign KEYFILE` or `--ssh-agent`) and uploads the signed approval.
+    Approve(super::approve::ApproveArgs),
 }
 
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
                 println!("reason\t{}", clean(r));
             }
         }
+        CodeCmd::Approve(a) => super::approve::run(&client, a).await?,
         CodeCmd::List => {
             for b in client.list_code().await? {
                 println!(

@@ -5,6 +5,7 @@
 //! Every command returns an exit code or a [`CliError`], which becomes one line on stderr
 //! (`error: …`) and a non-zero exit code; see [`exit`] for the codes.
 
+mod approve;
 pub mod code;
 mod config;
 mod job;

@@ -304,7 +304,8 @@ fn interrupted() -> impl std::future::Future<Output = ()> {
     }
 }
 
-async fn ask_yes_no(question: String) -> bool {
+/// Asks on the terminal; true for "y" or "yes" (Ctrl-C is no).
+pub(crate) async fn ask_yes_no(question: String) -> bool {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     // A plain thread, not spawn_blocking: a read left pending must not hold up the exit.

@@ -14,12 +14,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const SITE: &str = "e2e-code";
+pub(crate) const SITE: &str = "e2e-code";
 
 const JOB_TYPES: &str = include_str!("../../fixtures/job_types/code.toml");
 
 /// The shared test set-up with the code job type, plus the helpers of these tests.
-struct Env(common::Env);
+pub(crate) struct Env(pub(crate) common::Env);
 
 impl std::ops::Deref for Env {
     type Target = common::Env;
@@ -35,15 +35,16 @@ impl Env {
 
     /// With more lines in the agent's `[limits]`.
     async fn with_agent_limits(limits: &str) -> Env {
-        Env(common::Env::with_opts(
-            SITE,
-            JOB_TYPES,
-            common::Opts {
-                agent_limits: limits.to_string(),
-                ..Default::default()
-            },
-        )
-        .await)
+        Env::with_opts(common::Opts {
+            agent_limits: limits.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// With other settings of the set-up.
+    pub(crate) async fn with_opts(opts: common::Opts) -> Env {
+        Env(common::Env::with_opts(SITE, JOB_TYPES, opts).await)
     }
 
     /// The files in the agent's code quarantine.
@@ -82,9 +83,19 @@ impl Env {
     }
 
     /// Runs the real binary; returns (success, stdout, stderr).
-    async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
+        self.hpcsera_env(args, &[]).await
+    }
+
+    /// [`Env::hpcsera`] with more environment variables.
+    pub(crate) async fn hpcsera_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> (bool, String, String) {
         let out = tokio::process::Command::new(common::bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("HPCSERA_URL", &self.url)
             .env("HPCSERA_TOKEN", &self.token)
             .env("HPCSERA_DATABASE_URL", &self.db_url)
@@ -100,7 +111,7 @@ impl Env {
     }
 
     /// `hpcsera code push PATH`; the digest is the last line of stdout.
-    async fn push(&self, path: &Path) -> String {
+    pub(crate) async fn push(&self, path: &Path) -> String {
         let (ok, out, err) = self
             .hpcsera(&["code", "push", path.to_str().unwrap()])
             .await;
@@ -126,7 +137,7 @@ impl Env {
         (ok, format!("{out}{err}"))
     }
 
-    async fn submit(&self, params: Value) -> hpcsera_api_types::Job {
+    pub(crate) async fn submit(&self, params: Value) -> hpcsera_api_types::Job {
         let job = NewJob {
             site: SITE.into(),
             job_type: "runcode".into(),
@@ -137,14 +148,42 @@ impl Env {
         self.client.submit(&job, None).await.unwrap()
     }
 
-    async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
+    pub(crate) async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
         let limit = Duration::from_secs(120);
         self.wait_for_within(id, JobStatus::is_terminal, "terminal", limit)
             .await
     }
 
+    /// Waits for the job's end, asserts that it completed (on Slurm: as a Slurm job), and
+    /// returns its stdout.
+    pub(crate) async fn wait_completed(&self, id: &str) -> String {
+        let done = self.wait_end(id).await;
+        assert_eq!(
+            done.status,
+            JobStatus::Completed,
+            "{:?}\n{}",
+            done.message,
+            self.agent_log()
+        );
+        if slurm() {
+            assert!(
+                done.batch_job_id
+                    .as_deref()
+                    .is_some_and(|b| b.parse::<u64>().is_ok()),
+                "a Slurm job id: {:?}",
+                done.batch_job_id
+            );
+        }
+        let out = self
+            .client
+            .read_output(id, OutputStream::Stdout, 0, 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.data).into_owned()
+    }
+
     /// Waits until the agent has reported the HPC-side digest of `id`.
-    async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
+    pub(crate) async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
         let started = Instant::now();
         loop {
             let b = self.client.code_status(id).await.unwrap();
@@ -161,7 +200,7 @@ impl Env {
     }
 }
 
-fn code_tree(root: &Path, message: &str) {
+pub(crate) fn code_tree(root: &Path, message: &str) {
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("data")).unwrap();
     std::fs::write(
@@ -257,32 +296,10 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     let (ok, out) = env.decide("approve", &id, "alice", "reviewed").await;
     assert!(ok, "{out}");
     assert!(out.contains("1 waiting job(s) queued"), "{out}");
-    let done = env.wait_end(&job.id).await;
     assert_eq!(
-        done.status,
-        JobStatus::Completed,
-        "{:?}\n{}",
-        done.message,
-        env.agent_log()
-    );
-    let out = env
-        .client
-        .read_output(&job.id, OutputStream::Stdout, 0, 1 << 20)
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.data),
+        env.wait_completed(&job.id).await,
         "pushed code says: from the bundle\ninput data\n"
     );
-    if slurm() {
-        assert!(
-            done.batch_job_id
-                .as_deref()
-                .is_some_and(|b| b.parse::<u64>().is_ok()),
-            "a Slurm job id: {:?}",
-            done.batch_job_id
-        );
-    }
     let unpacked = env.work.join(&job.id).join("code/src/bin/hello.sh");
     assert!(unpacked.is_file());
     let events = env.client.events(&job.id, 0).await.unwrap();

@@ -58,6 +58,8 @@ pub struct Opts {
     pub lease_seconds: u64,
     /// More lines of the agent's `[limits]` table.
     pub agent_limits: String,
+    /// The lines of the agent's `[approval]` table (none when empty).
+    pub agent_approval: String,
 }
 
 impl Default for Opts {
@@ -66,6 +68,7 @@ impl Default for Opts {
             max_active_jobs: 100,
             lease_seconds: 300,
             agent_limits: String::new(),
+            agent_approval: String::new(),
         }
     }
 }
@@ -169,10 +172,15 @@ impl Env {
             format!(
                 "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
                  [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n[batch]\npreset = {:?}\n{job_types}",
+                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n{}[batch]\npreset = {:?}\n{job_types}",
                 token_file.display().to_string(),
                 work.display().to_string(),
                 opts.agent_limits,
+                if opts.agent_approval.is_empty() {
+                    String::new()
+                } else {
+                    format!("[approval]\n{}\n", opts.agent_approval)
+                },
                 if slurm() { "slurm" } else { "local" },
             ),
         )

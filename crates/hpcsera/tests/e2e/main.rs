@@ -7,17 +7,19 @@
 //! | `e2e` | the agent end to end |
 //! | `cli` | the client commands and `examples/` |
 //! | `code_e2e` | code bundles: push, approval, running pushed code |
+//! | `approval_e2e` | signed approvals: the agent with `require_signature` and OpenSSH's tools |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
 //!
-//! `scripts/test.sh` runs `e2e`, `cli` and `code_e2e` once more on Slurm by their module
-//! paths (`-- e2e:: cli:: code_e2e::`).
+//! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e` and `approval_e2e` once more on Slurm by
+//! their module paths (`-- e2e:: cli:: code_e2e:: approval_e2e::`).
 
 mod common;
 /// The agent's tests' server set-up (tokens, a server on port 0), shared with them.
 #[path = "../../../agent/tests/agent/test_server.rs"]
 mod test_server;
 
+mod approval_e2e;
 mod cli;
 mod code_e2e;
 mod connections;

@@ -8,6 +8,7 @@
 //! the web UI's HTML pages, `crate::ui`) are added by [`router`] with plain `route` calls.
 
 mod agent;
+pub(crate) mod approvals;
 mod code;
 mod events;
 mod jobs;
@@ -55,6 +56,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(code::get_code))
         .routes(routes!(code::code_status))
         .routes(routes!(code::post_hpc_digest))
+        .routes(routes!(approvals::post_approval))
+        .routes(routes!(approvals::list_keys))
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::get_job_types, sites::put_job_types))
         .routes(routes!(tokens::list_tokens))

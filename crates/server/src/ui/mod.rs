@@ -14,6 +14,7 @@
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
 mod device;
+mod keys;
 mod login;
 mod pages;
 mod tokens;
@@ -48,6 +49,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/tokens", get(tokens::tokens_page).post(tokens::create))
         .route("/ui/tokens/{id}/revoke", post(tokens::revoke))
         .route("/ui/device", get(device::device_page).post(device::decide))
+        .route("/ui/keys", get(keys::keys_page).post(keys::add))
+        .route("/ui/keys/{id}/delete", post(keys::remove))
         .route("/ui/static/{asset}", get(asset))
         .route(
             "/ui/{*rest}",

@@ -12,7 +12,7 @@ use std::io::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A small valid tar.gz with one file.
-fn bundle(content: &str) -> Vec<u8> {
+pub(crate) fn bundle(content: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::default(),
@@ -31,7 +31,8 @@ fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+/// `POST /code` with these bytes: the status and the body.
+pub(crate) async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let resp = t
         .http
         .post(format!("{}/api/v1/code", t.base))

@@ -3,6 +3,7 @@
 //! `HPCSERA_TEST_DATABASE_URL` names one; see `common`).
 
 mod agent;
+mod approvals;
 mod code;
 mod common;
 mod device;

@@ -773,3 +773,77 @@ async fn a_trusted_proxy_header_names_the_user_only_from_a_trusted_proxy() {
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.body.contains("Password"));
 }
+
+#[tokio::test]
+async fn a_person_adds_lists_and_removes_ssh_keys_on_the_keys_page() {
+    use crate::approvals::openssh;
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = openssh::ed25519(dir.path(), "carol@laptop");
+    let line = openssh::public_line(&key);
+    let fp = openssh::fingerprint(&key);
+    let mut b = Browser::logged_in(&t, "carol").await;
+    let page = b.get("/ui/keys").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("You have no keys yet"), "{}", page.body);
+    let csrf = hidden(&page.body, "csrf");
+    // Without the CSRF token nothing is added.
+    let p = b.post("/ui/keys", &[("key", &line)]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // Bad input: the form comes back with the problem, nothing stored.
+    let private = std::fs::read_to_string(&key).unwrap();
+    for (bad, problem) in [
+        ("ssh-ed25519 AAAAnot-a-key", "not an OpenSSH public key"),
+        (private.as_str(), "private key"),
+        ("", "not an OpenSSH public key"),
+    ] {
+        let p = b.post("/ui/keys", &[("csrf", &csrf), ("key", bad)]).await;
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        assert!(p.body.contains(problem), "{problem}: {}", p.body);
+    }
+    let long = "n".repeat(101);
+    let p = b
+        .post(
+            "/ui/keys",
+            &[("csrf", &csrf), ("name", &long), ("key", &line)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let carol = t.store.user_by_name("carol").await.unwrap().unwrap().id;
+    assert!(t.store.list_user_keys(carol).await.unwrap().is_empty());
+    // Added (named after its comment), listed with its fingerprint.
+    let p = b.post("/ui/keys", &[("csrf", &csrf), ("key", &line)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let page = b.get("/ui/keys").await;
+    assert!(page.body.contains(&fp), "{}", page.body);
+    assert!(page.body.contains("carol@laptop"));
+    let keys = t.store.list_user_keys(carol).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].fingerprint, fp);
+    // The same key again, or by someone else: refused (a key names one person).
+    let p = b.post("/ui/keys", &[("csrf", &csrf), ("key", &line)]).await;
+    assert_eq!(p.status, StatusCode::CONFLICT);
+    assert!(p.body.contains("registered already"));
+    let mut d = Browser::logged_in(&t, "dave").await;
+    let dcsrf = d.csrf().await;
+    let p = d
+        .post("/ui/keys", &[("csrf", &dcsrf), ("key", &line)])
+        .await;
+    assert_eq!(p.status, StatusCode::CONFLICT);
+    // Dave cannot remove carol's key, and does not see it.
+    let path = format!("/ui/keys/{}/delete", keys[0].id);
+    let p = d.post(&path, &[("csrf", &dcsrf)]).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(!d.get("/ui/keys").await.body.contains(&fp));
+    // Carol removes it.
+    assert_eq!(b.post(&path, &[]).await.status, StatusCode::FORBIDDEN);
+    let p = b.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(t.store.list_user_keys(carol).await.unwrap().is_empty());
+    assert!(b
+        .get("/ui/keys")
+        .await
+        .body
+        .contains("You have no keys yet"));
+}
