@@ -10,14 +10,14 @@
 mod agent;
 mod code;
 mod events;
-mod jobs;
+pub(crate) mod jobs;
 mod output;
 mod query;
 mod results;
 mod sites;
 mod system;
 mod tokens;
-mod wait;
+pub(crate) mod wait;
 
 use crate::config::Limits;
 use crate::state::AppState;
@@ -53,6 +53,7 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(code::list_code, code::post_code))
         .routes(routes!(code::get_code))
         .routes(routes!(code::code_status))
+        .routes(routes!(code::code_files))
         .routes(routes!(code::post_hpc_digest))
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::get_job_types, sites::put_job_types))
