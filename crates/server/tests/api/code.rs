@@ -12,7 +12,7 @@ use std::io::Write;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A small valid tar.gz with one file.
-fn bundle(content: &str) -> Vec<u8> {
+pub(crate) fn bundle(content: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::default(),
@@ -27,11 +27,11 @@ fn bundle(content: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn sha(b: &[u8]) -> String {
+pub(crate) fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+pub(crate) async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let resp = t
         .http
         .post(format!("{}/api/v1/code", t.base))
@@ -45,7 +45,7 @@ async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) 
     (s, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn poll(t: &TestApp, agent: &str) -> Value {
+pub(crate) async fn poll(t: &TestApp, agent: &str) -> Value {
     let (s, b) = t
         .send(
             Method::POST,

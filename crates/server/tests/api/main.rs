@@ -10,4 +10,6 @@ mod roles;
 mod service;
 mod tokens;
 mod ui;
+mod ui_code;
+mod ui_jobs;
 mod webhooks;

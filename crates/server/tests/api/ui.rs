@@ -7,10 +7,10 @@ use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A browser without JavaScript: keeps the cookies it is given, follows no redirects.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     cookies: Vec<(String, String)>,
@@ -18,16 +18,16 @@ struct Browser<'a> {
     forwarded_for: Option<String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    retry_after: Option<String>,
-    body: String,
+pub(crate) struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         Browser {
             app,
             http: reqwest::Client::builder()
@@ -39,7 +39,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub(crate) fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -85,12 +85,12 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let rb = self.http.get(format!("{}{path}", self.app.base));
         self.finish(rb).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let rb = self
             .http
             .post(format!("{}{path}", self.app.base))
@@ -111,7 +111,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Logs in and checks it worked.
-    async fn logged_in(app: &'a TestApp, user: &str) -> Browser<'a> {
+    pub(crate) async fn logged_in(app: &'a TestApp, user: &str) -> Browser<'a> {
         let mut b = Browser::new(app);
         let p = b.login(user, PASSWORD).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
@@ -120,7 +120,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the session, as its pages carry it.
-    async fn csrf(&mut self) -> String {
+    pub(crate) async fn csrf(&mut self) -> String {
         let p = self.get("/ui/tokens").await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.body);
         hidden(&p.body, "csrf")
@@ -128,7 +128,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The value of the first hidden field `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).expect("hidden field") + marker.len();
     html[start..].split('"').next().unwrap().to_string()
@@ -142,7 +142,7 @@ fn secret_of(html: &str) -> String {
 }
 
 /// carol (proj-a) and dave (proj-b) with passwords.
-async fn people(t: &TestApp) {
+pub(crate) async fn people(t: &TestApp) {
     t.store
         .create_user("carol", Some(PASSWORD), false)
         .await
