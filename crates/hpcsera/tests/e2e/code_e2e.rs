@@ -134,7 +134,6 @@ impl Env {
         self.wait_for_within(id, JobStatus::is_terminal, "terminal", limit)
             .await
     }
-
 }
 
 #[tokio::test]

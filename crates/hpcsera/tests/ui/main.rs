@@ -7,13 +7,13 @@
 //!
 //! One test binary; each test has its own server, database, chromedriver and browser.
 
+/// The e2e tests' set-up with a real agent (local adapter, or Slurm), for the pages that need one.
+#[path = "../e2e/common.rs"]
+mod common;
 mod harness;
 /// The agent's tests' server set-up, which the e2e set-up below builds on.
 #[path = "../../../agent/tests/agent/test_server.rs"]
 mod test_server;
-/// The e2e tests' set-up with a real agent (local adapter, or Slurm), for the pages that need one.
-#[path = "../e2e/common.rs"]
-mod common;
 
 use harness::{Browser, Server, PASSWORD};
 use reqwest::StatusCode;

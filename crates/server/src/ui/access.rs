@@ -6,11 +6,11 @@
 //! as in the API; a page or form that needs a role the membership lacks is 403. It must never
 //! show or do anything in a project from the URL alone.
 
-use super::{render, UiError, UiSession};
+use super::{audit, render, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_store::StoreError;
 
@@ -38,6 +38,42 @@ impl ProjectAccess {
             project_id,
             roles,
         })
+    }
+
+    /// A page's access: the membership, and one of `roles` (403 without).
+    pub async fn for_page(
+        state: &AppState,
+        session: &UiSession,
+        project: &str,
+        roles: &'static [Role],
+    ) -> Result<ProjectAccess, PageError> {
+        let access = ProjectAccess::of(state, session, project).await?;
+        access.require_any(roles)?;
+        Ok(access)
+    }
+
+    /// A form's access: its CSRF token first (before anything is looked at), then as a page.
+    pub async fn for_form(
+        state: &AppState,
+        session: &UiSession,
+        form: &UiForm,
+        project: &str,
+        roles: &'static [Role],
+    ) -> Result<ProjectAccess, PageError> {
+        session.check_csrf(form)?;
+        ProjectAccess::for_page(state, session, project, roles).await
+    }
+
+    /// After a form changed something: audited (as `what`), then on to `to` (303).
+    pub fn changed(&self, state: &AppState, session: &UiSession, what: &str, to: &str) -> Response {
+        audit(
+            state,
+            &session.rec.user,
+            Some(&self.project),
+            what,
+            StatusCode::SEE_OTHER,
+        );
+        Redirect::to(to).into_response()
     }
 
     /// Whether the membership holds `role`.

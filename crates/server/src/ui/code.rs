@@ -11,12 +11,12 @@
 
 use super::access::{PageError, ProjectAccess};
 use super::jobs::show_rfc3339;
-use super::{audit, render, Nav, UiError, UiForm, UiSession};
+use super::{render, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use hpcsera_api_types::{is_code_id, CodeBundle, CodeFileList, CodeStatus, Role};
@@ -99,8 +99,7 @@ async fn list(
     session: UiSession,
     Path(project): Path<String>,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(CODE_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, CODE_ROLES).await?;
     let waiting = state
         .store
         .jobs_awaiting_each_bundle(access.project_id)
@@ -168,8 +167,7 @@ async fn bundle(
     session: UiSession,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(CODE_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, CODE_ROLES).await?;
     bundle_page(
         &state,
         &session,
@@ -276,9 +274,7 @@ async fn decide(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    session.check_csrf(&form)?;
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(CODE_ROLES)?;
+    let access = ProjectAccess::for_form(&state, &session, &form, &project, CODE_ROLES).await?;
     if !is_code_id(&id) {
         return Err(UiError::NotFound.into());
     }
@@ -319,18 +315,13 @@ async fn decide(
     }
     state.wake_agents();
     state.events_written();
-    audit(
-        &state,
-        &session.rec.user,
-        Some(&access.project),
-        if approve {
-            "/ui/code/approve"
-        } else {
-            "/ui/code/reject"
-        },
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to(&format!("/ui/projects/{}/code/{id}", access.project)).into_response())
+    let what = if approve {
+        "/ui/code/approve"
+    } else {
+        "/ui/code/reject"
+    };
+    let to = format!("/ui/projects/{}/code/{id}", access.project);
+    Ok(access.changed(&state, &session, what, &to))
 }
 
 #[cfg(test)]

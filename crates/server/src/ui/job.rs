@@ -11,12 +11,12 @@
 
 use super::access::{PageError, ProjectAccess};
 use super::jobs::{show_rfc3339, READ_ROLES};
-use super::{audit, render, Nav, UiError, UiForm, UiSession};
+use super::{render, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hpcsera_api_types::{escape_controls, Job, Operation, OutputStream, ParamKind, Role};
@@ -25,6 +25,9 @@ use serde_json::Value;
 
 /// How much of each output stream the page shows (the end of it).
 pub(crate) const OUTPUT_TAIL_BYTES: i64 = 64 * 1024;
+/// Who may cancel, hold and release, and who may delete: the API's roles for them.
+const UPDATE: &[Role] = &[Role::UpdateJob];
+const DELETE: &[Role] = &[Role::DeleteJob];
 /// Most events the page lists (the first ones).
 const MAX_EVENTS_SHOWN: u32 = 1000;
 
@@ -129,8 +132,7 @@ async fn job_page(
     session: UiSession,
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(READ_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, READ_ROLES).await?;
     job_id(&id)?;
     page(&state, &session, &access, &id, StatusCode::OK, None).await
 }
@@ -356,9 +358,7 @@ async fn operation(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    session.check_csrf(&form)?;
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(&[Role::UpdateJob])?;
+    let access = ProjectAccess::for_form(&state, &session, &form, &project, UPDATE).await?;
     job_id(&id)?;
     let op: Operation = form
         .get("operation")
@@ -381,14 +381,8 @@ async fn operation(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(
-        &state,
-        &session.rec.user,
-        Some(&access.project),
-        &format!("/ui/jobs/{}", op.as_str()),
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to(&format!("/ui/projects/{}/jobs/{id}", access.project)).into_response())
+    let to = format!("/ui/projects/{}/jobs/{id}", access.project);
+    Ok(access.changed(&state, &session, &format!("/ui/jobs/{}", op.as_str()), &to))
 }
 
 fn past(op: Operation) -> &'static str {
@@ -407,20 +401,12 @@ async fn delete(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    session.check_csrf(&form)?;
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(&[Role::DeleteJob])?;
+    let access = ProjectAccess::for_form(&state, &session, &form, &project, DELETE).await?;
     job_id(&id)?;
     let actor = format!("user:{}", session.rec.user);
     crate::routes::jobs::remove(&state, access.project_id, &id, &actor).await?;
-    audit(
-        &state,
-        &session.rec.user,
-        Some(&access.project),
-        "/ui/jobs/delete",
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to(&format!("/ui/projects/{}/jobs", access.project)).into_response())
+    let to = format!("/ui/projects/{}/jobs", access.project);
+    Ok(access.changed(&state, &session, "/ui/jobs/delete", &to))
 }
 
 /// A file name for `Content-Disposition`: the last part of the result's name, only characters
@@ -444,8 +430,7 @@ async fn result_file(
     session: UiSession,
     Path((project, id, name)): Path<(String, String, String)>,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(READ_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, READ_ROLES).await?;
     job_id(&id)?;
     let (_, bytes) = state
         .store

@@ -179,8 +179,7 @@ async fn list(
     Path(project): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(READ_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, READ_ROLES).await?;
     let (query, filters) = clean_query(&raw);
     let paged = query.as_deref().is_some_and(|q| q.contains("cursor="));
     let (jobs, next, problem, status) = match crate::routes::jobs::job_filter(&query) {

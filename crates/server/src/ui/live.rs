@@ -60,8 +60,7 @@ pub(crate) async fn live(
     Query(start): Query<Start>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::of(&state, &session, &project).await?;
-    access.require_any(READ_ROLES)?;
+    let access = ProjectAccess::for_page(&state, &session, &project, READ_ROLES).await?;
     job_id(&id)?;
     state.store.get_job(access.project_id, &id).await?;
     let offsets = last_event_id(&headers).unwrap_or([
@@ -163,10 +162,9 @@ impl Follow {
             rec,
             secret: self.session.secret.clone(),
         };
-        match ProjectAccess::of(st, &session, &self.access.project).await {
-            Ok(a) => a.require_any(READ_ROLES).is_ok(),
-            Err(_) => false,
-        }
+        ProjectAccess::for_page(st, &session, &self.access.project, READ_ROLES)
+            .await
+            .is_ok()
     }
 
     /// Waits (at most [`WAIT`]) until there is new output or a new status; `None` if nothing

@@ -49,7 +49,8 @@ async fn job_status(t: &TestApp, id: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_bundle_page_shows_both_digests_its_files_and_waiting_jobs_and_approval_wakes_the_agent() {
+async fn a_bundle_page_shows_both_digests_its_files_and_waiting_jobs_and_approval_wakes_the_agent()
+{
     let t = TestApp::spawn().await;
     people(&t).await;
     let (id, job) = waiting_job(&t, "#!/bin/sh\necho hi\n").await;
@@ -60,29 +61,48 @@ async fn a_bundle_page_shows_both_digests_its_files_and_waiting_jobs_and_approva
     let p = b.get("/ui/projects/proj-a/code").await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     assert!(p.body.contains(&id[..12]) && p.body.contains("not reported yet"));
-    assert!(p.body.contains("<td data-label=\"Waiting jobs\">1</td>"), "{}", p.body);
+    assert!(
+        p.body.contains("<td data-label=\"Waiting jobs\">1</td>"),
+        "{}",
+        p.body
+    );
 
     let page = format!("/ui/projects/proj-a/code/{id}");
     let p = b.get(&page).await;
     assert_eq!(p.status, StatusCode::OK);
-    assert!(p.body.contains("has not reported its digest yet"), "{}", p.body);
-    assert!(p.body.contains(&format!("<code id=\"client-sha256\">{id}</code>")));
+    assert!(
+        p.body.contains("has not reported its digest yet"),
+        "{}",
+        p.body
+    );
+    assert!(p
+        .body
+        .contains(&format!("<code id=\"client-sha256\">{id}</code>")));
     assert!(p.body.contains("<code>run.sh</code>") && p.body.contains("<code>0755</code>"));
     assert!(p.body.contains(&job), "the waiting job is listed");
-    assert!(p.body.contains("id=\"approve\" disabled"), "no approval yet");
+    assert!(
+        p.body.contains("id=\"approve\" disabled"),
+        "no approval yet"
+    );
 
     // Approval before the cluster's digest: refused, nothing changes.
     let csrf = hidden(&p.body, "csrf");
     let form = [("csrf", csrf.as_str()), ("decision", "approve")];
     let p = b.post(&format!("{page}/decision"), &form).await;
     assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
-    assert!(p.body.contains("has not reported its digest yet"), "{}", p.body);
+    assert!(
+        p.body.contains("has not reported its digest yet"),
+        "{}",
+        p.body
+    );
     assert_eq!(bundle_status(&t, &id).await["status"], "pending_approval");
 
     report_digest(&t, &id).await;
     let p = b.get(&page).await;
     assert!(p.body.contains("The digests match"), "{}", p.body);
-    assert!(p.body.contains(&format!("<code id=\"hpc-sha256\">{id}</code>")));
+    assert!(p
+        .body
+        .contains(&format!("<code id=\"hpc-sha256\">{id}</code>")));
 
     // An agent waits in its long poll; the approval wakes it at once (without the wake-up it
     // would look again only after its 2 s re-check).
@@ -112,7 +132,10 @@ async fn a_bundle_page_shows_both_digests_its_files_and_waiting_jobs_and_approva
     );
     assert_eq!(reply["jobs"][0]["id"], job.as_str(), "{reply}");
     let s = bundle_status(&t, &id).await;
-    assert_eq!((s["status"].as_str(), s["decidedBy"].as_str()), (Some("approved"), Some("carol")));
+    assert_eq!(
+        (s["status"].as_str(), s["decidedBy"].as_str()),
+        (Some("approved"), Some("carol"))
+    );
     let p = b.get(&page).await;
     assert!(p.body.contains("status-approved") && !p.body.contains("id=\"approve\""));
 }
@@ -128,17 +151,33 @@ async fn rejection_needs_a_reason_and_fails_the_waiting_jobs_with_it() {
 
     for (decision, reason, problem) in [
         ("reject", "", "say why the bundle is rejected"),
-        ("reject", "two\nlines", "one line of at most 1000 characters"),
+        (
+            "reject",
+            "two\nlines",
+            "one line of at most 1000 characters",
+        ),
         ("maybe", "x", "Choose approve or reject"),
     ] {
-        let form = [("csrf", csrf.as_str()), ("decision", decision), ("reason", reason)];
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("decision", decision),
+            ("reason", reason),
+        ];
         let p = b.post(&format!("{page}/decision"), &form).await;
-        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{decision} {reason:?}");
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{decision} {reason:?}"
+        );
         assert!(p.body.contains(problem), "{}", p.body);
     }
     assert_eq!(bundle_status(&t, &id).await["status"], "pending_approval");
 
-    let form = [("csrf", csrf.as_str()), ("decision", "reject"), ("reason", "pipes the network into a shell")];
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("decision", "reject"),
+        ("reason", "pipes the network into a shell"),
+    ];
     let p = b.post(&format!("{page}/decision"), &form).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let j = job_status(&t, &job).await;
@@ -148,8 +187,13 @@ async fn rejection_needs_a_reason_and_fails_the_waiting_jobs_with_it() {
         format!("code bundle {id} rejected: pipes the network into a shell")
     );
     let p = b.get(&page).await;
-    assert!(p.body.contains("pipes the network into a shell") && p.body.contains("status-rejected"));
-    assert!(p.body.contains("no longer kept"), "the rejected bytes are gone");
+    assert!(
+        p.body.contains("pipes the network into a shell") && p.body.contains("status-rejected")
+    );
+    assert!(
+        p.body.contains("no longer kept"),
+        "the rejected bytes are gone"
+    );
     assert!(!t.code_dir.join(&id[..2]).join(&id).exists());
     // Decided once: a second decision is refused.
     let p = b.post(&format!("{page}/decision"), &form).await;
@@ -168,7 +212,11 @@ async fn code_pages_refuse_non_members_forged_forms_and_bad_ids() {
     // dave (proj-b only) sees nothing of proj-a, and his own form cannot decide there.
     let mut dave = Browser::logged_in(&t, "dave").await;
     let csrf = dave.csrf().await;
-    for path in ["/ui/projects/proj-a/code", page.as_str(), "/ui/projects/nope/code"] {
+    for path in [
+        "/ui/projects/proj-a/code",
+        page.as_str(),
+        "/ui/projects/nope/code",
+    ] {
         let p = dave.get(path).await;
         assert_eq!(p.status, StatusCode::NOT_FOUND, "{path}");
         assert!(!p.body.contains(&id[..12]));
@@ -199,14 +247,21 @@ async fn code_pages_refuse_non_members_forged_forms_and_bad_ids() {
     let other = "0".repeat(64);
     for bad in ["xyz", other.as_str()] {
         let path = format!("/ui/projects/proj-a/code/{bad}");
-        assert_eq!(carol.get(&path).await.status, StatusCode::NOT_FOUND, "{bad}");
+        assert_eq!(
+            carol.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "{bad}"
+        );
         let form = [("csrf", csrf.as_str()), ("decision", "approve")];
         let p = carol.post(&format!("{path}/decision"), &form).await;
         assert_eq!(p.status, StatusCode::NOT_FOUND, "{bad}");
     }
     // Without a session: to the login page; a form: refused.
     let mut nobody = Browser::new(&t);
-    assert_eq!(nobody.get(&page).await.location.as_deref(), Some("/ui/login"));
+    assert_eq!(
+        nobody.get(&page).await.location.as_deref(),
+        Some("/ui/login")
+    );
     let form = [("decision", "approve")];
     assert_eq!(
         nobody.post(&format!("{page}/decision"), &form).await.status,
@@ -237,16 +292,20 @@ async fn the_files_route_lists_a_bundle_for_the_roles_of_its_status() {
     let (s, b) = t.get(&path, &bob).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (s, b) = t.get("/api/v1/code/xyz/files", &t.alice().await).await;
-    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["codeId".to_string()]));
+    assert_eq!(
+        (s, fields(&b)),
+        (StatusCode::BAD_REQUEST, vec!["codeId".to_string()])
+    );
     // A rejected bundle's bytes are gone.
     t.store
         .decide_bundle("proj-a", &id, "alice", false, Some("no"))
         .await
         .unwrap();
     let _ = std::fs::remove_file(t.code_dir.join(&id[..2]).join(&id));
-    assert_eq!(t.get(&path, &t.alice().await).await.0, StatusCode::NOT_FOUND);
-    let (s, _) = t
-        .send(Method::GET, &path, "hpcs_not_a_token", None)
-        .await;
+    assert_eq!(
+        t.get(&path, &t.alice().await).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, _) = t.send(Method::GET, &path, "hpcs_not_a_token", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }

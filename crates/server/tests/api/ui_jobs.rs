@@ -17,13 +17,34 @@ async fn job_status(t: &TestApp, id: &str) -> (StatusCode, Value) {
 async fn append(t: &TestApp, agent: &str, id: &str, offset: usize, data: &'static [u8]) {
     let r = t
         .http
-        .post(format!("{}/api/v1/job/{id}/output/stdout?offset={offset}", t.base))
+        .post(format!(
+            "{}/api/v1/job/{id}/output/stdout?offset={offset}",
+            t.base
+        ))
         .bearer_auth(agent)
         .body(data)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// `GET path` with the browser's cookies (and a `Last-Event-ID`), as a raw response: for
+/// downloads and event streams.
+async fn with_cookie(
+    t: &TestApp,
+    b: &Browser<'_>,
+    path: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::Response {
+    let mut rb = t
+        .http
+        .get(format!("{}{path}", t.base))
+        .header("cookie", b.cookie_header());
+    if let Some(id) = last_event_id {
+        rb = rb.header("last-event-id", id);
+    }
+    rb.send().await.unwrap()
 }
 
 /// The "older jobs" link of a list page.
@@ -48,7 +69,9 @@ async fn the_list_filters_by_status_site_and_job_type_and_pages_with_the_cursor(
     let alice = t.alice().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(id_of(&t.submit(&alice, json!({"label": format!("j{i}")})).await));
+        ids.push(id_of(
+            &t.submit(&alice, json!({"label": format!("j{i}")})).await,
+        ));
     }
     let (s, _) = t.operation(&alice, &ids[1], "cancel").await;
     assert_eq!(s, StatusCode::OK);
@@ -61,10 +84,20 @@ async fn the_list_filters_by_status_site_and_job_type_and_pages_with_the_cursor(
     assert_eq!(p.status, StatusCode::OK);
     assert!(ids.iter().all(|id| p.body.contains(id.as_str())));
 
-    let p = b.get("/ui/projects/proj-a/jobs?status=cancelled&site=&jobType=").await;
-    assert!(p.body.contains(&ids[1]) && !p.body.contains(&ids[0]), "{}", p.body);
+    let p = b
+        .get("/ui/projects/proj-a/jobs?status=cancelled&site=&jobType=")
+        .await;
+    assert!(
+        p.body.contains(&ids[1]) && !p.body.contains(&ids[0]),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("<option value=\"cancelled\" selected>"));
-    let p = b.get(&format!("/ui/projects/proj-a/jobs?site={SITE}&jobType={JOB_TYPE}")).await;
+    let p = b
+        .get(&format!(
+            "/ui/projects/proj-a/jobs?site={SITE}&jobType={JOB_TYPE}"
+        ))
+        .await;
     assert!(ids.iter().all(|id| p.body.contains(id.as_str())));
     let p = b.get("/ui/projects/proj-a/jobs?jobType=other").await;
     assert!(p.body.contains("No jobs") && !p.body.contains(&ids[0]));
@@ -86,10 +119,19 @@ async fn the_list_filters_by_status_site_and_job_type_and_pages_with_the_cursor(
     assert_eq!(seen, all, "every job once, newest first");
 
     // A filter that is not right: 400, saying which.
-    for (q, field) in [("status=sleeping", "status"), ("cursor=zzz", "cursor"), ("limit=0", "limit"), ("site=a%20b", "site")] {
+    for (q, field) in [
+        ("status=sleeping", "status"),
+        ("cursor=zzz", "cursor"),
+        ("limit=0", "limit"),
+        ("site=a%20b", "site"),
+    ] {
         let p = b.get(&format!("/ui/projects/proj-a/jobs?{q}")).await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{q}");
-        assert!(p.body.contains("The filter is not right") && p.body.contains(field), "{q}: {}", p.body);
+        assert!(
+            p.body.contains("The filter is not right") && p.body.contains(field),
+            "{q}: {}",
+            p.body
+        );
     }
 }
 
@@ -99,7 +141,10 @@ async fn a_job_page_shows_parameters_sub_jobs_events_output_and_result_files() {
     people(&t).await;
     let alice = t.alice().await;
     let agent = t.agent_token().await;
-    let id = id_of(&t.submit(&alice, json!({"label": "<b>bold</b>", "steps": 7})).await);
+    let id = id_of(
+        &t.submit(&alice, json!({"label": "<b>bold</b>", "steps": 7}))
+            .await,
+    );
     t.claim(&agent, &id).await;
     let (s, _) = t
         .report(&agent, &id, json!({"status": "running", "subJobs": [{"name": "stage", "status": "completed", "exitCode": 0}]}))
@@ -140,16 +185,13 @@ async fn a_job_page_shows_parameters_sub_jobs_events_output_and_result_files() {
     assert!(!p.body.contains("<script>alert"), "output is escaped");
 
     // A result file is a download, never a page of this site.
-    let r = t
-        .http
-        .get(format!("{}{page}/results/out/sum.csv", t.base))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
+    let r = with_cookie(&t, &b, &format!("{page}/results/out/sum.csv"), None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/octet-stream");
-    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"sum.csv\"");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"sum.csv\""
+    );
     assert_eq!(r.text().await.unwrap(), "a,b\n1,2\n");
     assert_eq!(
         b.get(&format!("{page}/results/missing.txt")).await.status,
@@ -157,7 +199,8 @@ async fn a_job_page_shows_parameters_sub_jobs_events_output_and_result_files() {
     );
 
     // An ended job: no live output, no cancel or hold.
-    t.report(&agent, &id, json!({"status": "completed", "exitCode": 0})).await;
+    t.report(&agent, &id, json!({"status": "completed", "exitCode": 0}))
+        .await;
     let p = b.get(&page).await;
     assert!(!p.body.contains("data-live") && !p.body.contains("id=\"cancel\""));
     assert!(p.body.contains("id=\"delete\"") && p.body.contains("The job has ended."));
@@ -175,17 +218,25 @@ async fn cancel_hold_release_and_delete_go_through_the_store_with_the_csrf_token
     let csrf = hidden(&b.get(&page).await.body, "csrf");
 
     // Without the session's token nothing happens.
-    for form in [vec![("operation", "hold")], vec![("csrf", "forged"), ("operation", "hold")]] {
+    for form in [
+        vec![("operation", "hold")],
+        vec![("csrf", "forged"), ("operation", "hold")],
+    ] {
         let p = b.post(&format!("{page}/operation"), &form).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
-        let p = b.post(&format!("{page}/delete"), &form[..form.len() - 1]).await;
+        let p = b
+            .post(&format!("{page}/delete"), &form[..form.len() - 1])
+            .await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(job_status(&t, &queued).await.1["held"], false);
 
     let form = [("csrf", csrf.as_str()), ("operation", "hold")];
     let p = b.post(&format!("{page}/operation"), &form).await;
-    assert_eq!((p.status, p.location.as_deref()), (StatusCode::SEE_OTHER, Some(page.as_str())));
+    assert_eq!(
+        (p.status, p.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some(page.as_str()))
+    );
     assert_eq!(job_status(&t, &queued).await.1["held"], true);
     assert!(b.get(&page).await.body.contains("id=\"release\""));
     let form = [("csrf", csrf.as_str()), ("operation", "release")];
@@ -204,22 +255,37 @@ async fn cancel_hold_release_and_delete_go_through_the_store_with_the_csrf_token
     let form = [("csrf", csrf.as_str()), ("operation", "cancel")];
     let p = b.post(&format!("{page}/operation"), &form).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    assert_eq!(job_status(&t, &running).await.1["pendingOperation"]["operation"], "cancel");
-    assert!(b.get(&page).await.body.contains("cancel requested by user:carol"));
+    assert_eq!(
+        job_status(&t, &running).await.1["pendingOperation"]["operation"],
+        "cancel"
+    );
+    assert!(b
+        .get(&page)
+        .await
+        .body
+        .contains("cancel requested by user:carol"));
     let (s, r) = t
-        .send(Method::POST, "/api/v1/agent/poll", &agent, Some(json!({"activeJobIds": [running]})))
+        .send(
+            Method::POST,
+            "/api/v1/agent/poll",
+            &agent,
+            Some(json!({"activeJobIds": [running]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(r.to_string().contains("cancel"), "{r}");
 
     // An operation the job's state refuses: 409, said on the page.
-    t.report(&agent, &running, json!({"status": "cancelled"})).await;
+    t.report(&agent, &running, json!({"status": "cancelled"}))
+        .await;
     let p = b.post(&format!("{page}/operation"), &form).await;
     assert_eq!(p.status, StatusCode::CONFLICT);
     assert!(p.body.contains("The job was not cancelled"), "{}", p.body);
 
     // Delete: gone, back to the list.
-    let p = b.post(&format!("{page}/delete"), &[("csrf", csrf.as_str())]).await;
+    let p = b
+        .post(&format!("{page}/delete"), &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(p.location.as_deref(), Some("/ui/projects/proj-a/jobs"));
     assert_eq!(job_status(&t, &running).await.0, StatusCode::NOT_FOUND);
     assert_eq!(b.get(&page).await.status, StatusCode::NOT_FOUND);
@@ -250,9 +316,14 @@ async fn jobs_pages_show_nothing_of_another_project() {
     let p = dave.get("/ui/projects/proj-b/jobs").await;
     assert!(p.status == StatusCode::OK && !p.body.contains(&id));
     let form = [("csrf", csrf.as_str()), ("operation", "cancel")];
-    assert_eq!(dave.post(&format!("{page}/operation"), &form).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        dave.post(&format!("{page}/delete"), &form[..1]).await.status,
+        dave.post(&format!("{page}/operation"), &form).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        dave.post(&format!("{page}/delete"), &form[..1])
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     let (s, j) = job_status(&t, &id).await;
@@ -269,7 +340,10 @@ async fn jobs_pages_show_nothing_of_another_project() {
     }
     // Not a job id: not found.
     let mut carol = Browser::logged_in(&t, "carol").await;
-    assert_eq!(carol.get("/ui/projects/proj-a/jobs/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        carol.get("/ui/projects/proj-a/jobs/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Reads server-sent events until `until` says stop or 10 s pass: `(event, data)` pairs.
@@ -317,13 +391,8 @@ async fn live_output_streams_new_output_and_status_and_ends_with_the_job() {
     t.report(&agent, &id, json!({"status": "running"})).await;
     append(&t, &agent, &id, 0, b"before\n").await;
     let b = Browser::logged_in(&t, "carol").await;
-    let resp = t
-        .http
-        .get(format!("{}/ui/projects/proj-a/jobs/{id}/live?stdout=7&stderr=0", t.base))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
+    let live = format!("/ui/projects/proj-a/jobs/{id}/live");
+    let resp = with_cookie(&t, &b, &format!("{live}?stdout=7&stderr=0"), None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let feeder = {
@@ -331,7 +400,12 @@ async fn live_output_streams_new_output_and_status_and_ends_with_the_job() {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let url = format!("{base}/api/v1/job/{id}/output/stdout?offset=7");
-            http.post(url).bearer_auth(&agent).body("später\n").send().await.unwrap();
+            http.post(url)
+                .bearer_auth(&agent)
+                .body("später\n")
+                .send()
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
             http.put(format!("{base}/api/v1/job/{id}"))
                 .bearer_auth(&agent)
@@ -348,30 +422,23 @@ async fn live_output_streams_new_output_and_status_and_ends_with_the_job() {
         vec![
             ("status".to_string(), r#"{"status":"running"}"#.to_string()),
             ("stdout".to_string(), r#""später\n""#.to_string()),
-            ("status".to_string(), r#"{"status":"completed"}"#.to_string()),
+            (
+                "status".to_string(),
+                r#"{"status":"completed"}"#.to_string()
+            ),
             ("end".to_string(), r#"{"status":"completed"}"#.to_string()),
         ],
         "only the output after the page's offset, then the end"
     );
 
     // A reconnect names the last event it saw: the stream resumes there.
-    let resp = t
-        .http
-        .get(format!("{}/ui/projects/proj-a/jobs/{id}/live", t.base))
-        .header("cookie", b.cookie_header())
-        .header("last-event-id", "3.0")
-        .send()
-        .await
-        .unwrap();
+    let resp = with_cookie(&t, &b, &live, Some("3.0")).await;
     let got = events(resp, |e| e.iter().any(|(k, _)| k == "end")).await;
-    assert_eq!(got[0], ("stdout".to_string(), r#""ore\nspäter\n""#.to_string()));
+    assert_eq!(
+        got[0],
+        ("stdout".to_string(), r#""ore\nspäter\n""#.to_string())
+    );
     // Bad offsets are bad input.
-    let r = t
-        .http
-        .get(format!("{}/ui/projects/proj-a/jobs/{id}/live?stdout=x", t.base))
-        .header("cookie", b.cookie_header())
-        .send()
-        .await
-        .unwrap();
+    let r = with_cookie(&t, &b, &format!("{live}?stdout=x"), None).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
