@@ -31,8 +31,11 @@ impl ProjectAccess {
         let Some(project_id) = state.store.is_member(session.rec.user_id, project).await? else {
             return Err(UiError::NotFound.into());
         };
-        // TEMPORARY until membership roles land on main (Store::member_roles).
-        let roles = RoleSet::all();
+        let roles = state
+            .store
+            .member_roles(session.rec.user_id, project_id)
+            .await?
+            .ok_or(UiError::NotFound)?;
         Ok(ProjectAccess {
             project: project.to_string(),
             project_id,

@@ -3,7 +3,7 @@
 //! rejection through the admin CLI's decision (waking a waiting agent at once), CSRF,
 //! non-members, bad input; and `GET /api/v1/code/{codeId}/files`.
 
-use crate::code::{bundle, upload};
+use crate::code::{bundle, hpc_digest, upload};
 use crate::common::*;
 use crate::ui::{hidden, people, Browser};
 use reqwest::{Method, StatusCode};
@@ -23,14 +23,7 @@ async fn waiting_job(t: &TestApp, script: &str) -> (String, String) {
 
 /// The agent of SITE reports its digest of the bundle (equal to the id).
 async fn report_digest(t: &TestApp, id: &str) {
-    let (s, b) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &t.agent_token().await,
-            Some(json!({ "sha256": id })),
-        )
-        .await;
+    let (s, b) = hpc_digest(t, id, &t.agent_token().await, id).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
@@ -308,4 +301,43 @@ async fn the_files_route_lists_a_bundle_for_the_roles_of_its_status() {
     );
     let (s, _) = t.send(Method::GET, &path, "hpcs_not_a_token", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_memberships_roles_decide_who_sees_and_decides_on_bundles() {
+    use hpcsera_api_types::Role;
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    let (id, _) = waiting_job(&t, "#!/bin/sh\n").await;
+    report_digest(&t, &id).await;
+    let page = format!("/ui/projects/proj-a/code/{id}");
+    let mut b = Browser::logged_in(&t, "carol").await;
+    let csrf = b.csrf().await;
+    let approve = [("csrf", csrf.as_str()), ("decision", "approve")];
+    // None of the roles that read a bundle: 403 on every page and on the decision.
+    t.store
+        .set_member_roles(
+            "carol",
+            "proj-a",
+            [Role::PostJob, Role::UpdateJob].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+    for path in ["/ui/projects/proj-a/code", page.as_str()] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(p.body.contains("POST_Code or GET_JobStatus or GET_Code"));
+    }
+    let p = b.post(&format!("{page}/decision"), &approve).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert_eq!(bundle_status(&t, &id).await["status"], "pending_approval");
+    // Any one of them: the page and the decision.
+    t.store
+        .set_member_roles("carol", "proj-a", [Role::GetCode].into_iter().collect())
+        .await
+        .unwrap();
+    assert_eq!(b.get(&page).await.status, StatusCode::OK);
+    let p = b.post(&format!("{page}/decision"), &approve).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(bundle_status(&t, &id).await["status"], "approved");
 }

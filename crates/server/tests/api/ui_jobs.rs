@@ -442,3 +442,65 @@ async fn live_output_streams_new_output_and_status_and_ends_with_the_job() {
     let r = with_cookie(&t, &b, &format!("{live}?stdout=x"), None).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_memberships_roles_decide_what_the_jobs_pages_show_and_allow() {
+    use hpcsera_api_types::Role;
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    let alice = t.alice().await;
+    let id = id_of(&t.submit(&alice, json!({"label": "roles"})).await);
+    let page = format!("/ui/projects/proj-a/jobs/{id}");
+    let set = |roles: &'static [Role]| {
+        let store = t.store.clone();
+        async move {
+            store
+                .set_member_roles("carol", "proj-a", roles.iter().copied().collect())
+                .await
+                .unwrap()
+        }
+    };
+    let mut b = Browser::logged_in(&t, "carol").await;
+    let csrf = b.csrf().await;
+    let cancel = [("csrf", csrf.as_str()), ("operation", "cancel")];
+
+    // Without GET_JobStatus: nothing to see, nothing to do (403).
+    set(&[Role::PostJob, Role::UpdateJob, Role::DeleteJob]).await;
+    for path in [
+        "/ui/projects/proj-a/jobs".to_string(),
+        page.clone(),
+        format!("{page}/live"),
+        format!("{page}/results/x.txt"),
+    ] {
+        let p = b.get(&path).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(p.body.contains("it needs GET_JobStatus"), "{path}");
+    }
+
+    // Reading only: the page, without buttons; the forms are refused.
+    set(&[Role::GetJobStatus]).await;
+    let p = b.get(&page).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(!p.body.contains("id=\"cancel\"") && !p.body.contains("id=\"delete\""));
+    let p = b.post(&format!("{page}/operation"), &cancel).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.body.contains("UPDATE_Job"), "{}", p.body);
+    let p = b.post(&format!("{page}/delete"), &cancel[..1]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.body.contains("DELETE_Job"));
+    assert_eq!(job_status(&t, &id).await.1["status"], "queued");
+
+    // UPDATE_Job: cancel, hold; still no delete.
+    set(&[Role::GetJobStatus, Role::UpdateJob]).await;
+    let p = b.get(&page).await;
+    assert!(p.body.contains("id=\"cancel\"") && !p.body.contains("id=\"delete\""));
+    assert_eq!(
+        b.post(&format!("{page}/delete"), &cancel[..1]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        b.post(&format!("{page}/operation"), &cancel).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(job_status(&t, &id).await.1["status"], "cancelled");
+}
