@@ -232,7 +232,7 @@ async fn a_jobs_page_follows_its_output_live() {
         .unwrap();
     assert_eq!(mark, json!(1), "followed without reloading the page");
     b.click("a[href='/ui/jobs']").await;
-    b.wait_for("/ui/projects/p/jobs", &job.id[..8]).await;
+    b.wait_for("/ui/projects/p/jobs", &job.id).await;
     b.shot("jobs").await;
     b.close().await;
 }

@@ -73,7 +73,6 @@ pub(crate) fn show_rfc3339(t: &str) -> String {
 /// One row of the list.
 pub(crate) struct JobRow {
     pub id: String,
-    pub short: String,
     pub job_type: String,
     pub site: String,
     pub status: &'static str,
@@ -87,7 +86,6 @@ pub(crate) struct JobRow {
 impl JobRow {
     pub(crate) fn of(j: Job) -> JobRow {
         JobRow {
-            short: j.id.chars().take(8).collect(),
             status: j.status.as_str(),
             held: j.held,
             pending: j.pending_operation.map(|p| p.operation.as_str()),
