@@ -184,7 +184,9 @@ async fn a_jobs_page_follows_its_output_live() {
     // A shared Slurm may keep it pending a while: the page is opened once it runs.
     let running = |s: JobStatus| s == JobStatus::Running || s.is_terminal();
     let limit = Duration::from_secs(300);
-    let now = env.wait_for_within(&job.id, running, "running", limit).await;
+    let now = env
+        .wait_for_within(&job.id, running, "running", limit)
+        .await;
     assert_eq!(now.status, JobStatus::Running, "{:?}", now.message);
     let page = format!("/ui/projects/p/jobs/{}", job.id);
     b.goto(&format!("{}{page}", env.url)).await;

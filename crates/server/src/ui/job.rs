@@ -217,6 +217,19 @@ async fn tail(
     })
 }
 
+fn sub_rows(job: &Job) -> Vec<SubRow> {
+    job.sub_jobs
+        .iter()
+        .map(|s| SubRow {
+            name: s.name.clone(),
+            status: s.status.as_str(),
+            batch_id: s.batch_job_id.clone().unwrap_or_default(),
+            exit_code: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            message: s.message.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn event_rows(events: Vec<hpcsera_api_types::JobEvent>) -> Vec<EventRow> {
     events
         .into_iter()
@@ -325,17 +338,7 @@ async fn page(
             .metadata
             .as_ref()
             .and_then(|m| serde_json::to_string_pretty(m).ok()),
-        sub_jobs: job
-            .sub_jobs
-            .iter()
-            .map(|s| SubRow {
-                name: s.name.clone(),
-                status: s.status.as_str(),
-                batch_id: s.batch_job_id.clone().unwrap_or_default(),
-                exit_code: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                message: s.message.clone().unwrap_or_default(),
-            })
-            .collect(),
+        sub_jobs: sub_rows(&job),
         events_cut: events.len() >= MAX_EVENTS_SHOWN as usize,
         events: event_rows(events),
         results: result_rows(state, access, id).await?,
