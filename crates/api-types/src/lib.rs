@@ -9,6 +9,7 @@ pub mod codefiles;
 pub mod dto;
 pub mod jobtype;
 pub mod kinds;
+pub mod oauth;
 pub mod role;
 pub mod status;
 

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "agent", description = "Used by the HPC agent"),
         (name = "tokens", description = "Token introspection: who a token is, its user's tokens in its project, revoking itself (tokens are made by people, never by tokens)"),
         (name = "system", description = "Health and metrics"),
+        (name = "oauth", description = "OAuth 2.0 Device Authorization Grant (RFC 8628) for headless clients: form bodies, snake_case JSON answers, a person approves in the web UI (/ui/device); RFC 8414 metadata"),
     )
 )]
 pub(crate) struct ApiDoc;

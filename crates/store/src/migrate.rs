@@ -41,6 +41,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     7 "0007_auth_failures",
     8 "0008_sessions",
     9 "0009_membership_roles",
+    13 "0013_device_grants",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

@@ -4,6 +4,8 @@
 //! is written as a screenshot to `target/ui-screenshots/<db>/` (the README's pictures).
 //!
 //! The code bundle and jobs pages, which need a real agent, are in `agent_pages`.
+//! The device flow (an OAuth library and `hpcsera login --device` approved here) and CLI
+//! profiles are in `device`.
 //!
 //! One test binary; each test has its own server, database, chromedriver and browser.
 
@@ -11,7 +13,7 @@
 #[path = "../e2e/common.rs"]
 mod common;
 mod harness;
-/// The agent's tests' server set-up, which the e2e set-up below builds on.
+/// The agent's tests' server set-up, which the e2e set-up builds on.
 #[path = "../../../agent/tests/agent/test_server.rs"]
 mod test_server;
 
@@ -29,6 +31,7 @@ macro_rules! browser {
 
 /// Code bundle and job pages with a real agent.
 mod agent_pages;
+mod device;
 
 /// The value of the read-only secret field on the "token made" page.
 async fn shown_secret(b: &Browser) -> String {
