@@ -99,6 +99,10 @@ say "agent, CLI and code end-to-end tests on the real Slurm"
 # ones, picked by module path (libtest filters, which nextest and cargo test both take).
 HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e::
 
+say "web UI pages with a real agent (Chromium) on the real Slurm"
+# The browser tests' agent_pages module: approval runs the job on Slurm, cancel reaches it.
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test ui -- agent_pages::
+
 say "store and API tests on PostgreSQL ($PG_URL)"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server
 

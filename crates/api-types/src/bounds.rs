@@ -1,5 +1,6 @@
 //! Bounds on text the server stores or answers with: cutting to a byte length on a character
-//! boundary, and the check of short labels an agent sends about itself.
+//! boundary, the check of short labels an agent sends about itself, and showing control
+//! characters as escapes (for terminals and for web pages that show names from archives).
 
 use crate::FieldError;
 
@@ -35,6 +36,34 @@ pub fn check_agent_label(field: &str, value: Option<&str>) -> Result<(), FieldEr
         ));
     }
     Ok(())
+}
+
+/// Whether `c` would be interpreted by a terminal rather than shown, or would reorder what is
+/// shown: C0 controls (newline and tab too), DEL, C1 controls, and the bidirectional overrides.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character shown as an escape (`\n`, `\t`, `\x1b`, `\u{9b}`), so
+/// that text from elsewhere cannot move a terminal's cursor, clear the screen, set the window
+/// title, or hide or reorder what it says.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if is_unsafe(c) && (c as u32) < 0x80 => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c if is_unsafe(c) => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(o)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! written here (a legal transition, a parameter check) is the same rule everywhere.
 
 pub mod bounds;
+pub mod codefiles;
 pub mod dto;
 pub mod jobtype;
 pub mod kinds;
@@ -14,6 +15,7 @@ pub mod signed;
 pub mod status;
 
 pub use bounds::*;
+pub use codefiles::{CodeFile, CodeFileList};
 pub use dto::*;
 pub use jobtype::*;
 pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};

@@ -263,6 +263,13 @@ impl Client {
             .keys)
     }
 
+    /// A bundle's files as its archive lists them (read on the server, never unpacked): at
+    /// most 1000 entries, `truncated` when there are more.
+    pub async fn code_files(&self, id: &str) -> Result<hpcsera_api_types::CodeFileList> {
+        self.json(Method::GET, &format!("/code/{}/files", seg(id)), Body::None)
+            .await
+    }
+
     /// The project's bundles, newest first.
     pub async fn list_code(&self) -> Result<Vec<CodeBundle>> {
         Ok(self

@@ -521,8 +521,10 @@ async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Approves or rejects a code bundle as `user` (a member of the project), then applies the
-/// retention rule: a rejected bundle's file goes at once unless another project keeps it.
+/// Approves or rejects a code bundle as `user` (a member of the project), as the web UI does
+/// (`hpcsera_server::bundles::decide_bundle`: the decision, then the rejected file's
+/// retention). Agents' long polls notice within their 2 s re-check: this process cannot wake
+/// the server's waiters.
 pub async fn decide_code(
     store: &Store,
     code_dir: &std::path::Path,
@@ -535,8 +537,7 @@ pub async fn decide_code(
     if !hpcsera_api_types::is_code_id(id) {
         bail!("{id:?} is not a code bundle id (64 lower-case hex digits)");
     }
-    let d = store
-        .decide_bundle(project, id, user, approve, reason)
+    hpcsera_server::bundles::decide_bundle(store, code_dir, project, id, user, approve, reason)
         .await
         .map_err(|e| match e {
             hpcsera_store::StoreError::Invalid(f) => anyhow::anyhow!(
@@ -547,14 +548,7 @@ pub async fn decide_code(
                     .join("; ")
             ),
             other => anyhow::Error::new(other),
-        })?;
-    if d.delete_file {
-        // Checks again under the digest's lock: another project may have uploaded the same
-        // bytes since the decision.
-        let path = hpcsera_server::code_file_path(code_dir, id);
-        store.delete_code_file_if_unkept(id, &path).await?;
-    }
-    Ok(d)
+        })
 }
 
 async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod bundles;
 pub mod config;
 pub mod error;
 pub mod extract;

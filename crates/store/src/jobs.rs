@@ -381,4 +381,45 @@ impl Store {
         }
         Ok((jobs, if more { last_seq } else { None }))
     }
+
+    /// The project's jobs that wait (`awaiting_approval`) for code bundle `code_id`, oldest
+    /// first, at most `limit` (1 to 1000).
+    pub async fn jobs_awaiting_bundle(
+        &self,
+        project_id: i64,
+        code_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.project_id = $1 AND j.status = $2 AND j.deleted_at IS NULL \
+             AND j.seq IN (SELECT c.job_seq FROM job_code c WHERE c.project_id = $1 AND c.code_id = $3) \
+             ORDER BY j.seq LIMIT $4"
+        ))
+        .bind(project_id)
+        .bind(JobStatus::AwaitingApproval.as_str())
+        .bind(code_id)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(job_from_row(r)?.1)).collect()
+    }
+
+    /// How many of the project's jobs wait for each of its code bundles (bundles no job
+    /// waits for are left out), in one query.
+    pub async fn jobs_awaiting_each_bundle(
+        &self,
+        project_id: i64,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT c.code_id, COUNT(*) AS n FROM job_code c JOIN jobs j ON j.seq = c.job_seq \
+             WHERE c.project_id = $1 AND j.status = $2 AND j.deleted_at IS NULL GROUP BY c.code_id",
+        )
+        .bind(project_id)
+        .bind(JobStatus::AwaitingApproval.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((col(r, "code_id")?, col(r, "n")?)))
+            .collect()
+    }
 }

@@ -12,33 +12,9 @@ use hpcsera_api_types::{Job, JobTypeSpec, ParamKind, ResultFile};
 use serde::Serialize;
 use std::io::Write;
 
-/// Whether `c` would be interpreted by a terminal rather than shown: C0 controls (newline and
-/// tab too), DEL, C1 controls, and the bidirectional overrides that reorder what is shown.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `s` with every control character shown as an escape (`\n`, `\t`, `\x1b`, `\u{9b}`), so
-/// that server-supplied text cannot move the cursor, clear the screen, set the window title
-/// or hide what it says.
-pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut o = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c if is_unsafe(c) && (c as u32) < 0x80 => o.push_str(&format!("\\x{:02x}", c as u32)),
-            c if is_unsafe(c) => o.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(o)
-}
+/// `s` with every control character shown as an escape (the one rule, in api-types, that the
+/// web UI uses too).
+pub use hpcsera_api_types::escape_controls as clean;
 
 /// Writes `text` to stdout.
 pub fn out(text: &str) -> CliResult<()> {

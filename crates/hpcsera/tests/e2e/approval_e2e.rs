@@ -6,7 +6,8 @@
 //! expired, or by a key the cluster does not list — are refused by the agent, and the job
 //! fails saying which check failed, with nothing unpacked.
 
-use crate::code_e2e::{code_tree, Env, SITE};
+use crate::code_e2e::{Env, SITE};
+use crate::common::code_tree;
 use crate::common;
 use hpcsera_api_types::{JobStatus, SignedApproval};
 use hpcsera_approval::ApprovalMessage;

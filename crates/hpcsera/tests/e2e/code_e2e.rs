@@ -5,12 +5,11 @@
 
 use crate::common;
 
-use common::slurm;
+use common::{code_tree, slurm};
 
-use hpcsera_api_types::{CodeStatus, JobStatus, NewJob, OutputStream};
+use hpcsera_api_types::{CodeStatus, JobStatus, OutputStream};
 use serde_json::{json, Value};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -138,14 +137,7 @@ impl Env {
     }
 
     pub(crate) async fn submit(&self, params: Value) -> hpcsera_api_types::Job {
-        let job = NewJob {
-            site: SITE.into(),
-            job_type: "runcode".into(),
-            parameters: params.as_object().cloned().unwrap_or_default(),
-            metadata: None,
-            callback_url: None,
-        };
-        self.client.submit(&job, None).await.unwrap()
+        self.submit_job("runcode", params).await
     }
 
     pub(crate) async fn wait_end(&self, id: &str) -> hpcsera_api_types::Job {
@@ -181,39 +173,6 @@ impl Env {
             .unwrap();
         String::from_utf8_lossy(&out.data).into_owned()
     }
-
-    /// Waits until the agent has reported the HPC-side digest of `id`.
-    pub(crate) async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
-        let started = Instant::now();
-        loop {
-            let b = self.client.code_status(id).await.unwrap();
-            if b.hpc_sha256.is_some() {
-                return b;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the agent never reported a digest of {id}: agent log:\n{}",
-                self.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-pub(crate) fn code_tree(root: &Path, message: &str) {
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("data")).unwrap();
-    std::fs::write(
-        root.join("bin/hello.sh"),
-        "#!/bin/sh\necho \"pushed code says: $1\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        root.join("bin/hello.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    std::fs::write(root.join("data/input.txt"), format!("{message}\n")).unwrap();
 }
 
 #[tokio::test]

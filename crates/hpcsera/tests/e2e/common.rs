@@ -1,11 +1,13 @@
-//! Shared set-up of the end-to-end tests: an in-process server on a fresh SQLite database and
-//! the real `hpcsera agent` binary as a child process — on Slurm when
-//! `HPCSERA_TEST_ADAPTER=slurm`, else on the local adapter.
+//! Shared set-up of the end-to-end tests: an in-process server on a fresh database (SQLite, or
+//! PostgreSQL when `HPCSERA_TEST_DATABASE_URL` names one) and the real `hpcsera agent` binary
+//! as a child process — on Slurm when `HPCSERA_TEST_ADAPTER=slurm`, else on the local adapter.
+//! The web UI's browser tests (`tests/ui`) include this file too, for their pages that need a
+//! real agent.
 
 #![allow(dead_code)]
 
 use crate::test_server::{serve, token};
-use hpcsera_api_types::{JobEvent, JobStatus, Role, RoleSet};
+use hpcsera_api_types::{Job, JobEvent, JobStatus, Role, RoleSet};
 use hpcsera_client::Client;
 use hpcsera_server::ServerConfig;
 use hpcsera_store::Store;
@@ -13,6 +15,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+/// The one fresh-database helper of the API tests and the browser tests (whose harness uses it
+/// from here).
+#[path = "../../../server/tests/api/fresh_database.rs"]
+pub mod fresh;
 
 /// What `squeue -h ARGS…` prints, trimmed (Slurm runs only).
 pub fn squeue(args: &[&str]) -> String {
@@ -48,6 +55,24 @@ pub fn sleep_and_later_job_types() -> String {
     } else {
         text.to_string()
     }
+}
+
+/// A directory to push as a code bundle: `bin/hello.sh` (0755, prints "pushed code says: $1")
+/// and `data/input.txt` holding `message`.
+pub fn code_tree(root: &Path, message: &str) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("bin/hello.sh"),
+        "#!/bin/sh\necho \"pushed code says: $1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("bin/hello.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(root.join("data/input.txt"), format!("{message}\n")).unwrap();
 }
 
 /// Settings of a test set-up.
@@ -130,7 +155,7 @@ impl Env {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+        let db_url = fresh::fresh_database(dir.path()).await;
         let store = Store::connect(&db_url).await.unwrap();
         // alice in p (the tokens below); mallory in another project.
         store.create_user("alice", None, false).await.unwrap();
@@ -364,6 +389,35 @@ impl Env {
                 started.elapsed() < limit,
                 "job {id} never became {what} (is {}): agent log:\n{}",
                 j.status,
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Submits a job of `job_type` at this set-up's site with `params` (a JSON object).
+    pub async fn submit_job(&self, job_type: &str, params: serde_json::Value) -> Job {
+        let job = hpcsera_api_types::NewJob {
+            site: self.site.clone(),
+            job_type: job_type.into(),
+            parameters: params.as_object().cloned().unwrap_or_default(),
+            metadata: None,
+            callback_url: None,
+        };
+        self.client.submit(&job, None).await.unwrap()
+    }
+
+    /// Waits until the agent has reported the HPC-side digest of code bundle `id`.
+    pub async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
+        let started = Instant::now();
+        loop {
+            let b = self.client.code_status(id).await.unwrap();
+            if b.hpc_sha256.is_some() {
+                return b;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the agent never reported a digest of {id}: agent log:\n{}",
                 self.agent_log()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -24,9 +24,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
-#[path = "../../../server/tests/api/fresh_database.rs"]
-mod fresh;
-use fresh::fresh_database;
+use crate::common::fresh::fresh_database;
 
 impl Server {
     pub async fn start() -> Server {

@@ -3,12 +3,19 @@
 //! a non-member sees, logging out, and an invitation from the admin CLI. Every page visited
 //! is written as a screenshot to `target/ui-screenshots/<db>/` (the README's pictures).
 //!
+//! The code bundle and jobs pages, which need a real agent, are in `agent_pages`.
 //! The device flow (an OAuth library and `hpcsera login --device` approved here) and CLI
 //! profiles are in `device`.
 //!
 //! One test binary; each test has its own server, database, chromedriver and browser.
 
+/// The e2e tests' set-up with a real agent (local adapter, or Slurm), for the pages that need one.
+#[path = "../e2e/common.rs"]
+mod common;
 mod harness;
+/// The agent's tests' server set-up, which the e2e set-up builds on.
+#[path = "../../../agent/tests/agent/test_server.rs"]
+mod test_server;
 
 use harness::{Browser, Server, PASSWORD};
 use reqwest::StatusCode;
@@ -22,6 +29,8 @@ macro_rules! browser {
     };
 }
 
+/// Code bundle and job pages with a real agent.
+mod agent_pages;
 mod device;
 
 /// The value of the read-only secret field on the "token made" page.

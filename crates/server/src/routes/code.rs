@@ -1,5 +1,6 @@
 //! Code bundles: upload (streamed to a file while hashed, refused as soon as it passes the
-//! limit), download by the site's agent, status, the agent's HPC-side digest, listing.
+//! limit), download by the site's agent, status, the file listing, the agent's HPC-side
+//! digest, listing.
 //!
 //! Approval is not here: no token role grants it. A member of the project decides out of
 //! band (`hpcsera admin code approve|reject`, later the web UI) through
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use hpcsera_api_types::{
-    is_code_id, CodeBundle, CodeBundleList, CodeStatus, ErrorBody, HpcDigest, Role,
+    is_code_id, CodeBundle, CodeBundleList, CodeFileList, CodeStatus, ErrorBody, HpcDigest, Role,
 };
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -243,6 +244,31 @@ pub async fn code_status(
 ) -> ApiResult<Json<CodeBundle>> {
     caller.require_any(&[Role::PostCode, Role::GetJobStatus, Role::GetCode])?;
     Ok(Json(st.store.get_bundle(caller.0.project_id, &id).await?))
+}
+
+/// A bundle's files as its archive lists them — names, kinds, sizes, modes, link targets —
+/// read from the stored tar.gz without unpacking it: what a person reviews before approving.
+/// At most 1000 entries and 256 MiB of content are read (`truncated` says when the listing
+/// stopped early); a broken archive lists the entries before the problem and names it.
+/// The bytes of a rejected bundle are not kept: 404, as for the download.
+#[utoipa::path(get, path = "/api/v1/code/{codeId}/files", tag = "code",
+    params(("codeId" = String, Path, description = "SHA-256 of the bundle")),
+    responses((status = 200, body = CodeFileList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn code_files(
+    State(st): State<AppState>,
+    caller: Caller,
+    id: CodeId,
+) -> ApiResult<Json<CodeFileList>> {
+    caller.require_any(&[Role::PostCode, Role::GetJobStatus, Role::GetCode])?;
+    st.store.get_bundle(caller.0.project_id, &id).await?;
+    let path = crate::config::code_file_path(&st.config.code_dir, &id);
+    match crate::bundles::list_bundle_files(&path).await {
+        Ok(list) => Ok(Json(list)),
+        Err(e @ crate::bundles::ListError::Gone) => Err(ApiError::NotFound(e.to_string())),
+        Err(e) => Err(ApiError::Internal(e.into())),
+    }
 }
 
 /// Download a bundle (the site's agent, `GET_Code`). An approved bundle is served for use; a

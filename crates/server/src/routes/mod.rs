@@ -11,7 +11,7 @@ mod agent;
 pub(crate) mod approvals;
 mod code;
 mod events;
-mod jobs;
+pub(crate) mod jobs;
 mod oauth;
 mod output;
 mod query;
@@ -19,7 +19,7 @@ mod results;
 mod sites;
 mod system;
 mod tokens;
-mod wait;
+pub(crate) mod wait;
 
 use crate::config::Limits;
 use crate::state::AppState;
@@ -55,6 +55,7 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(code::list_code, code::post_code))
         .routes(routes!(code::get_code))
         .routes(routes!(code::code_status))
+        .routes(routes!(code::code_files))
         .routes(routes!(code::post_hpc_digest))
         .routes(routes!(approvals::post_approval))
         .routes(routes!(approvals::list_keys))

@@ -1,5 +1,5 @@
 //! The web UI: server-rendered HTML pages under `/ui` for people (log in, see their projects,
-//! manage their own tokens).
+//! manage their own tokens, review and approve code bundles, watch and control jobs).
 //!
 //! Who a request is comes from the session cookie ([`UiSession`]), never from a bearer token;
 //! every state-changing form carries the session's CSRF token, compared in constant time
@@ -13,8 +13,13 @@
 //! `__Host-` name prefix) when the configured public URL is https. The login form has its own
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
+mod access;
+mod code;
 mod device;
 mod keys;
+mod job;
+mod jobs;
+mod live;
 mod login;
 mod pages;
 mod tokens;
@@ -52,6 +57,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/keys", get(keys::keys_page).post(keys::add))
         .route("/ui/keys/{id}/delete", post(keys::remove))
         .route("/ui/static/{asset}", get(asset))
+        .merge(code::routes())
+        .merge(jobs::routes())
         .route(
             "/ui/{*rest}",
             axum::routing::any(|| async { UiError::NotFound }),
@@ -71,7 +78,7 @@ async fn security_headers(mut resp: Response) -> Response {
         h,
         "content-security-policy",
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
@@ -82,7 +89,7 @@ async fn security_headers(mut resp: Response) -> Response {
     resp
 }
 
-/// The built-in assets: one style sheet, one script (the copy button).
+/// The built-in assets: one style sheet, the copy button's script, the live output's script.
 async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
     let (body, kind): (&'static str, &'static str) = match name.as_str() {
         "style.css" => (
@@ -91,6 +98,10 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
         ),
         "copy.js" => (
             include_str!("../../assets/ui/copy.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "live.js" => (
+            include_str!("../../assets/ui/live.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return UiError::NotFound.into_response(),

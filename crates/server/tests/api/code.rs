@@ -27,7 +27,7 @@ pub(crate) fn bundle(content: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn sha(b: &[u8]) -> String {
+pub(crate) fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
@@ -60,7 +60,12 @@ async fn agent_code_calls(t: &TestApp, id: &str, token: &str) -> [StatusCode; 2]
 }
 
 /// `POST /code/{id}/hpcDigest` by `token`, reporting `sha256`.
-async fn hpc_digest(t: &TestApp, id: &str, token: &str, sha256: &str) -> (StatusCode, Value) {
+pub(crate) async fn hpc_digest(
+    t: &TestApp,
+    id: &str,
+    token: &str,
+    sha256: &str,
+) -> (StatusCode, Value) {
     t.send(
         Method::POST,
         &format!("/api/v1/code/{id}/hpcDigest"),

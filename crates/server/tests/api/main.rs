@@ -12,4 +12,6 @@ mod roles;
 mod service;
 mod tokens;
 mod ui;
+mod ui_code;
+mod ui_jobs;
 mod webhooks;

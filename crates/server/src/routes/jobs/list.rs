@@ -14,7 +14,8 @@ use base64::Engine;
 use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, JobStatus, Role};
 use hpcsera_store::JobFilter;
 
-fn encode_cursor(seq: i64) -> String {
+/// The opaque cursor of a listing page that continues before job `seq` (also the web UI's).
+pub(crate) fn encode_cursor(seq: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("j{seq}"))
 }
 
@@ -66,8 +67,9 @@ pub async fn find_jobs_by_status(
     }))
 }
 
-/// The filter a listing's query asks for (default page: 100 jobs).
-fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
+/// The filter a listing's query asks for (default page: 100 jobs); the web UI's job list
+/// reads its query with it too.
+pub(crate) fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
     let mut f = JobFilter {
         limit: 100,
         ..Default::default()

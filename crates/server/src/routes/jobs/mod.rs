@@ -19,7 +19,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hpcsera_api_types::{ErrorBody, Job, JobUpdate, OperationRequest, Role};
+use hpcsera_api_types::{ErrorBody, Job, JobUpdate, Operation, OperationRequest, Role};
+use hpcsera_store::StoreError;
 
 pub use list::*;
 pub use submit::*;
@@ -92,17 +93,14 @@ pub async fn update_by_operation(
 ) -> ApiResult<Response> {
     caller.require(Role::UpdateJob)?;
     visible_job(&st, &caller, &id).await?;
-    let job = st
-        .store
-        .request_operation(
-            caller.0.project_id,
-            &id,
-            body.operation,
-            &caller.user_actor(),
-        )
-        .await?;
-    st.wake_agents();
-    st.events_written();
+    let job = operate(
+        &st,
+        caller.0.project_id,
+        &id,
+        body.operation,
+        &caller.user_actor(),
+    )
+    .await?;
     let status = if job.pending_operation.is_some() {
         StatusCode::ACCEPTED
     } else {
@@ -125,17 +123,46 @@ pub async fn delete_job(
 ) -> ApiResult<StatusCode> {
     caller.require(Role::DeleteJob)?;
     visible_job(&st, &caller, &id).await?;
-    let pending = st
-        .store
-        .delete_job(caller.0.project_id, &id, &caller.user_actor())
-        .await?;
-    st.events_written();
-    if pending {
-        st.wake_agents();
-    }
+    let pending = remove(&st, caller.0.project_id, &id, &caller.user_actor()).await?;
     Ok(if pending {
         StatusCode::ACCEPTED
     } else {
         StatusCode::NO_CONTENT
     })
+}
+
+/// Requests an operation on a job of the project and wakes whoever waits for it: the agent
+/// that holds the job (its next poll hands the operation over) and the event readers. The one
+/// path of `PUT /job/updateByOperation/{jobId}` and the web UI's buttons.
+pub(crate) async fn operate(
+    st: &AppState,
+    project_id: i64,
+    id: &str,
+    op: Operation,
+    actor: &str,
+) -> Result<Job, StoreError> {
+    let job = st
+        .store
+        .request_operation(project_id, id, op, actor)
+        .await?;
+    st.wake_agents();
+    st.events_written();
+    Ok(job)
+}
+
+/// Deletes a job of the project (see `Store::delete_job`) and wakes the event readers, and the
+/// agent when it must cancel the job first (then `true`). The one path of
+/// `DELETE /job/{jobId}` and the web UI's delete button.
+pub(crate) async fn remove(
+    st: &AppState,
+    project_id: i64,
+    id: &str,
+    actor: &str,
+) -> Result<bool, StoreError> {
+    let pending = st.store.delete_job(project_id, id, actor).await?;
+    st.events_written();
+    if pending {
+        st.wake_agents();
+    }
+    Ok(pending)
 }

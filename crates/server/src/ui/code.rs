@@ -1,0 +1,339 @@
+//! The code bundle pages: a project's bundles, and one bundle — its client-side and HPC-side
+//! SHA-256 side by side, its file list, the jobs that wait for it — with the approve and
+//! reject forms.
+//!
+//! A decision goes through `bundles::decide_bundle` (the admin CLI's path: `Store::decide_bundle`
+//! and the rejected file's retention) and then wakes the agents' long polls and the event
+//! readers at once, which only the server can. Seeing the pages needs one of the roles that
+//! may read a bundle's status in the API (`POST_Code`, `GET_JobStatus`, `GET_Code`), as does
+//! deciding; the store checks the membership again inside the decision. Nothing here unpacks
+//! or runs a bundle: the file list is `bundles::list_bundle_files`, the API's listing.
+
+use super::access::{PageError, ProjectAccess};
+use super::jobs::show_rfc3339;
+use super::{render, Nav, UiError, UiForm, UiSession};
+use crate::state::AppState;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use hpcsera_api_types::{is_code_id, CodeBundle, CodeFileList, CodeStatus, Role};
+use hpcsera_store::StoreError;
+
+/// Who may see a project's bundles and decide on them: the roles of `GET /code/{id}/status`.
+pub(crate) const CODE_ROLES: &[Role] = &[Role::PostCode, Role::GetJobStatus, Role::GetCode];
+/// Most waiting jobs a bundle's page lists.
+const MAX_WAITING_SHOWN: u32 = 200;
+/// Longest reason of a decision, in characters.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// The code pages' routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ui/code", get(first_project))
+        .route("/ui/projects/{project}/code", get(list))
+        .route("/ui/projects/{project}/code/{id}", get(bundle))
+        .route("/ui/projects/{project}/code/{id}/decision", post(decide))
+}
+
+/// A size for people: `812 B`, `4.0 KiB`, `1.5 MiB`.
+pub(crate) fn show_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// `/ui/code` (the navigation's entry): the first project's bundles.
+async fn first_project(
+    State(state): State<AppState>,
+    session: UiSession,
+) -> Result<Response, PageError> {
+    super::jobs::to_first_project(&state, &session, "code").await
+}
+
+/// How the cluster's digest compares with the upload's.
+fn digest_state(b: &CodeBundle) -> &'static str {
+    match &b.hpc_sha256 {
+        None => "unreported",
+        Some(_) if b.digests_match => "match",
+        Some(_) => "differs",
+    }
+}
+
+pub(crate) struct BundleRow {
+    pub id: String,
+    pub short: String,
+    pub status: &'static str,
+    pub size: String,
+    pub uploaded_by: String,
+    pub uploaded: String,
+    pub digest: &'static str,
+    pub waiting: i64,
+}
+
+#[derive(Template)]
+#[template(path = "ui/code_list.html")]
+struct ListPage {
+    nav: Nav,
+    project: String,
+    projects: Vec<String>,
+    bundles: Vec<BundleRow>,
+}
+
+/// `GET /ui/projects/{project}/code`: the project's bundles, newest first.
+async fn list(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(project): Path<String>,
+) -> Result<Response, PageError> {
+    let access = ProjectAccess::for_page(&state, &session, &project, CODE_ROLES).await?;
+    let waiting = state
+        .store
+        .jobs_awaiting_each_bundle(access.project_id)
+        .await?;
+    let bundles = state
+        .store
+        .list_bundles(access.project_id)
+        .await?
+        .into_iter()
+        .map(|b| BundleRow {
+            short: b.id.chars().take(12).collect(),
+            status: b.status.as_str(),
+            size: show_bytes(b.size.max(0) as u64),
+            uploaded_by: b.uploaded_by.clone(),
+            uploaded: show_rfc3339(&b.created_at),
+            digest: digest_state(&b),
+            waiting: waiting.get(&b.id).copied().unwrap_or(0),
+            id: b.id,
+        })
+        .collect();
+    let projects = super::jobs::member_projects(&state, &session).await?;
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            nav: Nav::new(&session, "code"),
+            project: access.project,
+            projects,
+            bundles,
+        },
+    ))
+}
+
+pub(crate) struct WaitingRow {
+    pub id: String,
+    pub job_type: String,
+    pub site: String,
+    pub owner: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/code_bundle.html")]
+struct BundlePage {
+    nav: Nav,
+    project: String,
+    bundle: CodeBundle,
+    short: String,
+    size: String,
+    uploaded: String,
+    decided: String,
+    digest: &'static str,
+    pending: bool,
+    waiting: Vec<WaitingRow>,
+    files: Option<CodeFileList>,
+    /// Why a decision was not made (shown above the forms).
+    problem: Option<String>,
+    /// The reason as typed, shown again with a problem.
+    reason: String,
+    max_reason: usize,
+}
+
+/// `GET /ui/projects/{project}/code/{id}`.
+async fn bundle(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((project, id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let access = ProjectAccess::for_page(&state, &session, &project, CODE_ROLES).await?;
+    bundle_page(
+        &state,
+        &session,
+        &access,
+        &id,
+        StatusCode::OK,
+        None,
+        String::new(),
+    )
+    .await
+}
+
+/// The bundle page, with the problem of a decision that was refused.
+async fn bundle_page(
+    state: &AppState,
+    session: &UiSession,
+    access: &ProjectAccess,
+    id: &str,
+    status: StatusCode,
+    problem: Option<String>,
+    reason: String,
+) -> Result<Response, PageError> {
+    if !is_code_id(id) {
+        return Err(UiError::NotFound.into());
+    }
+    let bundle = state.store.get_bundle(access.project_id, id).await?;
+    let waiting = state
+        .store
+        .jobs_awaiting_bundle(access.project_id, id, MAX_WAITING_SHOWN)
+        .await?
+        .into_iter()
+        .map(|j| WaitingRow {
+            created: show_rfc3339(&j.created_at),
+            id: j.id,
+            job_type: j.job_type,
+            site: j.site,
+            owner: j.owner,
+        })
+        .collect();
+    let path = crate::config::code_file_path(&state.config.code_dir, id);
+    let files = match crate::bundles::list_bundle_files(&path).await {
+        Ok(list) => Some(list),
+        Err(crate::bundles::ListError::Gone) => None,
+        Err(crate::bundles::ListError::Io(e)) => {
+            tracing::warn!(error = %e, "cannot list a code bundle's files");
+            None
+        }
+    };
+    Ok(render(
+        status,
+        &BundlePage {
+            nav: Nav::new(session, "code"),
+            project: access.project.clone(),
+            short: bundle.id.chars().take(12).collect(),
+            size: show_bytes(bundle.size.max(0) as u64),
+            uploaded: show_rfc3339(&bundle.created_at),
+            decided: bundle
+                .decided_at
+                .as_deref()
+                .map(show_rfc3339)
+                .unwrap_or_default(),
+            digest: digest_state(&bundle),
+            pending: bundle.status == CodeStatus::PendingApproval,
+            bundle,
+            waiting,
+            files,
+            problem,
+            reason,
+            max_reason: MAX_REASON_CHARS,
+        },
+    ))
+}
+
+/// What the decision form asks for: approve or reject, and the reason (required to reject).
+fn read_decision(form: &UiForm) -> Result<(bool, Option<String>), String> {
+    let reason = form
+        .get("reason")
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    if let Some(r) = &reason {
+        if r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control) {
+            return Err(format!(
+                "Reason: one line of at most {MAX_REASON_CHARS} characters."
+            ));
+        }
+    }
+    match form.get("decision") {
+        Some("approve") => Ok((true, reason)),
+        Some("reject") if reason.is_some() => Ok((false, reason)),
+        Some("reject") => Err(
+            "Reason: say why the bundle is rejected; its waiting jobs fail with this reason."
+                .into(),
+        ),
+        _ => Err("Choose approve or reject.".into()),
+    }
+}
+
+/// `POST /ui/projects/{project}/code/{id}/decision`: approves or rejects the bundle, then
+/// wakes the agents (approved jobs are queued) and the event readers (their jobs changed).
+async fn decide(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path((project, id)): Path<(String, String)>,
+    form: UiForm,
+) -> Result<Response, PageError> {
+    let access = ProjectAccess::for_form(&state, &session, &form, &project, CODE_ROLES).await?;
+    if !is_code_id(&id) {
+        return Err(UiError::NotFound.into());
+    }
+    let typed = form.get("reason").unwrap_or("").to_string();
+    let refused = |status, problem: String| {
+        bundle_page(
+            &state,
+            &session,
+            &access,
+            &id,
+            status,
+            Some(problem),
+            typed.clone(),
+        )
+    };
+    let (approve, reason) = match read_decision(&form) {
+        Ok(d) => d,
+        Err(problem) => return refused(StatusCode::UNPROCESSABLE_ENTITY, problem).await,
+    };
+    let decided = crate::bundles::decide_bundle(
+        &state.store,
+        &state.config.code_dir,
+        &access.project,
+        &id,
+        &session.rec.user,
+        approve,
+        reason.as_deref(),
+    )
+    .await;
+    match decided {
+        Ok(_) => {}
+        Err(StoreError::Conflict(why)) => {
+            return refused(StatusCode::CONFLICT, format!("Nothing was decided: {why}.")).await
+        }
+        // The membership ended meanwhile (the store checks it in the decision's transaction).
+        Err(StoreError::Invalid(_)) => return Err(UiError::NotFound.into()),
+        Err(e) => return Err(e.into()),
+    }
+    state.wake_agents();
+    state.events_written();
+    let what = if approve {
+        "/ui/code/approve"
+    } else {
+        "/ui/code/reject"
+    };
+    let to = format!("/ui/projects/{}/code/{id}", access.project);
+    Ok(access.changed(&state, &session, what, &to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(show_bytes(0), "0 B");
+        assert_eq!(show_bytes(1023), "1023 B");
+        assert_eq!(show_bytes(4096), "4.0 KiB");
+        assert_eq!(show_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(show_bytes(5 << 30), "5.0 GiB");
+    }
+}
