@@ -5,7 +5,8 @@
 //! (the types it fills — [`BatchConfig`], [`SubJobConfig`] — belong to their owners).
 
 use super::{
-    AgentConfig, ConfigError, ConfigProblem, JobTypeConfig, LimitsConfig, PollConfig, SubJobConfig,
+    AgentConfig, ConfigError, ConfigProblem, JobProvenanceConfig, JobTypeConfig, LimitsConfig,
+    PollConfig, ProvenanceConfig, SubJobConfig,
 };
 use crate::batch::{BatchConfig, BatchPreset, StateClass};
 use hpcsera_api_types::{ParamSpec, SubJobKind};
@@ -44,6 +45,8 @@ struct RawConfig {
     #[serde(default)]
     batch: BatchConfig,
     #[serde(default)]
+    provenance: ProvenanceConfig,
+    #[serde(default)]
     job_types: Vec<Spanned<RawJobType>>,
 }
 
@@ -57,6 +60,8 @@ struct RawJobType {
     parameters: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     sub_jobs: Vec<Spanned<SubJobConfig>>,
+    #[serde(default)]
+    provenance: Option<Spanned<JobProvenanceConfig>>,
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -180,6 +185,7 @@ impl AgentConfig {
             poll: raw.poll,
             limits: raw.limits,
             batch: raw.batch,
+            provenance: raw.provenance,
             job_types,
         })
     }
@@ -265,11 +271,21 @@ fn job_type(
             "a job type needs at least one sub-job",
         );
     }
+    let provenance = match jt.provenance {
+        Some(p) => {
+            for (key, message) in p.get_ref().problems() {
+                problems.push(Some(p.span()), format!("{at}.provenance.{key}"), message);
+            }
+            p.into_inner()
+        }
+        None => JobProvenanceConfig::default(),
+    };
     let cfg = JobTypeConfig {
         name,
         description: jt.description,
         parameters,
         sub_jobs,
+        provenance,
     };
     if let Err(errs) = cfg.spec().check() {
         for fe in errs {
