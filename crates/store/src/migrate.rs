@@ -28,10 +28,12 @@ macro_rules! embed {
 const SQLITE: &[Embedded] = embed!("sqlite":
     1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
     6 "0006_site_projects", 7 "0007_auth_failures", 8 "0008_sessions",
+    12 "0012_provenance",
 );
 const POSTGRES: &[Embedded] = embed!("postgres":
     1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
     6 "0006_site_projects", 7 "0007_auth_failures", 8 "0008_sessions",
+    12 "0012_provenance",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

@@ -6,28 +6,12 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
-use crate::routes::query::{pairs, parse_limit};
+use crate::routes::query::{decode_cursor, encode_cursor, pairs, parse_limit, parse_time};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use base64::Engine;
 use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, JobStatus, Role};
 use hpcsera_store::JobFilter;
-
-fn encode_cursor(seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("j{seq}"))
-}
-
-fn decode_cursor(c: &str) -> Option<i64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    std::str::from_utf8(&raw)
-        .ok()?
-        .strip_prefix('j')?
-        .parse()
-        .ok()
-}
 
 /// List the project's jobs, newest first, optionally by status (repeat `status` or separate
 /// with commas), site, job type and creation time. Cursor pagination: pass the reply's
@@ -62,7 +46,7 @@ pub async fn find_jobs_by_status(
     let (jobs, next) = st.store.list_jobs(caller.0.project_id, &f).await?;
     Ok(Json(JobList {
         jobs,
-        next_cursor: next.map(encode_cursor),
+        next_cursor: next.map(|s| encode_cursor('j', s)),
     }))
 }
 
@@ -87,19 +71,11 @@ fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
             }
             "site" => f.site = Some(v),
             "jobType" => f.job_type = Some(v),
-            "createdAfter" => {
-                f.created_after = Some(hpcsera_store::parse_rfc3339_ms(&v).ok_or_else(|| {
-                    ApiError::bad_field("createdAfter", "must be an RFC 3339 time")
-                })?)
-            }
-            "createdBefore" => {
-                f.created_before = Some(hpcsera_store::parse_rfc3339_ms(&v).ok_or_else(|| {
-                    ApiError::bad_field("createdBefore", "must be an RFC 3339 time")
-                })?)
-            }
+            "createdAfter" => f.created_after = Some(parse_time("createdAfter", &v)?),
+            "createdBefore" => f.created_before = Some(parse_time("createdBefore", &v)?),
             "limit" => f.limit = parse_limit(&v)?,
             "cursor" => {
-                f.before_seq = Some(decode_cursor(&v).ok_or_else(|| {
+                f.before_seq = Some(decode_cursor('j', &v).ok_or_else(|| {
                     ApiError::bad_field("cursor", "is not a cursor this server handed out")
                 })?)
             }
@@ -107,16 +83,4 @@ fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
         }
     }
     Ok(f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trip_and_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(12345)), Some(12345));
-        assert_eq!(decode_cursor("not a cursor"), None);
-        assert_eq!(decode_cursor(""), None);
-    }
 }
