@@ -11,6 +11,7 @@
 mod agent;
 mod http;
 mod jobs;
+mod provenance;
 
 use hpcsera_api_types as api;
 use reqwest::StatusCode;
@@ -23,6 +24,7 @@ pub use api::{
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
 pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest};
+pub use provenance::{ProvenanceQuery, SignedManifest};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,8 @@ pub enum AgentError {
     Journal(#[from] JournalError),
     #[error("batch system: {0}")]
     Batch(#[from] BatchError),
+    #[error("{0}")]
+    Key(#[from] crate::provenance::KeyError),
     #[error("{context}: {source}")]
     Io {
         context: String,

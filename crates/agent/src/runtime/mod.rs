@@ -33,6 +33,7 @@
 //! | `code` | code bundles: quarantine and verification, preparation for a job |
 //! | `output` | output streams sent by offset |
 //! | `results` | a job's end: result files, final report, journal |
+//! | `provenance` | a job's signed manifest, made at its end before the final report |
 //! | `files` | reading job files without following links |
 //! | `operations` | cancel, hold, release |
 //! | `job`, `error` | the running job's state; the error types |
@@ -49,6 +50,7 @@ mod files;
 mod job;
 mod operations;
 mod output;
+mod provenance;
 mod results;
 mod resume;
 mod steps;
