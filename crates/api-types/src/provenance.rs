@@ -378,7 +378,7 @@ mod tests {
              "object": {"@id": format!("#code-{sha}")}},
             {"@id": "results/x.txt", "@type": "File", "sha256": sha, "contentSize": "3"},
             {"@id": "#exit", "@type": "PropertyValue", "value": 0},
-            {"@id": format!("#code-{sha}"), "@type": ["File", "SoftwareSourceCode"], "sha256": sha},
+            {"@id": format!("#code-{sha}"), "@type": "File", "sha256": sha},
         ]});
         let f = ManifestFacts::parse(doc.to_string().as_bytes()).unwrap();
         assert_eq!(f.job_id, "J");
