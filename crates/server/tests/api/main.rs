@@ -6,6 +6,7 @@ mod agent;
 mod code;
 mod common;
 mod jobs;
+mod provenance;
 mod roles;
 mod service;
 mod tokens;
