@@ -126,21 +126,38 @@ enum ProjectCmd {
     WebhookSecret { name: String },
 }
 
+/// Who and where: a user in a project.
+#[derive(Args)]
+struct Membership {
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    project: String,
+}
+
 #[derive(Subcommand)]
 enum MemberCmd {
-    /// Make a user a member of a project.
+    /// Make a user a member of a project (with all eight roles unless --roles says fewer).
     Add {
+        #[command(flatten)]
+        who: Membership,
+        /// The roles the member may use in the project (comma-separated, or "all"): the most
+        /// any token of theirs there can do. Given for an existing member, it replaces theirs.
         #[arg(long)]
-        user: String,
+        roles: Option<String>,
+    },
+    /// Change an existing member's roles (their tokens can do at most these at once).
+    Roles {
+        #[command(flatten)]
+        who: Membership,
+        /// Comma-separated roles, or "all".
         #[arg(long)]
-        project: String,
+        roles: String,
     },
     /// Remove a membership (the user's tokens for the project stop working).
     Remove {
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        project: String,
+        #[command(flatten)]
+        who: Membership,
     },
 }
 
@@ -247,16 +264,7 @@ async fn run_on(
     match cmd {
         AdminCommand::User(c) => user(store, c).await,
         AdminCommand::Project(c) => project(store, c).await,
-        AdminCommand::Member(MemberCmd::Add { user, project }) => {
-            store.add_member(&user, &project).await?;
-            println!("{user} is a member of {project}");
-            Ok(())
-        }
-        AdminCommand::Member(MemberCmd::Remove { user, project }) => {
-            store.remove_member(&user, &project).await?;
-            println!("{user} is no longer a member of {project}");
-            Ok(())
-        }
+        AdminCommand::Member(c) => member(store, c).await,
         AdminCommand::Token(c) => token(store, c).await,
         AdminCommand::Prune {
             jobs_older_than,
@@ -265,6 +273,38 @@ async fn run_on(
         AdminCommand::Site(c) => site(store, c).await,
         AdminCommand::Code(c) => code(store, code_dir, c).await,
     }
+}
+
+async fn member(store: &Store, cmd: MemberCmd) -> anyhow::Result<()> {
+    match cmd {
+        MemberCmd::Add { who, roles: None } => {
+            store.add_member(&who.user, &who.project).await?;
+            println!("{} is a member of {}", who.user, who.project);
+        }
+        MemberCmd::Add {
+            who,
+            roles: Some(roles),
+        } => {
+            let set = parse_roles(&roles)?;
+            store
+                .add_member_with_roles(&who.user, &who.project, set)
+                .await?;
+            println!(
+                "{} is a member of {} with roles {roles}",
+                who.user, who.project
+            );
+        }
+        MemberCmd::Roles { who, roles } => {
+            let set = parse_roles(&roles)?;
+            store.set_member_roles(&who.user, &who.project, set).await?;
+            println!("{} has roles {roles} in {}", who.user, who.project);
+        }
+        MemberCmd::Remove { who } => {
+            store.remove_member(&who.user, &who.project).await?;
+            println!("{} is no longer a member of {}", who.user, who.project);
+        }
+    }
+    Ok(())
 }
 
 async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
@@ -379,6 +419,15 @@ async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `--roles` value: comma-separated role names, or "all".
+fn parse_roles(roles: &str) -> anyhow::Result<RoleSet> {
+    if roles.trim() == "all" {
+        Ok(RoleSet::all())
+    } else {
+        RoleSet::parse_list(roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))
+    }
+}
+
 /// Creates a token; the secret is printed once, as the last line of stdout.
 async fn create_token(
     store: &Store,
@@ -389,11 +438,7 @@ async fn create_token(
     expires: Option<String>,
     name: &str,
 ) -> anyhow::Result<()> {
-    let roles = if roles.trim() == "all" {
-        RoleSet::all()
-    } else {
-        RoleSet::parse_list(roles).map_err(|e| anyhow::anyhow!("--roles: {e}"))?
-    };
+    let roles = parse_roles(roles)?;
     if let Some(s) = &site {
         check_name("site", s)?;
     }

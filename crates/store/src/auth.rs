@@ -85,6 +85,8 @@ pub struct MembershipRecord {
     pub project: String,
     pub description: String,
     pub since: i64,
+    /// The roles the member may use in the project (the most a token of theirs there holds).
+    pub roles: RoleSet,
 }
 
 fn new_secret() -> String {
@@ -185,7 +187,7 @@ impl Store {
     /// The projects `user_id` is a member of, by name.
     pub async fn user_memberships(&self, user_id: i64) -> Result<Vec<MembershipRecord>> {
         let rows = sqlx::query(
-            "SELECT p.name, p.description, m.created_at FROM memberships m \
+            "SELECT p.name, p.description, m.created_at, m.roles FROM memberships m \
              JOIN projects p ON p.id = m.project_id WHERE m.user_id = $1 ORDER BY p.name",
         )
         .bind(user_id)
@@ -197,6 +199,7 @@ impl Store {
                     project: col(r, "name")?,
                     description: col(r, "description")?,
                     since: col(r, "created_at")?,
+                    roles: roles_col(r, "roles")?,
                 })
             })
             .collect()
@@ -256,8 +259,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes `user` a member of `project`. Adding an existing member is not an error.
+    /// Makes `user` a member of `project` with all eight roles. Adding an existing member is
+    /// not an error and leaves their roles as they are.
     pub async fn add_member(&self, user: &str, project: &str) -> Result<()> {
+        self.put_member(user, project, RoleSet::all(), false).await
+    }
+
+    /// Makes `user` a member of `project` with `roles`; an existing member gets these roles.
+    pub async fn add_member_with_roles(
+        &self,
+        user: &str,
+        project: &str,
+        roles: RoleSet,
+    ) -> Result<()> {
+        self.put_member(user, project, roles, true).await
+    }
+
+    async fn put_member(
+        &self,
+        user: &str,
+        project: &str,
+        roles: RoleSet,
+        set_existing: bool,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
         let exists =
@@ -268,15 +292,40 @@ impl Store {
                 .await?;
         if exists.is_none() {
             sqlx::query(
-                "INSERT INTO memberships (user_id, project_id, created_at) VALUES ($1, $2, $3)",
+                "INSERT INTO memberships (user_id, project_id, created_at, roles) VALUES ($1, $2, $3, $4)",
             )
             .bind(uid)
             .bind(pid)
             .bind(now_ms())
+            .bind(i64::from(roles.bits()))
             .execute(&mut *tx.tx)
             .await?;
+        } else if set_existing {
+            set_roles(&mut tx.tx, uid, pid, roles).await?;
         }
         tx.commit().await
+    }
+
+    /// Changes the roles of an existing member. Their tokens can do at most these from the
+    /// next request on (a token's effective roles are its own and its member's).
+    pub async fn set_member_roles(&self, user: &str, project: &str, roles: RoleSet) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let (uid, pid) = user_and_project(&mut tx.tx, user, project).await?;
+        if !set_roles(&mut tx.tx, uid, pid, roles).await? {
+            return Err(StoreError::NotFound("membership"));
+        }
+        tx.commit().await
+    }
+
+    /// The roles of `user_id` in `project_id`, or `None` when they are not a member.
+    pub async fn member_roles(&self, user_id: i64, project_id: i64) -> Result<Option<RoleSet>> {
+        let row =
+            sqlx::query("SELECT roles FROM memberships WHERE user_id = $1 AND project_id = $2")
+                .bind(user_id)
+                .bind(project_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| roles_col(&r, "roles")).transpose()
     }
 
     /// Removes a membership; the member's tokens for the project stop working at once.
@@ -320,16 +369,37 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let (uid, pid) = user_and_project(&mut tx.tx, t.user, t.project).await?;
         let member =
-            sqlx::query("SELECT 1 FROM memberships WHERE user_id = $1 AND project_id = $2")
+            sqlx::query("SELECT roles FROM memberships WHERE user_id = $1 AND project_id = $2")
                 .bind(uid)
                 .bind(pid)
                 .fetch_optional(&mut *tx.tx)
                 .await?;
-        if member.is_none() {
+        let Some(member) = member else {
             return Err(StoreError::Conflict(format!(
                 "user {:?} is not a member of project {:?}",
                 t.user, t.project
             )));
+        };
+        let may = roles_col(&member, "roles")?;
+        let beyond: Vec<&str> = t
+            .roles
+            .iter()
+            .filter(|r| !may.contains(*r))
+            .map(|r| r.as_str())
+            .collect();
+        if !beyond.is_empty() {
+            return Err(StoreError::Invalid(vec![
+                hpcsera_api_types::FieldError::new(
+                    "roles",
+                    format!(
+                        "{} may not use {} in project {:?} (a member's roles there: {})",
+                        t.user,
+                        beyond.join(", "),
+                        t.project,
+                        role_names(may)
+                    ),
+                ),
+            ]));
         }
         sqlx::query(
             "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
@@ -422,8 +492,9 @@ impl Store {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
                     u.id AS user_id, u.name AS user_name, p.id AS project_id, p.name AS project, \
-                    (SELECT COUNT(*) FROM memberships m WHERE m.user_id = t.user_id AND m.project_id = t.project_id) AS member \
+                    m.roles AS member_roles \
              FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
+             LEFT JOIN memberships m ON m.user_id = t.user_id AND m.project_id = t.project_id \
              WHERE t.hash = $1",
         )
         .bind(hash_token(secret))
@@ -440,13 +511,15 @@ impl Store {
         if expires_at.is_some_and(|e| e <= now_ms()) {
             return Ok(Err(TokenRefusal::Expired));
         }
-        if col::<i64>(&r, "member")? == 0 {
+        let Some(member_roles) = col::<Option<i64>>(&r, "member_roles")? else {
             return Ok(Err(TokenRefusal::NotAMember));
-        }
+        };
+        // What the token may do now: its own roles, as far as its member still has them.
+        let roles = roles_col(&r, "roles")?.bits() & RoleSet::from_bits(member_roles as u32).bits();
         Ok(Ok(AuthToken {
             token_id: col(&r, "id")?,
             token_name: col(&r, "name")?,
-            roles: RoleSet::from_bits(col::<i64>(&r, "roles")? as u32),
+            roles: RoleSet::from_bits(roles),
             site: col(&r, "site")?,
             expires_at,
             created_at: col(&r, "created_at")?,
@@ -458,13 +531,45 @@ impl Store {
     }
 }
 
+/// A role bitmask column.
+fn roles_col(r: &sqlx::any::AnyRow, name: &str) -> Result<RoleSet> {
+    Ok(RoleSet::from_bits(col::<i64>(r, name)? as u32))
+}
+
+fn role_names(roles: RoleSet) -> String {
+    if roles.is_empty() {
+        return "none".into();
+    }
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sets a membership's roles; false when there is no such membership.
+async fn set_roles(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    uid: i64,
+    pid: i64,
+    roles: RoleSet,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE memberships SET roles = $1 WHERE user_id = $2 AND project_id = $3")
+        .bind(i64::from(roles.bits()))
+        .bind(uid)
+        .bind(pid)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
 fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     Ok(TokenRecord {
         id: col(r, "id")?,
         name: col(r, "name")?,
         user: col(r, "user_name")?,
         project: col(r, "project")?,
-        roles: RoleSet::from_bits(col::<i64>(r, "roles")? as u32),
+        roles: roles_col(r, "roles")?,
         site: col(r, "site")?,
         expires_at: col(r, "expires_at")?,
         revoked_at: col(r, "revoked_at")?,

@@ -18,21 +18,29 @@ use std::pin::Pin;
 /// One migration: version, description (its file name), SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-/// The migrations of one backend's directory, by version and file name.
+/// The migrations of both backends' directories, by version and file name: each file exists
+/// once per backend (`migrations/sqlite/NAME.sql`, `migrations/postgres/NAME.sql`).
 macro_rules! embed {
-    ($dir:literal: $($version:literal $name:literal),* $(,)?) => {
-        &[$(($version, $name, include_str!(concat!("../migrations/", $dir, "/", $name, ".sql")))),*]
+    ($($version:literal $name:literal),* $(,)?) => {
+        (
+            &[$(($version, $name, include_str!(concat!("../migrations/sqlite/", $name, ".sql")))),*],
+            &[$(($version, $name, include_str!(concat!("../migrations/postgres/", $name, ".sql")))),*],
+        )
     };
 }
 
-const SQLITE: &[Embedded] = embed!("sqlite":
-    1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
-    6 "0006_site_projects", 7 "0007_auth_failures", 8 "0008_sessions",
-    12 "0012_provenance",
-);
-const POSTGRES: &[Embedded] = embed!("postgres":
-    1 "0001_init", 2 "0002_agent", 3 "0003_code", 4 "0004_webhooks", 5 "0005_retention",
-    6 "0006_site_projects", 7 "0007_auth_failures", 8 "0008_sessions",
+/// `(SQLite, PostgreSQL)`. One migration a line, so that branches adding migrations merge line
+/// by line.
+const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
+    1 "0001_init",
+    2 "0002_agent",
+    3 "0003_code",
+    4 "0004_webhooks",
+    5 "0005_retention",
+    6 "0006_site_projects",
+    7 "0007_auth_failures",
+    8 "0008_sessions",
+    9 "0009_membership_roles",
     12 "0012_provenance",
 );
 
@@ -42,8 +50,8 @@ const PG_ADOPT_LOCK: i64 = 0x0068_7063_7365_7261; // "hpcsera"
 /// The migrations of a backend, in order.
 pub(crate) fn migrations(backend: Backend) -> &'static [Embedded] {
     match backend {
-        Backend::Sqlite => SQLITE,
-        Backend::Postgres => POSTGRES,
+        Backend::Sqlite => MIGRATIONS.0,
+        Backend::Postgres => MIGRATIONS.1,
     }
 }
 

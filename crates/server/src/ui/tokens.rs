@@ -215,7 +215,36 @@ pub(crate) async fn create(
     if !member {
         problems.push("Project: choose one of your projects.".into());
     }
-    if !problems.is_empty() {
+    let made = if problems.is_empty() {
+        let made = state
+            .store
+            .create_token(&NewToken {
+                user: &session.rec.user,
+                project: &draft.project,
+                name: &draft.name,
+                roles: draft.roles,
+                site: (!draft.site.is_empty()).then_some(draft.site.as_str()),
+                expires_at: Some(expires_at),
+            })
+            .await;
+        match made {
+            Ok(m) => Some(m),
+            // Roles beyond the member's roles in the project.
+            Err(StoreError::Invalid(fields)) => {
+                problems.extend(fields.into_iter().map(|f| format!("Roles: {}", f.problem)));
+                None
+            }
+            // The membership ended between the check and the insert.
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                problems.push("Project: choose one of your projects.".into());
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    let Some((record, secret)) = made else {
         return page(
             &state,
             &session,
@@ -224,33 +253,6 @@ pub(crate) async fn create(
             problems,
         )
         .await;
-    }
-    let made = state
-        .store
-        .create_token(&NewToken {
-            user: &session.rec.user,
-            project: &draft.project,
-            name: &draft.name,
-            roles: draft.roles,
-            site: (!draft.site.is_empty()).then_some(draft.site.as_str()),
-            expires_at: Some(expires_at),
-        })
-        .await;
-    let (record, secret) = match made {
-        Ok(m) => m,
-        // The membership ended between the check and the insert.
-        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-            let problems = vec!["Project: choose one of your projects.".into()];
-            return page(
-                &state,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                draft,
-                problems,
-            )
-            .await;
-        }
-        Err(e) => return Err(e.into()),
     };
     audit(
         &state,

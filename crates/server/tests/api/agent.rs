@@ -9,9 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn poll(t: &TestApp, agent: &str, body: Value) -> Value {
-    let (s, b) = t
-        .send(Method::POST, "/api/v1/agent/poll", agent, Some(body))
-        .await;
+    let (s, b) = t.agent_poll(agent, body).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     b
 }
@@ -92,15 +90,6 @@ async fn poll_claims_queued_jobs_of_its_site_and_project_once() {
 async fn agent_tokens_need_a_site_and_get_job() {
     let t = TestApp::spawn().await;
     let unrestricted = t.user("agent").project("proj-a").token().await;
-    let (s, _) = t
-        .send(
-            Method::POST,
-            "/api/v1/agent/poll",
-            &unrestricted,
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     let no_role = t
         .user("agent")
         .project("proj-a")
@@ -108,24 +97,17 @@ async fn agent_tokens_need_a_site_and_get_job() {
         .site(SITE)
         .token()
         .await;
-    let (s, _) = t
-        .send(
-            Method::POST,
-            "/api/v1/agent/poll",
-            &no_role,
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    for tok in [&unrestricted, &no_role] {
+        let (s, _) = t.agent_poll(tok, json!({})).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
     let agent = t.agent_token().await;
     for (body, field) in [
         (json!({"waitSeconds": 61}), "waitSeconds"),
         (json!({"maxJobs": 5000}), "maxJobs"),
         (json!({"activeJobIds": ["nope"]}), "activeJobIds"),
     ] {
-        let (s, b) = t
-            .send(Method::POST, "/api/v1/agent/poll", &agent, Some(body))
-            .await;
+        let (s, b) = t.agent_poll(&agent, body).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(fields(&b), [field]);
     }
@@ -310,23 +292,9 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
     assert_eq!(r["operations"], json!([{"jobId": id, "operation": "hold"}]));
     // Another agent cannot acknowledge it; the holder can.
     let ack = json!({"operation": "hold", "ok": true, "message": "scontrol hold 77"});
-    let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/agent/jobs/{id}/operationDone"),
-            &other_agent,
-            Some(ack.clone()),
-        )
-        .await;
+    let (s, _) = t.operation_done(&other_agent, &id, ack.clone()).await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, j) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/agent/jobs/{id}/operationDone"),
-            &agent,
-            Some(ack),
-        )
-        .await;
+    let (s, j) = t.operation_done(&agent, &id, ack).await;
     assert_eq!(s, StatusCode::OK, "{j}");
     assert_eq!(j["held"], true);
     assert!(j.get("pendingOperation").is_none());
@@ -335,11 +303,10 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
     // A failed operation is recorded as such.
     t.operation(&tok, &id, "release").await;
     let (_, j) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+        .operation_done(
             &agent,
-            Some(json!({"operation": "release", "ok": false, "message": "scontrol: permission denied"})),
+            &id,
+            json!({"operation": "release", "ok": false, "message": "scontrol: permission denied"}),
         )
         .await;
     assert_eq!(j["held"], true);
@@ -917,18 +884,7 @@ async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
 
 async fn submit_type(t: &TestApp, tok: &str, jt: &str, steps: i64) -> (StatusCode, Value) {
     let body = json!({"site": SITE, "jobType": jt, "parameters": {"label": "x", "steps": steps}});
-    t.send(Method::POST, "/api/v1/job", tok, Some(body)).await
-}
-
-async fn publish(t: &TestApp, agent: &str, site: &str, body: Value) -> StatusCode {
-    t.send(
-        Method::PUT,
-        &format!("/api/v1/sites/{site}/jobTypes"),
-        agent,
-        Some(body),
-    )
-    .await
-    .0
+    t.post_job(tok, body).await
 }
 
 #[tokio::test]
@@ -945,13 +901,13 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
     let a_body =
         json!({"agentVersion": "1-a", "agentHost": "a-host", "jobTypes": [job_type_spec()]});
     assert_eq!(
-        publish(&t, &agent_a, SITE, a_body).await,
+        t.publish(&agent_a, SITE, a_body).await.0,
         StatusCode::NO_CONTENT
     );
     // B publishes a looser "sim" and a type of its own: A's spec and health stay.
     let b_body = json!({"agentVersion": "1-b", "agentHost": "b-host", "jobTypes": [loose, b_only]});
     assert_eq!(
-        publish(&t, &agent_b, SITE, b_body).await,
+        t.publish(&agent_b, SITE, b_body).await.0,
         StatusCode::NO_CONTENT
     );
     let site_view = |v: Value| {
@@ -990,7 +946,7 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
     assert_eq!(t.claim(&agent_a, &alice_job).await, vec![alice_job.clone()]);
     // B wipes its own list: A's is untouched, and A still submits.
     assert_eq!(
-        publish(&t, &agent_b, SITE, json!({"jobTypes": []})).await,
+        t.publish(&agent_b, SITE, json!({"jobTypes": []})).await.0,
         StatusCode::NO_CONTENT
     );
     let (_, a_types) = t
@@ -1005,13 +961,7 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
         StatusCode::CREATED
     );
     // B's polls record B's agent only.
-    t.send(
-        Method::POST,
-        "/api/v1/agent/poll",
-        &agent_b,
-        Some(json!({"agentVersion": "2-b"})),
-    )
-    .await;
+    t.agent_poll(&agent_b, json!({"agentVersion": "2-b"})).await;
     assert_eq!(
         site_view(t.get("/api/v1/sites", &alice).await.1)["agentVersion"],
         "1-a"
@@ -1029,13 +979,13 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
         .token()
         .await;
     assert_eq!(
-        publish(
-            &t,
+        t.publish(
             &b_elsewhere,
             "b-site",
             json!({"jobTypes": [job_type_spec()]})
         )
-        .await,
+        .await
+        .0,
         StatusCode::NO_CONTENT
     );
     let (_, a_sites) = t.get("/api/v1/sites", &alice).await;
@@ -1046,9 +996,7 @@ async fn two_projects_agents_on_one_site_keep_their_own_job_types_and_health() {
     );
     let body = json!({"site": "b-site", "jobType": "sim", "parameters": {"label": "x"}});
     assert_eq!(
-        t.send(Method::POST, "/api/v1/job", &alice, Some(body))
-            .await
-            .0,
+        t.post_job(&alice, body).await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let (_, b_sites) = t.get("/api/v1/sites", &bob).await;
@@ -1114,12 +1062,7 @@ async fn an_ended_job_takes_no_more_writes() {
     assert_eq!(put("r.txt", b"replaced").await, StatusCode::CONFLICT);
     assert_eq!(put("new.txt", b"new").await, StatusCode::CONFLICT);
     let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/agent/jobs/{id}/operationDone"),
-            &agent,
-            Some(json!({"operation": "hold", "ok": true})),
-        )
+        .operation_done(&agent, &id, json!({"operation": "hold", "ok": true}))
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, _) = t
@@ -1218,11 +1161,10 @@ async fn an_agent_that_cannot_carry_out_an_operation_leaves_an_event_with_its_re
     t.report(&agent, &id, json!({"status": "running"})).await;
     assert_eq!(t.operation(&tok, &id, "hold").await.0, StatusCode::ACCEPTED);
     let (s, j) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+        .operation_done(
             &agent,
-            Some(json!({"operation": "hold", "ok": false, "message": "scontrol: Invalid job id"})),
+            &id,
+            json!({"operation": "hold", "ok": false, "message": "scontrol: Invalid job id"}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{j}");

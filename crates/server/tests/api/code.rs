@@ -46,14 +46,7 @@ async fn upload(t: &TestApp, token: &str, body: Vec<u8>) -> (StatusCode, Value) 
 }
 
 async fn poll(t: &TestApp, agent: &str) -> Value {
-    let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/agent/poll",
-            agent,
-            Some(json!({"maxJobs": 10})),
-        )
-        .await;
+    let (s, b) = t.agent_poll(agent, json!({"maxJobs": 10})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     b
 }
@@ -61,15 +54,19 @@ async fn poll(t: &TestApp, agent: &str) -> Value {
 /// The agent's two calls on a bundle, download and HPC digest, by `token`: their statuses.
 async fn agent_code_calls(t: &TestApp, id: &str, token: &str) -> [StatusCode; 2] {
     let (download, _) = t.get(&format!("/api/v1/code/{id}"), token).await;
-    let (digest, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            token,
-            Some(json!({ "sha256": id })),
-        )
-        .await;
+    let (digest, _) = hpc_digest(t, id, token, id).await;
     [download, digest]
+}
+
+/// `POST /code/{id}/hpcDigest` by `token`, reporting `sha256`.
+async fn hpc_digest(t: &TestApp, id: &str, token: &str, sha256: &str) -> (StatusCode, Value) {
+    t.send(
+        Method::POST,
+        &format!("/api/v1/code/{id}/hpcDigest"),
+        token,
+        Some(json!({ "sha256": sha256 })),
+    )
+    .await
 }
 
 fn roles(r: &[Role]) -> RoleSet {
@@ -261,23 +258,9 @@ async fn roles_and_projects_are_checked() {
         .site("othersite")
         .token()
         .await;
-    let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &unsited_agent,
-            Some(json!({"sha256": id})),
-        )
-        .await;
+    let (s, _) = hpc_digest(&t, &id, &unsited_agent, &id).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, b) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &other_site,
-            Some(json!({"sha256": id})),
-        )
-        .await;
+    let (s, b) = hpc_digest(&t, &id, &other_site, &id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
     assert!(
@@ -308,11 +291,9 @@ async fn roles_and_projects_are_checked() {
     assert_eq!(list["bundles"].as_array().unwrap().len(), 0);
     // A job of proj-b cannot reference proj-a's bundle.
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
+        .post_job(
             &bob,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}})),
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -331,14 +312,7 @@ async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &agent).await;
     assert_eq!(s, StatusCode::CONFLICT);
     // Unknown bundle → 422 naming the parameter.
-    let (s, e) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            &alice,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": "a".repeat(64)}})),
-        )
-        .await;
+    let (s, e) = t.post_job(&alice, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": "a".repeat(64)}})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(fields(&e), ["parameters.code"]);
     // A job referencing the pending bundle waits.
@@ -364,14 +338,7 @@ async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
     let got = resp.bytes().await.unwrap();
     assert_eq!(&got[..], &bytes[..]);
     // A wrong digest is recorded and shown as a mismatch; approval is then refused.
-    let (s, b) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &agent,
-            Some(json!({"sha256": "b".repeat(64)})),
-        )
-        .await;
+    let (s, b) = hpc_digest(&t, &id, &agent, &"b".repeat(64)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["digestsMatch"], false);
     assert!(t
@@ -379,24 +346,10 @@ async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
         .decide_bundle("proj-a", &id, "alice", true, None)
         .await
         .is_err());
-    let (s, b) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &agent,
-            Some(json!({"sha256": "not hex"})),
-        )
-        .await;
+    let (s, b) = hpc_digest(&t, &id, &agent, "not hex").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["sha256"]);
-    let (s, b) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &agent,
-            Some(json!({"sha256": sha(&got)})),
-        )
-        .await;
+    let (s, b) = hpc_digest(&t, &id, &agent, &sha(&got)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (_, st) = t.get(&format!("/api/v1/code/{id}/status"), &alice).await;
     assert_eq!(st["hpcSha256"], id.as_str());
@@ -468,11 +421,9 @@ async fn rejection_fails_waiting_jobs_and_blocks_the_bundle() {
     let (s, _) = t.get(&format!("/api/v1/code/{id}"), &agent).await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (s, e) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
+        .post_job(
             &alice,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}})),
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x", "code": id}}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -507,14 +458,7 @@ async fn no_token_can_approve_not_even_with_every_role() {
     let (_, b) = upload(&t, &alice, bundle("echo x\n")).await;
     let id = b["id"].as_str().unwrap().to_string();
     t.submit(&alice, json!({"label": "x", "code": id})).await;
-    let (s, _) = t
-        .send(
-            Method::POST,
-            &format!("/api/v1/code/{id}/hpcDigest"),
-            &everything,
-            Some(json!({"sha256": id})),
-        )
-        .await;
+    let (s, _) = hpc_digest(&t, &id, &everything, &id).await;
     assert_eq!(s, StatusCode::OK);
     let body =
         json!({"status": "approved", "approve": true, "user": "alice", "decision": "approve"});

@@ -90,12 +90,7 @@ impl TestApp {
         // Job types belong to (site, project): each project's agent publishes its own.
         for agent in [t.agent_token().await, t.agent_token_b().await] {
             let r = t
-                .send(
-                    Method::PUT,
-                    &format!("/api/v1/sites/{SITE}/jobTypes"),
-                    &agent,
-                    Some(json!({"jobTypes": [job_type_spec()]})),
-                )
+                .publish(&agent, SITE, json!({"jobTypes": [job_type_spec()]}))
                 .await;
             assert_eq!(r.0, StatusCode::NO_CONTENT, "{}", r.1);
         }
@@ -171,6 +166,12 @@ impl TestApp {
         rb.send().await.expect("request")
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self.raw(Method::GET, "/metrics", None).await;
+        r.text().await.expect("metrics")
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, token, None).await
     }
@@ -178,15 +179,47 @@ impl TestApp {
     /// Submits a job of the test type; panics unless 201.
     pub async fn submit(&self, token: &str, params: Value) -> Value {
         let (s, b) = self
-            .send(
-                Method::POST,
-                "/api/v1/job",
+            .post_job(
                 token,
-                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params})),
+                json!({"site": SITE, "jobType": JOB_TYPE, "parameters": params}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b
+    }
+
+    /// `POST /job` with this body, whatever the answer.
+    pub async fn post_job(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, "/api/v1/job", token, Some(body))
+            .await
+    }
+
+    /// `POST /agent/poll` with this body, whatever the answer.
+    pub async fn agent_poll(&self, agent: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, "/api/v1/agent/poll", agent, Some(body))
+            .await
+    }
+
+    /// `POST /agent/jobs/{id}/operationDone` with this body.
+    pub async fn operation_done(&self, agent: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Method::POST,
+            &format!("/api/v1/agent/jobs/{id}/operationDone"),
+            agent,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `PUT /sites/{site}/jobTypes` with this body, whatever the answer.
+    pub async fn publish(&self, agent: &str, site: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            Method::PUT,
+            &format!("/api/v1/sites/{site}/jobTypes"),
+            agent,
+            Some(body),
+        )
+        .await
     }
 
     /// Requests an operation (`cancel`, `hold`, `release`) on a job.
@@ -204,12 +237,7 @@ impl TestApp {
     /// way to claim) and confirms the claims; returns the ids claimed, which must include `id`.
     pub async fn claim(&self, agent: &str, id: &str) -> Vec<String> {
         let (s, r) = self
-            .send(
-                Method::POST,
-                "/api/v1/agent/poll",
-                agent,
-                Some(json!({"maxJobs": 1000, "waitSeconds": 0})),
-            )
+            .agent_poll(agent, json!({"maxJobs": 1000, "waitSeconds": 0}))
             .await;
         assert_eq!(s, StatusCode::OK, "{r}");
         let ids: Vec<String> = r["jobs"]

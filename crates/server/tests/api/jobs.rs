@@ -82,14 +82,7 @@ async fn parameter_validation_names_each_bad_field() {
         ),
     ];
     for (params, expected) in cases {
-        let (s, b) = t
-            .send(
-                Method::POST,
-                "/api/v1/job",
-                &tok,
-                Some(new_job(params.clone())),
-            )
-            .await;
+        let (s, b) = t.post_job(&tok, new_job(params.clone())).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{params}: {b}");
         assert_eq!(code(&b), "validation_failed");
         let mut got = fields(&b);
@@ -125,22 +118,12 @@ async fn parameter_validation_names_each_bad_field() {
     .await;
     // Unknown site and job type.
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            &tok,
-            Some(json!({"site": "nowhere", "jobType": JOB_TYPE})),
-        )
+        .post_job(&tok, json!({"site": "nowhere", "jobType": JOB_TYPE}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["site"]);
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            &tok,
-            Some(json!({"site": SITE, "jobType": "nope"})),
-        )
+        .post_job(&tok, json!({"site": SITE, "jobType": "nope"}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["jobType"]);
@@ -210,7 +193,7 @@ async fn malformed_requests() {
 
     // Over the 1 MiB default body limit.
     let big = json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x".repeat(2 * 1024 * 1024)}});
-    let (s, b) = t.send(Method::POST, "/api/v1/job", &tok, Some(big)).await;
+    let (s, b) = t.post_job(&tok, big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(code(&b), "payload_too_large");
 
@@ -792,14 +775,7 @@ async fn strings_are_stored_and_returned_verbatim() {
     ];
     for s in nasty {
         let meta = json!({"note": s, "nul": "a\u{0}b", s: [s]});
-        let (st, job) = t
-            .send(
-                Method::POST,
-                "/api/v1/job",
-                &tok,
-                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": s}, "metadata": meta})),
-            )
-            .await;
+        let (st, job) = t.post_job(&tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": s}, "metadata": meta})).await;
         assert_eq!(st, StatusCode::CREATED, "{s:?}: {job}");
         let (_, got) = t.get(&format!("/api/v1/job/{}", id_of(&job)), &tok).await;
         assert_eq!(got["parameters"]["label"], s);
@@ -841,12 +817,7 @@ async fn strings_are_stored_and_returned_verbatim() {
     let (s, _) = t.get("/api/v1/sites/a%00b/jobTypes", &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            &tok,
-            Some(json!({"site": "a\u{0}b", "jobType": "x\u{0}"})),
-        )
+        .post_job(&tok, json!({"site": "a\u{0}b", "jobType": "x\u{0}"}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
 }
@@ -861,9 +832,7 @@ async fn metadata_limits() {
         (json!(["not", "an", "object"]), false),
         (json!("string"), false),
     ] {
-        let (s, b) = t
-            .send(Method::POST, "/api/v1/job", &tok, Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x"}, "metadata": meta})))
-            .await;
+        let (s, b) = t.post_job(&tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "x"}, "metadata": meta})).await;
         if ok {
             assert_eq!(s, StatusCode::CREATED, "{b}");
         } else {

@@ -233,11 +233,9 @@ async fn site_restricted_tokens_stay_on_their_site() {
         .token()
         .await;
     let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
+        .post_job(
             &elsewhere,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "a"}})),
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "a"}}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
@@ -466,14 +464,7 @@ async fn agent_writes_need_the_agent_token_that_holds_the_job() {
         if who.starts_with("another agent") {
             continue; // an agent of the job's project and site may claim it
         }
-        let (s, b) = t
-            .send(
-                Method::POST,
-                "/api/v1/agent/poll",
-                token,
-                Some(json!({"maxJobs": 10})),
-            )
-            .await;
+        let (s, b) = t.agent_poll(token, json!({"maxJobs": 10})).await;
         let took = b["jobs"].as_array().is_some_and(|j| !j.is_empty());
         let expect_ok = who.starts_with("an agent token");
         if took || (expect_ok && s != StatusCode::OK) || (!expect_ok && s != StatusCode::FORBIDDEN)
@@ -489,14 +480,7 @@ async fn agent_writes_need_the_agent_token_that_holds_the_job() {
     assert_eq!(job["status"], "queued", "{job}");
     // Publishing job types: only an agent token of exactly that site.
     for (who, token, _) in &refused {
-        let (s, b) = t
-            .send(
-                Method::PUT,
-                &format!("/api/v1/sites/{SITE}/jobTypes"),
-                token,
-                Some(json!({"jobTypes": []})),
-            )
-            .await;
+        let (s, b) = t.publish(token, SITE, json!({"jobTypes": []})).await;
         let ok = who.contains("another project") || who.starts_with("another agent");
         if ok != (s == StatusCode::NO_CONTENT) || (!ok && s != StatusCode::FORBIDDEN) {
             failures.push(format!("publish by {who}: {s} {b}"));

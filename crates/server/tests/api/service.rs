@@ -204,12 +204,7 @@ async fn health_readiness_metrics_and_request_ids() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["requestId"], "my-trace-123");
     t.submit(&tok, json!({"label": "m"})).await;
-    let text = t
-        .raw(Method::GET, "/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     assert!(
         text.contains(
             r#"hpcsera_http_requests_total{route="/api/v1/job",method="POST",status="201"} 1"#
@@ -354,13 +349,7 @@ async fn retention_removes_finished_jobs_with_their_data_and_old_audit_records()
 #[tokio::test]
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let t = TestApp::spawn().await;
-    let before = t
-        .raw(Method::GET, "/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap()
-        .len();
+    let before = t.metrics().await.len();
     for i in 0..2000u32 {
         let method = reqwest::Method::from_bytes(format!("ZZMETHOD{i}").as_bytes()).unwrap();
         let path = match i % 4 {
@@ -380,12 +369,7 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
         let r = t.raw(Method::GET, &format!("/zzother{i}"), None).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
-    let text = t
-        .raw(Method::GET, "/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = t.metrics().await;
     assert!(
         !text.contains("ZZMETHOD"),
         "a made-up method became a label"
@@ -443,11 +427,9 @@ async fn a_validation_error_lists_at_most_100_problems_and_counts_the_rest() {
         .ends_with("and 1401 more problems"));
     // A few problems: no count.
     let (s, b) = t
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/job",
+        .post_job(
             &tok,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"steps": 0}})),
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"steps": 0}}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -464,14 +446,7 @@ async fn agent_version_and_host_are_bounded_and_free_of_control_characters() {
         ("\u{1b}]0;pwned\u{7}".to_string(), false),
         ("x".repeat(201), false),
     ] {
-        let (s, b) = t
-            .send(
-                reqwest::Method::POST,
-                "/api/v1/agent/poll",
-                &agent,
-                Some(json!({"agentVersion": v})),
-            )
-            .await;
+        let (s, b) = t.agent_poll(&agent, json!({"agentVersion": v})).await;
         if ok {
             assert_eq!(s, StatusCode::OK, "{b}");
         } else {
@@ -480,11 +455,10 @@ async fn agent_version_and_host_are_bounded_and_free_of_control_characters() {
         }
         for field in ["agentVersion", "agentHost"] {
             let (s, b) = t
-                .send(
-                    reqwest::Method::PUT,
-                    &format!("/api/v1/sites/{SITE}/jobTypes"),
+                .publish(
                     &agent,
-                    Some(json!({"jobTypes": [job_type_spec()], field: v})),
+                    SITE,
+                    json!({"jobTypes": [job_type_spec()], field: v}),
                 )
                 .await;
             if ok {
@@ -510,12 +484,7 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
         "subJobs": [{"name": "run", "kind": "batch"}]
     });
     let (s, b) = t
-        .send(
-            reqwest::Method::PUT,
-            &format!("/api/v1/sites/{SITE}/jobTypes"),
-            &agent,
-            Some(json!({"jobTypes": [job_type_spec(), free]})),
-        )
+        .publish(&agent, SITE, json!({"jobTypes": [job_type_spec(), free]}))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let tok = t.alice().await;
@@ -523,11 +492,9 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
         let t = &t;
         let tok = &tok;
         async move {
-            t.send(
-                reqwest::Method::POST,
-                "/api/v1/job",
+            t.post_job(
                 tok,
-                Some(json!({"site": SITE, "jobType": "free", "parameters": {"text": text}})),
+                json!({"site": SITE, "jobType": "free", "parameters": {"text": text}}),
             )
             .await
         }
@@ -538,29 +505,31 @@ async fn job_parameters_are_bounded_at_submission_and_change() {
     let (s, job) = submit("x".repeat(60 * 1024)).await;
     assert_eq!(s, StatusCode::CREATED);
     let id = id_of(&job);
-    let (s, b) = t
-        .send(
-            reqwest::Method::PUT,
-            &format!("/api/v1/job/{id}"),
-            &tok,
-            Some(json!({"parameters": {"text": "y".repeat(70 * 1024)}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(fields(&b), ["parameters"]);
-    let (s, b) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(b["parameters"]["text"].as_str().unwrap().starts_with('x'));
-    let (s, b) = t
-        .send(
-            reqwest::Method::PUT,
-            &format!("/api/v1/job/{id}"),
-            &tok,
-            Some(json!({"metadata": {"m": "y".repeat(17 * 1024)}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(fields(&b), ["metadata"]);
+    for (change, field) in [
+        (
+            json!({"parameters": {"text": "y".repeat(70 * 1024)}}),
+            "parameters",
+        ),
+        (
+            json!({"metadata": {"m": "y".repeat(17 * 1024)}}),
+            "metadata",
+        ),
+    ] {
+        let (s, b) = t
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/job/{id}"),
+                &tok,
+                Some(change),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(fields(&b), [field]);
+        let (s, b) = t.get(&format!("/api/v1/job/{id}"), &tok).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(b["parameters"]["text"].as_str().unwrap().starts_with('x'));
+        assert!(b["metadata"].is_null(), "{b}");
+    }
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! itself; and that no route makes a token.
 
 use crate::common::*;
-use hpcsera_api_types::Role;
+use hpcsera_api_types::{Role, RoleSet};
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_token_lists_its_users_tokens_in_its_project_only() {
@@ -127,4 +128,71 @@ async fn no_route_makes_a_token() {
     );
     let own = &spec["paths"]["/api/v1/tokens/self"];
     assert!(own["delete"].is_object() && own["post"].is_null(), "{own}");
+}
+
+/// A member's roles in a project bound what their tokens there can do, at once and both
+/// ways: narrowing them takes the other roles from existing tokens, widening them gives them
+/// back, and no token can be made with more.
+#[tokio::test]
+async fn a_members_roles_bound_their_tokens() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    t.submit(&alice, json!({"label": "a"})).await;
+
+    t.store
+        .set_member_roles("alice", "proj-a", RoleSet::from_iter([Role::GetJobStatus]))
+        .await
+        .unwrap();
+    let (s, b) = t
+        .post_job(
+            &alice,
+            json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "c"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, me) = t.get("/api/v1/tokens/self", &alice).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["roles"], json!(["GET_JobStatus"]), "{me}");
+    let (s, _) = t.get("/api/v1/job/findJobsByStatus", &alice).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // No new token with a role beyond the member's.
+    let e = t
+        .store
+        .create_token(&hpcsera_store::NewToken {
+            user: "alice",
+            project: "proj-a",
+            name: "more",
+            roles: RoleSet::from_iter([Role::GetJobStatus, Role::PostJob]),
+            site: None,
+            expires_at: None,
+        })
+        .await
+        .expect_err("beyond the member's roles");
+    match e {
+        hpcsera_store::StoreError::Invalid(f) => {
+            assert_eq!(f[0].field, "roles");
+            assert!(f[0].problem.contains("POST_Job"), "{}", f[0].problem);
+        }
+        other => panic!("expected invalid roles, got {other:?}"),
+    }
+    // Another project's membership is untouched.
+    t.store.add_member("alice", "proj-b").await.unwrap();
+    let in_b = t.user("alice").project("proj-b").token().await;
+    let (_, me_b) = t.get("/api/v1/tokens/self", &in_b).await;
+    assert_eq!(me_b["roles"].as_array().map(Vec::len), Some(8), "{me_b}");
+
+    // Widened again: the old token can submit again.
+    t.store
+        .add_member_with_roles("alice", "proj-a", RoleSet::all())
+        .await
+        .unwrap();
+    t.submit(&alice, json!({"label": "b"})).await;
+    assert_eq!(
+        t.store
+            .set_member_roles("nobody", "proj-a", RoleSet::all())
+            .await
+            .map_err(|e| e.to_string()),
+        Err("user not found".into())
+    );
 }

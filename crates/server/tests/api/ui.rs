@@ -722,61 +722,54 @@ async fn the_tokens_page_lists_many_tokens() {
     );
 }
 
-#[tokio::test]
-async fn a_trusted_proxy_header_names_the_user_only_from_a_trusted_proxy() {
-    let header = ("x-remote-user", "carol");
-    // Configured and the test client (127.0.0.1) is a trusted proxy: a session for carol.
+/// A server that honours `X-Remote-User` from `proxy` (None: the setting is off), with people.
+async fn behind_proxy(proxy: Option<&str>) -> TestApp {
     let t = TestApp::spawn_configured(|c| {
         c.rate_limits.rate_limit_per_second = 0;
-        c.ui.trusted_user_header = Some("X-Remote-User".into());
-        c.connections.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        if let Some(proxy) = proxy {
+            c.ui.trusted_user_header = Some("X-Remote-User".into());
+            c.connections.trusted_proxies = vec![proxy.parse().unwrap()];
+        }
     })
     .await;
     people(&t).await;
-    let mut b = Browser::new(&t);
-    let rb = b
-        .http
-        .get(format!("{}/ui/login", t.base))
-        .header(header.0, header.1);
+    t
+}
+
+/// `GET /ui/login` from a fresh browser with the given extra headers.
+async fn login_page_with<'a>(t: &'a TestApp, headers: &[(&str, &str)]) -> (Browser<'a>, Page) {
+    let mut b = Browser::new(t);
+    let mut rb = b.http.get(format!("{}/ui/login", t.base));
+    for (name, value) in headers {
+        rb = rb.header(*name, *value);
+    }
     let p = b.finish(rb).await;
+    (b, p)
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_header_names_the_user_only_from_a_trusted_proxy() {
+    let carol = ("x-remote-user", "carol");
+    // Configured and the test client (127.0.0.1) is a trusted proxy: a session for carol.
+    let t = behind_proxy(Some("127.0.0.1")).await;
+    let (mut b, p) = login_page_with(&t, &[carol]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location.as_deref(), Some("/ui/projects"));
     let p = b.get("/ui/projects").await;
     assert!(p.status == StatusCode::OK && p.body.contains("carol"));
     // A name without an account: refused, no session.
-    let mut n = Browser::new(&t);
-    let rb = n
-        .http
-        .get(format!("{}/ui/login", t.base))
-        .header(header.0, "nobody");
-    let p = n.finish(rb).await;
+    let (_, p) = login_page_with(&t, &[("x-remote-user", "nobody")]).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(p.body.contains("No account"));
 
     // The header from an address that is not a trusted proxy is ignored: the password form.
-    let t = TestApp::spawn_configured(|c| {
-        c.rate_limits.rate_limit_per_second = 0;
-        c.ui.trusted_user_header = Some("X-Remote-User".into());
-        c.connections.trusted_proxies = vec!["10.0.0.1".parse().unwrap()];
-    })
-    .await;
-    people(&t).await;
-    let mut b = Browser::new(&t);
-    let rb = b
-        .http
-        .get(format!("{}/ui/login", t.base))
-        .header(header.0, header.1)
-        .header("x-forwarded-for", "10.0.0.1");
-    let p = b.finish(rb).await;
+    let t = behind_proxy(Some("10.0.0.1")).await;
+    let (_, p) = login_page_with(&t, &[carol, ("x-forwarded-for", "10.0.0.1")]).await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.body.contains("Password"));
     // And without the setting (the default) it is ignored too.
-    let t = TestApp::spawn().await;
-    people(&t).await;
-    let mut b = Browser::new(&t);
-    let rb = b
-        .http
-        .get(format!("{}/ui/login", t.base))
-        .header(header.0, header.1);
-    assert_eq!(b.finish(rb).await.status, StatusCode::OK);
+    let t = behind_proxy(None).await;
+    let (_, p) = login_page_with(&t, &[carol]).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains("Password"));
 }

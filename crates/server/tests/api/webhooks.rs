@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::routing::post;
 use axum::Router;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,14 +67,7 @@ async fn app() -> TestApp {
 }
 
 async fn submit_with_callback(t: &TestApp, tok: &str, url: &str) -> String {
-    let (s, b) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            tok,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": url})),
-        )
-        .await;
+    let (s, b) = t.post_job(tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": url})).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     id_of(&b)
 }
@@ -215,28 +208,14 @@ async fn callbacks_outside_the_allow_list_are_refused_at_submission() {
         "ftp://127.0.0.1/x",
         "not a url",
     ] {
-        let (s, b) = t
-            .send(
-                Method::POST,
-                "/api/v1/job",
-                &tok,
-                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": url})),
-            )
-            .await;
+        let (s, b) = t.post_job(&tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": url})).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {b}");
         assert_eq!(fields(&b), ["callbackUrl"]);
     }
     // With the default config (empty allow-list) every callback is refused.
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
-    let (s, _) = t
-        .send(
-            Method::POST,
-            "/api/v1/job",
-            &tok,
-            Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": "http://127.0.0.1:9/x"})),
-        )
-        .await;
+    let (s, _) = t.post_job(&tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": "http://127.0.0.1:9/x"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -274,12 +253,7 @@ async fn a_stalled_receiver_does_not_delay_another_projects_delivery() {
         .token()
         .await;
     let (s, b) = t
-        .send(
-            Method::PUT,
-            &format!("/api/v1/sites/{SITE}/jobTypes"),
-            &bob_agent,
-            Some(json!({"jobTypes": [job_type_spec()]})),
-        )
+        .publish(&bob_agent, SITE, json!({"jobTypes": [job_type_spec()]}))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let bob = t.user("bob").project("proj-b").token().await;
@@ -321,14 +295,7 @@ async fn the_callback_port_is_checked_at_submission_and_delivery() {
         ("https://hooks.example.org:8443/h".to_string(), false),
         ("http://hooks.example.org:22/h".to_string(), false),
     ] {
-        let (s, b) = t
-            .send(
-                Method::POST,
-                "/api/v1/job",
-                &tok,
-                Some(json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": callback})),
-            )
-            .await;
+        let (s, b) = t.post_job(&tok, json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "w"}, "callbackUrl": callback})).await;
         if ok {
             assert_eq!(s, StatusCode::CREATED, "{callback}: {b}");
         } else {
