@@ -45,7 +45,7 @@ impl Agent {
             self.batch_version = Some(self.adapter.version(self.probe_limits()).await);
         }
         let code = self.code_facts(run).await;
-        let sub_jobs = self.sub_runs(run).await;
+        let sub_jobs = self.sub_runs(run, ended_ms).await;
         let container = self.container_facts(run).await;
         let mut commands = Vec::new();
         for c in &run.jt.provenance.commands {
@@ -119,7 +119,7 @@ impl Agent {
     }
 
     /// Each sub-job with its times, the batch system's report and `module list`.
-    async fn sub_runs<'a>(&self, run: &'a Running) -> Vec<SubRun<'a>> {
+    async fn sub_runs<'a>(&self, run: &'a Running, job_end: i64) -> Vec<SubRun<'a>> {
         let mut out = Vec::new();
         for (i, state) in run.sub_states.iter().enumerate() {
             let kind = run.jt.sub_jobs.get(i).map_or(SubJobKind::Batch, |s| s.kind);
@@ -131,6 +131,8 @@ impl Agent {
                 .then(|| self.modules(&run.ctx.job_dir, &state.name))
                 .flatten();
             let (started_ms, ended_ms) = run.sub_times.get(i).copied().unwrap_or_default();
+            // A sub-job the job's end cut short ended with it.
+            let ended_ms = ended_ms.or(started_ms.map(|_| job_end));
             out.push(SubRun {
                 state,
                 kind,

@@ -307,6 +307,73 @@ impl Env {
         self.dir.path()
     }
 
+    /// The agent's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Runs the real binary; returns (success, stdout, stderr).
+    pub async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(bin())
+            .args(args)
+            .env("HPCSERA_URL", &self.url)
+            .env("HPCSERA_TOKEN", &self.token)
+            .env("HPCSERA_DATABASE_URL", &self.db_url)
+            .env("HPCSERA_CODE_DIR", &self.code_dir)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `hpcsera code push PATH`; the digest is the last line of stdout.
+    pub async fn push(&self, path: &Path) -> String {
+        let (ok, out, err) = self
+            .hpcsera(&["code", "push", path.to_str().unwrap()])
+            .await;
+        assert!(ok, "code push failed: {err}");
+        out.lines().last().unwrap_or_default().trim().to_string()
+    }
+
+    pub async fn decide(&self, verb: &str, id: &str, user: &str, reason: &str) -> (bool, String) {
+        let (ok, out, err) = self
+            .hpcsera(&[
+                "admin",
+                "code",
+                verb,
+                id,
+                "--project",
+                "p",
+                "--user",
+                user,
+                "--reason",
+                reason,
+            ])
+            .await;
+        (ok, format!("{out}{err}"))
+    }
+
+    /// Waits until the agent has reported the HPC-side digest of `id`.
+    pub async fn wait_hpc_digest(&self, id: &str) -> hpcsera_api_types::CodeBundle {
+        let started = Instant::now();
+        loop {
+            let b = self.client.code_status(id).await.unwrap();
+            if b.hpc_sha256.is_some() {
+                return b;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the agent never reported a digest of {id}: agent log:\n{}",
+                self.agent_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The first `operation_done` or `operation_failed` event of job `id` after event
     /// `after`, waiting up to 60 s; `what` names the operation if it never comes.
     pub async fn operation_ack(&self, id: &str, after: i64, what: &str) -> JobEvent {
@@ -493,4 +560,21 @@ impl Drop for Env {
             panic!("the test left batch jobs running (now cancelled): {left:?}");
         }
     }
+}
+
+/// A small code tree: `bin/hello.sh` (prints its argument) and `data/input.txt`.
+pub fn code_tree(root: &Path, message: &str) {
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("bin/hello.sh"),
+        "#!/bin/sh\necho \"pushed code says: $1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("bin/hello.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(root.join("data/input.txt"), format!("{message}\n")).unwrap();
 }
