@@ -214,6 +214,51 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
     assert_eq!(graph_entity(&crate_dir(&env, &failed).await, "#outcome-run")["value"], 3);
     tampering_and_another_key_fail(&env, &completed, &key, &dir).await;
     found_by_digest(&env, &completed, &failed, &code, &dir).await;
+    the_data_lake_example_keeps_what_the_search_finds(&env, &key, 3).await;
+}
+
+/// `examples/datalake/ingest.py`: every ended job's crate, verified, in a plain directory;
+/// its index answers as the server's search does, and a second run adds nothing.
+async fn the_data_lake_example_keeps_what_the_search_finds(env: &common::Env, key: &str, jobs: u64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/datalake/ingest.py");
+    let lake = env.path().join("lake");
+    // Not blocking: the server runs on this test's runtime.
+    let ingest = || async {
+        let out = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(&lake)
+            .arg(key)
+            .env("HPCSERA_URL", &env.url)
+            .env("HPCSERA_TOKEN", &env.token)
+            .env("HPCSERA_BIN", common::bin())
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(ingest().await["ingested"], jobs);
+    assert_eq!(ingest().await["ingested"], 0, "a second run adds nothing");
+    let index: Value = serde_json::from_slice(&std::fs::read(lake.join("index.json")).unwrap()).unwrap();
+    let index = index["sha256"].as_object().unwrap();
+    assert!(!index.is_empty());
+    for (sha, entries) in index {
+        let mut lake_jobs: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["job"].as_str().unwrap()).collect();
+        lake_jobs.sort();
+        lake_jobs.dedup();
+        let found = env
+            .client
+            .search_provenance(&hpcsera_client::ProvenanceQuery { sha256: Some(sha.clone()), ..Default::default() })
+            .await
+            .unwrap();
+        let mut server_jobs: Vec<&str> = found.jobs.iter().map(|j| j.job_id.as_str()).collect();
+        server_jobs.sort();
+        assert_eq!(lake_jobs, server_jobs, "{sha}");
+        if entries[0]["role"] == "result" {
+            let object = std::fs::read(lake.join("objects").join(&sha[..2]).join(sha)).unwrap();
+            assert_eq!(&hex::encode(sha2::Sha256::digest(object)), sha);
+        }
+    }
 }
 
 /// One changed byte (in the crate, or in the server's copy) or a signature by another key
