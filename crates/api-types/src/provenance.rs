@@ -124,7 +124,9 @@ pub struct SignatureFile {
 }
 
 /// What a file named in a manifest is to the job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DigestRole {
     /// A result file the job made.
@@ -185,7 +187,9 @@ pub struct ManifestFacts {
 }
 
 fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The `@id`s a property refers to (one `{"@id"}` or an array of them).
@@ -383,7 +387,10 @@ mod tests {
         let f = ManifestFacts::parse(doc.to_string().as_bytes()).unwrap();
         assert_eq!(f.job_id, "J");
         assert_eq!(f.digests.len(), 2);
-        assert_eq!(f.results().collect::<Vec<_>>(), vec![("x.txt", sha.as_str(), Some(3))]);
+        assert_eq!(
+            f.results().collect::<Vec<_>>(),
+            vec![("x.txt", sha.as_str(), Some(3))]
+        );
         assert_eq!(f.digests[1].role, DigestRole::Code);
         let bad = doc.to_string().replace(&sha, "ABC");
         assert!(ManifestFacts::parse(bad.as_bytes()).is_err());

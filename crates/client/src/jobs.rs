@@ -256,8 +256,13 @@ impl Client {
         dest: &std::path::Path,
         max_bytes: u64,
     ) -> Result<(u64, String)> {
-        self.download(&format!("/code/{}", seg(id)), dest, max_bytes, "the code bundle")
-            .await
+        self.download(
+            &format!("/code/{}", seg(id)),
+            dest,
+            max_bytes,
+            "the code bundle",
+        )
+        .await
     }
 
     /// Streams the answer of `GET path` into `dest` (created 0600), refusing more than

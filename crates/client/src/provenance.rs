@@ -120,7 +120,12 @@ impl Client {
             .extend_pairs(pairs)
             .finish();
         let resp = self
-            .send(Method::GET, &format!("/provenance?{query}"), Body::None, &[])
+            .send(
+                Method::GET,
+                &format!("/provenance?{query}"),
+                Body::None,
+                &[],
+            )
             .await?;
         decode(resp, self.max_body_bytes).await
     }

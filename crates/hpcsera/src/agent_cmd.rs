@@ -48,7 +48,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             cfg.batch.preset.as_str()
         );
         for jt in &cfg.job_types {
-            println!("job type {}: definition sha256:{}", jt.name, jt.definition_digest());
+            println!(
+                "job type {}: definition sha256:{}",
+                jt.name,
+                jt.definition_digest()
+            );
         }
         return Ok(());
     }

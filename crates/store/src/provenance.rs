@@ -137,11 +137,12 @@ impl Store {
     /// The bytes and SHA-256 of one result file of a job, by the job's sequence number (from
     /// a [`StoredProvenance`] the caller was allowed to read).
     pub async fn result_data(&self, job_seq: i64, name: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let r = sqlx::query("SELECT sha256, data FROM job_results WHERE job_seq = $1 AND name = $2")
-            .bind(job_seq)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("SELECT sha256, data FROM job_results WHERE job_seq = $1 AND name = $2")
+                .bind(job_seq)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         r.map(|r| Ok((col(&r, "sha256")?, col(&r, "data")?)))
             .transpose()
     }
@@ -213,7 +214,10 @@ impl Store {
             list(2, seqs.len())
         );
         if !wanted.is_empty() {
-            sql.push_str(&format!(" AND sha256 IN ({})", list(2 + seqs.len(), wanted.len())));
+            sql.push_str(&format!(
+                " AND sha256 IN ({})",
+                list(2 + seqs.len(), wanted.len())
+            ));
         }
         sql.push_str(" ORDER BY job_seq, role, name");
         let mut query = sqlx::query(&sql).bind(project_id);
@@ -327,7 +331,10 @@ fn search_sql(q: &ProvenanceQuery) -> (String, Vec<Bind>) {
         binds.push(b);
         format!("${}", binds.len() + 1)
     };
-    let mut cond = vec!["p.project_id = $1".to_string(), "j.deleted_at IS NULL".into()];
+    let mut cond = vec![
+        "p.project_id = $1".to_string(),
+        "j.deleted_at IS NULL".into(),
+    ];
     let mut from = "job_provenance p".to_string();
     let digest = match (&q.sha256, &q.code_sha256) {
         (Some(s), code) => Some((s, code.as_ref())),
@@ -351,10 +358,16 @@ fn search_sql(q: &ProvenanceQuery) -> (String, Vec<Bind>) {
         }
     }
     if let Some(t) = &q.job_type {
-        cond.push(format!("p.job_type = {}", next(Bind::Text(t.clone()), &mut binds)));
+        cond.push(format!(
+            "p.job_type = {}",
+            next(Bind::Text(t.clone()), &mut binds)
+        ));
     }
     if let Some(s) = &q.site {
-        cond.push(format!("s.name = {}", next(Bind::Text(s.clone()), &mut binds)));
+        cond.push(format!(
+            "s.name = {}",
+            next(Bind::Text(s.clone()), &mut binds)
+        ));
     }
     if let Some(a) = q.ended_after {
         cond.push(format!("p.ended_at >= {}", next(Bind::Int(a), &mut binds)));

@@ -45,9 +45,9 @@
 
 use super::exec::{display_argv, excerpt, failed, Exec};
 use super::parse::{self, OutputFormat, RawStatus, StateTable};
+pub use super::presets::Templates;
 use super::probe::{Probe, ProbeLimits};
 use super::template::{expand, Vars};
-pub use super::presets::Templates;
 use super::{
     BatchAdapter, BatchConfig, BatchError, BatchJobRef, BatchPreset, BatchState, BoxFuture,
     StateClass, SubmitRequest,

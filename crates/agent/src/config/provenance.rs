@@ -85,7 +85,10 @@ impl JobProvenanceConfig {
         }
         for (i, c) in self.commands.iter().enumerate() {
             if c.name.trim().is_empty() || c.name.chars().any(char::is_control) {
-                out.push((format!("commands[{i}].name"), "must be a plain, non-empty name".into()));
+                out.push((
+                    format!("commands[{i}].name"),
+                    "must be a plain, non-empty name".into(),
+                ));
             }
             if c.argv.first().is_none_or(|p| p.is_empty()) {
                 out.push((format!("commands[{i}].argv"), "must name a program".into()));
@@ -96,9 +99,8 @@ impl JobProvenanceConfig {
                 out.push(("container.image".into(), "must not be empty".into()));
             }
             let digest_ok = |d: &str| {
-                d.strip_prefix("sha256:").is_some_and(|h| {
-                    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
-                })
+                d.strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             };
             if c.digest.as_deref().is_some_and(|d| !digest_ok(d)) {
                 out.push((

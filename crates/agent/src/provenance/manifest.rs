@@ -352,7 +352,12 @@ impl Graph {
             .agent
             .batch_version
             .as_ref()
-            .and_then(|p| p.output.lines().next().map(|l| l.trim().chars().take(200).collect::<String>()))
+            .and_then(|p| {
+                p.output
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().chars().take(200).collect::<String>())
+            })
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "unknown".into());
         self.push(json!({
@@ -408,15 +413,31 @@ impl Graph {
                 "actionStatus": sub_status(s.state),
             });
             put(&mut a, "object", one_or_many(objects.to_vec()));
-            put(&mut a, "startTime", s.started_ms.map(|t| json!(iso_time(t))));
+            put(
+                &mut a,
+                "startTime",
+                s.started_ms.map(|t| json!(iso_time(t))),
+            );
             put(&mut a, "endTime", s.ended_ms.map(|t| json!(iso_time(t))));
             if sub_status(s.state).ends_with("FailedActionStatus") {
-                put(&mut a, "error", Some(json!(s.state.message.clone().unwrap_or_else(|| s.state.status.as_str().into()))));
+                put(
+                    &mut a,
+                    "error",
+                    Some(json!(s.state.message.clone().unwrap_or_else(|| s
+                        .state
+                        .status
+                        .as_str()
+                        .into()))),
+                );
             }
             if let Some(b) = &s.state.batch_job_id {
                 let bat = format!("#batchjob-{}", frag(name));
                 let mut p = property(&bat, "batch job id", json!(b));
-                put(&mut p, "propertyID", Some(json!(format!("{} job id", f.agent.batch_system))));
+                put(
+                    &mut p,
+                    "propertyID",
+                    Some(json!(format!("{} job id", f.agent.batch_system))),
+                );
                 self.push(p);
                 put(&mut a, "identifier", Some(id(bat)));
             }
@@ -458,7 +479,13 @@ impl Graph {
     }
 
     /// The job's own `CreateAction`.
-    fn job_action(&mut self, f: &RunFacts<'_>, sw: &Software, objects: Vec<Value>, files: Vec<Value>) {
+    fn job_action(
+        &mut self,
+        f: &RunFacts<'_>,
+        sw: &Software,
+        objects: Vec<Value>,
+        files: Vec<Value>,
+    ) {
         let e = &f.end;
         let mut results = files;
         if let Some(c) = e.exit_code {
@@ -469,7 +496,11 @@ impl Graph {
             results.push(id("#exit"));
         }
         let mut extra = vec![id("#status"), id("#host")];
-        self.push(property("#status", "hpcsera job status", json!(e.status.as_str())));
+        self.push(property(
+            "#status",
+            "hpcsera job status",
+            json!(e.status.as_str()),
+        ));
         self.push(property("#host", "agent host", json!(f.agent.host)));
         if let Some(p) = &f.agent.batch_version {
             self.push(probe_value("#batch-version", "batch-version", p));
@@ -598,7 +629,13 @@ fn container(c: &ContainerFacts) -> Value {
         "description": format!("the image as the job type names it: {}", c.image),
     });
     put(&mut e, "tag", tag.map(Value::String));
-    put(&mut e, "sha256", c.digest.as_ref().map(|d| json!(d.trim_start_matches("sha256:"))));
+    put(
+        &mut e,
+        "sha256",
+        c.digest
+            .as_ref()
+            .map(|d| json!(d.trim_start_matches("sha256:"))),
+    );
     e
 }
 
@@ -655,28 +692,87 @@ script = "echo hi"
             "held": false, "createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-01-01T00:00:00Z",
         }))
         .unwrap();
-        let params = serde_json::json!({"src": sha, "n": 3}).as_object().cloned().unwrap();
+        let params = serde_json::json!({"src": sha, "n": 3})
+            .as_object()
+            .cloned()
+            .unwrap();
         let states = [
-            SubJobState { name: "stage".into(), status: SubJobStatus::Completed, batch_job_id: None, exit_code: Some(0), message: None },
-            SubJobState { name: "run".into(), status: SubJobStatus::Failed, batch_job_id: Some("7".into()), exit_code: Some(3), message: Some("exited with code 3".into()) },
+            SubJobState {
+                name: "stage".into(),
+                status: SubJobStatus::Completed,
+                batch_job_id: None,
+                exit_code: Some(0),
+                message: None,
+            },
+            SubJobState {
+                name: "run".into(),
+                status: SubJobStatus::Failed,
+                batch_job_id: Some("7".into()),
+                exit_code: Some(3),
+                message: Some("exited with code 3".into()),
+            },
         ];
         let f = RunFacts {
             job: &job,
             job_type: &cfg.job_types[0],
             params: &params,
             server_url: "http://hpc.example.org/",
-            agent: AgentFacts { version: "0.1.0".into(), host: "login1".into(), batch_system: "slurm".into(), batch_version: Some(probe("slurm 23.02.7\n")) },
-            end: EndFacts { status: JobStatus::Failed, exit_code: Some(3), message: "sub-job run failed".into(), started_ms: 1_700_000_000_000, ended_ms: 1_700_000_060_123 },
-            sub_jobs: states.iter().zip([SubJobKind::Login, SubJobKind::Batch]).map(|(s, k)| SubRun {
-                state: s, kind: k, started_ms: Some(1_700_000_000_500), ended_ms: Some(1_700_000_050_000),
-                report: (k == SubJobKind::Batch).then(|| probe("JobId=7 JobState=FAILED")), modules: None,
-            }).collect(),
-            code: vec![CodeFacts { param: "src".into(), bundle: CodeBundle {
-                id: sha.clone(), project: "p".into(), size: 1234, status: CodeStatus::Approved, uploaded_by: "bob".into(),
-                created_at: "2024-01-01T00:00:00Z".into(), hpc_sha256: Some(sha.clone()), hpc_reported_at: None, digests_match: true,
-                decided_by: Some("alice".into()), decided_at: Some("2024-01-01T00:01:00Z".into()), reason: None } }],
-            results: vec![ResultFile { name: "out/sum.txt".into(), size: 5, sha256: "cd".repeat(32), created_at: "2024-01-01T00:02:00Z".into() }],
-            container: cfg.job_types[0].provenance.container.as_ref().map(|c| ContainerFacts { image: c.image.clone(), digest: c.digest.clone() }),
+            agent: AgentFacts {
+                version: "0.1.0".into(),
+                host: "login1".into(),
+                batch_system: "slurm".into(),
+                batch_version: Some(probe("slurm 23.02.7\n")),
+            },
+            end: EndFacts {
+                status: JobStatus::Failed,
+                exit_code: Some(3),
+                message: "sub-job run failed".into(),
+                started_ms: 1_700_000_000_000,
+                ended_ms: 1_700_000_060_123,
+            },
+            sub_jobs: states
+                .iter()
+                .zip([SubJobKind::Login, SubJobKind::Batch])
+                .map(|(s, k)| SubRun {
+                    state: s,
+                    kind: k,
+                    started_ms: Some(1_700_000_000_500),
+                    ended_ms: Some(1_700_000_050_000),
+                    report: (k == SubJobKind::Batch).then(|| probe("JobId=7 JobState=FAILED")),
+                    modules: None,
+                })
+                .collect(),
+            code: vec![CodeFacts {
+                param: "src".into(),
+                bundle: CodeBundle {
+                    id: sha.clone(),
+                    project: "p".into(),
+                    size: 1234,
+                    status: CodeStatus::Approved,
+                    uploaded_by: "bob".into(),
+                    created_at: "2024-01-01T00:00:00Z".into(),
+                    hpc_sha256: Some(sha.clone()),
+                    hpc_reported_at: None,
+                    digests_match: true,
+                    decided_by: Some("alice".into()),
+                    decided_at: Some("2024-01-01T00:01:00Z".into()),
+                    reason: None,
+                },
+            }],
+            results: vec![ResultFile {
+                name: "out/sum.txt".into(),
+                size: 5,
+                sha256: "cd".repeat(32),
+                created_at: "2024-01-01T00:02:00Z".into(),
+            }],
+            container: cfg.job_types[0]
+                .provenance
+                .container
+                .as_ref()
+                .map(|c| ContainerFacts {
+                    image: c.image.clone(),
+                    digest: c.digest.clone(),
+                }),
             commands: vec![("uname".into(), probe("Linux 6.1"))],
         };
         build(&f)
@@ -687,10 +783,23 @@ script = "echo hi"
         let bytes = sample();
         let facts = ManifestFacts::parse(&bytes).unwrap();
         assert_eq!(facts.job_id, "0190c0de-0000-7000-8000-000000000001");
-        assert_eq!(facts.end_time.as_deref(), Some("2023-11-14T22:14:20.123+00:00"));
-        let roles: Vec<_> = facts.digests.iter().map(|d| (d.role, d.name.as_str())).collect();
+        assert_eq!(
+            facts.end_time.as_deref(),
+            Some("2023-11-14T22:14:20.123+00:00")
+        );
+        let roles: Vec<_> = facts
+            .digests
+            .iter()
+            .map(|d| (d.role, d.name.as_str()))
+            .collect();
         let code = format!("#code-{}", "ab".repeat(32));
-        assert_eq!(roles, vec![(DigestRole::Result, "results/out/sum.txt"), (DigestRole::Code, code.as_str())]);
+        assert_eq!(
+            roles,
+            vec![
+                (DigestRole::Result, "results/out/sum.txt"),
+                (DigestRole::Code, code.as_str())
+            ]
+        );
         let doc: Value = serde_json::from_slice(&bytes).unwrap();
         let graph = doc["@graph"].as_array().unwrap();
         let by_id = |id: &str| graph.iter().find(|e| e["@id"] == id).cloned().unwrap();
@@ -703,10 +812,22 @@ script = "echo hi"
         assert_eq!(by_id("#batchjob-run")["value"], "7");
         assert_eq!(by_id("#container")["registry"], "ghcr.io");
         assert_eq!(by_id("#container")["tag"], "1.2");
-        assert_eq!(by_id(&format!("#approval-{}", "ab".repeat(32)))["agent"]["@id"], "#user-alice");
+        assert_eq!(
+            by_id(&format!("#approval-{}", "ab".repeat(32)))["agent"]["@id"],
+            "#user-alice"
+        );
         let jt = by_id("http://hpc.example.org/api/v1/sites/s1/jobTypes#sim");
-        assert_eq!(jt["softwareVersion"], format!("sha256:{}", AgentConfig::parse("t.toml", CONFIG).unwrap().job_types[0].definition_digest()));
+        assert_eq!(
+            jt["softwareVersion"],
+            format!(
+                "sha256:{}",
+                AgentConfig::parse("t.toml", CONFIG).unwrap().job_types[0].definition_digest()
+            )
+        );
         // Each person once.
-        assert_eq!(graph.iter().filter(|e| e["@id"] == "#user-alice").count(), 1);
+        assert_eq!(
+            graph.iter().filter(|e| e["@id"] == "#user-alice").count(),
+            1
+        );
     }
 }

@@ -18,14 +18,14 @@
 
 use super::error::{io, AgentError};
 use super::job::{Running, Step};
+use crate::batch::probe::Probe;
 use crate::batch::BatchAdapter;
 use crate::config::AgentConfig;
 use crate::journal::Journal;
+use crate::provenance::Signer;
 use hpcsera_api_types::{AgentPoll, AgentPollReply, PublishJobTypes};
 use hpcsera_client::Client;
 use std::collections::{HashMap, HashSet};
-use crate::batch::probe::Probe;
-use crate::provenance::Signer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

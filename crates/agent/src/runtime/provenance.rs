@@ -83,8 +83,12 @@ impl Agent {
             .put_provenance(&run.job.id, &bytes, &signature, &key)
             .await
         {
-            Ok(()) => tracing::info!(job = %run.job.id, bytes = bytes.len(), "recorded signed provenance"),
-            Err(e) => tracing::warn!(job = %run.job.id, error = %e, "cannot record the job's provenance"),
+            Ok(()) => {
+                tracing::info!(job = %run.job.id, bytes = bytes.len(), "recorded signed provenance")
+            }
+            Err(e) => {
+                tracing::warn!(job = %run.job.id, error = %e, "cannot record the job's provenance")
+            }
         }
     }
 
@@ -151,8 +155,8 @@ impl Agent {
         let max = self.cfg.provenance.max_report_bytes;
         let path = modules_file_path(job_dir, sub);
         let mut data = Vec::new();
-        let read = open_inside(job_dir, &path)
-            .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut data));
+        let read =
+            open_inside(job_dir, &path).and_then(|f| f.take(max as u64 + 1).read_to_end(&mut data));
         let mut p = Probe {
             argv: vec!["module".into(), "list".into()],
             output: String::new(),

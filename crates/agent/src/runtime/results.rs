@@ -89,14 +89,12 @@ impl Agent {
         let root = run.ctx.job_dir.clone();
         let read = tokio::task::spawn_blocking(move || read_inside(&root, &path, max)).await;
         match read {
-            Ok(Ok(Some(data))) => {
-                match self.client.put_result(&run.job.id, name, &data).await {
-                    Ok(file) => run.uploaded.push(file),
-                    Err(e) => {
-                        tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file")
-                    }
+            Ok(Ok(Some(data))) => match self.client.put_result(&run.job.id, name, &data).await {
+                Ok(file) => run.uploaded.push(file),
+                Err(e) => {
+                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file")
                 }
-            }
+            },
             Ok(Ok(None)) => {
                 tracing::warn!(job = %run.job.id, file = %name, max, "result file too large; skipped");
             }

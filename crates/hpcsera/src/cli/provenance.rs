@@ -223,14 +223,21 @@ fn check_file(path: &Path, sha: &str, size: Option<u64>) -> Result<(), String> {
         return Err(format!("SHA-256 is {got}, the manifest says {sha}"));
     }
     if size.is_some_and(|s| s != n) {
-        return Err(format!("{n} bytes, the manifest says {}", size.unwrap_or(0)));
+        return Err(format!(
+            "{n} bytes, the manifest says {}",
+            size.unwrap_or(0)
+        ));
     }
     Ok(())
 }
 
 async fn search(s: SearchArgs) -> CliResult {
     let sha256 = match (&s.sha256, &s.file) {
-        (_, Some(f)) => Some(sha256_file(f).map_err(|e| CliError::usage(format!("--file: {e}")))?.0),
+        (_, Some(f)) => Some(
+            sha256_file(f)
+                .map_err(|e| CliError::usage(format!("--file: {e}")))?
+                .0,
+        ),
         (sha, None) => sha.clone(),
     };
     let mut q = ProvenanceQuery {
@@ -265,10 +272,20 @@ async fn search(s: SearchArgs) -> CliResult {
                         .map(|m| format!("{} {}", m.role.as_str(), m.name))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    vec![h.job_id.clone(), h.site.clone(), h.job_type.clone(), h.status.to_string(), h.ended_at.clone(), what]
+                    vec![
+                        h.job_id.clone(),
+                        h.site.clone(),
+                        h.job_type.clone(),
+                        h.status.to_string(),
+                        h.ended_at.clone(),
+                        what,
+                    ]
                 })
                 .collect();
-            output::table(&["JOB", "SITE", "JOB TYPE", "STATUS", "ENDED", "FILES"], rows)?;
+            output::table(
+                &["JOB", "SITE", "JOB TYPE", "STATUS", "ENDED", "FILES"],
+                rows,
+            )?;
         }
     }
     Ok(exit::OK)

@@ -98,7 +98,6 @@ impl Env {
     }
 }
 
-
 #[tokio::test]
 async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     let env = Env::new().await;

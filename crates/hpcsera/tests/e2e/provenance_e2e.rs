@@ -29,8 +29,13 @@ async fn submit(env: &common::Env, job_type: &str, params: Value) -> String {
 }
 
 async fn wait_end(env: &common::Env, id: &str) -> hpcsera_api_types::Job {
-    env.wait_for_within(id, JobStatus::is_terminal, "terminal", Duration::from_secs(180))
-        .await
+    env.wait_for_within(
+        id,
+        JobStatus::is_terminal,
+        "terminal",
+        Duration::from_secs(180),
+    )
+    .await
 }
 
 /// `hpcsera provenance download` and an unpacked copy of the crate.
@@ -63,17 +68,23 @@ fn run(cmd: &mut std::process::Command) -> String {
 /// reads back exactly the manifest's entities.
 fn check_with_python_tools(dir: &Path) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/provenance_check.py");
-    let out: Value = serde_json::from_str(&run(
-        std::process::Command::new("python3").arg(script).arg(dir),
-    ))
+    let out: Value = serde_json::from_str(&run(std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir)))
     .unwrap();
     let text = std::fs::read_to_string(dir.join("ro-crate-metadata.json")).unwrap();
     for level in ["required", "recommended", "metadata_only"] {
-        assert_eq!(out[level]["issues"], json!([]), "{level} issues of {}:\n{text}", dir.display());
+        assert_eq!(
+            out[level]["issues"],
+            json!([]),
+            "{level} issues of {}:\n{text}",
+            dir.display()
+        );
         assert_eq!(out[level]["passed"], true, "{level}");
     }
     let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap())
+            .unwrap();
     let mut want: Vec<(String, Value)> = manifest["@graph"]
         .as_array()
         .unwrap()
@@ -119,7 +130,8 @@ fn copy_crate(from: &Path, to: &Path) {
 
 fn graph_entity(dir: &Path, id: &str) -> Value {
     let m: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap())
+            .unwrap();
     m["@graph"]
         .as_array()
         .unwrap()
@@ -133,28 +145,54 @@ fn graph_entity(dir: &Path, id: &str) -> Value {
 /// batch system.
 fn check_completed_manifest(dir: &Path, job_type_digest: &str, code: &str) {
     let run = graph_entity(dir, "#subjob-run");
-    assert_eq!(run["actionStatus"], "http://schema.org/CompletedActionStatus");
+    assert_eq!(
+        run["actionStatus"],
+        "http://schema.org/CompletedActionStatus"
+    );
     let modules = graph_entity(dir, "#module-list-run");
-    assert!(modules["value"].as_str().unwrap().contains("gcc/13.2.0"), "{modules}");
+    assert!(
+        modules["value"].as_str().unwrap().contains("gcc/13.2.0"),
+        "{modules}"
+    );
     assert_eq!(graph_entity(dir, "#container")["registry"], "docker.io");
-    assert!(graph_entity(dir, "#command-kernel")["value"].as_str().unwrap().starts_with("Linux"));
+    assert!(graph_entity(dir, "#command-kernel")["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("Linux"));
     assert_eq!(graph_entity(dir, &format!("#code-{code}"))["sha256"], code);
-    assert_eq!(graph_entity(dir, &format!("#approval-{code}"))["agent"]["@id"], "#user-alice");
+    assert_eq!(
+        graph_entity(dir, &format!("#approval-{code}"))["agent"]["@id"],
+        "#user-alice"
+    );
     let jt = graph_entity(dir, "./")["mentions"].clone();
-    assert!(jt.as_array().unwrap().len() >= 3, "job, sub-jobs, approval: {jt}");
-    let sw: Vec<Value> = serde_json::from_slice::<Value>(&std::fs::read(dir.join("ro-crate-metadata.json")).unwrap())
-        .unwrap()["@graph"]
+    assert!(
+        jt.as_array().unwrap().len() >= 3,
+        "job, sub-jobs, approval: {jt}"
+    );
+    let sw: Vec<Value> = serde_json::from_slice::<Value>(
+        &std::fs::read(dir.join("ro-crate-metadata.json")).unwrap(),
+    )
+    .unwrap()["@graph"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["name"] == "prov")
         .cloned()
         .collect();
-    assert_eq!(sw[0]["softwareVersion"], format!("sha256:{job_type_digest}"));
+    assert_eq!(
+        sw[0]["softwareVersion"],
+        format!("sha256:{job_type_digest}")
+    );
     if slurm() {
         let report = graph_entity(dir, "#batch-report-run");
-        assert!(report["value"].as_str().unwrap().contains("JobId="), "{report}");
-        assert!(graph_entity(dir, "#batch-version")["value"].as_str().unwrap().starts_with("slurm"));
+        assert!(
+            report["value"].as_str().unwrap().contains("JobId="),
+            "{report}"
+        );
+        assert!(graph_entity(dir, "#batch-version")["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("slurm"));
     }
 }
 
@@ -162,9 +200,13 @@ fn check_completed_manifest(dir: &Path, job_type_digest: &str, code: &str) {
 /// digest as `hpcsera agent --check` prints it.
 async fn agent_key_and_digest(env: &common::Env) -> (String, String) {
     let config = env.config_path().to_str().unwrap().to_string();
-    let (ok, key, err) = env.hpcsera(&["agent", "--config", &config, "--show-key"]).await;
+    let (ok, key, err) = env
+        .hpcsera(&["agent", "--config", &config, "--show-key"])
+        .await;
     assert!(ok, "{err}");
-    let (ok, check, err) = env.hpcsera(&["agent", "--config", &config, "--check"]).await;
+    let (ok, check, err) = env
+        .hpcsera(&["agent", "--config", &config, "--check"])
+        .await;
     assert!(ok, "{err}");
     let digest = check
         .lines()
@@ -179,7 +221,11 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
     let env = common::Env::new(SITE, JOB_TYPES).await;
     let (key, digest) = agent_key_and_digest(&env).await;
     let sites = env.client.sites().await.unwrap();
-    assert_eq!(sites[0].agent_key.as_deref(), Some(key.as_str()), "published with the job types");
+    assert_eq!(
+        sites[0].agent_key.as_deref(),
+        Some(key.as_str()),
+        "published with the job types"
+    );
     let src = env.path().join("src");
     common::code_tree(&src, "data");
     let code = env.push(&src).await;
@@ -189,9 +235,17 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
     let (ok, out) = env.decide("approve", &code, "alice", "reviewed").await;
     assert!(ok, "{out}");
     let napping = submit(&env, "nap", json!({"seconds": 120})).await;
-    env.wait_for(&napping, |s| s == JobStatus::Running, "running").await;
-    env.client.operation(&napping, hpcsera_api_types::Operation::Cancel).await.unwrap();
-    for (id, status) in [(&completed, JobStatus::Completed), (&failed, JobStatus::Failed), (&napping, JobStatus::Cancelled)] {
+    env.wait_for(&napping, |s| s == JobStatus::Running, "running")
+        .await;
+    env.client
+        .operation(&napping, hpcsera_api_types::Operation::Cancel)
+        .await
+        .unwrap();
+    for (id, status) in [
+        (&completed, JobStatus::Completed),
+        (&failed, JobStatus::Failed),
+        (&napping, JobStatus::Cancelled),
+    ] {
         let job = wait_end(&env, id).await;
         assert_eq!(job.status, status, "{id}: {}", env.agent_log());
         let dir = crate_dir(&env, id).await;
@@ -206,12 +260,19 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
             JobStatus::Failed => "failed",
             _ => "cancelled",
         };
-        assert_eq!(last.status.as_str(), want, "the last sub-job of {id} ends with it");
+        assert_eq!(
+            last.status.as_str(),
+            want,
+            "the last sub-job of {id} ends with it"
+        );
     }
     let dir = crate_dir(&env, &completed).await;
     check_completed_manifest(&dir, &digest, &code);
     assert_eq!(graph_entity(&dir, "#outcome-run")["value"], 0);
-    assert_eq!(graph_entity(&crate_dir(&env, &failed).await, "#outcome-run")["value"], 3);
+    assert_eq!(
+        graph_entity(&crate_dir(&env, &failed).await, "#outcome-run")["value"],
+        3
+    );
     tampering_and_another_key_fail(&env, &completed, &key, &dir).await;
     found_by_digest(&env, &completed, &failed, &code, &dir).await;
     the_data_lake_example_keeps_what_the_search_finds(&env, &key, 3).await;
@@ -219,7 +280,11 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
 
 /// `examples/datalake/ingest.py`: every ended job's crate, verified, in a plain directory;
 /// its index answers as the server's search does, and a second run adds nothing.
-async fn the_data_lake_example_keeps_what_the_search_finds(env: &common::Env, key: &str, jobs: u64) {
+async fn the_data_lake_example_keeps_what_the_search_finds(
+    env: &common::Env,
+    key: &str,
+    jobs: u64,
+) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/datalake/ingest.py");
     let lake = env.path().join("lake");
     // Not blocking: the server runs on this test's runtime.
@@ -234,21 +299,34 @@ async fn the_data_lake_example_keeps_what_the_search_finds(env: &common::Env, ke
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     assert_eq!(ingest().await["ingested"], jobs);
     assert_eq!(ingest().await["ingested"], 0, "a second run adds nothing");
-    let index: Value = serde_json::from_slice(&std::fs::read(lake.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(lake.join("index.json")).unwrap()).unwrap();
     let index = index["sha256"].as_object().unwrap();
     assert!(!index.is_empty());
     for (sha, entries) in index {
-        let mut lake_jobs: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["job"].as_str().unwrap()).collect();
+        let mut lake_jobs: Vec<&str> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["job"].as_str().unwrap())
+            .collect();
         lake_jobs.sort();
         lake_jobs.dedup();
         let found = env
             .client
-            .search_provenance(&hpcsera_client::ProvenanceQuery { sha256: Some(sha.clone()), ..Default::default() })
+            .search_provenance(&hpcsera_client::ProvenanceQuery {
+                sha256: Some(sha.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         let mut server_jobs: Vec<&str> = found.jobs.iter().map(|j| j.job_id.as_str()).collect();
@@ -284,18 +362,29 @@ async fn tampering_and_another_key_fail(env: &common::Env, id: &str, key: &str, 
     let resigned = env.path().join("resigned");
     copy_crate(dir, &resigned);
     std::fs::write(resigned.join("ro-crate-metadata.json"), &bytes).unwrap();
-    let other_key = hpcsera_api_types::provenance::AgentKey(other.verifying_key().to_bytes()).to_string();
+    let other_key =
+        hpcsera_api_types::provenance::AgentKey(other.verifying_key().to_bytes()).to_string();
     let sig = SignatureFile {
         algorithm: "ed25519".into(),
         public_key: other_key.clone(),
         signature: encode_signature(&other.sign(&bytes).to_bytes()),
     };
-    std::fs::write(resigned.join("ro-crate-metadata.json.sig"), serde_json::to_vec(&sig).unwrap()).unwrap();
+    std::fs::write(
+        resigned.join("ro-crate-metadata.json.sig"),
+        serde_json::to_vec(&sig).unwrap(),
+    )
+    .unwrap();
     assert_eq!(verify(env, id, key, Some(&resigned)).await.0, 74);
-    assert_eq!(verify(env, id, &other_key, Some(&resigned)).await.0, 0, "the forger's own key verifies it");
+    assert_eq!(
+        verify(env, id, &other_key, Some(&resigned)).await.0,
+        0,
+        "the forger's own key verifies it"
+    );
     // A compromised server changes its copy: the client notices.
     sqlx::any::install_default_drivers();
-    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.db_url).await.unwrap();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&env.db_url)
+        .await
+        .unwrap();
     sqlx::query("UPDATE job_provenance SET manifest = $1 WHERE job_seq = (SELECT seq FROM jobs WHERE id = $2)")
         .bind(&bytes)
         .bind(id)
@@ -319,20 +408,44 @@ async fn found_by_digest(env: &common::Env, completed: &str, failed: &str, code:
     let file = dir.join("results/numbers.txt");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "1\n2\n3\n4\n");
     let (ok, out, err) = env
-        .hpcsera(&["provenance", "search", "--file", file.to_str().unwrap(), "--output", "json"])
+        .hpcsera(&[
+            "provenance",
+            "search",
+            "--file",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
         .await;
     assert!(ok, "{err}");
     let found: Value = serde_json::from_str(&out).unwrap();
-    let ids: Vec<&str> = found["jobs"].as_array().unwrap().iter().map(|j| j["jobId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = found["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [completed]);
     let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&file).unwrap()));
     assert_eq!(found["jobs"][0]["matches"][0]["sha256"], sha);
     let (ok, out, _) = env
-        .hpcsera(&["provenance", "search", "--code-sha256", code, "--output", "json"])
+        .hpcsera(&[
+            "provenance",
+            "search",
+            "--code-sha256",
+            code,
+            "--output",
+            "json",
+        ])
         .await;
     assert!(ok);
     let found: Value = serde_json::from_str(&out).unwrap();
-    let mut ids: Vec<&str> = found["jobs"].as_array().unwrap().iter().map(|j| j["jobId"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = found["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
     ids.sort();
     let mut want = [completed, failed];
     want.sort();

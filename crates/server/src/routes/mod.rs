@@ -37,7 +37,10 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
     let blobs = OpenApiRouter::default()
         .routes(routes!(output::read_output, output::append_output))
         .routes(routes!(results::get_result, results::put_result))
-        .routes(routes!(provenance::get_provenance, provenance::put_provenance))
+        .routes(routes!(
+            provenance::get_provenance,
+            provenance::put_provenance
+        ))
         .layer(DefaultBodyLimit::max(limits.blob_body_bytes()));
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(jobs::post_job))

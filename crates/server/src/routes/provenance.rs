@@ -66,8 +66,8 @@ pub async fn put_provenance(
     let signature = header_text(&headers, SIGNATURE_HEADER)?;
     verify_manifest(&key, &body, signature)
         .map_err(|e| ApiError::invalid_field(SIGNATURE_HEADER, e.to_string()))?;
-    let facts =
-        ManifestFacts::parse(&body).map_err(|e| ApiError::invalid_field("manifest", e.to_string()))?;
+    let facts = ManifestFacts::parse(&body)
+        .map_err(|e| ApiError::invalid_field("manifest", e.to_string()))?;
     if facts.job_id != id.as_str() {
         return Err(ApiError::invalid_field(
             "manifest",
@@ -80,7 +80,9 @@ pub async fn put_provenance(
         agent_key: &key.to_string(),
         facts: &facts,
     };
-    st.store.put_provenance(&agent.agent_ref(), &id, &new).await?;
+    st.store
+        .put_provenance(&agent.agent_ref(), &id, &new)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -154,8 +156,7 @@ pub async fn get_provenance_zip(
 ) -> ApiResult<Response> {
     caller.require(Role::GetJobStatus)?;
     let p = stored(&st, &caller, &id).await?;
-    let facts = ManifestFacts::parse(&p.manifest)
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let facts = ManifestFacts::parse(&p.manifest).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let names: Vec<String> = facts.results().map(|(n, _, _)| n.to_string()).collect();
     let mut zip = ZipStream::new();
     let sig = SignatureFile {
@@ -168,7 +169,8 @@ pub async fn get_provenance_zip(
         SIGNATURE_FILE,
         &serde_json::to_vec_pretty(&sig).unwrap_or_default(),
     ));
-    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let first =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
     let state = (st, p.job_seq, names.into_iter(), Some(zip));
     let rest = futures_util::stream::unfold(state, |(st, seq, mut names, zip)| async move {
         let mut zip = zip?;
@@ -176,7 +178,9 @@ pub async fn get_provenance_zip(
             return Some((Ok(Bytes::from(zip.finish())), (st, seq, names, None)));
         };
         let chunk = match st.store.result_data(seq, &name).await {
-            Ok(Some((_, data))) => Ok(Bytes::from(zip.file(&format!("{RESULTS_PREFIX}{name}"), &data))),
+            Ok(Some((_, data))) => Ok(Bytes::from(
+                zip.file(&format!("{RESULTS_PREFIX}{name}"), &data),
+            )),
             Ok(None) => Err(std::io::Error::other(format!("result file {name} is gone"))),
             Err(e) => Err(std::io::Error::other(e.to_string())),
         };
@@ -189,8 +193,14 @@ pub async fn get_provenance_zip(
     use futures_util::StreamExt;
     let mut resp = (StatusCode::OK, Body::from_stream(first.chain(rest))).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.crate.zip\"", id.as_str())) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}.crate.zip\"",
+        id.as_str()
+    )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
@@ -228,7 +238,10 @@ pub async fn search_provenance(
             _ => query.site = Some(restricted.clone()),
         }
     }
-    let (jobs, next) = st.store.search_provenance(caller.0.project_id, &query).await?;
+    let (jobs, next) = st
+        .store
+        .search_provenance(caller.0.project_id, &query)
+        .await?;
     Ok(Json(ProvenanceSearch {
         jobs,
         next_cursor: next.map(|s| encode_cursor('p', s)),
@@ -241,7 +254,10 @@ fn sha256_param(field: &str, v: &str) -> ApiResult<String> {
     if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(v)
     } else {
-        Err(ApiError::bad_field(field, "must be a SHA-256: 64 hex digits"))
+        Err(ApiError::bad_field(
+            field,
+            "must be a SHA-256: 64 hex digits",
+        ))
     }
 }
 
