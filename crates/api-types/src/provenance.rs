@@ -210,6 +210,56 @@ fn has_type(entity: &Map<String, Value>, t: &str) -> bool {
     }
 }
 
+/// The `File`s the job's action names as `result` and `object`, with their roles.
+fn named_files(
+    action: &Map<String, Value>,
+    by_id: &std::collections::HashMap<String, &Map<String, Value>>,
+) -> Result<Vec<ProvenanceDigest>, ProvenanceError> {
+    let mut digests = Vec::new();
+    let named = refs(action, "result")
+        .into_iter()
+        .map(|id| (id, true))
+        .chain(refs(action, "object").into_iter().map(|id| (id, false)));
+    for (id, is_result) in named {
+        let Some(e) = by_id.get(&id) else {
+            return Err(err(format!("{id:?} is named by the job but not described")));
+        };
+        if !has_type(e, "File") {
+            continue;
+        }
+        let sha = e.get("sha256").and_then(Value::as_str).unwrap_or_default();
+        if !is_sha256(sha) {
+            return Err(err(format!(
+                "{id:?} has no sha256 of 64 lower-case hex digits"
+            )));
+        }
+        let role = if is_result {
+            let ok = id
+                .strip_prefix(RESULTS_PREFIX)
+                .is_some_and(is_valid_result_name);
+            if !ok {
+                return Err(err(format!("result file {id:?} is not results/<name>")));
+            }
+            DigestRole::Result
+        } else if id.starts_with(CODE_PREFIX) {
+            DigestRole::Code
+        } else {
+            DigestRole::Input
+        };
+        let size = e
+            .get("contentSize")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        digests.push(ProvenanceDigest {
+            role,
+            name: id,
+            sha256: sha.to_string(),
+            size,
+        });
+    }
+    Ok(digests)
+}
+
 impl ManifestFacts {
     /// Reads a manifest: the root data entity `./` names the job (`identifier`), the job's
     /// action `urn:uuid:<job id>` its results (`result`) and inputs (`object`); every named
@@ -251,48 +301,7 @@ impl ManifestFacts {
             .get("endTime")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let mut digests = Vec::new();
-        let named = refs(action, "result")
-            .into_iter()
-            .map(|id| (id, true))
-            .chain(refs(action, "object").into_iter().map(|id| (id, false)));
-        for (id, is_result) in named {
-            let Some(e) = by_id.get(&id) else {
-                return Err(err(format!("{id:?} is named by the job but not described")));
-            };
-            if !has_type(e, "File") {
-                continue;
-            }
-            let sha = e.get("sha256").and_then(Value::as_str).unwrap_or_default();
-            if !is_sha256(sha) {
-                return Err(err(format!(
-                    "{id:?} has no sha256 of 64 lower-case hex digits"
-                )));
-            }
-            let role = if is_result {
-                let ok = id
-                    .strip_prefix(RESULTS_PREFIX)
-                    .is_some_and(is_valid_result_name);
-                if !ok {
-                    return Err(err(format!("result file {id:?} is not results/<name>")));
-                }
-                DigestRole::Result
-            } else if id.starts_with(CODE_PREFIX) {
-                DigestRole::Code
-            } else {
-                DigestRole::Input
-            };
-            let size = e
-                .get("contentSize")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok());
-            digests.push(ProvenanceDigest {
-                role,
-                name: id,
-                sha256: sha.to_string(),
-                size,
-            });
-        }
+        let digests = named_files(action, &by_id)?;
         Ok(ManifestFacts {
             job_id,
             end_time,

@@ -12,6 +12,7 @@
 //!
 //! This module does no I/O except reading and creating the key file.
 
+mod graph;
 pub mod key;
 pub mod manifest;
 
