@@ -44,6 +44,7 @@ pub mod batch;
 pub mod config;
 pub mod env;
 pub mod journal;
+mod private_file;
 pub mod provenance;
 pub mod runtime;
 pub mod script;

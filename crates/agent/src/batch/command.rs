@@ -88,8 +88,6 @@ fn write_env_file(
     script: &Path,
     env: &[(String, String)],
 ) -> Result<std::path::PathBuf, BatchError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = script.parent().unwrap_or(Path::new("."));
     let name = script
         .file_name()
@@ -115,15 +113,7 @@ fn write_env_file(
             path.display()
         ))
     };
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&data).and_then(|()| f.sync_all()).map_err(io)?;
+    crate::private_file::write_new_private(&tmp, &data).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     Ok(path)
 }

@@ -11,7 +11,6 @@
 use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey};
 use hpcsera_api_types::provenance::{encode_signature, AgentKey};
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -119,20 +118,13 @@ impl Signer {
     /// Writes a new key file (0600); fails with `AlreadyExists` when there is one.
     fn write_new(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
         let text = format!(
             "# hpcsera agent signing key (Ed25519 seed, base64). Keep it private (0600).\n\
              # Public key: {}\n{}\n",
             self.public(),
             B64.encode(self.key.to_bytes())
         );
-        let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+        let written = crate::private_file::write_new_private(&tmp, text.as_bytes());
         // A hard link never replaces an existing file: a key is never overwritten.
         let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
         let _ = std::fs::remove_file(&tmp);

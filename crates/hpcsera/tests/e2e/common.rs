@@ -307,6 +307,18 @@ impl Env {
         self.dir.path()
     }
 
+    /// Submits a job of `job_type` at this set-up's site; its id.
+    pub async fn submit_job(&self, job_type: &str, params: serde_json::Value) -> String {
+        let job = hpcsera_api_types::NewJob {
+            site: self.site.clone(),
+            job_type: job_type.into(),
+            parameters: params.as_object().cloned().unwrap_or_default(),
+            metadata: None,
+            callback_url: None,
+        };
+        self.client.submit(&job, None).await.unwrap().id
+    }
+
     /// The agent's config file.
     pub fn config_path(&self) -> &Path {
         &self.config

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::{slurm, squeue, Env};
-use hpcsera_api_types::{JobStatus, NewJob, Operation};
+use hpcsera_api_types::{JobStatus, Operation};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,14 +21,7 @@ fn job_types() -> String {
 }
 
 async fn submit(env: &Env, job_type: &str, params: Value) -> String {
-    let job = NewJob {
-        site: SITE.into(),
-        job_type: job_type.into(),
-        parameters: params.as_object().cloned().unwrap_or_default(),
-        metadata: None,
-        callback_url: None,
-    };
-    env.client.submit(&job, None).await.unwrap().id
+    env.submit_job(job_type, params).await
 }
 
 async fn wait_end(env: &Env, id: &str) -> hpcsera_api_types::Job {

@@ -8,7 +8,7 @@
 use crate::common::{self, slurm};
 use ed25519_dalek::Signer;
 use hpcsera_api_types::provenance::{encode_signature, SignatureFile};
-use hpcsera_api_types::{JobStatus, NewJob};
+use hpcsera_api_types::JobStatus;
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -16,17 +16,6 @@ use std::time::Duration;
 
 const SITE: &str = "e2e-prov";
 const JOB_TYPES: &str = include_str!("../../fixtures/job_types/provenance.toml");
-
-async fn submit(env: &common::Env, job_type: &str, params: Value) -> String {
-    let job = NewJob {
-        site: SITE.into(),
-        job_type: job_type.into(),
-        parameters: params.as_object().cloned().unwrap_or_default(),
-        metadata: None,
-        callback_url: None,
-    };
-    env.client.submit(&job, None).await.unwrap().id
-}
 
 async fn wait_end(env: &common::Env, id: &str) -> hpcsera_api_types::Job {
     env.wait_for_within(
@@ -229,12 +218,14 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
     let src = env.path().join("src");
     common::code_tree(&src, "data");
     let code = env.push(&src).await;
-    let completed = submit(&env, "prov", json!({"src": code, "n": 4})).await;
-    let failed = submit(&env, "prov", json!({"src": code, "code": 3})).await;
+    let completed = env.submit_job("prov", json!({"src": code, "n": 4})).await;
+    let failed = env
+        .submit_job("prov", json!({"src": code, "code": 3}))
+        .await;
     env.wait_hpc_digest(&code).await;
     let (ok, out) = env.decide("approve", &code, "alice", "reviewed").await;
     assert!(ok, "{out}");
-    let napping = submit(&env, "nap", json!({"seconds": 120})).await;
+    let napping = env.submit_job("nap", json!({"seconds": 120})).await;
     env.wait_for(&napping, |s| s == JobStatus::Running, "running")
         .await;
     env.client

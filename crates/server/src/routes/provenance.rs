@@ -86,8 +86,9 @@ pub async fn put_provenance(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The manifest of a visible job, or 404 saying why there is none.
+/// The manifest of a visible job (`GET_JobStatus`), or 404 saying why there is none.
 async fn stored(st: &AppState, caller: &Caller, id: &str) -> ApiResult<StoredProvenance> {
+    caller.require(Role::GetJobStatus)?;
     visible_job(st, caller, id).await?;
     match st.store.provenance(caller.0.project_id, id).await? {
         ProvenanceLookup::Found(p) => Ok(p),
@@ -132,7 +133,6 @@ pub async fn get_provenance(
     caller: Caller,
     id: JobId,
 ) -> ApiResult<Response> {
-    caller.require(Role::GetJobStatus)?;
     let p = stored(&st, &caller, &id).await?;
     let mut resp = (StatusCode::OK, p.manifest.clone()).into_response();
     resp.headers_mut()
@@ -154,7 +154,6 @@ pub async fn get_provenance_zip(
     caller: Caller,
     id: JobId,
 ) -> ApiResult<Response> {
-    caller.require(Role::GetJobStatus)?;
     let p = stored(&st, &caller, &id).await?;
     let facts = ManifestFacts::parse(&p.manifest).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let names: Vec<String> = facts.results().map(|(n, _, _)| n.to_string()).collect();
