@@ -115,13 +115,15 @@ pub(crate) async fn run_bounded(
         spawned();
     }
     let mut child = child?;
-    let mut stdout = child.stdout.take();
+    let stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let work = async {
         let mut out = Vec::new();
         let mut err = Vec::new();
+        // The pipe is closed as soon as enough is read: a command with more to say gets
+        // EPIPE instead of blocking (and holding stderr open) until the timeout.
         let read_out = async {
-            if let Some(s) = stdout.as_mut() {
+            if let Some(s) = stdout {
                 let _ = s.take(max_stdout + 1).read_to_end(&mut out).await;
             }
         };
@@ -131,8 +133,6 @@ pub(crate) async fn run_bounded(
             }
         };
         tokio::join!(read_out, read_err);
-        // A command with more to say than we read must not block on a full pipe.
-        drop(stdout.take());
         let status = child.wait().await;
         (status, out, err)
     };

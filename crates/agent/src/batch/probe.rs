@@ -77,3 +77,46 @@ impl ProbeLimits {
         probe(argv, self.timeout, self.max_bytes).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded_and_failures_are_recorded_not_raised() {
+        let big = probe(
+            &argv(&["sh", "-c", "yes | head -c 100000"]),
+            Duration::from_secs(10),
+            1000,
+        )
+        .await;
+        assert!(big.truncated);
+        assert_eq!(big.output.len(), 1000);
+        let both = probe(
+            &argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+            1000,
+        )
+        .await;
+        assert_eq!(both.output, "out\n--- stderr ---\nerr\n");
+        assert_eq!(both.exit_code, Some(3));
+        let missing = probe(
+            &argv(&["/nonexistent/program"]),
+            Duration::from_secs(10),
+            1000,
+        )
+        .await;
+        assert!(missing.error.is_some() && missing.exit_code.is_none());
+        let slow = probe(&argv(&["sleep", "5"]), Duration::from_millis(200), 1000).await;
+        assert!(
+            slow.error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not finish")),
+            "{slow:?}"
+        );
+    }
+}

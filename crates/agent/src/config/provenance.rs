@@ -115,3 +115,38 @@ impl JobProvenanceConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::AgentConfig;
+
+    const HEAD: &str = "server_url = \"http://s\"\ntoken_file = \"/t\"\nsite = \"s\"\nwork_dir = \"/w\"\n\
+        [[job_types]]\nname = \"j\"\n[[job_types.sub_jobs]]\nname = \"run\"\nkind = \"batch\"\nscript = \"true\"\n";
+
+    #[test]
+    fn a_job_types_provenance_table_is_checked_with_its_keys() {
+        let ok = format!("{HEAD}[job_types.provenance]\nrecord_modules = true\ncommands = [{{ name = \"git\", argv = [\"git\", \"rev-parse\", \"HEAD\"] }}]\n");
+        let cfg = AgentConfig::parse("a.toml", &ok).unwrap();
+        assert!(cfg.job_types[0].provenance.record_modules);
+        let bad = format!("{HEAD}[job_types.provenance]\ncontainer = {{ image = \"x\", digest = \"md5:1\", file = \"rel.sif\" }}\ncommands = [{{ name = \"\", argv = [] }}]\n");
+        let err = AgentConfig::parse("a.toml", &bad).unwrap_err();
+        let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "job_types[0].provenance.commands[0].name",
+                "job_types[0].provenance.commands[0].argv",
+                "job_types[0].provenance.container.digest",
+                "job_types[0].provenance.container.file",
+            ]
+        );
+        let unknown = format!("{HEAD}[job_types.provenance]\nmodules = true\n");
+        assert!(AgentConfig::parse("a.toml", &unknown).is_err());
+        // A changed definition changes its digest.
+        let other = ok.replace("rev-parse", "describe");
+        assert_ne!(
+            cfg.job_types[0].definition_digest(),
+            AgentConfig::parse("a.toml", &other).unwrap().job_types[0].definition_digest()
+        );
+    }
+}
