@@ -8,7 +8,7 @@
 //! (`hpcsera provenance verify`). Jobs that ended without an agent (cancelled before a claim,
 //! lost) have no manifest: 404 saying so. Never lets anyone but the holding agent write.
 
-use super::jobs::visible_job;
+use super::jobs::{narrow_to_token_site, visible_job};
 use super::query::{decode_cursor, encode_cursor, pairs, parse_limit, parse_time};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AgentCaller, ApiBytes, Caller, JobId};
@@ -227,16 +227,7 @@ pub async fn search_provenance(
 ) -> ApiResult<Json<ProvenanceSearch>> {
     caller.require(Role::GetJobStatus)?;
     let mut query = search_query(&q)?;
-    if let Some(restricted) = &caller.0.site {
-        match &query.site {
-            Some(s) if s != restricted => {
-                return Err(ApiError::Forbidden(format!(
-                    "this token is restricted to site {restricted:?}"
-                )))
-            }
-            _ => query.site = Some(restricted.clone()),
-        }
-    }
+    narrow_to_token_site(&caller, &mut query.site)?;
     let (jobs, next) = st
         .store
         .search_provenance(caller.0.project_id, &query)

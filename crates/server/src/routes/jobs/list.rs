@@ -4,6 +4,7 @@
 //! Owns the listing's query and its cursor format; the store bounds a page's size. It must
 //! never show a site-restricted token another site's jobs.
 
+use super::narrow_to_token_site;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
 use crate::routes::query::{decode_cursor, encode_cursor, pairs, parse_limit, parse_time};
@@ -33,16 +34,7 @@ pub async fn find_jobs_by_status(
 ) -> ApiResult<Json<JobList>> {
     caller.require(Role::GetJobStatus)?;
     let mut f = job_filter(&q)?;
-    if let Some(restricted) = &caller.0.site {
-        match &f.site {
-            Some(s) if s != restricted => {
-                return Err(ApiError::Forbidden(format!(
-                    "this token is restricted to site {restricted:?}"
-                )))
-            }
-            _ => f.site = Some(restricted.clone()),
-        }
-    }
+    narrow_to_token_site(&caller, &mut f.site)?;
     let (jobs, next) = st.store.list_jobs(caller.0.project_id, &f).await?;
     Ok(Json(JobList {
         jobs,
