@@ -16,6 +16,9 @@ apt_install() {
 }
 
 PG_URL="${HPCSERA_TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}"
+# The tests' PostgreSQL databases are named after this run (hpcsera_t_<run>_…), so that this
+# script drops only its own and never those of another run on the same machine.
+export HPCSERA_TEST_RUN="${HPCSERA_TEST_RUN:-r$$}"
 
 ensure_postgres() {
   if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then return 0; fi
@@ -31,7 +34,7 @@ ensure_postgres() {
 }
 
 drop_test_databases() {
-  psql "$PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'hpcsera_t_%'" 2>/dev/null \
+  psql "$PG_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'hpcsera\_t\_${HPCSERA_TEST_RUN}\_%'" 2>/dev/null \
     | while read -r db; do psql "$PG_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
@@ -78,7 +81,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 ensure_postgres
 command -v psql >/dev/null || apt_install postgresql-client
-drop_test_databases
+trap drop_test_databases EXIT
 ensure_openapi_validator
 ensure_rocrate_tools
 # The examples' tests run curl and jq.
@@ -110,5 +113,4 @@ HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera-store -p hpcsera-server
 say "web UI browser tests (Chromium) on PostgreSQL"
 HPCSERA_TEST_DATABASE_URL="$PG_URL" run_tests -p hpcsera --test ui
 
-drop_test_databases
 say "all checks passed"

@@ -8,6 +8,7 @@ pub mod bounds;
 pub mod dto;
 pub mod jobtype;
 pub mod kinds;
+pub mod oauth;
 pub mod provenance;
 pub mod role;
 pub mod status;

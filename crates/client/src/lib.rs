@@ -9,6 +9,7 @@
 //! - The token is never part of `Debug` output or logs.
 
 mod agent;
+mod device;
 mod http;
 mod jobs;
 mod provenance;
@@ -17,6 +18,7 @@ use hpcsera_api_types as api;
 use reqwest::StatusCode;
 use std::time::Duration;
 
+pub use api::{oauth::Lifetime, Role, RoleSet};
 pub use api::{Actor, DeliveryStatus, EventKind};
 pub use api::{
     AgentPoll, AgentPollReply, ErrorBody, FieldError, Job, JobEvent, JobEventList, JobList,
@@ -24,6 +26,7 @@ pub use api::{
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
 pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest};
+pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
 pub use provenance::{ProvenanceQuery, SignedManifest};
 
 /// What can go wrong talking to the server.
@@ -58,6 +61,15 @@ impl ClientError {
         match self {
             ClientError::Api { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+    /// Whether the error may go away by trying again later: the server could not be reached,
+    /// or answered 429, 502, 503 or 504 (the SDK already retried).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            _ => false,
         }
     }
     /// The machine-readable code of an API error.
@@ -115,6 +127,31 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The server's URL (`https://hpc.example.org`, with or without `/api/v1`), as the base that
+/// API paths are joined to; only http and https.
+pub(crate) fn server_url(base: &str) -> Result<url::Url> {
+    let trimmed = base.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(api::API_BASE).unwrap_or(trimmed);
+    let url = url::Url::parse(&format!("{trimmed}/"))
+        .map_err(|e| ClientError::Config(format!("server URL {base:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ClientError::Config(format!(
+            "server URL {url} must be http or https"
+        )));
+    }
+    Ok(url)
+}
+
+/// The HTTP client with the SDK's timeouts and user agent.
+pub(crate) fn http_client(connect: Duration, request: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .timeout(request)
+        .user_agent(concat!("hpcsera-client/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))
+}
+
 /// A slice of a job's output.
 #[derive(Debug, Clone)]
 pub struct OutputChunk {
@@ -154,27 +191,14 @@ impl Client {
         connect: Duration,
         request: Duration,
     ) -> Result<Client> {
-        let trimmed = base.trim_end_matches('/');
-        let trimmed = trimmed.strip_suffix(api::API_BASE).unwrap_or(trimmed);
-        let base = url::Url::parse(&format!("{trimmed}/"))
-            .map_err(|e| ClientError::Config(format!("server URL {base:?} is not a URL: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ClientError::Config(format!(
-                "server URL {base} must be http or https"
-            )));
-        }
+        let base = server_url(base)?;
         let token = token.trim().to_string();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ClientError::Config(
                 "the token is empty or has characters a token never has".into(),
             ));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(request)
-            .user_agent(concat!("hpcsera-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))?;
+        let http = http_client(connect, request)?;
         Ok(Client {
             http,
             base,

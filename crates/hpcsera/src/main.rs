@@ -129,6 +129,8 @@ struct ServerArgs {
     connections: config::Connections,
     #[command(flatten)]
     ui: config::Ui,
+    #[command(flatten)]
+    device: config::DeviceFlow,
 }
 
 fn init_logging(format: LogFormat) {
@@ -173,6 +175,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         rate_limits: args.rate_limits,
         connections: args.connections,
         ui: args.ui,
+        device: args.device,
     };
     let app = Application::build(config, store)
         .await

@@ -126,6 +126,7 @@ impl Application {
         let rate = Arc::new(RateLimiter::new(config.rate_limits.rate_limit_per_second));
         let config_auth_failures = config.rate_limits.auth_failures_per_minute;
         let logins = config.ui.login_attempts_per_minute;
+        let device = config.device.clone();
         let state = AppState {
             store,
             config: Arc::new(config),
@@ -138,6 +139,13 @@ impl Application {
             auth_failures: Arc::new(RateLimiter::per_minute(config_auth_failures)),
             login_accounts: Arc::new(RateLimiter::per_minute(logins)),
             login_peers: Arc::new(RateLimiter::per_minute(logins)),
+            device_requests: Arc::new(RateLimiter::per_minute(device.device_requests_per_minute)),
+            user_code_peers: Arc::new(RateLimiter::per_minute(
+                device.user_code_attempts_per_minute,
+            )),
+            user_code_all: Arc::new(RateLimiter::per_minute(
+                device.user_code_attempts_total_per_minute,
+            )),
         };
         Ok(Application {
             listener,

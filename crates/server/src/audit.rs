@@ -79,6 +79,30 @@ impl AuditSink {
         self.send(AuditEntry::Record(r));
     }
 
+    /// Records a step that no token's request shows (a change made in the web UI, a device
+    /// login request, a token issued to a device): who did it if known, in which project, the
+    /// token it concerns, and a path (cut to the audit's bound) with the status.
+    pub fn action(
+        &self,
+        user: Option<&str>,
+        project: Option<&str>,
+        token_id: Option<&str>,
+        path: &str,
+        status: u16,
+    ) {
+        self.record(AuditRecord {
+            at: hpcsera_store::now_ms(),
+            token_id: token_id.map(str::to_string),
+            user: user.map(str::to_string),
+            project: project.map(str::to_string),
+            method: "POST".into(),
+            path: hpcsera_api_types::cut_to_bytes(path, hpcsera_store::MAX_AUDIT_PATH_BYTES)
+                .to_string(),
+            status,
+            request_id: crate::error::REQUEST_ID.try_with(Clone::clone).ok(),
+        });
+    }
+
     pub fn auth_failure(&self, at: i64, reason: &'static str, peer: String) {
         self.send(AuditEntry::AuthFailure { at, reason, peer });
     }

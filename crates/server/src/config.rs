@@ -1,5 +1,5 @@
-//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections, and
-//! the web UI (sessions, logins, token expiry).
+//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections, the
+//! web UI (sessions, logins, token expiry) and the OAuth device flow.
 //!
 //! Each group is also the clap argument group of `hpcsera server` (flattened into its
 //! arguments), so a setting's flag, environment variable, help text and default are written
@@ -29,6 +29,7 @@ pub struct ServerConfig {
     pub rate_limits: RateLimits,
     pub connections: Connections,
     pub ui: Ui,
+    pub device: DeviceFlow,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +43,7 @@ impl Default for ServerConfig {
             rate_limits: RateLimits::default(),
             connections: Connections::default(),
             ui: Ui::default(),
+            device: DeviceFlow::default(),
         }
     }
 }
@@ -305,6 +307,51 @@ impl Default for Ui {
     }
 }
 
+/// The OAuth device flow (RFC 8628): how long a request waits for a person, how often its
+/// client may poll, and how fast requests and typed user codes may come.
+#[derive(Clone, Debug, Args)]
+pub struct DeviceFlow {
+    /// How long a device login request (its codes) waits for a person, in seconds.
+    #[arg(long, env = "HPCSERA_DEVICE_CODE_SECONDS", default_value_t = DeviceFlow::DEFAULT.device_code_seconds,
+        value_parser = clap::value_parser!(u64).range(DeviceFlow::MIN_CODE_SECONDS..=86_400))]
+    pub device_code_seconds: u64,
+    /// Seconds a device client must wait between two polls of the token endpoint.
+    #[arg(long, env = "HPCSERA_DEVICE_POLL_SECONDS", default_value_t = DeviceFlow::DEFAULT.device_poll_seconds,
+        value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub device_poll_seconds: u64,
+    /// New device login requests allowed per client address and minute, in bursts of as many
+    /// (0: no limit).
+    #[arg(long, env = "HPCSERA_DEVICE_REQUESTS_PER_MINUTE", default_value_t = DeviceFlow::DEFAULT.device_requests_per_minute)]
+    pub device_requests_per_minute: u32,
+    /// User codes one client address may try per minute on the verification page, in bursts
+    /// of as many (0: no limit).
+    #[arg(long, env = "HPCSERA_USER_CODE_ATTEMPTS_PER_MINUTE", default_value_t = DeviceFlow::DEFAULT.user_code_attempts_per_minute)]
+    pub user_code_attempts_per_minute: u32,
+    /// User codes all addresses together may try per minute (per server replica; 0: no limit).
+    #[arg(long, env = "HPCSERA_USER_CODE_ATTEMPTS_TOTAL_PER_MINUTE", default_value_t = DeviceFlow::DEFAULT.user_code_attempts_total_per_minute)]
+    pub user_code_attempts_total_per_minute: u32,
+}
+
+impl DeviceFlow {
+    const DEFAULT: DeviceFlow = DeviceFlow {
+        device_code_seconds: 600,
+        device_poll_seconds: 5,
+        device_requests_per_minute: 10,
+        user_code_attempts_per_minute: 10,
+        user_code_attempts_total_per_minute: 300,
+    };
+
+    /// The shortest wait the command line accepts: a person needs time to open the page and
+    /// log in. (Tests set shorter ones through the library to see expiry quickly.)
+    pub const MIN_CODE_SECONDS: u64 = 60;
+}
+
+impl Default for DeviceFlow {
+    fn default() -> Self {
+        DeviceFlow::DEFAULT
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +371,8 @@ mod tests {
         connections: Connections,
         #[command(flatten)]
         ui: Ui,
+        #[command(flatten)]
+        device: DeviceFlow,
     }
 
     #[test]
@@ -342,6 +391,7 @@ mod tests {
             format!("{:?}", d.connections)
         );
         assert_eq!(format!("{:?}", cli.ui), format!("{:?}", d.ui));
+        assert_eq!(format!("{:?}", cli.device), format!("{:?}", d.device));
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub struct AppState {
     /// Web UI login attempts per account name, and per client address.
     pub login_accounts: Arc<RateLimiter>,
     pub login_peers: Arc<RateLimiter>,
+    /// New device login requests per client address (`routes/oauth`).
+    pub device_requests: Arc<RateLimiter>,
+    /// User codes tried on the verification page per client address, and by everyone (one
+    /// bucket, key `""`).
+    pub user_code_peers: Arc<RateLimiter>,
+    pub user_code_all: Arc<RateLimiter>,
 }
 
 impl AppState {

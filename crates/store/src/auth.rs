@@ -4,9 +4,7 @@ use crate::secrets::{hash_password, hash_token};
 use crate::{col, corrupt, now_ms, Result, Store, StoreError};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
-use hpcsera_api_types::{RoleSet, TOKEN_PREFIX};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
+use hpcsera_api_types::RoleSet;
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -87,15 +85,6 @@ pub struct MembershipRecord {
     pub since: i64,
     /// The roles the member may use in the project (the most a token of theirs there holds).
     pub roles: RoleSet,
-}
-
-fn new_secret() -> String {
-    let body: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(43)
-        .map(char::from)
-        .collect();
-    format!("{TOKEN_PREFIX}{body}")
 }
 
 impl Store {
@@ -358,80 +347,10 @@ impl Store {
     /// Creates a token for a member of the project. Returns the record and the secret,
     /// which is not stored and cannot be shown again.
     pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
-        if t.roles.is_empty() {
-            return Err(StoreError::Invalid(vec![
-                hpcsera_api_types::FieldError::new("roles", "a token needs at least one role"),
-            ]));
-        }
-        let secret = new_secret();
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let (uid, pid) = user_and_project(&mut tx.tx, t.user, t.project).await?;
-        let member =
-            sqlx::query("SELECT roles FROM memberships WHERE user_id = $1 AND project_id = $2")
-                .bind(uid)
-                .bind(pid)
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-        let Some(member) = member else {
-            return Err(StoreError::Conflict(format!(
-                "user {:?} is not a member of project {:?}",
-                t.user, t.project
-            )));
-        };
-        let may = roles_col(&member, "roles")?;
-        let beyond: Vec<&str> = t
-            .roles
-            .iter()
-            .filter(|r| !may.contains(*r))
-            .map(|r| r.as_str())
-            .collect();
-        if !beyond.is_empty() {
-            return Err(StoreError::Invalid(vec![
-                hpcsera_api_types::FieldError::new(
-                    "roles",
-                    format!(
-                        "{} may not use {} in project {:?} (a member's roles there: {})",
-                        t.user,
-                        beyond.join(", "),
-                        t.project,
-                        role_names(may)
-                    ),
-                ),
-            ]));
-        }
-        sqlx::query(
-            "INSERT INTO tokens (id, name, hash, user_id, project_id, roles, site, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(t.name)
-        .bind(hash_token(&secret))
-        .bind(uid)
-        .bind(pid)
-        .bind(i64::from(t.roles.bits()))
-        .bind(t.site)
-        .bind(t.expires_at)
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await?;
+        let made = crate::mint::insert_token(&mut tx.tx, t).await?;
         tx.commit().await?;
-        Ok((
-            TokenRecord {
-                id,
-                name: t.name.to_string(),
-                user: t.user.to_string(),
-                project: t.project.to_string(),
-                roles: t.roles,
-                site: t.site.map(str::to_string),
-                expires_at: t.expires_at,
-                revoked_at: None,
-                last_used_at: None,
-                created_at: now,
-            },
-            secret,
-        ))
+        Ok(made)
     }
 
     /// Revokes a token; when `user_id` is given, only that user's token.
@@ -532,11 +451,11 @@ impl Store {
 }
 
 /// A role bitmask column.
-fn roles_col(r: &sqlx::any::AnyRow, name: &str) -> Result<RoleSet> {
+pub(crate) fn roles_col(r: &sqlx::any::AnyRow, name: &str) -> Result<RoleSet> {
     Ok(RoleSet::from_bits(col::<i64>(r, name)? as u32))
 }
 
-fn role_names(roles: RoleSet) -> String {
+pub(crate) fn role_names(roles: RoleSet) -> String {
     if roles.is_empty() {
         return "none".into();
     }
@@ -578,7 +497,7 @@ fn token_record(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     })
 }
 
-async fn user_and_project(
+pub(crate) async fn user_and_project(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user: &str,
     project: &str,

@@ -10,9 +10,11 @@ mod audit;
 mod auth;
 mod changes;
 mod code;
+mod device;
 mod events;
 mod jobs;
 mod migrate;
+mod mint;
 mod output;
 mod provenance;
 mod retention;
@@ -30,6 +32,10 @@ pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
 pub use auth::{AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord};
 pub use changes::{JobChange, StatusReport};
 pub use code::{CodeDecision, CodeRef};
+pub use device::{
+    DeviceCodes, DeviceDecision, DeviceGrantRecord, DevicePoll, IssuedToken, NewDeviceGrant,
+    MAX_PENDING_DEVICE_GRANTS,
+};
 pub use events::EventFilter;
 pub use jobs::{JobFilter, NewJobRecord, Submitted};
 pub use output::OutputSlice;

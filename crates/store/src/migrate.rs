@@ -42,6 +42,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     8 "0008_sessions",
     9 "0009_membership_roles",
     12 "0012_provenance",
+    13 "0013_device_grants",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

@@ -7,23 +7,12 @@ use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation};
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::Connection;
 
+#[path = "../../server/tests/api/fresh_database.rs"]
+mod fresh_database;
+
 /// A URL for a fresh, empty database.
 async fn fresh_url(dir: &std::path::Path) -> String {
-    match std::env::var("HPCSERA_TEST_DATABASE_URL") {
-        Ok(base) if base.starts_with("postgres") => {
-            sqlx::any::install_default_drivers();
-            let name = format!("hpcsera_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.ok();
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            format!("{prefix}/{name}")
-        }
-        _ => format!("sqlite://{}", dir.join("t.db").display()),
-    }
+    fresh_database::fresh_database(dir).await
 }
 
 fn spec(name: &str) -> JobTypeSpec {

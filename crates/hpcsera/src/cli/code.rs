@@ -4,7 +4,8 @@
 //! mtime 0, uid/gid 0 without owner names, modes normalised to 0644/0755, a gzip header
 //! without time or name — so the same tree always gives the same digest, whoever packs it
 //! and whenever. The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`, or
-//! from the file `hpcsera login` writes, as for the other client commands.
+//! from the profile (`--profile`) of the file `hpcsera login` writes, as for the other client
+//! commands.
 
 use super::output::clean;
 use anyhow::{bail, Context};
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub struct CodeArgs {
     #[command(subcommand)]
     command: CodeCmd,
+    #[command(flatten)]
+    profile: super::config::ProfileArg,
 }
 
 #[derive(Subcommand)]
@@ -34,6 +37,7 @@ enum CodeCmd {
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
     // The token comes from the environment or the login file, never from the command line,
     // so it never shows in a process list.
+    super::config::choose(&args.profile);
     let client = super::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     match args.command {
         CodeCmd::Push { path } => {

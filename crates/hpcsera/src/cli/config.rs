@@ -1,28 +1,72 @@
-//! `hpcsera login` / `logout` and where the client finds its server and token:
-//! `HPCSERA_URL` / `HPCSERA_TOKEN` first, then `$XDG_CONFIG_HOME/hpcsera/config.toml`
-//! (or `~/.config/hpcsera/config.toml`), a file of mode 0600 written atomically.
+//! Where the client finds its server and token: `HPCSERA_URL` / `HPCSERA_TOKEN` first, then a
+//! *profile* of `$XDG_CONFIG_HOME/hpcsera/config.toml` (or `~/.config/hpcsera/config.toml`):
+//! one URL and token per profile, so one person can use several servers. The profile is
+//! `--profile NAME` (every client command has it), else `HPCSERA_PROFILE`, else `default`.
+//!
+//! ```toml
+//! [profiles."default"]
+//! url = "https://hpc.example.org"
+//! token = "hpcs_…"
+//! ```
+//!
+//! The file holds tokens: it is written with mode 0600, atomically (a temporary file in the
+//! same directory, synced, renamed over the old one), and a file others may read is warned
+//! about. A file of earlier releases (`url` and `token` at the top) is read as the `default`
+//! profile and written in the new form the next time a login changes it.
 
-use super::{exit, CliError, CliResult};
+use super::{CliError, CliResult};
 use clap::Args;
-use std::io::{IsTerminal, Read, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-#[derive(Args)]
-pub struct LoginArgs {
-    /// The server's URL, e.g. https://hpc.example.org (default: HPCSERA_URL or the stored one).
-    #[arg(long)]
-    url: Option<String>,
-    /// Read the token from stdin (else it is asked for on the terminal, without echo).
-    #[arg(long)]
-    token_stdin: bool,
+/// The profile used when none is chosen.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// The `--profile` flag of every client command.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ProfileArg {
+    /// The profile of the config file to use: its server URL and token (default: `default`;
+    /// see `hpcsera profiles`).
+    #[arg(long, global = true, env = "HPCSERA_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// The profile chosen on the command line (or by `HPCSERA_PROFILE`), set once per process
+/// before a client command runs.
+static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
+
+/// Chooses the profile for this process (the first call wins).
+pub fn choose(arg: &ProfileArg) {
+    let _ = CHOSEN.set(arg.profile.clone().filter(|p| !p.trim().is_empty()));
+}
+
+/// The profile in use, and whether it was chosen (rather than the default).
+pub fn active() -> (String, bool) {
+    match CHOSEN.get().cloned().flatten() {
+        Some(p) => (p, true),
+        None => (DEFAULT_PROFILE.to_string(), false),
+    }
+}
+
+/// One server: its URL and the token for it.
+#[derive(serde::Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub url: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// The single-server form of earlier releases: the `default` profile.
     url: Option<String>,
     token: Option<String>,
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
 }
 
 /// `$XDG_CONFIG_HOME/hpcsera/config.toml` or `~/.config/hpcsera/config.toml`.
@@ -38,10 +82,23 @@ pub fn config_path() -> CliResult<PathBuf> {
     }
 }
 
-fn load(path: &Path) -> CliResult<FileConfig> {
+/// Checks a profile name: letters, digits, `_`, `-` and `.`, at most 64.
+pub fn check_name(name: &str) -> CliResult<()> {
+    if hpcsera_api_types::is_valid_name(name, true) {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "{name:?} is not a profile name: letters, digits, '_', '-' and '.', starting with a letter"
+        )))
+    }
+}
+
+/// The profiles of the config file (none when it does not exist), the old single-server form
+/// read as `default`.
+pub fn load(path: &Path) -> CliResult<BTreeMap<String, Profile>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => {
             return Err(CliError::other(format!(
                 "cannot read {}: {e}",
@@ -52,53 +109,102 @@ fn load(path: &Path) -> CliResult<FileConfig> {
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
             eprintln!(
-                "warning: {} holds a token and others may read it: chmod 600 it",
+                "warning: {} holds tokens and others may read it: chmod 600 it",
                 path.display()
             );
         }
     }
-    toml::from_str(&text).map_err(|e| {
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
         CliError::usage(format!(
             "{} is not a valid config file: {}",
             path.display(),
             e.message()
         ))
-    })
+    })?;
+    let mut profiles = file.profiles;
+    if file.url.is_some() || file.token.is_some() {
+        profiles
+            .entry(DEFAULT_PROFILE.to_string())
+            .or_insert(Profile {
+                url: file.url,
+                token: file.token,
+            });
+    }
+    Ok(profiles)
 }
 
-fn env(name: &str) -> Option<String> {
+pub fn env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
 
-/// The server URL and token to use: the environment overrides the config file.
+/// The server URL and token to use: the environment overrides the active profile.
 pub fn resolve() -> CliResult<(String, String)> {
     let (env_url, env_token) = (env("HPCSERA_URL"), env("HPCSERA_TOKEN"));
-    let file = if env_url.is_some() && env_token.is_some() {
-        FileConfig::default()
-    } else {
-        load(&config_path()?)?
+    if let (Some(url), Some(token)) = (&env_url, &env_token) {
+        return Ok((url.clone(), token.clone()));
+    }
+    let profiles = load(&config_path()?)?;
+    let (name, chosen) = active();
+    let profile = match profiles.get(&name) {
+        Some(p) => p.clone(),
+        None if chosen => {
+            let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+            return Err(CliError::usage(format!(
+                "there is no profile {name:?} (profiles: {}); run `hpcsera login --profile {name} --url URL`",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )));
+        }
+        None => Profile::default(),
     };
-    let url = env_url.or(file.url).ok_or_else(|| {
+    let url = env_url.or(profile.url).ok_or_else(|| {
         CliError::usage("no server URL: run `hpcsera login --url URL`, or set HPCSERA_URL")
     })?;
     let token = env_token
-        .or(file.token)
+        .or(profile.token)
         .ok_or_else(|| CliError::usage("no token: run `hpcsera login`, or set HPCSERA_TOKEN"))?;
     Ok((url, token))
 }
 
-/// A TOML basic string: JSON string escapes are valid TOML for everything a URL or a token
-/// holds (the SDK refuses tokens with other characters than printable ASCII).
+/// A TOML basic string: JSON string escapes are valid TOML for everything a URL, a token or
+/// a profile name holds (the SDK refuses tokens with other characters than printable ASCII).
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// Writes the config file atomically with mode 0600 (a temporary file in the same directory,
-/// synced, then renamed over the old one).
-fn write_config(path: &Path, url: &str, token: &str) -> CliResult<()> {
+/// The config file's text for `profiles`.
+fn render(profiles: &BTreeMap<String, Profile>) -> String {
+    let mut text = String::from(
+        "# Written by `hpcsera login`: one server URL and token per profile.\n\
+         # Keep it private (mode 0600).\n",
+    );
+    for (name, p) in profiles {
+        text.push_str(&format!("\n[profiles.{}]\n", toml_string(name)));
+        if let Some(u) = &p.url {
+            text.push_str(&format!("url = {}\n", toml_string(u)));
+        }
+        if let Some(t) = &p.token {
+            text.push_str(&format!("token = {}\n", toml_string(t)));
+        }
+    }
+    text
+}
+
+/// Writes `profiles` to the config file atomically with mode 0600 (a temporary file in the
+/// same directory, synced, then renamed over the old one); with no profiles left, removes it.
+pub fn save(path: &Path, profiles: &BTreeMap<String, Profile>) -> CliResult<()> {
+    if profiles.is_empty() {
+        return match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CliError::other(format!(
+                "cannot remove {}: {e}",
+                path.display()
+            ))),
+        };
+    }
     let dir = path
         .parent()
         .ok_or_else(|| CliError::other("the config path has no directory"))?;
@@ -109,11 +215,7 @@ fn write_config(path: &Path, url: &str, token: &str) -> CliResult<()> {
         .map_err(|e| CliError::other(format!("cannot create {}: {e}", dir.display())))?;
     let tmp = dir.join(format!(".config.toml.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let text = format!(
-        "# Written by `hpcsera login`. Keep it private (mode 0600).\nurl = {}\ntoken = {}\n",
-        toml_string(url),
-        toml_string(token)
-    );
+    let text = render(profiles);
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -132,101 +234,36 @@ fn write_config(path: &Path, url: &str, token: &str) -> CliResult<()> {
     })
 }
 
-/// Reads a line from the terminal without echoing it.
-fn read_secret(prompt: &str) -> std::io::Result<String> {
-    eprint!("{prompt}");
-    let _ = std::io::stderr().flush();
-    let fd = libc::STDIN_FILENO;
-    // SAFETY: termios is plain data; tcgetattr fills it for a terminal fd and we check the result.
-    let mut term: libc::termios = unsafe { std::mem::zeroed() };
-    let saved = if unsafe { libc::tcgetattr(fd, &mut term) } == 0 {
-        let old = term;
-        term.c_lflag &= !libc::ECHO;
-        // SAFETY: a valid termios from tcgetattr with ECHO cleared.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
-        Some(old)
-    } else {
-        None
-    };
-    let mut line = String::new();
-    let r = std::io::stdin().read_line(&mut line);
-    if let Some(old) = saved {
-        // SAFETY: restores the settings read above.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-        eprintln!();
-    }
-    r.map(|_| line.trim().to_string())
-}
-
-pub async fn login(a: LoginArgs) -> CliResult {
-    let path = config_path()?;
-    let stored = load(&path).unwrap_or_default();
-    let url = a
-        .url
-        .or_else(|| env("HPCSERA_URL"))
-        .or(stored.url)
-        .ok_or_else(|| CliError::usage("give the server's URL with --url"))?;
-    let token = if a.token_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| CliError::other(format!("cannot read the token from stdin: {e}")))?;
-        s.trim().to_string()
-    } else if std::io::stdin().is_terminal() {
-        read_secret(&format!("Token for {url}: "))
-            .map_err(|e| CliError::other(format!("cannot read the token: {e}")))?
-    } else {
-        return Err(CliError::usage(
-            "stdin is not a terminal: give the token on stdin with --token-stdin",
-        ));
-    };
-    if token.is_empty() {
-        return Err(CliError::usage("the token is empty"));
-    }
-    let client = hpcsera_client::Client::new(&url, &token)?;
-    let me = client.whoami().await?;
-    write_config(&path, &url, &token)?;
-    eprintln!(
-        "logged in to {} as {} (project {}); saved in {}",
-        client.base_url().trim_end_matches('/'),
-        me.user,
-        me.project,
-        path.display()
-    );
-    if env("HPCSERA_URL").is_some() || env("HPCSERA_TOKEN").is_some() {
-        eprintln!("note: HPCSERA_URL/HPCSERA_TOKEN are set and take precedence over the file");
-    }
-    Ok(exit::OK)
-}
-
-pub fn logout() -> CliResult {
-    let path = config_path()?;
-    match std::fs::remove_file(&path) {
-        Ok(()) => eprintln!("logged out: removed {}", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("not logged in ({} does not exist)", path.display())
-        }
-        Err(e) => {
-            return Err(CliError::other(format!(
-                "cannot remove {}: {e}",
-                path.display()
-            )))
-        }
-    }
-    if env("HPCSERA_TOKEN").is_some() {
-        eprintln!("note: HPCSERA_TOKEN is still set in this environment");
-    }
-    Ok(exit::OK)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn toml_strings_round_trip() {
-        for s in ["http://h:8080", "hpcs_abc-DEF_123", "a\"b\\c"] {
-            let text = format!("url = {}\n", super::toml_string(s));
-            let c: super::FileConfig = toml::from_str(&text).unwrap();
-            assert_eq!(c.url.as_deref(), Some(s));
+    fn profiles_round_trip_and_the_old_form_is_the_default_profile() {
+        let mut profiles = BTreeMap::new();
+        for (name, url, token) in [
+            ("default", "http://h:8080", "hpcs_abc-DEF_123"),
+            ("gwdg.scc", "https://a\"b\\c", "hpcs_x"),
+        ] {
+            let p = Profile {
+                url: Some(url.into()),
+                token: Some(token.into()),
+            };
+            profiles.insert(name.to_string(), p);
         }
+        let dir = std::env::temp_dir().join(format!("hpcsera-cfg-{}", std::process::id()));
+        let path = dir.join("config.toml");
+        save(&path, &profiles).unwrap();
+        assert_eq!(load(&path).unwrap(), profiles);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        std::fs::write(&path, "url = \"http://old:1\"\ntoken = \"hpcs_old\"\n").unwrap();
+        let old = load(&path).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old["default"].url.as_deref(), Some("http://old:1"));
+        save(&path, &BTreeMap::new()).unwrap();
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -18,6 +18,13 @@ pub struct JobArgs {
     cmd: JobCommand,
 }
 
+impl JobArgs {
+    /// The flags every client command has.
+    pub(crate) fn out(&self) -> &OutputArgs {
+        &self.out
+    }
+}
+
 #[derive(Subcommand)]
 enum JobCommand {
     /// Submit a job: a job type of a site with parameters.

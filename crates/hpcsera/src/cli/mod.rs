@@ -1,5 +1,7 @@
-//! The client commands of `hpcsera`: `login`, `logout`, `whoami`, `sites`, `job-types`,
-//! `job …` and `provenance …`. They talk to the server only through the SDK (`hpcsera-client`).
+//! The client commands of `hpcsera`: `login`, `logout`, `profiles`, `whoami`, `sites`,
+//! `job-types`, `job …` and `provenance …`. They talk to the server only through the SDK
+//! (`hpcsera-client`), with the server and token of the chosen profile (`--profile`,
+//! `config.rs`).
 //!
 //! Every command returns an exit code or a [`CliError`], which becomes one line on stderr
 //! (`error: …`) and a non-zero exit code; see [`exit`] for the codes.
@@ -7,6 +9,7 @@
 pub mod code;
 mod config;
 mod job;
+mod login;
 mod output;
 mod params;
 mod provenance;
@@ -49,7 +52,8 @@ pub enum Format {
     Json,
 }
 
-#[derive(Args, Clone, Copy)]
+/// The flags every client command has: the output format and the profile.
+#[derive(Args, Clone)]
 pub struct OutputArgs {
     /// Output format: `table` for people, `json` for scripts.
     #[arg(
@@ -60,15 +64,20 @@ pub struct OutputArgs {
         env = "HPCSERA_OUTPUT"
     )]
     pub output: Format,
+    #[command(flatten)]
+    pub profile: config::ProfileArg,
 }
 
 /// The client subcommands, flattened into the binary's command list.
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Store a server URL and a token in the user's config file (checked with the server first).
-    Login(config::LoginArgs),
-    /// Remove the stored URL and token.
-    Logout,
+    /// Store a server URL and a token in a profile of the user's config file (checked with
+    /// the server first); with --device, get the token by approving the login in the web UI.
+    Login(login::LoginArgs),
+    /// Remove the profile's stored URL and token.
+    Logout(config::ProfileArg),
+    /// List the profiles (servers and whether a token is stored) of the config file.
+    Profiles(OutputArgs),
     /// Show who the token belongs to, its project and roles.
     Whoami(OutputArgs),
     /// List the sites (HPC systems) and their job types.
@@ -118,15 +127,6 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-/// Whether an SDK error may go away by trying again (the SDK already retried).
-pub(crate) fn is_transient(e: &ClientError) -> bool {
-    match e {
-        ClientError::Connect { .. } => true,
-        ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
-        _ => false,
-    }
-}
-
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         match e {
@@ -173,11 +173,29 @@ impl From<ClientError> for CliError {
 
 pub type CliResult<T = u8> = Result<T, CliError>;
 
+impl ClientCommand {
+    /// The `--profile` given to the command.
+    fn profile(&self) -> &config::ProfileArg {
+        match self {
+            ClientCommand::Login(a) => &a.profile,
+            ClientCommand::Logout(p) => p,
+            ClientCommand::Profiles(o) | ClientCommand::Whoami(o) | ClientCommand::Sites(o) => {
+                &o.profile
+            }
+            ClientCommand::JobTypes(a) => &a.out.profile,
+            ClientCommand::Job(a) => &a.out().profile,
+            ClientCommand::Provenance(a) => &a.out().profile,
+        }
+    }
+}
+
 /// Runs a client command; prints an error as one line on stderr.
 pub async fn run(cmd: ClientCommand) -> ExitCode {
+    config::choose(cmd.profile());
     let result = match cmd {
-        ClientCommand::Login(a) => config::login(a).await,
-        ClientCommand::Logout => config::logout(),
+        ClientCommand::Login(a) => login::login(a).await,
+        ClientCommand::Logout(_) => login::logout(),
+        ClientCommand::Profiles(o) => login::profiles(&o),
         ClientCommand::Whoami(o) => whoami(o.output).await,
         ClientCommand::Sites(o) => sites(o.output).await,
         ClientCommand::JobTypes(a) => job_types(&a.site, a.out.output).await,

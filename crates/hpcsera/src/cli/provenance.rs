@@ -20,8 +20,17 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ProvenanceArgs {
+    #[command(flatten)]
+    out: OutputArgs,
     #[command(subcommand)]
     command: ProvenanceCmd,
+}
+
+impl ProvenanceArgs {
+    /// The flags every client command has.
+    pub(crate) fn out(&self) -> &OutputArgs {
+        &self.out
+    }
 }
 
 #[derive(Subcommand)]
@@ -87,8 +96,6 @@ struct SearchArgs {
     /// Follow the pages to the end.
     #[arg(long)]
     all: bool,
-    #[command(flatten)]
-    out: OutputArgs,
 }
 
 pub async fn run(args: ProvenanceArgs) -> CliResult {
@@ -96,7 +103,7 @@ pub async fn run(args: ProvenanceArgs) -> CliResult {
         ProvenanceCmd::Show { job, out } => show(&job, out.as_deref()).await,
         ProvenanceCmd::Download { job, out } => download(&job, out).await,
         ProvenanceCmd::Verify(v) => verify(v).await,
-        ProvenanceCmd::Search(s) => search(s).await,
+        ProvenanceCmd::Search(s) => search(s, args.out.output).await,
     }
 }
 
@@ -231,7 +238,7 @@ fn check_file(path: &Path, sha: &str, size: Option<u64>) -> Result<(), String> {
     Ok(())
 }
 
-async fn search(s: SearchArgs) -> CliResult {
+async fn search(s: SearchArgs, format: Format) -> CliResult {
     let sha256 = match (&s.sha256, &s.file) {
         (_, Some(f)) => Some(
             sha256_file(f)
@@ -260,7 +267,7 @@ async fn search(s: SearchArgs) -> CliResult {
             _ => break,
         }
     }
-    match s.out.output {
+    match format {
         Format::Json => output::json(&serde_json::json!({ "jobs": jobs }))?,
         Format::Table => {
             let rows = jobs

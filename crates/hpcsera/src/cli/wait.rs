@@ -1,7 +1,7 @@
 //! Waiting for a job (the events long-poll, resumed by `seq`, never busy polling) and
 //! following its output (by offset: every byte once, in order, across reconnects).
 
-use super::{exit, is_transient, CliError, CliResult};
+use super::{exit, CliError, CliResult};
 use hpcsera_client::{Client, ClientError, EventKind, Job, JobStatus, Operation, OutputStream};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -143,7 +143,7 @@ impl Progress {
 /// Whether a read may be tried again as it was: transport trouble (also a reply cut off
 /// mid-body, which the SDK reports as undecodable). Reads change nothing on the server.
 fn retry_read(e: &ClientError) -> bool {
-    is_transient(e) || matches!(e, ClientError::Decode(_))
+    e.is_transient() || matches!(e, ClientError::Decode(_))
 }
 
 /// Sleeps a little longer after each transport failure; errors out after too many.

@@ -30,14 +30,20 @@ use fresh::fresh_database;
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(|_| {}).await
+    }
+
+    /// A server with the default settings as `configure` changes them.
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(dir.path()).await;
         let store = Store::connect(&database_url).await.expect("open the store");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".into(),
             code_dir: dir.path().join("code"),
             ..ServerConfig::default()
         };
+        configure(&mut config);
         let app = Application::build(config, store.clone())
             .await
             .expect("bind");

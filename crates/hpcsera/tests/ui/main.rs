@@ -3,6 +3,9 @@
 //! a non-member sees, logging out, and an invitation from the admin CLI. Every page visited
 //! is written as a screenshot to `target/ui-screenshots/<db>/` (the README's pictures).
 //!
+//! The device flow (an OAuth library and `hpcsera login --device` approved here) and CLI
+//! profiles are in `device`.
+//!
 //! One test binary; each test has its own server, database, chromedriver and browser.
 
 mod harness;
@@ -18,6 +21,8 @@ macro_rules! browser {
         }
     };
 }
+
+mod device;
 
 /// The value of the read-only secret field on the "token made" page.
 async fn shown_secret(b: &Browser) -> String {

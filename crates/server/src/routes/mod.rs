@@ -11,6 +11,7 @@ mod agent;
 mod code;
 mod events;
 mod jobs;
+mod oauth;
 mod output;
 mod provenance;
 mod query;
@@ -68,6 +69,9 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
+        .routes(routes!(oauth::device_authorization))
+        .routes(routes!(oauth::token::token))
+        .routes(routes!(oauth::oauth_metadata))
 }
 
 /// The routes of the whole API, the served OpenAPI document and the documentation viewer.

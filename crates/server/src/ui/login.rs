@@ -7,6 +7,10 @@
 //! is checked. The login form's CSRF token is a double-submit cookie (there is no session
 //! yet); the invitation form is protected by the invitation's own secret in its URL.
 //!
+//! A page that needs a session sends the browser here with `?next=/ui/…` (the device
+//! verification page does, with its code); after the login the browser goes back there. Only
+//! local `/ui/` paths are followed ([`safe_next`]), so the login cannot send anyone elsewhere.
+//!
 //! Behind an SSO reverse proxy (`--trusted-user-header`), `GET /ui/login` starts the session
 //! for the user the header names, but only on a connection from a `--trusted-proxy` address
 //! (the socket's peer, never a forwarded address) and only for an existing user.
@@ -35,14 +39,28 @@ const MAX_NAME_BYTES: usize = 256;
 struct LoginPage<'a> {
     csrf: &'a str,
     user: &'a str,
+    /// Where to go after the login (a checked local path, or empty).
+    next: &'a str,
     error: Option<&'a str>,
     notice: Option<&'a str>,
+}
+
+/// Where a login may send the browser afterwards: a path of the web UI (`/ui/…`), printable
+/// ASCII without `//`, `\\` or `..`, at most 512 bytes. Anything else is ignored.
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with("/ui/")
+        && next.len() <= 512
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && !next.contains("//")
+        && !next.contains("..");
+    ok.then_some(next)
 }
 
 fn login_form(
     state: &AppState,
     status: StatusCode,
     user: &str,
+    next: &str,
     error: Option<&str>,
     notice: Option<&str>,
 ) -> Response {
@@ -52,6 +70,7 @@ fn login_form(
         &LoginPage {
             csrf: &csrf,
             user,
+            next,
             error,
             notice,
         },
@@ -70,8 +89,9 @@ pub(crate) async fn login_page(
     ext: axum::http::Extensions,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, UiError> {
+    let next = query.get("next").and_then(|n| safe_next(n)).unwrap_or("");
     if UiSession::from_headers(&state, &headers).await?.is_some() {
-        return Ok(Redirect::to("/ui/projects").into_response());
+        return Ok(Redirect::to(after_login(next)).into_response());
     }
     if let Some(name) = proxy_user(&state, &headers, &ext) {
         let user = state
@@ -79,12 +99,12 @@ pub(crate) async fn login_page(
             .user_by_name(name)
             .await?
             .ok_or(UiError::NoAccount)?;
-        return start_session(&state, &user).await;
+        return start_session(&state, &user, next).await;
     }
     let notice = query
         .get("welcome")
         .map(|_| "Your password is set. Log in with it.");
-    Ok(login_form(&state, StatusCode::OK, "", None, notice))
+    Ok(login_form(&state, StatusCode::OK, "", next, None, notice))
 }
 
 /// `POST /ui/login`: checks the password, starts a session, sets its cookie.
@@ -101,6 +121,7 @@ pub(crate) async fn login(
     let user =
         hpcsera_api_types::cut_to_bytes(form.get("user").unwrap_or("").trim(), MAX_NAME_BYTES);
     let password = form.get("password").unwrap_or("");
+    let next = form.get("next").and_then(safe_next).unwrap_or("");
     state
         .login_peers
         .check(&peer(&ext))
@@ -119,17 +140,28 @@ pub(crate) async fn login(
             &state,
             StatusCode::UNAUTHORIZED,
             user,
+            next,
             Some("The user name or password is not right."),
             None,
         ));
     };
-    start_session(&state, &u).await
+    start_session(&state, &u, next).await
 }
 
-/// Starts a session for `user`: its cookie, and the way to the projects page.
+/// The page after a login: `next` when given, else the projects page.
+fn after_login(next: &str) -> &str {
+    if next.is_empty() {
+        "/ui/projects"
+    } else {
+        next
+    }
+}
+
+/// Starts a session for `user`: its cookie, and the way to `next` (or the projects page).
 async fn start_session(
     state: &AppState,
     user: &hpcsera_store::UserRecord,
+    next: &str,
 ) -> Result<Response, UiError> {
     let ui = &state.config.ui;
     let s = state
@@ -137,7 +169,7 @@ async fn start_session(
         .create_session(user.id, ui.session_idle_ms(), ui.session_max_ms())
         .await?;
     audit(state, &user.name, None, "/ui/login", StatusCode::SEE_OTHER);
-    let mut resp = Redirect::to("/ui/projects").into_response();
+    let mut resp = Redirect::to(after_login(next)).into_response();
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,

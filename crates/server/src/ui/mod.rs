@@ -13,11 +13,11 @@
 //! `__Host-` name prefix) when the configured public URL is https. The login form has its own
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
+mod device;
 mod login;
 mod pages;
 mod tokens;
 
-use crate::error::REQUEST_ID;
 use crate::extract::Peer;
 use crate::state::AppState;
 use askama::Template;
@@ -27,7 +27,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hpcsera_store::{AuditRecord, SessionRecord, StoreError};
+use hpcsera_store::{SessionRecord, StoreError};
 use subtle::ConstantTimeEq;
 
 /// The largest form body accepted (the token form is the largest, well below this).
@@ -47,6 +47,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/projects", get(pages::projects))
         .route("/ui/tokens", get(tokens::tokens_page).post(tokens::create))
         .route("/ui/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/ui/device", get(device::device_page).post(device::decide))
         .route("/ui/static/{asset}", get(asset))
         .route(
             "/ui/{*rest}",
@@ -217,24 +218,34 @@ impl UiForm {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for UiForm {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+impl UiForm {
+    /// Reads a URL-encoded body of at most [`MAX_FORM_BYTES`]; `None` when the request has
+    /// another content type or a larger body. (The OAuth endpoints read their forms here too.)
+    pub(crate) async fn read(req: Request) -> Option<UiForm> {
         let form_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if !form_type {
-            return Err(UiError::BadForm.into_response());
+            return None;
         }
         let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
             .await
-            .map_err(|_| UiError::BadForm.into_response())?;
-        Ok(UiForm(
+            .ok()?;
+        Some(UiForm(
             url::form_urlencoded::parse(&body).into_owned().collect(),
         ))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for UiForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        UiForm::read(req)
+            .await
+            .ok_or_else(|| UiError::BadForm.into_response())
     }
 }
 
@@ -353,7 +364,7 @@ impl Nav {
 }
 
 /// The client's address, as the API's failure counting sees it.
-fn peer(parts: &axum::http::Extensions) -> String {
+pub(crate) fn peer(parts: &axum::http::Extensions) -> String {
     parts
         .get::<Peer>()
         .map_or_else(String::new, |p| p.0.clone())
@@ -361,17 +372,9 @@ fn peer(parts: &axum::http::Extensions) -> String {
 
 /// An audit record for a change made through the UI (there is no token to name).
 fn audit(state: &AppState, user: &str, project: Option<&str>, path: &str, status: StatusCode) {
-    state.audit.record(AuditRecord {
-        at: hpcsera_store::now_ms(),
-        token_id: None,
-        user: Some(user.to_string()),
-        project: project.map(str::to_string),
-        method: "POST".into(),
-        path: hpcsera_api_types::cut_to_bytes(path, hpcsera_store::MAX_AUDIT_PATH_BYTES)
-            .to_string(),
-        status: status.as_u16(),
-        request_id: REQUEST_ID.try_with(Clone::clone).ok(),
-    });
+    state
+        .audit
+        .action(Some(user), project, None, path, status.as_u16());
 }
 
 /// A time for people: `2026-12-01 23:54 UTC`.

@@ -5,6 +5,7 @@
 mod agent;
 mod code;
 mod common;
+mod device;
 mod jobs;
 mod provenance;
 mod roles;

@@ -7,27 +7,27 @@ use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// A browser without JavaScript: keeps the cookies it is given, follows no redirects.
-struct Browser<'a> {
+pub struct Browser<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
-    cookies: Vec<(String, String)>,
+    pub cookies: Vec<(String, String)>,
     /// X-Forwarded-For to send (the test server trusts 127.0.0.1 as a proxy where set).
-    forwarded_for: Option<String>,
+    pub forwarded_for: Option<String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    retry_after: Option<String>,
-    body: String,
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         Browser {
             app,
             http: reqwest::Client::builder()
@@ -85,12 +85,12 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let rb = self.http.get(format!("{}{path}", self.app.base));
         self.finish(rb).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let rb = self
             .http
             .post(format!("{}{path}", self.app.base))
@@ -99,7 +99,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Opens the login form and posts it.
-    async fn login(&mut self, user: &str, password: &str) -> Page {
+    pub async fn login(&mut self, user: &str, password: &str) -> Page {
         let form = self.get("/ui/login").await;
         assert_eq!(form.status, StatusCode::OK);
         let csrf = hidden(&form.body, "csrf");
@@ -111,7 +111,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Logs in and checks it worked.
-    async fn logged_in(app: &'a TestApp, user: &str) -> Browser<'a> {
+    pub async fn logged_in(app: &'a TestApp, user: &str) -> Browser<'a> {
         let mut b = Browser::new(app);
         let p = b.login(user, PASSWORD).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
@@ -120,7 +120,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the session, as its pages carry it.
-    async fn csrf(&mut self) -> String {
+    pub async fn csrf(&mut self) -> String {
         let p = self.get("/ui/tokens").await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.body);
         hidden(&p.body, "csrf")
@@ -128,7 +128,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The value of the first hidden field `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
+pub fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).expect("hidden field") + marker.len();
     html[start..].split('"').next().unwrap().to_string()
@@ -142,7 +142,7 @@ fn secret_of(html: &str) -> String {
 }
 
 /// carol (proj-a) and dave (proj-b) with passwords.
-async fn people(t: &TestApp) {
+pub async fn people(t: &TestApp) {
     t.store
         .create_user("carol", Some(PASSWORD), false)
         .await
@@ -506,7 +506,7 @@ async fn a_token_made_in_the_ui_works_until_revoked_there() {
     }
 }
 
-fn html_escape(s: &str) -> String {
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&#38;")
         .replace('\'', "&#39;")
         .replace('"', "&#34;")
