@@ -2,7 +2,7 @@
 # Runs every check and test of hpcsera: formatting, lints, the OpenAPI validation, and the
 # whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
 # tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
-# openapi-spec-validator, Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
+# openapi-spec-validator, roc-validator and rocrate, Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
 # end-to-end tests, which then run against the real Slurm (and fail, never skip, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,15 @@ ensure_openapi_validator() {
   python3 -m pip install -q --disable-pip-version-check openapi-spec-validator
 }
 
+# The provenance end-to-end tests check every manifest with the community's tools: roc-validator
+# (RO-Crate 1.1 and the Process Run Crate profile) and rocrate; without them they fail, never
+# skip. The install is bounded (10 minutes).
+ensure_rocrate_tools() {
+  python3 -c 'import rocrate_validator, rocrate' 2>/dev/null && return 0
+  say "installing roc-validator and rocrate (PyPI) for the provenance tests"
+  timeout 600 python3 -m pip install -q --disable-pip-version-check roc-validator rocrate
+}
+
 # The web UI's browser tests (crates/hpcsera/tests/ui) drive headless Chromium over WebDriver;
 # in CI they fail, never skip, without it. The install is bounded (15 minutes).
 ensure_chromium() {
@@ -74,6 +83,7 @@ ensure_postgres
 command -v psql >/dev/null || apt_install postgresql-client
 trap drop_test_databases EXIT
 ensure_openapi_validator
+ensure_rocrate_tools
 # The examples' tests run curl and jq.
 for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
 # Signed approvals are tested against OpenSSH's own ssh-keygen, ssh-agent and ssh-add.
@@ -95,9 +105,9 @@ say "tests on SQLite (agent end-to-end tests on the local adapter)"
 HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 
 say "agent, CLI and code end-to-end tests on the real Slurm"
-# One test binary (tests/e2e/main.rs); its agent, CLI and code modules are the Slurm-relevant
+# One test binary (tests/e2e/main.rs); its agent, CLI, code and provenance modules are the Slurm-relevant
 # ones, picked by module path (libtest filters, which nextest and cargo test both take).
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e::
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::
 
 say "web UI pages with a real agent (Chromium) on the real Slurm"
 # The browser tests' agent_pages module: approval runs the job on Slurm, cancel reaches it.

@@ -20,6 +20,8 @@
 //!   reconciliation, so a job is never submitted twice and never forgotten;
 //! * [`runtime`] — the [`Agent`]: its loop, and the jobs it runs through their sub-jobs
 //!   (one module per concern, see there);
+//! * [`provenance`] — the agent's signing key and the signed RO-Crate manifest of every job
+//!   it ends;
 //! * [`unpack`] — the safe unpacker of code bundles (no absolute paths, `..`, escaping
 //!   links, devices; entry and size limits; all or nothing).
 //!
@@ -42,6 +44,8 @@ pub mod batch;
 pub mod config;
 pub mod env;
 pub mod journal;
+mod private_file;
+pub mod provenance;
 pub mod runtime;
 pub mod script;
 pub mod unpack;

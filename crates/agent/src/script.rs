@@ -46,8 +46,13 @@ pub struct RenderedScript {
 const HEADER: &str = r#"# ---- hpcsera: generated header -----------------------------------------------------
 # Job parameters reach this script only as environment variables (HPCSERA_PARAM_<name>);
 # nothing in this file was built from them. When the script ends, its exit status is
-# written to $HPCSERA_EXIT_FILE, so the agent knows it even when the batch system does not.
+# written to $HPCSERA_EXIT_FILE, so the agent knows it even when the batch system does not
+# (and, when the job type records provenance of modules, `module list` to $HPCSERA_MODULES_FILE).
 __hpcsera_exit() {
+    if [ -n "${HPCSERA_MODULES_FILE:-}" ]; then
+        { if command -v module >/dev/null 2>&1; then module list; else echo "no module command"; fi; } \
+            >"$HPCSERA_MODULES_FILE" 2>&1
+    fi
     if [ -n "${HPCSERA_EXIT_FILE:-}" ]; then
         printf '%s\n' "$1" >"$HPCSERA_EXIT_FILE.tmp.$$" &&
             mv -f -- "$HPCSERA_EXIT_FILE.tmp.$$" "$HPCSERA_EXIT_FILE"
@@ -68,6 +73,12 @@ fi
 cd -- "${HPCSERA_WORK_DIR:?HPCSERA_WORK_DIR is not set}" || exit 1
 # ---- job script (from the agent's config) --------------------------------------------
 "#;
+
+/// Where a batch sub-job's script records `module list` when it ends (only when the job type
+/// asks, through `HPCSERA_MODULES_FILE`): `<job dir>/.hpcsera-modules-<sub-job>`.
+pub fn modules_file_path(job_dir: &Path, subjob: &str) -> PathBuf {
+    job_dir.join(format!(".hpcsera-modules-{subjob}"))
+}
 
 /// The exit file of a sub-job: `<job dir>/.hpcsera-exit-<sub-job>`.
 pub fn exit_file_path(job_dir: &Path, subjob: &str) -> PathBuf {

@@ -266,6 +266,10 @@ pub struct Site {
     pub agent_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_host: Option<String>,
+    /// The public key (`ed25519:…`) the project's agent published: what it signs provenance
+    /// with. Get the key you trust from the agent's operator (`hpcsera agent --show-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_key: Option<String>,
     pub job_types: Vec<String>,
 }
 
@@ -283,6 +287,9 @@ pub struct PublishJobTypes {
     pub agent_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_host: Option<String>,
+    /// The agent's public signing key (`ed25519:…`), shown to clients with the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_key: Option<String>,
     pub job_types: Vec<JobTypeSpec>,
 }
 

@@ -10,6 +10,7 @@ pub mod dto;
 pub mod jobtype;
 pub mod kinds;
 pub mod oauth;
+pub mod provenance;
 pub mod role;
 pub mod signed;
 pub mod status;

@@ -287,11 +287,27 @@ impl Client {
         dest: &std::path::Path,
         max_bytes: u64,
     ) -> Result<(u64, String)> {
+        self.download(
+            &format!("/code/{}", seg(id)),
+            dest,
+            max_bytes,
+            "the code bundle",
+        )
+        .await
+    }
+
+    /// Streams the answer of `GET path` into `dest` (created 0600), refusing more than
+    /// `max_bytes` (`what` names it in the error); returns its size and SHA-256 (hex).
+    pub(crate) async fn download(
+        &self,
+        path: &str,
+        dest: &std::path::Path,
+        max_bytes: u64,
+        what: &str,
+    ) -> Result<(u64, String)> {
         use sha2::Digest;
         use std::io::Write;
-        let mut resp = self
-            .send(Method::GET, &format!("/code/{}", seg(id)), Body::None, &[])
-            .await?;
+        let mut resp = self.send(Method::GET, path, Body::None, &[]).await?;
         let io_err = |e: std::io::Error| {
             ClientError::Decode(format!("cannot write {}: {e}", dest.display()))
         };
@@ -317,7 +333,7 @@ impl Client {
                 drop(file);
                 let _ = std::fs::remove_file(dest);
                 return Err(ClientError::Decode(format!(
-                    "the code bundle is larger than {max_bytes} bytes"
+                    "{what} is larger than {max_bytes} bytes"
                 )));
             }
             hasher.update(&chunk);

@@ -12,6 +12,7 @@ mod agent;
 mod device;
 mod http;
 mod jobs;
+mod provenance;
 
 use hpcsera_api_types as api;
 use reqwest::StatusCode;
@@ -26,6 +27,7 @@ pub use api::{
 };
 pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
 pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
+pub use provenance::{ProvenanceQuery, SignedManifest};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]

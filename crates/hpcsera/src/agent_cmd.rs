@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use hpcsera_agent::provenance::Signer;
 use hpcsera_agent::{read_token, Agent, AgentConfig, AgentError};
 use std::path::PathBuf;
 
@@ -14,9 +15,13 @@ pub struct AgentArgs {
     /// directory.
     #[arg(long)]
     once: bool,
-    /// Check the config file and exit.
+    /// Check the config file, print each job type's definition digest, and exit.
     #[arg(long)]
     check: bool,
+    /// Print the agent's public signing key (`ed25519:…`; the key file is created 0600 when
+    /// there is none yet) and exit. Clients verify provenance with it.
+    #[arg(long)]
+    show_key: bool,
 }
 
 /// Loads a config, turning its problems into one readable error.
@@ -42,6 +47,27 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             cfg.job_types.len(),
             cfg.batch.preset.as_str()
         );
+        for jt in &cfg.job_types {
+            println!(
+                "job type {}: definition sha256:{}",
+                jt.name,
+                jt.definition_digest()
+            );
+        }
+        return Ok(());
+    }
+    if args.show_key {
+        let key_file = cfg.key_file();
+        if let Some(dir) = key_file.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let signer = Signer::load_or_create(&key_file)?;
+        println!("{}", signer.public());
         return Ok(());
     }
     let token = read_token(&cfg.token_file).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -24,6 +24,7 @@ pub mod serve;
 pub mod state;
 mod ui;
 pub mod webhooks;
+mod zipstream;
 
 pub use app::{router, Application};
 pub use config::{code_file_path, ServerConfig};

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "code", description = "Code bundles: upload, status, the agent's download and HPC-side digest; approval is out of band: a person decides, or signs an approval with their SSH key"),
         (name = "sites", description = "Sites and the job types they offer"),
         (name = "agent", description = "Used by the HPC agent"),
+        (name = "provenance", description = "Signed RO-Crate provenance of ended jobs: the manifest, the crate as a ZIP, and which job made or used a file (by SHA-256)"),
         (name = "tokens", description = "Token introspection: who a token is, its user's tokens in its project, revoking itself (tokens are made by people, never by tokens)"),
         (name = "system", description = "Health and metrics"),
         (name = "oauth", description = "OAuth 2.0 Device Authorization Grant (RFC 8628) for headless clients: form bodies, snake_case JSON answers, a person approves in the web UI (/ui/device); RFC 8414 metadata"),

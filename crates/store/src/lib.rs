@@ -17,6 +17,7 @@ mod jobs;
 mod migrate;
 mod mint;
 mod output;
+mod provenance;
 mod retention;
 mod secrets;
 mod sessions;
@@ -40,6 +41,7 @@ pub use device::{
 pub use events::EventFilter;
 pub use jobs::{JobFilter, NewJobRecord, Submitted};
 pub use output::OutputSlice;
+pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};

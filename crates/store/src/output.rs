@@ -176,6 +176,8 @@ impl Store {
         }
         let sha = hex::encode(Sha256::digest(data));
         let now = now_ms();
+        // A manifest names the results as they were: it must be made and signed again.
+        crate::provenance::drop_provenance(&mut tx.tx, seq).await?;
         sqlx::query("DELETE FROM job_results WHERE job_seq = $1 AND name = $2")
             .bind(seq)
             .bind(name)

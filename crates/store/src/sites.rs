@@ -59,6 +59,22 @@ impl Store {
         tx.commit().await
     }
 
+    /// Records the public key (`ed25519:…`) the project's agent of `site` published with its
+    /// job types (after [`Store::publish_job_types`]).
+    pub async fn set_agent_key(&self, site: &str, project_id: i64, key: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE site_agents SET agent_key = $3 WHERE project_id = $2 \
+             AND site_id = (SELECT id FROM sites WHERE name = $1)",
+        )
+        .bind(site)
+        .bind(project_id)
+        .bind(key)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
     /// Creates a site with no job types (admin), listed for every project. Adding an existing
     /// site lists it for everyone and is not an error.
     pub async fn add_site(&self, site: &str) -> Result<()> {
@@ -99,7 +115,7 @@ impl Store {
     /// The sites the project sees, with the project's agent health and job type names there.
     pub async fn list_sites(&self, project_id: i64) -> Result<Vec<Site>> {
         let rows = sqlx::query(&format!(
-            "SELECT s.name, a.last_seen_at, a.agent_version, a.agent_host, jt.name AS job_type FROM sites s \
+            "SELECT s.name, a.last_seen_at, a.agent_version, a.agent_host, a.agent_key, jt.name AS job_type FROM sites s \
              LEFT JOIN site_agents a ON a.site_id = s.id AND a.project_id = $1 \
              LEFT JOIN job_types jt ON jt.site_id = s.id AND jt.project_id = $1 \
              WHERE {VISIBLE} ORDER BY s.name, jt.name"
@@ -116,6 +132,7 @@ impl Store {
                     last_seen_at: col::<Option<i64>>(r, "last_seen_at")?.map(fmt_ms),
                     agent_version: col(r, "agent_version")?,
                     agent_host: col(r, "agent_host")?,
+                    agent_key: col(r, "agent_key")?,
                     job_types: Vec::new(),
                 });
             }
@@ -152,6 +169,7 @@ impl Store {
                         last_seen_at: col::<Option<i64>>(r, "last_seen_at")?.map(fmt_ms),
                         agent_version: col(r, "agent_version")?,
                         agent_host: col(r, "agent_host")?,
+                        agent_key: None,
                         job_types: Vec::new(),
                     },
                 ));

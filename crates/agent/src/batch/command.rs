@@ -29,6 +29,8 @@
 //! | accounting | `sacct --noheader --parsable2 --allocations --format=JobID,State,ExitCode --jobs={ids}` | – | – |
 //! | cancel / hold / release | `scancel`, `scontrol hold`, `scontrol release` | `qdel`, `qhold`, `qrls` | `bkill`, `bstop`, `bresume` |
 //! | find | `squeue --noheader --states=all --format=%i\|%j --name={names}` | `qstat -f -F json -x` | `bjobs -a -json -o "jobid job_name"` |
+//! | report (provenance) | `scontrol show job {id}` | `qstat -f -x {id}` | `bjobs -l {id}` |
+//! | version (provenance) | `sbatch --version` | `qstat --version` | `lsid` |
 //!
 //! The job's environment (`HPCSERA_*`) is the submit command's process environment, which
 //! Slurm and LSF hand to the job (`--export=ALL`, bsub's default). PBS is different: `qsub -V`
@@ -44,6 +46,8 @@
 use super::exec::{display_argv, excerpt, failed, Exec};
 use super::parse::{self, OutputFormat, RawStatus, StateTable};
 pub use super::presets::Templates;
+use super::probe::{Probe, ProbeLimits};
+use super::template::{expand, Vars};
 use super::{
     BatchAdapter, BatchConfig, BatchError, BatchJobRef, BatchPreset, BatchState, BoxFuture,
     StateClass, SubmitRequest,
@@ -56,52 +60,6 @@ use std::time::Duration;
 
 /// Default timeout of one batch-system command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Values for the placeholders of one command.
-#[derive(Default)]
-struct Vars<'a> {
-    single: Vec<(&'static str, &'a str)>,
-    lists: Vec<(&'static str, &'a [String])>,
-}
-
-/// Expands a template (see the module docs). Unknown `{…}` text is kept as it is.
-fn expand(template: &[String], vars: &Vars<'_>) -> Vec<String> {
-    let mut out = Vec::with_capacity(template.len());
-    for entry in template {
-        if let Some((_, list)) = vars.lists.iter().find(|(k, _)| {
-            entry.len() == k.len() + 2 && entry.starts_with('{') && entry[1..].starts_with(k)
-        }) {
-            out.extend(list.iter().cloned());
-            continue;
-        }
-        let mut s = String::with_capacity(entry.len());
-        let mut rest = entry.as_str();
-        while let Some(open) = rest.find('{') {
-            s.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let hit = after.find('}').and_then(|close| {
-                let key = &after[..close];
-                vars.single
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| (close, *v))
-            });
-            match hit {
-                Some((close, v)) => {
-                    s.push_str(v);
-                    rest = &after[close + 1..];
-                }
-                None => {
-                    s.push('{');
-                    rest = after;
-                }
-            }
-        }
-        s.push_str(rest);
-        out.push(s);
-    }
-    out
-}
 
 fn path_str<'a>(p: &'a Path, what: &str) -> Result<&'a str, BatchError> {
     p.to_str()
@@ -130,8 +88,6 @@ fn write_env_file(
     script: &Path,
     env: &[(String, String)],
 ) -> Result<std::path::PathBuf, BatchError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = script.parent().unwrap_or(Path::new("."));
     let name = script
         .file_name()
@@ -157,15 +113,7 @@ fn write_env_file(
             path.display()
         ))
     };
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&data).and_then(|()| f.sync_all()).map_err(io)?;
+    crate::private_file::write_new_private(&tmp, &data).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     Ok(path)
 }
@@ -200,6 +148,8 @@ impl CommandAdapter {
             (&mut t.hold, &cfg.hold),
             (&mut t.release, &cfg.release),
             (&mut t.find, &cfg.find),
+            (&mut t.report, &cfg.report),
+            (&mut t.version, &cfg.version),
         ] {
             if let Some(o) = over {
                 slot.clone_from(o);
@@ -522,63 +472,26 @@ impl BatchAdapter for CommandAdapter {
     fn commands_spawned(&self) -> u64 {
         self.exec.count()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn report<'a>(&'a self, id: &'a str, limits: ProbeLimits) -> BoxFuture<'a, Option<Probe>> {
+        Box::pin(async move {
+            if self.templates.report.is_empty() || id.is_empty() || id.starts_with('-') {
+                return None;
+            }
+            let vars = Vars {
+                single: vec![("id", id)],
+                lists: vec![],
+            };
+            Some(limits.run(&expand(&self.templates.report, &vars)).await)
+        })
     }
 
-    #[test]
-    fn placeholders_are_replaced_inside_entries_only_once() {
-        let opts = s(&["--time=1", "--ntasks=2"]);
-        let ids = s(&["1", "2"]);
-        let vars = Vars {
-            single: vec![("job_name", "a{id}b"), ("id", "X"), ("ids", "1,2")],
-            lists: vec![("options", &opts), ("id_list", &ids)],
-        };
-        let out = expand(
-            &s(&[
-                "cmd",
-                "--name={job_name}",
-                "{options}",
-                "--jobs={ids}",
-                "{id_list}",
-                "{unknown}",
-                "%i|%T",
-                "{",
-            ]),
-            &vars,
-        );
-        assert_eq!(
-            out,
-            s(&[
-                "cmd",
-                "--name=a{id}b",
-                "--time=1",
-                "--ntasks=2",
-                "--jobs=1,2",
-                "1",
-                "2",
-                "{unknown}",
-                "%i|%T",
-                "{"
-            ])
-        );
-    }
-
-    #[test]
-    fn values_with_spaces_stay_one_argument() {
-        let vars = Vars {
-            single: vec![("script", "/tmp/a b/$(x);y.sh")],
-            lists: vec![],
-        };
-        assert_eq!(
-            expand(&s(&["run", "{script}"]), &vars),
-            s(&["run", "/tmp/a b/$(x);y.sh"])
-        );
+    fn version(&self, limits: ProbeLimits) -> BoxFuture<'_, Option<Probe>> {
+        Box::pin(async move {
+            if self.templates.version.is_empty() {
+                return None;
+            }
+            Some(limits.run(&self.templates.version).await)
+        })
     }
 }

@@ -23,6 +23,8 @@ pub struct CommandOutput {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// stdout was longer than the bound and was cut.
+    pub truncated: bool,
 }
 
 impl CommandOutput {
@@ -60,62 +62,11 @@ impl Exec {
         env: &[(String, String)],
         cwd: Option<&Path>,
     ) -> Result<CommandOutput, BatchError> {
-        let program = argv
-            .first()
-            .ok_or_else(|| BatchError::Invalid("empty command".into()))?;
-        let command = display_argv(argv);
-        tracing::debug!(%command, "running batch command");
-        let spawned = spawn(&Spawn {
-            argv: argv.iter().map(OsString::from).collect(),
-            env,
-            cwd,
-            stdout: Output::Piped,
-            stderr: Output::Piped,
-            own_group: false,
-            kill_on_drop: true,
-        });
-        // Counted when a process was tried (not for a request refused before that).
-        if !matches!(spawned, Err(BatchError::Invalid(_))) {
-            self.counter.fetch_add(1, Ordering::SeqCst);
-        }
-        let mut child = spawned?;
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let work = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let read_out = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = s.take(MAX_COMMAND_OUTPUT).read_to_end(&mut out).await;
-                }
-            };
-            let read_err = async {
-                if let Some(s) = stderr.as_mut() {
-                    let _ = s.take(1024 * 1024).read_to_end(&mut err).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-            let status = child.wait().await;
-            (status, out, err)
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok((status, out, err)) => {
-                let status = status.map_err(|source| BatchError::Spawn {
-                    program: program.clone(),
-                    source,
-                })?;
-                Ok(CommandOutput {
-                    code: status.code(),
-                    stdout: String::from_utf8_lossy(&out).into_owned(),
-                    stderr: String::from_utf8_lossy(&err).into_owned(),
-                })
-            }
-            // The child is killed on drop (kill_on_drop).
-            Err(_) => Err(BatchError::Timeout {
-                command,
-                seconds: self.timeout.as_secs(),
-            }),
-        }
+        let counter = &self.counter;
+        run_bounded(argv, env, cwd, self.timeout, MAX_COMMAND_OUTPUT, || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
     }
 
     /// Like [`Exec::run`] but a non-zero exit is an error.
@@ -131,6 +82,80 @@ impl Exec {
         } else {
             Err(failed(argv, &out))
         }
+    }
+}
+
+/// Runs `argv` (through `batch::spawn`: no shell, a clean `HPCSERA_*` environment) and waits
+/// for it, killed after `timeout`; at most `max_stdout` bytes of stdout and 1 MiB of stderr
+/// are read (`truncated` says when stdout was cut). `spawned` is called once a process was
+/// tried (not for a request refused before that).
+pub(crate) async fn run_bounded(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    max_stdout: u64,
+    spawned: impl FnOnce(),
+) -> Result<CommandOutput, BatchError> {
+    let program = argv
+        .first()
+        .ok_or_else(|| BatchError::Invalid("empty command".into()))?;
+    let command = display_argv(argv);
+    tracing::debug!(%command, "running a command");
+    let child = spawn(&Spawn {
+        argv: argv.iter().map(OsString::from).collect(),
+        env,
+        cwd,
+        stdout: Output::Piped,
+        stderr: Output::Piped,
+        own_group: false,
+        kill_on_drop: true,
+    });
+    if !matches!(child, Err(BatchError::Invalid(_))) {
+        spawned();
+    }
+    let mut child = child?;
+    let stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let work = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        // The pipe is closed as soon as enough is read: a command with more to say gets
+        // EPIPE instead of blocking (and holding stderr open) until the timeout.
+        let read_out = async {
+            if let Some(s) = stdout {
+                let _ = s.take(max_stdout + 1).read_to_end(&mut out).await;
+            }
+        };
+        let read_err = async {
+            if let Some(s) = stderr.as_mut() {
+                let _ = s.take(1024 * 1024).read_to_end(&mut err).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        let status = child.wait().await;
+        (status, out, err)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok((status, mut out, err)) => {
+            let status = status.map_err(|source| BatchError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+            let truncated = out.len() as u64 > max_stdout;
+            out.truncate(max_stdout as usize);
+            Ok(CommandOutput {
+                code: status.code(),
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+                truncated,
+            })
+        }
+        // The child is killed on drop (kill_on_drop).
+        Err(_) => Err(BatchError::Timeout {
+            command,
+            seconds: timeout.as_secs(),
+        }),
     }
 }
 

@@ -48,7 +48,9 @@ pub mod local;
 pub mod login;
 pub mod parse;
 pub mod presets;
+pub mod probe;
 pub(crate) mod spawn;
+mod template;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +102,12 @@ pub struct BatchConfig {
     pub hold: Option<Vec<String>>,
     pub release: Option<Vec<String>>,
     pub find: Option<Vec<String>>,
+    /// What the batch system says about one finished batch job (`{id}`), recorded in the
+    /// provenance manifest. An empty array disables it.
+    pub report: Option<Vec<String>>,
+    /// The batch system's version, recorded in the provenance manifest. An empty array
+    /// disables it.
+    pub version: Option<Vec<String>>,
     /// Extra argv entries given to every submit (e.g. `["--account=proj42"]`).
     pub submit_options: Vec<String>,
     /// Overrides of the state table: raw batch-system state → one of `pending`, `held`,
@@ -284,6 +292,22 @@ pub trait BatchAdapter: Send + Sync {
 
     /// How many batch-system commands this adapter has spawned so far.
     fn commands_spawned(&self) -> u64;
+
+    /// What the batch system says about batch job `id` (the preset's `report` command), for
+    /// the provenance manifest; `None` when the adapter has no such command.
+    fn report<'a>(
+        &'a self,
+        _id: &'a str,
+        _limits: probe::ProbeLimits,
+    ) -> BoxFuture<'a, Option<probe::Probe>> {
+        Box::pin(async { None })
+    }
+
+    /// The batch system's version (the preset's `version` command), for the provenance
+    /// manifest; `None` when the adapter has no such command.
+    fn version(&self, _limits: probe::ProbeLimits) -> BoxFuture<'_, Option<probe::Probe>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Builds the adapter the config asks for. `state_dir` is where the local adapter keeps its

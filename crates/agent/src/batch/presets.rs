@@ -17,6 +17,10 @@ pub struct Templates {
     pub hold: Vec<String>,
     pub release: Vec<String>,
     pub find: Vec<String>,
+    /// What the batch system says about one batch job, for the provenance manifest (`{id}`).
+    pub report: Vec<String>,
+    /// The batch system's version, for the provenance manifest.
+    pub version: Vec<String>,
 }
 
 fn argv(items: &[&str]) -> Vec<String> {
@@ -72,6 +76,8 @@ impl Templates {
                 "--format=%i|%j",
                 "--name={names}",
             ]),
+            report: argv(&["scontrol", "show", "job", "{id}"]),
+            version: argv(&["sbatch", "--version"]),
         }
     }
 
@@ -95,6 +101,8 @@ impl Templates {
             hold: argv(&["qhold", "{id}"]),
             release: argv(&["qrls", "{id}"]),
             find: argv(&["qstat", "-f", "-F", "json", "-x"]),
+            report: argv(&["qstat", "-f", "-x", "{id}"]),
+            version: argv(&["qstat", "--version"]),
         }
     }
 
@@ -126,6 +134,8 @@ impl Templates {
             hold: argv(&["bstop", "{id}"]),
             release: argv(&["bresume", "{id}"]),
             find: argv(&["bjobs", "-a", "-json", "-o", "jobid job_name"]),
+            report: argv(&["bjobs", "-l", "{id}"]),
+            version: argv(&["lsid"]),
         }
     }
 }

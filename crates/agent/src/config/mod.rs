@@ -17,13 +17,19 @@
 //! type is the batch module's. It must never start anything or write a file.
 
 mod parse;
+mod provenance;
+
+pub use provenance::{
+    ContainerConfig, JobProvenanceConfig, ProvenanceCommand, ProvenanceConfig,
+    MAX_PROVENANCE_COMMANDS,
+};
 
 /// The `[batch]` table and a login sub-job's command are the batch module's types; the
 /// config only parses into them.
 pub use crate::batch::login::LoginCommand;
 pub use crate::batch::BatchConfig;
 use hpcsera_api_types::{JobTypeSpec, ParamSpec, SubJobInfo, SubJobKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -172,7 +178,7 @@ pub struct ApprovalConfig {
 }
 
 /// A sub-job as configured.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubJobConfig {
     pub name: String,
@@ -211,12 +217,14 @@ impl SubJobConfig {
 }
 
 /// A job type as configured.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobTypeConfig {
     pub name: String,
     pub description: String,
     pub parameters: Vec<ParamSpec>,
     pub sub_jobs: Vec<SubJobConfig>,
+    /// What its provenance manifest records besides the usual (`[job_types.provenance]`).
+    pub provenance: JobProvenanceConfig,
 }
 
 impl JobTypeConfig {
@@ -249,6 +257,21 @@ impl JobTypeConfig {
     pub fn sub_job(&self, name: &str) -> Option<&SubJobConfig> {
         self.sub_jobs.iter().find(|s| s.name == name)
     }
+
+    /// SHA-256 (hex) of the job type's whole definition as the agent parsed it: name,
+    /// description, parameters, sub-jobs with their commands, scripts and options, and the
+    /// provenance settings, serialised as JSON in that order. The manifest names it, and
+    /// `hpcsera agent --check` prints it, so a reader can tell which definition ran.
+    pub fn definition_digest(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        hex_lower(&sha2::Sha256::digest(json))
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The whole agent config.
@@ -264,6 +287,7 @@ pub struct AgentConfig {
     pub limits: LimitsConfig,
     pub approval: ApprovalConfig,
     pub batch: BatchConfig,
+    pub provenance: ProvenanceConfig,
     pub job_types: Vec<JobTypeConfig>,
 }
 
@@ -280,6 +304,15 @@ impl AgentConfig {
 
     pub fn job_type(&self, name: &str) -> Option<&JobTypeConfig> {
         self.job_types.iter().find(|j| j.name == name)
+    }
+
+    /// The agent's signing key file (`[provenance] key_file`, default
+    /// `<work_dir>/.hpcsera-agent.key`).
+    pub fn key_file(&self) -> PathBuf {
+        self.provenance
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join(".hpcsera-agent.key"))
     }
 
     /// The job types as published to the server.

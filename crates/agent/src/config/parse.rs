@@ -5,8 +5,8 @@
 //! (the types it fills — [`BatchConfig`], [`SubJobConfig`] — belong to their owners).
 
 use super::{
-    AgentConfig, ApprovalConfig, ConfigError, ConfigProblem, JobTypeConfig, LimitsConfig,
-    PollConfig, SubJobConfig,
+    AgentConfig, ApprovalConfig, ConfigError, ConfigProblem, JobProvenanceConfig, JobTypeConfig,
+    LimitsConfig, PollConfig, ProvenanceConfig, SubJobConfig,
 };
 use crate::batch::{BatchConfig, BatchPreset, StateClass};
 use hpcsera_api_types::{ParamSpec, SubJobKind};
@@ -47,6 +47,8 @@ struct RawConfig {
     #[serde(default)]
     batch: BatchConfig,
     #[serde(default)]
+    provenance: ProvenanceConfig,
+    #[serde(default)]
     job_types: Vec<Spanned<RawJobType>>,
 }
 
@@ -60,6 +62,8 @@ struct RawJobType {
     parameters: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     sub_jobs: Vec<Spanned<SubJobConfig>>,
+    #[serde(default)]
+    provenance: Option<Spanned<JobProvenanceConfig>>,
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -185,6 +189,7 @@ impl AgentConfig {
             limits: raw.limits,
             approval: raw.approval.map(Spanned::into_inner).unwrap_or_default(),
             batch: raw.batch,
+            provenance: raw.provenance,
             job_types,
         })
     }
@@ -303,11 +308,21 @@ fn job_type(
             "a job type needs at least one sub-job",
         );
     }
+    let provenance = match jt.provenance {
+        Some(p) => {
+            for (key, message) in p.get_ref().problems() {
+                problems.push(Some(p.span()), format!("{at}.provenance.{key}"), message);
+            }
+            p.into_inner()
+        }
+        None => JobProvenanceConfig::default(),
+    };
     let cfg = JobTypeConfig {
         name,
         description: jt.description,
         parameters,
         sub_jobs,
+        provenance,
     };
     if let Err(errs) = cfg.spec().check() {
         for fe in errs {

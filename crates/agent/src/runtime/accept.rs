@@ -64,6 +64,7 @@ impl Agent {
             site: self.cfg.site.clone(),
             job_dir: job_dir(&self.cfg.work_dir, &job.id)?,
         };
+        let jt_len = jt.sub_jobs.len();
         let sub_states = jt
             .sub_jobs
             .iter()
@@ -88,6 +89,9 @@ impl Agent {
             err: Stream::default(),
             code: None,
             skipped: Vec::new(),
+            started_ms: super::job::now_ms(),
+            sub_times: vec![(None, None); jt_len],
+            uploaded: Vec::new(),
         })
     }
 

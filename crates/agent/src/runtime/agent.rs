@@ -18,15 +18,17 @@
 
 use super::error::{io, AgentError};
 use super::job::{Running, Step};
+use crate::batch::probe::Probe;
 use crate::batch::BatchAdapter;
 use crate::config::AgentConfig;
 use crate::journal::Journal;
+use crate::provenance::Signer;
 use hpcsera_api_types::{AgentPoll, AgentPollReply, PublishJobTypes};
 use hpcsera_client::Client;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The agent.
 pub struct Agent {
@@ -41,6 +43,12 @@ pub struct Agent {
     pub(super) verified: HashSet<String>,
     /// When the quarantine was last cleaned.
     pub(super) quarantine_cleaned: Option<Instant>,
+    /// The agent's signing key (provenance).
+    pub(super) signer: Signer,
+    /// What the batch system's version command said (asked once, at the first job's end).
+    pub(super) batch_version: Option<Option<Probe>>,
+    /// SHA-256 of container image files, by path, with the (size, mtime) they were hashed at.
+    pub(super) image_digests: HashMap<PathBuf, ((u64, SystemTime), String)>,
     /// Held (locked) while the agent lives: one agent per work directory.
     _lock: std::fs::File,
 }
@@ -55,7 +63,7 @@ impl std::fmt::Debug for Agent {
 }
 
 /// This machine's host name.
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
@@ -112,6 +120,7 @@ impl Agent {
         create_work_dir(&cfg.work_dir)?;
         let lock = lock_work_dir(&cfg.work_dir)?;
         let journal = Journal::open(cfg.work_dir.join(".journal"))?;
+        let signer = Signer::load_or_create(&cfg.key_file())?;
         let adapter =
             crate::batch::adapter_from_config(&cfg.batch, cfg.work_dir.join(".local-batch"))?;
         let wait = cfg
@@ -132,6 +141,9 @@ impl Agent {
             jobs: HashMap::new(),
             verified: Default::default(),
             quarantine_cleaned: None,
+            signer,
+            batch_version: None,
+            image_digests: HashMap::new(),
             _lock: lock,
         };
         agent.check_approval_setup()?;
@@ -151,6 +163,7 @@ impl Agent {
                 &PublishJobTypes {
                     agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
                     agent_host: Some(host_name()),
+                    agent_key: Some(self.signer.public().to_string()),
                     job_types: self.cfg.specs(),
                 },
             )

@@ -36,6 +36,8 @@ pub enum AgentError {
     /// `[approval] require_signature` is on, but its allowed-signers file cannot be used.
     #[error("[approval] allowed_signers: {0}")]
     Approval(String),
+    #[error("{0}")]
+    Key(#[from] crate::provenance::KeyError),
     #[error("{context}: {source}")]
     Io {
         context: String,

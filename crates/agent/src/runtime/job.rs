@@ -10,7 +10,7 @@ use crate::batch::login::{LoginError, LoginOutcome};
 use crate::batch::BatchJobRef;
 use crate::config::{JobTypeConfig, SubJobConfig};
 use crate::env::JobContext;
-use hpcsera_api_types::{Job, JobStatus, SubJobState, SubJobStatus};
+use hpcsera_api_types::{Job, JobStatus, ResultFile, SubJobState, SubJobStatus};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -61,6 +61,12 @@ pub(super) struct Running {
     pub(super) code: Option<Vec<(String, PathBuf)>>,
     /// What the agent refused to read (links out of the job directory), for the end message.
     pub(super) skipped: Vec<String>,
+    /// When this agent took the job on (Unix ms; after a restart: when it resumed it).
+    pub(super) started_ms: i64,
+    /// When each sub-job started and ended (Unix ms), as far as this agent saw it.
+    pub(super) sub_times: Vec<(Option<i64>, Option<i64>)>,
+    /// The result files the server confirmed, with the SHA-256 it computed.
+    pub(super) uploaded: Vec<ResultFile>,
 }
 
 impl Running {
@@ -82,6 +88,19 @@ impl Running {
         exit_code: Option<i32>,
         message: Option<String>,
     ) {
+        if let Some(t) = self.sub_times.get_mut(self.index) {
+            let now = now_ms();
+            match status {
+                SubJobStatus::Pending => {}
+                SubJobStatus::Running | SubJobStatus::Submitted => {
+                    t.0.get_or_insert(now);
+                }
+                SubJobStatus::Completed | SubJobStatus::Failed | SubJobStatus::Cancelled => {
+                    t.0.get_or_insert(now);
+                    t.1 = Some(now);
+                }
+            }
+        }
         if let Some(s) = self.sub_states.get_mut(self.index) {
             s.status = status;
             if batch_job_id.is_some() {
@@ -119,6 +138,13 @@ impl From<JobError> for End {
     fn from(e: JobError) -> End {
         End::failed(e.to_string())
     }
+}
+
+/// Now, in Unix milliseconds.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `m` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, marked with "…" when cut.

@@ -34,6 +34,7 @@
 //! | `approval` | the check of signed approvals (`[approval] require_signature`) before unpacking |
 //! | `output` | output streams sent by offset |
 //! | `results` | a job's end: result files, final report, journal |
+//! | `provenance` | a job's signed manifest, made at its end before the final report |
 //! | `files` | reading job files without following links |
 //! | `operations` | cancel, hold, release |
 //! | `job`, `error` | the running job's state; the error types |
@@ -51,6 +52,7 @@ mod files;
 mod job;
 mod operations;
 mod output;
+mod provenance;
 mod results;
 mod resume;
 mod steps;

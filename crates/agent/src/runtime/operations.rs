@@ -7,7 +7,7 @@
 use super::agent::Agent;
 use super::error::OperationError;
 use super::job::{fit, End, Step};
-use hpcsera_api_types::{JobStatus, Operation, OperationDone};
+use hpcsera_api_types::{JobStatus, Operation, OperationDone, SubJobStatus};
 
 impl Agent {
     /// Carries out `op` on job `id` and acknowledges it.
@@ -37,6 +37,10 @@ impl Agent {
             Ok(()) => "cancelled on request".to_string(),
             Err(e) => format!("cancelled on request; stopping it failed: {e}"),
         };
+        // The sub-job that ran ends with the job (it stayed `running` before).
+        if run.sub().is_some() && !matches!(run.step, Step::Start) {
+            run.set_sub(SubJobStatus::Cancelled, None, None, Some(msg.clone()));
+        }
         let end = End {
             status: JobStatus::Cancelled,
             exit_code: None,

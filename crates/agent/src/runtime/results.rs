@@ -31,6 +31,8 @@ impl Agent {
                 run.skipped.join(", ")
             );
         }
+        // Before the end: the server takes the manifest only while the job has not ended.
+        self.record_provenance(run, &end).await;
         let update = JobUpdate {
             status: Some(end.status),
             exit_code: end.exit_code,
@@ -87,11 +89,12 @@ impl Agent {
         let root = run.ctx.job_dir.clone();
         let read = tokio::task::spawn_blocking(move || read_inside(&root, &path, max)).await;
         match read {
-            Ok(Ok(Some(data))) => {
-                if let Err(e) = self.client.put_result(&run.job.id, name, &data).await {
-                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file");
+            Ok(Ok(Some(data))) => match self.client.put_result(&run.job.id, name, &data).await {
+                Ok(file) => run.uploaded.push(file),
+                Err(e) => {
+                    tracing::warn!(job = %run.job.id, file = %name, error = %e, "cannot upload result file")
                 }
-            }
+            },
             Ok(Ok(None)) => {
                 tracing::warn!(job = %run.job.id, file = %name, max, "result file too large; skipped");
             }

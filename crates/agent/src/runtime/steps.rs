@@ -17,7 +17,7 @@ use crate::batch::login::{run_login, LoginRequest};
 use crate::batch::{BatchError, BatchJobRef, BatchState, SubmitRequest};
 use crate::config::SubJobConfig;
 use crate::env::{batch_env, batch_job_name, job_env};
-use crate::script::render_batch_script;
+use crate::script::{modules_file_path, render_batch_script};
 use hpcsera_api_types::{JobStatus, JobUpdate, SubJobKind, SubJobStatus};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -190,6 +190,13 @@ impl Agent {
         let rendered = render_batch_script(&run.ctx.job_dir, &sub.name, script)?;
         let mut env = batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)?;
         add_code_env(&mut env, run.code.as_deref());
+        if run.jt.provenance.record_modules {
+            let file = modules_file_path(&run.ctx.job_dir, &sub.name);
+            env.push((
+                "HPCSERA_MODULES_FILE".into(),
+                file.to_string_lossy().into_owned(),
+            ));
+        }
         let name = batch_job_name(&run.job.id, &sub.name);
         let mut options = self.cfg.batch.submit_options.clone();
         options.extend(sub.options.iter().cloned());

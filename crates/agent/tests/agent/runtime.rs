@@ -177,6 +177,7 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
     let publish = PublishJobTypes {
         agent_version: None,
         agent_host: None,
+        agent_key: None,
         job_types: cfg.specs(),
     };
     first.publish_job_types("fake", &publish).await.unwrap();

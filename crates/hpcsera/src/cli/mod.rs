@@ -1,6 +1,7 @@
 //! The client commands of `hpcsera`: `login`, `logout`, `profiles`, `whoami`, `sites`,
-//! `job-types` and `job …`. They talk to the server only through the SDK (`hpcsera-client`),
-//! with the server and token of the chosen profile (`--profile`, `config.rs`).
+//! `job-types`, `job …` and `provenance …`. They talk to the server only through the SDK
+//! (`hpcsera-client`), with the server and token of the chosen profile (`--profile`,
+//! `config.rs`).
 //!
 //! Every command returns an exit code or a [`CliError`], which becomes one line on stderr
 //! (`error: …`) and a non-zero exit code; see [`exit`] for the codes.
@@ -12,6 +13,7 @@ mod job;
 mod login;
 mod output;
 mod params;
+mod provenance;
 mod wait;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -36,6 +38,8 @@ pub mod exit {
     pub const LOST: u8 = 72;
     /// With `--wait --timeout`: the job had not ended when the time was up (it goes on).
     pub const TIMED_OUT: u8 = 73;
+    /// `provenance verify`: the manifest does not verify (signature, job, or a file's digest).
+    pub const NOT_VERIFIED: u8 = 74;
     /// Ctrl-C (or SIGTERM) while waiting.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -83,6 +87,9 @@ pub enum ClientCommand {
     JobTypes(JobTypesArgs),
     /// Submit, watch and manage jobs.
     Job(job::JobArgs),
+    /// A job's signed provenance (RO-Crate): show, download, verify with the agent's key,
+    /// and find which job made or used a file.
+    Provenance(provenance::ProvenanceArgs),
 }
 
 #[derive(Args)]
@@ -178,6 +185,7 @@ impl ClientCommand {
             }
             ClientCommand::JobTypes(a) => &a.out.profile,
             ClientCommand::Job(a) => &a.out().profile,
+            ClientCommand::Provenance(a) => &a.out().profile,
         }
     }
 }
@@ -193,6 +201,7 @@ pub async fn run(cmd: ClientCommand) -> ExitCode {
         ClientCommand::Sites(o) => sites(o.output).await,
         ClientCommand::JobTypes(a) => job_types(&a.site, a.out.output).await,
         ClientCommand::Job(a) => job::run(a).await,
+        ClientCommand::Provenance(a) => provenance::run(a).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

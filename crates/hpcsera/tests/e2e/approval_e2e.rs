@@ -7,8 +7,8 @@
 //! fails saying which check failed, with nothing unpacked.
 
 use crate::code_e2e::{Env, SITE};
-use crate::common::code_tree;
 use crate::common;
+use crate::common::code_tree;
 use hpcsera_api_types::{JobStatus, SignedApproval};
 use hpcsera_approval::ApprovalMessage;
 use serde_json::json;

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{code_tree, slurm};
+use common::slurm;
 
 use hpcsera_api_types::{CodeStatus, JobStatus, OutputStream};
 use serde_json::{json, Value};
@@ -81,61 +81,6 @@ impl Env {
         }
     }
 
-    /// Runs the real binary; returns (success, stdout, stderr).
-    pub(crate) async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
-        self.hpcsera_env(args, &[]).await
-    }
-
-    /// [`Env::hpcsera`] with more environment variables.
-    pub(crate) async fn hpcsera_env(
-        &self,
-        args: &[&str],
-        env: &[(&str, &Path)],
-    ) -> (bool, String, String) {
-        let out = tokio::process::Command::new(common::bin())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("HPCSERA_URL", &self.url)
-            .env("HPCSERA_TOKEN", &self.token)
-            .env("HPCSERA_DATABASE_URL", &self.db_url)
-            .env("HPCSERA_CODE_DIR", &self.code_dir)
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// `hpcsera code push PATH`; the digest is the last line of stdout.
-    pub(crate) async fn push(&self, path: &Path) -> String {
-        let (ok, out, err) = self
-            .hpcsera(&["code", "push", path.to_str().unwrap()])
-            .await;
-        assert!(ok, "code push failed: {err}");
-        out.lines().last().unwrap_or_default().trim().to_string()
-    }
-
-    async fn decide(&self, verb: &str, id: &str, user: &str, reason: &str) -> (bool, String) {
-        let (ok, out, err) = self
-            .hpcsera(&[
-                "admin",
-                "code",
-                verb,
-                id,
-                "--project",
-                "p",
-                "--user",
-                user,
-                "--reason",
-                reason,
-            ])
-            .await;
-        (ok, format!("{out}{err}"))
-    }
-
     pub(crate) async fn submit(&self, params: Value) -> hpcsera_api_types::Job {
         self.submit_job("runcode", params).await
     }
@@ -179,13 +124,13 @@ impl Env {
 async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
     let env = Env::new().await;
     let src = env.dir.path().join("src");
-    code_tree(&src, "input data");
+    common::code_tree(&src, "input data");
     let id = env.push(&src).await;
     assert!(hpcsera_api_types::is_code_id(&id), "{id:?}");
     // The same tree again, and a copy with other mtimes: the same digest.
     assert_eq!(env.push(&src).await, id);
     let copy = env.dir.path().join("copy");
-    code_tree(&copy, "input data");
+    common::code_tree(&copy, "input data");
     std::fs::File::options()
         .write(true)
         .open(copy.join("data/input.txt"))
@@ -271,7 +216,7 @@ async fn pushed_code_runs_only_after_approval_of_the_hpc_digest() {
 async fn a_rejected_bundle_fails_its_job_and_is_deleted() {
     let env = Env::new().await;
     let src = env.dir.path().join("bad");
-    code_tree(&src, "bad");
+    common::code_tree(&src, "bad");
     let id = env.push(&src).await;
     let job = env.submit(json!({"src": id})).await;
     assert_eq!(job.status, JobStatus::AwaitingApproval);
@@ -379,13 +324,13 @@ async fn a_header_bomb_fails_its_job_with_a_short_message_and_the_agent_stays_sm
 async fn bytes_changed_after_approval_are_not_unpacked() {
     let env = Env::new().await;
     let src = env.dir.path().join("src");
-    code_tree(&src, "original");
+    common::code_tree(&src, "original");
     let id = env.push(&src).await;
     let job = env.submit(json!({"src": id})).await;
     env.wait_hpc_digest(&id).await;
     // The stored bytes change behind the server's back (a tampered disk, a bad replica).
     let other = env.dir.path().join("other");
-    code_tree(&other, "tampered");
+    common::code_tree(&other, "tampered");
     let tampered = env.dir.path().join("tampered.tar.gz");
     let out = env.push(&other).await;
     let other_file = env.code_dir.join(&out[..2]).join(&out);
@@ -407,7 +352,7 @@ async fn bytes_changed_after_approval_are_not_unpacked() {
 async fn job_submit_with_an_at_path_pushes_the_directory_and_references_it() {
     let env = Env::new().await;
     let src = env.dir.path().join("cli-src");
-    code_tree(&src, "from the cli");
+    common::code_tree(&src, "from the cli");
     let pushed = env.push(&src).await;
     let (ok, out, err) = env
         .hpcsera(&[
@@ -440,7 +385,7 @@ async fn job_submit_with_an_at_path_pushes_the_directory_and_references_it() {
 
 /// A code tree with a 200 KB file that does not compress.
 fn big_code_tree(root: &Path, seed: u64) {
-    code_tree(root, &format!("seed {seed}"));
+    common::code_tree(root, &format!("seed {seed}"));
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);

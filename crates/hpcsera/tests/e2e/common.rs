@@ -340,6 +340,66 @@ impl Env {
         self.dir.path()
     }
 
+    /// The agent's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Runs the real binary; returns (success, stdout, stderr).
+    pub async fn hpcsera(&self, args: &[&str]) -> (bool, String, String) {
+        self.hpcsera_env(args, &[]).await
+    }
+
+    /// [`Env::hpcsera`] with more environment variables.
+    pub async fn hpcsera_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &Path)],
+    ) -> (bool, String, String) {
+        let out = tokio::process::Command::new(bin())
+            .args(args)
+            .envs(env.iter().copied())
+            .env("HPCSERA_URL", &self.url)
+            .env("HPCSERA_TOKEN", &self.token)
+            .env("HPCSERA_DATABASE_URL", &self.db_url)
+            .env("HPCSERA_CODE_DIR", &self.code_dir)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `hpcsera code push PATH`; the digest is the last line of stdout.
+    pub async fn push(&self, path: &Path) -> String {
+        let (ok, out, err) = self
+            .hpcsera(&["code", "push", path.to_str().unwrap()])
+            .await;
+        assert!(ok, "code push failed: {err}");
+        out.lines().last().unwrap_or_default().trim().to_string()
+    }
+
+    pub async fn decide(&self, verb: &str, id: &str, user: &str, reason: &str) -> (bool, String) {
+        let (ok, out, err) = self
+            .hpcsera(&[
+                "admin",
+                "code",
+                verb,
+                id,
+                "--project",
+                "p",
+                "--user",
+                user,
+                "--reason",
+                reason,
+            ])
+            .await;
+        (ok, format!("{out}{err}"))
+    }
+
     /// The first `operation_done` or `operation_failed` event of job `id` after event
     /// `after`, waiting up to 60 s; `what` names the operation if it never comes.
     pub async fn operation_ack(&self, id: &str, after: i64, what: &str) -> JobEvent {

@@ -14,7 +14,8 @@ mod events;
 pub(crate) mod jobs;
 mod oauth;
 mod output;
-mod query;
+mod provenance;
+pub(crate) mod query;
 mod results;
 mod sites;
 mod system;
@@ -38,6 +39,10 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
     let blobs = OpenApiRouter::default()
         .routes(routes!(output::read_output, output::append_output))
         .routes(routes!(results::get_result, results::put_result))
+        .routes(routes!(
+            provenance::get_provenance,
+            provenance::put_provenance
+        ))
         .layer(DefaultBodyLimit::max(limits.blob_body_bytes()));
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(jobs::post_job))
@@ -49,6 +54,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(events::job_deliveries))
         .routes(routes!(results::list_results))
         .merge(blobs)
+        .routes(routes!(provenance::get_provenance_zip))
+        .routes(routes!(provenance::search_provenance))
         .routes(routes!(agent::agent_poll))
         .routes(routes!(agent::operation_done))
         .routes(routes!(agent::agent_cleanup))

@@ -4,6 +4,7 @@
 //! Owns parsing only; it must never decide defaults that belong to one route.
 
 use crate::error::{ApiError, ApiResult};
+use base64::Engine;
 
 /// Most items on one page of a listing.
 pub(crate) const MAX_PAGE: u32 = 1000;
@@ -31,5 +32,41 @@ pub(crate) fn query_i64(q: &Option<String>, key: &str, default: i64) -> ApiResul
             .ok()
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::bad_field(key, "must be a whole number ≥ 0")),
+    }
+}
+
+/// An opaque page cursor: `base64url("<kind><seq>")`, the kind a letter per listing.
+pub(crate) fn encode_cursor(kind: char, seq: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}{seq}"))
+}
+
+/// The sequence number of a cursor of `kind` (`None` for anything else).
+pub(crate) fn decode_cursor(kind: char, c: &str) -> Option<i64> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix(kind)?
+        .parse()
+        .ok()
+}
+
+/// An RFC 3339 time given as `key`, as Unix milliseconds.
+pub(crate) fn parse_time(key: &str, v: &str) -> ApiResult<i64> {
+    hpcsera_store::parse_rfc3339_ms(v)
+        .ok_or_else(|| ApiError::bad_field(key, "must be an RFC 3339 time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        assert_eq!(decode_cursor('j', &encode_cursor('j', 12345)), Some(12345));
+        assert_eq!(decode_cursor('p', &encode_cursor('j', 12345)), None);
+        assert_eq!(decode_cursor('j', "not a cursor"), None);
+        assert_eq!(decode_cursor('j', ""), None);
     }
 }

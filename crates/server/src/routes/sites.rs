@@ -10,6 +10,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use hpcsera_api_types::provenance::AgentKey;
 use hpcsera_api_types::{
     is_valid_name, ErrorBody, FieldError, JobTypeList, PublishJobTypes, SiteList,
 };
@@ -88,6 +89,14 @@ pub async fn put_job_types(
             errs.push(e);
         }
     }
+    let key = match body.agent_key.as_deref().map(AgentKey::parse) {
+        Some(Err(e)) => {
+            errs.push(FieldError::new("agentKey", e.to_string()));
+            None
+        }
+        Some(Ok(k)) => Some(k.to_string()),
+        None => None,
+    };
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
@@ -100,5 +109,10 @@ pub async fn put_job_types(
             &body.job_types,
         )
         .await?;
+    if let Some(k) = key {
+        st.store
+            .set_agent_key(&site, agent.token().project_id, &k)
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -187,7 +187,7 @@ async fn list(
                 next_link(
                     &access.project,
                     &filters,
-                    &crate::routes::jobs::encode_cursor(seq),
+                    &crate::routes::query::encode_cursor('j', seq),
                 )
             });
             (jobs, next, None, StatusCode::OK)

@@ -16,9 +16,9 @@
 mod access;
 mod code;
 mod device;
-mod keys;
 mod job;
 mod jobs;
+mod keys;
 mod live;
 mod login;
 mod pages;

@@ -4,31 +4,15 @@
 //! Owns the listing's query and its cursor format; the store bounds a page's size. It must
 //! never show a site-restricted token another site's jobs.
 
+use super::narrow_to_token_site;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
-use crate::routes::query::{pairs, parse_limit};
+use crate::routes::query::{decode_cursor, encode_cursor, pairs, parse_limit, parse_time};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use base64::Engine;
 use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, JobStatus, Role};
 use hpcsera_store::JobFilter;
-
-/// The opaque cursor of a listing page that continues before job `seq` (also the web UI's).
-pub(crate) fn encode_cursor(seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("j{seq}"))
-}
-
-fn decode_cursor(c: &str) -> Option<i64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    std::str::from_utf8(&raw)
-        .ok()?
-        .strip_prefix('j')?
-        .parse()
-        .ok()
-}
 
 /// List the project's jobs, newest first, optionally by status (repeat `status` or separate
 /// with commas), site, job type and creation time. Cursor pagination: pass the reply's
@@ -50,20 +34,11 @@ pub async fn find_jobs_by_status(
 ) -> ApiResult<Json<JobList>> {
     caller.require(Role::GetJobStatus)?;
     let mut f = job_filter(&q)?;
-    if let Some(restricted) = &caller.0.site {
-        match &f.site {
-            Some(s) if s != restricted => {
-                return Err(ApiError::Forbidden(format!(
-                    "this token is restricted to site {restricted:?}"
-                )))
-            }
-            _ => f.site = Some(restricted.clone()),
-        }
-    }
+    narrow_to_token_site(&caller, &mut f.site)?;
     let (jobs, next) = st.store.list_jobs(caller.0.project_id, &f).await?;
     Ok(Json(JobList {
         jobs,
-        next_cursor: next.map(encode_cursor),
+        next_cursor: next.map(|s| encode_cursor('j', s)),
     }))
 }
 
@@ -89,19 +64,11 @@ pub(crate) fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
             }
             "site" => f.site = Some(v),
             "jobType" => f.job_type = Some(v),
-            "createdAfter" => {
-                f.created_after = Some(hpcsera_store::parse_rfc3339_ms(&v).ok_or_else(|| {
-                    ApiError::bad_field("createdAfter", "must be an RFC 3339 time")
-                })?)
-            }
-            "createdBefore" => {
-                f.created_before = Some(hpcsera_store::parse_rfc3339_ms(&v).ok_or_else(|| {
-                    ApiError::bad_field("createdBefore", "must be an RFC 3339 time")
-                })?)
-            }
+            "createdAfter" => f.created_after = Some(parse_time("createdAfter", &v)?),
+            "createdBefore" => f.created_before = Some(parse_time("createdBefore", &v)?),
             "limit" => f.limit = parse_limit(&v)?,
             "cursor" => {
-                f.before_seq = Some(decode_cursor(&v).ok_or_else(|| {
+                f.before_seq = Some(decode_cursor('j', &v).ok_or_else(|| {
                     ApiError::bad_field("cursor", "is not a cursor this server handed out")
                 })?)
             }
@@ -109,16 +76,4 @@ pub(crate) fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
         }
     }
     Ok(f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trip_and_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(12345)), Some(12345));
-        assert_eq!(decode_cursor("not a cursor"), None);
-        assert_eq!(decode_cursor(""), None);
-    }
 }

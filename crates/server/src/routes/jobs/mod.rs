@@ -24,7 +24,7 @@ use hpcsera_store::StoreError;
 
 pub use list::*;
 pub use submit::*;
-pub(crate) use visible::visible_job;
+pub(crate) use visible::{narrow_to_token_site, visible_job};
 
 /// A job: status, parameters, what happened. `GET_JobStatus` (clients) or `GET_Job` (agents).
 #[utoipa::path(get, path = "/api/v1/job/{jobId}", tag = "jobs",

@@ -9,6 +9,22 @@ use crate::extract::Caller;
 use crate::state::AppState;
 use hpcsera_api_types::Job;
 
+/// Narrows a listing's `site` filter to the token's site: a site-restricted token lists only
+/// its site (asking for another is 403).
+pub(crate) fn narrow_to_token_site(caller: &Caller, site: &mut Option<String>) -> ApiResult<()> {
+    if let Some(restricted) = &caller.0.site {
+        match site {
+            Some(s) if s != restricted => {
+                return Err(ApiError::Forbidden(format!(
+                    "this token is restricted to site {restricted:?}"
+                )))
+            }
+            _ => *site = Some(restricted.clone()),
+        }
+    }
+    Ok(())
+}
+
 /// Reads a job and hides it (404) when the token's site restriction excludes it.
 pub(crate) async fn visible_job(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Job> {
     let job = st.store.get_job(caller.0.project_id, id).await?;
