@@ -36,6 +36,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/projects/{project}/code", get(list))
         .route("/ui/projects/{project}/code/{id}", get(bundle))
         .route("/ui/projects/{project}/code/{id}/decision", post(decide))
+        .route(
+            "/ui/projects/{project}/code/{id}/approval.txt",
+            get(super::signed::message_file),
+        )
+        .route(
+            "/ui/projects/{project}/code/{id}/signed",
+            post(super::signed::approve_signed),
+        )
 }
 
 /// A size for people: `812 B`, `4.0 KiB`, `1.5 MiB`.
@@ -159,6 +167,8 @@ struct BundlePage {
     /// The reason as typed, shown again with a problem.
     reason: String,
     max_reason: usize,
+    /// The message to sign for an approval with an SSH signature (pending, digests equal).
+    signing: Option<super::signed::Signing>,
 }
 
 /// `GET /ui/projects/{project}/code/{id}`.
@@ -181,7 +191,7 @@ async fn bundle(
 }
 
 /// The bundle page, with the problem of a decision that was refused.
-async fn bundle_page(
+pub(super) async fn bundle_page(
     state: &AppState,
     session: &UiSession,
     access: &ProjectAccess,
@@ -194,7 +204,7 @@ async fn bundle_page(
         return Err(UiError::NotFound.into());
     }
     let bundle = state.store.get_bundle(access.project_id, id).await?;
-    let waiting = state
+    let waiting: Vec<WaitingRow> = state
         .store
         .jobs_awaiting_bundle(access.project_id, id, MAX_WAITING_SHOWN)
         .await?
@@ -207,6 +217,13 @@ async fn bundle_page(
             owner: j.owner,
         })
         .collect();
+    let signing =
+        if bundle.status == CodeStatus::PendingApproval && digest_state(&bundle) == "match" {
+            let sites: Vec<String> = waiting.iter().map(|w| w.site.clone()).collect();
+            super::signed::signing(state, access, id, &sites).await?
+        } else {
+            None
+        };
     let path = crate::config::code_file_path(&state.config.code_dir, id);
     let files = match crate::bundles::list_bundle_files(&path).await {
         Ok(list) => Some(list),
@@ -237,6 +254,7 @@ async fn bundle_page(
             problem,
             reason,
             max_reason: MAX_REASON_CHARS,
+            signing,
         },
     ))
 }

@@ -22,6 +22,7 @@ mod keys;
 mod live;
 mod login;
 mod pages;
+mod signed;
 mod tokens;
 
 use crate::extract::Peer;

@@ -40,7 +40,7 @@ async fn pending_bundle(t: &TestApp, content: &str) -> (String, String) {
 }
 
 /// Registers the public key of `key` for `user`.
-async fn register(t: &TestApp, user: &str, key: &Path) {
+pub(crate) async fn register(t: &TestApp, user: &str, key: &Path) {
     let k = parse_public_key(&openssh::public_line(key)).unwrap();
     let u = t.store.user_by_name(user).await.unwrap().unwrap();
     t.store

@@ -341,3 +341,86 @@ async fn the_memberships_roles_decide_who_sees_and_decides_on_bundles() {
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(bundle_status(&t, &id).await["status"], "approved");
 }
+
+/// The text of the element with this id in a page (HTML entities of `&`, `<`, `>` undone).
+fn element_text(body: &str, id: &str) -> String {
+    let start = body.find(&format!("id=\"{id}\">")).expect("the element") + id.len() + 6;
+    let end = start + body[start..].find("</").expect("its end");
+    body[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_pasted_ssh_signature_approves_as_the_keys_owner_and_a_bad_one_changes_nothing() {
+    use crate::approvals::{openssh, register};
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = openssh::ed25519(dir.path(), "carol-key");
+    register(&t, "carol", &key).await;
+    let (id, job) = waiting_job(&t, "#!/bin/sh\necho signed\n").await;
+    let mut b = Browser::logged_in(&t, "carol").await;
+    let page = format!("/ui/projects/proj-a/code/{id}");
+    // No signing before the cluster's digest is reported and equal.
+    let p = b.get(&page).await;
+    assert!(!p.body.contains("id=\"signed-form\""), "{}", p.body);
+    report_digest(&t, &id).await;
+    let p = b.get(&page).await;
+    assert!(p.body.contains("id=\"signed-form\""), "{}", p.body);
+    // The message shown and the file offered are the same bytes, naming the waiting job's site.
+    let shown = element_text(&p.body, "approval-message");
+    let want =
+        format!("hpcsera-code-approval v1\ndigest sha256:{id}\nproject proj-a\nsite {SITE}\n");
+    assert_eq!(shown, want);
+    let file = b.get(&format!("{page}/approval.txt?sites={SITE}")).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.body, want);
+    let csrf = hidden(&p.body, "csrf");
+    let sites = hidden(&p.body, "sites");
+    assert_eq!(sites, SITE);
+
+    // A signature by a key nobody registered: refused on the page, nothing approved.
+    let stranger = openssh::ed25519(dir.path(), "stranger");
+    let foreign = openssh::sign(&stranger, openssh::NS, &want);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("sites", sites.as_str()),
+        ("signature", foreign.as_str()),
+    ];
+    let p = b.post(&format!("{page}/signed"), &form).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("not registered"), "{}", p.body);
+    assert_eq!(bundle_status(&t, &id).await["status"], "pending_approval");
+    // Without the CSRF token: refused before anything is looked at.
+    let sig = openssh::sign(&key, openssh::NS, &want);
+    let no_csrf = [("sites", sites.as_str()), ("signature", sig.as_str())];
+    let p = b.post(&format!("{page}/signed"), &no_csrf).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert_eq!(bundle_status(&t, &id).await["status"], "pending_approval");
+
+    // carol's own signature, pasted with a textarea's CRLF line breaks: approved as carol,
+    // with the message and signature kept for the agents to check; the job is queued.
+    let pasted = sig.replace('\n', "\r\n");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("sites", sites.as_str()),
+        ("signature", pasted.as_str()),
+    ];
+    let p = b.post(&format!("{page}/signed"), &form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let s = bundle_status(&t, &id).await;
+    assert_eq!(s["status"], "approved");
+    assert_eq!(s["decidedBy"], "carol");
+    assert_eq!(s["approval"]["message"], want.as_str());
+    assert_eq!(s["approval"]["signature"], sig.as_str());
+    assert_eq!(job_status(&t, &job).await["status"], "queued");
+    let (ok, why) = openssh::verify(
+        &format!("carol {}", openssh::public_line(&key)),
+        "carol",
+        &want,
+        s["approval"]["signature"].as_str().unwrap(),
+    );
+    assert!(ok, "ssh-keygen -Y verify: {why}");
+}
