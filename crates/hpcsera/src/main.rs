@@ -29,6 +29,8 @@ struct Cli {
         env = "HPCSERA_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +131,8 @@ struct ServerArgs {
     #[command(flatten)]
     connections: config::Connections,
     #[command(flatten)]
+    tls: config::TlsFiles,
+    #[command(flatten)]
     ui: config::Ui,
     #[command(flatten)]
     device: config::DeviceFlow,
@@ -175,6 +179,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         webhooks: args.webhooks,
         rate_limits: args.rate_limits,
         connections: args.connections,
+        tls: args.tls,
         ui: args.ui,
         device: args.device,
     };
@@ -203,6 +208,7 @@ fn private_umask() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    cli::set_global(cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

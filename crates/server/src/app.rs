@@ -5,13 +5,15 @@
 //! It owns the process-level wiring only; it must never answer a request itself (handlers in
 //! `routes` do) nor write to the store except through the tasks it starts.
 
-use crate::audit::{self, AuditSink};
+use crate::audit::AuditSink;
 use crate::config::ServerConfig;
 use crate::error::{self, REQUEST_ID};
 use crate::extract::{AuditSlot, Peer, RefusalSlot};
+use crate::forwarded::TlsConnection;
 use crate::metrics::{self, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
+use crate::tls::Tls;
 use crate::{routes, serve, webhooks};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderName;
@@ -60,16 +62,16 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let path =
         hpcsera_api_types::cut_to_bytes(req.uri().path(), hpcsera_store::MAX_AUDIT_PATH_BYTES)
             .to_string();
-    let peer = audit::peer_address(
+    let peer = Peer::of(
         req.extensions()
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
+        req.extensions().get::<TlsConnection>().is_some(),
+        req.headers(),
         &state.config.connections.trusted_proxies,
     );
-    req.extensions_mut().insert(Peer(peer.clone()));
+    let peer_address = peer.address.clone();
+    req.extensions_mut().insert(peer);
     let refusal = RefusalSlot::default();
     req.extensions_mut().insert(refusal.clone());
     let rid = req
@@ -93,7 +95,7 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     if let Some(reason) = refused {
         state
             .audit
-            .auth_failure(hpcsera_store::now_ms(), reason, peer);
+            .auth_failure(hpcsera_store::now_ms(), reason, peer_address);
     } else if who.is_some() {
         state.audit.record(AuditRecord {
             at: hpcsera_store::now_ms(),
@@ -114,11 +116,19 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     audit_task: tokio::task::JoinHandle<()>,
+    /// The server's own TLS (`--tls-cert`), reloaded on SIGHUP.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Application {
     /// Binds the listener and prepares the state.
     pub async fn build(config: ServerConfig, store: Store) -> std::io::Result<Application> {
+        let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                Tls::load(cert, key).map_err(std::io::Error::other)?,
+            )),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let metrics = Arc::new(Metrics::default());
         let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
@@ -151,11 +161,17 @@ impl Application {
             listener,
             state,
             audit_task,
+            tls,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the server speaks HTTPS itself.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` completes, then drains the audit queue.
@@ -167,9 +183,13 @@ impl Application {
             listener,
             state,
             audit_task,
+            tls,
         } = self;
         let reaper = tokio::spawn(reap_leases(state.clone()));
         let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
+        let reload = tls
+            .clone()
+            .map(|t| tokio::spawn(crate::tls::reload_on_hangup(t)));
         let limits = serve::Limits {
             max_connections: match state.config.connections.max_connections {
                 0 => serve::default_max_connections(),
@@ -179,7 +199,10 @@ impl Application {
         };
         tracing::debug!(max_connections = limits.max_connections, "serving");
         let app = router(state);
-        serve::serve(listener, app, limits, shutdown).await;
+        serve::serve(listener, app, limits, tls, shutdown).await;
+        if let Some(r) = reload {
+            r.abort();
+        }
         reaper.abort();
         webhooks.abort();
         let _ = reaper.await;

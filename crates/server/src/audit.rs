@@ -8,7 +8,6 @@
 use crate::metrics::Metrics;
 use hpcsera_store::{AuditRecord, AuthFailureCount, Store};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -111,75 +110,5 @@ impl AuditSink {
         if self.tx.try_send(e).is_err() {
             self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// The client's address: the socket peer; behind a trusted proxy (the socket peer is one of
-/// `trusted`), the right-most address of `X-Forwarded-For` that is not itself a trusted
-/// proxy (what the nearest untrusted hop was seen as). Empty when unknown.
-pub fn peer_address(
-    socket: Option<SocketAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
-) -> String {
-    let Some(socket) = socket else {
-        return String::new();
-    };
-    let ip = socket.ip().to_canonical();
-    if !trusted.contains(&ip) {
-        return ip.to_string();
-    }
-    let mut peer = ip;
-    if let Some(ff) = forwarded_for {
-        for hop in ff.rsplit(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(a) => {
-                    peer = a.to_canonical();
-                    if !trusted.contains(&peer) {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    }
-    peer.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_peer_is_the_socket_unless_a_trusted_proxy_forwards() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let sock = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 5000));
-        assert_eq!(
-            peer_address(sock("192.0.2.7"), Some("1.2.3.4"), &[proxy]),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            peer_address(sock("10.0.0.1"), Some("1.2.3.4"), &[proxy]),
-            "1.2.3.4"
-        );
-        assert_eq!(
-            peer_address(
-                sock("10.0.0.1"),
-                Some("6.6.6.6, 1.2.3.4, 10.0.0.1"),
-                &[proxy]
-            ),
-            "1.2.3.4",
-            "the client cannot choose its address by sending X-Forwarded-For itself"
-        );
-        assert_eq!(peer_address(sock("10.0.0.1"), None, &[proxy]), "10.0.0.1");
-        assert_eq!(
-            peer_address(sock("10.0.0.1"), Some("junk"), &[proxy]),
-            "10.0.0.1"
-        );
-        assert_eq!(
-            peer_address(sock("::ffff:192.0.2.7"), None, &[]),
-            "192.0.2.7"
-        );
-        assert_eq!(peer_address(None, None, &[]), "");
     }
 }

@@ -19,8 +19,6 @@ use std::path::{Path, PathBuf};
 pub struct CodeArgs {
     #[command(subcommand)]
     command: CodeCmd,
-    #[command(flatten)]
-    profile: super::config::ProfileArg,
 }
 
 #[derive(Subcommand)]
@@ -40,7 +38,6 @@ enum CodeCmd {
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
     // The token comes from the environment or the login file, never from the command line,
     // so it never shows in a process list.
-    super::config::choose(&args.profile);
     let client = super::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     match args.command {
         CodeCmd::Push { path } => {

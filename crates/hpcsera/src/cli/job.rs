@@ -1,9 +1,7 @@
 //! `hpcsera job …`: submit, get, list, wait, logs, results, cancel, hold, release, delete.
 
 use super::wait::{self, WaitEnd, WaitOptions};
-use super::{
-    client, exit, output, params, site_job_types, CliError, CliResult, Format, OutputArgs,
-};
+use super::{client, exit, output, params, site_job_types, CliError, CliResult, Format};
 use clap::{Args, Subcommand};
 use hpcsera_api_types::is_valid_result_name;
 use hpcsera_client::{Client, JobQuery, JobStatus, NewJob, Operation, OutputStream};
@@ -12,17 +10,8 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct JobArgs {
-    #[command(flatten)]
-    out: OutputArgs,
     #[command(subcommand)]
     cmd: JobCommand,
-}
-
-impl JobArgs {
-    /// The flags every client command has.
-    pub(crate) fn out(&self) -> &OutputArgs {
-        &self.out
-    }
 }
 
 #[derive(Subcommand)]
@@ -129,7 +118,7 @@ struct ListArgs {
 }
 
 pub async fn run(a: JobArgs) -> CliResult {
-    let format = a.out.output;
+    let format = super::format();
     let c = client()?;
     match a.cmd {
         JobCommand::Submit(s) => submit(&c, s, format).await,
