@@ -44,7 +44,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Administer users, projects, memberships, tokens and sites (on the server host).
     Admin(admin::AdminArgs),
     /// Run the HPC agent (on a login node, as an ordinary user).
@@ -233,7 +233,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = rt.block_on(async move {
         match command {
-            Command::Server(a) => run_server(a).await,
+            Command::Server(a) => run_server(*a).await,
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,

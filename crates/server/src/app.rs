@@ -82,15 +82,28 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .to_string();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let resp = REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let (resp, long_poll) =
+        metrics::scope_request(REQUEST_ID.scope(rid.clone(), next.run(req))).await;
     let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
     state.metrics.observe(
         &route,
         method_label,
         status,
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
+        long_poll,
     );
     let who = slot.0.lock().ok().and_then(|mut s| s.take());
+    access_log(&AccessLine {
+        method: &method,
+        route: &route,
+        status,
+        elapsed,
+        request_id: &rid,
+        token_id: who.as_ref().map(|t| t.token_id.as_str()),
+        peer: &peer_address,
+        long_poll,
+    });
     let refused = refusal.0.lock().ok().and_then(|mut s| s.take());
     if let Some(reason) = refused {
         state
@@ -109,6 +122,38 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         });
     }
     resp
+}
+
+/// What the access log says about one request.
+struct AccessLine<'a> {
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    elapsed: std::time::Duration,
+    request_id: &'a str,
+    token_id: Option<&'a str>,
+    peer: &'a str,
+    long_poll: bool,
+}
+
+/// One line per request (target `hpcsera::access`, level info): method, the matched route
+/// template (never the raw path, which can hold a secret), status, duration in ms (a number),
+/// request id, the token's id (never its secret), the client's address, and whether it was a
+/// long poll. `HPCSERA_LOG=info,hpcsera::access=off` silences it.
+fn access_log(a: &AccessLine<'_>) {
+    let duration_ms = (a.elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    tracing::info!(
+        target: "hpcsera::access",
+        method = a.method,
+        route = a.route,
+        status = a.status,
+        duration_ms,
+        request_id = a.request_id,
+        token = a.token_id,
+        peer = a.peer,
+        long_poll = a.long_poll,
+        "request"
+    );
 }
 
 /// A bound, ready-to-serve server.

@@ -28,6 +28,16 @@ pub enum AuditEntry {
     },
 }
 
+impl AuditEntry {
+    /// When it happened (Unix ms).
+    fn at(&self) -> i64 {
+        match self {
+            AuditEntry::Record(r) => r.at,
+            AuditEntry::AuthFailure { at, .. } => *at,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditEntry>,
@@ -38,11 +48,13 @@ impl AuditSink {
     /// Starts the writer task. It ends, after writing what is queued, when every sink is dropped.
     pub fn start(store: Store, metrics: Arc<Metrics>) -> (AuditSink, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(QUEUE);
+        let writer_metrics = metrics.clone();
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut records = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let mut failures: HashMap<(i64, &'static str, String), i64> = HashMap::new();
+                let oldest = batch.iter().map(AuditEntry::at).min().unwrap_or(0);
                 for e in batch.drain(..) {
                     match e {
                         AuditEntry::Record(r) => records.push(r),
@@ -53,9 +65,19 @@ impl AuditSink {
                         }
                     }
                 }
-                if let Err(e) = store.write_audit(&records).await {
-                    tracing::error!(error = %crate::error::chain(&e), n = records.len(), "could not write audit records");
+                match store.write_audit(&records).await {
+                    Ok(()) => {
+                        let n = records.len() as u64;
+                        writer_metrics.audit_written.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), n = records.len(), "could not write audit records");
+                    }
                 }
+                let lag = (hpcsera_store::now_ms() - oldest).max(0);
+                writer_metrics
+                    .audit_lag_ms
+                    .store(lag as u64, Ordering::Relaxed);
                 records.clear();
                 let counts: Vec<AuthFailureCount> = failures
                     .into_iter()
@@ -100,6 +122,11 @@ impl AuditSink {
             status,
             request_id: crate::error::REQUEST_ID.try_with(Clone::clone).ok(),
         });
+    }
+
+    /// Entries waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     pub fn auth_failure(&self, at: i64, reason: &'static str, peer: String) {

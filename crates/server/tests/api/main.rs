@@ -8,6 +8,7 @@ mod code;
 mod common;
 mod device;
 mod jobs;
+mod observability;
 mod provenance;
 mod roles;
 mod service;
