@@ -1,11 +1,13 @@
 //! `hpcsera admin …`: bootstrap and administration on the server host, straight on the
 //! database (no token needed: whoever can read the database is the administrator).
 
+use crate::cli::{json_output, print_json};
 use crate::DbArgs;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_api_types::{is_valid_name, RoleSet};
 use hpcsera_store::{fmt_ms, now_ms, parse_rfc3339_ms, NewToken, Store};
+use serde_json::json;
 use std::io::BufRead;
 
 #[derive(Args)]
@@ -35,7 +37,7 @@ enum AdminCommand {
     Site(SiteCmd),
     /// Code bundles: approve or reject (a member of the project decides).
     #[command(subcommand)]
-    Code(CodeCmd),
+    Code(crate::admin_code::CodeCmd),
     /// Delete finished jobs (with their events, output, results, webhook deliveries) and audit
     /// records older than an age, e.g. `--jobs-older-than 90d --audit-older-than 30d` (for cron).
     Prune {
@@ -45,39 +47,6 @@ enum AdminCommand {
         /// Audit records older than this.
         #[arg(long)]
         audit_older_than: Option<String>,
-    },
-}
-
-/// What `code approve` and `code reject` both take.
-#[derive(Args)]
-struct Decision {
-    id: String,
-    #[arg(long)]
-    project: String,
-    /// The person who decides: a member of the project.
-    #[arg(long)]
-    user: String,
-    #[arg(long)]
-    reason: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum CodeCmd {
-    /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
-    Approve(Decision),
-    /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
-    Reject(Decision),
-    /// A project's bundles with both digests side by side.
-    List {
-        #[arg(long)]
-        project: String,
-    },
-    /// Retention: forget pending and approved bundles older than this that no waiting or
-    /// running job references, and delete bytes no project keeps (run it from cron).
-    Prune {
-        /// Age: a duration such as 30d or 12h.
-        #[arg(long, default_value = "30d")]
-        older_than: String,
     },
 }
 
@@ -227,7 +196,7 @@ pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
 }
 
 /// Parses an age such as `30d`, `12h`, `45m`, `90s` into milliseconds.
-fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
@@ -274,7 +243,7 @@ async fn run_on(
             audit_older_than,
         } => prune(store, jobs_older_than, audit_older_than).await,
         AdminCommand::Site(c) => site(store, c).await,
-        AdminCommand::Code(c) => code(store, code_dir, c).await,
+        AdminCommand::Code(c) => crate::admin_code::run(store, code_dir, c).await,
     }
 }
 
@@ -350,7 +319,15 @@ async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Key(c) => crate::admin_keys::run(store, c).await?,
         UserCmd::List => {
-            for u in store.list_users().await? {
+            let users = store.list_users().await?;
+            if json_output() {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| json!({"name": u.name, "admin": u.is_admin, "createdAt": fmt_ms(u.created_at)}))
+                    .collect();
+                return print_json(&json!({ "users": list }));
+            }
+            for u in users {
                 println!(
                     "{}\t{}\t{}",
                     u.name,
@@ -374,7 +351,15 @@ async fn project(store: &Store, cmd: ProjectCmd) -> anyhow::Result<()> {
             println!("{}", store.webhook_secret(&name).await?);
         }
         ProjectCmd::List => {
-            for (name, desc, members) in store.list_projects().await? {
+            let projects = store.list_projects().await?;
+            if json_output() {
+                let list: Vec<_> = projects
+                    .iter()
+                    .map(|(name, desc, members)| json!({"name": name, "description": desc, "members": members}))
+                    .collect();
+                return print_json(&json!({ "projects": list }));
+            }
+            for (name, desc, members) in projects {
                 println!("{name}\t{}\t{desc}", members.join(","));
             }
         }
@@ -397,15 +382,33 @@ async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
             println!("token {id} revoked");
         }
         TokenCmd::List { user } => {
-            for t in store.list_tokens(user.as_deref()).await? {
-                let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
-                let state = if t.revoked_at.is_some() {
-                    "revoked".to_string()
+            let tokens = store.list_tokens(user.as_deref()).await?;
+            let state = |t: &hpcsera_store::TokenRecord| {
+                if t.revoked_at.is_some() {
+                    "revoked"
                 } else if t.expires_at.is_some_and(|e| e <= now_ms()) {
-                    "expired".to_string()
+                    "expired"
                 } else {
-                    "active".to_string()
-                };
+                    "active"
+                }
+            };
+            if json_output() {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id, "name": t.name, "user": t.user, "project": t.project,
+                            "roles": t.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "site": t.site, "expiresAt": t.expires_at.map(fmt_ms),
+                            "lastUsedAt": t.last_used_at.map(fmt_ms), "state": state(t),
+                        })
+                    })
+                    .collect();
+                return print_json(&json!({ "tokens": list }));
+            }
+            for t in &tokens {
+                let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
+                let state = state(t);
                 println!(
                     "{}\t{}\t{}\t{}\t{}\tsite={}\texpires={}\tlast_used={}\t{state}",
                     t.id,
@@ -465,12 +468,21 @@ async fn create_token(
         "token {} for {user} in {project}: roles {}{}{}",
         rec.id,
         role_names.join(","),
-        rec.site.map(|s| format!(", site {s}")).unwrap_or_default(),
+        rec.site
+            .as_deref()
+            .map(|s| format!(", site {s}"))
+            .unwrap_or_default(),
         rec.expires_at
             .map(|e| format!(", expires {}", fmt_ms(e)))
             .unwrap_or_default(),
     );
     eprintln!("the secret is shown once; store it now:");
+    if json_output() {
+        return print_json(&json!({
+            "id": rec.id, "user": user, "project": project, "roles": role_names,
+            "site": rec.site, "expiresAt": rec.expires_at.map(fmt_ms), "secret": secret,
+        }));
+    }
     println!("{secret}");
     Ok(())
 }
@@ -483,17 +495,27 @@ async fn prune(
     if jobs_older_than.is_none() && audit_older_than.is_none() {
         bail!("say what to prune: --jobs-older-than AGE and/or --audit-older-than AGE");
     }
+    let mut counts = serde_json::Map::new();
     if let Some(age) = jobs_older_than {
         let n = store
             .prune_jobs(now_ms() - parse_age("--jobs-older-than", &age)?)
             .await?;
-        println!("{n} finished jobs deleted");
+        counts.insert("jobsDeleted".into(), json!(n));
+        if !json_output() {
+            println!("{n} finished jobs deleted");
+        }
     }
     if let Some(age) = audit_older_than {
         let n = store
             .prune_audit(now_ms() - parse_age("--audit-older-than", &age)?)
             .await?;
-        println!("{n} audit records deleted");
+        counts.insert("auditRecordsDeleted".into(), json!(n));
+        if !json_output() {
+            println!("{n} audit records deleted");
+        }
+    }
+    if json_output() {
+        print_json(&counts)?;
     }
     Ok(())
 }
@@ -506,7 +528,19 @@ async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
             println!("site {name} added");
         }
         SiteCmd::List => {
-            for (project, s) in store.list_site_projects().await? {
+            let sites = store.list_site_projects().await?;
+            if json_output() {
+                let list: Vec<_> = sites
+                    .iter()
+                    .map(|(project, s)| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        v["project"] = json!(project);
+                        v
+                    })
+                    .collect();
+                return print_json(&json!({ "sites": list }));
+            }
+            for (project, s) in sites {
                 println!(
                     "{}\tproject={}\tlast_seen={}\tagent={}\tjob_types={}",
                     s.name,
@@ -518,104 +552,6 @@ async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Approves or rejects a code bundle as `user` (a member of the project), as the web UI does
-/// (`hpcsera_server::bundles::decide_bundle`: the decision, then the rejected file's
-/// retention). Agents' long polls notice within their 2 s re-check: this process cannot wake
-/// the server's waiters.
-pub async fn decide_code(
-    store: &Store,
-    code_dir: &std::path::Path,
-    project: &str,
-    id: &str,
-    user: &str,
-    approve: bool,
-    reason: Option<&str>,
-) -> anyhow::Result<hpcsera_store::CodeDecision> {
-    if !hpcsera_api_types::is_code_id(id) {
-        bail!("{id:?} is not a code bundle id (64 lower-case hex digits)");
-    }
-    hpcsera_server::bundles::decide_bundle(store, code_dir, project, id, user, approve, reason)
-        .await
-        .map_err(|e| match e {
-            hpcsera_store::StoreError::Invalid(f) => anyhow::anyhow!(
-                "{}",
-                f.iter()
-                    .map(|f| format!("--{}: {}", f.field, f.problem))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            other => anyhow::Error::new(other),
-        })
-}
-
-async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {
-    let (decision, approve) = match cmd {
-        CodeCmd::List { project } => {
-            let pid = store
-                .project_id(&project)
-                .await
-                .with_context(|| format!("project {project:?}"))?;
-            println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
-            for b in store.list_bundles(pid).await? {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    b.id,
-                    b.status,
-                    b.size,
-                    b.id,
-                    b.hpc_sha256.as_deref().unwrap_or("-"),
-                    b.decided_by.as_deref().unwrap_or("-")
-                );
-            }
-            return Ok(());
-        }
-        CodeCmd::Prune { older_than } => {
-            let age = parse_age("--older-than", &older_than)?;
-            let gone = store.prune_bundles(now_ms() - age).await?;
-            let mut deleted = 0;
-            for id in &gone {
-                let path = hpcsera_server::code_file_path(code_dir, id);
-                if store.delete_code_file_if_unkept(id, &path).await? {
-                    deleted += 1;
-                }
-            }
-            println!("{deleted} code bundle file(s) deleted");
-            return Ok(());
-        }
-        CodeCmd::Approve(d) => (d, true),
-        CodeCmd::Reject(d) => (d, false),
-    };
-    let Decision {
-        id,
-        project,
-        user,
-        reason,
-    } = decision;
-    let d = decide_code(
-        store,
-        code_dir,
-        &project,
-        &id,
-        &user,
-        approve,
-        reason.as_deref(),
-    )
-    .await?;
-    println!("client_sha256\t{}", d.bundle.id);
-    println!(
-        "hpc_sha256\t{}",
-        d.bundle.hpc_sha256.as_deref().unwrap_or("-")
-    );
-    println!(
-        "code bundle {} {} by {user}; {} waiting job(s) {}",
-        d.bundle.id,
-        d.bundle.status,
-        d.jobs_changed.len(),
-        if approve { "queued" } else { "failed" }
-    );
     Ok(())
 }
 

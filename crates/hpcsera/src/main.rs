@@ -2,13 +2,15 @@
 //! host, and (in later capabilities) the agent and the client.
 
 mod admin;
+mod admin_code;
 mod admin_keys;
 mod agent_cmd;
 mod cli;
 mod dev;
+mod manpages;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use hpcsera_server::{config, Application, ServerConfig};
 use hpcsera_store::Store;
 use std::path::PathBuf;
@@ -54,6 +56,15 @@ enum Command {
     Dev(dev::DevArgs),
     /// Print the OpenAPI description of the REST API.
     Openapi,
+    /// Print a shell completion script: `source <(hpcsera completions bash)`, or save it where
+    /// the shell loads completions (see README, "Shell completions and man pages").
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (hpcsera.1 and one per subcommand, e.g. hpcsera-job-submit.1) into
+    /// DIR: `hpcsera man ~/.local/share/man/man1`.
+    Man { dir: PathBuf },
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Upload code bundles and follow their approval.
@@ -240,6 +251,12 @@ fn main() -> std::process::ExitCode {
             Command::Code(a) => cli::code::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::spec_json());
+                Ok(())
+            }
+            Command::Completions { shell } => manpages::completions(Cli::command(), shell),
+            Command::Man { dir } => {
+                let pages = manpages::write_man_pages(Cli::command(), &dir)?;
+                eprintln!("{} man pages written to {}", pages.len(), dir.display());
                 Ok(())
             }
             Command::Client(_) => Ok(()),

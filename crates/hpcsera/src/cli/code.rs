@@ -42,10 +42,17 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
     match args.command {
         CodeCmd::Push { path } => {
             let id = push_path(&client, &path).await?;
-            println!("{id}");
+            if super::json_output() {
+                super::print_json(&serde_json::json!({ "id": id }))?;
+            } else {
+                println!("{id}");
+            }
         }
         CodeCmd::Status { id } => {
             let b = client.code_status(&id).await?;
+            if super::json_output() {
+                return super::print_json(&b);
+            }
             println!("id\t{}", b.id);
             println!("status\t{}", b.status);
             println!("size\t{}", b.size);
@@ -67,7 +74,11 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
         }
         CodeCmd::Approve(a) => super::approve::run(&client, a).await?,
         CodeCmd::List => {
-            for b in client.list_code().await? {
+            let bundles = client.list_code().await?;
+            if super::json_output() {
+                return super::print_json(&serde_json::json!({ "bundles": bundles }));
+            }
+            for b in bundles {
                 println!(
                     "{}\t{}\t{}\t{}\thpc={}",
                     b.id,

@@ -64,11 +64,13 @@ struct SubmitArgs {
     /// The job type, e.g. `hello` (see `hpcsera job-types SITE`).
     job_type: String,
     /// A parameter, converted by its declared type (repeatable). `-p name=@path` on a
-    /// parameter of type code pushes the directory or tar.gz as a code bundle first.
-    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    /// parameter of type code pushes the directory or tar.gz as a code bundle first;
+    /// `-p @FILE` reads a parameter file (YAML, or JSON for `.json`) in its place.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE|@FILE")]
     params: Vec<String>,
-    /// A JSON object of parameter values; -p values override it.
-    #[arg(long, value_name = "FILE")]
+    /// A parameter file: a YAML (or, for `.json`, JSON) mapping of parameter values; -p
+    /// values override it.
+    #[arg(long = "params-file", alias = "param-file", value_name = "FILE")]
     param_file: Option<PathBuf>,
     /// Makes the submission safe to retry: the same key and request give the same job.
     #[arg(long, value_name = "KEY")]

@@ -98,6 +98,16 @@ pub fn format() -> Format {
     global().output
 }
 
+/// Whether `--output json` was chosen.
+pub fn json_output() -> bool {
+    format() == Format::Json
+}
+
+/// Prints `v` as pretty JSON (for the commands whose errors are `anyhow`: `code`, `admin`).
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    output::json(v).map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
 /// How the SDK connects: the CA file of `--ca-file`, and `request` as the request timeout.
 pub fn http_options(request: std::time::Duration) -> hpcsera_client::HttpOptions {
     hpcsera_client::HttpOptions {

@@ -11,6 +11,7 @@
 //! | `provenance_e2e` | signed RO-Crate manifests: validated with roc-validator and rocrate, verified, tampered with, searched |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `conventions` | completions, man pages, `--output json` everywhere, YAML parameter files, `--profile` first |
 //! | `deploy` | `deploy/`: systemd units verified, example agent configs, cron lines run |
 //! | `tls` | the server's own TLS with a private CA: CLI, agent, SIGHUP reload, proxies |
 //!
@@ -26,6 +27,7 @@ mod approval_e2e;
 mod cli;
 mod code_e2e;
 mod connections;
+mod conventions;
 mod deploy;
 mod e2e;
 mod provenance_e2e;
