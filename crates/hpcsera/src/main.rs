@@ -2,7 +2,6 @@
 //! host, and (in later capabilities) the agent and the client.
 
 mod admin;
-mod admin_keys;
 mod agent_cmd;
 mod cli;
 mod dev;
