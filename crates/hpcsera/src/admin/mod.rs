@@ -78,22 +78,14 @@ pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
     now.checked_add(ms).context("--expires is too far away")
 }
 
-/// Parses an age such as `30d`, `12h`, `45m`, `90s` into milliseconds; `flag` names the
-/// option in errors.
+/// Parses an age such as `30d`, `12h`, `45m`, `90s` (`hpcsera_api_types::duration`) into
+/// milliseconds; `flag` names the option in errors.
 fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
+    let secs =
+        hpcsera_api_types::duration::parse_secs(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    i64::try_from(secs)
         .ok()
-        .with_context(|| format!("{flag} {s:?}: expected a duration like 30d, 12h or 45m"))?;
-    let ms = match unit {
-        "d" => 86_400_000,
-        "h" => 3_600_000,
-        "m" => 60_000,
-        "s" => 1_000,
-        _ => bail!("{flag} {s:?}: the unit must be d, h, m or s"),
-    };
-    n.checked_mul(ms)
+        .and_then(|s| s.checked_mul(1_000))
         .with_context(|| format!("{flag} is too long"))
 }
 
