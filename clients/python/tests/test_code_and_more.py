@@ -91,11 +91,10 @@ def approve_in_the_web_ui(url: str, user_code: str, roles: list) -> None:
         ui.post("/ui/login", data={"csrf": csrf, "user": person, "password": password}).raise_for_status()
         page = ui.get("/ui/device", params={"user_code": user_code}).text
         csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-        form = [("csrf", csrf), ("user_code", user_code), ("decision", "approve")]
-        form += [("role", r) for r in roles]
+        form = {"csrf": csrf, "user_code": user_code, "decision": "approve", "role": roles}
         lifetime = re.search(r'<option value="([^"]+)"[^>]*selected', page)
         if lifetime:
-            form.append(("lifetime", lifetime.group(1)))
+            form["lifetime"] = lifetime.group(1)
         ui.post("/ui/device", data=form).raise_for_status()
 
 
