@@ -19,6 +19,7 @@ mod mint;
 mod output;
 mod provenance;
 mod retention;
+mod seed;
 mod secrets;
 mod sessions;
 mod sites;
