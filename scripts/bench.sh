@@ -153,6 +153,11 @@ bench_backend() {
     record "memory per idle connection ($name)" "$per KiB" "—" "≤ 16 KiB" "$(awk -v v="$per" 'BEGIN{print (v <= 16) ? "yes" : "no"}')"
     sleep 1
 
+    if [ "$name" = sqlite ]; then
+        log "$name: batch-status calls per cycle"
+        bench_status_calls "$url" "$dir" "${admin[@]}"
+    fi
+
     local job
     job=$(curl -sf -X POST "$url/api/v1/job" -H "Authorization: Bearer $(cat "$dir/client.token")" \
         -H 'Content-Type: application/json' -d '{"site":"bench","jobType":"noop"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
@@ -182,6 +187,91 @@ bench_backend() {
     record "list a page of 100, $LIST_JOBS stored ($name): p99" "$lp ms" "—" "≤ 20 ms" "$(awk -v v="$lp" 'BEGIN{print (v <= 20) ? "yes" : "no"}')"
 
     kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# --- one batch-status call per cycle ---------------------------------------------------------
+# bench_status_calls URL DIR ADMIN...: a real agent (slurm preset) whose sbatch and squeue are
+# counting stand-ins: sbatch hands out ids, squeue logs each call with the number of ids it
+# was asked about and says RUNNING for all. With 1, 100 and 1,000 active jobs, the calls in
+# five status cycles (status_interval_seconds = 1) are counted.
+bench_status_calls() {
+    local url=$1 dir=$2; shift 2
+    local admin=("$@") fake="$dir/fake"
+    local calls="$fake/calls"
+    mkdir -p "$fake" "$dir/agent-work"
+    echo 0 >"$fake/counter"
+    : >"$calls"
+    cat >"$fake/sbatch" <<END_SBATCH
+#!/bin/bash
+exec 9>>"$fake/lock"; flock 9
+n=\$(( \$(cat "$fake/counter") + 1 )); echo "\$n" >"$fake/counter"; echo "\$n"
+END_SBATCH
+    cat >"$fake/squeue" <<END_SQUEUE
+#!/bin/bash
+ids="\${1#--jobs=}"
+echo "\$(date +%s.%N) \$(tr ',' '\n' <<<"\$ids" | grep -c .)" >>"$calls"
+tr ',' '\n' <<<"\$ids" | grep . | sed 's/\$/|RUNNING|None/'
+END_SQUEUE
+    printf '#!/bin/sh\nexit 0\n' >"$fake/none"
+    chmod 755 "$fake"/sbatch "$fake"/squeue "$fake"/none
+    "${admin[@]}" token create --user bench --project bench --site status --name status-agent \
+        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$dir/status-agent.token"
+    chmod 600 "$dir/status-agent.token"
+    cat >"$dir/agent.toml" <<END_TOML
+server_url = "$url"
+token_file = "$dir/status-agent.token"
+site = "status"
+work_dir = "$dir/agent-work"
+[poll]
+long_poll_seconds = 1
+idle_interval_seconds = 1
+status_interval_seconds = 1
+[limits]
+max_active_jobs = 1000
+[batch]
+preset = "slurm"
+submit = ["$fake/sbatch", "{script}"]
+status = ["$fake/squeue", "--jobs={ids}"]
+accounting = []
+find = ["$fake/none"]
+report = []
+version = []
+[[job_types]]
+name = "noop"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "true"
+END_TOML
+    HPCSERA_LOG=warn "$BIN" agent --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
+    local apid=$!
+    PIDS+=("$apid")
+    local client
+    client="$(cat "$dir/client.token")"
+    for _ in $(seq 1 100); do
+        curl -sf "$url/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"status"' && break
+        sleep 0.1
+    done
+    local have=0 n waited mark c
+    for n in 1 100 1000; do
+        seq $((n - have)) | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$url/api/v1/job" \
+            -H "Authorization: Bearer $client" -H 'Content-Type: application/json' \
+            -d '{"site":"status","jobType":"noop"}'
+        have=$n
+        waited=0
+        until [ "$(tail -n1 "$calls" | awk '{print $2}')" = "$n" ]; do
+            sleep 0.5
+            waited=$((waited + 1))
+            if [ "$waited" -ge 240 ]; then log "the agent never had $n jobs active (see $dir/agent.log)"; break; fi
+        done
+        mark=$(wc -l <"$calls")
+        sleep 5
+        c=$(($(wc -l <"$calls") - mark))
+        record "batch-status calls in 5 cycles, $n active jobs" "$c" "—" "5 (one per cycle)" \
+            "$([ "$c" -ge 4 ] && [ "$c" -le 6 ] && echo yes || echo no)"
+    done
+    kill "$apid"
+    wait "$apid" 2>/dev/null || true
 }
 
 # --- slurmrestd ------------------------------------------------------------------------------
