@@ -28,7 +28,10 @@ pub use api::{
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
-pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
+pub use api::{
+    CodeBundle, CodeBundleList, CodeFile, CodeFileList, CodeStatus, HpcDigest, SignedApproval,
+    UserKey,
+};
 pub use device::{
     start_device_flow, start_device_flow_with, DeviceFlow, DeviceRequest, DeviceToken,
 };

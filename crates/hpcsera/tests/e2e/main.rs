@@ -14,6 +14,7 @@
 //! | `conventions` | completions, man pages, `--output json` everywhere, YAML parameter files, `--profile` first |
 //! | `deploy` | `deploy/`: systemd units verified, example agent configs, cron lines run |
 //! | `tls` | the server's own TLS with a private CA: CLI, agent, SIGHUP reload, proxies |
+//! | `python` | the spec checks (openapi-python-client, openapi-generator, schemathesis) and the Python SDK's pytest suite |
 //!
 //! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e`, `approval_e2e` and `provenance_e2e` once
 //! more on Slurm by their module paths (`-- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::`).
@@ -31,5 +32,6 @@ mod conventions;
 mod deploy;
 mod e2e;
 mod provenance_e2e;
+mod python;
 mod readme;
 mod tls;

@@ -1,7 +1,7 @@
-//! `hpcsera admin code …`: approve, reject, list and prune code bundles on the server host,
-//! as a member of the project (the same decision as the web UI's, `bundles::decide_bundle`).
+//! `hpcsera admin code …`: a member of the project approves or rejects a code bundle, lists
+//! bundles, and prunes old ones.
 
-use crate::admin::parse_age;
+use super::parse_age;
 use crate::cli::{json_output, print_json};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// What `code approve` and `code reject` both take.
 #[derive(Args)]
-pub struct Decision {
+pub(super) struct Decision {
     id: String,
     #[arg(long)]
     project: String,
@@ -22,7 +22,7 @@ pub struct Decision {
 }
 
 #[derive(Subcommand)]
-pub enum CodeCmd {
+pub(super) enum CodeCmd {
     /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
     Approve(Decision),
     /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
@@ -45,7 +45,7 @@ pub enum CodeCmd {
 /// (`hpcsera_server::bundles::decide_bundle`: the decision, then the rejected file's
 /// retention). Agents' long polls notice within their 2 s re-check: this process cannot wake
 /// the server's waiters.
-pub async fn decide_code(
+pub(super) async fn decide_code(
     store: &Store,
     code_dir: &std::path::Path,
     project: &str,
@@ -71,7 +71,11 @@ pub async fn decide_code(
         })
 }
 
-pub async fn run(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {
+pub(super) async fn code(
+    store: &Store,
+    code_dir: &std::path::Path,
+    cmd: CodeCmd,
+) -> anyhow::Result<()> {
     let (decision, approve) = match cmd {
         CodeCmd::List { project } => {
             let pid = store
