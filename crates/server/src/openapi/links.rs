@@ -12,7 +12,6 @@ const JOB_NEXT: &[(&str, &str, &[(&str, &str)])] = &[
     ("ReadStdout", "read_output", &[("stream", "stdout")]),
     ("ReadStderr", "read_output", &[("stream", "stderr")]),
     ("ListResults", "list_results", &[]),
-    ("Provenance", "get_provenance", &[]),
     ("Deliveries", "job_deliveries", &[]),
     ("RequestOperation", "update_by_operation", &[]),
     ("ChangeJob", "put_job", &[]),
