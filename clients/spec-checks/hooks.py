@@ -65,7 +65,8 @@ def _change(case):
 @schemathesis.hook
 def map_case(ctx, case):
     op = case.operation
-    positive = case.meta is not None and case.meta.generation.mode.is_positive
+    # The stateful phase's cases are positive (and may carry no generation metadata).
+    positive = case.meta is None or case.meta.generation.mode.is_positive
     if not positive:
         return case
     method = op.method.upper()

@@ -10,8 +10,8 @@
 
 use super::{operations, schema};
 use crate::config::Limits;
-use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
 use crate::routes::jobs::MAX_IDEMPOTENCY_KEY;
+use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
 use hpcsera_api_types::MAX_NAME_LEN;
 use serde_json::{json, Map, Value};
 
