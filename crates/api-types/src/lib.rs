@@ -23,7 +23,8 @@ pub use dto::*;
 pub use jobtype::*;
 pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use resources::{
-    GrantedResources, ResourceName, ResourceRule, ResourceRules, ResourceValue, Resources,
+    GrantedResources, ResourceKind, ResourceName, ResourceRule, ResourceRules, ResourceValue,
+    Resources,
 };
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};

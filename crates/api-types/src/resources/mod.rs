@@ -405,7 +405,7 @@ fn unknown_resource() -> String {
 
 /// What the batch system granted a batch job, as its one status query reports it (Slurm's
 /// `squeue`, PBS's `qstat -f`, LSF's `bjobs -o`); what a system does not report is absent.
-/// Names as in [`Resources`], plus `cpu_count` (all CPU cores of the job), which PSI/J
+/// Names as in `Resources`, plus `cpu_count` (all CPU cores of the job), which PSI/J
 /// does not name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GrantedResources {
