@@ -45,6 +45,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     11 "0011_resources",
     12 "0012_provenance",
     13 "0013_device_grants",
+    18 "0018_auth_generation",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

@@ -12,6 +12,7 @@
 //! | `resources_e2e` | resources: `--resources`, the rules, `scontrol show job`, granted resources |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `python` | the spec checks (openapi-python-client, openapi-generator, schemathesis) and the Python SDK's pytest suite |
 //!
 //! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e`, `approval_e2e`, `provenance_e2e` and
 //! `resources_e2e` once more on Slurm by their module paths (`-- e2e:: cli:: code_e2e::
@@ -28,5 +29,6 @@ mod code_e2e;
 mod connections;
 mod e2e;
 mod provenance_e2e;
+mod python;
 mod readme;
 mod resources_e2e;
