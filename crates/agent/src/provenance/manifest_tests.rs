@@ -83,6 +83,8 @@ fn sample() -> Vec<u8> {
         .as_object()
         .cloned()
         .unwrap();
+    let resources: hpcsera_api_types::Resources =
+        serde_json::from_value(serde_json::json!({"node_count": 2, "duration": 600})).unwrap();
     let states = [
         SubJobState {
             name: "stage".into(),
@@ -105,6 +107,7 @@ fn sample() -> Vec<u8> {
         job: &job,
         job_type: &cfg.job_types[0],
         params: &params,
+        resources: &resources,
         server_url: "http://hpc.example.org/",
         agent: AgentFacts {
             version: "0.1.0".into(),
@@ -183,6 +186,10 @@ fn the_manifest_names_the_job_its_files_and_its_actions() {
     assert_eq!(run["startTime"], "2023-11-14T22:13:20.500+00:00");
     assert_eq!(by_id("#outcome-run")["value"], 3);
     assert_eq!(by_id("#batchjob-run")["value"], "7");
+    assert_eq!(by_id("#resource-node_count")["value"], 2);
+    assert_eq!(by_id("#resource-duration")["propertyID"], "resource");
+    let object = by_id("urn:uuid:0190c0de-0000-7000-8000-000000000001")["object"].to_string();
+    assert!(object.contains("#resource-duration"), "{object}");
     assert_eq!(by_id("#container")["registry"], "ghcr.io");
     assert_eq!(by_id("#container")["tag"], "1.2");
     let approval = format!("#approval-{}", "ab".repeat(32));
