@@ -167,7 +167,7 @@ pub struct OperationRequest {
 }
 
 /// Body of `PUT /job/{jobId}`. A client (role `UPDATE_Job`) changes `parameters`,
-/// `metadata` or `callbackUrl` of a job no agent has claimed yet; an agent (role
+/// `resources`, `metadata` or `callbackUrl` of a job no agent has claimed yet; an agent (role
 /// `UPDATE_JobStatus`) reports `status` and what goes with it. One request does one of the two.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -189,6 +189,11 @@ pub struct JobUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub parameters: Option<Map<String, Value>>,
+    /// New resources (replacing the job's, checked against its job type as at submission,
+    /// defaults and fixed values filled in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub resources: Option<Map<String, Value>>,
     /// New metadata (at most 16 KiB as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -209,7 +214,10 @@ impl JobUpdate {
     }
     /// Whether this changes what the client submitted.
     pub fn is_client_change(&self) -> bool {
-        self.parameters.is_some() || self.metadata.is_some() || self.callback_url.is_some()
+        self.parameters.is_some()
+            || self.resources.is_some()
+            || self.metadata.is_some()
+            || self.callback_url.is_some()
     }
 }
 
