@@ -313,3 +313,39 @@ async fn a_queued_job_takes_new_resources_checked_like_a_submission() {
     let (s, _) = put(json!({"resources": {"node_count": 1}})).await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn the_job_page_shows_resources_for_people_and_what_was_granted() {
+    let t = app().await;
+    crate::ui::people(&t).await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let (_, job) = post(
+        &t,
+        &alice,
+        RES_TYPE,
+        json!({"duration": "1h", "memory": "4G"}),
+    )
+    .await;
+    let id = id_of(&job);
+    t.claim(&agent, &id).await;
+    let (s, _) = t
+        .report(
+            &agent,
+            &id,
+            json!({"grantedResources": {"node_count": 1, "queue_name": "debug"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut b = crate::ui::Browser::logged_in(&t, "carol").await;
+    let p = b.get(&format!("/ui/projects/proj-a/jobs/{id}")).await;
+    assert_eq!(p.status, StatusCode::OK);
+    for text in [
+        "<dt>duration</dt><dd><code>1h</code>",
+        "<dt>memory</dt><dd><code>4G</code>",
+        "<dt>account</dt><dd><code>proj42</code>",
+        "<dt>granted</dt><dd><code>node_count=1 queue_name=debug</code>",
+    ] {
+        assert!(p.body.contains(text), "{text} in {}", p.body);
+    }
+}
