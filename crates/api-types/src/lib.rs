@@ -9,6 +9,7 @@ pub mod bounds;
 pub mod codefiles;
 pub mod dto;
 pub mod duration;
+pub mod errors;
 pub mod jobtype;
 pub mod kinds;
 pub mod oauth;
@@ -21,6 +22,7 @@ pub mod status;
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
 pub use dto::*;
+pub use errors::{ErrorBody, ErrorDetail};
 pub use jobtype::*;
 pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use resources::{

@@ -35,6 +35,11 @@ pub struct JobChange<'a> {
     pub code_refs: Option<&'a [crate::CodeRef]>,
 }
 
+/// A value as JSON text for a TEXT column (`None` stays `None`).
+fn json_text<T: serde::Serialize>(v: Option<&T>) -> Result<Option<String>> {
+    v.map(serde_json::to_string).transpose().map_err(corrupt)
+}
+
 impl Locked {
     fn job(&self, project_id: i64) -> LockedJob {
         LockedJob {
@@ -181,21 +186,9 @@ impl Store {
                 locked.status
             )));
         }
-        let params = ch
-            .parameters
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let metadata = ch
-            .metadata
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let resources = ch
-            .resources
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let params = json_text(ch.parameters)?;
+        let metadata = json_text(ch.metadata)?;
+        let resources = json_text(ch.resources)?;
         // New parameters may reference other code: the status follows their approval.
         let mut new_status = locked.status;
         if let Some(refs) = ch.code_refs {

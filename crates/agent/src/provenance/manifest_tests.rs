@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::AgentConfig;
 use hpcsera_api_types::provenance::{DigestRole, ManifestFacts};
-use hpcsera_api_types::{CodeStatus, SubJobStatus};
+use hpcsera_api_types::CodeStatus;
 
 const CONFIG: &str = r#"
 server_url = "http://hpc.example.org"
@@ -85,24 +85,12 @@ fn sample() -> Vec<u8> {
         .unwrap();
     let resources: hpcsera_api_types::Resources =
         serde_json::from_value(serde_json::json!({"node_count": 2, "duration": 600})).unwrap();
-    let states = [
-        SubJobState {
-            name: "stage".into(),
-            status: SubJobStatus::Completed,
-            batch_job_id: None,
-            exit_code: Some(0),
-            message: None,
-            granted_resources: None,
-        },
-        SubJobState {
-            name: "run".into(),
-            status: SubJobStatus::Failed,
-            batch_job_id: Some("7".into()),
-            exit_code: Some(3),
-            message: Some("exited with code 3".into()),
-            granted_resources: None,
-        },
-    ];
+    let states: Vec<SubJobState> = serde_json::from_value(serde_json::json!([
+        {"name": "stage", "status": "completed", "exitCode": 0},
+        {"name": "run", "status": "failed", "batchJobId": "7", "exitCode": 3,
+         "message": "exited with code 3"}
+    ]))
+    .unwrap();
     let f = RunFacts {
         job: &job,
         job_type: &cfg.job_types[0],
