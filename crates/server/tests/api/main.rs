@@ -10,6 +10,7 @@ mod common;
 mod device;
 mod jobs;
 mod provenance;
+mod resources;
 mod roles;
 mod service;
 mod tokens;
