@@ -1,4 +1,5 @@
 //! `-p key=value` → typed JSON parameters, using the job type's declared parameter types;
+//! parameter files (`--params-file FILE` or `-p @FILE`): a YAML or JSON mapping of values;
 //! `--resources name=value,…` → the `resources` object.
 
 use super::{CliError, CliResult};
@@ -6,20 +7,37 @@ use hpcsera_api_types::{JobTypeSpec, ParamKind, ResourceKind, ResourceName};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// Reads `--param-file`: a JSON object of parameter values.
+/// Most bytes of a parameter file (the server takes request bodies of 1 MiB by default).
+const MAX_PARAMS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a parameter file: a mapping of parameter values, JSON for a `.json` file, YAML
+/// otherwise (YAML 1.2, of which JSON is a part). Values keep their types (`n: 5` is a number).
 pub fn read_file(path: &Path) -> CliResult<Map<String, Value>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-    match serde_json::from_str::<Value>(&text) {
+    use std::io::Read;
+    let show = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| CliError::usage(format!("cannot read {show}: {e}")))?;
+    if text.len() as u64 > MAX_PARAMS_FILE_BYTES {
+        return Err(CliError::usage(format!(
+            "{show} is larger than {MAX_PARAMS_FILE_BYTES} bytes"
+        )));
+    }
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let parsed = if json {
+        serde_json::from_str::<Value>(&text).map_err(|e| format!("is not valid JSON: {e}"))
+    } else {
+        serde_norway::from_str::<Value>(&text).map_err(|e| format!("is not valid YAML: {e}"))
+    };
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(CliError::usage(format!(
-            "{} must hold a JSON object of parameter values",
-            path.display()
+            "{show} must hold a mapping of parameter names to values"
         ))),
-        Err(e) => Err(CliError::usage(format!(
-            "{} is not valid JSON: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(CliError::usage(format!("{show} {e}"))),
     }
 }
 
@@ -66,9 +84,14 @@ pub async fn build(
     pairs: &[String],
 ) -> CliResult<Map<String, Value>> {
     for pair in pairs {
+        if let Some(file) = pair.strip_prefix('@').filter(|_| !pair.contains('=')) {
+            // `-p @params.yaml`: a file's values, in command-line order with the others.
+            params.extend(read_file(Path::new(file))?);
+            continue;
+        }
         let (name, raw) = pair
             .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("-p takes key=value, not {pair:?}")))?;
+            .ok_or_else(|| CliError::usage(format!("-p takes key=value or @FILE, not {pair:?}")))?;
         let Some(p) = spec.parameters.iter().find(|p| p.name == name) else {
             let known: Vec<&str> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
             return Err(CliError::usage(if known.is_empty() {

@@ -12,6 +12,9 @@
 //! | `resources_e2e` | resources: `--resources`, the rules, `scontrol show job`, granted resources |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `conventions` | completions, man pages, `--output json` everywhere, YAML parameter files, `--profile` first |
+//! | `deploy` | `deploy/`: systemd units verified, example agent configs, cron lines run |
+//! | `tls` | the server's own TLS with a private CA: CLI, agent, SIGHUP reload, proxies |
 //! | `python` | the spec checks (openapi-python-client, openapi-generator, schemathesis) and the Python SDK's pytest suite |
 //!
 //! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e`, `approval_e2e`, `provenance_e2e` and
@@ -27,8 +30,11 @@ mod approval_e2e;
 mod cli;
 mod code_e2e;
 mod connections;
+mod conventions;
+mod deploy;
 mod e2e;
 mod provenance_e2e;
 mod python;
 mod readme;
 mod resources_e2e;
+mod tls;
