@@ -40,7 +40,7 @@ pub(super) async fn change_job(
         (Some(p), Some(spec)) => match spec.validate_parameters(p) {
             Ok(v) => {
                 check_parameters_size(&v, &mut errs);
-                refs = Some(code_refs(&spec, &v));
+                refs = Some(code_refs(spec, &v));
                 Some(v)
             }
             Err(e) => {
