@@ -72,6 +72,10 @@ struct SubmitArgs {
     /// values override it.
     #[arg(long = "params-file", alias = "param-file", value_name = "FILE")]
     param_file: Option<PathBuf>,
+    /// What to ask of the batch system, by PSI/J name, within the job type's bounds
+    /// (repeatable, comma-separated): `--resources node_count=2,duration=1h,memory=4G`.
+    #[arg(long, value_name = "NAME=VALUE,…")]
+    resources: Vec<String>,
     /// Makes the submission safe to retry: the same key and request give the same job.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -186,6 +190,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
         Some(p) => params::read_file(p)?,
         None => Default::default(),
     };
+    let resources = params::resources(&s.resources)?;
     let parameters = params::build(c, &s.site, spec, base, &s.params).await?;
     let metadata = match &s.metadata {
         Some(m) => Some(
@@ -200,6 +205,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
                 site: s.site.clone(),
                 job_type: s.job_type.clone(),
                 parameters,
+                resources,
                 metadata,
                 callback_url: s.callback_url.clone(),
             },

@@ -1,8 +1,9 @@
-//! `-p key=value` → typed JSON parameters, using the job type's declared parameter types; and
-//! parameter files (`--params-file FILE` or `-p @FILE`): a YAML or JSON mapping of values.
+//! `-p key=value` → typed JSON parameters, using the job type's declared parameter types;
+//! parameter files (`--params-file FILE` or `-p @FILE`): a YAML or JSON mapping of values;
+//! `--resources name=value,…` → the `resources` object.
 
 use super::{CliError, CliResult};
-use hpcsera_api_types::{JobTypeSpec, ParamKind};
+use hpcsera_api_types::{JobTypeSpec, ParamKind, ResourceKind, ResourceName};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -115,9 +116,52 @@ pub async fn build(
     Ok(params)
 }
 
+/// `--resources node_count=2,duration=1h` (each flag may list several, comma-separated):
+/// counts become integers, memory and duration integers when they are plain digits and
+/// strings with units otherwise (`4G`, `1h30m`), names strings. Each value is checked as
+/// the server parses it; whether the job type allows it is the server's answer.
+pub fn resources(flags: &[String]) -> CliResult<Map<String, Value>> {
+    let mut out = Map::new();
+    for item in flags.iter().flat_map(|f| f.split(',')).map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let (key, raw) = item
+            .split_once('=')
+            .ok_or_else(|| CliError::usage(format!("--resources {item:?}: expected NAME=VALUE")))?;
+        let name = ResourceName::parse(key.trim()).ok_or_else(|| {
+            let names: Vec<&str> = ResourceName::ALL.iter().map(|n| n.as_str()).collect();
+            CliError::usage(format!(
+                "--resources: unknown resource {key:?}; the resources are {}",
+                names.join(", ")
+            ))
+        })?;
+        let raw = raw.trim();
+        let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+        let value = match name.kind() {
+            ResourceKind::Name => Value::String(raw.to_string()),
+            _ if digits => raw
+                .parse::<u64>()
+                .map(Value::from)
+                .map_err(|_| CliError::usage(format!("--resources {key}: {raw:?} is too large")))?,
+            ResourceKind::Count => {
+                return Err(CliError::usage(format!(
+                    "--resources {key}: {raw:?} is not a whole number"
+                )))
+            }
+            ResourceKind::Bytes | ResourceKind::Seconds => Value::String(raw.to_string()),
+        };
+        name.parse_value(&value)
+            .map_err(|p| CliError::usage(format!("--resources {key}: {p}")))?;
+        out.insert(name.as_str().to_string(), value);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn converts_by_type() {
@@ -142,5 +186,34 @@ mod tests {
         };
         assert_eq!(convert("x", &num, "1.5").unwrap(), Value::from(1.5));
         assert!(convert("x", &num, "NaN").is_err());
+    }
+
+    #[test]
+    fn resources_flags() {
+        let r = resources(&[
+            "node_count=2,duration=1h".into(),
+            "memory=4G".into(),
+            "queue_name=debug".into(),
+        ])
+        .map_err(|e| e.message)
+        .unwrap();
+        assert_eq!(
+            Value::Object(r),
+            json!({"node_count": 2, "duration": "1h", "memory": "4G", "queue_name": "debug"})
+        );
+        let r = resources(&["duration=600".into()])
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(r["duration"], json!(600));
+        for bad in [
+            "nodes=2",
+            "node_count=two",
+            "node_count",
+            "duration=soon",
+            "queue_name=-x",
+            "node_count=0",
+        ] {
+            assert!(resources(&[bad.to_string()]).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ mod device;
 mod jobs;
 mod observability;
 mod provenance;
+mod resources;
 mod roles;
 mod service;
 mod tokens;
