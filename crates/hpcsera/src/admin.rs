@@ -35,7 +35,9 @@ enum AdminCommand {
     Site(SiteCmd),
     /// Code bundles: approve or reject (a member of the project decides).
     #[command(subcommand)]
-    Code(CodeCmd),
+    Code(crate::admin_code::CodeCmd),
+    /// The audit log, newest first, with filters (the web UI's admin audit page reads the same).
+    Audit(crate::admin_access::AuditArgs),
     /// Delete finished jobs (with their events, output, results, webhook deliveries) and audit
     /// records older than an age, e.g. `--jobs-older-than 90d --audit-older-than 30d` (for cron).
     Prune {
@@ -45,39 +47,6 @@ enum AdminCommand {
         /// Audit records older than this.
         #[arg(long)]
         audit_older_than: Option<String>,
-    },
-}
-
-/// What `code approve` and `code reject` both take.
-#[derive(Args)]
-struct Decision {
-    id: String,
-    #[arg(long)]
-    project: String,
-    /// The person who decides: a member of the project.
-    #[arg(long)]
-    user: String,
-    #[arg(long)]
-    reason: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum CodeCmd {
-    /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
-    Approve(Decision),
-    /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
-    Reject(Decision),
-    /// A project's bundles with both digests side by side.
-    List {
-        #[arg(long)]
-        project: String,
-    },
-    /// Retention: forget pending and approved bundles older than this that no waiting or
-    /// running job references, and delete bytes no project keeps (run it from cron).
-    Prune {
-        /// Age: a duration such as 30d or 12h.
-        #[arg(long, default_value = "30d")]
-        older_than: String,
     },
 }
 
@@ -110,6 +79,16 @@ enum UserCmd {
     },
     /// List users.
     List,
+    /// Make a user an administrator of the web UI (`--off`: no longer).
+    Admin {
+        name: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Disable an account: its sessions end, it cannot log in, its tokens are refused.
+    Disable { name: String },
+    /// Enable a disabled account again.
+    Enable { name: String },
     /// A person's SSH public keys: their signed code approvals are checked against them.
     #[command(subcommand)]
     Key(crate::admin_keys::KeyCmd),
@@ -227,7 +206,7 @@ pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
 }
 
 /// Parses an age such as `30d`, `12h`, `45m`, `90s` into milliseconds.
-fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
@@ -274,7 +253,8 @@ async fn run_on(
             audit_older_than,
         } => prune(store, jobs_older_than, audit_older_than).await,
         AdminCommand::Site(c) => site(store, c).await,
-        AdminCommand::Code(c) => code(store, code_dir, c).await,
+        AdminCommand::Code(c) => crate::admin_code::code(store, code_dir, c).await,
+        AdminCommand::Audit(a) => crate::admin_access::audit(store, a).await,
     }
 }
 
@@ -349,12 +329,16 @@ async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
             println!("{}/ui/invite/{secret}", public_url.trim_end_matches('/'));
         }
         UserCmd::Key(c) => crate::admin_keys::run(store, c).await?,
+        UserCmd::Admin { name, off } => crate::admin_access::set_admin(store, &name, !off).await?,
+        UserCmd::Disable { name } => crate::admin_access::set_disabled(store, &name, true).await?,
+        UserCmd::Enable { name } => crate::admin_access::set_disabled(store, &name, false).await?,
         UserCmd::List => {
             for u in store.list_users().await? {
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}",
                     u.name,
                     if u.is_admin { "admin" } else { "-" },
+                    if u.disabled { "disabled" } else { "-" },
                     fmt_ms(u.created_at)
                 );
             }
@@ -518,104 +502,6 @@ async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Approves or rejects a code bundle as `user` (a member of the project), as the web UI does
-/// (`hpcsera_server::bundles::decide_bundle`: the decision, then the rejected file's
-/// retention). Agents' long polls notice within their 2 s re-check: this process cannot wake
-/// the server's waiters.
-pub async fn decide_code(
-    store: &Store,
-    code_dir: &std::path::Path,
-    project: &str,
-    id: &str,
-    user: &str,
-    approve: bool,
-    reason: Option<&str>,
-) -> anyhow::Result<hpcsera_store::CodeDecision> {
-    if !hpcsera_api_types::is_code_id(id) {
-        bail!("{id:?} is not a code bundle id (64 lower-case hex digits)");
-    }
-    hpcsera_server::bundles::decide_bundle(store, code_dir, project, id, user, approve, reason)
-        .await
-        .map_err(|e| match e {
-            hpcsera_store::StoreError::Invalid(f) => anyhow::anyhow!(
-                "{}",
-                f.iter()
-                    .map(|f| format!("--{}: {}", f.field, f.problem))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            other => anyhow::Error::new(other),
-        })
-}
-
-async fn code(store: &Store, code_dir: &std::path::Path, cmd: CodeCmd) -> anyhow::Result<()> {
-    let (decision, approve) = match cmd {
-        CodeCmd::List { project } => {
-            let pid = store
-                .project_id(&project)
-                .await
-                .with_context(|| format!("project {project:?}"))?;
-            println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
-            for b in store.list_bundles(pid).await? {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    b.id,
-                    b.status,
-                    b.size,
-                    b.id,
-                    b.hpc_sha256.as_deref().unwrap_or("-"),
-                    b.decided_by.as_deref().unwrap_or("-")
-                );
-            }
-            return Ok(());
-        }
-        CodeCmd::Prune { older_than } => {
-            let age = parse_age("--older-than", &older_than)?;
-            let gone = store.prune_bundles(now_ms() - age).await?;
-            let mut deleted = 0;
-            for id in &gone {
-                let path = hpcsera_server::code_file_path(code_dir, id);
-                if store.delete_code_file_if_unkept(id, &path).await? {
-                    deleted += 1;
-                }
-            }
-            println!("{deleted} code bundle file(s) deleted");
-            return Ok(());
-        }
-        CodeCmd::Approve(d) => (d, true),
-        CodeCmd::Reject(d) => (d, false),
-    };
-    let Decision {
-        id,
-        project,
-        user,
-        reason,
-    } = decision;
-    let d = decide_code(
-        store,
-        code_dir,
-        &project,
-        &id,
-        &user,
-        approve,
-        reason.as_deref(),
-    )
-    .await?;
-    println!("client_sha256\t{}", d.bundle.id);
-    println!(
-        "hpc_sha256\t{}",
-        d.bundle.hpc_sha256.as_deref().unwrap_or("-")
-    );
-    println!(
-        "code bundle {} {} by {user}; {} waiting job(s) {}",
-        d.bundle.id,
-        d.bundle.status,
-        d.jobs_changed.len(),
-        if approve { "queued" } else { "failed" }
-    );
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! host, and (in later capabilities) the agent and the client.
 
 mod admin;
+mod admin_access;
+mod admin_code;
 mod admin_keys;
 mod agent_cmd;
 mod cli;

@@ -12,7 +12,7 @@ pub(crate) mod approvals;
 mod code;
 mod events;
 pub(crate) mod jobs;
-mod oauth;
+pub(crate) mod oauth;
 mod output;
 mod provenance;
 pub(crate) mod query;

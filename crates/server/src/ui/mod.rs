@@ -14,6 +14,7 @@
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
 mod access;
+mod admin;
 mod code;
 mod device;
 mod job;
@@ -23,6 +24,8 @@ mod live;
 mod login;
 mod pages;
 mod signed;
+mod sites;
+mod submit;
 mod tokens;
 
 use crate::extract::Peer;
@@ -60,6 +63,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/static/{asset}", get(asset))
         .merge(code::routes())
         .merge(jobs::routes())
+        .merge(sites::routes())
+        .merge(admin::routes())
         .route(
             "/ui/{*rest}",
             axum::routing::any(|| async { UiError::NotFound }),
@@ -366,6 +371,8 @@ pub(crate) struct Nav {
     pub csrf: String,
     /// Which entry of the navigation is the current page.
     pub current: &'static str,
+    /// Whether to show the admin pages' entry.
+    pub admin: bool,
 }
 
 impl Nav {
@@ -374,6 +381,7 @@ impl Nav {
             user: s.rec.user.clone(),
             csrf: s.rec.csrf.clone(),
             current,
+            admin: s.rec.is_admin,
         }
     }
 }

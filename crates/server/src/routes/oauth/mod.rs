@@ -141,7 +141,7 @@ impl OAuthForm {
 
 /// The URL people reach the server at: `--public-url`, else `http://` and the request's
 /// `Host` (when it is a plain host name or address), else the listen address.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.ui.public_url {
         return url.trim_end_matches('/').to_string();
     }
