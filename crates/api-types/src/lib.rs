@@ -14,6 +14,7 @@ pub mod provenance;
 pub mod role;
 pub mod signed;
 pub mod status;
+pub mod tokens;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -23,6 +24,7 @@ pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
+pub use tokens::{TokenCreated, TokenRequest};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";

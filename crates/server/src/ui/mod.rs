@@ -181,6 +181,11 @@ impl UiSession {
 }
 
 impl UiSession {
+    /// Whether `token` is this session's CSRF token (compared in constant time).
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        same_secret(token, &self.rec.csrf)
+    }
+
     /// The live session named by the request's cookie, if any.
     pub async fn from_headers(
         state: &AppState,
@@ -394,7 +399,13 @@ pub(crate) fn peer(parts: &axum::http::Extensions) -> String {
 }
 
 /// An audit record for a change made through the UI (there is no token to name).
-fn audit(state: &AppState, user: &str, project: Option<&str>, path: &str, status: StatusCode) {
+pub(crate) fn audit(
+    state: &AppState,
+    user: &str,
+    project: Option<&str>,
+    path: &str,
+    status: StatusCode,
+) {
     state
         .audit
         .action(Some(user), project, None, path, status.as_u16());

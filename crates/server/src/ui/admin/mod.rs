@@ -31,7 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/ui/admin",
-            get(|| async { Redirect::to("/ui/admin/users") }),
+            get(|_: Admin| async { Redirect::to("/ui/admin/users") }),
         )
         .route("/ui/admin/sites", get(sites))
         .merge(users::routes())
