@@ -15,7 +15,7 @@ const ADMIN_PAGES: &[&str] = &[
     "/ui/admin/audit",
 ];
 
-fn admin_cli(s: &Server, args: &[&str]) {
+fn admin_cli(s: &Server, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
         .arg("admin")
         .args(args)
@@ -28,12 +28,14 @@ fn admin_cli(s: &Server, args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_adds_a_member_and_a_non_admin_is_refused() {
     let s = Server::start().await;
-    admin_cli(&s, &["user", "admin", "carol"]);
+    let out = admin_cli(&s, &["user", "admin", "carol"]);
+    assert_eq!(out.trim(), "carol is an administrator");
     // An agent's token in proj-a, used once, so the sites and audit pages have something.
     let (_, agent) = s
         .store
@@ -115,6 +117,17 @@ async fn an_admin_adds_a_member_and_a_non_admin_is_refused() {
     b.wait_for("/ui/admin/audit", "/api/v1/sites/admin-site/jobTypes")
         .await;
     b.shot("admin-audit").await;
+    // The CLI reads the same log with the same filters.
+    let cli = admin_cli(
+        &s,
+        &["audit", "--project", "proj-a", "--action", "/api/v1/sites/"],
+    );
+    assert!(
+        cli.contains("PUT\t/api/v1/sites/admin-site/jobTypes\t204"),
+        "{cli}"
+    );
+    let cli = admin_cli(&s, &["audit", "--user", "dave"]);
+    assert_eq!(cli.lines().count(), 1, "only the header: {cli}");
     b.click(".logout button").await;
     b.wait_for("/ui/login", "User name").await;
 

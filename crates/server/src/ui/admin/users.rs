@@ -51,19 +51,21 @@ async fn page(
     draft: String,
     link: Option<String>,
 ) -> Result<Response, UiError> {
-    let memberships = state.store.list_memberships().await?;
+    let mut projects: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for m in state.store.list_memberships().await? {
+        let shown = format!("{} ({})", m.project, roles_text(m.roles));
+        projects.entry(m.user).or_default().push(shown);
+    }
     let users = state
         .store
         .list_users()
         .await?
         .into_iter()
         .map(|u| UserRow {
-            projects: memberships
-                .iter()
-                .filter(|m| m.user == u.name)
-                .map(|m| format!("{} ({})", m.project, roles_text(m.roles)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            projects: projects
+                .remove(&u.name)
+                .map(|p| p.join(", "))
+                .unwrap_or_default(),
             me: u.name == admin.name(),
             admin: u.is_admin,
             disabled: u.disabled,
