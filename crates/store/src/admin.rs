@@ -85,7 +85,10 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        // The user's tokens are refused (or accepted again) from the next request on.
+        self.auth_changed();
+        Ok(())
     }
 
     /// Every membership with its roles, by project and user (one query).

@@ -1,14 +1,14 @@
-//! `hpcsera admin code …`: approve or reject a code bundle as a member of its project, list a
-//! project's bundles, prune old ones. The decision is the web UI's (`bundles::decide_bundle`).
+//! `hpcsera admin code …`: a member of the project approves or rejects a code bundle, lists
+//! bundles, and prunes old ones.
 
-use crate::admin::parse_age;
+use super::parse_age;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_store::{now_ms, Store};
 
 /// What `code approve` and `code reject` both take.
 #[derive(Args)]
-pub(crate) struct Decision {
+pub(super) struct Decision {
     id: String,
     #[arg(long)]
     project: String,
@@ -20,7 +20,7 @@ pub(crate) struct Decision {
 }
 
 #[derive(Subcommand)]
-pub(crate) enum CodeCmd {
+pub(super) enum CodeCmd {
     /// Approve a bundle for the exact digest the site's agent reported; waiting jobs are queued.
     Approve(Decision),
     /// Reject a bundle: its waiting jobs fail with the reason; its bytes are deleted.
@@ -43,7 +43,7 @@ pub(crate) enum CodeCmd {
 /// (`hpcsera_server::bundles::decide_bundle`: the decision, then the rejected file's
 /// retention). Agents' long polls notice within their 2 s re-check: this process cannot wake
 /// the server's waiters.
-pub async fn decide_code(
+pub(super) async fn decide_code(
     store: &Store,
     code_dir: &std::path::Path,
     project: &str,
@@ -69,7 +69,7 @@ pub async fn decide_code(
         })
 }
 
-pub(crate) async fn code(
+pub(super) async fn code(
     store: &Store,
     code_dir: &std::path::Path,
     cmd: CodeCmd,

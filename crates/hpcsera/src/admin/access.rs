@@ -1,14 +1,14 @@
 //! `hpcsera admin user admin|disable|enable` and `hpcsera admin audit`: the same store calls
 //! as the web UI's admin pages (`Store::set_user_admin`, `set_user_disabled`, `audit_page`).
 
-use crate::admin::parse_age;
+use super::parse_age;
 use anyhow::{bail, Context};
 use clap::Args;
 use hpcsera_store::{fmt_ms, now_ms, parse_rfc3339_ms, AuditQuery, Store, MAX_AUDIT_PAGE};
 
 /// Filters of `admin audit` (all optional).
 #[derive(Args)]
-pub struct AuditArgs {
+pub(super) struct AuditArgs {
     #[arg(long)]
     user: Option<String>,
     #[arg(long)]
@@ -27,7 +27,7 @@ pub struct AuditArgs {
     limit: u32,
 }
 
-pub async fn set_admin(store: &Store, name: &str, admin: bool) -> anyhow::Result<()> {
+pub(super) async fn set_admin(store: &Store, name: &str, admin: bool) -> anyhow::Result<()> {
     store
         .set_user_admin(name, admin)
         .await
@@ -40,7 +40,7 @@ pub async fn set_admin(store: &Store, name: &str, admin: bool) -> anyhow::Result
     Ok(())
 }
 
-pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> anyhow::Result<()> {
+pub(super) async fn set_disabled(store: &Store, name: &str, disabled: bool) -> anyhow::Result<()> {
     store
         .set_user_disabled(name, disabled)
         .await
@@ -61,7 +61,7 @@ fn parse_when(flag: &str, s: &str) -> anyhow::Result<i64> {
     }
 }
 
-pub async fn audit(store: &Store, a: AuditArgs) -> anyhow::Result<()> {
+pub(super) async fn audit(store: &Store, a: AuditArgs) -> anyhow::Result<()> {
     if a.limit == 0 || a.limit > MAX_AUDIT_PAGE {
         bail!("--limit must be 1 to {MAX_AUDIT_PAGE}");
     }
