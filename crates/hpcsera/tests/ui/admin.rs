@@ -131,6 +131,16 @@ async fn an_admin_adds_a_member_and_a_non_admin_is_refused() {
     b.click(".logout button").await;
     b.wait_for("/ui/login", "User name").await;
 
+    // The CLI disables and enables dave (the users page's buttons are the same store calls).
+    let out = admin_cli(&s, &["user", "disable", "dave"]);
+    assert!(out.starts_with("dave is disabled"), "{out}");
+    let listed = admin_cli(&s, &["user", "list"]);
+    assert!(listed.contains("dave\t-\tdisabled"), "{listed}");
+    b.login(&s.base, "dave", PASSWORD).await;
+    b.wait_for("/ui/login", "The user name or password is not right.")
+        .await;
+    admin_cli(&s, &["user", "enable", "dave"]);
+
     // dave: no admin. Every admin page is "not found"; no Admin entry; carol's project now.
     b.login(&s.base, "dave", PASSWORD).await;
     let html = b.wait_for("/ui/projects", "proj-a").await;
