@@ -40,6 +40,8 @@ mod device;
 mod isolation;
 /// The sites page and a job submitted from its form, followed live (real agent).
 mod sites;
+/// The session's token API from a page's script.
+mod token_api;
 
 /// The value of the read-only secret field on the "token made" page.
 async fn shown_secret(b: &Browser) -> String {
