@@ -41,6 +41,8 @@ pub(crate) struct TypeInfo {
     pub description: String,
     pub params: Vec<ParamInfo>,
     pub sub_jobs: String,
+    /// The resources a client may set, and their rule in words.
+    pub resources: Vec<(String, String)>,
 }
 
 pub(crate) struct SiteInfo {
@@ -130,6 +132,12 @@ fn type_info(t: &JobTypeSpec) -> TypeInfo {
             })
             .collect::<Vec<_>>()
             .join(" → "),
+        resources: t
+            .resources
+            .0
+            .iter()
+            .map(|(n, r)| (n.as_str().to_string(), super::submit::resource_text(*n, r)))
+            .collect(),
     }
 }
 

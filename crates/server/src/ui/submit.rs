@@ -9,10 +9,11 @@
 //! Each form carries a fresh `Idempotency-Key`, so a form posted twice (a double click, the
 //! back button) makes one job.
 //!
-//! Resources (PSI/J's `node_count`, `duration`, … that a job type lets a client set) are not
-//! part of job types yet: when `JobTypeSpec` gains them, [`fields`] is where their inputs are
-//! made (as further `Field`s with names `r.NAME`) and [`job_of_form`] where they go into the
-//! `NewJob`'s `resources`.
+//! Resources (PSI/J's `node_count`, `duration`, … that the job type lets a client set, with
+//! its bounds, default or fixed value) get inputs too (`resource_fields`: a number for counts,
+//! text with units for memory and duration, a select or text for names, a fixed value shown
+//! without an input), named `r.NAME`; they go into the `NewJob`'s `resources`, checked by the
+//! same `JobTypeSpec::validate_resources` as the API's.
 
 use super::access::{PageError, ProjectAccess};
 use super::sites::{kind_text, show_value};
@@ -26,6 +27,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use hpcsera_api_types::resources::{ResourceKind, ResourceName, ResourceRule};
 use hpcsera_api_types::{is_valid_name, FieldError, JobTypeSpec, NewJob, ParamKind, Role};
 use serde_json::{Map, Value};
 
@@ -41,8 +43,14 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// One input of the form.
 pub(crate) struct Field {
+    /// The parameter's or resource's name, as the label shows it.
     pub name: String,
-    /// `number`, `select`, `checkbox`, `text` or `code`.
+    /// The input's `id` (`p-NAME`, `r-NAME`), form name (`p.NAME`, `r.NAME`) and the id of
+    /// its problem text (`e-NAME`, `e-r-NAME`).
+    pub id: String,
+    pub input: String,
+    pub error_id: String,
+    /// `number`, `select`, `checkbox`, `text`, `code`, or `fixed` (shown, not sent).
     pub control: &'static str,
     pub kind: String,
     pub description: String,
@@ -69,6 +77,8 @@ struct FormPage {
     fields: Vec<Field>,
     /// Problems that belong to no input.
     problems: Vec<String>,
+    /// The job type's resources a client may set.
+    resources: Vec<Field>,
     /// Whether some input has a problem.
     any_problem: bool,
     idempotency: String,
@@ -76,8 +86,15 @@ struct FormPage {
     bundles: Vec<(String, &'static str)>,
 }
 
-/// The inputs of a job type; `given` the values of a posted form (else the defaults).
+/// The inputs of a job type, parameters then resources; `given` the values of a posted form
+/// (else the defaults).
 fn fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
+    let mut all = param_fields(spec, given);
+    all.extend(resource_fields(spec, given));
+    all
+}
+
+fn param_fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     spec.parameters
         .iter()
@@ -90,6 +107,9 @@ fn fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
             };
             let mut f = Field {
                 name: p.name.clone(),
+                id: format!("p-{}", p.name),
+                input: key.clone(),
+                error_id: format!("e-{}", p.name),
                 control: "text",
                 kind: kind_text(&p.kind),
                 description: p.description.clone().unwrap_or_default(),
@@ -164,13 +184,116 @@ fn job_of_form(site: &str, spec: &JobTypeSpec, form: &UiForm) -> NewJob {
         };
         parameters.insert(p.name.clone(), value);
     }
+    let mut resources = Map::new();
+    for (name, rule) in &spec.resources.0 {
+        let raw = form.get(&format!("r.{}", name.as_str())).map(str::trim);
+        let Some(t) = raw.filter(|t| !t.is_empty() && rule.fixed.is_none()) else {
+            continue;
+        };
+        // Counts, bytes and seconds as numbers when they are plain digits; "4G", "1h30m"
+        // and names as text (the rules parse both).
+        let value = match (name.kind(), t.parse::<u64>()) {
+            (ResourceKind::Name, _) | (_, Err(_)) => Value::String(t.into()),
+            (_, Ok(n)) => Value::from(n),
+        };
+        resources.insert(name.as_str().to_string(), value);
+    }
     NewJob {
         site: site.to_string(),
         job_type: spec.name.clone(),
         parameters,
+        resources,
         metadata: None,
         callback_url: None,
     }
+}
+
+/// The inputs of the job type's resources (after the parameters'); `given` as in [`fields`].
+fn resource_fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
+    spec.resources
+        .0
+        .iter()
+        .map(|(name, rule)| {
+            let n = name.as_str();
+            let show = |v: &Option<Value>| show_rule(*name, v);
+            let default = show(&rule.default);
+            let key = format!("r.{n}");
+            let mut f = Field {
+                name: n.to_string(),
+                id: format!("r-{n}"),
+                input: key.clone(),
+                error_id: format!("e-r-{n}"),
+                control: "text",
+                kind: resource_text(*name, rule),
+                description: String::new(),
+                required: false,
+                value: match given {
+                    Some(form) => form.get(&key).unwrap_or("").to_string(),
+                    None => default,
+                },
+                checked: false,
+                step: "1",
+                min: String::new(),
+                max: String::new(),
+                pattern: String::new(),
+                maxlength: String::new(),
+                options: Vec::new(),
+                problem: None,
+            };
+            if rule.fixed.is_some() {
+                f.control = "fixed";
+                f.value = show(&rule.fixed);
+            } else if name.kind() == ResourceKind::Count {
+                f.control = "number";
+                let bound =
+                    |v: &Option<Value>| v.as_ref().and_then(Value::as_u64).map(|n| n.to_string());
+                f.min = bound(&rule.minimum).unwrap_or_default();
+                f.max = bound(&rule.maximum).unwrap_or_default();
+            } else if !rule.values.is_empty() {
+                f.control = "select";
+                f.options = rule.values.clone();
+            }
+            f
+        })
+        .collect()
+}
+
+/// A value of a resource rule for people (`4G`, `1h30m`); empty when there is none.
+fn show_rule(name: ResourceName, v: &Option<Value>) -> String {
+    v.as_ref()
+        .and_then(|v| name.parse_value(v).ok())
+        .map(|v| name.show_value(&v))
+        .unwrap_or_default()
+}
+
+/// A resource's rule in words: `a whole number, 1 to 4; default 1`, `fixed: 1h`.
+pub(crate) fn resource_text(name: ResourceName, rule: &ResourceRule) -> String {
+    let show = |v: &Option<Value>| show_rule(name, v);
+    let what = match name.kind() {
+        ResourceKind::Count => "a whole number",
+        ResourceKind::Bytes => "a size such as 4G or 512M",
+        ResourceKind::Seconds => "a duration such as 1h30m",
+        ResourceKind::Name => "a name",
+    };
+    if rule.fixed.is_some() {
+        return format!("fixed: {}", show(&rule.fixed));
+    }
+    let mut s = if rule.values.is_empty() {
+        what.to_string()
+    } else {
+        format!("one of {}", rule.values.join(", "))
+    };
+    match (show(&rule.minimum), show(&rule.maximum)) {
+        (a, b) if !a.is_empty() && !b.is_empty() => s.push_str(&format!(", {a} to {b}")),
+        (a, _) if !a.is_empty() => s.push_str(&format!(", at least {a}")),
+        (_, b) if !b.is_empty() => s.push_str(&format!(", at most {b}")),
+        _ => {}
+    }
+    let d = show(&rule.default);
+    if !d.is_empty() {
+        s.push_str(&format!("; default {d}"));
+    }
+    s
 }
 
 /// The job type of the URL: 404 for a name no job type of the project's has at that site.
@@ -193,11 +316,12 @@ async fn page(
     access: &ProjectAccess,
     site: String,
     spec: &JobTypeSpec,
-    fields: Vec<Field>,
+    mut fields: Vec<Field>,
     problems: Vec<String>,
     idempotency: String,
     status: StatusCode,
 ) -> Result<Response, PageError> {
+    let params = spec.parameters.len();
     let has_code = spec.parameters.iter().any(|p| p.kind == ParamKind::Code);
     let bundles = if has_code {
         state
@@ -219,6 +343,7 @@ async fn page(
             job_type: spec.name.clone(),
             description: spec.description.clone(),
             any_problem: fields.iter().any(|f| f.problem.is_some()),
+            resources: fields.split_off(params),
             fields,
             problems,
             idempotency,
@@ -299,14 +424,19 @@ async fn post_form(
     .await
 }
 
-/// Puts each `parameters.NAME` problem next to its input; returns the others, as text.
+/// Puts each `parameters.NAME` and `resources.NAME` problem next to its input; returns the
+/// others, as text.
 fn place_problems(fields: &mut [Field], errs: Vec<FieldError>) -> Vec<String> {
     let mut rest = Vec::new();
     for e in errs {
-        let at = e
-            .field
-            .strip_prefix("parameters.")
-            .and_then(|n| fields.iter_mut().find(|f| f.name == n));
+        let input = if let Some(n) = e.field.strip_prefix("parameters.") {
+            format!("p.{n}")
+        } else if let Some(n) = e.field.strip_prefix("resources.") {
+            format!("r.{n}")
+        } else {
+            String::new()
+        };
+        let at = fields.iter_mut().find(|f| f.input == input);
         match at {
             Some(f) => f.problem = Some(e.problem),
             None if e.field == "Idempotency-Key" => rest.push(

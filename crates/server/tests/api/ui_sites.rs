@@ -189,3 +189,83 @@ async fn bad_values_come_back_with_each_problem_at_its_input_and_nothing_is_made
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert_eq!(job_count(&t).await, 0);
 }
+
+#[tokio::test]
+async fn resources_have_inputs_from_the_job_types_rules_and_reach_the_job() {
+    let t = TestApp::spawn().await;
+    people(&t).await;
+    let mpi = json!({
+        "name": "mpi",
+        "subJobs": [{"name": "run", "kind": "batch"}],
+        "resources": {
+            "node_count": {"minimum": 1, "maximum": 4, "default": 1},
+            "duration": {"maximum": "2h", "default": "10m"},
+            "queue_name": {"values": ["debug", "long"], "default": "debug"},
+            "account": {"fixed": "proj42"}
+        }
+    });
+    let agent = t.agent_token().await;
+    let (s, b) = t
+        .publish(&agent, SITE, json!({"jobTypes": [job_type_spec(), mpi]}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let mut b = Browser::logged_in(&t, "carol").await;
+    let p = b.get("/ui/projects/proj-a/sites").await;
+    for text in [
+        "a whole number, 1 to 4; default 1",
+        "a duration such as 1h30m, at most 2h; default 10m",
+        "one of debug, long; default debug",
+        "fixed: proj42",
+    ] {
+        assert!(p.body.contains(text), "{text} in {}", p.body);
+    }
+    let form_path = "/ui/projects/proj-a/sites/testsite/mpi";
+    let form = b.get(form_path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    for input in [
+        "type=\"number\" id=\"r-node_count\" name=\"r.node_count\" value=\"1\" step=\"1\" min=\"1\" max=\"4\"",
+        "id=\"r-duration\" name=\"r.duration\" value=\"10m\"",
+        "<select id=\"r-queue_name\" name=\"r.queue_name\">",
+        "<span id=\"r-account\">proj42</span>",
+    ] {
+        assert!(form.body.contains(input), "{input} in {}", form.body);
+    }
+    let csrf = hidden(&form.body, "csrf");
+    // Past the bounds: each problem at its input.
+    let p = b
+        .post(
+            form_path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("idempotency", "r1"),
+                ("r.node_count", "9"),
+                ("r.duration", "3h"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("id=\"e-r-node_count\">"), "{}", p.body);
+    assert!(p.body.contains("id=\"e-r-duration\">"), "{}", p.body);
+    assert!(p.body.contains("name=\"r.duration\" value=\"3h\""));
+    let p = b
+        .post(
+            form_path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("idempotency", "r2"),
+                ("r.node_count", "2"),
+                ("r.duration", "1h30m"),
+                ("r.queue_name", "long"),
+                ("r.account", "ignored"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let id = p.location.unwrap().rsplit('/').next().unwrap().to_string();
+    let (_, job) = t.get(&format!("/api/v1/job/{id}"), &t.alice().await).await;
+    assert_eq!(
+        job["resources"],
+        json!({"node_count": 2, "duration": 5400, "queue_name": "long", "account": "proj42"}),
+        "{job}"
+    );
+}

@@ -1,5 +1,5 @@
-//! `POST /job`: a new job of a site's job type, with parameters validated against the type
-//! and an `Idempotency-Key` that makes retries safe.
+//! `POST /job`: a new job of a site's job type, with parameters and resources validated
+//! against the type and an `Idempotency-Key` that makes retries safe.
 //!
 //! Owns the submission's checks and its idempotency hash; the store writes the job and its
 //! first event in one transaction. Never claims or dispatches a job.
@@ -18,7 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Longest `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Schedule a new job: a job type of a site with parameters. An `Idempotency-Key` header
 /// makes retries safe: the same key with the same body returns the first job (200), with a
@@ -86,6 +86,12 @@ pub(crate) async fn submit(
             Default::default()
         }
     };
+    let resources = spec
+        .validate_resources(&body.resources)
+        .unwrap_or_else(|e| {
+            errs.extend(e);
+            Default::default()
+        });
     check_parameters_size(&params, &mut errs);
     check_metadata(body.metadata.as_ref(), &mut errs);
     check_callback(st, body.callback_url.as_deref(), &mut errs);
@@ -101,6 +107,7 @@ pub(crate) async fn submit(
             site_id,
             job_type: &body.job_type,
             parameters: &params,
+            resources: &resources,
             metadata: body.metadata.as_ref(),
             callback_url: body.callback_url.as_deref(),
             idempotency: idempotency_key.zip(request_hash),

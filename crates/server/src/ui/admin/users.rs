@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::ui::{render, show_time, Nav, UiError, UiForm};
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -95,7 +95,7 @@ async fn users_page(State(state): State<AppState>, admin: Admin) -> Result<Respo
 async fn invite(
     State(state): State<AppState>,
     admin: Admin,
-    headers: HeaderMap,
+    ext: axum::http::Extensions,
     form: UiForm,
 ) -> Result<Response, UiError> {
     admin.0.check_csrf(&form)?;
@@ -138,7 +138,7 @@ async fn invite(
     );
     let link = format!(
         "{}/ui/invite/{secret}",
-        crate::routes::oauth::public_base(&state, &headers)
+        crate::routes::oauth::public_base(&state, &ext)
     );
     page(
         &state,
