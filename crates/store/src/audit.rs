@@ -57,7 +57,14 @@ impl Store {
                 }
                 sql.push_str(&format!(
                     "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
                 ));
             }
             let mut q = sqlx::query(&sql);
@@ -67,8 +74,14 @@ impl Store {
                     .bind(r.token_id.as_deref())
                     .bind(r.user.as_deref())
                     .bind(r.project.as_deref())
-                    .bind(hpcsera_api_types::cut_to_bytes(&r.method, MAX_AUDIT_METHOD_BYTES))
-                    .bind(hpcsera_api_types::cut_to_bytes(&r.path, MAX_AUDIT_PATH_BYTES))
+                    .bind(hpcsera_api_types::cut_to_bytes(
+                        &r.method,
+                        MAX_AUDIT_METHOD_BYTES,
+                    ))
+                    .bind(hpcsera_api_types::cut_to_bytes(
+                        &r.path,
+                        MAX_AUDIT_PATH_BYTES,
+                    ))
                     .bind(i64::from(r.status))
                     .bind(r.request_id.as_deref());
             }

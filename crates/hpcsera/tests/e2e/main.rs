@@ -11,6 +11,7 @@
 //! | `provenance_e2e` | signed RO-Crate manifests: validated with roc-validator and rocrate, verified, tampered with, searched |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `durability` | acknowledged submissions survive kill -9 of the server |
 //!
 //! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e`, `approval_e2e` and `provenance_e2e` once
 //! more on Slurm by their module paths (`-- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::`).
@@ -24,6 +25,7 @@ mod approval_e2e;
 mod cli;
 mod code_e2e;
 mod connections;
+mod durability;
 mod e2e;
 mod provenance_e2e;
 mod readme;
