@@ -14,7 +14,7 @@
 //! as an error to the whole batch (nothing is retried after a commit attempt).
 
 use crate::{corrupt, NewJobRecord, Result, Store, StoreError};
-use hpcsera_api_types::Job;
+use hpcsera_api_types::{Job, Resources};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +31,7 @@ struct OwnedJob {
     site_id: i64,
     job_type: String,
     parameters: Map<String, Value>,
+    resources: Resources,
     metadata: Option<Value>,
     callback_url: Option<String>,
     idempotency: Option<(String, String)>,
@@ -46,6 +47,7 @@ impl OwnedJob {
             site_id: n.site_id,
             job_type: n.job_type.to_string(),
             parameters: n.parameters.clone(),
+            resources: n.resources.clone(),
             metadata: n.metadata.cloned(),
             callback_url: n.callback_url.map(str::to_string),
             idempotency: n
@@ -64,6 +66,7 @@ impl OwnedJob {
             site_id: self.site_id,
             job_type: &self.job_type,
             parameters: &self.parameters,
+            resources: &self.resources,
             metadata: self.metadata.as_ref(),
             callback_url: self.callback_url.as_deref(),
             idempotency: self

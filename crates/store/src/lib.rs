@@ -5,6 +5,7 @@
 //! both accept; the few places where the dialects differ ask [`Store::backend`].
 //! Times are stored as Unix milliseconds.
 
+mod admin;
 mod agent;
 mod approvals;
 mod audit;
@@ -25,12 +26,14 @@ mod secrets;
 mod seed;
 mod sessions;
 mod sites;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod transition;
 mod util;
 mod webhooks;
 
+pub use admin::{AuditQuery, MemberRecord, MAX_AUDIT_PAGE};
 pub use agent::{AgentRef, Claim, Expired};
 pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
@@ -48,6 +51,7 @@ pub use output::OutputSlice;
 pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
+pub use stats::{OpsStats, PoolStats};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

@@ -42,8 +42,10 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     8 "0008_sessions",
     9 "0009_membership_roles",
     10 "0010_signed_approvals",
+    11 "0011_resources",
     12 "0012_provenance",
     13 "0013_device_grants",
+    15 "0015_admin_pages",
     18 "0018_auth_generation",
 );
 

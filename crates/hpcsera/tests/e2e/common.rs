@@ -85,6 +85,8 @@ pub struct Opts {
     pub agent_limits: String,
     /// The lines of the agent's `[approval]` table (none when empty).
     pub agent_approval: String,
+    /// The server's limit of failed authentications per address and minute (0: none).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for Opts {
@@ -94,6 +96,8 @@ impl Default for Opts {
             lease_seconds: 300,
             agent_limits: String::new(),
             agent_approval: String::new(),
+            auth_failures_per_minute: hpcsera_server::config::RateLimits::default()
+                .auth_failures_per_minute,
         }
     }
 }
@@ -175,7 +179,7 @@ impl Env {
                 code_dir: code_dir.clone(),
                 rate_limits: hpcsera_server::config::RateLimits {
                     rate_limit_per_second: 0,
-                    ..Default::default()
+                    auth_failures_per_minute: opts.auth_failures_per_minute,
                 },
                 leases: hpcsera_server::config::Leases {
                     lease_seconds: opts.lease_seconds,
@@ -461,6 +465,7 @@ impl Env {
             site: self.site.clone(),
             job_type: job_type.into(),
             parameters: params.as_object().cloned().unwrap_or_default(),
+            resources: Default::default(),
             metadata: None,
             callback_url: None,
         };

@@ -12,15 +12,19 @@ pub(crate) mod approvals;
 mod code;
 mod events;
 pub(crate) mod jobs;
-mod oauth;
+pub(crate) mod oauth;
 mod output;
 mod provenance;
 pub(crate) mod query;
 mod results;
 mod sites;
 mod system;
-mod tokens;
+pub(crate) mod tokens;
 pub(crate) mod wait;
+
+pub(crate) use agent::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
+pub(crate) use events::MAX_EVENT_WAIT;
+pub(crate) use output::MAX_OUTPUT_WAIT;
 
 use crate::config::Limits;
 use crate::state::AppState;
@@ -68,7 +72,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(approvals::list_keys))
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::get_job_types, sites::put_job_types))
-        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::token_self, tokens::revoke_token_self))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -81,7 +86,7 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
 /// The routes of the whole API, the served OpenAPI document and the documentation viewer.
 pub(crate) fn router(limits: &Limits) -> Router<AppState> {
     let (api, doc) = table(limits).split_for_parts();
-    let spec = crate::openapi::to_json(doc);
+    let spec = crate::openapi::to_json(doc, limits);
     let base = hpcsera_api_types::API_BASE;
     api.route(
         &format!("{base}/openapi.json"),
@@ -97,5 +102,6 @@ pub(crate) fn router(limits: &Limits) -> Router<AppState> {
 /// The OpenAPI 3 description of the API as pretty JSON: what `/api/v1/openapi.json` serves
 /// and the repository keeps as `openapi.json`.
 pub fn spec_json() -> String {
-    crate::openapi::to_json(table(&Limits::default()).into_openapi())
+    let limits = Limits::default();
+    crate::openapi::to_json(table(&limits).into_openapi(), &limits)
 }
