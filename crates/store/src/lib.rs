@@ -15,6 +15,7 @@ mod changes;
 mod code;
 mod device;
 mod events;
+mod group_commit;
 mod jobs;
 mod migrate;
 mod mint;
@@ -107,6 +108,8 @@ pub struct Store {
     /// Verified tokens (`authcache.rs`); shared by the clones of this handle, so that a
     /// revocation through any of them is seen by all at once.
     auth_cache: Arc<authcache::AuthCache>,
+    /// The writer that commits concurrent submissions together (`group_commit.rs`).
+    group_commit: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -183,6 +186,7 @@ impl Store {
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             auth_cache: Arc::new(authcache::AuthCache::new()),
+            group_commit: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
