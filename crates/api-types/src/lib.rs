@@ -14,6 +14,7 @@ pub mod provenance;
 pub mod role;
 pub mod signed;
 pub mod status;
+pub mod sweep;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -23,6 +24,10 @@ pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
+pub use sweep::{
+    NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult, MAX_SWEEP_MEMBERS,
+    MAX_SWEEP_PROBLEMS,
+};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";

@@ -13,6 +13,7 @@ mod device;
 mod http;
 mod jobs;
 mod provenance;
+mod sweeps;
 
 use hpcsera_api_types as api;
 use reqwest::StatusCode;
@@ -26,6 +27,7 @@ pub use api::{
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
 pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
+pub use api::{NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult};
 pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
 pub use provenance::{ProvenanceQuery, SignedManifest};
 

@@ -22,6 +22,8 @@ mod retention;
 mod secrets;
 mod sessions;
 mod sites;
+mod sweep_ops;
+mod sweeps;
 #[cfg(test)]
 mod tests;
 mod transition;
@@ -44,6 +46,8 @@ pub use output::OutputSlice;
 pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
+pub use sweep_ops::SweepOpCounts;
+pub use sweeps::{NewMember, NewSweepRecord, SubmittedSweep};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

@@ -44,6 +44,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     10 "0010_signed_approvals",
     12 "0012_provenance",
     13 "0013_device_grants",
+    14 "0014_sweeps",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

@@ -11,6 +11,7 @@ mod jobs;
 mod provenance;
 mod roles;
 mod service;
+mod sweeps;
 mod tokens;
 mod ui;
 mod ui_code;
