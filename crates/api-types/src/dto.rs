@@ -2,6 +2,7 @@
 
 use crate::jobtype::{FieldError, JobTypeSpec};
 use crate::kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
+use crate::resources::{GrantedResources, Resources};
 use crate::role::Role;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,15 @@ pub struct NewJob {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// What to ask of the batch system, by PSI/J name (`node_count`, `process_count`,
+    /// `processes_per_node`, `cpu_cores_per_process`, `gpu_cores_per_process`, `memory`,
+    /// `duration`, `queue_name`, `account`, `reservation_id`), within the job type's
+    /// `resources` rules (defaults and fixed values filled in). Counts are whole numbers;
+    /// `memory` is bytes or a string with a unit (`"4G"`, powers of 1024); `duration` is
+    /// seconds or a string (`"1h30m"`, `"90m"`, `"HH:MM:SS"`, `"D-HH:MM:SS"`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub resources: Map<String, Value>,
     /// Free-form JSON the client wants kept with the job (at most 16 KiB), returned verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -76,6 +86,9 @@ pub struct SubJobState {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the batch system granted this sub-job's batch job (as its status query shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
 }
 
 /// A job.
@@ -92,6 +105,15 @@ pub struct Job {
     /// Parameters as validated, with defaults filled in.
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// What the job asks of the batch system, as validated, with the job type's defaults
+    /// and fixed values filled in: memory in bytes, duration in seconds. A batch sub-job may
+    /// fix its own (see the job type's `subJobs`).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// What the batch system granted the job's latest batch job, as the agent's status
+    /// query saw it (absent until the agent reports it, and for systems that say nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
@@ -166,6 +188,9 @@ pub struct JobUpdate {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_jobs: Option<Vec<SubJobState>>,
+    /// What the batch system granted the job's current batch job (agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
     /// New parameter values (at most 64 KiB as JSON, defaults filled in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -186,6 +211,7 @@ impl JobUpdate {
             || self.batch_job_id.is_some()
             || self.message.is_some()
             || self.sub_jobs.is_some()
+            || self.granted_resources.is_some()
     }
     /// Whether this changes what the client submitted.
     pub fn is_client_change(&self) -> bool {

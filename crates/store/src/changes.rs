@@ -4,7 +4,7 @@
 
 use crate::transition::LockedJob;
 use crate::{corrupt, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{EventKind, Job, JobStatus, Operation, SubJobState};
+use hpcsera_api_types::{EventKind, GrantedResources, Job, JobStatus, Operation, SubJobState};
 use serde_json::{Map, Value};
 use sqlx::Any;
 use sqlx::FromRow;
@@ -17,6 +17,8 @@ pub struct StatusReport {
     pub batch_job_id: Option<String>,
     pub message: Option<String>,
     pub sub_jobs: Option<Vec<SubJobState>>,
+    /// What the batch system granted the job's current batch job.
+    pub granted_resources: Option<GrantedResources>,
 }
 
 /// The fields a client may change on a job no agent holds yet.
@@ -111,6 +113,12 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(corrupt)?;
+        let granted = rep
+            .granted_resources
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         if to != from {
             let held = LockedJob {
                 seq: locked.seq,
@@ -124,7 +132,8 @@ impl Store {
         sqlx::query(
             "UPDATE jobs SET exit_code = COALESCE($1, exit_code), batch_job_id = COALESCE($2, batch_job_id), \
              message = COALESCE($3, message), sub_jobs = COALESCE($4, sub_jobs), updated_at = $5, \
-             lease_until = CASE WHEN $6 = 1 THEN NULL ELSE $7 END, claim_confirmed = 1 WHERE seq = $8",
+             lease_until = CASE WHEN $6 = 1 THEN NULL ELSE $7 END, claim_confirmed = 1, \
+             granted_resources = COALESCE($9, granted_resources) WHERE seq = $8",
         )
         .bind(rep.exit_code.map(i64::from))
         .bind(rep.batch_job_id.as_deref())
@@ -134,6 +143,7 @@ impl Store {
         .bind(i64::from(to.is_terminal()))
         .bind(lease_until)
         .bind(locked.seq)
+        .bind(granted)
         .execute(&mut *tx.tx)
         .await?;
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;

@@ -9,7 +9,7 @@ use super::{
     LimitsConfig, PollConfig, ProvenanceConfig, SubJobConfig,
 };
 use crate::batch::{BatchConfig, BatchPreset, StateClass};
-use hpcsera_api_types::{ParamSpec, SubJobKind};
+use hpcsera_api_types::{ParamSpec, ResourceRules, SubJobKind};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -62,6 +62,8 @@ struct RawJobType {
     parameters: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     sub_jobs: Vec<Spanned<SubJobConfig>>,
+    #[serde(default)]
+    resources: Option<Spanned<ResourceRules>>,
     #[serde(default)]
     provenance: Option<Spanned<JobProvenanceConfig>>,
 }
@@ -317,11 +319,13 @@ fn job_type(
         }
         None => JobProvenanceConfig::default(),
     };
+    let resources_span = jt.resources.as_ref().map(Spanned::span);
     let cfg = JobTypeConfig {
         name,
         description: jt.description,
         parameters,
         sub_jobs,
+        resources: jt.resources.map(Spanned::into_inner).unwrap_or_default(),
         provenance,
     };
     if let Err(errs) = cfg.spec().check() {
@@ -329,10 +333,10 @@ fn job_type(
             // Map `parameters[i].x` / `subJobs[i].x` / `name` back to a span.
             let (span, field) =
                 locate_field(&fe.field, &param_spans, &sub_spans).unwrap_or_else(|| {
-                    let span = if fe.field == "name" {
-                        jt.name.span()
-                    } else {
-                        jt_span.clone()
+                    let span = match &resources_span {
+                        _ if fe.field == "name" => jt.name.span(),
+                        Some(r) if fe.field.starts_with("resources.") => r.clone(),
+                        _ => jt_span.clone(),
                     };
                     (span, fe.field.clone())
                 });
@@ -540,6 +544,13 @@ fn check_login_sub_job(
             Some(span.clone()),
             format!("{at}.options"),
             "only batch sub-jobs have submit options",
+        );
+    }
+    if !s.resources.is_empty() {
+        problems.push(
+            Some(span.clone()),
+            format!("{at}.resources"),
+            "only batch sub-jobs have resources",
         );
     }
     if s.timeout_seconds == 0 {

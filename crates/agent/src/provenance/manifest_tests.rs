@@ -90,6 +90,7 @@ fn sample() -> Vec<u8> {
             batch_job_id: None,
             exit_code: Some(0),
             message: None,
+            granted_resources: None,
         },
         SubJobState {
             name: "run".into(),
@@ -97,6 +98,7 @@ fn sample() -> Vec<u8> {
             batch_job_id: Some("7".into()),
             exit_code: Some(3),
             message: Some("exited with code 3".into()),
+            granted_resources: None,
         },
     ];
     let f = RunFacts {

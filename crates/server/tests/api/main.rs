@@ -9,6 +9,7 @@ mod common;
 mod device;
 mod jobs;
 mod provenance;
+mod resources;
 mod roles;
 mod service;
 mod sweeps;
