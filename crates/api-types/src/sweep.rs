@@ -8,6 +8,7 @@
 
 use crate::dto::Job;
 use crate::jobtype::FieldError;
+use crate::resources::Resources;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -33,10 +34,11 @@ pub struct NewSweep {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
-    /// Resources every member asks for (PSI/J names, see `POST /job`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Resources every member asks for (PSI/J names, checked against the job type's rules
+    /// as for `POST /job`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
-    pub resources: Option<Value>,
+    pub resources: Map<String, Value>,
     /// One member per entry: its parameters over the base `parameters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -229,9 +231,10 @@ pub struct Sweep {
     /// The base parameters (as sent).
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub resources: Option<Value>,
+    /// What every member asks of the batch system, as validated (defaults and fixed values
+    /// filled in).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,

@@ -8,7 +8,7 @@
 use crate::jobs::{job_from, row_text_bytes, JobRow, JOB_SELECT, MAX_PAGE_BYTES};
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
 use futures_util::TryStreamExt;
-use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Sweep, SweepCounts};
+use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow};
@@ -35,7 +35,8 @@ pub struct NewSweepRecord<'a> {
     pub job_type: &'a str,
     /// The base parameters as sent (kept with the sweep).
     pub parameters: &'a Map<String, Value>,
-    pub resources: Option<&'a Value>,
+    /// The validated resources every member asks for.
+    pub resources: &'a Resources,
     pub metadata: Option<&'a Value>,
     pub callback_url: Option<&'a str>,
     pub members: &'a [NewMember],
@@ -90,7 +91,10 @@ fn sweep_from(r: SweepRow, counts: SweepCounts) -> Result<(i64, Sweep)> {
             job_type: r.job_type,
             owner: r.owner,
             parameters: serde_json::from_str(&r.parameters).map_err(corrupt)?,
-            resources: json_opt(r.resources)?,
+            resources: match r.resources {
+                Some(t) => serde_json::from_str(&t).map_err(corrupt)?,
+                None => Resources::default(),
+            },
             metadata: json_opt(r.metadata)?,
             callback_url: r.callback_url,
             members: r.members.max(0) as u64,
@@ -198,7 +202,7 @@ impl Store {
         .bind(new.site_id)
         .bind(new.job_type)
         .bind(serde_json::to_string(new.parameters).map_err(corrupt)?)
-        .bind(to_text(new.resources).map_err(corrupt)?)
+        .bind(serde_json::to_string(new.resources).map_err(corrupt)?)
         .bind(to_text(new.metadata).map_err(corrupt)?)
         .bind(new.callback_url)
         .bind(new.members.len() as i64)
@@ -257,9 +261,11 @@ impl Store {
     ) -> Result<Vec<(i64, u32, JobStatus)>> {
         let sql = format!(
             "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, \
-             callback_url, created_at, updated_at, sweep_seq, sweep_index) VALUES {} RETURNING seq, sweep_index, status",
-            values_list(chunk.len(), 12, 1)
+             callback_url, created_at, updated_at, sweep_seq, sweep_index, resources) VALUES {} \
+             RETURNING seq, sweep_index, status",
+            values_list(chunk.len(), 13, 1)
         );
+        let resources = serde_json::to_string(new.resources).map_err(corrupt)?;
         let mut q = sqlx::query(&sql);
         for m in chunk {
             let ready = m
@@ -283,7 +289,8 @@ impl Store {
                 .bind(now)
                 .bind(now)
                 .bind(sweep_seq)
-                .bind(i64::from(m.index));
+                .bind(i64::from(m.index))
+                .bind(resources.clone());
         }
         let rows = q.fetch_all(&mut **tx).await?;
         rows.iter()

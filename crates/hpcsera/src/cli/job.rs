@@ -209,6 +209,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
                 site: s.site.clone(),
                 job_type: s.job_type.clone(),
                 parameters,
+                resources: Default::default(),
                 metadata,
                 callback_url: s.callback_url.clone(),
             },

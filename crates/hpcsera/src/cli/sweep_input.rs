@@ -149,17 +149,15 @@ pub fn body(
     resources: Map<String, Value>,
 ) -> NewSweep {
     let mut res = match file.resources {
-        Some(Value::Object(m)) => Some(m),
-        Some(_) | None => None,
+        Some(Value::Object(m)) => m,
+        Some(_) | None => Map::new(),
     };
-    if !resources.is_empty() {
-        res.get_or_insert_with(Map::new).extend(resources);
-    }
+    res.extend(resources);
     NewSweep {
         site: site.to_string(),
         job_type: job_type.to_string(),
         parameters,
-        resources: res.map(Value::Object),
+        resources: res,
         parameter_sets: file.parameter_sets,
         grid: if grid.is_empty() {
             file.grid
@@ -241,8 +239,8 @@ mod tests {
             resources(&["duration=1h".into()]).unwrap(),
         );
         assert_eq!(
-            b.resources,
-            Some(json!({"node_count": 2, "duration": "1h"}))
+            Value::Object(b.resources),
+            json!({"node_count": 2, "duration": "1h"})
         );
         std::fs::write(&json_file, r#"{"bogus": 1}"#).unwrap();
         assert!(read_file(&json_file, &spec()).is_err());

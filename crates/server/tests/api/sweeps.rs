@@ -109,7 +109,7 @@ async fn parameter_sets_override_the_base_and_counts_follow_the_members() {
         &t,
         &alice,
         json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": "base", "steps": 5},
-            "parameterSets": [{"steps": 7}, {"label": "own"}, {}], "resources": {"node_count": 2}}),
+            "parameterSets": [{"steps": 7}, {"label": "own"}, {}]}),
     )
     .await;
     let (_, page) = t.get(&format!("/api/v1/sweeps/{id}/jobs"), &alice).await;
@@ -146,7 +146,6 @@ async fn parameter_sets_override_the_base_and_counts_follow_the_members() {
         (&sweep["counts"]["ended"], &sweep["counts"]["unsuccessful"]),
         (&json!(2), &json!(1))
     );
-    assert_eq!(sweep["resources"]["node_count"], 2);
 }
 
 #[tokio::test]
@@ -564,4 +563,39 @@ async fn roles_projects_and_sites_guard_every_sweep_route() {
     // Nothing changed.
     let (_, sweep) = t.get(&format!("/api/v1/sweeps/{id}"), &alice).await;
     assert_eq!(count(&sweep, "queued"), 6);
+}
+
+#[tokio::test]
+async fn resources_are_checked_by_the_job_types_rules_and_given_to_every_member() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let spec = json!({"name": "mpi", "parameters": [{"name": "n", "type": "integer"}],
+        "subJobs": [{"name": "run", "kind": "batch"}],
+        "resources": {"node_count": {"minimum": 1, "maximum": 4, "default": 1},
+            "duration": {"maximum": "2h", "default": "10m"}, "account": {"fixed": "proj42"}}});
+    let (s, b) = t
+        .publish(&agent, SITE, json!({"jobTypes": [job_type_spec(), spec]}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let body = |res: Value| json!({"site": SITE, "jobType": "mpi", "grid": {"n": [1, 2]}, "resources": res});
+    let (s, sweep) = post_sweep(
+        &t,
+        &alice,
+        body(json!({"node_count": 2, "duration": "30m"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{sweep}");
+    assert_eq!(sweep["resources"]["node_count"], 2);
+    assert_eq!(sweep["resources"]["account"], "proj42");
+    let id = sweep["id"].as_str().unwrap();
+    let (_, page) = t.get(&format!("/api/v1/sweeps/{id}/jobs"), &alice).await;
+    for j in page["jobs"].as_array().unwrap() {
+        assert_eq!(j["resources"]["node_count"], 2, "{j}");
+        assert_eq!(j["resources"]["duration"], 1800, "{j}");
+        assert_eq!(j["resources"]["account"], "proj42", "{j}");
+    }
+    let (s, b) = post_sweep(&t, &alice, body(json!({"node_count": 9}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&b), vec!["resources.node_count"], "{b}");
 }

@@ -60,9 +60,12 @@ pub async fn post_sweep(
     let mut errs = Vec::new();
     check_metadata(body.metadata.as_ref(), &mut errs);
     check_callback(&st, body.callback_url.as_deref(), &mut errs);
-    if body.resources.as_ref().is_some_and(|r| !r.is_object()) {
-        errs.push(FieldError::new("resources", "must be a JSON object"));
-    }
+    let resources = spec
+        .validate_resources(&body.resources)
+        .unwrap_or_else(|e| {
+            errs.extend(e);
+            Default::default()
+        });
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
@@ -77,7 +80,7 @@ pub async fn post_sweep(
             site_id,
             job_type: &body.job_type,
             parameters: &body.parameters,
-            resources: body.resources.as_ref(),
+            resources: &resources,
             metadata: body.metadata.as_ref(),
             callback_url: body.callback_url.as_deref(),
             members: &members,
