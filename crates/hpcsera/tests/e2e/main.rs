@@ -27,3 +27,4 @@ mod connections;
 mod e2e;
 mod provenance_e2e;
 mod readme;
+mod sweep_e2e;
