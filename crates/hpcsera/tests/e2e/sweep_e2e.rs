@@ -114,11 +114,16 @@ async fn a_sweep_runs_as_arrays_with_own_output_and_one_cancelled_task() {
     let env = env_with(if slurm() { batch } else { String::new() }, 250).await;
     let grid = format!(
         "n={}",
-        (0..members).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        (0..members)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let (code, out, err) = cli(
         &env,
-        &["sweep", "submit", SITE, "member", "--grid", &grid, "--output", "json"],
+        &[
+            "sweep", "submit", SITE, "member", "--grid", &grid, "--output", "json",
+        ],
     )
     .await;
     assert_eq!(code, Some(0), "{err}");
@@ -127,14 +132,31 @@ async fn a_sweep_runs_as_arrays_with_own_output_and_one_cancelled_task() {
     assert_eq!(sweep["members"], members);
     // Member 7 runs (and sleeps): cancel it alone.
     let seventh = member_id(&env, &id, 7).await;
-    env.wait_for_within(&seventh, |s| s == JobStatus::Running, "running", Duration::from_secs(300))
-        .await;
-    env.client.operation(&seventh, Operation::Cancel).await.unwrap();
+    env.wait_for_within(
+        &seventh,
+        |s| s == JobStatus::Running,
+        "running",
+        Duration::from_secs(300),
+    )
+    .await;
+    env.client
+        .operation(&seventh, Operation::Cancel)
+        .await
+        .unwrap();
     let (code, _, err) = cli(&env, &["sweep", "wait", &id, "--timeout", "15m"]).await;
-    assert_eq!(code, Some(70), "one failed and one cancelled member: {err}\n{}", env.agent_log());
+    assert_eq!(
+        code,
+        Some(70),
+        "one failed and one cancelled member: {err}\n{}",
+        env.agent_log()
+    );
     assert!(err.contains("done"), "the progress line: {err}");
     let s = env.client.get_sweep(&id).await.unwrap();
-    assert_eq!(s.counts.get(JobStatus::Completed), u64::from(members) - 2, "{s:?}");
+    assert_eq!(
+        s.counts.get(JobStatus::Completed),
+        u64::from(members) - 2,
+        "{s:?}"
+    );
     assert_eq!(s.counts.get(JobStatus::Failed), 1);
     assert_eq!(s.counts.get(JobStatus::Cancelled), 1);
     let jobs = env.client.all_sweep_jobs(&id).await.unwrap();
@@ -155,7 +177,11 @@ async fn a_sweep_runs_as_arrays_with_own_output_and_one_cancelled_task() {
             .read_output(&j.id, OutputStream::Stdout, 0, 4096)
             .await
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.data), format!("member {n}\n"), "member {n}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.data),
+            format!("member {n}\n"),
+            "member {n}"
+        );
         if slurm() {
             let b = j.batch_job_id.as_deref().unwrap_or_default();
             assert!(b.contains('_'), "member {n} ran as an array task: {b}");
@@ -164,7 +190,10 @@ async fn a_sweep_runs_as_arrays_with_own_output_and_one_cancelled_task() {
     if slurm() {
         let n = count_calls(&calls);
         let chunks = (members as usize).div_ceil(100);
-        assert!((1..=chunks).contains(&n), "{n} sbatch calls for {chunks} chunks");
+        assert!(
+            (1..=chunks).contains(&n),
+            "{n} sbatch calls for {chunks} chunks"
+        );
     }
     // Every member's result file, one directory per index.
     let to = dir.path().join("results");
@@ -189,17 +218,30 @@ async fn an_agent_killed_during_an_arrays_submit_submits_nothing_twice() {
     let body = hpcsera_api_types::NewSweep {
         site: SITE.into(),
         job_type: "member".into(),
-        parameters: serde_json::json!({"hold_at": -1}).as_object().cloned().unwrap(),
+        parameters: serde_json::json!({"hold_at": -1})
+            .as_object()
+            .cloned()
+            .unwrap(),
         resources: Default::default(),
         parameter_sets: None,
-        grid: Some([("n".to_string(), (20..30).map(serde_json::Value::from).collect())].into()),
+        grid: Some(
+            [(
+                "n".to_string(),
+                (20..30).map(serde_json::Value::from).collect(),
+            )]
+            .into(),
+        ),
         metadata: None,
         callback_url: None,
     };
     let sweep = env.client.submit_sweep(&body, None).await.unwrap();
     let started = Instant::now();
     while count_calls(&calls) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "{}", env.agent_log());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            env.agent_log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.kill_agent().await;
@@ -208,7 +250,12 @@ async fn an_agent_killed_during_an_arrays_submit_submits_nothing_twice() {
     env.start_agent();
     let (code, _, err) = cli(&env, &["sweep", "wait", &sweep.id, "--timeout", "5m"]).await;
     assert_eq!(code, Some(0), "{err}\n{}", env.agent_log());
-    assert_eq!(count_calls(&calls), 1, "one sbatch, never a second: {}", env.agent_log());
+    assert_eq!(
+        count_calls(&calls),
+        1,
+        "one sbatch, never a second: {}",
+        env.agent_log()
+    );
     for j in env.client.all_sweep_jobs(&sweep.id).await.unwrap() {
         let submitted = env
             .client
