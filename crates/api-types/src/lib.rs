@@ -8,6 +8,7 @@
 pub mod bounds;
 pub mod codefiles;
 pub mod dto;
+pub mod duration;
 pub mod jobtype;
 pub mod kinds;
 pub mod oauth;

@@ -26,7 +26,10 @@ pub use api::{
     JobStatus, JobTypeList, JobTypeSpec, JobUpdate, NewJob, Operation, OperationDone, OutputStream,
     PublishJobTypes, ResultFile, ResultList, Site, SiteList, TokenSelf,
 };
-pub use api::{CodeBundle, CodeBundleList, CodeStatus, HpcDigest, SignedApproval, UserKey};
+pub use api::{
+    CodeBundle, CodeBundleList, CodeFile, CodeFileList, CodeStatus, HpcDigest, SignedApproval,
+    UserKey,
+};
 pub use api::{NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult};
 pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
 pub use provenance::{ProvenanceQuery, SignedManifest};

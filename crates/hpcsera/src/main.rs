@@ -2,8 +2,8 @@
 //! host, and (in later capabilities) the agent and the client.
 
 mod admin;
-mod admin_keys;
 mod agent_cmd;
+mod bench;
 mod cli;
 mod dev;
 
@@ -56,6 +56,9 @@ enum Command {
     Client(cli::ClientCommand),
     /// Upload code bundles and follow their approval.
     Code(cli::code::CodeArgs),
+    /// Parts of the benchmark harness (scripts/bench.sh).
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
 }
 
 /// Where the server keeps its data.
@@ -232,6 +235,7 @@ fn main() -> std::process::ExitCode {
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,
             Command::Code(a) => cli::code::run(a).await,
+            Command::Bench(a) => bench::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::spec_json());
                 Ok(())

@@ -390,6 +390,7 @@ impl Store {
     /// Ends the lease of one job if it still ran out at `now`. Everything it decides on is
     /// read under the row lock: the client may have deleted the job or requested an
     /// operation, or the agent renewed, since the candidates were read.
+    #[cfg(test)]
     pub(crate) async fn expire_lease(&self, seq: i64, now: i64) -> Result<Option<Expired>> {
         self.expire_lease_if(seq, now, false).await
     }

@@ -292,7 +292,9 @@ impl Store {
         } else if set_existing {
             set_roles(&mut tx.tx, uid, pid, roles).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.auth_changed();
+        Ok(())
     }
 
     /// Changes the roles of an existing member. Their tokens can do at most these from the
@@ -303,7 +305,9 @@ impl Store {
         if !set_roles(&mut tx.tx, uid, pid, roles).await? {
             return Err(StoreError::NotFound("membership"));
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.auth_changed();
+        Ok(())
     }
 
     /// The roles of `user_id` in `project_id`, or `None` when they are not a member.
@@ -329,7 +333,9 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound("membership"));
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.auth_changed();
+        Ok(())
     }
 
     pub async fn is_member(&self, user_id: i64, project: &str) -> Result<Option<i64>> {
@@ -367,7 +373,9 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound("token"));
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.auth_changed();
+        Ok(())
     }
 
     /// The tokens of `user_id` in projects it is a member of now, optionally only in
@@ -406,8 +414,25 @@ impl Store {
         rows.iter().map(token_record).collect()
     }
 
-    /// Looks up a bearer token by the hash of its secret.
+    /// Looks up a bearer token by the hash of its secret: from the verified-token cache
+    /// (`authcache.rs`: revocations by this process are seen at once, by others within
+    /// `AUTH_RECHECK`) or the database.
     pub async fn authenticate(&self, secret: &str) -> Result<Result<AuthToken, TokenRefusal>> {
+        let hash = hash_token(secret);
+        self.recheck_auth_generation().await?;
+        if let Some(token) = self.auth_cache.get(&hash) {
+            return Ok(Ok(token));
+        }
+        let epoch = self.auth_cache.epoch();
+        let answer = self.authenticate_uncached(&hash).await?;
+        if let Ok(token) = &answer {
+            self.auth_cache.insert(epoch, hash, token.clone());
+        }
+        Ok(answer)
+    }
+
+    /// Looks up a bearer token by the hash of its secret in the database.
+    async fn authenticate_uncached(&self, hash: &str) -> Result<Result<AuthToken, TokenRefusal>> {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
                     u.id AS user_id, u.name AS user_name, p.id AS project_id, p.name AS project, \
@@ -416,7 +441,7 @@ impl Store {
              LEFT JOIN memberships m ON m.user_id = t.user_id AND m.project_id = t.project_id \
              WHERE t.hash = $1",
         )
-        .bind(hash_token(secret))
+        .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else {

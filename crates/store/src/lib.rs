@@ -9,6 +9,7 @@ mod agent;
 mod approvals;
 mod audit;
 mod auth;
+mod authcache;
 mod changes;
 mod code;
 mod device;
@@ -20,6 +21,7 @@ mod output;
 mod provenance;
 mod retention;
 mod secrets;
+mod seed;
 mod sessions;
 mod sites;
 mod sweep_ops;
@@ -34,6 +36,7 @@ pub use agent::{AgentRef, Claim, Expired};
 pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
 pub use auth::{AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord};
+pub use authcache::{MAX_AGE as AUTH_CACHE_MAX_AGE, RECHECK as AUTH_RECHECK};
 pub use changes::{JobChange, StatusReport};
 pub use code::{CodeDecision, CodeRef};
 pub use device::{
@@ -101,6 +104,9 @@ pub struct Store {
     /// SQLite has one writer at a time: writers queue here instead of holding pooled
     /// connections while they wait for the file lock. `None` on PostgreSQL.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Verified tokens (`authcache.rs`); shared by the clones of this handle, so that a
+    /// revocation through any of them is seen by all at once.
+    auth_cache: Arc<authcache::AuthCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -176,6 +182,7 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            auth_cache: Arc::new(authcache::AuthCache::new()),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -46,6 +46,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     12 "0012_provenance",
     13 "0013_device_grants",
     14 "0014_sweeps",
+    18 "0018_auth_generation",
 );
 
 /// Key of the PostgreSQL advisory lock under which a legacy database is adopted.

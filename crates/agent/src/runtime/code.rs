@@ -173,19 +173,18 @@ impl Agent {
         Ok(out)
     }
 
-    /// Checks that bundle `id` is approved, downloads it, compares its digest with the id,
-    /// checks a signed approval when the config requires one (`approval.rs`), and unpacks it
-    /// into `target`.
-    async fn unpack_bundle(
+    /// Asks the server whether bundle `id` is approved (the server only hands out jobs whose
+    /// code is approved; ask anyway before fetching anything for use), downloads it to
+    /// `archive`, and checks its digest and, when the config requires one, its signed
+    /// approval. Returns the digest; on any failure the archive is removed.
+    async fn fetch_approved(
         &self,
-        run: &Running,
         param: &str,
         id: &str,
-        target: &Path,
-    ) -> Result<(), CodeError> {
+        code_root: &Path,
+        archive: &Path,
+    ) -> Result<String, CodeError> {
         let (id_s, param_s) = (id.to_string(), param.to_string());
-        // The server only hands out jobs whose code is approved; ask anyway before
-        // fetching anything for use.
         let bundle = match self.client.code_status(id).await {
             Ok(b) if b.status == CodeStatus::Approved => b,
             Ok(b) => {
@@ -203,18 +202,16 @@ impl Agent {
                 })
             }
         };
-        let code_root = run.ctx.job_dir.join("code");
-        std::fs::create_dir_all(&code_root).map_err(|source| CodeError::CreateDir {
-            path: code_root.clone(),
+        std::fs::create_dir_all(code_root).map_err(|source| CodeError::CreateDir {
+            path: code_root.to_path_buf(),
             source,
         })?;
-        let archive = code_root.join(format!(".{param}.tar.gz.part"));
         let max = self.cfg.limits.max_code_unpacked_bytes;
-        let downloaded = self.client.download_code(id, &archive, max).await;
+        let downloaded = self.client.download_code(id, archive, max).await;
         let sha = match downloaded {
             Ok((_, sha)) if sha == id => sha,
             other => {
-                let _ = std::fs::remove_file(&archive);
+                let _ = std::fs::remove_file(archive);
                 return Err(match other {
                     Ok((_, sha)) => CodeError::Digest {
                         id: id_s,
@@ -230,13 +227,30 @@ impl Agent {
             }
         };
         if let Err(reason) = self.check_signed_approval(&bundle, &sha) {
-            let _ = std::fs::remove_file(&archive);
+            let _ = std::fs::remove_file(archive);
             return Err(CodeError::Approval {
                 id: id_s,
                 param: param_s,
                 reason,
             });
         }
+        Ok(sha)
+    }
+
+    /// Checks that bundle `id` is approved, downloads it, compares its digest with the id,
+    /// checks a signed approval when the config requires one (`approval.rs`), and unpacks it
+    /// into `target`.
+    async fn unpack_bundle(
+        &self,
+        run: &Running,
+        param: &str,
+        id: &str,
+        target: &Path,
+    ) -> Result<(), CodeError> {
+        let (id_s, param_s) = (id.to_string(), param.to_string());
+        let code_root = run.ctx.job_dir.join("code");
+        let archive = code_root.join(format!(".{param}.tar.gz.part"));
+        let sha = self.fetch_approved(param, id, &code_root, &archive).await?;
         let limits = crate::unpack::UnpackLimits {
             max_entries: self.cfg.limits.max_code_entries,
             max_bytes: self.cfg.limits.max_code_unpacked_bytes,

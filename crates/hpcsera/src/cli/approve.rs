@@ -13,7 +13,7 @@ use super::output::clean;
 use anyhow::{bail, Context};
 use clap::Args;
 use hpcsera_approval::{ApprovalMessage, SshAgent};
-use hpcsera_client::{Client, CodeBundle, CodeStatus, SignedApproval};
+use hpcsera_client::{Client, CodeBundle, CodeFileList, CodeStatus, SignedApproval};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -56,7 +56,8 @@ pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
         );
     }
     let bundle = client.code_status(&a.id).await?;
-    show_bundle(&bundle)?;
+    let files = client.code_files(&a.id).await?;
+    show_bundle(&bundle, &files)?;
     let me = client.whoami().await?;
     let sites = choose_sites(client, a.sites.clone()).await?;
     let expires = match &a.expires {
@@ -109,7 +110,7 @@ pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
 }
 
 /// Shows what is about to be approved; refuses what cannot be approved.
-fn show_bundle(b: &CodeBundle) -> anyhow::Result<()> {
+fn show_bundle(b: &CodeBundle, files: &CodeFileList) -> anyhow::Result<()> {
     eprintln!("code bundle\t{}", b.id);
     eprintln!("uploaded by\t{} at {}", clean(&b.uploaded_by), b.created_at);
     eprintln!("size\t\t{} bytes", b.size);
@@ -118,8 +119,7 @@ fn show_bundle(b: &CodeBundle) -> anyhow::Result<()> {
         "HPC sha256\t{}",
         b.hpc_sha256.as_deref().unwrap_or("(not reported yet)")
     );
-    // The server does not list the files of a bundle yet: the digest is what binds.
-    eprintln!("files\t\t(not listed by this server; the digest binds the exact bytes)");
+    show_files(files);
     if b.status != CodeStatus::PendingApproval {
         bail!("the bundle is {}, not waiting for approval", b.status);
     }
@@ -127,6 +127,32 @@ fn show_bundle(b: &CodeBundle) -> anyhow::Result<()> {
         bail!("the site's agent has not reported the same digest yet (HPC sha256 above); approval binds the digest computed on the cluster");
     }
     Ok(())
+}
+
+/// The bundle's entries as the server lists them (never unpacked here), one a line:
+/// mode, kind, size, path (and a link's target), names cleaned of control characters.
+fn show_files(files: &CodeFileList) {
+    eprintln!("files\t\t{}", files.files.len());
+    for f in &files.files {
+        let link = f
+            .link_target
+            .as_deref()
+            .map(|t| format!(" -> {}", clean(t)))
+            .unwrap_or_default();
+        eprintln!(
+            "  {} {:<8} {:>10}  {}{link}",
+            f.mode,
+            f.kind,
+            f.size,
+            clean(&f.path)
+        );
+    }
+    if files.truncated {
+        eprintln!("  … (more entries than the server lists)");
+    }
+    if let Some(p) = &files.problem {
+        eprintln!("  the archive cannot be read to its end: {}", clean(p));
+    }
 }
 
 /// The sites named, or the project's only site.

@@ -2,8 +2,10 @@
 //!
 //! `code push DIR` packs the directory as a *reproducible* tar.gz — entries sorted by name,
 //! mtime 0, uid/gid 0 without owner names, modes normalised to 0644/0755, a gzip header
-//! without time or name — so the same tree always gives the same digest, whoever packs it
-//! and whenever. The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`, or
+//! without time or name, and the tar in *stored* deflate blocks of 65,535 bytes — so the same
+//! tree always gives the same digest, whoever packs it, whenever, and with whatever tool:
+//! compressed deflate output differs between zlib, zlib-ng and miniz_oxide, stored blocks do
+//! not (the Python SDK, `clients/python`, packs the same bytes). The server URL and token come from `HPCSERA_URL` and `HPCSERA_TOKEN`, or
 //! from the profile (`--profile`) of the file `hpcsera login` writes, as for the other client
 //! commands.
 
@@ -11,7 +13,6 @@ use super::output::clean;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_client::Client;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -120,10 +121,7 @@ pub async fn push_path(client: &Client, path: &Path) -> anyhow::Result<String> {
 
 /// Packs `dir` as a reproducible tar.gz (see the module docs).
 pub fn tar_gz_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::new(6));
-    let mut b = tar::Builder::new(gz);
+    let mut b = tar::Builder::new(Vec::new());
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
     let mut entries = Vec::new();
@@ -162,9 +160,35 @@ pub fn tar_gz_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
             );
         }
     }
-    let mut gz = b.into_inner()?;
-    gz.flush()?;
-    Ok(gz.finish()?)
+    Ok(gzip_stored(&b.into_inner()?))
+}
+
+/// Most bytes of one stored deflate block (RFC 1951 §3.2.4).
+const STORED_BLOCK: usize = 65_535;
+
+/// `data` as one gzip member (RFC 1952) without time, name or flags, OS "unknown", its
+/// deflate stream in stored blocks of [`STORED_BLOCK`] bytes (the last one shorter): a byte
+/// layout that any implementation reproduces exactly.
+pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / STORED_BLOCK * 5 + 32);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let mut chunks = data.chunks(STORED_BLOCK).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let len = chunk.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }
 
 /// Entries below `root/rel`, depth first, sorted by name (bytes).
@@ -237,6 +261,27 @@ mod tests {
         // Content matters.
         std::fs::write(b.path().join("src/a.txt"), "A").unwrap();
         assert_ne!(digest(&first), digest(&tar_gz_dir(b.path()).unwrap()));
+    }
+
+    #[test]
+    fn stored_gzip_decodes_at_every_size() {
+        use std::io::Read;
+        for n in [
+            0,
+            1,
+            STORED_BLOCK - 1,
+            STORED_BLOCK,
+            STORED_BLOCK + 1,
+            3 * STORED_BLOCK,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let gz = gzip_stored(&data);
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{n} bytes");
+        }
     }
 
     #[test]

@@ -13,42 +13,9 @@ const OUTPUT_CHUNK: u64 = 1 << 20;
 /// Give up after this many transport failures in a row (each after the SDK's own retries).
 const MAX_TRANSIENT_FAILURES: u32 = 20;
 
-/// Parses `90`, `90s`, `15m`, `2h`, `1h30m`, `1d`.
+/// Parses `90`, `90s`, `15m`, `2h`, `1h30m`, `1d` (`hpcsera_api_types::duration`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => {
-                return Err(format!(
-                    "{s:?} is not a duration (e.g. 90s, 15m, 2h, 1h30m)"
-                ))
-            }
-        };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 15m, 2h, 1h30m)"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        num.clear();
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(format!(
-            "{s:?} is not a duration (e.g. 90s, 15m, 2h, 1h30m)"
-        ));
-    }
-    Ok(Duration::from_secs(total))
+    hpcsera_api_types::duration::parse_secs(s).map(Duration::from_secs)
 }
 
 pub fn human(d: Duration) -> String {

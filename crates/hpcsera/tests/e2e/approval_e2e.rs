@@ -230,6 +230,12 @@ async fn code_approve_signs_what_ssh_keygen_verifies_and_the_agent_runs_it() {
         err.contains("hpcsera-code-approval v1") && err.contains(&format!("digest sha256:{id}")),
         "{err}"
     );
+    // What is approved is shown first: the bundle's entries with modes and sizes.
+    assert!(
+        err.contains("0755 file") && err.contains("bin/hello.sh"),
+        "{err}"
+    );
+    assert!(err.contains("data/input.txt"), "{err}");
     assert!(out.contains(&format!("{id} approved by alice")), "{out}");
     let b = env.client.code_status(&id).await.unwrap();
     let approval = b.approval.expect("a signed approval");

@@ -11,6 +11,7 @@
 //! | `provenance_e2e` | signed RO-Crate manifests: validated with roc-validator and rocrate, verified, tampered with, searched |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `python` | the spec checks (openapi-python-client, openapi-generator, schemathesis) and the Python SDK's pytest suite |
 //!
 //! `scripts/test.sh` runs `e2e`, `cli`, `code_e2e`, `approval_e2e` and `provenance_e2e` once
 //! more on Slurm by their module paths (`-- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::`).
@@ -26,5 +27,6 @@ mod code_e2e;
 mod connections;
 mod e2e;
 mod provenance_e2e;
+mod python;
 mod readme;
 mod sweep_e2e;

@@ -18,7 +18,11 @@ use hpcsera_store::{now_ms, Claim};
 use std::time::Duration;
 
 /// Longest long-poll.
-const MAX_WAIT_SECONDS: u32 = 60;
+pub(crate) const MAX_POLL_WAIT: u32 = 60;
+/// Most jobs one poll claims.
+pub(crate) const MAX_POLL_JOBS: u32 = 1000;
+/// Most job ids one poll may list as active.
+pub(crate) const MAX_POLL_IDS: usize = 10_000;
 /// The agent's one call per cycle: renews the leases of the jobs it holds, confirms new
 /// claims, hands over operations to carry out, and claims up to `maxJobs` queued jobs of its
 /// site — waiting up to `waitSeconds` until there is something to hand over.
@@ -95,17 +99,23 @@ pub async fn agent_poll(
 fn check_poll(body: &AgentPoll) -> ApiResult<Vec<String>> {
     hpcsera_api_types::check_agent_label("agentVersion", body.agent_version.as_deref())
         .map_err(|e| ApiError::invalid(vec![e]))?;
-    if body.wait_seconds > MAX_WAIT_SECONDS {
+    if body.wait_seconds > MAX_POLL_WAIT {
         return Err(ApiError::invalid_field(
             "waitSeconds",
-            format!("at most {MAX_WAIT_SECONDS}"),
+            format!("at most {MAX_POLL_WAIT}"),
         ));
     }
-    if body.max_jobs > 1000 {
-        return Err(ApiError::invalid_field("maxJobs", "at most 1000"));
+    if body.max_jobs > MAX_POLL_JOBS {
+        return Err(ApiError::invalid_field(
+            "maxJobs",
+            format!("at most {MAX_POLL_JOBS}"),
+        ));
     }
-    if body.active_job_ids.len() > 10_000 {
-        return Err(ApiError::invalid_field("activeJobIds", "at most 10000 ids"));
+    if body.active_job_ids.len() > MAX_POLL_IDS {
+        return Err(ApiError::invalid_field(
+            "activeJobIds",
+            format!("at most {MAX_POLL_IDS} ids"),
+        ));
     }
     body.active_job_ids
         .iter()

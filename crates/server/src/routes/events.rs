@@ -69,7 +69,7 @@ fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
 }
 
 /// Longest wait of an event read.
-const MAX_EVENT_WAIT: u64 = 60;
+pub(crate) const MAX_EVENT_WAIT: u64 = 60;
 
 /// Reads events; when there are none and `wait` > 0, waits until one is written (or the
 /// time is up). Wake-ups come from any event, so every wake-up reads again.

@@ -23,6 +23,10 @@ mod system;
 mod tokens;
 pub(crate) mod wait;
 
+pub(crate) use agent::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
+pub(crate) use events::MAX_EVENT_WAIT;
+pub(crate) use output::MAX_OUTPUT_WAIT;
+
 use crate::config::Limits;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -91,7 +95,7 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
 /// The routes of the whole API, the served OpenAPI document and the documentation viewer.
 pub(crate) fn router(limits: &Limits) -> Router<AppState> {
     let (api, doc) = table(limits).split_for_parts();
-    let spec = crate::openapi::to_json(doc);
+    let spec = crate::openapi::to_json(doc, limits);
     let base = hpcsera_api_types::API_BASE;
     api.route(
         &format!("{base}/openapi.json"),
@@ -107,5 +111,6 @@ pub(crate) fn router(limits: &Limits) -> Router<AppState> {
 /// The OpenAPI 3 description of the API as pretty JSON: what `/api/v1/openapi.json` serves
 /// and the repository keeps as `openapi.json`.
 pub fn spec_json() -> String {
-    crate::openapi::to_json(table(&Limits::default()).into_openapi())
+    let limits = Limits::default();
+    crate::openapi::to_json(table(&limits).into_openapi(), &limits)
 }

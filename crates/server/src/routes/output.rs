@@ -64,10 +64,17 @@ impl OutputAt {
 }
 
 /// Longest wait of an output read, in seconds.
-const MAX_OUTPUT_WAIT: i64 = 60;
+pub(crate) const MAX_OUTPUT_WAIT: i64 = 60;
 /// Default and largest `maxBytes` of an output read.
 const DEFAULT_READ_BYTES: i64 = 1024 * 1024;
 const MAX_READ_BYTES: i64 = 8 * 1024 * 1024;
+
+/// The answer to an output chunk: the stream's length after it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct OutputLength {
+    /// Bytes of the stream stored so far.
+    pub length: i64,
+}
 
 /// The agent appends a chunk of a job's stdout or stderr at `offset` (the stream's length
 /// as the agent knows it). Resent chunks are skipped; a gap is 409.
@@ -75,7 +82,7 @@ const MAX_READ_BYTES: i64 = 8 * 1024 * 1024;
     params(("jobId" = String, Path), ("stream" = String, Path, description = "stdout or stderr"),
         ("offset" = i64, Query, description = "where this chunk starts")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, description = "the stream's new length, as JSON {\"length\": N}"),
+    responses((status = 200, body = OutputLength, description = "the stream's new length"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn append_output(
@@ -84,7 +91,7 @@ pub async fn append_output(
     id: JobId,
     at: OutputAt,
     ApiBytes(body): ApiBytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<OutputLength>> {
     agent.require(Role::UpdateJobStatus)?;
     let (s, offset) = at.parse()?;
     let len = st
@@ -99,7 +106,7 @@ pub async fn append_output(
         )
         .await?;
     st.output_written();
-    Ok(Json(serde_json::json!({ "length": len })))
+    Ok(Json(OutputLength { length: len }))
 }
 
 /// A job's stdout or stderr from `offset` (at most `maxBytes`, default 1 MiB), readable
@@ -112,8 +119,12 @@ pub async fn append_output(
     params(("jobId" = String, Path), ("stream" = String, Path, description = "stdout or stderr"),
         ("offset" = Option<i64>, Query), ("maxBytes" = Option<i64>, Query),
         ("wait" = Option<u64>, Query, description = "seconds to wait for new output (0 to 60)")),
-    responses((status = 200, description = "the bytes", content_type = "application/octet-stream"),
-        (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "the bytes", content_type = "application/octet-stream",
+            headers(("X-Next-Offset" = i64, description = "the offset to read from next"),
+                ("X-Output-Total" = i64, description = "bytes of the stream stored so far"),
+                ("X-Output-Complete" = bool, description = "`true` once the job has ended and nothing more will come"),
+                ("X-Output-Truncated" = bool, description = "`true` if the server cut the stream at its limit"))),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn read_output(
     State(st): State<AppState>,

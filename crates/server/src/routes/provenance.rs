@@ -125,7 +125,9 @@ fn signature_headers(resp: &mut Response, p: &StoredProvenance) {
 /// `x-provenance-key` headers.
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/provenance", tag = "provenance",
     params(("jobId" = String, Path)),
-    responses((status = 200, description = "the manifest (JSON-LD)", content_type = "application/ld+json"),
+    responses((status = 200, description = "the manifest (JSON-LD), the exact bytes the agent signed", content_type = "application/ld+json",
+            headers(("x-provenance-signature" = String, description = "base64 Ed25519 signature over the body's exact bytes"),
+                ("x-provenance-key" = String, description = "the agent's public key, ed25519:<base64>"))),
         (status = 404, body = ErrorBody, description = "no such job, or it has no signed provenance (message says why)")),
     security(("bearer" = [])))]
 pub async fn get_provenance(

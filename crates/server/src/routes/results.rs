@@ -83,8 +83,9 @@ pub async fn list_results(
 /// Download a result file.
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/results/{*name}", tag = "jobs",
     params(("jobId" = String, Path), ("name" = String, Path, description = "relative path")),
-    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
-        (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream",
+            headers(("ETag" = String, description = "the file's SHA-256 in quotes"))),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_result(
     State(st): State<AppState>,

@@ -1205,30 +1205,26 @@ async fn the_agent_that_held_a_lost_job_records_its_cleanup_as_an_event() {
     let (s, b) = cleanup(agent.clone(), json!({"message": "x"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     let before = wait_for_status(&t, &tok, &id, "lost").await;
-    // Another agent token of the project, the client token, another project's agent.
+    // Another agent token of the project, another project's agent, the client token.
     let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
         .into_iter()
         .collect();
-    let other_agent = t
-        .user("alice")
-        .project("proj-a")
-        .role_set(roles)
-        .site(SITE)
-        .token()
-        .await;
-    let (s, b) = cleanup(other_agent, json!({"message": "x"})).await;
-    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    for (user, project, refused) in [
+        ("alice", "proj-a", StatusCode::CONFLICT),
+        ("bob", "proj-b", StatusCode::NOT_FOUND),
+    ] {
+        let other = t
+            .user(user)
+            .project(project)
+            .role_set(roles)
+            .site(SITE)
+            .token()
+            .await;
+        let (s, b) = cleanup(other, json!({"message": "x"})).await;
+        assert_eq!(s, refused, "{user} in {project}: {b}");
+    }
     let (s, b) = cleanup(tok.clone(), json!({"message": "x"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let bob = t
-        .user("bob")
-        .project("proj-b")
-        .role_set(roles)
-        .site(SITE)
-        .token()
-        .await;
-    let (s, b) = cleanup(bob, json!({"message": "x"})).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (s, b) = cleanup(agent.clone(), json!({"message": ""})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let (s, b) = cleanup(agent.clone(), json!({"message": "a".repeat(4097)})).await;

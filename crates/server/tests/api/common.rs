@@ -13,6 +13,8 @@ pub struct TestApp {
     pub store: Store,
     pub http: reqwest::Client,
     pub code_dir: std::path::PathBuf,
+    /// The database's URL, for a second store handle (another process's view).
+    pub db_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -75,6 +77,7 @@ impl TestApp {
             store,
             http: reqwest::Client::new(),
             code_dir,
+            db_url: url,
             _dir: dir,
         };
         // Users, projects, and the site's job type, published by an agent token.

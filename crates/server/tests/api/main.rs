@@ -4,6 +4,7 @@
 
 mod agent;
 mod approvals;
+mod auth_cache;
 mod code;
 mod common;
 mod device;

@@ -27,8 +27,11 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     request_body = NewJob,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes the submission safe to retry (at most 255 characters)")),
     responses(
-        (status = 201, body = Job, description = "created"),
-        (status = 200, body = Job, description = "an earlier submission with the same Idempotency-Key"),
+        (status = 201, body = Job, description = "created",
+            headers(("Location" = String, description = "the job's URL path"))),
+        (status = 200, body = Job, description = "an earlier submission with the same Idempotency-Key",
+            headers(("Location" = String, description = "the job's URL path"),
+                ("Idempotent-Replayed" = String, description = "`true`: this is the earlier job"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

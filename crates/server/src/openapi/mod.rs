@@ -1,9 +1,18 @@
 //! The OpenAPI document's frame: title, description, license, tags and the bearer scheme.
-//! The paths and schemas come from the route table (`routes`), which starts from this frame.
+//! The paths and schemas come from the route table (`routes`), which starts from this frame;
+//! [`to_json`] then adds what every route shares by rule (`responses`: the statuses and
+//! headers of the extractors a route takes; `schemas`: formats, bounds, the job type's
+//! parameter union, binary bodies; `links`: the job flow).
 //!
 //! A copy of the whole document is checked in as `openapi.json` at the repository root; a
 //! test fails when the two differ. This module must never list routes.
 
+mod links;
+mod responses;
+mod schemas;
+
+use crate::config::Limits;
+use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,7 +21,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "hpcsera — HPC Service API",
         description = "A REST API that lets services use an HPC cluster as their backend. Jobs are instances of job types that a site's agent publishes; tokens carry roles (GET_JobStatus, UPDATE_JobStatus, GET_Job, POST_Code, GET_Code, POST_Job, UPDATE_Job, DELETE_Job) for one user and project.",
-        license(name = "Apache-2.0")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
     tags(
@@ -46,14 +55,43 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The finished document as pretty JSON: this release's version, and the router's wildcard
-/// segments (`{*name}`, a relative path) written as OpenAPI's plain parameters (`{name}`).
-pub(crate) fn to_json(mut doc: utoipa::openapi::OpenApi) -> String {
+/// The finished document as pretty JSON: this release's version, the router's wildcard
+/// segments (`{*name}`, a relative path) written as OpenAPI's plain parameters (`{name}`),
+/// and the rules of `responses`, `schemas` and `links` applied with the server's `limits`.
+pub(crate) fn to_json(mut doc: utoipa::openapi::OpenApi, limits: &Limits) -> String {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
         .map(|(path, item)| (path.replace("{*", "{"), item))
         .collect();
-    doc.to_pretty_json().unwrap_or_else(|_| "{}".into()) + "\n"
+    let Ok(mut v) = serde_json::to_value(&doc) else {
+        return "{}\n".into();
+    };
+    schemas::apply(&mut v, limits);
+    responses::apply(&mut v);
+    links::apply(&mut v);
+    serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into()) + "\n"
+}
+
+/// Every operation of the document: its path, method and object.
+fn operations(doc: &mut Value) -> impl Iterator<Item = (String, String, &mut Value)> {
+    doc.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .flat_map(|(path, item)| {
+            item.as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.iter_mut())
+                .filter(|(method, _)| {
+                    matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch")
+                })
+                .map(move |(method, op)| (path.clone(), method.clone(), op))
+        })
+}
+
+/// The component schema `name`, if the document has it.
+fn schema<'a>(doc: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    doc.pointer_mut(&format!("/components/schemas/{name}"))
 }

@@ -1,0 +1,260 @@
+//! The spec checks and the Python clients against a real server and agent (issue 16): the
+//! generators take `openapi.json` without a warning or an error, a client generated from it
+//! (not edited) runs the job flow, schemathesis finds nothing with an all-roles token and with
+//! an agent token, and the Python SDK (`clients/python`, installed with pip) passes its
+//! pytest suite, README example included.
+//!
+//! The tools are PyPI's `openapi-python-client`, `openapi-generator-cli` (Java), `schemathesis`,
+//! `pytest` and `pytest-asyncio`, and `hatchling` to build the SDK; `scripts/test.sh` installs
+//! them (`ensure_python_tools`). Without them these tests fail, never skip. Every tool runs
+//! under a time limit and is killed at its end, so nothing is left running.
+
+use crate::common::{bin, sleep_and_later_job_types, Env};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// The site of `hpcsera dev`, so that the SDK's README example runs as written.
+const SITE: &str = "local";
+/// A person with a password, member of the tests' project, who approves the SDK's device
+/// login in the web UI.
+const PERSON: (&str, &str) = ("bob", "a long test password");
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The job types of these tests: `greet`, `noop` (python.toml), `hello` (`hpcsera dev`'s),
+/// `sleep` and `later`.
+fn job_types() -> String {
+    format!(
+        "{}\n{}\n{}",
+        include_str!("../../fixtures/job_types/python.toml"),
+        include_str!("../../fixtures/job_types/hello.toml"),
+        sleep_and_later_job_types()
+    )
+}
+
+/// Runs `program args…` in `dir` with `envs`, at most `limit`; returns whether it succeeded and
+/// its stdout and stderr together. A missing tool fails the test (it is installed in CI).
+async fn run(
+    program: &str,
+    args: &[&str],
+    dir: &Path,
+    envs: &[(&str, &str)],
+    limit: Duration,
+) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/test.sh installs it): {e}"));
+    let started = Instant::now();
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} {args:?} took longer than {limit:?}"))
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "{program} {args:?}: {:?} in {:.1?}",
+        out.status,
+        started.elapsed()
+    );
+    (out.status.success(), text)
+}
+
+/// The agent token the set-up wrote for the agent.
+fn agent_token(env: &Env) -> String {
+    std::fs::read_to_string(env.path().join("agent.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// openapi-python-client generates a client from the checked-in spec without a warning.
+async fn generate_client(out: &Path) -> String {
+    let spec = repo().join("openapi.json");
+    let config = repo().join("clients/spec-checks/openapi-python-client.yaml");
+    let (ok, text) = run(
+        "openapi-python-client",
+        &[
+            "generate",
+            "--path",
+            spec.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--meta",
+            "none",
+            "--output-path",
+            out.join("hpcsera_api").to_str().unwrap(),
+        ],
+        out,
+        &[],
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(ok, "openapi-python-client failed:\n{text}");
+    assert!(
+        !text.to_lowercase().contains("warning") && !text.contains("Unable to"),
+        "openapi-python-client warned:\n{text}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_python_client_runs_the_job_flow() {
+    let env = Env::new(SITE, &job_types()).await;
+    let gen = tempfile::tempdir().unwrap();
+    generate_client(gen.path()).await;
+    let script = repo().join("clients/spec-checks/generated_flow.py");
+    let (ok, text) = run(
+        "python3",
+        &[script.to_str().unwrap()],
+        gen.path(),
+        &[
+            ("PYTHONPATH", gen.path().to_str().unwrap()),
+            ("HPCSERA_URL", &env.url),
+            ("HPCSERA_TOKEN", &env.token),
+            ("HPCSERA_SITE", SITE),
+        ],
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(ok, "the generated client's flow failed:\n{text}");
+    assert!(text.contains("flow done"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_generator_validates_the_spec() {
+    let spec = repo().join("openapi.json");
+    let (ok, text) = run(
+        "openapi-generator-cli",
+        &["validate", "-i", spec.to_str().unwrap()],
+        &repo(),
+        &[],
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(ok, "openapi-generator refused the spec:\n{text}");
+    assert!(text.contains("No validation issues detected"), "{text}");
+}
+
+/// schemathesis's every check, all phases (stateful included), for `seconds`, with `token`;
+/// its configuration and hooks are in `clients/spec-checks`.
+async fn fuzz(env: &Env, token: &str, seconds: u64) {
+    let checks = repo().join("clients/spec-checks");
+    let report = tempfile::tempdir().unwrap();
+    let spec = format!("{}/api/v1/openapi.json", env.url);
+    let header = format!("Authorization: Bearer {token}");
+    let max_time = seconds.to_string();
+    let (ok, text) = run(
+        "schemathesis",
+        &[
+            "--config-file",
+            checks.join("schemathesis.toml").to_str().unwrap(),
+            "run",
+            &spec,
+            "--url",
+            &env.url,
+            "-H",
+            &header,
+            "--max-time",
+            &max_time,
+            "--report-dir",
+            report.path().to_str().unwrap(),
+        ],
+        &checks,
+        &[
+            ("SCHEMATHESIS_HOOKS", "hooks"),
+            ("PYTHONPATH", checks.to_str().unwrap()),
+            ("HPCSERA_SITE", SITE),
+        ],
+        Duration::from_secs(seconds + 120),
+    )
+    .await;
+    assert!(ok, "schemathesis found failures:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_with_an_all_roles_token() {
+    let env = Env::new(SITE, &job_types()).await;
+    fuzz(&env, &env.token.clone(), 75).await;
+    env.cancel_unfinished_jobs().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_with_an_agent_token() {
+    let env = Env::new(SITE, &job_types()).await;
+    fuzz(&env, &agent_token(&env), 45).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_passes_its_tests() {
+    let env = Env::new(SITE, &job_types()).await;
+    env.store
+        .create_user(PERSON.0, Some(PERSON.1), false)
+        .await
+        .unwrap();
+    env.store.add_member(PERSON.0, "p").await.unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let sdk = repo().join("clients/python");
+    // `pip install ./clients/python`, into a directory of its own; hatchling is installed
+    // already (no download at test time).
+    let (ok, text) = run(
+        "python3",
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            target.path().to_str().unwrap(),
+            sdk.to_str().unwrap(),
+        ],
+        &repo(),
+        &[],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(ok, "pip install ./clients/python failed:\n{text}");
+    let cli = bin();
+    let (ok, text) = run(
+        "python3",
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        &sdk,
+        &[
+            ("PYTHONPATH", target.path().to_str().unwrap()),
+            ("HPCSERA_URL", &env.url),
+            ("HPCSERA_TOKEN", &env.token),
+            ("HPCSERA_SITE", SITE),
+            ("HPCSERA_TEST_CLI", cli.to_str().unwrap()),
+            (
+                "HPCSERA_TEST_REQUIRE_INSTALLED",
+                target.path().to_str().unwrap(),
+            ),
+            ("HPCSERA_TEST_PERSON", PERSON.0),
+            ("HPCSERA_TEST_PASSWORD", PERSON.1),
+        ],
+        Duration::from_secs(240),
+    )
+    .await;
+    assert!(ok, "the Python SDK's tests failed:\n{text}");
+    assert!(text.contains("passed"), "{text}");
+    env.cancel_unfinished_jobs().await;
+}

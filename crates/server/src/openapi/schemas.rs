@@ -1,0 +1,250 @@
+//! What the derived schemas cannot say by themselves: the job type's parameter as a `oneOf`
+//! with a `type` discriminator (serde's flattened tag derives as an `allOf` of a `oneOf`,
+//! which generators drop), formats (`date-time` for every `…At`, `uuid` for job ids, a
+//! SHA-256 `pattern` for digests), the bounds the server checks (names, page sizes, waits,
+//! poll sizes), and raw bodies as `format: binary`.
+//!
+//! Every bound here is the server's own constant, so the document cannot be looser or
+//! stricter than the check it describes; a bound that cannot be said exactly in JSON Schema
+//! (a size in bytes of UTF-8 or of serialised JSON) stays in the field's description.
+
+use super::{operations, schema};
+use crate::config::Limits;
+use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
+use hpcsera_api_types::MAX_NAME_LEN;
+use serde_json::{json, Map, Value};
+
+/// A SHA-256 as the API writes it: 64 lower-case hex digits.
+const SHA256: &str = "^[0-9a-f]{64}$";
+
+/// A site or job type name (`is_valid_name` with dashes and dots).
+fn name_schema() -> Value {
+    json!({"type": "string", "pattern": format!("^[A-Za-z_][A-Za-z0-9_.-]{{0,{}}}$", MAX_NAME_LEN - 1),
+        "maxLength": MAX_NAME_LEN})
+}
+
+pub(super) fn apply(doc: &mut Value, limits: &Limits) {
+    param_union(doc);
+    formats(doc);
+    bounds(doc);
+    parameters(doc);
+    binary_bodies(doc, limits);
+}
+
+/// `ParamSpec` as a `oneOf` of one object schema per parameter type (`StringParam`,
+/// `IntegerParam`, …), each with the common fields, discriminated by `type`.
+fn param_union(doc: &mut Value) {
+    let Some(kinds) = schema(doc, "ParamKind").map(Value::take) else {
+        return;
+    };
+    let Some(spec) = schema(doc, "ParamSpec").map(Value::take) else {
+        return;
+    };
+    let common = spec
+        .pointer("/allOf/1")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut variants = Vec::new();
+    let mut mapping = Map::new();
+    for kind in kinds["oneOf"].as_array().into_iter().flatten() {
+        let Some(tag) = kind
+            .pointer("/properties/type/enum/0")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let name = format!("{}{}Param", tag[..1].to_uppercase(), &tag[1..]);
+        let mut properties = common["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        properties.extend(kind["properties"].as_object().cloned().unwrap_or_default());
+        let mut required: Vec<Value> = common["required"].as_array().cloned().unwrap_or_default();
+        required.extend(kind["required"].as_array().cloned().unwrap_or_default());
+        let mut variant = json!({"type": "object", "properties": properties, "required": required});
+        if let Some(d) = kind.get("description") {
+            variant["description"] = d.clone();
+        }
+        let reference = format!("#/components/schemas/{name}");
+        mapping.insert(tag.to_string(), json!(reference));
+        variants.push(json!({"$ref": reference}));
+        if let Some(schemas) = doc
+            .pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut)
+        {
+            schemas.insert(name, variant);
+        }
+    }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.remove("ParamKind");
+        schemas.insert(
+            "ParamSpec".into(),
+            json!({
+                "description": spec.get("description").cloned().unwrap_or(Value::Null),
+                "oneOf": variants,
+                "discriminator": {"propertyName": "type", "mapping": mapping},
+            }),
+        );
+    }
+}
+
+/// Every property of every component schema, with its schema and property name.
+fn each_property(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for (schema_name, s) in schemas.iter_mut() {
+        if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+            for (prop, p) in props.iter_mut() {
+                f(schema_name, prop, p);
+            }
+        }
+    }
+}
+
+/// Sets `key` on a property's schema, or on its items for an array.
+fn set(p: &mut Value, key: &str, value: Value) {
+    let target = if p["type"] == "array" {
+        &mut p["items"]
+    } else {
+        p
+    };
+    if let Some(o) = target.as_object_mut() {
+        o.insert(key.into(), value);
+    }
+}
+
+/// Times are RFC 3339 (`…At`), job ids UUIDs, digests SHA-256 hex.
+fn formats(doc: &mut Value) {
+    each_property(doc, |schema, prop, p| {
+        let uuid = matches!(prop, "jobId" | "activeJobIds" | "releasedJobIds")
+            || (schema == "Job" && prop == "id");
+        let digest = matches!(prop, "sha256" | "hpcSha256" | "codeToVerify")
+            || (schema == "CodeBundle" && prop == "id");
+        if prop.ends_with("At") {
+            set(p, "format", json!("date-time"));
+        } else if uuid {
+            set(p, "format", json!("uuid"));
+        } else if digest {
+            set(p, "pattern", json!(SHA256));
+        }
+    });
+}
+
+/// The bounds the handlers check, on the bodies' fields.
+fn bounds(doc: &mut Value) {
+    each_property(doc, |schema, prop, p| match (schema, prop) {
+        ("NewJob", "site" | "jobType") => {
+            let description = p.get("description").cloned();
+            *p = name_schema();
+            if let Some(d) = description {
+                p["description"] = d;
+            }
+        }
+        ("AgentPoll", "maxJobs") => p["maximum"] = json!(MAX_POLL_JOBS),
+        ("AgentPoll", "waitSeconds") => p["maximum"] = json!(MAX_POLL_WAIT),
+        ("AgentPoll", "activeJobIds") => p["maxItems"] = json!(MAX_POLL_IDS),
+        _ => {}
+    });
+}
+
+/// Path and query parameters: ids, names, page sizes, waits, times, statuses.
+fn parameters(doc: &mut Value) {
+    for (path, _, op) in operations(doc) {
+        let events = path.ends_with("/events");
+        for p in op
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(name) = p["name"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let schema = match (p["in"].as_str().unwrap_or(""), name.as_str()) {
+                ("path", "jobId") => json!({"type": "string", "format": "uuid"}),
+                ("path", "codeId") | ("query", "sha256" | "codeSha256") => {
+                    json!({"type": "string", "pattern": SHA256})
+                }
+                ("path", "site") | ("query", "site" | "jobType") => name_schema(),
+                ("path", "stream") => json!({"type": "string", "enum": ["stdout", "stderr"]}),
+                ("path", "name") => json!({"type": "string",
+                    "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"}),
+                ("query", "limit") => json!({"type": "integer", "minimum": 1,
+                    "maximum": crate::routes::query::MAX_PAGE}),
+                ("query", "wait") => json!({"type": "integer", "minimum": 0,
+                    "maximum": if events { MAX_EVENT_WAIT } else { MAX_OUTPUT_WAIT as u64 }}),
+                ("query", "offset" | "maxBytes") => {
+                    json!({"type": "integer", "format": "int64", "minimum": 0})
+                }
+                ("query", n) if n.starts_with("created") || n.starts_with("ended") => {
+                    json!({"type": "string", "format": "date-time"})
+                }
+                ("query", "status") => {
+                    p["style"] = json!("form");
+                    p["explode"] = json!(true);
+                    json!({"type": "array", "items": {"$ref": "#/components/schemas/JobStatus"}})
+                }
+                _ => continue,
+            };
+            p["schema"] = schema;
+        }
+    }
+}
+
+/// Raw request and response bodies (code bundles, output, result files, manifests, crates)
+/// as `type: string, format: binary`, with the server's size limits in the description.
+fn binary_bodies(doc: &mut Value, limits: &Limits) {
+    let binary = json!({"type": "string", "format": "binary"});
+    for (path, _, op) in operations(doc) {
+        let limit = if path == "/api/v1/code" {
+            limits.max_code_bytes as usize
+        } else {
+            limits.blob_body_bytes()
+        };
+        if let Some(content) = op
+            .pointer_mut("/requestBody/content")
+            .and_then(Value::as_object_mut)
+        {
+            for (ctype, media) in content.iter_mut() {
+                if !is_structured(ctype) {
+                    media["schema"] = binary.clone();
+                    op_note(media, limit);
+                }
+            }
+        }
+        for (_, r) in op
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flatten()
+        {
+            for (ctype, media) in r
+                .get_mut("content")
+                .and_then(Value::as_object_mut)
+                .into_iter()
+                .flatten()
+            {
+                if !is_structured(ctype) && ctype != "text/plain" {
+                    media["schema"] = binary.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Whether a body of this type is a schema'd document (JSON, a form) rather than bytes.
+fn is_structured(ctype: &str) -> bool {
+    ctype == "application/json" || ctype == "application/x-www-form-urlencoded"
+}
+
+/// Notes a raw body's size limit where generators show it.
+fn op_note(media: &mut Value, limit: usize) {
+    media["schema"]["description"] = json!(format!("at most {limit} bytes"));
+}
