@@ -109,7 +109,10 @@ async fn slurm_run(members: usize, arrays: bool) -> (Duration, u64) {
         {"name": "a", "type": "integer"}, {"name": "b", "type": "integer"}],
         "subJobs": [{"name": "run", "kind": "batch"}]}]);
     let s = setup(None, site, jt).await;
-    let dir = tempfile::Builder::new().prefix("hpcsera-bench").tempdir_in("/tmp").expect("dir");
+    let dir = tempfile::Builder::new()
+        .prefix("hpcsera-bench")
+        .tempdir_in("/tmp")
+        .expect("dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let token_file = dir.path().join("agent.token");
     std::fs::write(&token_file, &s.agent).expect("token");
@@ -155,7 +158,12 @@ async fn slurm_run(members: usize, arrays: bool) -> (Duration, u64) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(3600), "too slow");
-        if let Some(e) = client.sweep_events(&sweep.id, after, 20).await.expect("events").last() {
+        if let Some(e) = client
+            .sweep_events(&sweep.id, after, 20)
+            .await
+            .expect("events")
+            .last()
+        {
             after = e.seq;
         }
     }
@@ -164,7 +172,10 @@ async fn slurm_run(members: usize, arrays: bool) -> (Duration, u64) {
     let _ = task.await;
     // Leave nothing behind in the queue.
     let work = dir.path().join("work");
-    let q = std::process::Command::new("squeue").args(["-h", "-o", "%i|%Z"]).output().expect("squeue");
+    let q = std::process::Command::new("squeue")
+        .args(["-h", "-o", "%i|%Z"])
+        .output()
+        .expect("squeue");
     for line in String::from_utf8_lossy(&q.stdout).lines() {
         if let Some((id, d)) = line.split_once('|') {
             if std::path::Path::new(d.trim()).starts_with(&work) {

@@ -24,6 +24,9 @@ use std::path::PathBuf;
 /// A member ready to go into an array: its job, its rendered submission, its exit file.
 type Member = (Running, SubmitRequest, PathBuf);
 
+/// What members must share to go into one array: sweep, job type, sub-job index, resources.
+type GroupKey = (String, String, usize, String);
+
 impl Agent {
     /// Submits the members waiting to start a batch sub-job as arrays, by sweep, sub-job
     /// and resources (see the module docs).
@@ -37,8 +40,7 @@ impl Agent {
             .array_size
             .unwrap_or(DEFAULT_ARRAY_SIZE)
             .max(1) as usize;
-        let mut groups: BTreeMap<(String, String, usize, String), Vec<(u32, String)>> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, Vec<(u32, String)>> = BTreeMap::new();
         for (id, run) in &self.jobs {
             let (Step::Start, Some(sweep), Some(sub)) = (&run.step, &run.job.sweep, run.sub())
             else {

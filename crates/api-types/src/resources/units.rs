@@ -138,7 +138,7 @@ pub fn format_duration(secs: u64) -> String {
 pub fn format_memory(bytes: u64) -> String {
     for (unit, shift) in [("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
         let size = 1u64 << shift;
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
