@@ -2,7 +2,8 @@
 # Runs every check and test of hpcsera: formatting, lints, the OpenAPI validation, and the
 # whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
 # tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
-# openapi-spec-validator, roc-validator and rocrate, Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
+# openapi-spec-validator, roc-validator and rocrate, the spec checks' tools (openapi-python-client,
+# openapi-generator with Java, schemathesis, pytest), Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
 # end-to-end tests, which then run against the real Slurm (and fail, never skip, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,23 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
+# The spec checks and the Python SDK's tests (crates/hpcsera/tests/e2e/python.rs) run
+# openapi-python-client, openapi-generator (PyPI's openapi-generator-cli: a bundled jar run by
+# Java), schemathesis and pytest with pytest-asyncio, and build the SDK with hatchling; in CI
+# they fail, never skip, without them. The installs are bounded (10 and 15 minutes).
+ensure_python_tools() {
+  if ! python3 -c 'import openapi_python_client, openapi_generator_cli, schemathesis, pytest, pytest_asyncio, hatchling, httpx' 2>/dev/null; then
+    say "installing the spec checks' tools (PyPI)"
+    timeout 600 python3 -m pip install -q --disable-pip-version-check openapi-python-client \
+      openapi-generator-cli schemathesis pytest pytest-asyncio hatchling httpx
+  fi
+  command -v java >/dev/null && return 0
+  say "installing Java (Debian) for openapi-generator"
+  if ! as_root; then echo "need root to install default-jre-headless" >&2; return 1; fi
+  if [ -z "${APT_UPDATED:-}" ]; then timeout 300 apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq default-jre-headless >/dev/null
+}
+
 # run_tests [cargo package/test selection]: the whole workspace when nothing is given.
 run_tests() {
   [ $# -gt 0 ] || set -- --workspace
@@ -84,6 +102,7 @@ command -v psql >/dev/null || apt_install postgresql-client
 trap drop_test_databases EXIT
 ensure_openapi_validator
 ensure_rocrate_tools
+ensure_python_tools
 # The examples' tests run curl and jq.
 for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; done
 # Signed approvals are tested against OpenSSH's own ssh-keygen, ssh-agent and ssh-add.
@@ -107,7 +126,7 @@ HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 say "agent, CLI and code end-to-end tests on the real Slurm"
 # One test binary (tests/e2e/main.rs); its agent, CLI, code and provenance modules are the Slurm-relevant
 # ones, picked by module path (libtest filters, which nextest and cargo test both take).
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e:: resources_e2e::
 
 say "web UI pages with a real agent (Chromium) on the real Slurm"
 # The browser tests' agent_pages module: approval runs the job on Slurm, cancel reaches it.

@@ -9,6 +9,7 @@ pub mod bounds;
 pub mod codefiles;
 pub mod dto;
 pub mod duration;
+pub mod errors;
 pub mod jobtype;
 pub mod kinds;
 pub mod oauth;
@@ -22,10 +23,12 @@ pub mod sweep;
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
 pub use dto::*;
+pub use errors::{ErrorBody, ErrorDetail};
 pub use jobtype::*;
 pub use kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
 pub use resources::{
-    GrantedResources, ResourceName, ResourceRule, ResourceRules, ResourceValue, Resources,
+    GrantedResources, ResourceKind, ResourceName, ResourceRule, ResourceRules, ResourceValue,
+    Resources,
 };
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};

@@ -18,18 +18,84 @@ use serde::de::DeserializeOwned;
 use std::sync::{Arc, Mutex};
 
 /// A JSON body. Syntax errors are 400, type errors 422 naming the field, bodies over the
-/// limit 413, a missing `Content-Type: application/json` 415.
+/// limit 413, a missing `Content-Type: application/json` 415. A whole number written with a
+/// fraction (`2.0`) is a JSON Schema `integer`, so an integer field takes it too.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(JSON_ONLY.into()));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(
+                        "the request body is larger than this server accepts".into(),
+                    )
+                } else {
+                    ApiError::bad_field("body", e.body_text())
+                }
+            })?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::JsonDataError(e)) => match with_whole_numbers(&bytes) {
+                Some(v) => Ok(ApiJson(v)),
+                None => Err(json_rejection(JsonRejection::JsonDataError(e))),
+            },
             Err(rej) => Err(json_rejection(rej)),
         }
     }
+}
+
+/// What a 415 of a JSON route says.
+const JSON_ONLY: &str = "the body must be JSON, sent with Content-Type: application/json";
+
+/// Whether the request says its body is JSON (`application/json` or `application/…+json`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body as `T` once every whole number written with a fraction (`2.0`, `-3e2`) is an
+/// integer; `None` when there is none or it still does not fit. Only tried after a typed read
+/// failed, so a body that reads as it is keeps its numbers as sent.
+fn with_whole_numbers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn whole(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                    *v = serde_json::Value::from(f as i64);
+                    true
+                }
+                _ => false,
+            },
+            // Every element is visited (no short cut): all of them must be converted.
+            serde_json::Value::Array(a) => a.iter_mut().map(whole).filter(|c| *c).count() > 0,
+            serde_json::Value::Object(m) => m.values_mut().map(whole).filter(|c| *c).count() > 0,
+            _ => false,
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !whole(&mut v) {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 fn json_rejection(rej: JsonRejection) -> ApiError {
@@ -54,9 +120,9 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
                 .unwrap_or_else(|| e.body_text());
             ApiError::bad_field("body", format!("is not valid JSON: {problem}"))
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "the body must be JSON, sent with Content-Type: application/json".into(),
-        ),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType(JSON_ONLY.into())
+        }
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge("the request body is larger than this server accepts".into())
         }
@@ -106,9 +172,7 @@ pub struct AuditSlot(pub Arc<Mutex<Option<AuthToken>>>);
 #[derive(Debug, Clone, Default)]
 pub struct RefusalSlot(pub Arc<Mutex<Option<&'static str>>>);
 
-/// The client's address as the server sees it (see `audit::peer_address`).
-#[derive(Debug, Clone)]
-pub struct Peer(pub String);
+pub use crate::forwarded::Peer;
 
 /// A 401 for `reason`, recorded for the failure counts; 429 once the peer has failed too
 /// often (a valid token from the same peer still works: the limit is checked only on failure).
@@ -118,7 +182,10 @@ fn refuse(parts: &Parts, state: &AppState, reason: &'static str, message: &str) 
             *s = Some(reason);
         }
     }
-    let peer = parts.extensions.get::<Peer>().map_or("", |p| p.0.as_str());
+    let peer = parts
+        .extensions
+        .get::<Peer>()
+        .map_or("", |p| p.address.as_str());
     match state.auth_failures.check(peer) {
         Ok(()) => ApiError::Unauthorized(message.into()),
         Err(wait) => ApiError::TooManyAuthFailures(wait),

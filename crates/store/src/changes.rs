@@ -4,7 +4,9 @@
 
 use crate::transition::LockedJob;
 use crate::{corrupt, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{EventKind, GrantedResources, Job, JobStatus, Operation, SubJobState};
+use hpcsera_api_types::{
+    EventKind, GrantedResources, Job, JobStatus, Operation, Resources, SubJobState,
+};
 use serde_json::{Map, Value};
 use sqlx::Any;
 use sqlx::FromRow;
@@ -25,10 +27,17 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Default)]
 pub struct JobChange<'a> {
     pub parameters: Option<&'a Map<String, Value>>,
+    /// As validated against the job type (replacing the job's).
+    pub resources: Option<&'a Resources>,
     pub metadata: Option<&'a Value>,
     pub callback_url: Option<&'a str>,
     /// With new parameters: their code references (the status follows their approval).
     pub code_refs: Option<&'a [crate::CodeRef]>,
+}
+
+/// A value as JSON text for a TEXT column (`None` stays `None`).
+fn json_text<T: serde::Serialize>(v: Option<&T>) -> Result<Option<String>> {
+    v.map(serde_json::to_string).transpose().map_err(corrupt)
 }
 
 impl Locked {
@@ -177,16 +186,9 @@ impl Store {
                 locked.status
             )));
         }
-        let params = ch
-            .parameters
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let metadata = ch
-            .metadata
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let params = json_text(ch.parameters)?;
+        let metadata = json_text(ch.metadata)?;
+        let resources = json_text(ch.resources)?;
         // New parameters may reference other code: the status follows their approval.
         let mut new_status = locked.status;
         if let Some(refs) = ch.code_refs {
@@ -209,13 +211,15 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4 WHERE seq = $5",
+            "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4, \
+             resources = COALESCE($6, resources) WHERE seq = $5",
         )
         .bind(params)
         .bind(metadata)
         .bind(ch.callback_url)
         .bind(now_ms())
         .bind(locked.seq)
+        .bind(resources)
         .execute(&mut *tx.tx)
         .await?;
         self.add_event(

@@ -24,6 +24,7 @@ mod secrets;
 mod seed;
 mod sessions;
 mod sites;
+mod stats;
 mod sweep_ops;
 mod sweeps;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use output::OutputSlice;
 pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
+pub use stats::{OpsStats, PoolStats};
 pub use sweep_ops::SweepOpCounts;
 pub use sweeps::{NewMember, NewSweepRecord, SubmittedSweep};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};

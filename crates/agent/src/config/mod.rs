@@ -300,6 +300,9 @@ pub struct AgentConfig {
     pub path: PathBuf,
     pub server_url: String,
     pub token_file: PathBuf,
+    /// A PEM file of CA certificates trusted besides the system's (an internal CA that
+    /// signed the server's certificate).
+    pub ca_file: Option<PathBuf>,
     pub site: String,
     pub work_dir: PathBuf,
     pub poll: PollConfig,

@@ -36,6 +36,8 @@ const PARAM_KEYS: &[&str] = &[
 struct RawConfig {
     server_url: Spanned<String>,
     token_file: Spanned<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
     site: Spanned<String>,
     work_dir: Spanned<PathBuf>,
     #[serde(default)]
@@ -185,6 +187,7 @@ impl AgentConfig {
             path: path.to_path_buf(),
             server_url,
             token_file: raw.token_file.into_inner(),
+            ca_file: raw.ca_file.map(Spanned::into_inner),
             site: raw.site.into_inner(),
             work_dir: raw.work_dir.into_inner(),
             poll: raw.poll,
@@ -263,6 +266,11 @@ fn check_top(raw: &RawConfig, problems: &mut Problems<'_>) -> String {
             "must not contain '%' or '\\' with the slurm preset (sbatch expands them in \
              output file names)",
         );
+    }
+    if let Some(ca) = &raw.ca_file {
+        if !ca.get_ref().is_absolute() {
+            problems.push(Some(ca.span()), "ca_file", "must be an absolute path");
+        }
     }
     if raw.token_file.get_ref().as_os_str().is_empty() {
         problems.push(

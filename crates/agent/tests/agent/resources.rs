@@ -224,3 +224,145 @@ async fn lsf_grants_come_from_bjobs_json() {
     );
     assert_eq!(a.granted("9999"), None);
 }
+
+// ---- Through the agent ------------------------------------------------------------------
+
+mod runtime {
+    use crate::test_server::{serve, token};
+    use hpcsera_agent::{Agent, AgentConfig};
+    use hpcsera_api_types::{JobStatus, NewJob, Role, RoleSet};
+    use hpcsera_client::Client;
+    use hpcsera_server::ServerConfig;
+    use hpcsera_store::Store;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    fn script(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A fake Slurm whose squeue answers every id with the state in `<dir>/state` and what
+    /// the fixture's first line says was granted.
+    fn fake_slurm(d: &str) {
+        script(
+            &Path::new(d).join("sbatch"),
+            &format!("#!/bin/sh\nn=$(cat {d}/counter 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > {d}/counter\necho \"$*\" >> {d}/sbatch.log\necho $n\n"),
+        );
+        script(
+            &Path::new(d).join("squeue"),
+            &format!(
+                "#!/bin/sh\necho \"$*\" >> {d}/squeue.log\nst=$(cat {d}/state)\nfor a in \"$@\"; do case \"$a\" in --jobs=*) ids=\"${{a#--jobs=}}\";; esac; done\n\
+                 echo \"$ids\" | tr ',' '\\n' | while read -r id; do [ -n \"$id\" ] && echo \"$id|$st|None|2|4|1:00:00|debug|(null)|(null)|1G\"; done\nexit 0\n"
+            ),
+        );
+        std::fs::write(Path::new(d).join("state"), "RUNNING").unwrap();
+    }
+
+    fn config(d: &str, url: &str) -> String {
+        format!(
+            r#"server_url = "{url}"
+token_file = "{d}/token"
+site = "fake"
+work_dir = "{d}/work"
+[batch]
+preset = "slurm"
+submit = ["{d}/sbatch", "--parsable", "--job-name={{job_name}}", "{{options}}", "{{script}}"]
+status = ["{d}/squeue", "--noheader", "--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m", "--jobs={{ids}}"]
+accounting = []
+submit_options = ["--qos=normal"]
+[[job_types]]
+name = "mpi"
+[job_types.resources]
+node_count = {{ maximum = 4, default = 1 }}
+duration = {{ maximum = "2h", default = "10m" }}
+queue_name = {{ fixed = "debug" }}
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "true"
+options = ["--constraint=x"]
+[[job_types.sub_jobs]]
+name = "post"
+kind = "batch"
+script = "true"
+resources = {{ node_count = 1, duration = "5m" }}
+"#
+        )
+    }
+
+    #[tokio::test]
+    async fn resources_reach_sbatch_once_each_and_grants_reach_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        fake_slurm(&d);
+        let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
+            .await
+            .unwrap();
+        store.create_user("u", None, false).await.unwrap();
+        store.create_project("p", "").await.unwrap();
+        store.add_member("u", "p").await.unwrap();
+        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
+        let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
+        let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
+        let url = serve(ServerConfig::default(), store).await;
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, &agent_token).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg_path = dir.path().join("agent.toml");
+        std::fs::write(&cfg_path, config(&d, &url)).unwrap();
+        let client = Client::new(&url, &client_token).unwrap();
+        let mut agent = Agent::new(AgentConfig::load(&cfg_path).unwrap(), &agent_token).unwrap();
+        agent.start().await.unwrap();
+
+        let job = NewJob {
+            site: "fake".into(),
+            job_type: "mpi".into(),
+            parameters: Default::default(),
+            resources: json!({"node_count": 2, "duration": "1h"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            metadata: None,
+            callback_url: None,
+        };
+        let id = client.submit(&job, None).await.unwrap().id;
+        agent.cycle(0, false).await.unwrap();
+        let log = || std::fs::read_to_string(dir.path().join("sbatch.log")).unwrap();
+        let first = log().lines().next().unwrap().to_string();
+        let opts = first
+            .split_once(" --job-name=")
+            .unwrap()
+            .1
+            .split_once(' ')
+            .unwrap()
+            .1;
+        assert_eq!(
+            opts.rsplit_once(' ').unwrap().0,
+            "--nodes=2 --time=0-01:00:00 --partition=debug --qos=normal --constraint=x",
+            "resources, then [batch] submit_options once, then the sub-job's options"
+        );
+        // The next cycle's one squeue shows the job running and what it was granted.
+        agent.cycle(0, false).await.unwrap();
+        let j = client.get_job(&id).await.unwrap();
+        assert_eq!(j.status, JobStatus::Running);
+        let want = json!({"node_count": 2, "cpu_count": 4, "duration": 3600,
+                          "queue_name": "debug", "memory": 1u64 << 30});
+        assert_eq!(serde_json::to_value(&j.granted_resources).unwrap(), want);
+        assert_eq!(
+            serde_json::to_value(&j.sub_jobs[0].granted_resources).unwrap(),
+            want
+        );
+        // The second sub-job fixes its own layout and time; the queue stays the job's.
+        std::fs::write(dir.path().join("state"), "COMPLETED").unwrap();
+        agent.cycle(0, false).await.unwrap();
+        agent.cycle(0, false).await.unwrap();
+        let second = log().lines().nth(1).unwrap().to_string();
+        assert!(
+            second.contains(" --nodes=1 --time=0-00:05:00 --partition=debug --qos=normal "),
+            "{second}"
+        );
+        assert_eq!(second.matches("--qos=normal").count(), 1, "{second}");
+    }
+}

@@ -370,10 +370,10 @@ impl Resources {
             (Some(n), Some(ppn), Some(p)) if n.saturating_mul(ppn) != p => Err(format!(
                 "is {p}; it must be node_count ({n}) × processes_per_node ({ppn})"
             )),
-            (Some(n), None, Some(p)) if p % n != 0 => Err(format!(
+            (Some(n), None, Some(p)) if !p.is_multiple_of(n) => Err(format!(
                 "is {p}; it must be a whole multiple of node_count ({n})"
             )),
-            (None, Some(ppn), Some(p)) if p % ppn != 0 => Err(format!(
+            (None, Some(ppn), Some(p)) if !p.is_multiple_of(ppn) => Err(format!(
                 "is {p}; it must be a whole multiple of processes_per_node ({ppn})"
             )),
             _ => Ok(()),
@@ -405,7 +405,7 @@ fn unknown_resource() -> String {
 
 /// What the batch system granted a batch job, as its one status query reports it (Slurm's
 /// `squeue`, PBS's `qstat -f`, LSF's `bjobs -o`); what a system does not report is absent.
-/// Names as in [`Resources`], plus `cpu_count` (all CPU cores of the job), which PSI/J
+/// Names as in `Resources`, plus `cpu_count` (all CPU cores of the job), which PSI/J
 /// does not name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GrantedResources {

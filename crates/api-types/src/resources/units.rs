@@ -47,9 +47,9 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is more than 1 EiB"))
 }
 
-/// A duration: a whole number of seconds (`"3600"`), numbers with units `d`, `h`, `m`, `s`
-/// in that order (`"1h30m"`, `"90m"`, `"2d"`), or a clock `HH:MM:SS` or `D-HH:MM:SS` (as
-/// Slurm's and PBS's walltimes are written).
+/// A duration: what [`crate::duration::parse_secs`] reads (seconds `"3600"`, numbers with
+/// units `d`, `h`, `m`, `s`: `"1h30m"`, `"90m"`, `"2d"`), or a clock `HH:MM:SS` or
+/// `D-HH:MM:SS` (as Slurm's and PBS's walltimes are written); at most 366 days.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let bad = || {
@@ -62,10 +62,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     }
     let secs = if t.contains(':') {
         parse_clock(t).ok_or_else(bad)?
-    } else if t.bytes().all(|b| b.is_ascii_digit()) {
-        t.parse::<u64>().map_err(|_| bad())?
     } else {
-        parse_units(t).ok_or_else(bad)?
+        crate::duration::parse_secs(t).map_err(|_| bad())?
     };
     if secs > MAX_DURATION_SECONDS {
         return Err(format!("{s:?} is longer than 366 days"));
@@ -88,27 +86,6 @@ fn parse_clock(t: &str) -> Option<u64> {
     days.checked_mul(86_400)?
         .checked_add(h.checked_mul(3600)?)?
         .checked_add(m * 60 + s)
-}
-
-/// `1d2h3m4s`, each unit at most once and in that order.
-fn parse_units(t: &str) -> Option<u64> {
-    let mut total: u64 = 0;
-    let mut rest = t;
-    let mut last = 0usize;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n = number(&rest[..digits])?;
-        let unit = rest[digits..].chars().next()?;
-        let order = "dhms".find(unit.to_ascii_lowercase())? + 1;
-        if order <= last {
-            return None;
-        }
-        last = order;
-        let mult = [86_400, 3600, 60, 1][order - 1];
-        total = total.checked_add(n.checked_mul(mult)?)?;
-        rest = &rest[digits + 1..];
-    }
-    Some(total)
 }
 
 fn number(s: &str) -> Option<u64> {

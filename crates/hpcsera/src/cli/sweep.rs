@@ -9,9 +9,7 @@
 
 use super::sweep_input;
 use super::wait::{human, parse_duration};
-use super::{
-    client, exit, output, params, site_job_types, CliError, CliResult, Format, OutputArgs,
-};
+use super::{client, exit, format, output, params, site_job_types, CliError, CliResult, Format};
 use clap::{Args, Subcommand};
 use hpcsera_api_types::is_valid_result_name;
 use hpcsera_client::{Client, JobStatus, Operation, Sweep};
@@ -21,16 +19,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct SweepArgs {
-    #[command(flatten)]
-    out: OutputArgs,
     #[command(subcommand)]
     cmd: SweepCommand,
-}
-
-impl SweepArgs {
-    pub(crate) fn out(&self) -> &OutputArgs {
-        &self.out
-    }
 }
 
 #[derive(Subcommand)]
@@ -113,7 +103,7 @@ struct WaitArgs {
 }
 
 pub async fn run(a: SweepArgs) -> CliResult {
-    let format = a.out.output;
+    let format = format();
     let c = client()?;
     match a.cmd {
         SweepCommand::Submit(s) => submit(&c, s, format).await,
@@ -195,7 +185,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
     let base = file.parameters.clone();
     let parameters = params::build(c, &s.site, spec, base, &s.params).await?;
     let grid = sweep_input::grid(spec, &s.grid)?;
-    let resources = sweep_input::resources(&s.resources)?;
+    let resources = params::resources(&s.resources)?;
     let body = sweep_input::body(&s.site, &s.job_type, file, parameters, grid, resources);
     let sweep = c.submit_sweep(&body, s.idempotency_key.as_deref()).await?;
     if !s.wait {

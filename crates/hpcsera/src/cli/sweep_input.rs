@@ -121,23 +121,6 @@ pub fn grid(spec: &JobTypeSpec, axes: &[String]) -> CliResult<BTreeMap<String, V
     Ok(out)
 }
 
-/// `--resources name=value,…`: whole numbers become numbers, anything else a string (the
-/// server checks them against the job type).
-pub fn resources(pairs: &[String]) -> CliResult<Map<String, Value>> {
-    let mut out = Map::new();
-    for item in pairs.iter().flat_map(|p| p.split(',')) {
-        let (k, v) = item.split_once('=').ok_or_else(|| {
-            CliError::usage(format!("--resources takes name=value,…, not {item:?}"))
-        })?;
-        let v = match v.parse::<i64>() {
-            Ok(n) => Value::from(n),
-            Err(_) => Value::String(v.to_string()),
-        };
-        out.insert(k.trim().to_string(), v);
-    }
-    Ok(out)
-}
-
 /// The request: the file first, then the command line over it (`-p` into the base
 /// parameters, `--grid` replaces the file's grid, `--resources` into its resources).
 pub fn body(
@@ -236,7 +219,7 @@ mod tests {
             f,
             Map::new(),
             BTreeMap::new(),
-            resources(&["duration=1h".into()]).unwrap(),
+            crate::cli::params::resources(&["duration=1h".into()]).unwrap(),
         );
         assert_eq!(
             Value::Object(b.resources),

@@ -87,6 +87,8 @@ pub struct Opts {
     pub agent_approval: String,
     /// More lines of the agent's `[batch]` table.
     pub batch_extra: String,
+    /// The server's limit of failed authentications per address and minute (0: none).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for Opts {
@@ -97,6 +99,8 @@ impl Default for Opts {
             agent_limits: String::new(),
             agent_approval: String::new(),
             batch_extra: String::new(),
+            auth_failures_per_minute: hpcsera_server::config::RateLimits::default()
+                .auth_failures_per_minute,
         }
     }
 }
@@ -178,7 +182,7 @@ impl Env {
                 code_dir: code_dir.clone(),
                 rate_limits: hpcsera_server::config::RateLimits {
                     rate_limit_per_second: 0,
-                    ..Default::default()
+                    auth_failures_per_minute: opts.auth_failures_per_minute,
                 },
                 leases: hpcsera_server::config::Leases {
                     lease_seconds: opts.lease_seconds,

@@ -9,7 +9,7 @@
 //! them (`ensure_python_tools`). Without them these tests fail, never skip. Every tool runs
 //! under a time limit and is killed at its end, so nothing is left running.
 
-use crate::common::{bin, sleep_and_later_job_types, Env};
+use crate::common::{bin, sleep_and_later_job_types, Env, Opts};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -188,16 +188,26 @@ async fn fuzz(env: &Env, token: &str, seconds: u64) {
     assert!(ok, "schemathesis found failures:\n{text}");
 }
 
+/// A server for the fuzzer: its requests without a token are answered 401, never 429 (the
+/// limit of failed authentications per address would otherwise stop them).
+async fn fuzzed_env() -> Env {
+    let opts = Opts {
+        auth_failures_per_minute: 0,
+        ..Opts::default()
+    };
+    Env::with_opts(SITE, &job_types(), opts).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_nothing_with_an_all_roles_token() {
-    let env = Env::new(SITE, &job_types()).await;
+    let env = fuzzed_env().await;
     fuzz(&env, &env.token.clone(), 75).await;
     env.cancel_unfinished_jobs().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_nothing_with_an_agent_token() {
-    let env = Env::new(SITE, &job_types()).await;
+    let env = fuzzed_env().await;
     fuzz(&env, &agent_token(&env), 45).await;
 }
 

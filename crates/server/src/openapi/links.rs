@@ -5,14 +5,20 @@
 
 use serde_json::{json, Map, Value};
 
-/// Operations a job's id leads to: (link name, operationId, extra constant parameters).
-const JOB_NEXT: &[(&str, &str, &[(&str, &str)])] = &[
+/// A link: its name, the operationId it leads to, and constant parameters besides `jobId`.
+type Next = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Operations a job's id leads to.
+const JOB_NEXT: &[Next] = &[
     ("GetJob", "get_job", &[]),
     ("JobEvents", "job_events", &[]),
     ("ReadStdout", "read_output", &[("stream", "stdout")]),
     ("ReadStderr", "read_output", &[("stream", "stderr")]),
     ("ListResults", "list_results", &[]),
-    ("Provenance", "get_provenance", &[]),
     ("Deliveries", "job_deliveries", &[]),
     ("RequestOperation", "update_by_operation", &[]),
     ("ChangeJob", "put_job", &[]),

@@ -10,12 +10,20 @@
 
 use super::{operations, schema};
 use crate::config::Limits;
+use crate::routes::jobs::MAX_IDEMPOTENCY_KEY;
 use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
 use hpcsera_api_types::MAX_NAME_LEN;
 use serde_json::{json, Map, Value};
 
 /// A SHA-256 as the API writes it: 64 lower-case hex digits.
 const SHA256: &str = "^[0-9a-f]{64}$";
+/// Text without control characters (what `char::is_control` finds: C0, DEL, C1).
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// An agent's Ed25519 key as written: `ed25519:` and the base64 of 32 bytes (canonical
+/// padding). Necessary, not sufficient: not every 32 bytes are a key.
+const AGENT_KEY: &str = "^ed25519:[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+/// An Ed25519 signature in base64: 64 bytes (canonical padding).
+const SIGNATURE: &str = "^[A-Za-z0-9+/]{85}[AQgw]==$";
 
 /// A site or job type name (`is_valid_name` with dashes and dots).
 fn name_schema() -> Value {
@@ -147,6 +155,18 @@ fn bounds(doc: &mut Value) {
                 p["description"] = d;
             }
         }
+        ("JobTypeSpec", "name") => *p = name_schema(),
+        (s, "name") if s.ends_with("Param") => {
+            p["pattern"] = json!(format!("^[A-Za-z_][A-Za-z0-9_]{{0,{}}}$", MAX_NAME_LEN - 1));
+        }
+        ("AgentPoll" | "PublishJobTypes", "agentVersion" | "agentHost") => {
+            p["pattern"] = json!(NO_CONTROLS);
+        }
+        ("PublishJobTypes", "agentKey") => p["pattern"] = json!(AGENT_KEY),
+        ("AgentCleanup", "message") => {
+            p["minLength"] = json!(1);
+            p["pattern"] = json!("^[^\\u0000]*$");
+        }
         ("AgentPoll", "maxJobs") => p["maximum"] = json!(MAX_POLL_JOBS),
         ("AgentPoll", "waitSeconds") => p["maximum"] = json!(MAX_POLL_WAIT),
         ("AgentPoll", "activeJobIds") => p["maxItems"] = json!(MAX_POLL_IDS),
@@ -186,6 +206,12 @@ fn parameters(doc: &mut Value) {
                 ("query", n) if n.starts_with("created") || n.starts_with("ended") => {
                     json!({"type": "string", "format": "date-time"})
                 }
+                ("header", "Idempotency-Key") => json!({"type": "string",
+                    "pattern": format!("^[!-~]([ -~]{{0,{}}}[!-~])?$", MAX_IDEMPOTENCY_KEY - 2)}),
+                ("header", "x-provenance-key") => json!({"type": "string", "pattern": AGENT_KEY}),
+                ("header", "x-provenance-signature") => {
+                    json!({"type": "string", "pattern": SIGNATURE})
+                }
                 ("query", "status") => {
                     p["style"] = json!("form");
                     p["explode"] = json!(true);
@@ -213,7 +239,9 @@ fn binary_bodies(doc: &mut Value, limits: &Limits) {
             .and_then(Value::as_object_mut)
         {
             for (ctype, media) in content.iter_mut() {
-                if !is_structured(ctype) {
+                if is_json_ld(ctype) {
+                    media["schema"] = json_ld();
+                } else if !is_structured(ctype) {
                     media["schema"] = binary.clone();
                     op_note(media, limit);
                 }
@@ -231,12 +259,25 @@ fn binary_bodies(doc: &mut Value, limits: &Limits) {
                 .into_iter()
                 .flatten()
             {
-                if !is_structured(ctype) && ctype != "text/plain" {
+                if is_json_ld(ctype) {
+                    media["schema"] = json_ld();
+                } else if !is_structured(ctype) && ctype != "text/plain" {
                     media["schema"] = binary.clone();
                 }
             }
         }
     }
+}
+
+/// Whether a body is JSON-LD (a provenance manifest): a JSON object whose exact bytes are
+/// what the agent signed.
+fn is_json_ld(ctype: &str) -> bool {
+    ctype == "application/ld+json"
+}
+
+fn json_ld() -> Value {
+    json!({"type": "object", "description": "an RO-Crate metadata document (JSON-LD); \
+        its exact bytes are what the signature covers"})
 }
 
 /// Whether a body of this type is a schema'd document (JSON, a form) rather than bytes.

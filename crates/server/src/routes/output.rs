@@ -83,7 +83,7 @@ pub struct OutputLength {
         ("offset" = i64, Query, description = "where this chunk starts")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = OutputLength, description = "the stream's new length"),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn append_output(
     State(st): State<AppState>,

@@ -128,6 +128,7 @@ fn signature_headers(resp: &mut Response, p: &StoredProvenance) {
     responses((status = 200, description = "the manifest (JSON-LD), the exact bytes the agent signed", content_type = "application/ld+json",
             headers(("x-provenance-signature" = String, description = "base64 Ed25519 signature over the body's exact bytes"),
                 ("x-provenance-key" = String, description = "the agent's public key, ed25519:<base64>"))),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such job, or it has no signed provenance (message says why)")),
     security(("bearer" = [])))]
 pub async fn get_provenance(
@@ -149,6 +150,7 @@ pub async fn get_provenance(
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/provenance.zip", tag = "provenance",
     params(("jobId" = String, Path)),
     responses((status = 200, description = "the RO-Crate as a ZIP", content_type = "application/zip"),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_provenance_zip(

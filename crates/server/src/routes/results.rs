@@ -38,7 +38,7 @@ impl ResultPath {
 #[utoipa::path(put, path = "/api/v1/job/{jobId}/results/{*name}", tag = "agent",
     params(("jobId" = String, Path), ("name" = String, Path, description = "relative path")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ResultFile), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 201, body = ResultFile), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_result(
@@ -66,7 +66,7 @@ pub async fn put_result(
 /// The result files of a job.
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/results", tag = "jobs",
     params(("jobId" = String, Path)),
-    responses((status = 200, body = ResultList), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ResultList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_results(
     State(st): State<AppState>,

@@ -1305,3 +1305,21 @@ async fn unconfirmed_claims_go_back_to_the_queue_from_the_servers_start() {
         "a confirmed lease keeps its grace"
     );
 }
+
+/// A whole number written with a fraction is a JSON Schema `integer` (schemathesis sends
+/// `1.0` for an integer field): the server reads it as the integer, and a real fraction is
+/// still refused naming the field.
+#[tokio::test]
+async fn integer_fields_take_whole_numbers_written_with_a_fraction() {
+    let t = TestApp::spawn().await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let id = id_of(&t.submit(&tok, json!({"label": "a"})).await);
+    let r = poll(&t, &agent, json!({"maxJobs": 1.0, "waitSeconds": 0.0})).await;
+    assert_eq!(r["jobs"][0]["id"], id.as_str(), "{r}");
+    let (s, b) = t
+        .agent_poll(&agent, json!({"maxJobs": 1.5, "waitSeconds": 0}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"]["fields"][0]["field"], "maxJobs", "{b}");
+}

@@ -9,6 +9,7 @@ mod code;
 mod common;
 mod device;
 mod jobs;
+mod observability;
 mod provenance;
 mod resources;
 mod roles;

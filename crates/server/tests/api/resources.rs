@@ -285,3 +285,67 @@ async fn the_agent_reports_what_the_batch_system_granted() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_queued_job_takes_new_resources_checked_like_a_submission() {
+    let t = app().await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let (_, job) = post(&t, &alice, RES_TYPE, json!({"node_count": 2})).await;
+    let id = id_of(&job);
+    let path = format!("/api/v1/job/{id}");
+    let put = |body: Value| t.send(Method::PUT, &path, &alice, Some(body));
+    let (s, b) = put(json!({"resources": {"node_count": 3, "duration": "30m"}})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["resources"],
+        json!({"node_count": 3, "duration": 1800, "queue_name": "debug", "account": "proj42"})
+    );
+    let (s, b) = put(json!({"resources": {"node_count": 9}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(fields(&b), ["resources.node_count"]);
+    // A change of other fields keeps the resources.
+    let (s, b) = put(json!({"metadata": {"k": 1}})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["resources"]["node_count"], 3);
+    // Once an agent holds it, no more changes.
+    t.claim(&agent, &id).await;
+    let (s, _) = put(json!({"resources": {"node_count": 1}})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn the_job_page_shows_resources_for_people_and_what_was_granted() {
+    let t = app().await;
+    crate::ui::people(&t).await;
+    let alice = t.alice().await;
+    let agent = t.agent_token().await;
+    let (_, job) = post(
+        &t,
+        &alice,
+        RES_TYPE,
+        json!({"duration": "1h", "memory": "4G"}),
+    )
+    .await;
+    let id = id_of(&job);
+    t.claim(&agent, &id).await;
+    let (s, _) = t
+        .report(
+            &agent,
+            &id,
+            json!({"grantedResources": {"node_count": 1, "queue_name": "debug"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut b = crate::ui::Browser::logged_in(&t, "carol").await;
+    let p = b.get(&format!("/ui/projects/proj-a/jobs/{id}")).await;
+    assert_eq!(p.status, StatusCode::OK);
+    for text in [
+        "<dt>duration</dt><dd><code>1h</code>",
+        "<dt>memory</dt><dd><code>4G</code>",
+        "<dt>account</dt><dd><code>proj42</code>",
+        "<dt>granted</dt><dd><code>node_count=1 queue_name=debug</code>",
+    ] {
+        assert!(p.body.contains(text), "{text} in {}", p.body);
+    }
+}

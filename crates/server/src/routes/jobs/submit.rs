@@ -18,7 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Longest `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Schedule a new job: a job type of a site with parameters. An `Idempotency-Key` header
 /// makes retries safe: the same key with the same body returns the first job (200), with a
