@@ -78,6 +78,12 @@ pub fn batch_job_name(job_id: &str, subjob: &str) -> String {
     format!("hpcsera-{job_id}-{subjob}")
 }
 
+/// The batch job name of a job array of sweep members: `hpcsera-array-<first member's job
+/// id>-<sub-job>`; every member's journal intent names it, so a restart finds the array.
+pub fn array_job_name(first_job_id: &str, subjob: &str) -> String {
+    format!("hpcsera-array-{first_job_id}-{subjob}")
+}
+
 /// A parameter value as the text of its environment variable.
 pub fn param_value_text(name: &str, v: &Value) -> Result<Option<String>, EnvError> {
     let text = match v {

@@ -20,6 +20,13 @@
 //! exit file exists ran and finished; only a job that is found nowhere is reported as
 //! not submitted, for the caller to submit again.
 //!
+//! Sweep members submitted as one job array ([`crate::batch::array`]) each record an intent
+//! naming the *array* and their task index, all before the array's one submit. After a crash
+//! before the batch ids were recorded, the array is found by its name and each member adopts
+//! its own task's id ([`BatchAdapter::array_task_id`]); an array found nowhere was never
+//! submitted, and its members are submitted again (as a new array). So a kill -9 anywhere in
+//! an array's submission never submits a member twice.
+//!
 //! This module owns the journal files; it must never submit or cancel anything (reconciliation
 //! only asks the batch system by name) and never leave a torn file.
 
@@ -78,6 +85,10 @@ pub struct SubJobRecord {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The task index when the sub-job is submitted as part of a job array (`job_name` is
+    /// then the array's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_index: Option<u32>,
     /// Unix seconds of the last change.
     pub updated_at: u64,
 }
@@ -95,6 +106,8 @@ pub struct PendingIntent {
     pub subjob: String,
     pub job_name: String,
     pub exit_file: Option<PathBuf>,
+    /// Task index in the job array `job_name` names.
+    pub array_index: Option<u32>,
 }
 
 /// A submitted, unfinished batch sub-job.
@@ -233,6 +246,30 @@ impl Journal {
         job_name: &str,
         exit_file: Option<&Path>,
     ) -> Result<(), JournalError> {
+        self.record_intent_in(job_id, subjob, job_name, exit_file, None)
+    }
+
+    /// Records the intent to submit a sub-job as task `index` of the job array named
+    /// `array_name`, before the array's one submit command runs.
+    pub fn record_array_intent(
+        &self,
+        job_id: &str,
+        subjob: &str,
+        array_name: &str,
+        exit_file: &Path,
+        index: u32,
+    ) -> Result<(), JournalError> {
+        self.record_intent_in(job_id, subjob, array_name, Some(exit_file), Some(index))
+    }
+
+    fn record_intent_in(
+        &self,
+        job_id: &str,
+        subjob: &str,
+        job_name: &str,
+        exit_file: Option<&Path>,
+        array_index: Option<u32>,
+    ) -> Result<(), JournalError> {
         self.update(job_id, |rec| {
             rec.sub_jobs.insert(
                 subjob.to_string(),
@@ -243,6 +280,7 @@ impl Journal {
                     exit_file: exit_file.map(Path::to_path_buf),
                     exit_code: None,
                     outcome: None,
+                    array_index,
                     updated_at: now(),
                 },
             );
@@ -291,6 +329,7 @@ impl Journal {
                     exit_file: None,
                     exit_code: None,
                     outcome: None,
+                    array_index: None,
                     updated_at: 0,
                 });
             s.phase = Phase::Done;
@@ -360,6 +399,7 @@ impl Journal {
                 subjob,
                 job_name: s.job_name,
                 exit_file: s.exit_file,
+                array_index: s.array_index,
             })
             .collect())
     }
@@ -390,10 +430,18 @@ impl Journal {
         if pending.is_empty() {
             return Ok(out);
         }
-        let names: Vec<String> = pending.iter().map(|p| p.job_name.clone()).collect();
+        let mut names: Vec<String> = pending.iter().map(|p| p.job_name.clone()).collect();
+        // The members of one array share its name.
+        names.sort();
+        names.dedup();
         let found = adapter.find_by_name(&names).await?;
         for p in pending {
-            if let Some(id) = found.get(&p.job_name) {
+            if let Some(found_id) = found.get(&p.job_name) {
+                // A task of an array: its own id, from the array's.
+                let id = &match p.array_index {
+                    Some(i) => adapter.array_task_id(found_id, i),
+                    None => found_id.clone(),
+                };
                 self.record_submitted(&p.job_id, &p.subjob, id)?;
                 tracing::info!(job_id = %p.job_id, subjob = %p.subjob, batch_id = %id,
                     "reconciled: adopted the batch job submitted before the restart");

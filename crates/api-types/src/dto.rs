@@ -113,6 +113,12 @@ pub struct Job {
     /// How many bytes of each output stream the server has: where a restarted agent resumes.
     #[serde(default)]
     pub output_bytes: OutputBytes,
+    /// The sweep this job is a member of (`POST /sweeps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<String>,
+    /// The job's index in its sweep (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_index: Option<u32>,
 }
 
 /// Lengths of a job's output streams as stored by the server.

@@ -19,6 +19,7 @@ pub mod role;
 pub mod signed;
 pub mod status;
 pub mod tokens;
+pub mod sweep;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -34,6 +35,10 @@ pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
 pub use tokens::{TokenCreated, TokenRequest};
+pub use sweep::{
+    NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult, MAX_SWEEP_MEMBERS,
+    MAX_SWEEP_PROBLEMS,
+};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";

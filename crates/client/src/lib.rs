@@ -16,6 +16,7 @@ mod device;
 mod http;
 mod jobs;
 mod provenance;
+mod sweeps;
 
 use hpcsera_api_types as api;
 use reqwest::StatusCode;
@@ -32,6 +33,7 @@ pub use api::{
     CodeBundle, CodeBundleList, CodeFile, CodeFileList, CodeStatus, HpcDigest, SignedApproval,
     UserKey,
 };
+pub use api::{NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult};
 pub use device::{
     start_device_flow, start_device_flow_with, DeviceFlow, DeviceRequest, DeviceToken,
 };

@@ -262,16 +262,21 @@ impl Application {
 async fn reap_leases(state: AppState) {
     // After a start (an upgrade, an outage) agents need one lease period to come back and
     // renew; expiring the leases that ran out while the server was away would call their
-    // running jobs lost.
-    tokio::time::sleep(std::time::Duration::from_secs(
-        state.config.leases.lease_seconds,
-    ))
-    .await;
+    // running jobs lost. Unconfirmed claims are different: nothing ran, so they go back to
+    // the queue from the start (else a job claimed by an agent that died before confirming
+    // would wait a whole lease period after every server start).
+    let grace_end = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(state.config.leases.lease_seconds);
     let mut tick = tokio::time::interval(state.config.leases.reaper_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match state.store.expire_leases().await {
+        let reaped = if tokio::time::Instant::now() < grace_end {
+            state.store.expire_unconfirmed_claims().await
+        } else {
+            state.store.expire_leases().await
+        };
+        match reaped {
             Ok(expired) if !expired.is_empty() => {
                 for e in &expired {
                     tracing::warn!(job = %e.job_id, to = %e.to, "lease expired");

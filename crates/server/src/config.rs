@@ -96,6 +96,15 @@ impl Limits {
     pub fn blob_body_bytes(&self) -> usize {
         self.max_result_bytes.max(Self::MIN_BLOB_BODY_BYTES)
     }
+
+    /// The least body limit of `POST /sweeps`: 10,000 parameter sets of a few hundred bytes.
+    pub const MIN_SWEEP_BODY_BYTES: usize = 16 * MIB;
+
+    /// The request body limit of `POST /sweeps`: the larger of `max_body_bytes` and
+    /// [`Limits::MIN_SWEEP_BODY_BYTES`].
+    pub fn sweep_body_bytes(&self) -> usize {
+        self.max_body_bytes.max(Self::MIN_SWEEP_BODY_BYTES)
+    }
 }
 
 impl Default for Limits {

@@ -85,9 +85,16 @@ impl ApiError {
 
     /// A 422 listing the problems: at most [`MAX_FIELDS`] of them, each cut to
     /// [`MAX_FIELD_TEXT`] bytes, and the count of the rest.
-    pub fn invalid(mut fields: Vec<FieldError>) -> Self {
-        let more_fields = fields.len().saturating_sub(MAX_FIELDS);
-        fields.truncate(MAX_FIELDS);
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        Self::invalid_at_most(fields, MAX_FIELDS, 0)
+    }
+
+    /// A 422 listing at most `max` (≤ [`MAX_FIELDS`]) of the problems, counting the rest and
+    /// `uncounted` problems not in `fields` at all (a sweep lists its first bad members).
+    pub fn invalid_at_most(mut fields: Vec<FieldError>, max: usize, uncounted: usize) -> Self {
+        let max = max.min(MAX_FIELDS);
+        let more_fields = fields.len().saturating_sub(max) + uncounted;
+        fields.truncate(max);
         let fields: Vec<FieldError> = fields.into_iter().map(bounded).collect();
         let mut message = fields
             .iter()

@@ -427,6 +427,34 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     }
 }
 
+/// A sweep id: a UUID, kept hyphenated and lower-case; as an extractor it reads the path
+/// parameter `{sweepId}`, anything but a UUID is 400 naming `sweepId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepId(String);
+
+impl SweepId {
+    pub fn parse(raw: &str) -> Result<SweepId, ApiError> {
+        uuid::Uuid::parse_str(raw)
+            .map(|u| SweepId(u.hyphenated().to_string()))
+            .map_err(|_| ApiError::bad_field("sweepId", "is not a sweep id (a UUID)"))
+    }
+}
+
+impl std::ops::Deref for SweepId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SweepId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        SweepId::parse(&path_param(parts, state, "sweepId").await?)
+    }
+}
+
 /// A code bundle id: the SHA-256 of the bundle as 64 lower-case hex digits. Built only by
 /// [`CodeId::parse`]; as an extractor it reads the path parameter `{codeId}`, anything else
 /// is 400 naming `codeId`.

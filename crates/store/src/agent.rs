@@ -353,10 +353,21 @@ impl Store {
     /// the operation that was pending on it (a cancel ends it, a hold holds it, a release
     /// releases it); any other job an agent held becomes `lost`.
     pub async fn expire_leases(&self) -> Result<Vec<Expired>> {
+        self.expire_leases_of(false).await
+    }
+
+    /// Like [`Store::expire_leases`], for unconfirmed claims only: they go back to the
+    /// queue, which is safe at any time (the agent confirms a claim before anything runs).
+    /// The server does this from its start, before it expires confirmed leases.
+    pub async fn expire_unconfirmed_claims(&self) -> Result<Vec<Expired>> {
+        self.expire_leases_of(true).await
+    }
+
+    async fn expire_leases_of(&self, unconfirmed_only: bool) -> Result<Vec<Expired>> {
         let now = now_ms();
         let mut out = Vec::new();
         for seq in self.expired_lease_candidates(now).await? {
-            if let Some(e) = self.expire_lease(seq, now).await? {
+            if let Some(e) = self.expire_lease_if(seq, now, unconfirmed_only).await? {
                 out.push(e);
             }
         }
@@ -379,7 +390,18 @@ impl Store {
     /// Ends the lease of one job if it still ran out at `now`. Everything it decides on is
     /// read under the row lock: the client may have deleted the job or requested an
     /// operation, or the agent renewed, since the candidates were read.
+    #[cfg(test)]
     pub(crate) async fn expire_lease(&self, seq: i64, now: i64) -> Result<Option<Expired>> {
+        self.expire_lease_if(seq, now, false).await
+    }
+
+    /// [`Store::expire_lease`]; with `unconfirmed_only`, a confirmed claim is left alone.
+    async fn expire_lease_if(
+        &self,
+        seq: i64,
+        now: i64,
+        unconfirmed_only: bool,
+    ) -> Result<Option<Expired>> {
         let mut tx = self.begin_write().await?;
         let with_agent = WITH_AGENT.as_str();
         let r = sqlx::query(&format!(
@@ -396,6 +418,9 @@ impl Store {
         let project_id: i64 = col(&r, "project_id")?;
         let from: JobStatus = col::<String>(&r, "status")?.parse().map_err(corrupt)?;
         let confirmed = col::<i64>(&r, "claim_confirmed")? != 0;
+        if confirmed && unconfirmed_only {
+            return Ok(None);
+        }
         let deleted = col::<Option<i64>>(&r, "deleted_at")?.is_some();
         let pending: Option<Operation> = col::<Option<String>>(&r, "pending_op")?
             .map(|p| p.parse().map_err(corrupt))

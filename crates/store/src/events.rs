@@ -99,6 +99,58 @@ impl Store {
         Ok(())
     }
 
+    /// Events of many jobs of one project at once (`(job_seq, from, to)` each, one kind,
+    /// actor and message), in multi-row inserts in the caller's transaction, under the same
+    /// ordering lock as [`Store::add_event`]; status events queue their jobs' webhooks in one
+    /// statement per chunk.
+    pub(crate) async fn add_events_bulk(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project_id: i64,
+        events: &[(i64, Option<JobStatus>, Option<JobStatus>)],
+        kind: EventKind,
+        actor: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENT_ORDER_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let now = now_ms();
+        for chunk in events.chunks(crate::sweeps::CHUNK) {
+            let sql = format!(
+                "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
+                 VALUES {} RETURNING seq, to_status",
+                crate::sweeps::values_list(chunk.len(), 8, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for (seq, from, to) in chunk {
+                q = q
+                    .bind(*seq)
+                    .bind(project_id)
+                    .bind(now)
+                    .bind(kind.as_str())
+                    .bind(from.map(JobStatus::as_str))
+                    .bind(to.map(JobStatus::as_str))
+                    .bind(actor.to_string())
+                    .bind(message.map(str::to_string));
+            }
+            let rows = q.fetch_all(&mut **tx).await?;
+            let status_events: Vec<i64> = rows
+                .iter()
+                .filter(|r| matches!(col::<Option<String>>(r, "to_status"), Ok(Some(_))))
+                .map(|r| col(r, "seq"))
+                .collect::<Result<_>>()?;
+            enqueue_webhooks(tx, &status_events).await?;
+        }
+        Ok(())
+    }
+
     /// The event log of a job, oldest first, after a sequence number.
     pub async fn job_events(
         &self,
@@ -158,5 +210,27 @@ async fn enqueue_webhook(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// The webhook outbox for many status events at once (see [`enqueue_webhook`]).
+async fn enqueue_webhooks(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    event_seqs: &[i64],
+) -> Result<()> {
+    if event_seqs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (job_seq, project_id, event_seq, url, status, next_attempt_at, created_at) \
+         SELECT j.seq, j.project_id, e.seq, j.callback_url, 'pending', $1, $1 FROM job_events e \
+         JOIN jobs j ON j.seq = e.job_seq WHERE e.seq IN ({}) AND j.callback_url IS NOT NULL",
+        crate::sweeps::in_list(event_seqs.len(), 2)
+    );
+    let mut q = sqlx::query(&sql).bind(now_ms());
+    for s in event_seqs {
+        q = q.bind(*s);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }

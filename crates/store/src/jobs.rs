@@ -9,16 +9,16 @@ use sqlx::Any;
 use sqlx::FromRow;
 
 /// The columns of a [`JobRow`], by name.
-const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
+pub(crate) const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
      j.status, j.parameters, j.resources, j.granted_resources, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
      j.batch_job_id, j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
-     j.stdout_bytes, j.stderr_bytes \
+     j.stdout_bytes, j.stderr_bytes, w.id AS sweep, j.sweep_index \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
-     JOIN users u ON u.id = j.owner_id";
+     JOIN users u ON u.id = j.owner_id LEFT JOIN sweeps w ON w.seq = j.sweep_seq";
 
 /// A job as stored, decoded by column name from [`JOB_SELECT`].
 #[derive(sqlx::FromRow)]
-struct JobRow {
+pub(crate) struct JobRow {
     seq: i64,
     id: String,
     project: String,
@@ -44,6 +44,8 @@ struct JobRow {
     finished_at: Option<i64>,
     stdout_bytes: i64,
     stderr_bytes: i64,
+    sweep: Option<String>,
+    sweep_index: Option<i64>,
 }
 
 /// About how much of a job listing's answer one page may hold (the jobs' parameters,
@@ -52,7 +54,7 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The variable-size text of a stored job, as a page's budget counts it: measured on the
 /// row's columns as stored, so nothing is serialised a second time.
-fn row_text_bytes(r: &JobRow) -> usize {
+pub(crate) fn row_text_bytes(r: &JobRow) -> usize {
     512 + r.parameters.len()
         + r.resources.len()
         + r.granted_resources.as_ref().map_or(0, String::len)
@@ -107,11 +109,11 @@ enum Bind {
     Str(String),
 }
 
-fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
+pub(crate) fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
     job_from(JobRow::from_row(r)?)
 }
 
-fn job_from(r: JobRow) -> Result<(i64, Job)> {
+pub(crate) fn job_from(r: JobRow) -> Result<(i64, Job)> {
     let pending_operation = match r.pending_op {
         Some(op) => Some(PendingOperation {
             operation: op.parse().map_err(corrupt)?,
@@ -153,6 +155,8 @@ fn job_from(r: JobRow) -> Result<(i64, Job)> {
             stdout: r.stdout_bytes.max(0) as u64,
             stderr: r.stderr_bytes.max(0) as u64,
         },
+        sweep: r.sweep,
+        sweep_index: r.sweep_index.and_then(|i| u32::try_from(i).ok()),
     };
     Ok((r.seq, job))
 }

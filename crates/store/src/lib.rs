@@ -27,6 +27,8 @@ mod seed;
 mod sessions;
 mod sites;
 mod stats;
+mod sweep_ops;
+mod sweeps;
 #[cfg(test)]
 mod tests;
 mod transition;
@@ -52,6 +54,8 @@ pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredPro
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
 pub use stats::{OpsStats, PoolStats};
+pub use sweep_ops::SweepOpCounts;
+pub use sweeps::{NewMember, NewSweepRecord, SubmittedSweep};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

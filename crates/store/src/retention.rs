@@ -15,7 +15,18 @@ impl Store {
              AND finished_at < $1 AND status IN {terminal} LIMIT $2)",
             terminal = TERMINAL.as_str()
         );
-        self.delete_in_batches(&sql, before).await
+        let n = self.delete_in_batches(&sql, before).await?;
+        // Sweeps whose members have all gone (the sweep rows are small; one statement).
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM sweeps WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.sweep_seq = sweeps.seq)",
+        )
+        .bind(before)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Deletes audit records older than `before` (Unix ms), and the counts of failed

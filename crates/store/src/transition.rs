@@ -93,3 +93,54 @@ impl Store {
         Ok(LockedJob { status: to, ..*job })
     }
 }
+
+impl Store {
+    /// [`Store::transition`] for many locked jobs of one project at once (a whole sweep):
+    /// every change is asked of the state machine first (a refused one is a conflict and
+    /// nothing is written), then the rows are updated and their status events appended in
+    /// chunks, in the caller's transaction.
+    pub(crate) async fn transition_many(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        project_id: i64,
+        jobs: &[LockedJob],
+        to: JobStatus,
+        actor: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        if let Some(j) = jobs.iter().find(|j| !j.status.can_transition_to(to)) {
+            return Err(StoreError::Conflict(format!(
+                "a job cannot go from {} to {to}",
+                j.status
+            )));
+        }
+        let now = now_ms();
+        let terminal = i64::from(to.is_terminal());
+        for chunk in jobs.chunks(crate::sweeps::CHUNK) {
+            let sql = format!(
+                "UPDATE jobs SET status = $1, updated_at = $2, message = COALESCE($3, message), \
+                 finished_at = CASE WHEN $4 = 1 THEN $2 ELSE finished_at END, \
+                 lease_until = CASE WHEN $4 = 1 THEN NULL ELSE lease_until END, \
+                 pending_op = CASE WHEN $4 = 1 THEN NULL ELSE pending_op END, \
+                 pending_op_at = CASE WHEN $4 = 1 THEN NULL ELSE pending_op_at END, \
+                 pending_op_by = CASE WHEN $4 = 1 THEN NULL ELSE pending_op_by END WHERE seq IN ({})",
+                crate::sweeps::in_list(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(to.as_str())
+                .bind(now)
+                .bind(message)
+                .bind(terminal);
+            for j in chunk {
+                q = q.bind(j.seq);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let events: Vec<_> = jobs
+            .iter()
+            .map(|j| (j.seq, Some(j.status), Some(to)))
+            .collect();
+        self.add_events_bulk(tx, project_id, &events, EventKind::Status, actor, message)
+            .await
+    }
+}

@@ -90,7 +90,7 @@ pub struct CommandAdapter {
 
 /// Writes a job's environment to `<dir of script>/.hpcsera-env-<script name>` (0600, written
 /// atomically): `NAME=value` entries, each ended by a NUL (values never hold one).
-fn write_env_file(
+pub(super) fn write_env_file(
     script: &Path,
     env: &[(String, String)],
 ) -> Result<std::path::PathBuf, BatchError> {
@@ -307,6 +307,61 @@ impl CommandAdapter {
     }
 }
 
+impl CommandAdapter {
+    /// One submit for all members of `req` (see [`super::array`]): the wrapper as the
+    /// script, the first member's resources and options, the preset's array option.
+    async fn submit_array_now(
+        &self,
+        req: &super::array::ArrayRequest,
+    ) -> Result<Vec<String>, BatchError> {
+        use super::array;
+        let first = req
+            .members
+            .first()
+            .ok_or_else(|| BatchError::Invalid("an array needs at least one member".into()))?;
+        let tasks = u32::try_from(req.members.len())
+            .map_err(|_| BatchError::Invalid("too many array tasks".into()))?;
+        let dir = path_str(&req.dir, "array directory")?;
+        if self.env_file && dir.contains(',') {
+            // qsub -V splits the variable list at commas.
+            return Err(BatchError::Invalid(format!(
+                "the array directory {dir} contains a comma"
+            )));
+        }
+        let wrapper = array::write_files(req, |m| write_env_file(&m.script_path, &m.env))?;
+        let (extra, job_name, log) =
+            array::submit_parts(self.preset, &req.dir, &req.job_name, tasks, req.throttle)?;
+        let mut options =
+            super::resources::render(self.preset, &self.resource_templates, &first.resources);
+        options.extend(self.submit_options.iter().cloned());
+        options.extend(first.options.iter().cloned());
+        options.extend(extra);
+        let log = path_str(&log, "array log")?;
+        let vars = Vars {
+            single: vec![
+                ("script", path_str(&wrapper, "array script")?),
+                ("job_name", job_name.as_str()),
+                ("stdout", log),
+                ("stderr", log),
+                ("work_dir", dir),
+            ],
+            lists: vec![("options", &options)],
+        };
+        let argv = expand(&self.templates.submit, &vars);
+        let env = vec![("HPCSERA_ARRAY_DIR".to_string(), dir.to_string())];
+        let out = self.exec.run_ok(&argv, &env, Some(&req.dir)).await?;
+        let base =
+            parse::parse_submit(self.format, &out.stdout).map_err(|message| BatchError::Parse {
+                command: display_argv(&argv),
+                message,
+                excerpt: excerpt(&out.stdout, 500),
+            })?;
+        Ok((0..tasks)
+            .map(|i| array::task_id(self.preset, &base, i))
+            .collect())
+    }
+}
+
 fn unreachable_local() -> Result<OutputFormat, BatchError> {
     Err(BatchError::Unsupported {
         adapter: "local".into(),
@@ -472,6 +527,12 @@ impl BatchAdapter for CommandAdapter {
                 }
             })?;
             for (name, id) in pairs {
+                // An LSF array element shows its array's name with `[i]`.
+                let name = if job_names.contains(&name) {
+                    name
+                } else {
+                    super::array::strip_element(&name).to_string()
+                };
                 if job_names.contains(&name) {
                     if let Some(prev) = found.insert(name.clone(), id.clone()) {
                         tracing::warn!(%name, %prev, %id, "several batch jobs carry the same name");
@@ -480,6 +541,22 @@ impl BatchAdapter for CommandAdapter {
             }
             Ok(found)
         })
+    }
+
+    fn supports_arrays(&self) -> bool {
+        true
+    }
+
+    fn submit_array<'a>(
+        &'a self,
+        req: &'a super::array::ArrayRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, BatchError>> {
+        Box::pin(self.submit_array_now(req))
+    }
+
+    fn array_task_id(&self, found: &str, index: u32) -> String {
+        let base = super::array::base_id(self.preset, found);
+        super::array::task_id(self.preset, &base, index)
     }
 
     fn commands_spawned(&self) -> u64 {

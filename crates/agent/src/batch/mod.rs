@@ -42,6 +42,7 @@
 //!    preset has one;
 //! 4. still nothing: [`BatchState::Unknown`] (the caller decides when that means lost).
 
+pub mod array;
 pub mod command;
 pub mod exec;
 pub mod granted;
@@ -122,7 +123,18 @@ pub struct BatchConfig {
     pub states: BTreeMap<String, String>,
     /// Timeout for one batch-system command, in seconds.
     pub command_timeout_seconds: Option<u64>,
+    /// Submit the members of a sweep as job arrays (default true; presets without arrays,
+    /// such as `local`, submit members one by one whatever this says).
+    pub arrays: Option<bool>,
+    /// Most tasks of one array (default 1000): a larger group is submitted as several arrays.
+    pub array_size: Option<u32>,
+    /// At most this many tasks of one array run at once (Slurm `%M`, PBS `%M`, LSF `%M`);
+    /// unset: no limit.
+    pub array_throttle: Option<u32>,
 }
+
+/// Default of `[batch] array_size`.
+pub const DEFAULT_ARRAY_SIZE: u32 = 1000;
 
 /// What to submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +304,31 @@ pub trait BatchAdapter: Send + Sync {
     fn hold<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BatchError>>;
 
     fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BatchError>>;
+
+    /// Whether [`BatchAdapter::submit_array`] works; when not, sweep members are submitted
+    /// one by one.
+    fn supports_arrays(&self) -> bool {
+        false
+    }
+
+    /// Submits a job array (see [`array`]); returns each member's task id, in order.
+    fn submit_array<'a>(
+        &'a self,
+        _req: &'a array::ArrayRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, BatchError>> {
+        Box::pin(async move {
+            Err(BatchError::Unsupported {
+                adapter: self.name().to_string(),
+                operation: "job arrays",
+            })
+        })
+    }
+
+    /// The id of task `index` of the array that a find query showed as `found` (restart
+    /// reconciliation of an array submitted before a crash).
+    fn array_task_id(&self, found: &str, _index: u32) -> String {
+        found.to_string()
+    }
 
     /// For restart reconciliation: the batch jobs whose job name is one of `job_names`
     /// (job name → batch id), in one query.

@@ -316,8 +316,13 @@ pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
         let Some(state) = r.get("STAT").and_then(Value::as_str) else {
             continue;
         };
+        // An array element is `JOBID[JOBINDEX]` (JOBINDEX 0: not an array element).
+        let id = match json_int(r.get("JOBINDEX")) {
+            Some(i) if i > 0 => format!("{id}[{i}]"),
+            _ => id.to_string(),
+        };
         out.push(RawStatus {
-            id: id.to_string(),
+            id,
             state: state.trim().to_ascii_uppercase(),
             reason: r
                 .get("PEND_REASON")

@@ -430,6 +430,17 @@ impl Graph {
             json!(e.status.as_str()),
         ));
         self.push(property("#host", "agent host", json!(f.agent.host)));
+        // A sweep's member names its sweep and its index in it.
+        if let Some((sweep, index)) = hpcsera_api_types::sweep::member_of(f.job) {
+            self.push(property("#sweep", "hpcsera sweep", json!(sweep)));
+            self.push(property(
+                "#sweep-index",
+                "hpcsera sweep index",
+                json!(index),
+            ));
+            extra.push(id("#sweep"));
+            extra.push(id("#sweep-index"));
+        }
         if let Some(p) = &f.agent.batch_version {
             self.push(probe_value("#batch-version", "batch-version", p));
             extra.push(id("#batch-version"));

@@ -71,14 +71,22 @@ fn bundle(sha: &str) -> CodeFacts {
 }
 
 fn sample() -> Vec<u8> {
+    sample_with(serde_json::json!({}))
+}
+
+/// The sample manifest of a job with `extra` fields (e.g. a sweep member's).
+fn sample_with(extra: serde_json::Value) -> Vec<u8> {
     let cfg = AgentConfig::parse("t.toml", CONFIG).unwrap();
     let sha = "ab".repeat(32);
-    let job: Job = serde_json::from_value(serde_json::json!({
+    let mut job = serde_json::json!({
         "id": "0190c0de-0000-7000-8000-000000000001", "project": "p", "site": "s1",
         "jobType": "sim", "owner": "alice", "status": "running", "parameters": {},
         "held": false, "createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2024-01-01T00:00:00Z",
-    }))
-    .unwrap();
+    });
+    if let (Some(j), Some(e)) = (job.as_object_mut(), extra.as_object()) {
+        j.extend(e.clone());
+    }
+    let job: Job = serde_json::from_value(job).unwrap();
     let params = serde_json::json!({"src": sha, "n": 3})
         .as_object()
         .cloned()
@@ -206,4 +214,28 @@ fn the_manifest_names_the_job_its_files_and_its_actions() {
         graph.iter().filter(|e| e["@id"] == "#user-alice").count(),
         1
     );
+}
+
+#[test]
+fn a_sweep_members_manifest_names_its_sweep_and_index() {
+    let sweep = "0190c0de-0000-7000-8000-0000000000aa";
+    let bytes = sample_with(serde_json::json!({"sweep": sweep, "sweepIndex": 17}));
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let graph = doc["@graph"].as_array().unwrap();
+    let entity = |at: &str| graph.iter().find(|e| e["@id"] == at).cloned().unwrap();
+    assert_eq!(entity("#sweep")["name"], "hpcsera sweep");
+    assert_eq!(entity("#sweep")["value"], sweep);
+    assert_eq!(entity("#sweep-index")["value"], 17);
+    let action = graph
+        .iter()
+        .find(|e| e["@id"] == "urn:uuid:0190c0de-0000-7000-8000-000000000001")
+        .unwrap();
+    let props = action["additionalProperty"].to_string();
+    assert!(
+        props.contains("#sweep") && props.contains("#sweep-index"),
+        "{props}"
+    );
+    // A job that is no sweep's member says nothing of sweeps.
+    let plain: serde_json::Value = serde_json::from_slice(&sample()).unwrap();
+    assert!(!plain.to_string().contains("hpcsera sweep"));
 }

@@ -30,6 +30,7 @@
 //! | `accept` | accepting and refusing the jobs a poll hands over |
 //! | `resume` | resuming journaled jobs after a restart; cleaning up lost and released jobs |
 //! | `steps` | sub-job steps: start/collect a login step, start/track a batch step |
+//! | `arrays` | sweep members submitted together as batch-system job arrays |
 //! | `code` | code bundles: quarantine and verification, preparation for a job |
 //! | `approval` | the check of signed approvals (`[approval] require_signature`) before unpacking |
 //! | `output` | output streams sent by offset |
@@ -46,6 +47,7 @@
 mod accept;
 mod agent;
 mod approval;
+mod arrays;
 mod code;
 mod error;
 mod files;

@@ -30,6 +30,8 @@ impl Agent {
     /// then output.
     pub(super) async fn advance(&mut self, finish_login: bool) {
         self.track_batch_jobs().await;
+        // Sweep members that are about to submit together go as job arrays first.
+        self.submit_arrays().await;
         let ids: Vec<String> = self.jobs.keys().cloned().collect();
         for id in ids {
             let Some(mut run) = self.jobs.remove(&id) else {
@@ -112,16 +114,32 @@ impl Agent {
     /// Prepares the job's code (once), then starts sub-job `run.index`; `Ok(Some)` when
     /// there is none left (the job completed).
     async fn start_next(&mut self, run: &mut Running) -> Result<Option<End>, End> {
-        if run.code.is_none() {
-            let code = self.prepare_code(run).await.map_err(JobError::from)?;
-            run.code = Some(code);
-        }
-        let Some(sub) = run.sub().cloned() else {
+        let Some((sub, o, e)) = self.ready_next(run).await? else {
             return Ok(Some(End {
                 status: JobStatus::Completed,
                 exit_code: Some(0),
                 message: "all sub-jobs succeeded".into(),
             }));
+        };
+        match sub.kind {
+            SubJobKind::Login => self.start_login(run, &sub, o, e).await?,
+            SubJobKind::Batch => self.start_batch(run, &sub, o, e).await?,
+        }
+        Ok(None)
+    }
+
+    /// Prepares the job's code (once), its directory and the output files of sub-job
+    /// `run.index`; that sub-job with its stdout and stderr paths, or `None` when all are done.
+    pub(super) async fn ready_next(
+        &mut self,
+        run: &mut Running,
+    ) -> Result<Option<(SubJobConfig, PathBuf, PathBuf)>, JobError> {
+        if run.code.is_none() {
+            let code = self.prepare_code(run).await?;
+            run.code = Some(code);
+        }
+        let Some(sub) = run.sub().cloned() else {
+            return Ok(None);
         };
         let (o, e) = output_files(&run.ctx.job_dir, &sub.name);
         if run.out.files.len() <= run.index {
@@ -129,11 +147,7 @@ impl Agent {
             run.err.files.push((e.clone(), 0));
         }
         std::fs::create_dir_all(&run.ctx.job_dir).map_err(JobError::JobDir)?;
-        match sub.kind {
-            SubJobKind::Login => self.start_login(run, &sub, o, e).await?,
-            SubJobKind::Batch => self.start_batch(run, &sub, o, e).await?,
-        }
-        Ok(None)
+        Ok(Some((sub, o, e)))
     }
 
     /// Starts a login sub-job as a child task (see [`run_login`]).
@@ -189,35 +203,12 @@ impl Agent {
         stdout_path: PathBuf,
         stderr_path: PathBuf,
     ) -> Result<(), JobError> {
-        let script = sub
-            .script
-            .as_deref()
-            .ok_or_else(|| JobError::NoScript(sub.name.clone()))?;
-        let rendered = render_batch_script(&run.ctx.job_dir, &sub.name, script)?;
-        let mut env = batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)?;
-        add_code_env(&mut env, run.code.as_deref());
-        if run.jt.provenance.record_modules {
-            let file = modules_file_path(&run.ctx.job_dir, &sub.name);
-            env.push((
-                "HPCSERA_MODULES_FILE".into(),
-                file.to_string_lossy().into_owned(),
-            ));
-        }
-        let name = batch_job_name(&run.job.id, &sub.name);
-        // The adapter adds `[batch] submit_options` itself (once).
-        let req = SubmitRequest {
-            script_path: rendered.path,
-            work_dir: run.ctx.job_dir.clone(),
-            job_name: name.clone(),
-            env,
-            resources: run.resources.overlay(&sub.resources),
-            options: sub.options.clone(),
-            stdout_path,
-            stderr_path,
-        };
+        let (req, exit_file) = batch_request(run, sub, stdout_path, stderr_path)?;
+        let name = req.job_name.clone();
+        let rendered_exit = exit_file;
         // Fatal for the job: without the intent a restart could submit it a second time.
         self.journal
-            .record_intent(&run.job.id, &sub.name, &name, Some(&rendered.exit_file))
+            .record_intent(&run.job.id, &sub.name, &name, Some(&rendered_exit))
             .map_err(JobError::JournalIntent)?;
         let id = self
             .adapter
@@ -235,7 +226,7 @@ impl Agent {
         tracing::info!(job = %run.job.id, sub_job = %sub.name, batch_id = %id, "submitted");
         run.set_sub(SubJobStatus::Submitted, Some(id.clone()), None, None);
         run.step = Step::Batch {
-            batch: BatchJobRef::new(id.clone(), Some(rendered.exit_file)),
+            batch: BatchJobRef::new(id.clone(), Some(rendered_exit)),
             unknown: 0,
         };
         self.report(run, JobStatus::Submitted, Some(id)).await;
@@ -443,4 +434,40 @@ impl Agent {
             Step::Start => Ok(()),
         }
     }
+}
+
+/// A batch sub-job rendered for submission: its script (written now), environment,
+/// resources and options; and its exit file.
+pub(super) fn batch_request(
+    run: &Running,
+    sub: &SubJobConfig,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+) -> Result<(SubmitRequest, PathBuf), JobError> {
+    let script = sub
+        .script
+        .as_deref()
+        .ok_or_else(|| JobError::NoScript(sub.name.clone()))?;
+    let rendered = render_batch_script(&run.ctx.job_dir, &sub.name, script)?;
+    let mut env = batch_env(&run.ctx, &sub.name, &run.params, &rendered.exit_file)?;
+    add_code_env(&mut env, run.code.as_deref());
+    if run.jt.provenance.record_modules {
+        let file = modules_file_path(&run.ctx.job_dir, &sub.name);
+        env.push((
+            "HPCSERA_MODULES_FILE".into(),
+            file.to_string_lossy().into_owned(),
+        ));
+    }
+    // The adapter adds `[batch] submit_options` itself (once).
+    let req = SubmitRequest {
+        script_path: rendered.path,
+        work_dir: run.ctx.job_dir.clone(),
+        job_name: batch_job_name(&run.job.id, &sub.name),
+        env,
+        resources: run.resources.overlay(&sub.resources),
+        options: sub.options.clone(),
+        stdout_path,
+        stderr_path,
+    };
+    Ok((req, rendered.exit_file))
 }

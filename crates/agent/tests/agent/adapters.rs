@@ -236,7 +236,7 @@ async fn lsf_submit_status_and_operations() {
     assert_eq!(
         fake.calls().last().unwrap(),
         &format!(
-            "bjobs [-a] [-json] [-o] [jobid stat exit_code queue proj_name nexec_host nalloc_slot runtimelimit rsvid] {}",
+            "bjobs [-a] [-json] [-o] [jobid jobindex stat exit_code queue proj_name nexec_host nalloc_slot runtimelimit rsvid] {}",
             ids.map(|i| format!("[{i}]")).join(" ")
         )
     );
@@ -327,7 +327,7 @@ async fn slurm_submit_status_exit_files_and_accounting() {
     assert_eq!(
         calls[calls.len() - 2],
         format!(
-            "squeue [--noheader] [--states=all] [--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m] [--jobs={}]",
+            "squeue [--noheader] [--states=all] [--array] [--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m] [--jobs={}]",
             ids.join(",")
         )
     );

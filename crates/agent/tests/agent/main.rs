@@ -3,6 +3,7 @@
 //! real server, Slurm where `HPCSERA_TEST_SLURM=1`).
 
 mod adapters;
+mod arrays;
 mod common;
 mod config;
 mod journal;

@@ -1,5 +1,5 @@
 //! The client commands of `hpcsera`: `login`, `logout`, `profiles`, `whoami`, `sites`,
-//! `job-types`, `job …` and `provenance …`. They talk to the server only through the SDK
+//! `job-types`, `job …`, `sweep …` and `provenance …`. They talk to the server only through the SDK
 //! (`hpcsera-client`), with the server and token of the chosen profile (`--profile`,
 //! `config.rs`).
 //!
@@ -14,6 +14,8 @@ mod login;
 mod output;
 mod params;
 mod provenance;
+mod sweep;
+mod sweep_input;
 mod wait;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -135,6 +137,8 @@ pub enum ClientCommand {
     JobTypes(JobTypesArgs),
     /// Submit, watch and manage jobs.
     Job(job::JobArgs),
+    /// Sweeps: many jobs of one job type in one request (a grid or parameter sets).
+    Sweep(sweep::SweepArgs),
     /// A job's signed provenance (RO-Crate): show, download, verify with the agent's key,
     /// and find which job made or used a file.
     Provenance(provenance::ProvenanceArgs),
@@ -237,6 +241,7 @@ pub async fn run(cmd: ClientCommand) -> ExitCode {
         ClientCommand::JobTypes(a) => job_types(&a.site, format()).await,
         ClientCommand::Job(a) => job::run(a).await,
         ClientCommand::Provenance(a) => provenance::run(a).await,
+        ClientCommand::Sweep(a) => sweep::run(a).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),

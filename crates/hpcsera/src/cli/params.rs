@@ -51,7 +51,7 @@ async fn code_bundle(client: &hpcsera_client::Client, name: &str, path: &str) ->
 }
 
 /// Converts one value by the parameter's type.
-fn convert(name: &str, kind: &ParamKind, raw: &str) -> CliResult<Value> {
+pub(super) fn convert(name: &str, kind: &ParamKind, raw: &str) -> CliResult<Value> {
     let bad = |what: &str| CliError::usage(format!("parameter {name}: {raw:?} is not {what}"));
     Ok(match kind {
         ParamKind::Integer { .. } => {

@@ -254,7 +254,7 @@ pub async fn stream_output(
 
 /// Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled, so a signal that comes right after is never the default's (death).
-fn interrupted() -> impl std::future::Future<Output = ()> {
+pub(super) fn interrupted() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let int = signal(SignalKind::interrupt()).ok();
     let term = signal(SignalKind::terminate()).ok();

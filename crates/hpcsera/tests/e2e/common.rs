@@ -85,6 +85,8 @@ pub struct Opts {
     pub agent_limits: String,
     /// The lines of the agent's `[approval]` table (none when empty).
     pub agent_approval: String,
+    /// More lines of the agent's `[batch]` table.
+    pub batch_extra: String,
     /// The server's limit of failed authentications per address and minute (0: none).
     pub auth_failures_per_minute: u32,
 }
@@ -96,6 +98,7 @@ impl Default for Opts {
             lease_seconds: 300,
             agent_limits: String::new(),
             agent_approval: String::new(),
+            batch_extra: String::new(),
             auth_failures_per_minute: hpcsera_server::config::RateLimits::default()
                 .auth_failures_per_minute,
         }
@@ -201,7 +204,7 @@ impl Env {
             format!(
                 "server_url = {url:?}\ntoken_file = {:?}\nsite = {site:?}\nwork_dir = {:?}\n\
                  [poll]\nlong_poll_seconds = 5\nstatus_interval_seconds = 1\nidle_interval_seconds = 1\n\
-                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n{}[batch]\npreset = {:?}\n{job_types}",
+                 [limits]\nmax_active_jobs = {max_active_jobs}\n{}\n{}[batch]\npreset = {:?}\n{}\n{job_types}",
                 token_file.display().to_string(),
                 work.display().to_string(),
                 opts.agent_limits,
@@ -211,6 +214,7 @@ impl Env {
                     format!("[approval]\n{}\n", opts.agent_approval)
                 },
                 if slurm() { "slurm" } else { "local" },
+                opts.batch_extra,
             ),
         )
         .unwrap();

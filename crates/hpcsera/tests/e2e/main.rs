@@ -39,4 +39,5 @@ mod provenance_e2e;
 mod python;
 mod readme;
 mod resources_e2e;
+mod sweep_e2e;
 mod tls;

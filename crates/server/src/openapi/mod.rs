@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Submit, inspect, change and control jobs"),
+        (name = "sweeps", description = "Sweeps: many jobs of one job type in one request (parameter sets or a grid), their counts, members, events and operations on all of them"),
         (name = "code", description = "Code bundles: upload, status, the agent's download and HPC-side digest; approval is out of band: a person decides, or signs an approval with their SSH key"),
         (name = "sites", description = "Sites and the job types they offer"),
         (name = "agent", description = "Used by the HPC agent"),

@@ -18,6 +18,7 @@ mod provenance;
 pub(crate) mod query;
 mod results;
 mod sites;
+mod sweeps;
 mod system;
 pub(crate) mod tokens;
 pub(crate) mod wait;
@@ -48,6 +49,10 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
             provenance::put_provenance
         ))
         .layer(DefaultBodyLimit::max(limits.blob_body_bytes()));
+    // A sweep of 10,000 parameter sets is larger than other JSON bodies.
+    let sweep_posts = OpenApiRouter::default()
+        .routes(routes!(sweeps::list_sweeps, sweeps::post_sweep))
+        .layer(DefaultBodyLimit::max(limits.sweep_body_bytes()));
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(jobs::post_job))
         .routes(routes!(jobs::find_jobs_by_status))
@@ -57,6 +62,11 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(events::project_events))
         .routes(routes!(events::job_deliveries))
         .routes(routes!(results::list_results))
+        .merge(sweep_posts)
+        .routes(routes!(sweeps::get_sweep, sweeps::delete_sweep))
+        .routes(routes!(sweeps::sweep_jobs))
+        .routes(routes!(sweeps::sweep_events))
+        .routes(routes!(sweeps::operate_sweep))
         .merge(blobs)
         .routes(routes!(provenance::get_provenance_zip))
         .routes(routes!(provenance::search_provenance))

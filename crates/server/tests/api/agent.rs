@@ -1246,6 +1246,66 @@ async fn the_agent_that_held_a_lost_job_records_its_cleanup_as_an_event() {
     assert_eq!(last["actor"], format!("agent:agent@{SITE}"));
 }
 
+#[tokio::test]
+async fn unconfirmed_claims_go_back_to_the_queue_from_the_servers_start() {
+    // Regression: the reaper used to wait a whole lease period after a start before it
+    // looked at anything, so a job claimed by an agent that died before confirming waited
+    // that long (300 s by default) before another agent could take it.
+    let t = TestApp::spawn_configured(|c| {
+        c.leases.lease_seconds = 2;
+        c.leases.claim_lease_seconds = 1;
+        c.leases.reaper_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let tok = t.alice().await;
+    let agent = t.agent_token().await;
+    let running = id_of(&t.submit(&tok, json!({"label": "running"})).await);
+    let unconfirmed = id_of(&t.submit(&tok, json!({"label": "unconfirmed"})).await);
+    poll(&t, &agent, json!({"maxJobs": 2})).await;
+    t.report(&agent, &running, json!({"status": "running"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A new server with a long grace (30 s) and a fast reaper.
+    let app = hpcsera_server::Application::build(
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            leases: hpcsera_server::config::Leases {
+                lease_seconds: 30,
+                claim_lease_seconds: 1,
+                reaper_interval: Duration::from_millis(100),
+            },
+            ..Default::default()
+        },
+        t.store.clone(),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let started = Instant::now();
+    while t
+        .store
+        .get_job(1, &unconfirmed)
+        .await
+        .unwrap()
+        .status
+        .to_string()
+        != "queued"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the unconfirmed claim was not re-queued within the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = t.store.get_job(1, &running).await.unwrap();
+    assert_eq!(
+        r.status.to_string(),
+        "running",
+        "a confirmed lease keeps its grace"
+    );
+}
+
 /// A whole number written with a fraction is a JSON Schema `integer` (schemathesis sends
 /// `1.0` for an integer field): the server reads it as the integer, and a real fraction is
 /// still refused naming the field.

@@ -14,6 +14,7 @@ mod provenance;
 mod resources;
 mod roles;
 mod service;
+mod sweeps;
 mod tokens;
 mod tokens_session;
 mod ui;

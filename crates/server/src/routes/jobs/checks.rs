@@ -15,7 +15,7 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
 const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
 
 /// The code parameters of validated parameters: `(name, bundle id)`.
-pub(super) fn code_refs(
+pub(crate) fn code_refs(
     spec: &hpcsera_api_types::JobTypeSpec,
     params: &serde_json::Map<String, Value>,
 ) -> Vec<hpcsera_store::CodeRef> {
@@ -50,7 +50,7 @@ fn json_len(v: &impl serde::Serialize) -> usize {
     }
 }
 
-pub(super) fn check_parameters_size(p: &impl serde::Serialize, errs: &mut Vec<FieldError>) {
+pub(crate) fn check_parameters_size(p: &impl serde::Serialize, errs: &mut Vec<FieldError>) {
     let len = json_len(p);
     if len > MAX_PARAMETERS_BYTES {
         errs.push(FieldError::new(
@@ -60,7 +60,7 @@ pub(super) fn check_parameters_size(p: &impl serde::Serialize, errs: &mut Vec<Fi
     }
 }
 
-pub(super) fn check_metadata(m: Option<&Value>, errs: &mut Vec<FieldError>) {
+pub(crate) fn check_metadata(m: Option<&Value>, errs: &mut Vec<FieldError>) {
     if let Some(m) = m {
         if !m.is_object() {
             errs.push(FieldError::new("metadata", "must be a JSON object"));
@@ -74,7 +74,7 @@ pub(super) fn check_metadata(m: Option<&Value>, errs: &mut Vec<FieldError>) {
     }
 }
 
-pub(super) fn check_callback(st: &AppState, url: Option<&str>, errs: &mut Vec<FieldError>) {
+pub(crate) fn check_callback(st: &AppState, url: Option<&str>, errs: &mut Vec<FieldError>) {
     let Some(raw) = url else { return };
     let parsed = match url::Url::parse(raw) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,

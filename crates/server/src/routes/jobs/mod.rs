@@ -6,7 +6,7 @@
 //! token's project. Nothing here writes SQL or changes a status by itself.
 
 mod change;
-mod checks;
+pub(crate) mod checks;
 mod list;
 mod report;
 mod submit;

@@ -77,7 +77,7 @@ pub(crate) async fn submit(
     body: &NewJob,
     idempotency_key: Option<&str>,
 ) -> ApiResult<hpcsera_store::Submitted> {
-    let (site_id, spec) = job_type_of(st, who.project_id, body).await?;
+    let (site_id, spec) = job_type_of(st, who.project_id, &body.site, &body.job_type).await?;
     let mut errs = Vec::new();
     let params = match spec.validate_parameters(&body.parameters) {
         Ok(p) => p,
@@ -123,7 +123,7 @@ pub(crate) async fn submit(
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters, else 400.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -141,29 +141,26 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 
 /// The site's id and the job type the caller's project may submit there; 422 naming `site`
 /// or `jobType` when there is none.
-async fn job_type_of(
+pub(crate) async fn job_type_of(
     st: &AppState,
     project_id: i64,
-    body: &NewJob,
+    site: &str,
+    job_type: &str,
 ) -> ApiResult<(i64, JobTypeSpec)> {
-    let no_site = || ApiError::invalid_field("site", format!("there is no site {:?}", body.site));
+    let no_site = || ApiError::invalid_field("site", format!("there is no site {site:?}"));
     let no_type = || {
         ApiError::invalid_field(
             "jobType",
-            format!("site {:?} has no job type {:?}", body.site, body.job_type),
+            format!("site {site:?} has no job type {job_type:?}"),
         )
     };
-    if !is_valid_name(&body.site, true) {
+    if !is_valid_name(site, true) {
         return Err(no_site());
     }
-    if !is_valid_name(&body.job_type, true) {
+    if !is_valid_name(job_type, true) {
         return Err(no_type());
     }
-    match st
-        .store
-        .job_type(&body.site, project_id, &body.job_type)
-        .await
-    {
+    match st.store.job_type(site, project_id, job_type).await {
         Ok(x) => Ok(x),
         Err(StoreError::NotFound("site")) => Err(no_site()),
         Err(StoreError::NotFound(_)) => Err(no_type()),
@@ -197,7 +194,7 @@ fn job_location(id: &str) -> HeaderValue {
 
 /// SHA-256 over the request in a canonical form (object keys sorted), so that the same
 /// request with keys in another order counts as the same.
-fn request_hash(body: &NewJob) -> String {
+pub(crate) fn request_hash(body: &impl serde::Serialize) -> String {
     fn canon(v: &Value, out: &mut String) {
         match v {
             Value::Object(m) => {

@@ -1,0 +1,556 @@
+//! Sweeps: many jobs of one job type stored in ONE transaction (multi-row inserts in
+//! chunks, never one round trip per member), their counts by status (one `GROUP BY` on
+//! `jobs(sweep_seq, status)`), member pages in index order, and idempotency keys.
+//!
+//! Members are ordinary job rows with `sweep_seq` and `sweep_index`; operations and deletion
+//! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
+
+use crate::jobs::{job_from, row_text_bytes, JobRow, JOB_SELECT, MAX_PAGE_BYTES};
+use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
+use futures_util::TryStreamExt;
+use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::{Any, FromRow};
+use std::collections::HashMap;
+
+/// Rows per multi-row `INSERT` (13 binds a job row: well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters).
+pub(crate) const CHUNK: usize = 500;
+
+/// One validated member to insert.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub index: u32,
+    pub parameters: Map<String, Value>,
+    pub code_refs: Vec<CodeRef>,
+}
+
+/// A validated sweep to insert.
+#[derive(Debug, Clone)]
+pub struct NewSweepRecord<'a> {
+    pub project_id: i64,
+    pub owner_id: i64,
+    pub site_id: i64,
+    pub job_type: &'a str,
+    /// The base parameters as sent (kept with the sweep).
+    pub parameters: &'a Map<String, Value>,
+    /// The validated resources every member asks for.
+    pub resources: &'a Resources,
+    pub metadata: Option<&'a Value>,
+    pub callback_url: Option<&'a str>,
+    pub members: &'a [NewMember],
+    /// Idempotency key and a hash of the request it came with.
+    pub idempotency: Option<(&'a str, String)>,
+    pub actor: &'a str,
+}
+
+/// Result of a sweep submission.
+#[derive(Debug, Clone)]
+pub struct SubmittedSweep {
+    pub sweep: Sweep,
+    /// False when an earlier submission with the same idempotency key is returned.
+    pub created: bool,
+}
+
+/// A sweep as stored (without its counts).
+#[derive(sqlx::FromRow)]
+struct SweepRow {
+    seq: i64,
+    id: String,
+    project: String,
+    site: String,
+    job_type: String,
+    owner: String,
+    parameters: String,
+    resources: Option<String>,
+    metadata: Option<String>,
+    callback_url: Option<String>,
+    members: i64,
+    created_at: i64,
+}
+
+const SWEEP_SELECT: &str = "SELECT w.seq, w.id, p.name AS project, s.name AS site, w.job_type, \
+     u.name AS owner, w.parameters, w.resources, w.metadata, w.callback_url, w.members, w.created_at \
+     FROM sweeps w JOIN projects p ON p.id = w.project_id JOIN sites s ON s.id = w.site_id \
+     JOIN users u ON u.id = w.owner_id";
+
+fn json_opt(s: Option<String>) -> Result<Option<Value>> {
+    s.map(|m| serde_json::from_str(&m))
+        .transpose()
+        .map_err(corrupt)
+}
+
+fn sweep_from(r: SweepRow, counts: SweepCounts) -> Result<(i64, Sweep)> {
+    Ok((
+        r.seq,
+        Sweep {
+            id: r.id,
+            project: r.project,
+            site: r.site,
+            job_type: r.job_type,
+            owner: r.owner,
+            parameters: serde_json::from_str(&r.parameters).map_err(corrupt)?,
+            resources: match r.resources {
+                Some(t) => serde_json::from_str(&t).map_err(corrupt)?,
+                None => Resources::default(),
+            },
+            metadata: json_opt(r.metadata)?,
+            callback_url: r.callback_url,
+            members: r.members.max(0) as u64,
+            counts,
+            created_at: fmt_ms(r.created_at),
+        },
+    ))
+}
+
+/// `($1, $2, …)` placeholders for `rows` rows of `cols` columns, numbered from `first`.
+pub(crate) fn values_list(rows: usize, cols: usize, first: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("${}", first + r * cols + c));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub(crate) fn in_list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Inserts a sweep and all its members (`queued`, or `awaiting_approval` while a code
+    /// bundle they name is not approved) with their `created` events, in one transaction; or
+    /// returns the sweep an earlier request with the same idempotency key created.
+    pub async fn create_sweep(&self, new: &NewSweepRecord<'_>) -> Result<SubmittedSweep> {
+        if let Some((key, hash)) = &new.idempotency {
+            if let Some(sweep) = self.find_idempotent_sweep(new, key, hash).await? {
+                return Ok(SubmittedSweep {
+                    sweep,
+                    created: false,
+                });
+            }
+        }
+        match self.insert_sweep(new).await {
+            Ok(sweep) => Ok(SubmittedSweep {
+                sweep,
+                created: true,
+            }),
+            Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
+                let (key, hash) = new.idempotency.as_ref().ok_or(e)?;
+                let sweep = self.find_idempotent_sweep(new, key, hash).await?.ok_or(
+                    StoreError::Conflict("idempotency key is being used concurrently".into()),
+                )?;
+                Ok(SubmittedSweep {
+                    sweep,
+                    created: false,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn find_idempotent_sweep(
+        &self,
+        new: &NewSweepRecord<'_>,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<Sweep>> {
+        let r = sqlx::query(
+            "SELECT k.request_hash, w.id FROM sweep_idempotency_keys k JOIN sweeps w ON w.seq = k.sweep_seq \
+             WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
+        )
+        .bind(new.project_id)
+        .bind(new.owner_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        if col::<String>(&r, "request_hash")? != hash {
+            return Err(StoreError::IdempotencyMismatch);
+        }
+        let id: String = col(&r, "id")?;
+        self.get_sweep(new.project_id, &id).await.map(Some)
+    }
+
+    async fn insert_sweep(&self, new: &NewSweepRecord<'_>) -> Result<Sweep> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let to_text = |v: Option<&Value>| v.map(serde_json::to_string).transpose();
+        let mut tx = self.begin_write().await?;
+        let approved = self.sweep_code_status(&mut tx.tx, new).await?;
+        let r = sqlx::query(
+            "INSERT INTO sweeps (id, project_id, owner_id, site_id, job_type, parameters, resources, metadata, \
+             callback_url, members, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING seq",
+        )
+        .bind(&id)
+        .bind(new.project_id)
+        .bind(new.owner_id)
+        .bind(new.site_id)
+        .bind(new.job_type)
+        .bind(serde_json::to_string(new.parameters).map_err(corrupt)?)
+        .bind(serde_json::to_string(new.resources).map_err(corrupt)?)
+        .bind(to_text(new.metadata).map_err(corrupt)?)
+        .bind(new.callback_url)
+        .bind(new.members.len() as i64)
+        .bind(now)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+        let sweep_seq: i64 = col(&r, 0)?;
+        let mut created = Vec::with_capacity(new.members.len());
+        for chunk in new.members.chunks(CHUNK) {
+            let rows = self
+                .insert_members(&mut tx.tx, new, sweep_seq, chunk, &approved, now)
+                .await?;
+            created.extend(rows);
+        }
+        self.insert_member_code(&mut tx.tx, new, &created).await?;
+        let events: Vec<(i64, Option<JobStatus>, Option<JobStatus>)> = created
+            .iter()
+            .map(|(seq, _, st)| (*seq, None, Some(*st)))
+            .collect();
+        self.add_events_bulk(
+            &mut tx.tx,
+            new.project_id,
+            &events,
+            EventKind::Created,
+            new.actor,
+            None,
+        )
+        .await?;
+        if let Some((key, hash)) = &new.idempotency {
+            sqlx::query(
+                "INSERT INTO sweep_idempotency_keys (project_id, user_id, key, request_hash, sweep_seq, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(new.project_id)
+            .bind(new.owner_id)
+            .bind(*key)
+            .bind(hash.as_str())
+            .bind(sweep_seq)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.get_sweep(new.project_id, &id).await
+    }
+
+    /// One multi-row `INSERT` of members; returns `(seq, index, status)` of each.
+    async fn insert_members(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        new: &NewSweepRecord<'_>,
+        sweep_seq: i64,
+        chunk: &[NewMember],
+        approved: &HashMap<String, bool>,
+        now: i64,
+    ) -> Result<Vec<(i64, u32, JobStatus)>> {
+        let sql = format!(
+            "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, \
+             callback_url, created_at, updated_at, sweep_seq, sweep_index, resources) VALUES {} \
+             RETURNING seq, sweep_index, status",
+            values_list(chunk.len(), 13, 1)
+        );
+        let resources = serde_json::to_string(new.resources).map_err(corrupt)?;
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            let ready = m
+                .code_refs
+                .iter()
+                .all(|(_, c)| approved.get(c).copied().unwrap_or(false));
+            let status = if ready {
+                JobStatus::Queued
+            } else {
+                JobStatus::AwaitingApproval
+            };
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(new.project_id)
+                .bind(new.owner_id)
+                .bind(new.site_id)
+                .bind(new.job_type.to_string())
+                .bind(status.as_str())
+                .bind(serde_json::to_string(&m.parameters).map_err(corrupt)?)
+                .bind(new.callback_url.map(str::to_string))
+                .bind(now)
+                .bind(now)
+                .bind(sweep_seq)
+                .bind(i64::from(m.index))
+                .bind(resources.clone());
+        }
+        let rows = q.fetch_all(&mut **tx).await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = col(r, "status")?;
+                Ok((
+                    col(r, "seq")?,
+                    col::<i64>(r, "sweep_index")? as u32,
+                    status.parse().map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether each code bundle the members name is approved; 422 naming the first member
+    /// that names a bundle the project does not have or rejected.
+    async fn sweep_code_status(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        new: &NewSweepRecord<'_>,
+    ) -> Result<HashMap<String, bool>> {
+        let mut first_use: HashMap<&str, (u32, &str)> = HashMap::new();
+        for m in new.members {
+            for (param, code) in &m.code_refs {
+                first_use
+                    .entry(code.as_str())
+                    .or_insert((m.index, param.as_str()));
+            }
+        }
+        let mut out = HashMap::new();
+        let mut errs = Vec::new();
+        for (code, (index, param)) in &first_use {
+            let r =
+                sqlx::query("SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2")
+                    .bind(new.project_id)
+                    .bind(*code)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let field = format!("members[{index}].parameters.{param}");
+            match r.map(|r| col::<String>(&r, 0)).transpose()?.as_deref() {
+                None => errs.push(FieldError::new(
+                    field,
+                    format!("there is no code bundle {code} in this project; upload it first (POST /code)"),
+                )),
+                Some("rejected") => {
+                    errs.push(FieldError::new(field, format!("code bundle {code} was rejected")))
+                }
+                Some(s) => {
+                    out.insert(code.to_string(), s == "approved");
+                }
+            }
+        }
+        if !errs.is_empty() {
+            errs.sort_by(|a, b| a.field.cmp(&b.field));
+            return Err(StoreError::Invalid(errs));
+        }
+        Ok(out)
+    }
+
+    /// The members' code references (`job_code`), in multi-row inserts.
+    async fn insert_member_code(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        new: &NewSweepRecord<'_>,
+        created: &[(i64, u32, JobStatus)],
+    ) -> Result<()> {
+        let by_index: HashMap<u32, i64> = created.iter().map(|(s, i, _)| (*i, *s)).collect();
+        let mut rows: Vec<(i64, &str, &str)> = Vec::new();
+        for m in new.members {
+            let Some(seq) = by_index.get(&m.index) else {
+                continue;
+            };
+            for (param, code) in &m.code_refs {
+                rows.push((*seq, param, code));
+            }
+        }
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO job_code (job_seq, param, project_id, code_id) VALUES {}",
+                values_list(chunk.len(), 4, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for (seq, param, code) in chunk {
+                q = q
+                    .bind(*seq)
+                    .bind(param.to_string())
+                    .bind(new.project_id)
+                    .bind(code.to_string());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts of each sweep's members by status, in one `GROUP BY` query.
+    async fn sweep_counts(&self, seqs: &[i64]) -> Result<HashMap<i64, SweepCounts>> {
+        let mut pairs: HashMap<i64, Vec<(JobStatus, u64)>> = HashMap::new();
+        if seqs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT sweep_seq, status, COUNT(*) AS n FROM jobs WHERE sweep_seq IN ({}) \
+             AND deleted_at IS NULL GROUP BY sweep_seq, status",
+            in_list(seqs.len(), 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for s in seqs {
+            q = q.bind(*s);
+        }
+        for r in q.fetch_all(&self.pool).await? {
+            let status: String = col(&r, "status")?;
+            let n: i64 = col(&r, "n")?;
+            pairs
+                .entry(col(&r, "sweep_seq")?)
+                .or_default()
+                .push((status.parse().map_err(corrupt)?, n.max(0) as u64));
+        }
+        Ok(seqs
+            .iter()
+            .map(|s| {
+                let p = pairs.remove(s).unwrap_or_default();
+                (*s, SweepCounts::from_pairs(p))
+            })
+            .collect())
+    }
+
+    /// The sequence number of a sweep of the project (404 otherwise).
+    pub(crate) async fn sweep_seq(&self, project_id: i64, sweep_id: &str) -> Result<i64> {
+        let r = sqlx::query("SELECT seq FROM sweeps WHERE id = $1 AND project_id = $2")
+            .bind(sweep_id)
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("sweep"))?;
+        col(&r, "seq")
+    }
+
+    /// A sweep of the project with its counts.
+    pub async fn get_sweep(&self, project_id: i64, sweep_id: &str) -> Result<Sweep> {
+        let r = sqlx::query(&format!(
+            "{SWEEP_SELECT} WHERE w.id = $1 AND w.project_id = $2"
+        ))
+        .bind(sweep_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("sweep"))?;
+        let row = SweepRow::from_row(&r)?;
+        let mut counts = self.sweep_counts(&[row.seq]).await?;
+        let c = counts.remove(&row.seq).unwrap_or_default();
+        Ok(sweep_from(row, c)?.1)
+    }
+
+    /// A page of the project's sweeps (of `site` only, when given), newest first, and the
+    /// sequence number to continue from when there are more. Counts in one query.
+    pub async fn list_sweeps(
+        &self,
+        project_id: i64,
+        site: Option<&str>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Sweep>, Option<i64>)> {
+        let limit = limit.clamp(1, 1000);
+        let rows = sqlx::query(&format!(
+            "{SWEEP_SELECT} WHERE w.project_id = $1 AND ($2 IS NULL OR s.name = $2) \
+             AND ($3 IS NULL OR w.seq < $3) ORDER BY w.seq DESC LIMIT $4"
+        ))
+        .bind(project_id)
+        .bind(site)
+        .bind(before_seq)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let rows: Vec<SweepRow> = rows
+            .iter()
+            .take(limit as usize)
+            .map(SweepRow::from_row)
+            .collect::<Result<_, _>>()?;
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let mut counts = self.sweep_counts(&seqs).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let c = counts.remove(&r.seq).unwrap_or_default();
+            out.push(sweep_from(r, c)?.1);
+        }
+        let next = if more { seqs.last().copied() } else { None };
+        Ok((out, next))
+    }
+
+    /// A page of a sweep's members in index order, after index `after_index`, optionally
+    /// only in `statuses`; and the index to continue after when there are more. Pages end
+    /// early past [`MAX_PAGE_BYTES`] of job text, as job listings do.
+    pub async fn sweep_jobs(
+        &self,
+        project_id: i64,
+        sweep_id: &str,
+        statuses: &[JobStatus],
+        after_index: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Job>, Option<i64>)> {
+        let sweep_seq = self.sweep_seq(project_id, sweep_id).await?;
+        let limit = limit.clamp(1, 1000);
+        let status_sql = if statuses.is_empty() {
+            String::new()
+        } else {
+            format!(" AND j.status IN ({})", in_list(statuses.len(), 5))
+        };
+        let sql = format!(
+            "{JOB_SELECT} WHERE j.sweep_seq = $1 AND j.project_id = $2 AND j.deleted_at IS NULL \
+             AND j.sweep_index > $3{status_sql} ORDER BY j.sweep_index LIMIT $4"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(sweep_seq)
+            .bind(project_id)
+            .bind(after_index.unwrap_or(-1))
+            .bind(i64::from(limit) + 1);
+        for s in statuses {
+            q = q.bind(s.as_str());
+        }
+        let mut rows = q.fetch(&self.pool);
+        let (mut jobs, mut bytes, mut more) = (Vec::new(), 0, false);
+        let mut last = None;
+        while let Some(r) = rows.try_next().await? {
+            if jobs.len() == limit as usize || bytes >= MAX_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            let row = JobRow::from_row(&r)?;
+            bytes += row_text_bytes(&row);
+            let (_, job) = job_from(row)?;
+            last = job.sweep_index.map(i64::from);
+            jobs.push(job);
+        }
+        Ok((jobs, if more { last } else { None }))
+    }
+
+    /// Events of a sweep's members after `after_seq`, oldest first (resumable by `seq`).
+    pub async fn sweep_events(
+        &self,
+        project_id: i64,
+        sweep_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<hpcsera_api_types::JobEvent>> {
+        let sweep_seq = self.sweep_seq(project_id, sweep_id).await?;
+        let rows = sqlx::query(
+            "SELECT e.seq, e.at, e.kind, e.from_status, e.to_status, e.actor, e.message, j.id AS job_id \
+             FROM job_events e JOIN jobs j ON j.seq = e.job_seq \
+             WHERE e.project_id = $1 AND e.seq > $2 AND j.sweep_seq = $3 AND j.deleted_at IS NULL \
+             ORDER BY e.seq LIMIT $4",
+        )
+        .bind(project_id)
+        .bind(after_seq)
+        .bind(sweep_seq)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r: &AnyRow| crate::events::event_from_row(r, col(r, "job_id")?))
+            .collect()
+    }
+}
