@@ -18,8 +18,8 @@ pub mod resources;
 pub mod role;
 pub mod signed;
 pub mod status;
-pub mod tokens;
 pub mod sweep;
+pub mod tokens;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -34,11 +34,11 @@ pub use resources::{
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
-pub use tokens::{TokenCreated, TokenRequest};
 pub use sweep::{
     NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult, MAX_SWEEP_MEMBERS,
     MAX_SWEEP_PROBLEMS,
 };
+pub use tokens::{TokenCreated, TokenRequest};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";
