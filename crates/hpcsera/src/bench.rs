@@ -90,10 +90,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .seed_jobs(&user, &project, &site, &job_type, jobs)
                 .await
                 .context("cannot seed jobs")?;
-            println!(
-                "seeded={n} seconds={:.1}",
-                started.elapsed().as_secs_f64()
-            );
+            println!("seeded={n} seconds={:.1}", started.elapsed().as_secs_f64());
             Ok(())
         }
         BenchCommand::Dispatch {

@@ -87,9 +87,7 @@ fn with_whole_numbers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
             },
             // Every element is visited (no short cut): all of them must be converted.
             serde_json::Value::Array(a) => a.iter_mut().map(whole).filter(|c| *c).count() > 0,
-            serde_json::Value::Object(m) => {
-                m.values_mut().map(whole).filter(|c| *c).count() > 0
-            }
+            serde_json::Value::Object(m) => m.values_mut().map(whole).filter(|c| *c).count() > 0,
             _ => false,
         }
     }

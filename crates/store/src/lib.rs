@@ -20,8 +20,8 @@ mod mint;
 mod output;
 mod provenance;
 mod retention;
-mod seed;
 mod secrets;
+mod seed;
 mod sessions;
 mod sites;
 #[cfg(test)]
@@ -33,8 +33,8 @@ mod webhooks;
 pub use agent::{AgentRef, Claim, Expired};
 pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
-pub use authcache::{MAX_AGE as AUTH_CACHE_MAX_AGE, RECHECK as AUTH_RECHECK};
 pub use auth::{AuthToken, MembershipRecord, NewToken, TokenRecord, TokenRefusal, UserRecord};
+pub use authcache::{MAX_AGE as AUTH_CACHE_MAX_AGE, RECHECK as AUTH_RECHECK};
 pub use changes::{JobChange, StatusReport};
 pub use code::{CodeDecision, CodeRef};
 pub use device::{

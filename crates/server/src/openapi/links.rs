@@ -6,7 +6,11 @@
 use serde_json::{json, Map, Value};
 
 /// A link: its name, the operationId it leads to, and constant parameters besides `jobId`.
-type Next = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Next = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// Operations a job's id leads to.
 const JOB_NEXT: &[Next] = &[

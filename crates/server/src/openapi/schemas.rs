@@ -33,6 +33,7 @@ fn name_schema() -> Value {
 
 pub(super) fn apply(doc: &mut Value, limits: &Limits) {
     param_union(doc);
+    job_update_union(doc);
     formats(doc);
     bounds(doc);
     parameters(doc);
@@ -99,6 +100,79 @@ fn param_union(doc: &mut Value) {
     }
 }
 
+/// The fields of an agent's status report; the rest of `JobUpdate` is a client's change.
+const REPORT_FIELDS: [&str; 5] = ["status", "exitCode", "batchJobId", "message", "subJobs"];
+
+/// `JobUpdate` as a `oneOf` of `JobStatusReport` (an agent's) and `JobChange` (a client's):
+/// one request does one of the two, names at least one field, and sends no `null` (the
+/// server reads `null` as absent, so a body of nulls names nothing).
+fn job_update_union(doc: &mut Value) {
+    let Some(update) = schema(doc, "JobUpdate").map(Value::take) else {
+        return;
+    };
+    let props = update["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let branch = |report: bool, description: &str| {
+        let own: Map<String, Value> = props
+            .iter()
+            .filter(|(k, _)| REPORT_FIELDS.contains(&k.as_str()) == report)
+            .map(|(k, v)| (k.clone(), not_null(v)))
+            .collect();
+        json!({"type": "object", "description": description, "properties": own,
+            "minProperties": 1, "additionalProperties": false})
+    };
+    let report = branch(
+        true,
+        "An agent's status report (role `UPDATE_JobStatus`, the agent token holding the job).",
+    );
+    let change = branch(
+        false,
+        "A client's change of a job no agent has claimed yet (role `UPDATE_Job`).",
+    );
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("JobStatusReport".into(), report);
+        schemas.insert("JobChange".into(), change);
+        schemas.insert(
+            "JobUpdate".into(),
+            json!({
+                "description": update.get("description").cloned().unwrap_or(Value::Null),
+                "oneOf": [{"$ref": "#/components/schemas/JobStatusReport"},
+                    {"$ref": "#/components/schemas/JobChange"}],
+            }),
+        );
+    }
+}
+
+/// A property's schema without its `null`: `["string", "null"]` is `"string"`, a `oneOf`
+/// of `null` and a reference is the reference.
+fn not_null(p: &Value) -> Value {
+    let mut p = p.clone();
+    if let Some(types) = p["type"].as_array() {
+        let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        p["type"] = if rest.len() == 1 {
+            rest[0].clone()
+        } else {
+            Value::Array(rest)
+        };
+    }
+    if let Some(one) = p["oneOf"].as_array() {
+        let rest: Vec<Value> = one
+            .iter()
+            .filter(|s| s["type"] != "null")
+            .cloned()
+            .collect();
+        if rest.len() == 1 {
+            return rest[0].clone();
+        }
+    }
+    p
+}
+
 /// Every property of every component schema, with its schema and property name.
 fn each_property(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
     let Some(schemas) = doc
@@ -163,6 +237,9 @@ fn bounds(doc: &mut Value) {
             p["pattern"] = json!(NO_CONTROLS);
         }
         ("PublishJobTypes", "agentKey") => p["pattern"] = json!(AGENT_KEY),
+        ("OperationDone" | "JobStatusReport", "message") | ("JobStatusReport", "batchJobId") => {
+            p["pattern"] = json!("^[^\\u0000]*$");
+        }
         ("AgentCleanup", "message") => {
             p["minLength"] = json!(1);
             p["pattern"] = json!("^[^\\u0000]*$");

@@ -69,9 +69,15 @@ async fn narrowing_a_member_here_narrows_cached_tokens_at_once() {
     let t = TestApp::spawn().await;
     let tok = t.alice().await;
     use_a_few_times(&t, &tok).await;
-    assert_eq!(t.get("/api/v1/job/findJobsByStatus", &tok).await.0, StatusCode::OK);
+    assert_eq!(
+        t.get("/api/v1/job/findJobsByStatus", &tok).await.0,
+        StatusCode::OK
+    );
     let only: RoleSet = [Role::PostJob].into_iter().collect();
-    t.store.set_member_roles("alice", "proj-a", only).await.unwrap();
+    t.store
+        .set_member_roles("alice", "proj-a", only)
+        .await
+        .unwrap();
     let (s, b) = t.get("/api/v1/job/findJobsByStatus", &tok).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
 }
