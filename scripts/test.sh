@@ -126,7 +126,7 @@ HPCSERA_TEST_DATABASE_URL=sqlite run_tests
 say "agent, CLI and code end-to-end tests on the real Slurm"
 # One test binary (tests/e2e/main.rs); its agent, CLI, code and provenance modules are the Slurm-relevant
 # ones, picked by module path (libtest filters, which nextest and cargo test both take).
-HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e::
+HPCSERA_TEST_ADAPTER=slurm run_tests -p hpcsera --test e2e -- e2e:: cli:: code_e2e:: approval_e2e:: provenance_e2e:: resources_e2e::
 
 say "web UI pages with a real agent (Chromium) on the real Slurm"
 # The browser tests' agent_pages module: approval runs the job on Slurm, cancel reaches it.

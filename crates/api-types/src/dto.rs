@@ -1,37 +1,13 @@
 //! Request and response bodies of the REST API (JSON, camelCase).
 
-use crate::jobtype::{FieldError, JobTypeSpec};
+use crate::jobtype::JobTypeSpec;
 use crate::kinds::{Actor, DeliveryStatus, EventKind, SubJobStatus};
+use crate::resources::{GrantedResources, Resources};
 use crate::role::Role;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-
-/// Every error reply: `{"error": {"code": ..., "message": ...}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code such as `validation_failed`, `not_found`, `conflict`.
-    pub code: String,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// For validation errors: each bad field and its problem (at most 100; texts cut to 512
-    /// bytes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<FieldError>,
-    /// How many more problems were found than `fields` lists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub more_fields: Option<u64>,
-    /// The request id (also in the `x-request-id` header), for reports to operators.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-}
 
 /// Body of `POST /job`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -46,6 +22,11 @@ pub struct NewJob {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// What to ask of the batch system by PSI/J name (`node_count`, `duration`, … as in
+    /// `Resources`) within the job type's rules; `memory` also `"4G"`, `duration` `"1h30m"`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub resources: Map<String, Value>,
     /// Free-form JSON the client wants kept with the job (at most 16 KiB), returned verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -76,6 +57,9 @@ pub struct SubJobState {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the batch system granted this sub-job's batch job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
 }
 
 /// A job.
@@ -92,6 +76,13 @@ pub struct Job {
     /// Parameters as validated, with defaults filled in.
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// What the job asks of the batch system, validated, defaults and fixed values filled in
+    /// (memory in bytes, duration in seconds).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// What the batch system granted the job's latest batch job, as the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
@@ -145,7 +136,7 @@ pub struct OperationRequest {
 }
 
 /// Body of `PUT /job/{jobId}`. A client (role `UPDATE_Job`) changes `parameters`,
-/// `metadata` or `callbackUrl` of a job no agent has claimed yet; an agent (role
+/// `resources`, `metadata` or `callbackUrl` of a job no agent has claimed yet; an agent (role
 /// `UPDATE_JobStatus`) reports `status` and what goes with it. One request does one of the two.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -160,10 +151,17 @@ pub struct JobUpdate {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_jobs: Option<Vec<SubJobState>>,
+    /// What the batch system granted the job's current batch job (agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_resources: Option<GrantedResources>,
     /// New parameter values (at most 64 KiB as JSON, defaults filled in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub parameters: Option<Map<String, Value>>,
+    /// New resources, replacing the job's (checked as at submission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub resources: Option<Map<String, Value>>,
     /// New metadata (at most 16 KiB as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -180,10 +178,14 @@ impl JobUpdate {
             || self.batch_job_id.is_some()
             || self.message.is_some()
             || self.sub_jobs.is_some()
+            || self.granted_resources.is_some()
     }
     /// Whether this changes what the client submitted.
     pub fn is_client_change(&self) -> bool {
-        self.parameters.is_some() || self.metadata.is_some() || self.callback_url.is_some()
+        self.parameters.is_some()
+            || self.resources.is_some()
+            || self.metadata.is_some()
+            || self.callback_url.is_some()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Job types and their typed parameters, and the one parameter validator that both the
 //! server (at submission) and the agent (before running) use.
 
+use crate::resources::{ResourceRules, Resources};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -103,6 +104,11 @@ pub enum SubJobKind {
 pub struct SubJobInfo {
     pub name: String,
     pub kind: SubJobKind,
+    /// Resources this (batch) sub-job fixes for itself, over the job's: each replaces the
+    /// job's value, and any of `node_count`, `process_count`, `processes_per_node` replaces
+    /// all three.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
 }
 
 /// A job type as an agent publishes it.
@@ -116,6 +122,11 @@ pub struct JobTypeSpec {
     pub parameters: Vec<ParamSpec>,
     #[serde(default)]
     pub sub_jobs: Vec<SubJobInfo>,
+    /// The resources a client may set (`resources` of `POST /job`), by PSI/J name, with
+    /// bounds, defaults and fixed values. A resource not listed cannot be set.
+    #[serde(default, skip_serializing_if = "ResourceRules::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, crate::resources::ResourceRule>)]
+    pub resources: ResourceRules,
 }
 
 /// Whether `s` is a valid name for a site, job type or parameter: ASCII letter or `_` first,
@@ -207,6 +218,7 @@ impl JobTypeSpec {
                 }
             }
         }
+        errs.extend(self.resources.check());
         let mut sub_seen = std::collections::HashSet::new();
         for (i, s) in self.sub_jobs.iter().enumerate() {
             if !is_valid_name(&s.name, true) {
@@ -227,6 +239,15 @@ impl JobTypeSpec {
         } else {
             Err(errs)
         }
+    }
+
+    /// Checks a submission's `resources` against this job type's rules and completes them
+    /// with fixed values and defaults (see [`ResourceRules::apply`]).
+    pub fn validate_resources(
+        &self,
+        given: &Map<String, Value>,
+    ) -> Result<Resources, Vec<FieldError>> {
+        self.resources.apply(given, &self.name)
     }
 
     /// Validates the parameters of a submission against this job type and returns them with

@@ -9,7 +9,8 @@
 //! code as `code`. Device codes and tokens never appear in `Debug` output.
 
 use crate::http::{read_body, read_prefix};
-use crate::{http_client, server_url, Client, ClientError, Result};
+use crate::Result;
+use crate::{certificate_problem, http_client, server_url, Client, ClientError, HttpOptions};
 use hpcsera_api_types::oauth::{
     DeviceAuthorizationResponse, DeviceScope, Lifetime, OAuthError, TokenResponse,
     DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT, TOKEN_PATH,
@@ -54,6 +55,7 @@ pub struct DeviceFlow {
     client_name: String,
     base: url::Url,
     http: reqwest::Client,
+    options: HttpOptions,
 }
 
 impl std::fmt::Debug for DeviceFlow {
@@ -73,6 +75,7 @@ pub struct DeviceToken {
     /// What was granted (the person may have narrowed the request), in the scope syntax.
     pub scope: String,
     base: url::Url,
+    options: HttpOptions,
 }
 
 impl std::fmt::Debug for DeviceToken {
@@ -88,15 +91,28 @@ impl std::fmt::Debug for DeviceToken {
 impl DeviceToken {
     /// A client of the same server with this token.
     pub fn client(&self) -> Result<Client> {
-        Client::new(self.base.as_str(), &self.access_token)
+        Client::with_options(self.base.as_str(), &self.access_token, &self.options)
     }
 }
 
 /// Asks the server at `base` (`https://hpc.example.org`) for a device login; returns the code
 /// and page to show and the handle to wait with.
 pub async fn start_device_flow(base: &str, request: &DeviceRequest<'_>) -> Result<DeviceFlow> {
+    start_device_flow_with(base, request, &HttpOptions::default()).await
+}
+
+/// [`start_device_flow`] with [`HttpOptions`] (a CA file), which the token's client keeps.
+pub async fn start_device_flow_with(
+    base: &str,
+    request: &DeviceRequest<'_>,
+    options: &HttpOptions,
+) -> Result<DeviceFlow> {
     let base = server_url(base)?;
-    let http = http_client(Duration::from_secs(10), Duration::from_secs(60))?;
+    let flow_options = HttpOptions {
+        request_timeout: Duration::from_secs(60),
+        ..options.clone()
+    };
+    let http = http_client(&flow_options)?;
     let scope = DeviceScope {
         project: request.project.to_string(),
         site: request.site.map(str::to_string),
@@ -120,6 +136,7 @@ pub async fn start_device_flow(base: &str, request: &DeviceRequest<'_>) -> Resul
         client_name: request.client_name.to_string(),
         base,
         http,
+        options: options.clone(),
     })
 }
 
@@ -145,6 +162,7 @@ impl DeviceFlow {
                         expires_in: Duration::from_secs(t.expires_in),
                         scope: t.scope,
                         base: self.base,
+                        options: self.options,
                     })
                 }
                 Err(e) => e,
@@ -173,15 +191,20 @@ async fn post_form<T: serde::de::DeserializeOwned>(
     url: url::Url,
     fields: &[(&str, &str)],
 ) -> Result<T> {
-    let resp = http
-        .post(url.clone())
-        .form(fields)
-        .send()
-        .await
-        .map_err(|source| ClientError::Connect {
-            url: url.to_string(),
-            source,
-        })?;
+    let resp =
+        http.post(url.clone()).form(fields).send().await.map_err(
+            |source| match certificate_problem(&source) {
+                Some(problem) => ClientError::Certificate {
+                    url: url.to_string(),
+                    problem,
+                    source,
+                },
+                None => ClientError::Connect {
+                    url: url.to_string(),
+                    source,
+                },
+            },
+        )?;
     let status = resp.status().as_u16();
     if resp.status().is_success() {
         let body = read_body(resp, MAX_ANSWER_BYTES).await?;

@@ -59,6 +59,13 @@ impl Client {
                     tracing::debug!(%status, ?wait, attempt, "retrying");
                     tokio::time::sleep(wait).await;
                 }
+                Err(source) if certificate_problem(&source).is_some() => {
+                    return Err(ClientError::Certificate {
+                        url: url.to_string(),
+                        problem: certificate_problem(&source).unwrap_or_default(),
+                        source,
+                    })
+                }
                 Err(e) if (e.is_connect() || e.is_timeout() || e.is_request()) && !last => {
                     let wait = self.backoff(attempt);
                     tracing::debug!(error = %e, ?wait, attempt, "retrying after a connection error");

@@ -7,6 +7,9 @@
 //! - Submissions always carry an `Idempotency-Key` (a fresh one unless the caller gives one),
 //!   so a retried POST never makes a second job.
 //! - The token is never part of `Debug` output or logs.
+//! - HTTPS with the system's CA certificates and, for an internal CA, a CA file
+//!   ([`HttpOptions::ca_file`]); a refused certificate is [`ClientError::Certificate`], whose
+//!   message says what to set. Proxies from `HTTPS_PROXY`/`NO_PROXY`.
 
 mod agent;
 mod device;
@@ -29,7 +32,9 @@ pub use api::{
     CodeBundle, CodeBundleList, CodeFile, CodeFileList, CodeStatus, HpcDigest, SignedApproval,
     UserKey,
 };
-pub use device::{start_device_flow, DeviceFlow, DeviceRequest, DeviceToken};
+pub use device::{
+    start_device_flow, start_device_flow_with, DeviceFlow, DeviceRequest, DeviceToken,
+};
 pub use provenance::{ProvenanceQuery, SignedManifest};
 
 /// What can go wrong talking to the server.
@@ -47,6 +52,15 @@ pub enum ClientError {
     #[error("cannot reach the server at {url}: {source}")]
     Connect {
         url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server's TLS certificate was refused; `problem` says why and what to set (not
+    /// retried: it will not go away by itself).
+    #[error("{problem} (server {url})")]
+    Certificate {
+        url: String,
+        problem: String,
         #[source]
         source: reqwest::Error,
     },
@@ -69,6 +83,7 @@ impl ClientError {
     /// Whether the error may go away by trying again later: the server could not be reached,
     /// or answered 429, 502, 503 or 504 (the SDK already retried).
     pub fn is_transient(&self) -> bool {
+        // `Certificate` is not: a refused certificate stays refused.
         match self {
             ClientError::Connect { .. } => true,
             ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
@@ -145,14 +160,100 @@ pub(crate) fn server_url(base: &str) -> Result<url::Url> {
     Ok(url)
 }
 
-/// The HTTP client with the SDK's timeouts and user agent.
-pub(crate) fn http_client(connect: Duration, request: Duration) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect)
-        .timeout(request)
-        .user_agent(concat!("hpcsera-client/", env!("CARGO_PKG_VERSION")))
+/// How the SDK connects to the server.
+///
+/// HTTPS is checked against the system's CA certificates (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` replace them) plus those of `ca_file`. Proxies come from the environment:
+/// `HTTPS_PROXY` (and `HTTP_PROXY`, `ALL_PROXY`), except for the hosts of `NO_PROXY`.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// How long connecting (TCP and TLS) may take.
+    pub connect_timeout: Duration,
+    /// How long a whole request may take; must exceed the longest long poll made.
+    pub request_timeout: Duration,
+    /// A PEM file of CA certificates to trust besides the system's: the internal CA that
+    /// signed the server's certificate (`--ca-file`, `HPCSERA_CA_FILE`, the agent's `ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            ca_file: None,
+        }
+    }
+}
+
+/// Most bytes of a CA file read (a system bundle is about 200 KiB).
+const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The HTTP client with the SDK's timeouts, CA certificates and user agent.
+pub(crate) fn http_client(options: &HttpOptions) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        .user_agent(concat!("hpcsera-client/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &options.ca_file {
+        for cert in read_ca_file(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .build()
         .map_err(|e| ClientError::Config(format!("cannot set up HTTP: {e}")))
+}
+
+/// The certificates of a PEM CA bundle; an error names the file and what is wrong.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    use std::io::Read;
+    let bad = |what: String| ClientError::Config(format!("CA file {}: {what}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(bad(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|e| bad(format!("not a PEM certificate bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no PEM CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+/// When `e` is a refused server certificate: what went wrong and what to do about it.
+pub(crate) fn certificate_problem(e: &reqwest::Error) -> Option<String> {
+    let mut text = String::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        text.push_str(&c.to_string());
+        text.push(' ');
+        cause = c.source();
+    }
+    if !text.contains("invalid peer certificate") {
+        return None;
+    }
+    let hint = "set --ca-file or HPCSERA_CA_FILE (for the agent: ca_file in its config) to the \
+                CA bundle that signed the server's certificate";
+    Some(if text.contains("UnknownIssuer") {
+        format!("the server's certificate is not trusted (unknown issuer): {hint}")
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        "the server's certificate is not valid for this host name: use the name it was \
+         issued for in the server URL"
+            .to_string()
+    } else if text.contains("Expired") {
+        "the server's certificate has expired (or this machine's clock is wrong)".to_string()
+    } else {
+        let detail = text
+            .split("invalid peer certificate: ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap_or("refused");
+        format!("the server's certificate is refused ({detail}): {hint}")
+    })
 }
 
 /// A slice of a job's output.
@@ -194,6 +295,16 @@ impl Client {
         connect: Duration,
         request: Duration,
     ) -> Result<Client> {
+        let options = HttpOptions {
+            connect_timeout: connect,
+            request_timeout: request,
+            ca_file: None,
+        };
+        Self::with_options(base, token, &options)
+    }
+
+    /// Like [`Client::new`] with [`HttpOptions`]: timeouts and a CA file.
+    pub fn with_options(base: &str, token: &str, options: &HttpOptions) -> Result<Client> {
         let base = server_url(base)?;
         let token = token.trim().to_string();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -201,7 +312,7 @@ impl Client {
                 "the token is empty or has characters a token never has".into(),
             ));
         }
-        let http = http_client(connect, request)?;
+        let http = http_client(options)?;
         Ok(Client {
             http,
             base,

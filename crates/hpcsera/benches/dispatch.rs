@@ -175,6 +175,7 @@ fn submitted(c: &mut Criterion) {
                         site: "bench".into(),
                         job_type: "noop".into(),
                         parameters: Default::default(),
+                        resources: Default::default(),
                         metadata: None,
                         callback_url: None,
                     };

@@ -38,7 +38,11 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let cfg = load_config(&args.config)?;
+    let mut cfg = load_config(&args.config)?;
+    if cfg.ca_file.is_none() {
+        // `--ca-file`/`HPCSERA_CA_FILE` when the config names none.
+        cfg.ca_file = crate::cli::global().ca_file;
+    }
     if args.check {
         println!(
             "{}: site {}, {} job types, batch adapter {}",

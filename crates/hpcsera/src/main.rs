@@ -6,9 +6,10 @@ mod agent_cmd;
 mod bench;
 mod cli;
 mod dev;
+mod manpages;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use hpcsera_server::{config, Application, ServerConfig};
 use hpcsera_store::Store;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ struct Cli {
         env = "HPCSERA_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +45,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Administer users, projects, memberships, tokens and sites (on the server host).
     Admin(admin::AdminArgs),
     /// Run the HPC agent (on a login node, as an ordinary user).
@@ -52,6 +55,15 @@ enum Command {
     Dev(dev::DevArgs),
     /// Print the OpenAPI description of the REST API.
     Openapi,
+    /// Print a shell completion script: `source <(hpcsera completions bash)`, or save it where
+    /// the shell loads completions (see README, "Shell completions and man pages").
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (hpcsera.1 and one per subcommand, e.g. hpcsera-job-submit.1) into
+    /// DIR: `hpcsera man ~/.local/share/man/man1`.
+    Man { dir: PathBuf },
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Upload code bundles and follow their approval.
@@ -132,6 +144,8 @@ struct ServerArgs {
     #[command(flatten)]
     connections: config::Connections,
     #[command(flatten)]
+    tls: config::TlsFiles,
+    #[command(flatten)]
     ui: config::Ui,
     #[command(flatten)]
     device: config::DeviceFlow,
@@ -178,6 +192,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         webhooks: args.webhooks,
         rate_limits: args.rate_limits,
         connections: args.connections,
+        tls: args.tls,
         ui: args.ui,
         device: args.device,
     };
@@ -206,6 +221,7 @@ fn private_umask() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    cli::set_global(cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,7 +246,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = rt.block_on(async move {
         match command {
-            Command::Server(a) => run_server(a).await,
+            Command::Server(a) => run_server(*a).await,
             Command::Admin(a) => admin::run(a).await,
             Command::Agent(a) => agent_cmd::run(a).await,
             Command::Dev(a) => dev::run(a).await,
@@ -238,6 +254,12 @@ fn main() -> std::process::ExitCode {
             Command::Bench(a) => bench::run(a).await,
             Command::Openapi => {
                 print!("{}", hpcsera_server::spec_json());
+                Ok(())
+            }
+            Command::Completions { shell } => manpages::completions(Cli::command(), shell),
+            Command::Man { dir } => {
+                let pages = manpages::write_man_pages(Cli::command(), &dir)?;
+                eprintln!("{} man pages written to {}", pages.len(), dir.display());
                 Ok(())
             }
             Command::Client(_) => Ok(()),

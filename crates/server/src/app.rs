@@ -5,13 +5,15 @@
 //! It owns the process-level wiring only; it must never answer a request itself (handlers in
 //! `routes` do) nor write to the store except through the tasks it starts.
 
-use crate::audit::{self, AuditSink};
+use crate::audit::AuditSink;
 use crate::config::ServerConfig;
 use crate::error::{self, REQUEST_ID};
 use crate::extract::{AuditSlot, Peer, RefusalSlot};
+use crate::forwarded::TlsConnection;
 use crate::metrics::{self, Metrics};
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
+use crate::tls::Tls;
 use crate::{routes, serve, webhooks};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderName;
@@ -60,16 +62,16 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let path =
         hpcsera_api_types::cut_to_bytes(req.uri().path(), hpcsera_store::MAX_AUDIT_PATH_BYTES)
             .to_string();
-    let peer = audit::peer_address(
+    let peer = Peer::of(
         req.extensions()
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok()),
+        req.extensions().get::<TlsConnection>().is_some(),
+        req.headers(),
         &state.config.connections.trusted_proxies,
     );
-    req.extensions_mut().insert(Peer(peer.clone()));
+    let peer_address = peer.address.clone();
+    req.extensions_mut().insert(peer);
     let refusal = RefusalSlot::default();
     req.extensions_mut().insert(refusal.clone());
     let rid = req
@@ -80,20 +82,33 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .to_string();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
-    let resp = REQUEST_ID.scope(rid.clone(), next.run(req)).await;
+    let (resp, long_poll) =
+        metrics::scope_request(REQUEST_ID.scope(rid.clone(), next.run(req))).await;
     let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
     state.metrics.observe(
         &route,
         method_label,
         status,
-        started.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
+        long_poll,
     );
     let who = slot.0.lock().ok().and_then(|mut s| s.take());
+    access_log(&AccessLine {
+        method: &method,
+        route: &route,
+        status,
+        elapsed,
+        request_id: &rid,
+        token_id: who.as_ref().map(|t| t.token_id.as_str()),
+        peer: &peer_address,
+        long_poll,
+    });
     let refused = refusal.0.lock().ok().and_then(|mut s| s.take());
     if let Some(reason) = refused {
         state
             .audit
-            .auth_failure(hpcsera_store::now_ms(), reason, peer);
+            .auth_failure(hpcsera_store::now_ms(), reason, peer_address);
     } else if who.is_some() {
         state.audit.record(AuditRecord {
             at: hpcsera_store::now_ms(),
@@ -109,16 +124,56 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     resp
 }
 
+/// What the access log says about one request.
+struct AccessLine<'a> {
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    elapsed: std::time::Duration,
+    request_id: &'a str,
+    token_id: Option<&'a str>,
+    peer: &'a str,
+    long_poll: bool,
+}
+
+/// One line per request (target `hpcsera::access`, level info): method, the matched route
+/// template (never the raw path, which can hold a secret), status, duration in ms (a number),
+/// request id, the token's id (never its secret), the client's address, and whether it was a
+/// long poll. `HPCSERA_LOG=info,hpcsera::access=off` silences it.
+fn access_log(a: &AccessLine<'_>) {
+    let duration_ms = (a.elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    tracing::info!(
+        target: "hpcsera::access",
+        method = a.method,
+        route = a.route,
+        status = a.status,
+        duration_ms,
+        request_id = a.request_id,
+        token = a.token_id,
+        peer = a.peer,
+        long_poll = a.long_poll,
+        "request"
+    );
+}
+
 /// A bound, ready-to-serve server.
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     audit_task: tokio::task::JoinHandle<()>,
+    /// The server's own TLS (`--tls-cert`), reloaded on SIGHUP.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Application {
     /// Binds the listener and prepares the state.
     pub async fn build(config: ServerConfig, store: Store) -> std::io::Result<Application> {
+        let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                Tls::load(cert, key).map_err(std::io::Error::other)?,
+            )),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let metrics = Arc::new(Metrics::default());
         let (audit, audit_task) = AuditSink::start(store.clone(), metrics.clone());
@@ -151,11 +206,17 @@ impl Application {
             listener,
             state,
             audit_task,
+            tls,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the server speaks HTTPS itself.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` completes, then drains the audit queue.
@@ -167,9 +228,13 @@ impl Application {
             listener,
             state,
             audit_task,
+            tls,
         } = self;
         let reaper = tokio::spawn(reap_leases(state.clone()));
         let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
+        let reload = tls
+            .clone()
+            .map(|t| tokio::spawn(crate::tls::reload_on_hangup(t)));
         let limits = serve::Limits {
             max_connections: match state.config.connections.max_connections {
                 0 => serve::default_max_connections(),
@@ -179,7 +244,10 @@ impl Application {
         };
         tracing::debug!(max_connections = limits.max_connections, "serving");
         let app = router(state);
-        serve::serve(listener, app, limits, shutdown).await;
+        serve::serve(listener, app, limits, tls, shutdown).await;
+        if let Some(r) = reload {
+            r.abort();
+        }
         reaper.abort();
         webhooks.abort();
         let _ = reaper.await;

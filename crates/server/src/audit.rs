@@ -8,7 +8,6 @@
 use crate::metrics::Metrics;
 use hpcsera_store::{AuditRecord, AuthFailureCount, Store};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -29,6 +28,16 @@ pub enum AuditEntry {
     },
 }
 
+impl AuditEntry {
+    /// When it happened (Unix ms).
+    fn at(&self) -> i64 {
+        match self {
+            AuditEntry::Record(r) => r.at,
+            AuditEntry::AuthFailure { at, .. } => *at,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditEntry>,
@@ -39,11 +48,13 @@ impl AuditSink {
     /// Starts the writer task. It ends, after writing what is queued, when every sink is dropped.
     pub fn start(store: Store, metrics: Arc<Metrics>) -> (AuditSink, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(QUEUE);
+        let writer_metrics = metrics.clone();
         let handle = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             let mut records = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
                 let mut failures: HashMap<(i64, &'static str, String), i64> = HashMap::new();
+                let oldest = batch.iter().map(AuditEntry::at).min().unwrap_or(0);
                 for e in batch.drain(..) {
                     match e {
                         AuditEntry::Record(r) => records.push(r),
@@ -54,9 +65,19 @@ impl AuditSink {
                         }
                     }
                 }
-                if let Err(e) = store.write_audit(&records).await {
-                    tracing::error!(error = %crate::error::chain(&e), n = records.len(), "could not write audit records");
+                match store.write_audit(&records).await {
+                    Ok(()) => {
+                        let n = records.len() as u64;
+                        writer_metrics.audit_written.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %crate::error::chain(&e), n = records.len(), "could not write audit records");
+                    }
                 }
+                let lag = (hpcsera_store::now_ms() - oldest).max(0);
+                writer_metrics
+                    .audit_lag_ms
+                    .store(lag as u64, Ordering::Relaxed);
                 records.clear();
                 let counts: Vec<AuthFailureCount> = failures
                     .into_iter()
@@ -103,6 +124,11 @@ impl AuditSink {
         });
     }
 
+    /// Entries waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     pub fn auth_failure(&self, at: i64, reason: &'static str, peer: String) {
         self.send(AuditEntry::AuthFailure { at, reason, peer });
     }
@@ -111,75 +137,5 @@ impl AuditSink {
         if self.tx.try_send(e).is_err() {
             self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// The client's address: the socket peer; behind a trusted proxy (the socket peer is one of
-/// `trusted`), the right-most address of `X-Forwarded-For` that is not itself a trusted
-/// proxy (what the nearest untrusted hop was seen as). Empty when unknown.
-pub fn peer_address(
-    socket: Option<SocketAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpAddr],
-) -> String {
-    let Some(socket) = socket else {
-        return String::new();
-    };
-    let ip = socket.ip().to_canonical();
-    if !trusted.contains(&ip) {
-        return ip.to_string();
-    }
-    let mut peer = ip;
-    if let Some(ff) = forwarded_for {
-        for hop in ff.rsplit(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(a) => {
-                    peer = a.to_canonical();
-                    if !trusted.contains(&peer) {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    }
-    peer.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_peer_is_the_socket_unless_a_trusted_proxy_forwards() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let sock = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 5000));
-        assert_eq!(
-            peer_address(sock("192.0.2.7"), Some("1.2.3.4"), &[proxy]),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            peer_address(sock("10.0.0.1"), Some("1.2.3.4"), &[proxy]),
-            "1.2.3.4"
-        );
-        assert_eq!(
-            peer_address(
-                sock("10.0.0.1"),
-                Some("6.6.6.6, 1.2.3.4, 10.0.0.1"),
-                &[proxy]
-            ),
-            "1.2.3.4",
-            "the client cannot choose its address by sending X-Forwarded-For itself"
-        );
-        assert_eq!(peer_address(sock("10.0.0.1"), None, &[proxy]), "10.0.0.1");
-        assert_eq!(
-            peer_address(sock("10.0.0.1"), Some("junk"), &[proxy]),
-            "10.0.0.1"
-        );
-        assert_eq!(
-            peer_address(sock("::ffff:192.0.2.7"), None, &[]),
-            "192.0.2.7"
-        );
-        assert_eq!(peer_address(None, None, &[]), "");
     }
 }

@@ -1,5 +1,5 @@
-//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections, the
-//! web UI (sessions, logins, token expiry) and the OAuth device flow.
+//! The server's settings, in groups: limits, leases, webhooks, rate limits, connections, TLS,
+//! the web UI (sessions, logins, token expiry) and the OAuth device flow.
 //!
 //! Each group is also the clap argument group of `hpcsera server` (flattened into its
 //! arguments), so a setting's flag, environment variable, help text and default are written
@@ -8,8 +8,8 @@
 //! is checked where the flag is parsed (an error at start, never a silent clamp). This module
 //! must never read the environment or files itself; clap does, in the binary.
 
+use crate::forwarded::TrustedProxy;
 use clap::Args;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ pub struct ServerConfig {
     pub webhooks: Webhooks,
     pub rate_limits: RateLimits,
     pub connections: Connections,
+    pub tls: TlsFiles,
     pub ui: Ui,
     pub device: DeviceFlow,
 }
@@ -42,6 +43,7 @@ impl Default for ServerConfig {
             webhooks: Webhooks::default(),
             rate_limits: RateLimits::default(),
             connections: Connections::default(),
+            tls: TlsFiles::default(),
             ui: Ui::default(),
             device: DeviceFlow::default(),
         }
@@ -212,14 +214,16 @@ pub struct Connections {
     /// connection may stay idle.
     #[arg(skip = Connections::DEFAULT_HEADER_READ_TIMEOUT)]
     pub header_read_timeout: Duration,
-    /// A reverse proxy (IP address) whose X-Forwarded-For names the client (repeat for more;
-    /// else the socket's peer is the client).
+    /// A reverse proxy, by address or CIDR range (10.0.0.7, 10.0.0.0/24), whose
+    /// X-Forwarded-For, -Proto and -Host describe the client (repeat for more; from anyone
+    /// else these headers are ignored and the socket's peer is the client).
     #[arg(
         long = "trusted-proxy",
         env = "HPCSERA_TRUSTED_PROXIES",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_name = "IP|CIDR"
     )]
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl Connections {
@@ -235,6 +239,29 @@ impl Default for Connections {
             trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// The server's own TLS; without it the server speaks plain HTTP (behind a reverse proxy
+/// that terminates TLS, or on localhost).
+#[derive(Clone, Debug, Default, Args)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first: the server then speaks HTTPS
+    /// only. Read again on SIGHUP (open connections keep theirs).
+    #[arg(
+        long,
+        env = "HPCSERA_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1); read again on SIGHUP.
+    #[arg(
+        long,
+        env = "HPCSERA_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 const HOUR_MINUTES: u64 = 60;
@@ -356,6 +383,7 @@ impl Default for DeviceFlow {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::path::Path;
 
     #[derive(Parser)]
     struct Cli {
@@ -369,6 +397,8 @@ mod tests {
         rate_limits: RateLimits,
         #[command(flatten)]
         connections: Connections,
+        #[command(flatten)]
+        tls: TlsFiles,
         #[command(flatten)]
         ui: Ui,
         #[command(flatten)]
@@ -390,8 +420,23 @@ mod tests {
             format!("{:?}", cli.connections),
             format!("{:?}", d.connections)
         );
+        assert_eq!(format!("{:?}", cli.tls), format!("{:?}", d.tls));
         assert_eq!(format!("{:?}", cli.ui), format!("{:?}", d.ui));
         assert_eq!(format!("{:?}", cli.device), format!("{:?}", d.device));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_proxies_take_ranges() {
+        assert!(Cli::try_parse_from(["hpcsera", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["hpcsera", "--tls-key", "k.pem"]).is_err());
+        let both =
+            Cli::try_parse_from(["hpcsera", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(both.tls.tls_cert.as_deref(), Some(Path::new("c.pem")));
+        let p =
+            Cli::try_parse_from(["hpcsera", "--trusted-proxy", "10.0.0.0/8,192.0.2.1"]).unwrap();
+        assert_eq!(p.connections.trusted_proxies.len(), 2);
+        let bad = Cli::try_parse_from(["hpcsera", "--trusted-proxy", "proxy.example"]);
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -172,9 +172,7 @@ pub struct AuditSlot(pub Arc<Mutex<Option<AuthToken>>>);
 #[derive(Debug, Clone, Default)]
 pub struct RefusalSlot(pub Arc<Mutex<Option<&'static str>>>);
 
-/// The client's address as the server sees it (see `audit::peer_address`).
-#[derive(Debug, Clone)]
-pub struct Peer(pub String);
+pub use crate::forwarded::Peer;
 
 /// A 401 for `reason`, recorded for the failure counts; 429 once the peer has failed too
 /// often (a valid token from the same peer still works: the limit is checked only on failure).
@@ -184,7 +182,10 @@ fn refuse(parts: &Parts, state: &AppState, reason: &'static str, message: &str) 
             *s = Some(reason);
         }
     }
-    let peer = parts.extensions.get::<Peer>().map_or("", |p| p.0.as_str());
+    let peer = parts
+        .extensions
+        .get::<Peer>()
+        .map_or("", |p| p.address.as_str());
     match state.auth_failures.check(peer) {
         Ok(()) => ApiError::Unauthorized(message.into()),
         Err(wait) => ApiError::TooManyAuthFailures(wait),

@@ -1,6 +1,7 @@
-//! The accept loop: HTTP/1 connections with a header-read timeout (which also ends idle
-//! keep-alive connections), a cap on open connections that keeps headroom below the process's
-//! file limit, and graceful shutdown.
+//! The accept loop: HTTP/1 connections, over the server's own TLS when it has a certificate
+//! (the handshake bounded by the header-read timeout), with a header-read timeout (which also
+//! ends idle keep-alive connections), a cap on open connections that keeps headroom below the
+//! process's file limit, and graceful shutdown.
 //!
 //! At the cap a new connection makes room by closing the connection that has been idle the
 //! longest (no request in progress); when every connection is busy the new one is answered
@@ -89,11 +90,13 @@ pub struct Limits {
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 94\r\n\r\n{\"error\":{\"code\":\"unavailable\",\"message\":\"the server is at its connection limit; retry soon\"}}";
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets open requests finish.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
+/// open requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let epoch = Instant::now();
@@ -120,6 +123,10 @@ pub async fn serve(
             close: tokio::sync::Notify::new(),
         });
         let Some(id) = admit(&conns, &conn, limits.max_connections) else {
+            if tls.is_some() {
+                // A TLS client could not read a plain answer: the refusal is the close.
+                continue;
+            }
             tasks.spawn(async move {
                 let mut stream = stream;
                 let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
@@ -127,33 +134,31 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let conn_for_svc = conn.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let active = Active::new(conn_for_svc.clone(), epoch);
-            let mut req = req.map(axum::body::Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let app = app.clone();
-            async move {
-                let resp = app.oneshot(req).await;
-                drop(active);
-                resp
-            }
-        });
-        let served = http.serve_connection(TokioIo::new(stream), service);
-        let mut stop = stop_rx.clone();
+        let ctx = ConnCtx {
+            app: app.clone(),
+            peer,
+            conn,
+            epoch,
+            http: http.clone(),
+            stop: stop_rx.clone(),
+        };
         let conns = conns.clone();
+        let tls = tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = limits.header_read_timeout;
         tasks.spawn(async move {
-            tokio::pin!(served);
-            tokio::select! {
-                _ = served.as_mut() => {}
-                _ = conn.close.notified() => {
-                    served.as_mut().graceful_shutdown();
-                    let _ = served.await;
-                }
-                _ = stop.changed() => {
-                    served.as_mut().graceful_shutdown();
-                    let _ = served.await;
+            match tls {
+                None => ctx.serve(stream, false).await,
+                Some(acceptor) => {
+                    let mut stop = ctx.stop.clone();
+                    let shake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    tokio::select! {
+                        r = shake => match r {
+                            Ok(Ok(s)) => ctx.serve(s, true).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        },
+                        _ = stop.changed() => {}
+                    }
                 }
             }
             if let Ok(mut c) = conns.lock() {
@@ -164,6 +169,62 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(());
     while tasks.join_next().await.is_some() {}
+}
+
+/// What one connection's task needs to serve it.
+struct ConnCtx {
+    app: Router,
+    peer: std::net::SocketAddr,
+    conn: Arc<Conn>,
+    epoch: Instant,
+    http: hyper::server::conn::http1::Builder,
+    stop: tokio::sync::watch::Receiver<()>,
+}
+
+impl ConnCtx {
+    /// Serves HTTP/1 on `io` until the client closes, the connection is chosen to make room,
+    /// or the server stops (then the request in progress finishes first).
+    async fn serve<I>(self, io: I, tls: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let ConnCtx {
+            app,
+            peer,
+            conn,
+            epoch,
+            http,
+            mut stop,
+        } = self;
+        let conn_for_svc = conn.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let active = Active::new(conn_for_svc.clone(), epoch);
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if tls {
+                req.extensions_mut().insert(crate::forwarded::TlsConnection);
+            }
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await;
+                drop(active);
+                resp
+            }
+        });
+        let served = http.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(served);
+        tokio::select! {
+            _ = served.as_mut() => {}
+            _ = conn.close.notified() => {
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            }
+            _ = stop.changed() => {
+                served.as_mut().graceful_shutdown();
+                let _ = served.await;
+            }
+        }
+    }
 }
 
 /// The next connection; None after a failed accept (out of descriptors or the like), after

@@ -279,8 +279,14 @@ async fn post_and_record(
         let backoff = cfg.retry_base.as_millis() as i64 * doubling;
         now_ms() + backoff.min(600_000)
     });
+    let counter = if ok {
+        &state.metrics.webhook_delivered
+    } else {
+        &state.metrics.webhook_failed_attempts
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !ok {
-        tracing::warn!(delivery = d.id, url = %d.url, attempts, error = ?error, "webhook delivery failed");
+        tracing::warn!(delivery = d.id, url = %d.url, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery failed");
     }
     if let Err(e) = state
         .store

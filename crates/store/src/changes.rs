@@ -4,7 +4,9 @@
 
 use crate::transition::LockedJob;
 use crate::{corrupt, now_ms, Result, Store, StoreError};
-use hpcsera_api_types::{EventKind, Job, JobStatus, Operation, SubJobState};
+use hpcsera_api_types::{
+    EventKind, GrantedResources, Job, JobStatus, Operation, Resources, SubJobState,
+};
 use serde_json::{Map, Value};
 use sqlx::Any;
 use sqlx::FromRow;
@@ -17,16 +19,25 @@ pub struct StatusReport {
     pub batch_job_id: Option<String>,
     pub message: Option<String>,
     pub sub_jobs: Option<Vec<SubJobState>>,
+    /// What the batch system granted the job's current batch job.
+    pub granted_resources: Option<GrantedResources>,
 }
 
 /// The fields a client may change on a job no agent holds yet.
 #[derive(Debug, Clone, Default)]
 pub struct JobChange<'a> {
     pub parameters: Option<&'a Map<String, Value>>,
+    /// As validated against the job type (replacing the job's).
+    pub resources: Option<&'a Resources>,
     pub metadata: Option<&'a Value>,
     pub callback_url: Option<&'a str>,
     /// With new parameters: their code references (the status follows their approval).
     pub code_refs: Option<&'a [crate::CodeRef]>,
+}
+
+/// A value as JSON text for a TEXT column (`None` stays `None`).
+fn json_text<T: serde::Serialize>(v: Option<&T>) -> Result<Option<String>> {
+    v.map(serde_json::to_string).transpose().map_err(corrupt)
 }
 
 impl Locked {
@@ -111,6 +122,12 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(corrupt)?;
+        let granted = rep
+            .granted_resources
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         if to != from {
             let held = LockedJob {
                 seq: locked.seq,
@@ -124,7 +141,8 @@ impl Store {
         sqlx::query(
             "UPDATE jobs SET exit_code = COALESCE($1, exit_code), batch_job_id = COALESCE($2, batch_job_id), \
              message = COALESCE($3, message), sub_jobs = COALESCE($4, sub_jobs), updated_at = $5, \
-             lease_until = CASE WHEN $6 = 1 THEN NULL ELSE $7 END, claim_confirmed = 1 WHERE seq = $8",
+             lease_until = CASE WHEN $6 = 1 THEN NULL ELSE $7 END, claim_confirmed = 1, \
+             granted_resources = COALESCE($9, granted_resources) WHERE seq = $8",
         )
         .bind(rep.exit_code.map(i64::from))
         .bind(rep.batch_job_id.as_deref())
@@ -134,6 +152,7 @@ impl Store {
         .bind(i64::from(to.is_terminal()))
         .bind(lease_until)
         .bind(locked.seq)
+        .bind(granted)
         .execute(&mut *tx.tx)
         .await?;
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
@@ -167,16 +186,9 @@ impl Store {
                 locked.status
             )));
         }
-        let params = ch
-            .parameters
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let metadata = ch
-            .metadata
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let params = json_text(ch.parameters)?;
+        let metadata = json_text(ch.metadata)?;
+        let resources = json_text(ch.resources)?;
         // New parameters may reference other code: the status follows their approval.
         let mut new_status = locked.status;
         if let Some(refs) = ch.code_refs {
@@ -199,13 +211,15 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4 WHERE seq = $5",
+            "UPDATE jobs SET parameters = COALESCE($1, parameters), metadata = COALESCE($2, metadata),              callback_url = COALESCE($3, callback_url), updated_at = $4, \
+             resources = COALESCE($6, resources) WHERE seq = $5",
         )
         .bind(params)
         .bind(metadata)
         .bind(ch.callback_url)
         .bind(now_ms())
         .bind(locked.seq)
+        .bind(resources)
         .execute(&mut *tx.tx)
         .await?;
         self.add_event(

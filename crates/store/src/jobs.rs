@@ -2,7 +2,7 @@
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use futures_util::TryStreamExt;
-use hpcsera_api_types::{EventKind, Job, JobStatus, PendingOperation};
+use hpcsera_api_types::{EventKind, Job, JobStatus, PendingOperation, Resources};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Any;
@@ -10,7 +10,7 @@ use sqlx::FromRow;
 
 /// The columns of a [`JobRow`], by name.
 const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
-     j.status, j.parameters, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
+     j.status, j.parameters, j.resources, j.granted_resources, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
      j.batch_job_id, j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
      j.stdout_bytes, j.stderr_bytes \
      FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
@@ -27,6 +27,8 @@ struct JobRow {
     owner: String,
     status: String,
     parameters: String,
+    resources: String,
+    granted_resources: Option<String>,
     metadata: Option<String>,
     callback_url: Option<String>,
     held: i64,
@@ -52,6 +54,8 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// row's columns as stored, so nothing is serialised a second time.
 fn row_text_bytes(r: &JobRow) -> usize {
     512 + r.parameters.len()
+        + r.resources.len()
+        + r.granted_resources.as_ref().map_or(0, String::len)
         + r.metadata.as_ref().map_or(0, String::len)
         + r.message.as_ref().map_or(0, String::len)
         + r.sub_jobs.len()
@@ -65,6 +69,8 @@ pub struct NewJobRecord<'a> {
     pub site_id: i64,
     pub job_type: &'a str,
     pub parameters: &'a Map<String, Value>,
+    /// As validated against the job type.
+    pub resources: &'a Resources,
     pub metadata: Option<&'a Value>,
     pub callback_url: Option<&'a str>,
     /// Idempotency key and a hash of the request it came with.
@@ -122,6 +128,12 @@ fn job_from(r: JobRow) -> Result<(i64, Job)> {
         owner: r.owner,
         status: r.status.parse().map_err(corrupt)?,
         parameters: serde_json::from_str(&r.parameters).map_err(corrupt)?,
+        resources: serde_json::from_str(&r.resources).map_err(corrupt)?,
+        granted_resources: r
+            .granted_resources
+            .map(|g| serde_json::from_str(&g))
+            .transpose()
+            .map_err(corrupt)?,
         metadata: r
             .metadata
             .map(|m| serde_json::from_str(&m))
@@ -220,6 +232,7 @@ impl Store {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let params = serde_json::to_string(new.parameters).map_err(corrupt)?;
+        let resources = serde_json::to_string(new.resources).map_err(corrupt)?;
         let metadata = new
             .metadata
             .map(serde_json::to_string)
@@ -236,7 +249,8 @@ impl Store {
         };
         let r = sqlx::query(
             "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, metadata, \
-             callback_url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING seq",
+             callback_url, created_at, updated_at, resources) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING seq",
         )
         .bind(&id)
         .bind(new.project_id)
@@ -248,6 +262,7 @@ impl Store {
         .bind(metadata)
         .bind(new.callback_url)
         .bind(now)
+        .bind(resources)
         .fetch_one(&mut *tx.tx)
         .await?;
         let seq: i64 = col(&r, 0)?;

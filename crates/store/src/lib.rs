@@ -24,6 +24,7 @@ mod secrets;
 mod seed;
 mod sessions;
 mod sites;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod transition;
@@ -47,6 +48,7 @@ pub use output::OutputSlice;
 pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};
 pub use sessions::{NewSession, SessionRecord};
+pub use stats::{OpsStats, PoolStats};
 pub use util::{fmt_ms, now_ms, parse_rfc3339_ms};
 pub use webhooks::DueDelivery;
 

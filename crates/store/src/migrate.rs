@@ -42,6 +42,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     8 "0008_sessions",
     9 "0009_membership_roles",
     10 "0010_signed_approvals",
+    11 "0011_resources",
     12 "0012_provenance",
     13 "0013_device_grants",
     18 "0018_auth_generation",

@@ -17,7 +17,8 @@
 //! | `{names}` | all job names of a find query, comma-joined |
 //!
 //! Three placeholders stand for a whole argv entry and expand to zero or more entries:
-//! `{options}` (the config's `submit_options` then the sub-job's `options`), `{id_list}`
+//! `{options}` (the job's resources as the preset renders them ([`super::resources`]), the
+//! config's `submit_options`, then the sub-job's `options`), `{id_list}`
 //! (one entry per id) and `{name_list}` (one entry per job name).
 //!
 //! # Presets
@@ -25,7 +26,7 @@
 //! | | slurm | pbs | lsf |
 //! |---|---|---|---|
 //! | submit | `sbatch --parsable --job-name={job_name} --output={stdout} --error={stderr} --chdir={work_dir} --export=ALL {options} {script}` | `qsub -V -N {job_name} -o {stdout} -e {stderr} {options} {script}` | `bsub -J {job_name} -o {stdout} -e {stderr} -cwd {work_dir} {options} {script}` |
-//! | status | `squeue --noheader --states=all --format=%i\|%T\|%r --jobs={ids}` | `qstat -f -F json -x {id_list}` | `bjobs -a -json -o "jobid stat exit_code" {id_list}` |
+//! | status | `squeue --noheader --states=all --format=%i\|%T\|%r\|%D\|%C\|%l\|%P\|%a\|%v\|%m --jobs={ids}` | `qstat -f -F json -x {id_list}` | `bjobs -a -json -o "jobid stat exit_code queue proj_name nexec_host nalloc_slot runtimelimit rsvid" {id_list}` |
 //! | accounting | `sacct --noheader --parsable2 --allocations --format=JobID,State,ExitCode --jobs={ids}` | – | – |
 //! | cancel / hold / release | `scancel`, `scontrol hold`, `scontrol release` | `qdel`, `qhold`, `qrls` | `bkill`, `bstop`, `bresume` |
 //! | find | `squeue --noheader --states=all --format=%i\|%j --name={names}` | `qstat -f -F json -x` | `bjobs -a -json -o "jobid job_name"` |
@@ -69,6 +70,9 @@ fn path_str<'a>(p: &'a Path, what: &str) -> Result<&'a str, BatchError> {
 /// The generic command adapter.
 pub struct CommandAdapter {
     name: String,
+    preset: BatchPreset,
+    /// `[batch.resources]`: overrides of the preset's resource mapping.
+    resource_templates: super::resources::ResourceTemplates,
     format: OutputFormat,
     templates: Templates,
     submit_options: Vec<String>,
@@ -77,6 +81,8 @@ pub struct CommandAdapter {
     /// Pass the job's environment in a file, not through the submit command's environment
     /// (PBS; see the module docs).
     env_file: bool,
+    /// What the last status query said was granted, by batch id (replaced by every query).
+    granted: Mutex<HashMap<String, hpcsera_api_types::GrantedResources>>,
     /// Ids this adapter was asked to cancel (so a job that vanished after `scancel` reads as
     /// cancelled, not failed with 143). In memory only.
     cancelled: Mutex<HashSet<String>>,
@@ -164,6 +170,8 @@ impl CommandAdapter {
         }
         Ok(CommandAdapter {
             name: cfg.preset.as_str().to_string(),
+            preset: cfg.preset,
+            resource_templates: cfg.resources.clone(),
             format,
             templates: t,
             submit_options: cfg.submit_options.clone(),
@@ -173,6 +181,7 @@ impl CommandAdapter {
                     .map_or(DEFAULT_COMMAND_TIMEOUT, Duration::from_secs),
             ),
             env_file: cfg.preset == BatchPreset::Pbs,
+            granted: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(HashSet::new()),
         })
     }
@@ -322,12 +331,10 @@ impl BatchAdapter for CommandAdapter {
                     req.job_name
                 )));
             }
-            let options: Vec<String> = self
-                .submit_options
-                .iter()
-                .chain(req.options.iter())
-                .cloned()
-                .collect();
+            let mut options =
+                super::resources::render(self.preset, &self.resource_templates, &req.resources);
+            options.extend(self.submit_options.iter().cloned());
+            options.extend(req.options.iter().cloned());
             let vars = Vars {
                 single: vec![
                     ("script", script),
@@ -377,6 +384,12 @@ impl BatchAdapter for CommandAdapter {
                 .await?;
             let by_id: HashMap<&str, &RawStatus> =
                 raws.iter().map(|r| (r.id.as_str(), r)).collect();
+            if let Ok(mut g) = self.granted.lock() {
+                *g = raws
+                    .iter()
+                    .filter_map(|r| Some((r.id.clone(), r.granted.clone()?)))
+                    .collect();
+            }
             let mut missing = Vec::new();
             for j in jobs {
                 let file_code = j.exit_file.as_deref().and_then(read_exit_file);
@@ -471,6 +484,10 @@ impl BatchAdapter for CommandAdapter {
 
     fn commands_spawned(&self) -> u64 {
         self.exec.count()
+    }
+
+    fn granted(&self, id: &str) -> Option<hpcsera_api_types::GrantedResources> {
+        self.granted.lock().ok()?.get(id).cloned()
     }
 
     fn report<'a>(&'a self, id: &'a str, limits: ProbeLimits) -> BoxFuture<'a, Option<Probe>> {

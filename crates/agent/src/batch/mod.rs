@@ -44,11 +44,13 @@
 
 pub mod command;
 pub mod exec;
+pub mod granted;
 pub mod local;
 pub mod login;
 pub mod parse;
 pub mod presets;
 pub mod probe;
+pub mod resources;
 pub(crate) mod spawn;
 mod template;
 
@@ -108,8 +110,13 @@ pub struct BatchConfig {
     /// The batch system's version, recorded in the provenance manifest. An empty array
     /// disables it.
     pub version: Option<Vec<String>>,
-    /// Extra argv entries given to every submit (e.g. `["--account=proj42"]`).
+    /// Extra argv entries given to every submit (e.g. `["--qos=normal"]`), after the
+    /// rendered resources and before the sub-job's `options`.
     pub submit_options: Vec<String>,
+    /// Overrides of the preset's mapping of resources to submit options, per resource (an
+    /// argv array with `{value}`, `{mib}`, `{mib_per_node}`, `{minutes}`, `{hms}`,
+    /// `{d_hms}`; empty: not rendered). See [`resources`].
+    pub resources: resources::ResourceTemplates,
     /// Overrides of the state table: raw batch-system state → one of `pending`, `held`,
     /// `running`, `completed`, `failed`, `cancelled`, `unknown`.
     pub states: BTreeMap<String, String>,
@@ -129,8 +136,11 @@ pub struct SubmitRequest {
     pub job_name: String,
     /// Environment for the job (`HPCSERA_*`), passed through the submit command's environment.
     pub env: Vec<(String, String)>,
-    /// Sub-job options (argv entries for the submit command), after the config's
-    /// `submit_options`.
+    /// What the batch job asks for (the job's resources with the sub-job's own on top),
+    /// rendered by the adapter as submit options before the config's `submit_options`.
+    pub resources: hpcsera_api_types::Resources,
+    /// The sub-job's own options (argv entries for the submit command); the adapter puts
+    /// the config's `submit_options` before them.
     pub options: Vec<String>,
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
@@ -292,6 +302,12 @@ pub trait BatchAdapter: Send + Sync {
 
     /// How many batch-system commands this adapter has spawned so far.
     fn commands_spawned(&self) -> u64;
+
+    /// What the batch system granted batch job `id`, as the last [`Self::status_all`] saw
+    /// it (no command of its own); `None` when it said nothing or the adapter cannot tell.
+    fn granted(&self, _id: &str) -> Option<hpcsera_api_types::GrantedResources> {
+        None
+    }
 
     /// What the batch system says about batch job `id` (the preset's `report` command), for
     /// the provenance manifest; `None` when the adapter has no such command.

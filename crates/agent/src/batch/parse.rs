@@ -7,7 +7,8 @@
 //!
 //! Pure functions: this module must never run a command or touch a file.
 
-use super::StateClass;
+use super::{granted, StateClass};
+use hpcsera_api_types::GrantedResources;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -27,6 +28,8 @@ pub struct RawStatus {
     pub state: String,
     pub reason: Option<String>,
     pub exit_code: Option<i32>,
+    /// What the batch system granted, where the query's output says ([`super::granted`]).
+    pub granted: Option<GrantedResources>,
 }
 
 /// Raw state word → class. Lookups are case-insensitive.
@@ -151,8 +154,9 @@ pub fn parse_status(f: OutputFormat, stdout: &str) -> Result<Vec<RawStatus>, Str
     }
 }
 
-/// `squeue --noheader --format=%i|%T|%r`: `ID|STATE|REASON` per line. A pending job held by
-/// a user or admin (`JobHeldUser`, `JobHeldAdmin`) becomes the synthetic state `HELD`.
+/// `squeue --noheader --format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m`: `ID|STATE|REASON` per line,
+/// then (optional) what was granted ([`granted::slurm`]). A pending job held by a user or
+/// admin (`JobHeldUser`, `JobHeldAdmin`) becomes the synthetic state `HELD`.
 pub fn parse_squeue(stdout: &str) -> Vec<RawStatus> {
     stdout
         .lines()
@@ -168,6 +172,7 @@ pub fn parse_squeue(stdout: &str) -> Vec<RawStatus> {
                 .next()
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty() && r != "None");
+            let rest: Vec<&str> = it.collect();
             let held = state == "PENDING"
                 && reason
                     .as_deref()
@@ -177,6 +182,7 @@ pub fn parse_squeue(stdout: &str) -> Vec<RawStatus> {
                 state: if held { "HELD".into() } else { state },
                 reason,
                 exit_code: None,
+                granted: granted::slurm(&rest),
             })
         })
         .collect()
@@ -204,6 +210,7 @@ pub fn parse_sacct(stdout: &str) -> Vec<RawStatus> {
                 state,
                 reason: None,
                 exit_code,
+                granted: None,
             })
         })
         .collect()
@@ -259,6 +266,7 @@ pub fn parse_qstat_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
             state,
             reason,
             exit_code,
+            granted: granted::pbs(j),
         });
     }
     Ok(out)
@@ -293,8 +301,9 @@ fn lsf_records(stdout: &str) -> Result<Vec<Value>, String> {
     }
 }
 
-/// `bjobs -a -json -o "jobid stat exit_code" ID…`: `{"RECORDS": [{"JOBID": "1", "STAT":
-/// "RUN", "EXIT_CODE": ""}, {"JOBID": "9", "ERROR": "Job <9> is not found"}]}`.
+/// `bjobs -a -json -o "jobid stat exit_code …" ID…`: `{"RECORDS": [{"JOBID": "1", "STAT":
+/// "RUN", "EXIT_CODE": ""}, {"JOBID": "9", "ERROR": "Job <9> is not found"}]}`; further
+/// fields tell what was granted ([`granted::lsf`]).
 pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
     let mut out = Vec::new();
     for r in &lsf_records(stdout)? {
@@ -316,6 +325,7 @@ pub fn parse_bjobs_json(stdout: &str) -> Result<Vec<RawStatus>, String> {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
             exit_code: json_int(r.get("EXIT_CODE")),
+            granted: granted::lsf(r),
         });
     }
     Ok(out)

@@ -55,7 +55,7 @@ impl Templates {
                 "squeue",
                 "--noheader",
                 "--states=all",
-                "--format=%i|%T|%r",
+                "--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m",
                 "--jobs={ids}",
             ]),
             accounting: argv(&[
@@ -126,7 +126,7 @@ impl Templates {
                 "-a",
                 "-json",
                 "-o",
-                "jobid stat exit_code",
+                "jobid stat exit_code queue proj_name nexec_host nalloc_slot runtimelimit rsvid",
                 "{id_list}",
             ]),
             accounting: Vec::new(),

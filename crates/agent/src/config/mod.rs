@@ -28,7 +28,7 @@ pub use provenance::{
 /// config only parses into them.
 pub use crate::batch::login::LoginCommand;
 pub use crate::batch::BatchConfig;
-use hpcsera_api_types::{JobTypeSpec, ParamSpec, SubJobInfo, SubJobKind};
+use hpcsera_api_types::{JobTypeSpec, ParamSpec, ResourceRules, Resources, SubJobInfo, SubJobKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -196,9 +196,14 @@ pub struct SubJobConfig {
     /// Batch: the batch script text (references parameters as `$HPCSERA_PARAM_name`).
     #[serde(default)]
     pub script: Option<String>,
-    /// Batch: argv entries for the submit command (e.g. `["--time=00:10:00"]`).
+    /// Batch: argv entries for the submit command (e.g. `["--constraint=ssd"]`); they come
+    /// after the rendered resources, so they win where both set one option.
     #[serde(default)]
     pub options: Vec<String>,
+    /// Batch: resources this sub-job fixes for itself, over the job's (e.g. `{ node_count =
+    /// 1, duration = "10m" }` for a post-processing step); see [`Resources::overlay`].
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
 }
 
 fn default_login_timeout() -> u64 {
@@ -223,6 +228,9 @@ pub struct JobTypeConfig {
     pub description: String,
     pub parameters: Vec<ParamSpec>,
     pub sub_jobs: Vec<SubJobConfig>,
+    /// The resources a client may set, with bounds, defaults and fixed values
+    /// (`[job_types.resources]`).
+    pub resources: ResourceRules,
     /// What its provenance manifest records besides the usual (`[job_types.provenance]`).
     pub provenance: JobProvenanceConfig,
 }
@@ -240,9 +248,20 @@ impl JobTypeConfig {
                 .map(|s| SubJobInfo {
                     name: s.name.clone(),
                     kind: s.kind,
+                    resources: s.resources.clone(),
                 })
                 .collect(),
+            resources: self.resources.canonical(),
         }
+    }
+
+    /// Checks a job's resources against this (the agent's own) definition again, as the
+    /// server did at submission: a job type whose rules changed since refuses the job.
+    pub fn validate_resources(
+        &self,
+        given: &Resources,
+    ) -> Result<Resources, Vec<hpcsera_api_types::FieldError>> {
+        self.resources.apply(&given.to_map(), &self.name)
     }
 
     /// Validates a job's parameters against this (the agent's own) definition and returns
@@ -281,6 +300,9 @@ pub struct AgentConfig {
     pub path: PathBuf,
     pub server_url: String,
     pub token_file: PathBuf,
+    /// A PEM file of CA certificates trusted besides the system's (an internal CA that
+    /// signed the server's certificate).
+    pub ca_file: Option<PathBuf>,
     pub site: String,
     pub work_dir: PathBuf,
     pub poll: PollConfig,

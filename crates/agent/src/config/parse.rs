@@ -9,7 +9,7 @@ use super::{
     LimitsConfig, PollConfig, ProvenanceConfig, SubJobConfig,
 };
 use crate::batch::{BatchConfig, BatchPreset, StateClass};
-use hpcsera_api_types::{ParamSpec, SubJobKind};
+use hpcsera_api_types::{ParamSpec, ResourceRules, SubJobKind};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -36,6 +36,8 @@ const PARAM_KEYS: &[&str] = &[
 struct RawConfig {
     server_url: Spanned<String>,
     token_file: Spanned<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
     site: Spanned<String>,
     work_dir: Spanned<PathBuf>,
     #[serde(default)]
@@ -62,6 +64,8 @@ struct RawJobType {
     parameters: Vec<Spanned<toml::Table>>,
     #[serde(default)]
     sub_jobs: Vec<Spanned<SubJobConfig>>,
+    #[serde(default)]
+    resources: Option<Spanned<ResourceRules>>,
     #[serde(default)]
     provenance: Option<Spanned<JobProvenanceConfig>>,
 }
@@ -183,6 +187,7 @@ impl AgentConfig {
             path: path.to_path_buf(),
             server_url,
             token_file: raw.token_file.into_inner(),
+            ca_file: raw.ca_file.map(Spanned::into_inner),
             site: raw.site.into_inner(),
             work_dir: raw.work_dir.into_inner(),
             poll: raw.poll,
@@ -262,6 +267,11 @@ fn check_top(raw: &RawConfig, problems: &mut Problems<'_>) -> String {
              output file names)",
         );
     }
+    if let Some(ca) = &raw.ca_file {
+        if !ca.get_ref().is_absolute() {
+            problems.push(Some(ca.span()), "ca_file", "must be an absolute path");
+        }
+    }
     if raw.token_file.get_ref().as_os_str().is_empty() {
         problems.push(
             Some(raw.token_file.span()),
@@ -317,11 +327,13 @@ fn job_type(
         }
         None => JobProvenanceConfig::default(),
     };
+    let resources_span = jt.resources.as_ref().map(Spanned::span);
     let cfg = JobTypeConfig {
         name,
         description: jt.description,
         parameters,
         sub_jobs,
+        resources: jt.resources.map(Spanned::into_inner).unwrap_or_default(),
         provenance,
     };
     if let Err(errs) = cfg.spec().check() {
@@ -329,10 +341,10 @@ fn job_type(
             // Map `parameters[i].x` / `subJobs[i].x` / `name` back to a span.
             let (span, field) =
                 locate_field(&fe.field, &param_spans, &sub_spans).unwrap_or_else(|| {
-                    let span = if fe.field == "name" {
-                        jt.name.span()
-                    } else {
-                        jt_span.clone()
+                    let span = match &resources_span {
+                        _ if fe.field == "name" => jt.name.span(),
+                        Some(r) if fe.field.starts_with("resources.") => r.clone(),
+                        _ => jt_span.clone(),
                     };
                     (span, fe.field.clone())
                 });
@@ -540,6 +552,13 @@ fn check_login_sub_job(
             Some(span.clone()),
             format!("{at}.options"),
             "only batch sub-jobs have submit options",
+        );
+    }
+    if !s.resources.is_empty() {
+        problems.push(
+            Some(span.clone()),
+            format!("{at}.resources"),
+            "only batch sub-jobs have resources",
         );
     }
     if s.timeout_seconds == 0 {

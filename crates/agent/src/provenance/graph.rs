@@ -189,7 +189,7 @@ impl Graph {
         refs
     }
 
-    /// Parameters and code bundles: the job's `object` references, and the code bundles'
+    /// Parameters, resources and code bundles: the job's `object` references, and the code bundles'
     /// references for the root's `hasPart`.
     fn inputs(&mut self, f: &RunFacts<'_>) -> (Vec<Value>, Vec<Value>) {
         let mut objects = Vec::new();
@@ -221,6 +221,13 @@ impl Graph {
             };
             let mut p = property(&at, name, value);
             put(&mut p, "propertyID", Some(json!("parameter")));
+            self.push(p);
+            objects.push(id(at));
+        }
+        for (name, value) in f.resources.iter() {
+            let at = format!("#resource-{name}");
+            let mut p = property(&at, name.as_str(), value.to_json());
+            put(&mut p, "propertyID", Some(json!("resource")));
             self.push(p);
             objects.push(id(at));
         }

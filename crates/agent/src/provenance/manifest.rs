@@ -7,12 +7,13 @@
 //! |---|---|---|
 //! | metadata descriptor | `ro-crate-metadata.json` | conforms to RO-Crate 1.1 |
 //! | root data entity | `./` | `identifier` = the job id; conforms to Process Run Crate 0.5; `hasPart` the result files and code bundles; `mentions` every action |
-//! | the job | `urn:uuid:<job id>` (`CreateAction`) | `instrument` the job type, `object` its parameters and code, `result` its result files and exit code, `agent` the submitter, times, `actionStatus`, `error`, the container image; `additionalProperty` host, status, batch system version, the job type's commands |
+//! | the job | `urn:uuid:<job id>` (`CreateAction`) | `instrument` the job type, `object` its parameters, resources and code, `result` its result files and exit code, `agent` the submitter, times, `actionStatus`, `error`, the container image; `additionalProperty` host, status, batch system version, the job type's commands |
 //! | each sub-job that started | `#subjob-<name>` (`CreateAction`) | `instrument` the sub-job, `result` its exit code (or outcome), `identifier` its batch job id, `additionalProperty` what the batch system reports and `module list` |
 //! | the job type | `<server>/api/v1/sites/<site>/jobTypes#<name>` (`SoftwareApplication`) | `softwareVersion` = `sha256:<digest of its definition>`; `softwareRequirements` the agent and the batch system |
 //! | result files | `results/<name>` (`File`) | `sha256`, `contentSize`, `encodingFormat` |
 //! | code bundles | `#code-<sha256>` (`File`) | `sha256`, `contentSize`, uploader (`author`); its approval an `AuthorizeAction` by the approver |
 //! | parameters | `#param-<name>` (`PropertyValue`) | name and value |
+//! | resources | `#resource-<name>` (`PropertyValue`, `propertyID` `resource`) | PSI/J name and canonical value (bytes, seconds), in the job's `object` |
 //! | people | `#user-<name>` (`Person`) | submitter, uploaders, approvers; `affiliation` the project (`#project-<name>`, `Organization`) |
 //! | the site | `#site-<name>` (`Organization`) | the root's `publisher` |
 //!
@@ -24,7 +25,9 @@
 
 use crate::batch::probe::Probe;
 use crate::config::JobTypeConfig;
-use hpcsera_api_types::{CodeBundle, Job, JobStatus, ResultFile, SubJobKind, SubJobState};
+use hpcsera_api_types::{
+    CodeBundle, Job, JobStatus, Resources, ResultFile, SubJobKind, SubJobState,
+};
 use serde_json::{Map, Value};
 
 /// The Process Run Crate profile the manifests conform to.
@@ -89,6 +92,8 @@ pub struct RunFacts<'a> {
     pub job_type: &'a JobTypeConfig,
     /// The parameters as the agent validated them (defaults filled in).
     pub params: &'a Map<String, Value>,
+    /// The resources as the agent validated them (each batch sub-job may fix its own).
+    pub resources: &'a Resources,
     /// The server the agent reports to (for the job type's URI).
     pub server_url: &'a str,
     pub agent: AgentFacts,

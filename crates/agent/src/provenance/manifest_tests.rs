@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::AgentConfig;
 use hpcsera_api_types::provenance::{DigestRole, ManifestFacts};
-use hpcsera_api_types::{CodeStatus, SubJobStatus};
+use hpcsera_api_types::CodeStatus;
 
 const CONFIG: &str = r#"
 server_url = "http://hpc.example.org"
@@ -83,26 +83,19 @@ fn sample() -> Vec<u8> {
         .as_object()
         .cloned()
         .unwrap();
-    let states = [
-        SubJobState {
-            name: "stage".into(),
-            status: SubJobStatus::Completed,
-            batch_job_id: None,
-            exit_code: Some(0),
-            message: None,
-        },
-        SubJobState {
-            name: "run".into(),
-            status: SubJobStatus::Failed,
-            batch_job_id: Some("7".into()),
-            exit_code: Some(3),
-            message: Some("exited with code 3".into()),
-        },
-    ];
+    let resources: hpcsera_api_types::Resources =
+        serde_json::from_value(serde_json::json!({"node_count": 2, "duration": 600})).unwrap();
+    let states: Vec<SubJobState> = serde_json::from_value(serde_json::json!([
+        {"name": "stage", "status": "completed", "exitCode": 0},
+        {"name": "run", "status": "failed", "batchJobId": "7", "exitCode": 3,
+         "message": "exited with code 3"}
+    ]))
+    .unwrap();
     let f = RunFacts {
         job: &job,
         job_type: &cfg.job_types[0],
         params: &params,
+        resources: &resources,
         server_url: "http://hpc.example.org/",
         agent: AgentFacts {
             version: "0.1.0".into(),
@@ -181,6 +174,10 @@ fn the_manifest_names_the_job_its_files_and_its_actions() {
     assert_eq!(run["startTime"], "2023-11-14T22:13:20.500+00:00");
     assert_eq!(by_id("#outcome-run")["value"], 3);
     assert_eq!(by_id("#batchjob-run")["value"], "7");
+    assert_eq!(by_id("#resource-node_count")["value"], 2);
+    assert_eq!(by_id("#resource-duration")["propertyID"], "resource");
+    let object = by_id("urn:uuid:0190c0de-0000-7000-8000-000000000001")["object"].to_string();
+    assert!(object.contains("#resource-duration"), "{object}");
     assert_eq!(by_id("#container")["registry"], "ghcr.io");
     assert_eq!(by_id("#container")["tag"], "1.2");
     let approval = format!("#approval-{}", "ab".repeat(32));

@@ -1,6 +1,7 @@
 //! Accepting and refusing the jobs the server hands over.
 //!
-//! A job is checked against the agent's own config (the authority: job type, parameters),
+//! A job is checked against the agent's own config (the authority: job type, parameters,
+//! resources),
 //! journaled, and its claim confirmed to the server **before** anything runs. A job the
 //! agent will not run is refused: it ends `failed` with the reason.
 //!
@@ -10,7 +11,15 @@ use super::agent::Agent;
 use super::error::JobError;
 use super::job::{fit, Running, Step, Stream};
 use crate::env::{job_dir, JobContext};
-use hpcsera_api_types::{Job, JobStatus, JobUpdate, SubJobState, SubJobStatus};
+use hpcsera_api_types::{FieldError, Job, JobStatus, JobUpdate, SubJobState, SubJobStatus};
+
+/// `field: problem; …`.
+fn problems(errs: &[FieldError]) -> String {
+    errs.iter()
+        .map(|e| format!("{}: {}", e.field, e.problem))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 impl Agent {
     /// Takes a job the poll handed over: prepare, journal, confirm; or refuse it.
@@ -50,14 +59,12 @@ impl Agent {
             .job_type(&job.job_type)
             .cloned()
             .ok_or_else(|| JobError::UnknownJobType(job.job_type.clone()))?;
-        let params = jt.validate_parameters(&job.parameters).map_err(|errs| {
-            let problems = errs
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.problem))
-                .collect::<Vec<_>>()
-                .join("; ");
-            JobError::Parameters(problems)
-        })?;
+        let params = jt
+            .validate_parameters(&job.parameters)
+            .map_err(|errs| JobError::Parameters(problems(&errs)))?;
+        let resources = jt
+            .validate_resources(&job.resources)
+            .map_err(|errs| JobError::Resources(problems(&errs)))?;
         let ctx = JobContext {
             job_id: job.id.clone(),
             job_type: job.job_type.clone(),
@@ -74,6 +81,7 @@ impl Agent {
                 batch_job_id: None,
                 exit_code: None,
                 message: None,
+                granted_resources: None,
             })
             .collect();
         Ok(Running {
@@ -81,6 +89,7 @@ impl Agent {
             job: job.clone(),
             jt,
             params,
+            resources,
             ctx,
             index: 0,
             step: Step::Start,

@@ -127,11 +127,14 @@ impl Agent {
             .poll
             .long_poll_seconds
             .max(cfg.poll.status_interval_seconds);
-        let client = Client::with_timeouts(
+        let client = Client::with_options(
             &cfg.server_url,
             token,
-            Duration::from_secs(10),
-            Duration::from_secs(wait + 30),
+            &hpcsera_client::HttpOptions {
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(wait + 30),
+                ca_file: cfg.ca_file.clone(),
+            },
         )?;
         let agent = Agent {
             cfg,

@@ -60,6 +60,9 @@ pub enum JobError {
     /// The agent's own config refused the parameters (`field: problem; …`).
     #[error("the agent refused the parameters: {0}")]
     Parameters(String),
+    /// The agent's own config refused the resources (`field: problem; …`).
+    #[error("the agent refused the resources: {0}")]
+    Resources(String),
     #[error("{0}")]
     Env(#[from] EnvError),
     /// Boxed: a code error is large and rare.

@@ -10,7 +10,7 @@ use crate::batch::login::{LoginError, LoginOutcome};
 use crate::batch::BatchJobRef;
 use crate::config::{JobTypeConfig, SubJobConfig};
 use crate::env::JobContext;
-use hpcsera_api_types::{Job, JobStatus, ResultFile, SubJobState, SubJobStatus};
+use hpcsera_api_types::{Job, JobStatus, Resources, ResultFile, SubJobState, SubJobStatus};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -48,6 +48,9 @@ pub(super) struct Running {
     pub(super) job: Job,
     pub(super) jt: JobTypeConfig,
     pub(super) params: Map<String, Value>,
+    /// The job's resources as the agent's own config allows them (each batch sub-job puts
+    /// its own on top).
+    pub(super) resources: Resources,
     pub(super) ctx: JobContext,
     /// The sub-job that runs now or next.
     pub(super) index: usize,

@@ -55,6 +55,7 @@ impl Agent {
             job: &run.job,
             job_type: &run.jt,
             params: &run.params,
+            resources: &run.resources,
             server_url: &self.cfg.server_url,
             agent: AgentFacts {
                 version: env!("CARGO_PKG_VERSION").to_string(),

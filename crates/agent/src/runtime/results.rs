@@ -51,7 +51,7 @@ impl Agent {
                 return;
             }
         }
-        tracing::info!(job = %run.job.id, status = %end.status, exit_code = ?end.exit_code, "finished");
+        tracing::info!(job = %run.job.id, status = %end.status, exit_code = end.exit_code, "finished");
         if let Err(e) = self.journal.forget(&run.job.id) {
             // Not fatal: the server has the end, so the next start sees the job ended and
             // forgets it then.

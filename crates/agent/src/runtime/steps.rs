@@ -79,6 +79,9 @@ impl Agent {
                 Step::Batch { batch, .. } => states.get(&batch.id).cloned(),
                 _ => None,
             };
+            if state.is_some() {
+                self.report_granted(&mut run).await;
+            }
             let outcome = match state {
                 Some(s) => self.batch_state(&mut run, s).await,
                 None => Ok(()),
@@ -198,14 +201,14 @@ impl Agent {
             ));
         }
         let name = batch_job_name(&run.job.id, &sub.name);
-        let mut options = self.cfg.batch.submit_options.clone();
-        options.extend(sub.options.iter().cloned());
+        // The adapter adds `[batch] submit_options` itself (once).
         let req = SubmitRequest {
             script_path: rendered.path,
             work_dir: run.ctx.job_dir.clone(),
             job_name: name.clone(),
             env,
-            options,
+            resources: run.resources.overlay(&sub.resources),
+            options: sub.options.clone(),
             stdout_path,
             stderr_path,
         };
@@ -396,6 +399,33 @@ impl Agent {
         match self.client.update_job(&run.job.id, &update).await {
             Ok(j) => run.reported = j.status,
             Err(e) => tracing::warn!(job = %run.job.id, error = %e, "status report failed"),
+        }
+    }
+
+    /// Reports what the batch system granted the current batch job (as the cycle's one
+    /// status query saw it), when that changed: with the sub-job states and as the job's
+    /// `grantedResources`. A failed report is tried again at the next change only.
+    async fn report_granted(&self, run: &mut Running) {
+        let Step::Batch { batch, .. } = &run.step else {
+            return;
+        };
+        let Some(granted) = self.adapter.granted(&batch.id) else {
+            return;
+        };
+        let Some(state) = run.sub_states.get_mut(run.index) else {
+            return;
+        };
+        if state.granted_resources.as_ref() == Some(&granted) {
+            return;
+        }
+        state.granted_resources = Some(granted.clone());
+        let update = JobUpdate {
+            granted_resources: Some(granted),
+            sub_jobs: Some(run.sub_states.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.client.update_job(&run.job.id, &update).await {
+            tracing::warn!(job = %run.job.id, error = %e, "cannot report the granted resources");
         }
     }
 

@@ -9,31 +9,31 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
 }
 
 /// A directory of fake batch commands; every call is logged, one line per call.
-struct Fake {
+pub(crate) struct Fake {
     dir: tempfile::TempDir,
 }
 
 impl Fake {
-    fn new() -> Fake {
+    pub(crate) fn new() -> Fake {
         Fake {
             dir: tempfile::tempdir().unwrap(),
         }
     }
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
-    fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.path().join("calls.log")
     }
     /// Writes the fake program `name` with the shell `body`.
-    fn program(&self, name: &str, body: &str) {
+    pub(crate) fn program(&self, name: &str, body: &str) {
         let p = self.path().join(name);
         let text = format!(
             "#!/bin/sh\n{{ printf '%s' \"$(basename \"$0\")\"; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; echo; }} >> '{}'\n{body}\n",
@@ -42,7 +42,7 @@ impl Fake {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         std::fs::read_to_string(self.log())
             .unwrap_or_default()
             .lines()
@@ -50,7 +50,7 @@ impl Fake {
             .collect()
     }
     /// The preset's adapter with every command's program replaced by the fake of that name.
-    fn adapter(&self, preset: BatchPreset) -> CommandAdapter {
+    pub(crate) fn adapter(&self, preset: BatchPreset) -> CommandAdapter {
         let t = Templates::preset(preset).unwrap();
         let fake = |argv: &Vec<String>| -> Option<Vec<String>> {
             if argv.is_empty() {
@@ -76,15 +76,15 @@ impl Fake {
     }
 }
 
-fn cat(f: &str) -> String {
+pub(crate) fn cat(f: &str) -> String {
     format!("cat '{}'", fixture(f).display())
 }
 
-fn refs(ids: &[&str]) -> Vec<BatchJobRef> {
+pub(crate) fn refs(ids: &[&str]) -> Vec<BatchJobRef> {
     ids.iter().map(|i| BatchJobRef::new(*i, None)).collect()
 }
 
-fn request(dir: &Path) -> SubmitRequest {
+pub(crate) fn request(dir: &Path) -> SubmitRequest {
     SubmitRequest {
         script_path: dir.join("run.sh"),
         work_dir: dir.to_path_buf(),
@@ -96,6 +96,7 @@ fn request(dir: &Path) -> SubmitRequest {
                 "a b; $(touch /tmp/x) `y`\n'\"".into(),
             ),
         ],
+        resources: Default::default(),
         options: vec!["--time=00:10:00".into()],
         stdout_path: dir.join("run.out"),
         stderr_path: dir.join("run.err"),
@@ -235,7 +236,7 @@ async fn lsf_submit_status_and_operations() {
     assert_eq!(
         fake.calls().last().unwrap(),
         &format!(
-            "bjobs [-a] [-json] [-o] [jobid stat exit_code] {}",
+            "bjobs [-a] [-json] [-o] [jobid stat exit_code queue proj_name nexec_host nalloc_slot runtimelimit rsvid] {}",
             ids.map(|i| format!("[{i}]")).join(" ")
         )
     );
@@ -326,7 +327,7 @@ async fn slurm_submit_status_exit_files_and_accounting() {
     assert_eq!(
         calls[calls.len() - 2],
         format!(
-            "squeue [--noheader] [--states=all] [--format=%i|%T|%r] [--jobs={}]",
+            "squeue [--noheader] [--states=all] [--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m] [--jobs={}]",
             ids.join(",")
         )
     );

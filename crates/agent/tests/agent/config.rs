@@ -84,6 +84,74 @@ fn example_config_loads() {
     assert!(jt
         .validate_parameters(serde_json::json!({"label": "a b"}).as_object().unwrap())
         .is_err());
+    // Resource rules are published canonical (bytes, seconds); the agent applies them too.
+    let rules = serde_json::to_value(&spec.resources).unwrap();
+    assert_eq!(
+        rules["duration"],
+        serde_json::json!({"maximum": 7200, "default": 600})
+    );
+    assert_eq!(rules["memory"], serde_json::json!({"maximum": 64u64 << 30}));
+    let r: hpcsera_api_types::Resources =
+        serde_json::from_value(serde_json::json!({"node_count": 2})).unwrap();
+    let r = jt.validate_resources(&r).unwrap();
+    assert_eq!((r.node_count, r.duration), (Some(2), Some(600)));
+    let too_many: hpcsera_api_types::Resources =
+        serde_json::from_value(serde_json::json!({"node_count": 5})).unwrap();
+    assert!(jt.validate_resources(&too_many).is_err());
+}
+
+#[test]
+fn resource_rules_and_templates_are_checked_with_line_and_key() {
+    let job = "\n[[job_types]]\nname = \"t\"\n[[job_types.sub_jobs]]\nname = \"run\"\nkind = \"batch\"\nscript = \"true\"\n";
+    // A rule that makes no sense: located at its table, named by key.
+    let p = problems(&format!(
+        "{}{job}[job_types.resources]\nnode_count = {{ minimum = 4, maximum = 2 }}\naccount = {{ fixed = \"a b\" }}\n",
+        base()
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].starts_with("agent.toml:12:"), "{p:?}");
+    assert!(
+        p[0].contains(": job_types[0].resources.node_count.minimum: "),
+        "{p:?}"
+    );
+    assert!(
+        p[1].contains(": job_types[0].resources.account.fixed: "),
+        "{p:?}"
+    );
+    // An unknown resource, an unknown key of a rule.
+    for bad in ["walltime = {}", "node_count = { max = 2 }"] {
+        let p = problems(&format!("{}{job}[job_types.resources]\n{bad}\n", base()));
+        assert!(p[0].starts_with("agent.toml:1"), "{p:?}");
+    }
+    // A sub-job's own resources are parsed like a client's, and only batch sub-jobs have them.
+    let p = problems(&format!(
+        "{}\n[[job_types]]\nname = \"t\"\n[[job_types.sub_jobs]]\nname = \"s\"\nkind = \"batch\"\nscript = \"true\"\nresources = {{ duration = \"soon\" }}\n",
+        base()
+    ));
+    assert!(p[0].contains("not a duration"), "{p:?}");
+    let p = problems(&format!(
+        "{}\n[[job_types]]\nname = \"t\"\n[[job_types.sub_jobs]]\nname = \"s\"\nkind = \"login\"\ncommand = [\"true\"]\nresources = {{ node_count = 1 }}\n",
+        base()
+    ));
+    assert!(
+        p[0].contains("job_types[0].sub_jobs[0].resources: only batch"),
+        "{p:?}"
+    );
+    // [batch.resources] overrides name resources.
+    let p = problems(&format!("{}\n[batch.resources]\ngpus = [\"-x\"]\n", base()));
+    assert!(
+        p[0].starts_with("agent.toml:7:") && p[0].contains("gpus"),
+        "{p:?}"
+    );
+    let cfg = AgentConfig::parse(
+        "a.toml",
+        &format!(
+            "{}\n[batch]\npreset = \"slurm\"\n[batch.resources]\ngpu_cores_per_process = [\"--gres=gpu:{{value}}\"]\n",
+            base()
+        ),
+    )
+    .unwrap();
+    assert_eq!(cfg.batch.resources.len(), 1);
 }
 
 #[test]

@@ -34,6 +34,7 @@ fn prepare(
             work_dir: dir.clone(),
             job_name: batch_job_name(job_id, "run"),
             env,
+            resources: Default::default(),
             options: vec![],
             stdout_path: dir.join("run.out"),
             stderr_path: dir.join("run.err"),

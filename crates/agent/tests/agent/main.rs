@@ -8,6 +8,7 @@ mod config;
 mod journal;
 mod local;
 mod login;
+mod resources;
 mod runtime;
 mod slurm;
 mod test_server;

@@ -86,6 +86,7 @@ fn job() -> NewJob {
         site: "fake".into(),
         job_type: "t".into(),
         parameters: Default::default(),
+        resources: Default::default(),
         metadata: None,
         callback_url: None,
     }

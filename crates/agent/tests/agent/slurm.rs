@@ -107,6 +107,7 @@ impl Work {
                 work_dir: dir.clone(),
                 job_name: batch_job_name(job_id, "run"),
                 env,
+                resources: Default::default(),
                 options: options.iter().map(|s| s.to_string()).collect(),
                 stdout_path: dir.join("run.out"),
                 stderr_path: dir.join("run.err"),

@@ -2,9 +2,11 @@
 //! bundles, and prunes old ones.
 
 use super::parse_age;
+use crate::cli::{json_output, print_json};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_store::{now_ms, Store};
+use serde_json::json;
 
 /// What `code approve` and `code reject` both take.
 #[derive(Args)]
@@ -80,8 +82,12 @@ pub(super) async fn code(
                 .project_id(&project)
                 .await
                 .with_context(|| format!("project {project:?}"))?;
+            let bundles = store.list_bundles(pid).await?;
+            if json_output() {
+                return print_json(&json!({ "bundles": bundles }));
+            }
             println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
-            for b in store.list_bundles(pid).await? {
+            for b in bundles {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     b.id,
@@ -103,6 +109,11 @@ pub(super) async fn code(
                 if store.delete_code_file_if_unkept(id, &path).await? {
                     deleted += 1;
                 }
+            }
+            if json_output() {
+                return print_json(
+                    &json!({ "bundlesForgotten": gone.len(), "filesDeleted": deleted }),
+                );
             }
             println!("{deleted} code bundle file(s) deleted");
             return Ok(());
@@ -126,6 +137,9 @@ pub(super) async fn code(
         reason.as_deref(),
     )
     .await?;
+    if json_output() {
+        return print_json(&json!({ "bundle": d.bundle, "jobsChanged": d.jobs_changed }));
+    }
     println!("client_sha256\t{}", d.bundle.id);
     println!(
         "hpc_sha256\t{}",

@@ -70,8 +70,12 @@ pub async fn run(store: &Store, cmd: KeyCmd) -> anyhow::Result<()> {
         }
         KeyCmd::List { user } => {
             let id = user_id(store, &user).await?;
+            let keys = store.list_user_keys(id).await?;
+            if crate::cli::json_output() {
+                return crate::cli::print_json(&serde_json::json!({ "keys": keys }));
+            }
             println!("id\tfingerprint\talgorithm\tname\tadded");
-            for k in store.list_user_keys(id).await? {
+            for k in keys {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     k.id, k.fingerprint, k.algorithm, k.name, k.created_at

@@ -6,6 +6,7 @@ mod keys;
 mod people;
 mod tokens;
 
+use crate::cli::{json_output, print_json};
 use crate::DbArgs;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -13,6 +14,7 @@ use code::CodeCmd;
 use hpcsera_api_types::{is_valid_name, RoleSet};
 use hpcsera_store::{now_ms, parse_rfc3339_ms, Store};
 use people::{MemberCmd, ProjectCmd, UserCmd};
+use serde_json::json;
 use tokens::TokenCmd;
 
 #[derive(Args)]
@@ -140,17 +142,27 @@ async fn prune(
     if jobs_older_than.is_none() && audit_older_than.is_none() {
         bail!("say what to prune: --jobs-older-than AGE and/or --audit-older-than AGE");
     }
+    let mut counts = serde_json::Map::new();
     if let Some(age) = jobs_older_than {
         let n = store
             .prune_jobs(now_ms() - parse_age("--jobs-older-than", &age)?)
             .await?;
-        println!("{n} finished jobs deleted");
+        counts.insert("jobsDeleted".into(), json!(n));
+        if !json_output() {
+            println!("{n} finished jobs deleted");
+        }
     }
     if let Some(age) = audit_older_than {
         let n = store
             .prune_audit(now_ms() - parse_age("--audit-older-than", &age)?)
             .await?;
-        println!("{n} audit records deleted");
+        counts.insert("auditRecordsDeleted".into(), json!(n));
+        if !json_output() {
+            println!("{n} audit records deleted");
+        }
+    }
+    if json_output() {
+        print_json(&counts)?;
     }
     Ok(())
 }
@@ -163,7 +175,19 @@ async fn site(store: &Store, cmd: SiteCmd) -> anyhow::Result<()> {
             println!("site {name} added");
         }
         SiteCmd::List => {
-            for (project, s) in store.list_site_projects().await? {
+            let sites = store.list_site_projects().await?;
+            if json_output() {
+                let list: Vec<_> = sites
+                    .iter()
+                    .map(|(project, s)| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        v["project"] = json!(project);
+                        v
+                    })
+                    .collect();
+                return print_json(&json!({ "sites": list }));
+            }
+            for (project, s) in sites {
                 println!(
                     "{}\tproject={}\tlast_seen={}\tagent={}\tjob_types={}",
                     s.name,

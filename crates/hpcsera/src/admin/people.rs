@@ -1,9 +1,11 @@
 //! `hpcsera admin user|project|member …`: people, projects and who may do what where.
 
 use super::{check_name, parse_age, parse_roles};
+use crate::cli::{json_output, print_json};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hpcsera_store::{fmt_ms, Store};
+use serde_json::json;
 use std::io::BufRead;
 
 #[derive(Subcommand)]
@@ -161,7 +163,15 @@ pub(super) async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Key(c) => super::keys::run(store, c).await?,
         UserCmd::List => {
-            for u in store.list_users().await? {
+            let users = store.list_users().await?;
+            if json_output() {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| json!({"name": u.name, "admin": u.is_admin, "createdAt": fmt_ms(u.created_at)}))
+                    .collect();
+                return print_json(&json!({ "users": list }));
+            }
+            for u in users {
                 println!(
                     "{}\t{}\t{}",
                     u.name,
@@ -185,7 +195,15 @@ pub(super) async fn project(store: &Store, cmd: ProjectCmd) -> anyhow::Result<()
             println!("{}", store.webhook_secret(&name).await?);
         }
         ProjectCmd::List => {
-            for (name, desc, members) in store.list_projects().await? {
+            let projects = store.list_projects().await?;
+            if json_output() {
+                let list: Vec<_> = projects
+                    .iter()
+                    .map(|(name, desc, members)| json!({"name": name, "description": desc, "members": members}))
+                    .collect();
+                return print_json(&json!({ "projects": list }));
+            }
+            for (name, desc, members) in projects {
                 println!("{name}\t{}\t{desc}", members.join(","));
             }
         }

@@ -2,8 +2,10 @@
 //! UI's tokens page); the secret is printed once.
 
 use super::{check_name, parse_expiry, parse_roles};
+use crate::cli::{json_output, print_json};
 use clap::Subcommand;
 use hpcsera_store::{fmt_ms, now_ms, NewToken, Store};
+use serde_json::json;
 
 #[derive(Subcommand)]
 pub(super) enum TokenCmd {
@@ -50,15 +52,24 @@ pub(super) async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
             println!("token {id} revoked");
         }
         TokenCmd::List { user } => {
-            for t in store.list_tokens(user.as_deref()).await? {
+            let tokens = store.list_tokens(user.as_deref()).await?;
+            if json_output() {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id, "name": t.name, "user": t.user, "project": t.project,
+                            "roles": t.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "site": t.site, "expiresAt": t.expires_at.map(fmt_ms),
+                            "lastUsedAt": t.last_used_at.map(fmt_ms), "state": state(t),
+                        })
+                    })
+                    .collect();
+                return print_json(&json!({ "tokens": list }));
+            }
+            for t in &tokens {
                 let roles: Vec<&str> = t.roles.iter().map(|r| r.as_str()).collect();
-                let state = if t.revoked_at.is_some() {
-                    "revoked".to_string()
-                } else if t.expires_at.is_some_and(|e| e <= now_ms()) {
-                    "expired".to_string()
-                } else {
-                    "active".to_string()
-                };
+                let state = state(t);
                 println!(
                     "{}\t{}\t{}\t{}\t{}\tsite={}\texpires={}\tlast_used={}\t{state}",
                     t.id,
@@ -76,7 +87,19 @@ pub(super) async fn token(store: &Store, cmd: TokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a token; the secret is printed once, as the last line of stdout.
+/// Whether a token is revoked, expired or active.
+fn state(t: &hpcsera_store::TokenRecord) -> &'static str {
+    if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at.is_some_and(|e| e <= now_ms()) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+/// Creates a token; the secret is printed once, as the last line of stdout (or, with
+/// `--output json`, in the object printed).
 async fn create_token(
     store: &Store,
     user: &str,
@@ -109,12 +132,21 @@ async fn create_token(
         "token {} for {user} in {project}: roles {}{}{}",
         rec.id,
         role_names.join(","),
-        rec.site.map(|s| format!(", site {s}")).unwrap_or_default(),
+        rec.site
+            .as_deref()
+            .map(|s| format!(", site {s}"))
+            .unwrap_or_default(),
         rec.expires_at
             .map(|e| format!(", expires {}", fmt_ms(e)))
             .unwrap_or_default(),
     );
     eprintln!("the secret is shown once; store it now:");
+    if json_output() {
+        return print_json(&json!({
+            "id": rec.id, "user": user, "project": project, "roles": role_names,
+            "site": rec.site, "expiresAt": rec.expires_at.map(fmt_ms), "secret": secret,
+        }));
+    }
     println!("{secret}");
     Ok(())
 }

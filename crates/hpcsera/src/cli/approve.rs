@@ -100,6 +100,9 @@ pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
+    if super::json_output() {
+        return super::print_json(&b);
+    }
     println!(
         "{} {} by {}",
         b.id,

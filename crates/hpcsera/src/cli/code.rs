@@ -20,8 +20,6 @@ use std::path::{Path, PathBuf};
 pub struct CodeArgs {
     #[command(subcommand)]
     command: CodeCmd,
-    #[command(flatten)]
-    profile: super::config::ProfileArg,
 }
 
 #[derive(Subcommand)]
@@ -41,15 +39,21 @@ enum CodeCmd {
 pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
     // The token comes from the environment or the login file, never from the command line,
     // so it never shows in a process list.
-    super::config::choose(&args.profile);
     let client = super::client().map_err(|e| anyhow::anyhow!("{}", e.message))?;
     match args.command {
         CodeCmd::Push { path } => {
             let id = push_path(&client, &path).await?;
-            println!("{id}");
+            if super::json_output() {
+                super::print_json(&serde_json::json!({ "id": id }))?;
+            } else {
+                println!("{id}");
+            }
         }
         CodeCmd::Status { id } => {
             let b = client.code_status(&id).await?;
+            if super::json_output() {
+                return super::print_json(&b);
+            }
             println!("id\t{}", b.id);
             println!("status\t{}", b.status);
             println!("size\t{}", b.size);
@@ -71,7 +75,11 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<()> {
         }
         CodeCmd::Approve(a) => super::approve::run(&client, a).await?,
         CodeCmd::List => {
-            for b in client.list_code().await? {
+            let bundles = client.list_code().await?;
+            if super::json_output() {
+                return super::print_json(&serde_json::json!({ "bundles": bundles }));
+            }
+            for b in bundles {
                 println!(
                     "{}\t{}\t{}\t{}\thpc={}",
                     b.id,

@@ -15,37 +15,18 @@
 //! profile and written in the new form the next time a login changes it.
 
 use super::{CliError, CliResult};
-use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// The profile used when none is chosen.
 pub const DEFAULT_PROFILE: &str = "default";
 
-/// The `--profile` flag of every client command.
-#[derive(Args, Clone, Debug, Default)]
-pub struct ProfileArg {
-    /// The profile of the config file to use: its server URL and token (default: `default`;
-    /// see `hpcsera profiles`).
-    #[arg(long, global = true, env = "HPCSERA_PROFILE", value_name = "NAME")]
-    pub profile: Option<String>,
-}
-
-/// The profile chosen on the command line (or by `HPCSERA_PROFILE`), set once per process
-/// before a client command runs.
-static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
-
-/// Chooses the profile for this process (the first call wins).
-pub fn choose(arg: &ProfileArg) {
-    let _ = CHOSEN.set(arg.profile.clone().filter(|p| !p.trim().is_empty()));
-}
-
-/// The profile in use, and whether it was chosen (rather than the default).
+/// The profile in use (`--profile`, a global flag, or `HPCSERA_PROFILE`), and whether it was
+/// chosen (rather than the default).
 pub fn active() -> (String, bool) {
-    match CHOSEN.get().cloned().flatten() {
+    match super::global().profile.filter(|p| !p.trim().is_empty()) {
         Some(p) => (p, true),
         None => (DEFAULT_PROFILE.to_string(), false),
     }

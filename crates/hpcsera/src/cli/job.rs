@@ -1,9 +1,7 @@
 //! `hpcsera job …`: submit, get, list, wait, logs, results, cancel, hold, release, delete.
 
 use super::wait::{self, WaitEnd, WaitOptions};
-use super::{
-    client, exit, output, params, site_job_types, CliError, CliResult, Format, OutputArgs,
-};
+use super::{client, exit, output, params, site_job_types, CliError, CliResult, Format};
 use clap::{Args, Subcommand};
 use hpcsera_api_types::is_valid_result_name;
 use hpcsera_client::{Client, JobQuery, JobStatus, NewJob, Operation, OutputStream};
@@ -12,17 +10,8 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct JobArgs {
-    #[command(flatten)]
-    out: OutputArgs,
     #[command(subcommand)]
     cmd: JobCommand,
-}
-
-impl JobArgs {
-    /// The flags every client command has.
-    pub(crate) fn out(&self) -> &OutputArgs {
-        &self.out
-    }
 }
 
 #[derive(Subcommand)]
@@ -75,12 +64,18 @@ struct SubmitArgs {
     /// The job type, e.g. `hello` (see `hpcsera job-types SITE`).
     job_type: String,
     /// A parameter, converted by its declared type (repeatable). `-p name=@path` on a
-    /// parameter of type code pushes the directory or tar.gz as a code bundle first.
-    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    /// parameter of type code pushes the directory or tar.gz as a code bundle first;
+    /// `-p @FILE` reads a parameter file (YAML, or JSON for `.json`) in its place.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE|@FILE")]
     params: Vec<String>,
-    /// A JSON object of parameter values; -p values override it.
-    #[arg(long, value_name = "FILE")]
+    /// A parameter file: a YAML (or, for `.json`, JSON) mapping of parameter values; -p
+    /// values override it.
+    #[arg(long = "params-file", alias = "param-file", value_name = "FILE")]
     param_file: Option<PathBuf>,
+    /// What to ask of the batch system, by PSI/J name, within the job type's bounds
+    /// (repeatable, comma-separated): `--resources node_count=2,duration=1h,memory=4G`.
+    #[arg(long, value_name = "NAME=VALUE,…")]
+    resources: Vec<String>,
     /// Makes the submission safe to retry: the same key and request give the same job.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -129,7 +124,7 @@ struct ListArgs {
 }
 
 pub async fn run(a: JobArgs) -> CliResult {
-    let format = a.out.output;
+    let format = super::format();
     let c = client()?;
     match a.cmd {
         JobCommand::Submit(s) => submit(&c, s, format).await,
@@ -195,6 +190,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
         Some(p) => params::read_file(p)?,
         None => Default::default(),
     };
+    let resources = params::resources(&s.resources)?;
     let parameters = params::build(c, &s.site, spec, base, &s.params).await?;
     let metadata = match &s.metadata {
         Some(m) => Some(
@@ -209,6 +205,7 @@ async fn submit(c: &Client, s: SubmitArgs, format: Format) -> CliResult {
                 site: s.site.clone(),
                 job_type: s.job_type.clone(),
                 parameters,
+                resources,
                 metadata,
                 callback_url: s.callback_url.clone(),
             },

@@ -7,8 +7,8 @@
 //! server's interval, and stores the token it gets. Everything for people goes to stderr; a
 //! token is never printed.
 
-use super::config::{self, Profile, ProfileArg};
-use super::{exit, output, CliError, CliResult, Format, OutputArgs};
+use super::config::{self, Profile};
+use super::{exit, output, CliError, CliResult, Format};
 use clap::Args;
 use hpcsera_client::{DeviceRequest, Lifetime, RoleSet};
 use std::io::{IsTerminal, Read, Write};
@@ -40,8 +40,6 @@ pub struct LoginArgs {
     /// With --device: the name the approving person sees (default: "hpcsera CLI on HOST").
     #[arg(long, requires = "device")]
     client_name: Option<String>,
-    #[command(flatten)]
-    pub profile: ProfileArg,
 }
 
 /// Reads a line from the terminal without echoing it.
@@ -138,7 +136,8 @@ async fn device_token(a: &LoginArgs, url: &str) -> CliResult<String> {
         site: a.site.as_deref(),
         lifetime: a.lifetime,
     };
-    let flow = hpcsera_client::start_device_flow(url, &request).await?;
+    let options = super::http_options(std::time::Duration::from_secs(60));
+    let flow = hpcsera_client::start_device_flow_with(url, &request, &options).await?;
     let clean = |s: &str| output::clean(s).into_owned();
     eprintln!(
         "To approve this login, open {}\nand enter the code {}\n(or open {})",
@@ -183,7 +182,8 @@ pub async fn login(a: LoginArgs) -> CliResult {
     } else {
         typed_token(&a, &url)?
     };
-    let client = hpcsera_client::Client::new(&url, &token)?;
+    let options = super::http_options(std::time::Duration::from_secs(90));
+    let client = hpcsera_client::Client::with_options(&url, &token, &options)?;
     let me = client.whoami().await?;
     let profile = Profile {
         url: Some(url),
@@ -225,11 +225,11 @@ pub fn logout() -> CliResult {
 }
 
 /// `hpcsera profiles`: the profiles of the config file (never their tokens).
-pub fn profiles(out: &OutputArgs) -> CliResult {
+pub fn profiles(format: Format) -> CliResult {
     let path = config::config_path()?;
     let profiles = config::load(&path)?;
     let (active, _) = config::active();
-    match out.output {
+    match format {
         Format::Json => {
             let list: Vec<serde_json::Value> = profiles
                 .iter()

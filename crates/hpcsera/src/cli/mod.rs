@@ -53,10 +53,12 @@ pub enum Format {
     Json,
 }
 
-/// The flags every client command has: the output format and the profile.
-#[derive(Args, Clone)]
-pub struct OutputArgs {
-    /// Output format: `table` for people, `json` for scripts.
+/// The flags of every command, accepted before or after the subcommand (`hpcsera --output
+/// json job list` and `hpcsera job list --output json` are the same): the output format, the
+/// profile and the CA file. Set once per process by [`set_global`] before a command runs.
+#[derive(Args, Clone, Debug)]
+pub struct GlobalArgs {
+    /// Output format of commands that print data: `table` for people, `json` for scripts.
     #[arg(
         long,
         global = true,
@@ -65,8 +67,54 @@ pub struct OutputArgs {
         env = "HPCSERA_OUTPUT"
     )]
     pub output: Format,
-    #[command(flatten)]
-    pub profile: config::ProfileArg,
+    /// The profile of the config file to use: its server URL and token (default: `default`;
+    /// see `hpcsera profiles`).
+    #[arg(long, global = true, env = "HPCSERA_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// A PEM file of CA certificates to trust besides the system's: the internal CA that
+    /// signed the server's certificate (the agent: `ca_file` in its config wins).
+    #[arg(long, global = true, env = "HPCSERA_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+static GLOBAL: std::sync::OnceLock<GlobalArgs> = std::sync::OnceLock::new();
+
+/// Sets the global flags for this process (the first call wins).
+pub fn set_global(args: GlobalArgs) {
+    let _ = GLOBAL.set(args);
+}
+
+/// The global flags (defaults before [`set_global`]).
+pub fn global() -> GlobalArgs {
+    GLOBAL.get().cloned().unwrap_or(GlobalArgs {
+        output: Format::Table,
+        profile: None,
+        ca_file: None,
+    })
+}
+
+/// The chosen output format.
+pub fn format() -> Format {
+    global().output
+}
+
+/// Whether `--output json` was chosen.
+pub fn json_output() -> bool {
+    format() == Format::Json
+}
+
+/// Prints `v` as pretty JSON (for the commands whose errors are `anyhow`: `code`, `admin`).
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    output::json(v).map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// How the SDK connects: the CA file of `--ca-file`, and `request` as the request timeout.
+pub fn http_options(request: std::time::Duration) -> hpcsera_client::HttpOptions {
+    hpcsera_client::HttpOptions {
+        connect_timeout: std::time::Duration::from_secs(10),
+        request_timeout: request,
+        ca_file: global().ca_file,
+    }
 }
 
 /// The client subcommands, flattened into the binary's command list.
@@ -76,13 +124,13 @@ pub enum ClientCommand {
     /// the server first); with --device, get the token by approving the login in the web UI.
     Login(login::LoginArgs),
     /// Remove the profile's stored URL and token.
-    Logout(config::ProfileArg),
+    Logout,
     /// List the profiles (servers and whether a token is stored) of the config file.
-    Profiles(OutputArgs),
+    Profiles,
     /// Show who the token belongs to, its project and roles.
-    Whoami(OutputArgs),
+    Whoami,
     /// List the sites (HPC systems) and their job types.
-    Sites(OutputArgs),
+    Sites,
     /// Show the job types of a site with their parameters.
     JobTypes(JobTypesArgs),
     /// Submit, watch and manage jobs.
@@ -96,8 +144,6 @@ pub enum ClientCommand {
 pub struct JobTypesArgs {
     /// The site, e.g. `local`.
     site: String,
-    #[command(flatten)]
-    out: OutputArgs,
 }
 
 /// An error of a client command: one line for stderr and an exit code.
@@ -164,6 +210,12 @@ impl From<ClientError> for CliError {
                     .unwrap_or(url);
                 CliError::other(format!("cannot reach the server at {base}: {cause}"))
             }
+            ClientError::Certificate { url, problem, .. } => {
+                let base = url::Url::parse(&url)
+                    .map(|u| format!("{}://{}", u.scheme(), u.authority()))
+                    .unwrap_or(url);
+                CliError::other(format!("{problem} (server {base})"))
+            }
             ClientError::Decode(m) => {
                 CliError::other(format!("unexpected reply from the server: {m}"))
             }
@@ -174,32 +226,15 @@ impl From<ClientError> for CliError {
 
 pub type CliResult<T = u8> = Result<T, CliError>;
 
-impl ClientCommand {
-    /// The `--profile` given to the command.
-    fn profile(&self) -> &config::ProfileArg {
-        match self {
-            ClientCommand::Login(a) => &a.profile,
-            ClientCommand::Logout(p) => p,
-            ClientCommand::Profiles(o) | ClientCommand::Whoami(o) | ClientCommand::Sites(o) => {
-                &o.profile
-            }
-            ClientCommand::JobTypes(a) => &a.out.profile,
-            ClientCommand::Job(a) => &a.out().profile,
-            ClientCommand::Provenance(a) => &a.out().profile,
-        }
-    }
-}
-
 /// Runs a client command; prints an error as one line on stderr.
 pub async fn run(cmd: ClientCommand) -> ExitCode {
-    config::choose(cmd.profile());
     let result = match cmd {
         ClientCommand::Login(a) => login::login(a).await,
-        ClientCommand::Logout(_) => login::logout(),
-        ClientCommand::Profiles(o) => login::profiles(&o),
-        ClientCommand::Whoami(o) => whoami(o.output).await,
-        ClientCommand::Sites(o) => sites(o.output).await,
-        ClientCommand::JobTypes(a) => job_types(&a.site, a.out.output).await,
+        ClientCommand::Logout => login::logout(),
+        ClientCommand::Profiles => login::profiles(format()),
+        ClientCommand::Whoami => whoami(format()).await,
+        ClientCommand::Sites => sites(format()).await,
+        ClientCommand::JobTypes(a) => job_types(&a.site, format()).await,
         ClientCommand::Job(a) => job::run(a).await,
         ClientCommand::Provenance(a) => provenance::run(a).await,
     };
@@ -216,11 +251,10 @@ pub async fn run(cmd: ClientCommand) -> ExitCode {
 /// The SDK client for the configured server and token.
 pub(crate) fn client() -> CliResult<Client> {
     let (url, token) = config::resolve()?;
-    Client::with_timeouts(
+    Client::with_options(
         &url,
         &token,
-        std::time::Duration::from_secs(10),
-        std::time::Duration::from_secs(90),
+        &http_options(std::time::Duration::from_secs(90)),
     )
     .map_err(CliError::from)
 }

@@ -8,7 +8,10 @@
 //! the job's bytes and pass unchanged.
 
 use super::{CliError, CliResult};
-use hpcsera_api_types::{Job, JobTypeSpec, ParamKind, ResultFile};
+use hpcsera_api_types::resources::units;
+use hpcsera_api_types::{
+    GrantedResources, Job, JobTypeSpec, ParamKind, ResourceRules, Resources, ResultFile,
+};
 use serde::Serialize;
 use std::io::Write;
 
@@ -147,6 +150,12 @@ pub fn job(j: &Job) -> CliResult<()> {
         .map(|(k, v)| format!("{k}={}", compact(v)))
         .collect();
     items.push(("parameters", params.join(" ")));
+    if !j.resources.is_empty() {
+        items.push(("resources", resources_text(&j.resources)));
+    }
+    if let Some(g) = &j.granted_resources {
+        items.push(("granted", granted_text(g)));
+    }
     if let Some(m) = &j.metadata {
         items.push(("metadata", m.to_string()));
     }
@@ -174,6 +183,73 @@ pub fn job(j: &Job) -> CliResult<()> {
         table(&["SUB-JOB", "STATUS", "BATCH ID", "EXIT", "MESSAGE"], rows)?;
     }
     Ok(())
+}
+
+/// `node_count=2 memory=4G duration=1h` (units for people; the JSON output has bytes and
+/// seconds).
+fn resources_text(r: &Resources) -> String {
+    r.iter()
+        .map(|(n, v)| format!("{n}={}", n.show_value(&v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `node_count 1..4 (default 1), account = proj42, queue_name one of debug|long`.
+fn rules_text(rules: &ResourceRules) -> String {
+    rules
+        .0
+        .iter()
+        .map(|(n, r)| {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .and_then(|v| n.parse_value(v).ok())
+                    .map(|v| n.show_value(&v))
+            };
+            if let Some(f) = show(&r.fixed) {
+                return format!("{n} = {f}");
+            }
+            let mut t = n.to_string();
+            match (show(&r.minimum), show(&r.maximum)) {
+                (Some(a), Some(b)) => t.push_str(&format!(" {a}..{b}")),
+                (Some(a), None) => t.push_str(&format!(" >= {a}")),
+                (None, Some(b)) => t.push_str(&format!(" <= {b}")),
+                (None, None) => {}
+            }
+            if !r.values.is_empty() {
+                t.push_str(&format!(" one of {}", r.values.join("|")));
+            }
+            if let Some(d) = show(&r.default) {
+                t.push_str(&format!(" (default {d})"));
+            }
+            t
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn granted_text(g: &GrantedResources) -> String {
+    let mut parts = Vec::new();
+    let mut num = |k: &str, v: Option<u64>, show: fn(u64) -> String| {
+        if let Some(v) = v {
+            parts.push(format!("{k}={}", show(v)));
+        }
+    };
+    num("node_count", g.node_count, |v| v.to_string());
+    num("process_count", g.process_count, |v| v.to_string());
+    num("cpu_count", g.cpu_count, |v| v.to_string());
+    num("gpu_count", g.gpu_count, |v| v.to_string());
+    num("memory", g.memory, units::format_memory);
+    num("duration", g.duration, units::format_duration);
+    for (k, v) in [
+        ("queue_name", &g.queue_name),
+        ("account", &g.account),
+        ("reservation_id", &g.reservation_id),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    parts.join(" ")
 }
 
 fn kind_text(k: &ParamKind) -> (String, String) {
@@ -241,6 +317,12 @@ pub fn job_types(types: &[JobTypeSpec]) -> CliResult<()> {
             .collect();
         if !steps.is_empty() {
             s.push_str(&format!("  steps: {}\n", steps.join(", ")));
+        }
+        if !t.resources.is_empty() {
+            s.push_str(&format!(
+                "  resources: {}\n",
+                clean(&rules_text(&t.resources))
+            ));
         }
         if t.parameters.is_empty() {
             s.push_str("  no parameters\n");

@@ -1,24 +1,43 @@
-//! `-p key=value` → typed JSON parameters, using the job type's declared parameter types.
+//! `-p key=value` → typed JSON parameters, using the job type's declared parameter types;
+//! parameter files (`--params-file FILE` or `-p @FILE`): a YAML or JSON mapping of values;
+//! `--resources name=value,…` → the `resources` object.
 
 use super::{CliError, CliResult};
-use hpcsera_api_types::{JobTypeSpec, ParamKind};
+use hpcsera_api_types::{JobTypeSpec, ParamKind, ResourceKind, ResourceName};
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// Reads `--param-file`: a JSON object of parameter values.
+/// Most bytes of a parameter file (the server takes request bodies of 1 MiB by default).
+const MAX_PARAMS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a parameter file: a mapping of parameter values, JSON for a `.json` file, YAML
+/// otherwise (YAML 1.2, of which JSON is a part). Values keep their types (`n: 5` is a number).
 pub fn read_file(path: &Path) -> CliResult<Map<String, Value>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-    match serde_json::from_str::<Value>(&text) {
+    use std::io::Read;
+    let show = path.display();
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PARAMS_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| CliError::usage(format!("cannot read {show}: {e}")))?;
+    if text.len() as u64 > MAX_PARAMS_FILE_BYTES {
+        return Err(CliError::usage(format!(
+            "{show} is larger than {MAX_PARAMS_FILE_BYTES} bytes"
+        )));
+    }
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let parsed = if json {
+        serde_json::from_str::<Value>(&text).map_err(|e| format!("is not valid JSON: {e}"))
+    } else {
+        serde_norway::from_str::<Value>(&text).map_err(|e| format!("is not valid YAML: {e}"))
+    };
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(CliError::usage(format!(
-            "{} must hold a JSON object of parameter values",
-            path.display()
+            "{show} must hold a mapping of parameter names to values"
         ))),
-        Err(e) => Err(CliError::usage(format!(
-            "{} is not valid JSON: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(CliError::usage(format!("{show} {e}"))),
     }
 }
 
@@ -65,9 +84,14 @@ pub async fn build(
     pairs: &[String],
 ) -> CliResult<Map<String, Value>> {
     for pair in pairs {
+        if let Some(file) = pair.strip_prefix('@').filter(|_| !pair.contains('=')) {
+            // `-p @params.yaml`: a file's values, in command-line order with the others.
+            params.extend(read_file(Path::new(file))?);
+            continue;
+        }
         let (name, raw) = pair
             .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("-p takes key=value, not {pair:?}")))?;
+            .ok_or_else(|| CliError::usage(format!("-p takes key=value or @FILE, not {pair:?}")))?;
         let Some(p) = spec.parameters.iter().find(|p| p.name == name) else {
             let known: Vec<&str> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
             return Err(CliError::usage(if known.is_empty() {
@@ -92,9 +116,52 @@ pub async fn build(
     Ok(params)
 }
 
+/// `--resources node_count=2,duration=1h` (each flag may list several, comma-separated):
+/// counts become integers, memory and duration integers when they are plain digits and
+/// strings with units otherwise (`4G`, `1h30m`), names strings. Each value is checked as
+/// the server parses it; whether the job type allows it is the server's answer.
+pub fn resources(flags: &[String]) -> CliResult<Map<String, Value>> {
+    let mut out = Map::new();
+    for item in flags.iter().flat_map(|f| f.split(',')).map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let (key, raw) = item
+            .split_once('=')
+            .ok_or_else(|| CliError::usage(format!("--resources {item:?}: expected NAME=VALUE")))?;
+        let name = ResourceName::parse(key.trim()).ok_or_else(|| {
+            let names: Vec<&str> = ResourceName::ALL.iter().map(|n| n.as_str()).collect();
+            CliError::usage(format!(
+                "--resources: unknown resource {key:?}; the resources are {}",
+                names.join(", ")
+            ))
+        })?;
+        let raw = raw.trim();
+        let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+        let value = match name.kind() {
+            ResourceKind::Name => Value::String(raw.to_string()),
+            _ if digits => raw
+                .parse::<u64>()
+                .map(Value::from)
+                .map_err(|_| CliError::usage(format!("--resources {key}: {raw:?} is too large")))?,
+            ResourceKind::Count => {
+                return Err(CliError::usage(format!(
+                    "--resources {key}: {raw:?} is not a whole number"
+                )))
+            }
+            ResourceKind::Bytes | ResourceKind::Seconds => Value::String(raw.to_string()),
+        };
+        name.parse_value(&value)
+            .map_err(|p| CliError::usage(format!("--resources {key}: {p}")))?;
+        out.insert(name.as_str().to_string(), value);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn converts_by_type() {
@@ -119,5 +186,34 @@ mod tests {
         };
         assert_eq!(convert("x", &num, "1.5").unwrap(), Value::from(1.5));
         assert!(convert("x", &num, "NaN").is_err());
+    }
+
+    #[test]
+    fn resources_flags() {
+        let r = resources(&[
+            "node_count=2,duration=1h".into(),
+            "memory=4G".into(),
+            "queue_name=debug".into(),
+        ])
+        .map_err(|e| e.message)
+        .unwrap();
+        assert_eq!(
+            Value::Object(r),
+            json!({"node_count": 2, "duration": "1h", "memory": "4G", "queue_name": "debug"})
+        );
+        let r = resources(&["duration=600".into()])
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(r["duration"], json!(600));
+        for bad in [
+            "nodes=2",
+            "node_count=two",
+            "node_count",
+            "duration=soon",
+            "queue_name=-x",
+            "node_count=0",
+        ] {
+            assert!(resources(&[bad.to_string()]).is_err(), "{bad}");
+        }
     }
 }

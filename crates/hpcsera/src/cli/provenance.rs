@@ -8,7 +8,7 @@
 //! manifest names. A manifest that does not verify exits with [`exit::NOT_VERIFIED`] (74).
 
 use super::output::{self, clean};
-use super::{client, exit, CliError, CliResult, Format, OutputArgs};
+use super::{client, exit, CliError, CliResult, Format};
 use clap::{Args, Subcommand};
 use hpcsera_api_types::provenance::{
     verify_manifest, AgentKey, ManifestFacts, SignatureFile, MANIFEST_FILE, MAX_MANIFEST_BYTES,
@@ -20,17 +20,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ProvenanceArgs {
-    #[command(flatten)]
-    out: OutputArgs,
     #[command(subcommand)]
     command: ProvenanceCmd,
-}
-
-impl ProvenanceArgs {
-    /// The flags every client command has.
-    pub(crate) fn out(&self) -> &OutputArgs {
-        &self.out
-    }
 }
 
 #[derive(Subcommand)]
@@ -103,7 +94,7 @@ pub async fn run(args: ProvenanceArgs) -> CliResult {
         ProvenanceCmd::Show { job, out } => show(&job, out.as_deref()).await,
         ProvenanceCmd::Download { job, out } => download(&job, out).await,
         ProvenanceCmd::Verify(v) => verify(v).await,
-        ProvenanceCmd::Search(s) => search(s, args.out.output).await,
+        ProvenanceCmd::Search(s) => search(s, super::format()).await,
     }
 }
 

@@ -465,6 +465,7 @@ impl Env {
             site: self.site.clone(),
             job_type: job_type.into(),
             parameters: params.as_object().cloned().unwrap_or_default(),
+            resources: Default::default(),
             metadata: None,
             callback_url: None,
         };

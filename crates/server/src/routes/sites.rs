@@ -55,7 +55,7 @@ pub async fn put_job_types(
     State(st): State<AppState>,
     agent: AgentCaller,
     Path(site): Path<String>,
-    ApiJson(body): ApiJson<PublishJobTypes>,
+    ApiJson(mut body): ApiJson<PublishJobTypes>,
 ) -> ApiResult<StatusCode> {
     if !is_valid_name(&site, true) {
         return Err(ApiError::invalid_field("site", "is not a valid site name"));
@@ -99,6 +99,10 @@ pub async fn put_job_types(
     };
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
+    }
+    // Resource rules are kept canonical (bytes, seconds), whoever wrote "4G" or "1h".
+    for jt in &mut body.job_types {
+        jt.resources = jt.resources.canonical();
     }
     st.store
         .publish_job_types(

@@ -30,9 +30,22 @@ pub async fn readyz(State(st): State<AppState>) -> ApiResult<Json<serde_json::Va
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
+    let ops = match st.store.ops_stats().await {
+        Ok(o) => Some(o),
+        Err(e) => {
+            tracing::warn!(error = %crate::error::chain(&e), "metrics: the database did not answer");
+            None
+        }
+    };
+    let scrape = crate::metrics::Scrape {
+        ops,
+        pool: st.store.pool_stats(),
+        audit_queued: st.audit.queued(),
+        now_ms: hpcsera_store::now_ms(),
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
+        st.metrics.render(&scrape),
     )
         .into_response()
 }

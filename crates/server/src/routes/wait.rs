@@ -32,6 +32,9 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ApiResult<Look<T>>>,
 {
+    if !wait.is_zero() {
+        crate::metrics::mark_long_poll();
+    }
     let mut changed = changes.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {

@@ -174,15 +174,26 @@ async fn param_rows(state: &AppState, access: &ProjectAccess, job: &Job) -> Vec<
         .collect()
 }
 
-/// `resources`, when the job carries them (a key of the API's job object), as name and value.
+/// The job's resources as name and value for people (`4G`, `1h30m`), then what the batch
+/// system granted (`granted`, as `name=value` pairs in canonical units).
 fn resource_rows(job: &Job) -> Vec<(String, String)> {
-    match serde_json::to_value(job) {
-        Ok(Value::Object(mut o)) => match o.remove("resources") {
-            Some(Value::Object(r)) => r.iter().map(|(k, v)| (k.clone(), show_value(v))).collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
+    let mut rows: Vec<(String, String)> = job
+        .resources
+        .iter()
+        .map(|(n, v)| (n.to_string(), n.show_value(&v)))
+        .collect();
+    if let Some(Value::Object(g)) = job
+        .granted_resources
+        .as_ref()
+        .and_then(|g| serde_json::to_value(g).ok())
+    {
+        let text: Vec<String> = g
+            .iter()
+            .map(|(k, v)| format!("{k}={}", show_value(v)))
+            .collect();
+        rows.push(("granted".into(), text.join(" ")));
     }
+    rows
 }
 
 /// The last [`OUTPUT_TAIL_BYTES`] of a stream that holds about `total` bytes.

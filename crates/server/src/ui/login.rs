@@ -196,11 +196,8 @@ fn proxy_user<'h>(
     ext: &axum::http::Extensions,
 ) -> Option<&'h str> {
     let name = state.config.ui.trusted_user_header.as_deref()?;
-    let peer = ext
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
-        .0
-        .ip();
-    if !state.config.connections.trusted_proxies.contains(&peer) {
+    // The socket's peer, never a forwarded address (`forwarded::Peer::via_proxy`).
+    if !ext.get::<crate::extract::Peer>()?.via_proxy {
         return None;
     }
     let user = headers.get(name)?.to_str().ok()?.trim();

@@ -382,7 +382,7 @@ impl Nav {
 pub(crate) fn peer(parts: &axum::http::Extensions) -> String {
     parts
         .get::<Peer>()
-        .map_or_else(String::new, |p| p.0.clone())
+        .map_or_else(String::new, |p| p.address.clone())
 }
 
 /// An audit record for a change made through the UI (there is no token to name).

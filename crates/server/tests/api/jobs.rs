@@ -369,6 +369,7 @@ async fn pagination_over_ten_thousand_jobs() {
                         site_id,
                         job_type: JOB_TYPE,
                         parameters: &params,
+                        resources: &Default::default(),
                         metadata: None,
                         callback_url: None,
                         idempotency: None,

@@ -322,6 +322,7 @@ async fn the_callback_port_is_checked_at_submission_and_delivery() {
             site_id,
             job_type: JOB_TYPE,
             parameters: &params,
+            resources: &Default::default(),
             metadata: None,
             callback_url: Some(&other_url),
             idempotency: None,

@@ -1,5 +1,6 @@
 //! The agent half of `PUT /job/{jobId}`: a status report (`status`, `exitCode`,
-//! `batchJobId`, `message`, `subJobs`) by the agent token that holds the job.
+//! `batchJobId`, `message`, `subJobs`,
+//! `grantedResources`) by the agent token that holds the job.
 //!
 //! Checks sizes here; the store checks that this agent holds the job and asks the state
 //! machine about the transition (illegal ones are 409). Never changes a client's fields.
@@ -10,6 +11,9 @@ use crate::state::AppState;
 use axum::Json;
 use hpcsera_api_types::{FieldError, Job, JobUpdate};
 use hpcsera_store::StatusReport;
+
+/// Most bytes of a queue, account or reservation name in `grantedResources`.
+const MAX_GRANTED_TEXT_BYTES: usize = 256;
 
 /// Most bytes of a report's `message`.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -37,6 +41,14 @@ pub(super) async fn report_status(
             _ => {}
         }
     }
+    if let Some(g) = &body.granted_resources {
+        if !g.texts_fit(MAX_GRANTED_TEXT_BYTES) {
+            errs.push(FieldError::new(
+                "grantedResources",
+                format!("names must be at most {MAX_GRANTED_TEXT_BYTES} bytes without control characters"),
+            ));
+        }
+    }
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
@@ -46,6 +58,7 @@ pub(super) async fn report_status(
         batch_job_id: body.batch_job_id,
         message: body.message,
         sub_jobs: body.sub_jobs,
+        granted_resources: body.granted_resources,
     };
     let job = st
         .store

@@ -1,5 +1,5 @@
-//! `POST /job`: a new job of a site's job type, with parameters validated against the type
-//! and an `Idempotency-Key` that makes retries safe.
+//! `POST /job`: a new job of a site's job type, with parameters and resources validated
+//! against the type and an `Idempotency-Key` that makes retries safe.
 //!
 //! Owns the submission's checks and its idempotency hash; the store writes the job and its
 //! first event in one transaction. Never claims or dispatches a job.
@@ -58,6 +58,12 @@ pub async fn post_job(
             Default::default()
         }
     };
+    let resources = spec
+        .validate_resources(&body.resources)
+        .unwrap_or_else(|e| {
+            errs.extend(e);
+            Default::default()
+        });
     check_parameters_size(&params, &mut errs);
     check_metadata(body.metadata.as_ref(), &mut errs);
     check_callback(&st, body.callback_url.as_deref(), &mut errs);
@@ -74,6 +80,7 @@ pub async fn post_job(
             site_id,
             job_type: &body.job_type,
             parameters: &params,
+            resources: &resources,
             metadata: body.metadata.as_ref(),
             callback_url: body.callback_url.as_deref(),
             idempotency: idempotency_key.as_deref().zip(request_hash),

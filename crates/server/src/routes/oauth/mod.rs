@@ -17,7 +17,7 @@ pub mod token;
 use crate::state::AppState;
 use crate::ui::UiForm;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hpcsera_api_types::oauth::{
@@ -139,22 +139,17 @@ impl OAuthForm {
     }
 }
 
-/// The URL people reach the server at: `--public-url`, else `http://` and the request's
-/// `Host` (when it is a plain host name or address), else the listen address.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+/// The URL people reach the server at: `--public-url`, else the request's scheme and host
+/// (`forwarded::Peer`: TLS or a trusted proxy's `X-Forwarded-Proto`/`-Host`, else `Host`),
+/// else the listen address.
+fn public_base(state: &AppState, ext: &axum::http::Extensions) -> String {
     if let Some(url) = &state.config.ui.public_url {
         return url.trim_end_matches('/').to_string();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
-    format!("http://{}", host.unwrap_or(&state.config.listen))
+    match ext.get::<crate::extract::Peer>() {
+        Some(p) => p.base_url(&state.config.listen),
+        None => format!("http://{}", state.config.listen),
+    }
 }
 
 /// The asked lifetime in ms (the server's default token lifetime when the scope names none);
@@ -189,7 +184,6 @@ fn asked_lifetime_ms(state: &AppState, scope: &DeviceScope) -> Result<i64, OAuth
             description = "slow_down: too many requests from this address, or waiting in all")))]
 pub async fn device_authorization(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ext: axum::http::Extensions,
     form: OAuthForm,
 ) -> Result<Response, OAuthFailure> {
@@ -228,11 +222,7 @@ pub async fn device_authorization(
         oauth::DEVICE_AUTHORIZATION_PATH,
         200,
     );
-    let page = format!(
-        "{}{}",
-        public_base(&state, &headers),
-        oauth::VERIFICATION_PATH
-    );
+    let page = format!("{}{}", public_base(&state, &ext), oauth::VERIFICATION_PATH);
     let shown = oauth::format_user_code(&codes.user_code);
     let body = DeviceAuthorizationResponse {
         device_code: codes.device_code,
@@ -257,9 +247,9 @@ impl OAuthFailure {
     responses((status = 200, body = AuthorizationServerMetadata)))]
 pub async fn oauth_metadata(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ext: axum::http::Extensions,
 ) -> Json<AuthorizationServerMetadata> {
-    let base = public_base(&state, &headers);
+    let base = public_base(&state, &ext);
     Json(AuthorizationServerMetadata {
         device_authorization_endpoint: format!("{base}{}", oauth::DEVICE_AUTHORIZATION_PATH),
         token_endpoint: format!("{base}{}", oauth::TOKEN_PATH),

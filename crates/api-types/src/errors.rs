@@ -1,0 +1,30 @@
+//! The body of every error reply (`{"error": {"code", "message", "fields"?, …}}`).
+
+use crate::jobtype::FieldError;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error reply: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code such as `validation_failed`, `not_found`, `conflict`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// For validation errors: each bad field and its problem (at most 100; texts cut to 512
+    /// bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+    /// How many more problems were found than `fields` lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_fields: Option<u64>,
+    /// The request id (also in the `x-request-id` header), for reports to operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
