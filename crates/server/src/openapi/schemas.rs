@@ -12,7 +12,7 @@ use super::{operations, schema};
 use crate::config::Limits;
 use crate::routes::jobs::MAX_IDEMPOTENCY_KEY;
 use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
-use hpcsera_api_types::MAX_NAME_LEN;
+use hpcsera_api_types::{JobUpdate, MAX_NAME_LEN};
 use serde_json::{json, Map, Value};
 
 /// A SHA-256 as the API writes it: 64 lower-case hex digits.
@@ -100,8 +100,19 @@ fn param_union(doc: &mut Value) {
     }
 }
 
-/// The fields of an agent's status report; the rest of `JobUpdate` is a client's change.
-const REPORT_FIELDS: [&str; 5] = ["status", "exitCode", "batchJobId", "message", "subJobs"];
+/// Whether `field` of `JobUpdate` is part of an agent's status report (else of a client's
+/// change), as `JobUpdate::is_status_report` decides for a body naming only it: the one
+/// classifier, asked, not a second list. `None` when no sample value fits the field.
+fn is_report_field(field: &str) -> Option<bool> {
+    [json!("queued"), json!(0), json!([]), json!({})]
+        .into_iter()
+        .find_map(|sample| {
+            let mut body = Map::new();
+            body.insert(field.to_string(), sample);
+            serde_json::from_value::<JobUpdate>(Value::Object(body)).ok()
+        })
+        .map(|u| u.is_status_report())
+}
 
 /// `JobUpdate` as a `oneOf` of `JobStatusReport` (an agent's) and `JobChange` (a client's):
 /// one request does one of the two, names at least one field, and sends no `null` (the
@@ -117,7 +128,7 @@ fn job_update_union(doc: &mut Value) {
     let branch = |report: bool, description: &str| {
         let own: Map<String, Value> = props
             .iter()
-            .filter(|(k, _)| REPORT_FIELDS.contains(&k.as_str()) == report)
+            .filter(|(k, _)| is_report_field(k) == Some(report))
             .map(|(k, v)| (k.clone(), not_null(v)))
             .collect();
         json!({"type": "object", "description": description, "properties": own,
@@ -365,4 +376,36 @@ fn is_structured(ctype: &str) -> bool {
 /// Notes a raw body's size limit where generators show it.
 fn op_note(media: &mut Value, limit: usize) {
     media["schema"]["description"] = json!(format!("at most {limit} bytes"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_update_field_is_a_report_or_a_change() {
+        let doc: Value = serde_json::from_str(&crate::routes::spec_json()).unwrap();
+        let report = &doc["components"]["schemas"]["JobStatusReport"]["properties"];
+        let change = &doc["components"]["schemas"]["JobChange"]["properties"];
+        let fields: Vec<&String> = report
+            .as_object()
+            .unwrap()
+            .keys()
+            .chain(change.as_object().unwrap().keys())
+            .collect();
+        for f in ["status", "exitCode", "batchJobId", "message", "subJobs"] {
+            assert!(report.get(f).is_some(), "{f} is a report field");
+        }
+        for f in ["parameters", "metadata", "callbackUrl"] {
+            assert!(change.get(f).is_some(), "{f} is a change field");
+        }
+        let derived =
+            serde_json::to_value(<JobUpdate as utoipa::PartialSchema>::schema()).unwrap();
+        let all = derived["properties"].as_object().unwrap();
+        assert!(all.len() >= 8, "{derived}");
+        for f in all.keys() {
+            assert!(fields.contains(&f), "{f} is in one branch");
+        }
+        assert_eq!(fields.len(), all.len());
+    }
 }
