@@ -399,8 +399,7 @@ mod tests {
         for f in ["parameters", "metadata", "callbackUrl"] {
             assert!(change.get(f).is_some(), "{f} is a change field");
         }
-        let derived =
-            serde_json::to_value(<JobUpdate as utoipa::PartialSchema>::schema()).unwrap();
+        let derived = serde_json::to_value(<JobUpdate as utoipa::PartialSchema>::schema()).unwrap();
         let all = derived["properties"].as_object().unwrap();
         assert!(all.len() >= 8, "{derived}");
         for f in all.keys() {
