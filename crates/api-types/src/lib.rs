@@ -18,6 +18,7 @@ pub mod resources;
 pub mod role;
 pub mod signed;
 pub mod status;
+pub mod tokens;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -32,6 +33,7 @@ pub use resources::{
 pub use role::{Role, RoleSet};
 pub use signed::{SignedApproval, UserKey, UserKeyList};
 pub use status::{JobStatus, Operation};
+pub use tokens::{TokenCreated, TokenRequest};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";

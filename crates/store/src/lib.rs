@@ -5,6 +5,7 @@
 //! both accept; the few places where the dialects differ ask [`Store::backend`].
 //! Times are stored as Unix milliseconds.
 
+mod admin;
 mod agent;
 mod approvals;
 mod audit;
@@ -31,6 +32,7 @@ mod transition;
 mod util;
 mod webhooks;
 
+pub use admin::{AuditQuery, MemberRecord, MAX_AUDIT_PAGE};
 pub use agent::{AgentRef, Claim, Expired};
 pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};

@@ -45,6 +45,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     11 "0011_resources",
     12 "0012_provenance",
     13 "0013_device_grants",
+    15 "0015_admin_pages",
     18 "0018_auth_generation",
 );
 
