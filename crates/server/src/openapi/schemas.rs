@@ -232,6 +232,11 @@ fn formats(doc: &mut Value) {
 
 /// The bounds the handlers check, on the bodies' fields.
 fn bounds(doc: &mut Value) {
+    // Names a batch system reports beyond the known ones: no control characters (and at most
+    // 256 bytes, said in words).
+    if let Some(granted) = schema(doc, "GrantedResources") {
+        granted["propertyNames"] = json!({"pattern": NO_CONTROLS});
+    }
     each_property(doc, |schema, prop, p| match (schema, prop) {
         ("NewJob", "site" | "jobType") => {
             let description = p.get("description").cloned();
