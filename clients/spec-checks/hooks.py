@@ -8,6 +8,8 @@ generated (they must be refused):
   HPCSERA_SITE), no resources (a job type's rules say which), no callback URL (the server's
   allow-list), and a fresh ``Idempotency-Key`` (a key used before with another body is
   refused, 422);
+- a sweep (``POST /sweeps``) is one of that job type too: base and member parameters empty
+  (``noop`` takes none), at most three members, no grid, resources or callback URL;
 - a client's change of a job (``PUT /job/{jobId}``) does not also report status, and its
   ``parameters`` are the job type's (none), without resources;
 - a listing's ``cursor`` is one the server handed out, so a positive case sends none.
@@ -55,6 +57,18 @@ def _submission(case):
     case.headers = {**(case.headers or {}), "Idempotency-Key": str(uuid.uuid4())}
 
 
+def _sweep(case):
+    body = dict(case.body)
+    sets = body.get("parameterSets")
+    members = min(len(sets), 3) if isinstance(sets, list) and sets else 1
+    body.update({"site": SITE, "jobType": "noop", "parameters": {},
+                 "parameterSets": [{} for _ in range(members)]})
+    for key in ("grid", "resources", "callbackUrl"):
+        body.pop(key, None)
+    case.body = body
+    case.headers = {**(case.headers or {}), "Idempotency-Key": str(uuid.uuid4())}
+
+
 def _change(case):
     body = {k: v for k, v in case.body.items() if v is not None}
     if any(k in body for k in CHANGE_FIELDS):
@@ -78,6 +92,8 @@ def map_case(ctx, case):
     method = op.method.upper()
     if method == "POST" and op.path == "/api/v1/job" and isinstance(case.body, dict):
         _submission(case)
+    elif method == "POST" and op.path == "/api/v1/sweeps" and isinstance(case.body, dict):
+        _sweep(case)
     elif method == "PUT" and op.path == "/api/v1/job/{jobId}" and isinstance(case.body, dict):
         _change(case)
     if case.query and "cursor" in case.query:

@@ -1,6 +1,6 @@
 //! What the derived schemas cannot say by themselves: the job type's parameter as a `oneOf`
 //! with a `type` discriminator (serde's flattened tag derives as an `allOf` of a `oneOf`,
-//! which generators drop), formats (`date-time` for every `…At`, `uuid` for job ids, a
+//! which generators drop), formats (`date-time` for every `…At`, `uuid` for job and sweep ids, a
 //! SHA-256 `pattern` for digests), the bounds the server checks (names, page sizes, waits,
 //! poll sizes), and raw bodies as `format: binary`.
 //!
@@ -216,8 +216,10 @@ fn set(p: &mut Value, key: &str, value: Value) {
 /// Times are RFC 3339 (`…At`), job ids UUIDs, digests SHA-256 hex.
 fn formats(doc: &mut Value) {
     each_property(doc, |schema, prop, p| {
-        let uuid = matches!(prop, "jobId" | "activeJobIds" | "releasedJobIds")
-            || (schema == "Job" && prop == "id");
+        let uuid = matches!(
+            prop,
+            "jobId" | "sweepId" | "activeJobIds" | "releasedJobIds"
+        ) || (matches!(schema, "Job" | "Sweep") && prop == "id");
         let digest = matches!(prop, "sha256" | "hpcSha256" | "codeToVerify")
             || (schema == "CodeBundle" && prop == "id");
         if prop.ends_with("At") {
@@ -281,7 +283,7 @@ fn parameters(doc: &mut Value) {
                 continue;
             };
             let schema = match (p["in"].as_str().unwrap_or(""), name.as_str()) {
-                ("path", "jobId") => json!({"type": "string", "format": "uuid"}),
+                ("path", "jobId" | "sweepId") => json!({"type": "string", "format": "uuid"}),
                 ("path", "codeId") | ("query", "sha256" | "codeSha256") => {
                     json!({"type": "string", "pattern": SHA256})
                 }

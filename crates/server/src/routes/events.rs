@@ -34,8 +34,9 @@ pub async fn job_deliveries(
     Ok(Json(WebhookDeliveryList { deliveries }))
 }
 
-/// Parses `after`, `limit` and `wait` of an event read.
-fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
+/// Parses `after`, `limit` and `wait` of an event read (a job's, the project's or a
+/// sweep's).
+pub(crate) fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
     let mut f = EventFilter {
         after_seq: 0,
         limit: MAX_PAGE,

@@ -432,6 +432,38 @@ async fn sweep_events_long_poll() {
         .get(&format!("/api/v1/sweeps/{id}/events?wait=61"), &alice)
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The query is read as a job's events query is: any `after` (a negative one reads from
+    // the start), an unknown parameter refused.
+    let (s, all) = t
+        .get(
+            &format!("/api/v1/sweeps/{id}/events?after=-5&limit=1"),
+            &alice,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    assert_eq!(all["events"].as_array().unwrap().len(), 1, "{all}");
+    let (s, b) = t
+        .get(&format!("/api/v1/sweeps/{id}/events?since=1"), &alice)
+        .await;
+    assert_eq!(
+        (s, fields(&b)),
+        (StatusCode::BAD_REQUEST, vec!["since".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_list_refuses_a_site_that_is_not_a_name() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    sweep_of(&t, &alice, grid_body()).await;
+    let (s, b) = t.get("/api/v1/sweeps?site=0.5", &alice).await;
+    assert_eq!(
+        (s, fields(&b)),
+        (StatusCode::BAD_REQUEST, vec!["site".to_string()])
+    );
+    let (s, b) = t.get(&format!("/api/v1/sweeps?site={SITE}"), &alice).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["sweeps"].as_array().unwrap().len(), 1, "{b}");
 }
 
 #[tokio::test]

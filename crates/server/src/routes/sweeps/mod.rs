@@ -8,7 +8,7 @@
 
 mod submit;
 
-use super::query::{decode_cursor, encode_cursor, pairs, parse_limit, query_i64, MAX_PAGE};
+use super::query::{decode_cursor, encode_cursor, pairs, parse_limit};
 use super::wait::{long_poll, Look};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller, SweepId};
@@ -18,15 +18,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hpcsera_api_types::{
-    ErrorBody, JobEventList, JobList, JobStatus, OperationRequest, Role, Sweep, SweepList,
-    SweepOperationResult,
+    is_valid_name, ErrorBody, JobEventList, JobList, JobStatus, OperationRequest, Role, Sweep,
+    SweepList, SweepOperationResult,
 };
 use std::time::Duration;
 
 pub use submit::*;
-
-/// Longest wait of a sweep's event read, as for jobs.
-const MAX_EVENT_WAIT: i64 = 60;
 
 /// Reads a sweep and hides it (404) when the token's site restriction excludes it.
 async fn visible_sweep(st: &AppState, caller: &Caller, id: &str) -> ApiResult<Sweep> {
@@ -53,6 +50,9 @@ pub async fn list_sweeps(
     let (mut site, mut limit, mut before) = (None, 100, None);
     for (k, v) in pairs(&q)? {
         match k.as_str() {
+            "site" if !is_valid_name(&v, true) => {
+                return Err(ApiError::bad_field("site", "is not a valid name"))
+            }
             "site" => site = Some(v),
             "limit" => limit = parse_limit(&v)?,
             "cursor" => before = Some(decode_cursor('w', &v).ok_or_else(bad_cursor)?),
@@ -150,25 +150,11 @@ pub async fn sweep_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<JobEventList>> {
     caller.require(Role::GetJobStatus)?;
-    let after = query_i64(&q, "after", 0)?;
-    let wait = query_i64(&q, "wait", 0)?;
-    if wait > MAX_EVENT_WAIT {
-        return Err(ApiError::bad_field(
-            "wait",
-            "must be a whole number of seconds from 0 to 60",
-        ));
-    }
-    let mut limit = MAX_PAGE;
-    for (k, v) in pairs(&q)? {
-        match k.as_str() {
-            "limit" => limit = parse_limit(&v)?,
-            "after" | "wait" => {}
-            other => return Err(ApiError::bad_field(other, "is not a known query parameter")),
-        }
-    }
+    let (filter, wait) = crate::routes::events::event_query(&q)?;
+    let (after, limit) = (filter.after_seq, filter.limit);
     visible_sweep(&st, &caller, &id).await?;
     let project = caller.0.project_id;
-    let events = long_poll(&st.events, Duration::from_secs(wait as u64), || async {
+    let events = long_poll(&st.events, Duration::from_secs(wait), || async {
         let events = st.store.sweep_events(project, &id, after, limit).await?;
         Ok(if events.is_empty() {
             Look::Nothing(events)
