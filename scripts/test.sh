@@ -3,7 +3,8 @@
 # whole test suite twice — on SQLite and on a real PostgreSQL. Installs and starts what the
 # tests need (as root on Debian): PostgreSQL when none answers on 127.0.0.1:5432, Python's
 # openapi-spec-validator, roc-validator and rocrate, the spec checks' tools (openapi-python-client,
-# openapi-generator with Java, schemathesis, pytest), Chromium and chromedriver for the web UI's browser tests, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
+# openapi-generator with Java, schemathesis, pytest), Chromium and chromedriver for the web UI's browser tests,
+# systemd-analyze and promtool for the deployment files and metrics, and (scripts/setup-slurm.sh) a single-node Slurm for the agent's
 # end-to-end tests, which then run against the real Slurm (and fail, never skip, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,24 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
+# The deployment files are checked with systemd's own verifier (`systemd-analyze verify`, no
+# running systemd needed) and the metrics with Prometheus's `promtool check metrics`; the tests
+# fail, never skip, without them. The installs are bounded (10 minutes each).
+ensure_ops_tools() {
+  command -v systemd-analyze >/dev/null || {
+    say "installing systemd (Debian) for systemd-analyze verify"
+    if ! as_root; then echo "need root to install systemd" >&2; return 1; fi
+    if [ -z "${APT_UPDATED:-}" ]; then timeout 300 apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  }
+  command -v promtool >/dev/null || {
+    say "installing prometheus (Debian) for promtool check metrics"
+    if ! as_root; then echo "need root to install prometheus" >&2; return 1; fi
+    if [ -z "${APT_UPDATED:-}" ]; then timeout 300 apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  }
+}
+
 # The spec checks and the Python SDK's tests (crates/hpcsera/tests/e2e/python.rs) run
 # openapi-python-client, openapi-generator (PyPI's openapi-generator-cli: a bundled jar run by
 # Java), schemathesis and pytest with pytest-asyncio, and build the SDK with hatchling; in CI
@@ -108,6 +127,7 @@ for tool in curl jq; do command -v "$tool" >/dev/null || apt_install "$tool"; do
 # Signed approvals are tested against OpenSSH's own ssh-keygen, ssh-agent and ssh-add.
 for tool in ssh-keygen ssh-agent ssh-add; do command -v "$tool" >/dev/null || apt_install openssh-client; done
 ensure_chromium
+ensure_ops_tools
 
 say "OpenAPI: the checked-in spec is valid OpenAPI 3"
 python3 -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open("openapi.json"))); print("openapi.json is valid")'

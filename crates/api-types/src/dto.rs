@@ -22,8 +22,12 @@ pub struct NewJob {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
-    /// What to ask of the batch system by PSI/J name (`node_count`, `duration`, … as in
-    /// `Resources`) within the job type's rules; `memory` also `"4G"`, `duration` `"1h30m"`.
+    /// What to ask of the batch system, by PSI/J name (`node_count`, `process_count`,
+    /// `processes_per_node`, `cpu_cores_per_process`, `gpu_cores_per_process`, `memory`,
+    /// `duration`, `queue_name`, `account`, `reservation_id`), within the job type's
+    /// `resources` rules (defaults and fixed values filled in). Counts are whole numbers;
+    /// `memory` is bytes or a string with a unit (`"4G"`, powers of 1024); `duration` is
+    /// seconds or a string (`"1h30m"`, `"90m"`, `"HH:MM:SS"`, `"D-HH:MM:SS"`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub resources: Map<String, Value>,
@@ -76,8 +80,9 @@ pub struct Job {
     /// Parameters as validated, with defaults filled in.
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
-    /// What the job asks of the batch system, validated, defaults and fixed values filled in
-    /// (memory in bytes, duration in seconds).
+    /// What the job asks of the batch system, as validated, with the job type's defaults
+    /// and fixed values filled in: memory in bytes, duration in seconds. A batch sub-job may
+    /// fix its own (see the job type's `subJobs`).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
     /// What the batch system granted the job's latest batch job, as the agent reported it.

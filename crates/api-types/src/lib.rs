@@ -19,6 +19,7 @@ pub mod role;
 pub mod signed;
 pub mod status;
 pub mod sweep;
+pub mod tokens;
 
 pub use bounds::*;
 pub use codefiles::{CodeFile, CodeFileList};
@@ -37,6 +38,7 @@ pub use sweep::{
     NewSweep, Sweep, SweepCounts, SweepList, SweepOperationResult, MAX_SWEEP_MEMBERS,
     MAX_SWEEP_PROBLEMS,
 };
+pub use tokens::{TokenCreated, TokenRequest};
 
 /// Base path of the REST API.
 pub const API_BASE: &str = "/api/v1";

@@ -56,7 +56,12 @@ impl Client {
                         return Err(api_error(resp).await);
                     }
                     let wait = retry_after(&resp).unwrap_or_else(|| self.backoff(attempt));
-                    tracing::debug!(%status, ?wait, attempt, "retrying");
+                    tracing::debug!(
+                        status = status.as_u16(),
+                        wait_ms = wait.as_millis() as u64,
+                        attempt,
+                        "retrying"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Err(source) if certificate_problem(&source).is_some() => {
@@ -68,7 +73,7 @@ impl Client {
                 }
                 Err(e) if (e.is_connect() || e.is_timeout() || e.is_request()) && !last => {
                     let wait = self.backoff(attempt);
-                    tracing::debug!(error = %e, ?wait, attempt, "retrying after a connection error");
+                    tracing::debug!(error = %e, wait_ms = wait.as_millis() as u64, attempt, "retrying after a connection error");
                     tokio::time::sleep(wait).await;
                 }
                 Err(source) => {

@@ -210,7 +210,7 @@ async fn longpolls(target: &Target, pid: u32, n: usize) -> anyhow::Result<()> {
     let with = rss_kib(pid)?;
     println!(
         "connections={n} rss_before_kib={before} rss_kib={with} per_conn_kib={:.1}",
-        (with.saturating_sub(before)) as f64 / n as f64
+        with.saturating_sub(before) as f64 / n.max(1) as f64
     );
     drop(conns);
     Ok(())

@@ -283,6 +283,7 @@ impl FromRequestParts<AppState> for Caller {
                     TokenRefusal::Unknown => ("unknown", "the token is not valid"),
                     TokenRefusal::Revoked => ("revoked", "the token was revoked"),
                     TokenRefusal::Expired => ("expired", "the token has expired"),
+                    TokenRefusal::Disabled => ("disabled", "the token's user account is disabled"),
                     TokenRefusal::NotAMember => (
                         "not_a_member",
                         "the token's user is no longer a member of its project",

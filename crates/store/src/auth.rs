@@ -11,6 +11,8 @@ pub struct UserRecord {
     pub id: i64,
     pub name: String,
     pub is_admin: bool,
+    /// Disabled accounts cannot log in and their tokens are refused (`admin user disable`).
+    pub disabled: bool,
     pub created_at: i64,
 }
 
@@ -62,6 +64,8 @@ pub enum TokenRefusal {
     Revoked,
     Expired,
     NotAMember,
+    /// The token's user account is disabled.
+    Disabled,
 }
 
 /// A hash of a random password with the same parameters as real ones, computed once: an
@@ -113,6 +117,7 @@ impl Store {
             id: col(&row, 0)?,
             name: name.to_string(),
             is_admin,
+            disabled: false,
             created_at: now,
         })
     }
@@ -122,7 +127,7 @@ impl Store {
     /// taken does not tell whether a name exists.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserRecord>> {
         let row = sqlx::query(
-            "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE name = $1",
+            "SELECT id, name, password_hash, is_admin, disabled_at, created_at FROM users WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -148,29 +153,20 @@ impl Store {
         let (Some(row), true, true) = (row, known, matches) else {
             return Ok(None);
         };
-        Ok(Some(UserRecord {
-            id: col(&row, "id")?,
-            name: col(&row, "name")?,
-            is_admin: col::<i64>(&row, "is_admin")? != 0,
-            created_at: col(&row, "created_at")?,
-        }))
+        let user = user_record(&row)?;
+        // A disabled account is refused like a wrong password (after the same work).
+        Ok((!user.disabled).then_some(user))
     }
 
     /// A user by name.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT id, name, is_admin, created_at FROM users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(UserRecord {
-                id: col(&r, "id")?,
-                name: col(&r, "name")?,
-                is_admin: col::<i64>(&r, "is_admin")? != 0,
-                created_at: col(&r, "created_at")?,
-            })
-        })
-        .transpose()
+        let row = sqlx::query(
+            "SELECT id, name, is_admin, disabled_at, created_at FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_record).transpose()
     }
 
     /// The projects `user_id` is a member of, by name.
@@ -195,19 +191,12 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT id, name, is_admin, created_at FROM users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UserRecord {
-                    id: col(r, "id")?,
-                    name: col(r, "name")?,
-                    is_admin: col::<i64>(r, "is_admin")? != 0,
-                    created_at: col(r, "created_at")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(
+            "SELECT id, name, is_admin, disabled_at, created_at FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_record).collect()
     }
 
     pub async fn create_project(&self, name: &str, description: &str) -> Result<i64> {
@@ -436,7 +425,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.roles, t.site, t.expires_at, t.revoked_at, t.created_at, \
                     u.id AS user_id, u.name AS user_name, p.id AS project_id, p.name AS project, \
-                    m.roles AS member_roles \
+                    m.roles AS member_roles, u.disabled_at \
              FROM tokens t JOIN users u ON u.id = t.user_id JOIN projects p ON p.id = t.project_id \
              LEFT JOIN memberships m ON m.user_id = t.user_id AND m.project_id = t.project_id \
              WHERE t.hash = $1",
@@ -454,6 +443,9 @@ impl Store {
         }
         if expires_at.is_some_and(|e| e <= now_ms()) {
             return Ok(Err(TokenRefusal::Expired));
+        }
+        if col::<Option<i64>>(&r, "disabled_at")?.is_some() {
+            return Ok(Err(TokenRefusal::Disabled));
         }
         let Some(member_roles) = col::<Option<i64>>(&r, "member_roles")? else {
             return Ok(Err(TokenRefusal::NotAMember));
@@ -473,6 +465,17 @@ impl Store {
             project: col(&r, "project")?,
         }))
     }
+}
+
+/// A user row (`id, name, is_admin, disabled_at, created_at`).
+pub(crate) fn user_record(r: &sqlx::any::AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        is_admin: col::<i64>(r, "is_admin")? != 0,
+        disabled: col::<Option<i64>>(r, "disabled_at")?.is_some(),
+        created_at: col(r, "created_at")?,
+    })
 }
 
 /// A role bitmask column.

@@ -112,12 +112,15 @@ impl AuthCache {
     fn due(&self) -> bool {
         let now = self.elapsed_ms();
         let last = self.checked_ms.load(Ordering::Acquire);
-        now.saturating_sub(last) >= RECHECK.as_millis() as u64
-            && self
-                .checked_ms
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            || self.generation.load(Ordering::Acquire) < 0
+        let never_looked = self.generation.load(Ordering::Acquire) < 0;
+        let stale = now.saturating_sub(last) >= RECHECK.as_millis() as u64;
+        // Only one of the requests that find it stale looks (the others use the cache).
+        never_looked
+            || (stale
+                && self
+                    .checked_ms
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok())
     }
 
     /// Records the database's generation; clears the cache when it moved.

@@ -212,7 +212,7 @@ impl Store {
                 });
             }
         }
-        match self.insert_job(new).await {
+        match self.insert_job_grouped(new).await {
             Ok(job) => Ok(Submitted { job, created: true }),
             // Another request with the same key won the race: answer with its job.
             Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
@@ -232,7 +232,21 @@ impl Store {
         }
     }
 
-    async fn insert_job(&self, new: &NewJobRecord<'_>) -> Result<Job> {
+    /// Inserts one job in a transaction of its own.
+    pub(crate) async fn insert_job(&self, new: &NewJobRecord<'_>) -> Result<Job> {
+        let mut tx = self.begin_write().await?;
+        let job = self.insert_job_in_tx(&mut tx.tx, new).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Inserts a job, its code references, idempotency key and first event in `tx`
+    /// (`group_commit.rs` puts several in one transaction).
+    pub(crate) async fn insert_job_in_tx(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        new: &NewJobRecord<'_>,
+    ) -> Result<Job> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let params = serde_json::to_string(new.parameters).map_err(corrupt)?;
@@ -242,9 +256,8 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(corrupt)?;
-        let mut tx = self.begin_write().await?;
         let status = if self
-            .check_code_refs(&mut tx.tx, new.project_id, new.code_refs)
+            .check_code_refs(tx, new.project_id, new.code_refs)
             .await?
         {
             JobStatus::Queued
@@ -267,11 +280,13 @@ impl Store {
         .bind(new.callback_url)
         .bind(now)
         .bind(resources)
-        .fetch_one(&mut *tx.tx)
+        .fetch_one(&mut **tx)
         .await?;
         let seq: i64 = col(&r, 0)?;
-        self.set_code_refs(&mut tx.tx, seq, new.project_id, new.code_refs)
-            .await?;
+        if !new.code_refs.is_empty() {
+            self.set_code_refs(tx, seq, new.project_id, new.code_refs)
+                .await?;
+        }
         if let Some((key, hash)) = &new.idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
@@ -283,11 +298,11 @@ impl Store {
             .bind(hash.as_str())
             .bind(seq)
             .bind(now)
-            .execute(&mut *tx.tx)
+            .execute(&mut **tx)
             .await?;
         }
         self.add_event(
-            &mut tx.tx,
+            tx,
             seq,
             new.project_id,
             EventKind::Created,
@@ -298,9 +313,7 @@ impl Store {
                 .then_some("waiting for the approval of its code bundle"),
         )
         .await?;
-        let job = self.job_in_tx(&mut tx.tx, seq).await?;
-        tx.commit().await?;
-        Ok(job)
+        self.job_in_tx(tx, seq).await
     }
 
     /// A job of the project (deleted jobs are not found).

@@ -5,6 +5,7 @@
 //! both accept; the few places where the dialects differ ask [`Store::backend`].
 //! Times are stored as Unix milliseconds.
 
+mod admin;
 mod agent;
 mod approvals;
 mod audit;
@@ -14,6 +15,7 @@ mod changes;
 mod code;
 mod device;
 mod events;
+mod group_commit;
 mod jobs;
 mod migrate;
 mod mint;
@@ -33,6 +35,7 @@ mod transition;
 mod util;
 mod webhooks;
 
+pub use admin::{AuditQuery, MemberRecord, MAX_AUDIT_PAGE};
 pub use agent::{AgentRef, Claim, Expired};
 pub use approvals::{KeyOwner, NewUserKey, MAX_KEYS_PER_USER};
 pub use audit::{AuditRecord, AuthFailureCount, MAX_AUDIT_PATH_BYTES};
@@ -109,6 +112,8 @@ pub struct Store {
     /// Verified tokens (`authcache.rs`); shared by the clones of this handle, so that a
     /// revocation through any of them is seen by all at once.
     auth_cache: Arc<authcache::AuthCache>,
+    /// The writer that commits concurrent submissions together (`group_commit.rs`).
+    group_commit: Arc<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,6 +190,7 @@ impl Store {
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             auth_cache: Arc::new(authcache::AuthCache::new()),
+            group_commit: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

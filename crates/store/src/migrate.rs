@@ -46,6 +46,7 @@ const MIGRATIONS: (&[Embedded], &[Embedded]) = embed!(
     12 "0012_provenance",
     13 "0013_device_grants",
     14 "0014_sweeps",
+    15 "0015_admin_pages",
     18 "0018_auth_generation",
 );
 

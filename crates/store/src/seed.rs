@@ -51,6 +51,9 @@ impl Store {
             tx.commit().await?;
             done += count;
         }
+        // As after any bulk load: fresh statistics, or PostgreSQL plans for the empty table
+        // it last saw until autovacuum catches up.
+        sqlx::query("ANALYZE jobs").execute(&self.pool).await?;
         Ok(done)
     }
 

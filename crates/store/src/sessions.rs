@@ -77,7 +77,7 @@ impl Store {
         let hash = hash_token(secret);
         let row = sqlx::query(
             "SELECT s.user_id, s.csrf, s.created_at, s.last_seen_at, s.expires_at, \
-                    u.name AS user_name, u.is_admin \
+                    u.name AS user_name, u.is_admin, u.disabled_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.hash = $1",
         )
         .bind(&hash)
@@ -87,7 +87,8 @@ impl Store {
         let now = now_ms();
         let last_seen: i64 = col(&r, "last_seen_at")?;
         let expires_at: i64 = col(&r, "expires_at")?;
-        if expires_at <= now || last_seen.saturating_add(idle_ms) <= now {
+        let disabled = col::<Option<i64>>(&r, "disabled_at")?.is_some();
+        if disabled || expires_at <= now || last_seen.saturating_add(idle_ms) <= now {
             return Ok(None);
         }
         if now - last_seen >= TOUCH_EVERY_MS {

@@ -207,6 +207,27 @@ impl Store {
         Ok(out)
     }
 
+    /// All of the project's job types, at every site, by site and name (one query, for the
+    /// sites page).
+    pub async fn project_job_types(&self, project_id: i64) -> Result<Vec<(String, JobTypeSpec)>> {
+        let rows = sqlx::query(
+            "SELECT s.name, jt.spec FROM job_types jt JOIN sites s ON s.id = jt.site_id \
+             WHERE jt.project_id = $1 ORDER BY s.name, jt.name",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let spec: String = col(r, "spec")?;
+                Ok((
+                    col(r, "name")?,
+                    serde_json::from_str(&spec).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
     /// One of the project's job types at a site, with the site's id.
     pub async fn job_type(
         &self,

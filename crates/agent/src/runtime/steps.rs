@@ -41,6 +41,9 @@ impl Agent {
                 match self.step(&mut run, finish_login).await {
                     // A login step ended well: start the next sub-job in this cycle.
                     Ok(None) if matches!(run.step, Step::Start) => continue,
+                    // `--once` (cron): a login step just started is waited for in this run,
+                    // which would otherwise exit before collecting it, every time.
+                    Ok(None) if finish_login && matches!(run.step, Step::Login(_)) => continue,
                     Ok(None) => {
                         self.send_output(&mut run).await;
                         self.jobs.insert(id, run);

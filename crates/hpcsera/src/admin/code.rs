@@ -71,35 +71,38 @@ pub(super) async fn decide_code(
         })
 }
 
+/// `admin code list`: a project's bundles with both digests.
+async fn list(store: &Store, project: &str) -> anyhow::Result<()> {
+    let pid = store
+        .project_id(project)
+        .await
+        .with_context(|| format!("project {project:?}"))?;
+    let bundles = store.list_bundles(pid).await?;
+    if json_output() {
+        return print_json(&json!({ "bundles": bundles }));
+    }
+    println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
+    for b in bundles {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            b.id,
+            b.status,
+            b.size,
+            b.id,
+            b.hpc_sha256.as_deref().unwrap_or("-"),
+            b.decided_by.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn code(
     store: &Store,
     code_dir: &std::path::Path,
     cmd: CodeCmd,
 ) -> anyhow::Result<()> {
     let (decision, approve) = match cmd {
-        CodeCmd::List { project } => {
-            let pid = store
-                .project_id(&project)
-                .await
-                .with_context(|| format!("project {project:?}"))?;
-            let bundles = store.list_bundles(pid).await?;
-            if json_output() {
-                return print_json(&json!({ "bundles": bundles }));
-            }
-            println!("id\tstatus\tsize\tclient_sha256\thpc_sha256\tdecided_by");
-            for b in bundles {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    b.id,
-                    b.status,
-                    b.size,
-                    b.id,
-                    b.hpc_sha256.as_deref().unwrap_or("-"),
-                    b.decided_by.as_deref().unwrap_or("-")
-                );
-            }
-            return Ok(());
-        }
+        CodeCmd::List { project } => return list(store, &project).await,
         CodeCmd::Prune { older_than } => {
             let age = parse_age("--older-than", &older_than)?;
             let gone = store.prune_bundles(now_ms() - age).await?;

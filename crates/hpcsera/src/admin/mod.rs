@@ -1,6 +1,7 @@
 //! `hpcsera admin …`: bootstrap and administration on the server host, straight on the
 //! database (no token needed: whoever can read the database is the administrator).
 
+mod access;
 mod code;
 mod keys;
 mod people;
@@ -45,6 +46,8 @@ enum AdminCommand {
     /// Code bundles: approve or reject (a member of the project decides).
     #[command(subcommand)]
     Code(CodeCmd),
+    /// The audit log, newest first, with filters (the web UI's admin audit page reads the same).
+    Audit(access::AuditArgs),
     /// Delete finished jobs (with their events, output, results, webhook deliveries) and audit
     /// records older than an age, e.g. `--jobs-older-than 90d --audit-older-than 30d` (for cron).
     Prune {
@@ -122,6 +125,7 @@ async fn run_on(
         } => prune(store, jobs_older_than, audit_older_than).await,
         AdminCommand::Site(c) => site(store, c).await,
         AdminCommand::Code(c) => code::code(store, code_dir, c).await,
+        AdminCommand::Audit(a) => access::audit(store, a).await,
     }
 }
 

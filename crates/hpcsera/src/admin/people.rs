@@ -37,6 +37,16 @@ pub(super) enum UserCmd {
     },
     /// List users.
     List,
+    /// Make a user an administrator of the web UI (`--off`: no longer).
+    Admin {
+        name: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Disable an account: its sessions end, it cannot log in, its tokens are refused.
+    Disable { name: String },
+    /// Enable a disabled account again.
+    Enable { name: String },
     /// A person's SSH public keys: their signed code approvals are checked against them.
     #[command(subcommand)]
     Key(super::keys::KeyCmd),
@@ -162,6 +172,9 @@ pub(super) async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
             println!("{}/ui/invite/{secret}", public_url.trim_end_matches('/'));
         }
         UserCmd::Key(c) => super::keys::run(store, c).await?,
+        UserCmd::Admin { name, off } => super::access::set_admin(store, &name, !off).await?,
+        UserCmd::Disable { name } => super::access::set_disabled(store, &name, true).await?,
+        UserCmd::Enable { name } => super::access::set_disabled(store, &name, false).await?,
         UserCmd::List => {
             let users = store.list_users().await?;
             if json_output() {
@@ -173,9 +186,10 @@ pub(super) async fn user(store: &Store, cmd: UserCmd) -> anyhow::Result<()> {
             }
             for u in users {
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}",
                     u.name,
                     if u.is_admin { "admin" } else { "-" },
+                    if u.disabled { "disabled" } else { "-" },
                     fmt_ms(u.created_at)
                 );
             }

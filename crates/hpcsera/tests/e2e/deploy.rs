@@ -247,6 +247,37 @@ async fn the_cron_lines_run_as_written() {
         1,
         "{log}"
     );
+    // Jobs run to their end by the cron line alone (login steps included).
+    let job = client
+        .submit(
+            &hpcsera_api_types::NewJob {
+                site: "cron-site".into(),
+                job_type: "hello".into(),
+                parameters: Default::default(),
+                resources: Default::default(),
+                metadata: None,
+                callback_url: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mut status = job.status;
+    for _ in 0..5 {
+        let ok = tokio::process::Command::new("/bin/sh")
+            .args(["-c", &jobs[0]])
+            .env("HOME", &home)
+            .status()
+            .await
+            .unwrap();
+        assert!(ok.success());
+        status = client.get_job(&job.id).await.unwrap().status;
+        if status.is_terminal() {
+            break;
+        }
+    }
+    let log = std::fs::read_to_string(conf_dir.join("agent.log")).unwrap_or_default();
+    assert_eq!(status, hpcsera_api_types::JobStatus::Completed, "{log}");
 
     // The retention lines, with the server's environment file in a temporary place.
     let env_file = dir.path().join("server.env");

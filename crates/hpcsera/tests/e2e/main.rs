@@ -12,6 +12,7 @@
 //! | `resources_e2e` | resources: `--resources`, the rules, `scontrol show job`, granted resources |
 //! | `readme` | the README's command blocks, as written |
 //! | `connections` | the server under many connections |
+//! | `durability` | acknowledged submissions survive kill -9 of the server |
 //! | `conventions` | completions, man pages, `--output json` everywhere, YAML parameter files, `--profile` first |
 //! | `deploy` | `deploy/`: systemd units verified, example agent configs, cron lines run |
 //! | `tls` | the server's own TLS with a private CA: CLI, agent, SIGHUP reload, proxies |
@@ -32,6 +33,7 @@ mod code_e2e;
 mod connections;
 mod conventions;
 mod deploy;
+mod durability;
 mod e2e;
 mod provenance_e2e;
 mod python;

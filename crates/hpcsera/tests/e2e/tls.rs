@@ -330,6 +330,42 @@ async fn agent_with_and_without_the_ca(
     )
     .await;
     assert_eq!(code, 0, "{err}");
+    // A job runs over TLS; the agent's JSON log has its exit code as a number.
+    let (code, out, err) = cli(&["job", "submit", "tls-site", "hello"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let id = out.trim().to_string();
+    let log_file = dir.join("agent.json.log");
+    let mut agent = tokio::process::Command::new(bin())
+        .args(["--log-format", "json", "agent", "--config"])
+        .arg(&trusting)
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut job = serde_json::Value::Null;
+    while started.elapsed() < Duration::from_secs(60) {
+        let (_, out, _) = cli(&["job", "get", &id, "--output", "json"], &env).await;
+        job = serde_json::from_str(&out).unwrap_or_default();
+        if job["status"] == "completed" || job["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pid = agent.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(30), agent.wait()).await;
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert_eq!(job["status"], "completed", "{job}\n{log}");
+    let finished: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "finished")
+        .unwrap_or_else(|| panic!("no finished line: {log}"));
+    assert_eq!(finished["fields"]["exit_code"], 0, "a number: {finished}");
 }
 
 /// A CONNECT proxy on 127.0.0.1 that counts the tunnels it made.

@@ -13,10 +13,10 @@ use hpcsera_api_types::{JobStatus, OutputStream, RoleSet};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const SITE: &str = "ui-site";
+pub(crate) const SITE: &str = "ui-site";
 
 /// The code, sleep and ticker job types, and carol (with a password) in the set-up's project.
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let job_types = [
         include_str!("../../fixtures/job_types/code.toml").to_string(),
         common::sleep_and_later_job_types(),
@@ -33,7 +33,7 @@ async fn env() -> Env {
 }
 
 /// Pushes a code tree (see [`code_tree`]) holding `message`; its id.
-async fn push(env: &Env, message: &str) -> String {
+pub(crate) async fn push(env: &Env, message: &str) -> String {
     let dir = env
         .path()
         .join(format!("src-{}", message.replace(' ', "-")));
@@ -47,7 +47,7 @@ async fn push(env: &Env, message: &str) -> String {
     env.client.push_code(&gz).await.unwrap().0.id
 }
 
-async fn logged_in(env: &Env, b: &Browser, user: &str) {
+pub(crate) async fn logged_in(env: &Env, b: &Browser, user: &str) {
     b.login(&env.url, user, PASSWORD).await;
     b.wait_for("/ui/projects", "Your projects").await;
 }
@@ -62,7 +62,7 @@ async fn stdout(env: &Env, id: &str) -> String {
 }
 
 /// The text of the element `css` on the current page.
-async fn text(b: &Browser, css: &str) -> String {
+pub(crate) async fn text(b: &Browser, css: &str) -> String {
     b.client
         .find(fantoccini::Locator::Css(css))
         .await

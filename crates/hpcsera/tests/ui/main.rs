@@ -3,7 +3,9 @@
 //! a non-member sees, logging out, and an invitation from the admin CLI. Every page visited
 //! is written as a screenshot to `target/ui-screenshots/<db>/` (the README's pictures).
 //!
-//! The code bundle and jobs pages, which need a real agent, are in `agent_pages`.
+//! The code bundle and jobs pages, which need a real agent, are in `agent_pages`; the sites
+//! page and its job form in `sites`; the admin pages in `admin`; what a non-member sees on
+//! every page and API route the UI uses in `isolation`.
 //! The device flow (an OAuth library and `hpcsera login --device` approved here) and CLI
 //! profiles are in `device`.
 //!
@@ -29,9 +31,17 @@ macro_rules! browser {
     };
 }
 
+/// The admin pages: an admin adds a member, a non-admin is refused.
+mod admin;
 /// Code bundle and job pages with a real agent.
 mod agent_pages;
 mod device;
+/// One table of every page and API route the UI uses: a non-member sees nothing.
+mod isolation;
+/// The sites page and a job submitted from its form, followed live (real agent).
+mod sites;
+/// The session's token API from a page's script.
+mod token_api;
 
 /// The value of the read-only secret field on the "token made" page.
 async fn shown_secret(b: &Browser) -> String {

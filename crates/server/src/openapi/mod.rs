@@ -13,7 +13,7 @@ mod schemas;
 
 use crate::config::Limits;
 use serde_json::Value;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -31,7 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sites", description = "Sites and the job types they offer"),
         (name = "agent", description = "Used by the HPC agent"),
         (name = "provenance", description = "Signed RO-Crate provenance of ended jobs: the manifest, the crate as a ZIP, and which job made or used a file (by SHA-256)"),
-        (name = "tokens", description = "Token introspection: who a token is, its user's tokens in its project, revoking itself (tokens are made by people, never by tokens)"),
+        (name = "tokens", description = "Tokens: who a token is, its user's tokens in its project, revoking itself; a logged-in web UI session lists, makes and revokes its own tokens (tokens are made by people, never by tokens)"),
         (name = "system", description = "Health and metrics"),
         (name = "oauth", description = "OAuth 2.0 Device Authorization Grant (RFC 8628) for headless clients: form bodies, snake_case JSON answers, a person approves in the web UI (/ui/device); RFC 8414 metadata"),
     )
@@ -51,6 +51,14 @@ impl Modify for BearerAuth {
                     .bearer_format("hpcs_…")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "hpcsera_session",
+                "The web UI's session cookie (`__Host-hpcsera_session` behind https). Requests \
+                 that change something also send the session's CSRF token in `X-CSRF-Token`.",
+            ))),
         );
     }
 }

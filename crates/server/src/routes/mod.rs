@@ -12,7 +12,7 @@ pub(crate) mod approvals;
 mod code;
 mod events;
 pub(crate) mod jobs;
-mod oauth;
+pub(crate) mod oauth;
 mod output;
 mod provenance;
 pub(crate) mod query;
@@ -20,7 +20,7 @@ mod results;
 mod sites;
 mod sweeps;
 mod system;
-mod tokens;
+pub(crate) mod tokens;
 pub(crate) mod wait;
 
 pub(crate) use agent::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
@@ -82,7 +82,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(approvals::list_keys))
         .routes(routes!(sites::list_sites))
         .routes(routes!(sites::get_job_types, sites::put_job_types))
-        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::token_self, tokens::revoke_token_self))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))

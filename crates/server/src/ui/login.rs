@@ -98,6 +98,7 @@ pub(crate) async fn login_page(
             .store
             .user_by_name(name)
             .await?
+            .filter(|u| !u.disabled)
             .ok_or(UiError::NoAccount)?;
         return start_session(&state, &user, next).await;
     }

@@ -14,6 +14,7 @@
 //! short-lived double-submit cookie, since there is no session yet to bind its CSRF token to.
 
 mod access;
+mod admin;
 mod code;
 mod device;
 mod job;
@@ -23,6 +24,8 @@ mod live;
 mod login;
 mod pages;
 mod signed;
+mod sites;
+mod submit;
 mod tokens;
 
 use crate::extract::Peer;
@@ -60,6 +63,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/static/{asset}", get(asset))
         .merge(code::routes())
         .merge(jobs::routes())
+        .merge(sites::routes())
+        .merge(admin::routes())
         .route(
             "/ui/{*rest}",
             axum::routing::any(|| async { UiError::NotFound }),
@@ -176,6 +181,11 @@ impl UiSession {
 }
 
 impl UiSession {
+    /// Whether `token` is this session's CSRF token (compared in constant time).
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        same_secret(token, &self.rec.csrf)
+    }
+
     /// The live session named by the request's cookie, if any.
     pub async fn from_headers(
         state: &AppState,
@@ -366,6 +376,8 @@ pub(crate) struct Nav {
     pub csrf: String,
     /// Which entry of the navigation is the current page.
     pub current: &'static str,
+    /// Whether to show the admin pages' entry.
+    pub admin: bool,
 }
 
 impl Nav {
@@ -374,6 +386,7 @@ impl Nav {
             user: s.rec.user.clone(),
             csrf: s.rec.csrf.clone(),
             current,
+            admin: s.rec.is_admin,
         }
     }
 }
@@ -386,7 +399,13 @@ pub(crate) fn peer(parts: &axum::http::Extensions) -> String {
 }
 
 /// An audit record for a change made through the UI (there is no token to name).
-fn audit(state: &AppState, user: &str, project: Option<&str>, path: &str, status: StatusCode) {
+pub(crate) fn audit(
+    state: &AppState,
+    user: &str,
+    project: Option<&str>,
+    path: &str,
+    status: StatusCode,
+) {
     state
         .audit
         .action(Some(user), project, None, path, status.as_u16());

@@ -7,17 +7,14 @@
 //! `--token-max-days`.
 
 use super::{audit, render, show_time, Nav, UiError, UiForm, UiSession};
+use crate::routes::tokens::{make_token, TokenAsk};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use hpcsera_api_types::{Role, RoleSet};
-use hpcsera_store::{NewToken, StoreError, TokenRecord};
-
-/// Longest token name, in characters.
-const MAX_TOKEN_NAME_CHARS: usize = 100;
-const DAY_MS: i64 = 86_400_000;
+use hpcsera_api_types::{FieldError, Role, RoleSet};
+use hpcsera_store::{StoreError, TokenRecord};
 
 pub(crate) struct RoleBox {
     pub name: &'static str,
@@ -153,8 +150,8 @@ pub(crate) async fn tokens_page(
     page(&state, &session, StatusCode::OK, draft, Vec::new()).await
 }
 
-/// Reads the form into a draft and the list of its problems.
-fn read_form(form: &UiForm, max_days: u32) -> (Draft, Vec<String>, i64) {
+/// Reads the form into a draft; an unknown role name is a problem of its own.
+fn read_form(form: &UiForm) -> (Draft, Vec<FieldError>) {
     let mut problems = Vec::new();
     let mut draft = Draft {
         name: form.get("name").unwrap_or("").trim().to_string(),
@@ -163,96 +160,58 @@ fn read_form(form: &UiForm, max_days: u32) -> (Draft, Vec<String>, i64) {
         days: form.get("days").unwrap_or("").trim().to_string(),
         roles: RoleSet::EMPTY,
     };
-    let name_len = draft.name.chars().count();
-    if name_len == 0 || name_len > MAX_TOKEN_NAME_CHARS || draft.name.chars().any(char::is_control)
-    {
-        problems.push(format!(
-            "Name: give the token a name of 1 to {MAX_TOKEN_NAME_CHARS} characters."
-        ));
-    }
     for r in form.all("role") {
         match Role::ALL.iter().find(|x| x.as_str() == r) {
             Some(role) => draft.roles.insert(*role),
-            None => problems.push("Roles: an unknown role was sent.".into()),
+            None => problems.push(FieldError::new("roles", "an unknown role was sent.")),
         }
     }
-    if draft.roles.is_empty() {
-        problems.push("Roles: choose at least one role.".into());
-    }
-    if !draft.site.is_empty() && !hpcsera_api_types::is_valid_name(&draft.site, true) {
-        problems
-            .push("Site: a site name has letters, digits, '_', '-' and '.' (at most 64).".into());
-    }
-    let days = draft
-        .days
-        .parse::<u32>()
-        .ok()
-        .filter(|d| (1..=max_days).contains(d));
-    if days.is_none() {
-        problems.push(format!(
-            "Expires: a whole number of days from 1 to {max_days}."
-        ));
-    }
-    let expires_at =
-        hpcsera_store::now_ms().saturating_add(i64::from(days.unwrap_or(1)).saturating_mul(DAY_MS));
-    (draft, problems, expires_at)
+    (draft, problems)
 }
 
-/// `POST /ui/tokens`: makes the token and shows its secret, once.
+/// A problem of `make_token` as the form says it: "Roles: choose at least one role."
+fn problem_text(f: &FieldError) -> String {
+    let label = match f.field.as_str() {
+        "name" => "Name",
+        "roles" => "Roles",
+        "site" => "Site",
+        "expiresInDays" => "Expires",
+        "project" => "Project",
+        other => other,
+    };
+    format!("{label}: {}", f.problem)
+}
+
+/// `POST /ui/tokens`: makes the token (the checks of `POST /api/v1/tokens`,
+/// `routes::tokens::make_token`) and shows its secret, once.
 pub(crate) async fn create(
     State(state): State<AppState>,
     session: UiSession,
     form: UiForm,
 ) -> Result<Response, UiError> {
     session.check_csrf(&form)?;
-    let (draft, mut problems, expires_at) = read_form(&form, state.config.ui.token_max_days);
-    let member = state
-        .store
-        .user_memberships(session.rec.user_id)
-        .await?
-        .iter()
-        .any(|m| m.project == draft.project);
-    if !member {
-        problems.push("Project: choose one of your projects.".into());
-    }
-    let made = if problems.is_empty() {
-        let made = state
-            .store
-            .create_token(&NewToken {
-                user: &session.rec.user,
-                project: &draft.project,
-                name: &draft.name,
-                roles: draft.roles,
-                site: (!draft.site.is_empty()).then_some(draft.site.as_str()),
-                expires_at: Some(expires_at),
-            })
-            .await;
-        match made {
-            Ok(m) => Some(m),
-            // Roles beyond the member's roles in the project.
-            Err(StoreError::Invalid(fields)) => {
-                problems.extend(fields.into_iter().map(|f| format!("Roles: {}", f.problem)));
-                None
-            }
-            // The membership ended between the check and the insert.
-            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                problems.push("Project: choose one of your projects.".into());
-                None
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
+    let (draft, pre) = read_form(&form);
+    let ask = TokenAsk {
+        name: &draft.name,
+        project: &draft.project,
+        roles: draft.roles,
+        site: (!draft.site.is_empty()).then_some(draft.site.as_str()),
+        days: draft.days.parse().ok(),
     };
-    let Some((record, secret)) = made else {
-        return page(
-            &state,
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            draft,
-            problems,
-        )
-        .await;
+    let made = make_token(&state, session.rec.user_id, &session.rec.user, &ask, pre).await?;
+    let (record, secret) = match made {
+        Ok(m) => m,
+        Err(problems) => {
+            let problems = problems.iter().map(problem_text).collect();
+            return page(
+                &state,
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                draft,
+                problems,
+            )
+            .await;
+        }
     };
     audit(
         &state,

@@ -1,8 +1,9 @@
 //! What operators see: a real `/metrics` scrape that `promtool check metrics` (Debian package
 //! `prometheus`) accepts with no complaint, with jobs by site and status, agents' last contact,
 //! webhook deliveries and failures, the audit writer, the pool and build info, long polls
-//! apart from request latency; and the access log, one JSON line per request with the route
-//! template, numbers as numbers and the token's id, never its secret.
+//! apart from request latency; the access log, one JSON line per request with the route
+//! template, numbers as numbers and the token's id, never its secret; and forwarding headers
+//! believed only from a trusted proxy.
 
 use crate::common::*;
 use reqwest::Method;
@@ -267,4 +268,40 @@ async fn the_access_log_has_one_json_line_per_request_without_secrets() {
     assert_eq!(f["status"], 401);
     assert_eq!(f["route"], "/api/v1/job/findJobsByStatus");
     assert!(!text.contains(&tok) && !text.contains(&secret) && !text.contains("hpcs_not_a_token"));
+}
+
+/// The URLs the server makes follow a trusted proxy's `X-Forwarded-Proto`/`-Host`, and only a
+/// trusted proxy's.
+#[tokio::test]
+async fn forwarded_scheme_and_host_count_only_from_a_trusted_proxy() {
+    async fn token_endpoint(t: &TestApp) -> String {
+        let r = t
+            .http
+            .get(format!("{}/.well-known/oauth-authorization-server", t.base))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "hpc.example.org")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["token_endpoint"].as_str().unwrap().to_string()
+    }
+    let behind = TestApp::spawn_configured(|c| {
+        c.connections.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    assert_eq!(
+        token_endpoint(&behind).await,
+        "https://hpc.example.org/oauth/token"
+    );
+    let direct = TestApp::spawn_configured(|c| {
+        c.connections.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let url = token_endpoint(&direct).await;
+    assert_eq!(
+        url,
+        format!("{}/oauth/token", direct.base),
+        "headers of an untrusted peer are ignored"
+    );
 }

@@ -97,13 +97,23 @@ async fn a_token_revokes_itself_and_is_refused_afterwards() {
     assert_eq!(revoked.len(), 1, "{b}");
 }
 
+/// `POST /tokens` is for a logged-in session (`tokens_session`); a token gets 403 there and
+/// no other route makes one.
 #[tokio::test]
 async fn no_route_makes_a_token() {
     let t = TestApp::spawn().await;
     let a = t.alice().await;
     let before = t.store.list_tokens(None).await.unwrap().len();
+    let (s, _) = t
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            &a,
+            Some(serde_json::json!({"name": "x", "roles": ["GET_Job"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     for (m, p) in [
-        (Method::POST, "/api/v1/tokens"),
         (Method::PUT, "/api/v1/tokens"),
         (Method::POST, "/api/v1/tokens/self"),
         (Method::PUT, "/api/v1/tokens/self"),
@@ -119,11 +129,13 @@ async fn no_route_makes_a_token() {
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{m} {p}");
     }
     assert_eq!(t.store.list_tokens(None).await.unwrap().len(), before);
-    // And the document describes no such operation.
+    // And the document says that only a session makes one.
     let spec: serde_json::Value = serde_json::from_str(&hpcsera_server::spec_json()).unwrap();
     let tokens = &spec["paths"]["/api/v1/tokens"];
-    assert!(
-        tokens["get"].is_object() && tokens["post"].is_null(),
+    assert!(tokens["get"].is_object(), "{tokens}");
+    assert_eq!(
+        tokens["post"]["security"],
+        serde_json::json!([{"session": []}]),
         "{tokens}"
     );
     let own = &spec["paths"]["/api/v1/tokens/self"];

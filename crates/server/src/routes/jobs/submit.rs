@@ -49,7 +49,35 @@ pub async fn post_job(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let (site_id, spec) = job_type_of(&st, &caller, &body.site, &body.job_type).await?;
+    let who = Submitter {
+        project_id: caller.0.project_id,
+        user_id: caller.0.user_id,
+        actor: caller.user_actor(),
+    };
+    let submitted = submit(&st, &who, &body, idempotency_key.as_deref()).await?;
+    Ok(submitted_response(&submitted.job, submitted.created))
+}
+
+/// Who submits: the token's user and project, or the web UI's logged-in member (whose
+/// `POST_Job` the caller has checked, with any site restriction).
+pub(crate) struct Submitter {
+    pub project_id: i64,
+    pub user_id: i64,
+    /// How the event log names them (`user:NAME`).
+    pub actor: String,
+}
+
+/// The submission itself, shared by `POST /job` and the web UI's job form: the job type of
+/// the project at the site, its parameters validated (defaults filled), size, metadata and
+/// callback checked — every problem one field of a 422 — then the job and its first event
+/// stored, and the agents woken.
+pub(crate) async fn submit(
+    st: &AppState,
+    who: &Submitter,
+    body: &NewJob,
+    idempotency_key: Option<&str>,
+) -> ApiResult<hpcsera_store::Submitted> {
+    let (site_id, spec) = job_type_of(st, who.project_id, &body.site, &body.job_type).await?;
     let mut errs = Vec::new();
     let params = match spec.validate_parameters(&body.parameters) {
         Ok(p) => p,
@@ -66,25 +94,24 @@ pub async fn post_job(
         });
     check_parameters_size(&params, &mut errs);
     check_metadata(body.metadata.as_ref(), &mut errs);
-    check_callback(&st, body.callback_url.as_deref(), &mut errs);
+    check_callback(st, body.callback_url.as_deref(), &mut errs);
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
-    let request_hash = idempotency_key.as_ref().map(|_| request_hash(&body));
-    let actor = caller.user_actor();
+    let request_hash = idempotency_key.map(|_| request_hash(body));
     let submitted = st
         .store
         .create_job(&NewJobRecord {
-            project_id: caller.0.project_id,
-            owner_id: caller.0.user_id,
+            project_id: who.project_id,
+            owner_id: who.user_id,
             site_id,
             job_type: &body.job_type,
             parameters: &params,
             resources: &resources,
             metadata: body.metadata.as_ref(),
             callback_url: body.callback_url.as_deref(),
-            idempotency: idempotency_key.as_deref().zip(request_hash),
-            actor: &actor,
+            idempotency: idempotency_key.zip(request_hash),
+            actor: &who.actor,
             code_refs: &code_refs(&spec, &params),
         })
         .await?;
@@ -92,7 +119,7 @@ pub async fn post_job(
         st.wake_agents();
         st.events_written();
     }
-    Ok(submitted_response(&submitted.job, submitted.created))
+    Ok(submitted)
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters, else 400.
@@ -116,7 +143,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> 
 /// or `jobType` when there is none.
 pub(crate) async fn job_type_of(
     st: &AppState,
-    caller: &Caller,
+    project_id: i64,
     site: &str,
     job_type: &str,
 ) -> ApiResult<(i64, JobTypeSpec)> {
@@ -133,7 +160,7 @@ pub(crate) async fn job_type_of(
     if !is_valid_name(job_type, true) {
         return Err(no_type());
     }
-    match st.store.job_type(site, caller.0.project_id, job_type).await {
+    match st.store.job_type(site, project_id, job_type).await {
         Ok(x) => Ok(x),
         Err(StoreError::NotFound("site")) => Err(no_site()),
         Err(StoreError::NotFound(_)) => Err(no_type()),

@@ -142,7 +142,7 @@ impl OAuthForm {
 /// The URL people reach the server at: `--public-url`, else the request's scheme and host
 /// (`forwarded::Peer`: TLS or a trusted proxy's `X-Forwarded-Proto`/`-Host`, else `Host`),
 /// else the listen address.
-fn public_base(state: &AppState, ext: &axum::http::Extensions) -> String {
+pub(crate) fn public_base(state: &AppState, ext: &axum::http::Extensions) -> String {
     if let Some(url) = &state.config.ui.public_url {
         return url.trim_end_matches('/').to_string();
     }

@@ -55,7 +55,7 @@ pub async fn post_sweep(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let (site_id, spec) = job_type_of(&st, &caller, &body.site, &body.job_type).await?;
+    let (site_id, spec) = job_type_of(&st, caller.0.project_id, &body.site, &body.job_type).await?;
     let specs = body.members().map_err(ApiError::invalid)?;
     let mut errs = Vec::new();
     check_metadata(body.metadata.as_ref(), &mut errs);
