@@ -5,11 +5,15 @@ Some values are valid only by the server's state, which no schema can say; posit
 generated (they must be refused):
 
 - a submission names the published job type that takes no parameters (``noop`` at
-  HPCSERA_SITE), no callback URL (the server's allow-list), and a fresh ``Idempotency-Key``
-  (a key used before with another body is refused, 422);
+  HPCSERA_SITE), no resources (a job type's rules say which), no callback URL (the server's
+  allow-list), and a fresh ``Idempotency-Key`` (a key used before with another body is
+  refused, 422);
 - a client's change of a job (``PUT /job/{jobId}``) does not also report status, and its
-  ``parameters`` are the job type's (none);
+  ``parameters`` are the job type's (none), without resources;
 - a listing's ``cursor`` is one the server handed out, so a positive case sends none.
+
+And long polls (``wait``, ``waitSeconds``, up to 60 s) wait at most 1 s, so that the time
+budget goes to requests rather than to waiting.
 
 Code bundles (``application/gzip``) are sent as raw bytes, like ``application/octet-stream``.
 """
@@ -36,8 +40,8 @@ def _describe_safely(f, *args, **kwargs):
 lambda_sources._lambda_description = _describe_safely
 
 SITE = os.environ.get("HPCSERA_SITE", "local")
-REPORT_FIELDS = ("status", "exitCode", "batchJobId", "message", "subJobs")
-CHANGE_FIELDS = ("parameters", "metadata", "callbackUrl")
+REPORT_FIELDS = ("status", "exitCode", "batchJobId", "message", "subJobs", "grantedResources")
+CHANGE_FIELDS = ("parameters", "resources", "metadata", "callbackUrl")
 
 schemathesis.serializer.alias("application/gzip", "application/octet-stream")
 
@@ -46,6 +50,7 @@ def _submission(case):
     body = dict(case.body)
     body.update({"site": SITE, "jobType": "noop", "parameters": {}})
     body.pop("callbackUrl", None)
+    body.pop("resources", None)
     case.body = body
     case.headers = {**(case.headers or {}), "Idempotency-Key": str(uuid.uuid4())}
 
@@ -55,6 +60,7 @@ def _change(case):
     if any(k in body for k in CHANGE_FIELDS):
         body = {k: v for k, v in body.items() if k not in REPORT_FIELDS}
         body.pop("callbackUrl", None)
+        body.pop("resources", None)
         if "parameters" in body:
             body["parameters"] = {}
     if not body:
@@ -76,4 +82,8 @@ def map_case(ctx, case):
         _change(case)
     if case.query and "cursor" in case.query:
         case.query = {k: v for k, v in case.query.items() if k != "cursor"}
+    if case.query and isinstance(case.query.get("wait"), int) and case.query["wait"] > 1:
+        case.query = {**case.query, "wait": 1}
+    if isinstance(case.body, dict) and isinstance(case.body.get("waitSeconds"), int) and case.body["waitSeconds"] > 1:
+        case.body = {**case.body, "waitSeconds": 1}
     return case

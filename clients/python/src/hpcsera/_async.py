@@ -39,7 +39,7 @@ class AsyncClient:
         *,
         timeout: float = 30.0,
         retries: int = 3,
-        verify: Union[bool, str] = True,
+        verify: Union[bool, str, None] = None,
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
         self.url, token = rq.settings(url, token)
@@ -48,7 +48,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "hpcsera-python"},
-            verify=verify,
+            verify=rq.verify_setting(verify),
             transport=transport,
         )
 

@@ -32,7 +32,9 @@ LONG_POLL = 20
 class Client:
     """A client of one hpcsera server with one token (``url``/``token``, else the
     environment's ``HPCSERA_URL``/``HPCSERA_TOKEN``). Use it as a context manager, or
-    :meth:`close` it. ``verify`` is httpx's: ``True``, ``False`` or a CA bundle's path."""
+    :meth:`close` it. ``verify`` is httpx's: ``True``, ``False`` or a CA bundle's path; by
+    default ``HPCSERA_CA_FILE`` when set (an internal CA), else the system's CAs. Proxies come
+    from ``HTTPS_PROXY``/``NO_PROXY``."""
 
     def __init__(
         self,
@@ -41,7 +43,7 @@ class Client:
         *,
         timeout: float = 30.0,
         retries: int = 3,
-        verify: Union[bool, str] = True,
+        verify: Union[bool, str, None] = None,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
         self.url, token = rq.settings(url, token)
@@ -50,7 +52,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "hpcsera-python"},
-            verify=verify,
+            verify=rq.verify_setting(verify),
             transport=transport,
         )
 

@@ -51,6 +51,13 @@ def settings(url: Optional[str], token: Optional[str]) -> Tuple[str, str]:
     return url.rstrip("/"), token
 
 
+def verify_setting(verify: Union[bool, str, None]) -> Union[bool, str]:
+    """TLS verification: as given, else the CA bundle ``HPCSERA_CA_FILE`` names, else on."""
+    if verify is not None:
+        return verify
+    return os.environ.get("HPCSERA_CA_FILE") or True
+
+
 def _json(r: httpx.Response) -> Any:
     return r.json()
 

@@ -12,7 +12,7 @@ use super::{operations, schema};
 use crate::config::Limits;
 use crate::routes::jobs::MAX_IDEMPOTENCY_KEY;
 use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
-use hpcsera_api_types::MAX_NAME_LEN;
+use hpcsera_api_types::{JobUpdate, MAX_NAME_LEN};
 use serde_json::{json, Map, Value};
 
 /// A SHA-256 as the API writes it: 64 lower-case hex digits.
@@ -33,6 +33,7 @@ fn name_schema() -> Value {
 
 pub(super) fn apply(doc: &mut Value, limits: &Limits) {
     param_union(doc);
+    job_update_union(doc);
     formats(doc);
     bounds(doc);
     parameters(doc);
@@ -99,6 +100,90 @@ fn param_union(doc: &mut Value) {
     }
 }
 
+/// Whether `field` of `JobUpdate` is part of an agent's status report (else of a client's
+/// change), as `JobUpdate::is_status_report` decides for a body naming only it: the one
+/// classifier, asked, not a second list. `None` when no sample value fits the field.
+fn is_report_field(field: &str) -> Option<bool> {
+    [json!("queued"), json!(0), json!([]), json!({})]
+        .into_iter()
+        .find_map(|sample| {
+            let mut body = Map::new();
+            body.insert(field.to_string(), sample);
+            serde_json::from_value::<JobUpdate>(Value::Object(body)).ok()
+        })
+        .map(|u| u.is_status_report())
+}
+
+/// `JobUpdate` as a `oneOf` of `JobStatusReport` (an agent's) and `JobChange` (a client's):
+/// one request does one of the two, names at least one field, and sends no `null` (the
+/// server reads `null` as absent, so a body of nulls names nothing).
+fn job_update_union(doc: &mut Value) {
+    let Some(update) = schema(doc, "JobUpdate").map(Value::take) else {
+        return;
+    };
+    let props = update["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let branch = |report: bool, description: &str| {
+        let own: Map<String, Value> = props
+            .iter()
+            .filter(|(k, _)| is_report_field(k) == Some(report))
+            .map(|(k, v)| (k.clone(), not_null(v)))
+            .collect();
+        json!({"type": "object", "description": description, "properties": own,
+            "minProperties": 1, "additionalProperties": false})
+    };
+    let report = branch(
+        true,
+        "An agent's status report (role `UPDATE_JobStatus`, the agent token holding the job).",
+    );
+    let change = branch(
+        false,
+        "A client's change of a job no agent has claimed yet (role `UPDATE_Job`).",
+    );
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("JobStatusReport".into(), report);
+        schemas.insert("JobChange".into(), change);
+        schemas.insert(
+            "JobUpdate".into(),
+            json!({
+                "description": update.get("description").cloned().unwrap_or(Value::Null),
+                "oneOf": [{"$ref": "#/components/schemas/JobStatusReport"},
+                    {"$ref": "#/components/schemas/JobChange"}],
+            }),
+        );
+    }
+}
+
+/// A property's schema without its `null`: `["string", "null"]` is `"string"`, a `oneOf`
+/// of `null` and a reference is the reference.
+fn not_null(p: &Value) -> Value {
+    let mut p = p.clone();
+    if let Some(types) = p["type"].as_array() {
+        let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        p["type"] = if rest.len() == 1 {
+            rest[0].clone()
+        } else {
+            Value::Array(rest)
+        };
+    }
+    if let Some(one) = p["oneOf"].as_array() {
+        let rest: Vec<Value> = one
+            .iter()
+            .filter(|s| s["type"] != "null")
+            .cloned()
+            .collect();
+        if rest.len() == 1 {
+            return rest[0].clone();
+        }
+    }
+    p
+}
+
 /// Every property of every component schema, with its schema and property name.
 fn each_property(doc: &mut Value, mut f: impl FnMut(&str, &str, &mut Value)) {
     let Some(schemas) = doc
@@ -147,6 +232,11 @@ fn formats(doc: &mut Value) {
 
 /// The bounds the handlers check, on the bodies' fields.
 fn bounds(doc: &mut Value) {
+    // Names a batch system reports beyond the known ones: no control characters (and at most
+    // 256 bytes, said in words).
+    if let Some(granted) = schema(doc, "GrantedResources") {
+        granted["propertyNames"] = json!({"pattern": NO_CONTROLS});
+    }
     each_property(doc, |schema, prop, p| match (schema, prop) {
         ("NewJob", "site" | "jobType") => {
             let description = p.get("description").cloned();
@@ -163,6 +253,9 @@ fn bounds(doc: &mut Value) {
             p["pattern"] = json!(NO_CONTROLS);
         }
         ("PublishJobTypes", "agentKey") => p["pattern"] = json!(AGENT_KEY),
+        ("OperationDone" | "JobStatusReport", "message") | ("JobStatusReport", "batchJobId") => {
+            p["pattern"] = json!("^[^\\u0000]*$");
+        }
         ("AgentCleanup", "message") => {
             p["minLength"] = json!(1);
             p["pattern"] = json!("^[^\\u0000]*$");
@@ -288,4 +381,35 @@ fn is_structured(ctype: &str) -> bool {
 /// Notes a raw body's size limit where generators show it.
 fn op_note(media: &mut Value, limit: usize) {
     media["schema"]["description"] = json!(format!("at most {limit} bytes"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_update_field_is_a_report_or_a_change() {
+        let doc: Value = serde_json::from_str(&crate::routes::spec_json()).unwrap();
+        let report = &doc["components"]["schemas"]["JobStatusReport"]["properties"];
+        let change = &doc["components"]["schemas"]["JobChange"]["properties"];
+        let fields: Vec<&String> = report
+            .as_object()
+            .unwrap()
+            .keys()
+            .chain(change.as_object().unwrap().keys())
+            .collect();
+        for f in ["status", "exitCode", "batchJobId", "message", "subJobs"] {
+            assert!(report.get(f).is_some(), "{f} is a report field");
+        }
+        for f in ["parameters", "metadata", "callbackUrl"] {
+            assert!(change.get(f).is_some(), "{f} is a change field");
+        }
+        let derived = serde_json::to_value(<JobUpdate as utoipa::PartialSchema>::schema()).unwrap();
+        let all = derived["properties"].as_object().unwrap();
+        assert!(all.len() >= 8, "{derived}");
+        for f in all.keys() {
+            assert!(fields.contains(&f), "{f} is in one branch");
+        }
+        assert_eq!(fields.len(), all.len());
+    }
 }
