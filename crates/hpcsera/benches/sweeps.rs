@@ -193,19 +193,27 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        accept("SQLite", None).await;
+        if std::env::var("HPCSERA_BENCH_SKIP_ACCEPT").is_err() {
+            accept("SQLite", None).await;
+        }
         if let Ok(url) = std::env::var("HPCSERA_BENCH_DATABASE_URL") {
             accept("PostgreSQL", Some(url)).await;
         }
         if std::env::var("HPCSERA_BENCH_SLURM").as_deref() == Ok("1") {
-            let (arrays, cmds_a) = slurm_run(1000, true).await;
+            // HPCSERA_BENCH_MEMBERS (a multiple of 10, default 1000) makes a shorter run.
+            let n: usize = std::env::var("HPCSERA_BENCH_MEMBERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n >= 10 && n % 10 == 0)
+                .unwrap_or(1000);
+            let (arrays, cmds_a) = slurm_run(n, true).await;
             println!(
-                "slurm, 1,000 members as job arrays: {:.1} s end to end, {cmds_a} batch commands",
+                "slurm, {n} members as job arrays: {:.1} s end to end, {cmds_a} batch commands",
                 arrays.as_secs_f64()
             );
-            let (serial, cmds_s) = slurm_run(1000, false).await;
+            let (serial, cmds_s) = slurm_run(n, false).await;
             println!(
-                "slurm, 1,000 members with 1,000 serial sbatch calls: {:.1} s end to end, {cmds_s} batch commands",
+                "slurm, {n} members with {n} serial sbatch calls: {:.1} s end to end, {cmds_s} batch commands",
                 serial.as_secs_f64()
             );
         }
