@@ -273,6 +273,41 @@ async fn every_ended_job_has_a_signed_crate_that_validates_verifies_and_is_found
     the_data_lake_example_keeps_what_the_search_finds(&env, &key, 3).await;
 }
 
+/// A sweep's members (a job array on Slurm) have crates that validate like any job's and
+/// name their sweep and index.
+#[tokio::test]
+async fn a_sweep_members_crate_validates_and_names_its_sweep_and_index() {
+    let env = common::Env::new(SITE, JOB_TYPES).await;
+    let (key, _) = agent_key_and_digest(&env).await;
+    let new: hpcsera_api_types::NewSweep = serde_json::from_value(json!({
+        "site": SITE,
+        "jobType": "nap",
+        "parameterSets": [{"seconds": 1}, {"seconds": 2}],
+    }))
+    .unwrap();
+    let sweep = env.client.submit_sweep(&new, None).await.unwrap();
+    let members = env
+        .client
+        .sweep_jobs(&sweep.id, &[], None, None)
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(members.len(), 2);
+    for m in &members {
+        let job = wait_end(&env, &m.id).await;
+        assert_eq!(job.status, JobStatus::Completed, "{}", env.agent_log());
+        let dir = crate_dir(&env, &m.id).await;
+        check_with_python_tools(&dir);
+        let (ok, text) = verify(&env, &m.id, &key, Some(&dir)).await;
+        assert_eq!(ok, 0, "{text}");
+        assert_eq!(graph_entity(&dir, "#sweep")["value"], sweep.id.as_str());
+        assert_eq!(
+            graph_entity(&dir, "#sweep-index")["value"],
+            json!(m.sweep_index.unwrap())
+        );
+    }
+}
+
 /// `examples/datalake/ingest.py`: every ended job's crate, verified, in a plain directory;
 /// its index answers as the server's search does, and a second run adds nothing.
 async fn the_data_lake_example_keeps_what_the_search_finds(
