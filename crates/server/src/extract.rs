@@ -6,7 +6,7 @@
 //! a well-formed id looks like. It must never talk to the store beyond authenticating a token,
 //! nor decide what a caller may do with a job (handlers and the store do).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -224,6 +224,14 @@ impl Caller {
     /// Whether the token may act at `site` (tokens without a site restriction may act anywhere).
     pub fn may_use_site(&self, site: &str) -> bool {
         self.0.site.as_deref().is_none_or(|s| s == site)
+    }
+
+    /// [`Caller::may_use_site`] as an answer: 403 naming the token's site when it may not.
+    pub fn require_site(&self, site: &str) -> ApiResult<()> {
+        match &self.0.site {
+            Some(restricted) if restricted != site => Err(site_refused(restricted)),
+            _ => Ok(()),
+        }
     }
 
     /// How the event log names a client action.
@@ -514,6 +522,11 @@ async fn path_param<S: Send + Sync>(
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
         .ok_or_else(|| ApiError::bad_field(name, "is missing from the path"))
+}
+
+/// The refusal of a site-restricted token at another site.
+pub(crate) fn site_refused(restricted: &str) -> ApiError {
+    ApiError::Forbidden(format!("this token is restricted to site {restricted:?}"))
 }
 
 #[cfg(test)]

@@ -42,12 +42,7 @@ pub async fn post_job(
     ApiJson(body): ApiJson<NewJob>,
 ) -> ApiResult<Response> {
     caller.require(Role::PostJob)?;
-    if !caller.may_use_site(&body.site) {
-        return Err(ApiError::Forbidden(format!(
-            "this token is restricted to site {:?}",
-            caller.0.site.as_deref().unwrap_or_default()
-        )));
-    }
+    caller.require_site(&body.site)?;
     let idempotency_key = idempotency_key(&headers)?;
     let who = Submitter {
         project_id: caller.0.project_id,

@@ -14,11 +14,7 @@ use hpcsera_api_types::Job;
 pub(crate) fn narrow_to_token_site(caller: &Caller, site: &mut Option<String>) -> ApiResult<()> {
     if let Some(restricted) = &caller.0.site {
         match site {
-            Some(s) if s != restricted => {
-                return Err(ApiError::Forbidden(format!(
-                    "this token is restricted to site {restricted:?}"
-                )))
-            }
+            Some(s) if s != restricted => return Err(crate::extract::site_refused(restricted)),
             _ => *site = Some(restricted.clone()),
         }
     }

@@ -48,12 +48,7 @@ pub async fn post_sweep(
     ApiJson(body): ApiJson<NewSweep>,
 ) -> ApiResult<Response> {
     caller.require(Role::PostJob)?;
-    if !caller.may_use_site(&body.site) {
-        return Err(ApiError::Forbidden(format!(
-            "this token is restricted to site {:?}",
-            caller.0.site.as_deref().unwrap_or_default()
-        )));
-    }
+    caller.require_site(&body.site)?;
     let idempotency_key = idempotency_key(&headers)?;
     let (site_id, spec) = job_type_of(&st, caller.0.project_id, &body.site, &body.job_type).await?;
     let specs = body.members().map_err(ApiError::invalid)?;
