@@ -23,6 +23,7 @@ from ._errors import (
     HpcseraError,
     Invalid,
     JobFailed,
+    SweepFailed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
@@ -31,7 +32,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._pack import bundle_id, pack_directory
-from ._types import TERMINAL, DeviceAuthorization, OutputChunk, Provenance
+from ._types import TERMINAL, DeviceAuthorization, OutputChunk, Provenance, Sweep
 
 __version__ = "0.1.0"
 
@@ -47,10 +48,12 @@ __all__ = [
     "HpcseraError",
     "Invalid",
     "JobFailed",
+    "SweepFailed",
     "NotFound",
     "OutputChunk",
     "PayloadTooLarge",
     "Provenance",
+    "Sweep",
     "RateLimited",
     "ServerError",
     "TERMINAL",

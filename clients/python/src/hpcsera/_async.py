@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 import httpx
 
 from . import _requests as rq
-from ._errors import JobFailed, WaitTimeout, from_response
+from ._errors import JobFailed, SweepFailed, WaitTimeout, from_response
 from ._types import (
     TERMINAL,
     CodeBundle,
@@ -23,6 +23,8 @@ from ._types import (
     Provenance,
     ResultFile,
     Site,
+    Sweep,
+    sweep_ended,
 )
 
 #: How long a long poll asks the server to hold a request (the server allows up to 60 s).
@@ -116,11 +118,13 @@ class AsyncClient:
         metadata: Any = None,
         callback_url: Optional[str] = None,
         idempotency_key: Optional[str] = None,
+        resources: Optional[Dict[str, Any]] = None,
     ) -> Job:
         """Submits a job. Every submission carries an ``Idempotency-Key`` (a new UUID unless
         given), so a retry after a lost answer never makes a second job; giving the same key
-        again returns the first job."""
-        return await self._do(rq.submit(site, job_type, parameters, metadata, callback_url, idempotency_key))
+        again returns the first job. ``resources`` are PSI/J-named (``node_count``,
+        ``duration``, …) within the job type's rules."""
+        return await self._do(rq.submit(site, job_type, parameters, metadata, callback_url, idempotency_key, resources))
 
     async def get(self, job_id: str) -> Job:
         return await self._do(rq.get(job_id))
@@ -215,14 +219,101 @@ class AsyncClient:
     async def release(self, job_id: str) -> Job:
         return await self._do(rq.operation(job_id, "release"))
 
-    async def change(self, job_id: str, *, parameters: Any = None, metadata: Any = None, callback_url: Optional[str] = None) -> Job:
+    async def change(
+        self, job_id: str, *, parameters: Any = None, metadata: Any = None, callback_url: Optional[str] = None, resources: Any = None
+    ) -> Job:
         """Changes a job no agent has claimed yet."""
-        return await self._do(rq.change(job_id, parameters, metadata, callback_url))
+        return await self._do(rq.change(job_id, parameters, metadata, callback_url, resources))
 
     async def delete(self, job_id: str) -> bool:
         """Deletes a job: ``True`` when it is gone, ``False`` when an agent holds it (it is
         cancelled first and removed when it has ended)."""
         return await self._do(rq.delete(job_id))
+
+    # Sweeps.
+
+    async def submit_sweep(
+        self,
+        site: str,
+        job_type: str,
+        parameters: Optional[Dict[str, Any]] = None,
+        *,
+        parameter_sets: Optional[Sequence[Dict[str, Any]]] = None,
+        grid: Optional[Dict[str, Sequence[Any]]] = None,
+        resources: Optional[Dict[str, Any]] = None,
+        metadata: Any = None,
+        callback_url: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Sweep:
+        """Submits a sweep: one job per parameter set, or per combination of the ``grid``'s
+        value lists (names sorted, the last varying fastest), over the base ``parameters``.
+        Validated as a whole and stored at once; idempotent like :meth:`submit`."""
+        return await self._do(
+            rq.submit_sweep(site, job_type, parameters, parameter_sets, grid, resources, metadata, callback_url, idempotency_key)
+        )
+
+    async def get_sweep(self, sweep_id: str) -> Sweep:
+        """A sweep with its members' counts by status."""
+        return await self._do(rq.get_sweep(sweep_id))
+
+    async def list_sweeps(self, *, site: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> Dict[str, Any]:
+        """One page of the project's sweeps (``sweeps``, ``nextCursor``), newest first."""
+        return await self._do(rq.list_sweeps(site, limit, cursor))
+
+    async def sweep_jobs(
+        self, sweep_id: str, status: Union[str, Sequence[str], None] = None, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> JobList:
+        """One page of a sweep's members in index order (each names ``sweep`` and ``sweepIndex``)."""
+        return await self._do(rq.sweep_jobs(sweep_id, status, limit, cursor))
+
+    async def iter_sweep_jobs(self, sweep_id: str, status: Union[str, Sequence[str], None] = None, *, page_size: int = 1000) -> AsyncIterator[Job]:
+        """Every member of the sweep, in index order, page after page."""
+        cursor = None
+        while True:
+            page = await self.sweep_jobs(sweep_id, status, limit=page_size, cursor=cursor)
+            for job in page["jobs"]:
+                yield job
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+
+    async def sweep_events(self, sweep_id: str, *, after: int = 0, wait: int = 0, limit: Optional[int] = None) -> List[JobEvent]:
+        """The events of all the sweep's members after ``after``; ``wait`` long-polls."""
+        return await self._do(rq.sweep_events(sweep_id, after, wait, limit))
+
+    async def wait_sweep(self, sweep_id: str, *, timeout: Optional[float] = None, raise_on_failure: bool = False) -> Sweep:
+        """Waits until every member has ended, following the sweep's events with the long
+        poll, and returns the sweep. Raises :class:`WaitTimeout` after ``timeout`` seconds,
+        and with ``raise_on_failure`` :class:`SweepFailed` when a member did not complete."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sweep = await self.get_sweep(sweep_id)
+        after = 0
+        while not sweep_ended(sweep):
+            left = LONG_POLL if deadline is None else min(LONG_POLL, deadline - time.monotonic())
+            if left <= 0:
+                raise WaitTimeout(f"sweep {sweep_id} has not ended after {timeout} s")
+            evs = await self.sweep_events(sweep_id, after=after, wait=max(1, int(left)))
+            if evs:
+                after = evs[-1]["seq"]
+                sweep = await self.get_sweep(sweep_id)
+        if raise_on_failure and sweep["counts"].get("unsuccessful", 0):
+            raise SweepFailed(sweep)
+        return sweep
+
+    async def cancel_sweep(self, sweep_id: str) -> Dict[str, Any]:
+        """Cancels every member that has not ended; the answer counts what happened."""
+        return await self._do(rq.sweep_operation(sweep_id, "cancel"))
+
+    async def hold_sweep(self, sweep_id: str) -> Dict[str, Any]:
+        return await self._do(rq.sweep_operation(sweep_id, "hold"))
+
+    async def release_sweep(self, sweep_id: str) -> Dict[str, Any]:
+        return await self._do(rq.sweep_operation(sweep_id, "release"))
+
+    async def delete_sweep(self, sweep_id: str) -> bool:
+        """Deletes a sweep and its members: ``True`` when all are gone, ``False`` when some
+        were running (they are cancelled and removed when they end)."""
+        return await self._do(rq.delete_sweep(sweep_id))
 
     # Code bundles.
 

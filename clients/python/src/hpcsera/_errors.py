@@ -115,6 +115,17 @@ class JobFailed(HpcseraError):
         self.job = job
 
 
+class SweepFailed(HpcseraError):
+    """:meth:`Client.wait_sweep` with ``raise_on_failure``: a member ended other than completed."""
+
+    def __init__(self, sweep: Dict[str, Any]) -> None:
+        counts = sweep.get("counts", {})
+        super().__init__(
+            f"sweep {sweep.get('id')}: {counts.get('unsuccessful', 0)} of {sweep.get('members')} members did not complete"
+        )
+        self.sweep = sweep
+
+
 class WaitTimeout(HpcseraError):
     """:meth:`Client.wait` reached its timeout before the job ended."""
 

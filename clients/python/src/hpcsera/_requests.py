@@ -104,14 +104,17 @@ def submit(
     metadata: Any,
     callback_url: Optional[str],
     idempotency_key: Optional[str],
+    resources: Optional[Dict[str, Any]] = None,
 ) -> Call:
     body: Dict[str, Any] = {"site": site, "jobType": job_type, "parameters": parameters or {}}
-    if metadata is not None:
-        body["metadata"] = metadata
-    if callback_url is not None:
-        body["callbackUrl"] = callback_url
+    _optional(body, metadata=metadata, callbackUrl=callback_url, resources=resources)
     key = idempotency_key or str(uuid.uuid4())
     return Call("POST", f"{API}/job", _json, json=body, headers={"Idempotency-Key": key})
+
+
+def _optional(body: Dict[str, Any], **values: Any) -> None:
+    """Adds the values that are given (not ``None``) to a request body."""
+    body.update({k: v for k, v in values.items() if v is not None})
 
 
 def get(job_id: str) -> Call:
@@ -176,14 +179,11 @@ def operation(job_id: str, op: str) -> Call:
     return Call("PUT", f"{API}/job/updateByOperation/{quote(str(job_id), safe='')}", _json, json={"operation": op})
 
 
-def change(job_id: str, parameters: Any, metadata: Any, callback_url: Optional[str]) -> Call:
+def change(
+    job_id: str, parameters: Any, metadata: Any, callback_url: Optional[str], resources: Any = None
+) -> Call:
     body: Dict[str, Any] = {}
-    if parameters is not None:
-        body["parameters"] = parameters
-    if metadata is not None:
-        body["metadata"] = metadata
-    if callback_url is not None:
-        body["callbackUrl"] = callback_url
+    _optional(body, parameters=parameters, metadata=metadata, callbackUrl=callback_url, resources=resources)
     return Call("PUT", job_path(job_id), _json, json=body)
 
 
@@ -234,3 +234,69 @@ def search_provenance(**filters: Any) -> Call:
     for k, v in filters.items():
         _add(q, names.get(k, k), v)
     return Call("GET", f"{API}/provenance", _json, query=q)
+
+
+def sweep_path(sweep_id: str, rest: str = "") -> str:
+    return f"{API}/sweeps/{quote(str(sweep_id), safe='')}{rest}"
+
+
+def submit_sweep(
+    site: str,
+    job_type: str,
+    parameters: Optional[Dict[str, Any]],
+    parameter_sets: Optional[Sequence[Dict[str, Any]]],
+    grid: Optional[Dict[str, Sequence[Any]]],
+    resources: Optional[Dict[str, Any]],
+    metadata: Any,
+    callback_url: Optional[str],
+    idempotency_key: Optional[str],
+) -> Call:
+    if (parameter_sets is None) == (grid is None):
+        raise ValueError("give either parameter_sets or grid")
+    body: Dict[str, Any] = {"site": site, "jobType": job_type, "parameters": parameters or {}}
+    _optional(
+        body,
+        parameterSets=None if parameter_sets is None else list(parameter_sets),
+        grid=None if grid is None else {k: list(v) for k, v in grid.items()},
+        resources=resources,
+        metadata=metadata,
+        callbackUrl=callback_url,
+    )
+    key = idempotency_key or str(uuid.uuid4())
+    return Call("POST", f"{API}/sweeps", _json, json=body, headers={"Idempotency-Key": key})
+
+
+def get_sweep(sweep_id: str) -> Call:
+    return Call("GET", sweep_path(sweep_id), _json)
+
+
+def list_sweeps(site: Optional[str], limit: Optional[int], cursor: Optional[str]) -> Call:
+    q: Query = []
+    _add(q, "site", site)
+    _add(q, "limit", limit)
+    _add(q, "cursor", cursor)
+    return Call("GET", f"{API}/sweeps", _json, query=q)
+
+
+def sweep_jobs(sweep_id: str, status: Union[str, Sequence[str], None], limit: Optional[int], cursor: Optional[str]) -> Call:
+    q: Query = []
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    if statuses:
+        q.append(("status", ",".join(statuses)))
+    _add(q, "limit", limit)
+    _add(q, "cursor", cursor)
+    return Call("GET", sweep_path(sweep_id, "/jobs"), _json, query=q)
+
+
+def sweep_events(sweep_id: str, after: int, wait: int, limit: Optional[int]) -> Call:
+    q: Query = [("after", str(after)), ("wait", str(wait))]
+    _add(q, "limit", limit)
+    return Call("GET", sweep_path(sweep_id, "/events"), _key("events"), query=q, wait=wait)
+
+
+def sweep_operation(sweep_id: str, op: str) -> Call:
+    return Call("PUT", sweep_path(sweep_id, "/operation"), _json, json={"operation": op})
+
+
+def delete_sweep(sweep_id: str) -> Call:
+    return Call("DELETE", sweep_path(sweep_id), lambda r: r.status_code == 204)

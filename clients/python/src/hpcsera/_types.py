@@ -37,6 +37,10 @@ class Job(TypedDict, total=False):
     updatedAt: str
     finishedAt: str
     outputBytes: Dict[str, int]
+    resources: Dict[str, Any]
+    grantedResources: Dict[str, Any]
+    sweep: str
+    sweepIndex: int
 
 
 class JobList(TypedDict, total=False):
@@ -124,3 +128,30 @@ class DeviceAuthorization:
     verification_uri_complete: Optional[str]
     expires_in: int
     interval: int
+
+
+class SweepCounts(TypedDict, total=False):
+    byStatus: Dict[str, int]
+    ended: int
+    unsuccessful: int
+
+
+class Sweep(TypedDict, total=False):
+    id: str
+    project: str
+    site: str
+    jobType: str
+    owner: str
+    parameters: Dict[str, Any]
+    resources: Dict[str, Any]
+    metadata: Any
+    callbackUrl: str
+    members: int
+    counts: SweepCounts
+    createdAt: str
+
+
+def sweep_ended(sweep: Sweep) -> bool:
+    """Whether every member of the sweep that is still counted has ended."""
+    counts = sweep.get("counts", {})
+    return counts.get("ended", 0) >= sum(counts.get("byStatus", {}).values())
