@@ -74,7 +74,11 @@ pub(crate) const MAX_EVENT_WAIT: u64 = 60;
 
 /// Reads events; when there are none and `wait` > 0, waits until one is written (or the
 /// time is up). Wake-ups come from any event, so every wake-up reads again.
-async fn read_events<F, Fut>(st: &AppState, wait: u64, read: F) -> ApiResult<Vec<JobEvent>>
+pub(crate) async fn read_events<F, Fut>(
+    st: &AppState,
+    wait: u64,
+    read: F,
+) -> ApiResult<Vec<JobEvent>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<JobEvent>, hpcsera_store::StoreError>>,

@@ -8,8 +8,8 @@
 
 mod submit;
 
+use super::events::{event_query, read_events};
 use super::query::{decode_cursor, encode_cursor, pairs, parse_limit};
-use super::wait::{long_poll, Look};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller, SweepId};
 use crate::routes::jobs::narrow_to_token_site;
@@ -21,7 +21,6 @@ use hpcsera_api_types::{
     is_valid_name, ErrorBody, JobEventList, JobList, JobStatus, OperationRequest, Role, Sweep,
     SweepList, SweepOperationResult,
 };
-use std::time::Duration;
 
 pub use submit::*;
 
@@ -150,17 +149,11 @@ pub async fn sweep_events(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<JobEventList>> {
     caller.require(Role::GetJobStatus)?;
-    let (filter, wait) = crate::routes::events::event_query(&q)?;
-    let (after, limit) = (filter.after_seq, filter.limit);
+    let (f, wait) = event_query(&q)?;
     visible_sweep(&st, &caller, &id).await?;
     let project = caller.0.project_id;
-    let events = long_poll(&st.events, Duration::from_secs(wait), || async {
-        let events = st.store.sweep_events(project, &id, after, limit).await?;
-        Ok(if events.is_empty() {
-            Look::Nothing(events)
-        } else {
-            Look::Found(events)
-        })
+    let events = read_events(&st, wait, || {
+        st.store.sweep_events(project, &id, f.after_seq, f.limit)
     })
     .await?;
     Ok(Json(JobEventList { events }))
