@@ -14,6 +14,7 @@
 #   BENCH_CONNECTIONS=32      wrk connections for reads (2 threads)
 #   BENCH_SUBMIT_CONNECTIONS=8  wrk connections for submissions
 #   BENCH_LIST_JOBS=1000000   jobs stored for the listing benchmark
+#   BENCH_PIPELINES=10        3-step pipelines run one after the other (sub-job hand-off)
 #   BENCH_BACKENDS="sqlite postgres"
 #   BENCH_PG_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres (an admin connection)
 #   BENCH_NO_BUILD=1          use the existing release binary
@@ -164,6 +165,12 @@ bench_backend() {
     if [ "$name" = sqlite ]; then
         log "$name: batch-status calls per cycle"
         bench_status_calls "$url" "$dir" "${admin[@]}"
+        log "$name: sub-job hand-off (3-step pipeline, local adapter)"
+        bench_pipeline "$url" "$dir" "${admin[@]}"
+    fi
+    if [ "$name" = postgres ]; then
+        log "$name: queued on one replica, claimed on another"
+        bench_replica_dispatch "$url" $((port + 5)) "$dir" "${db[@]}"
     fi
 
     local job
@@ -282,6 +289,109 @@ END_TOML
     done
     kill "$apid"
     wait "$apid" 2>/dev/null || true
+}
+
+# --- sub-job hand-off ------------------------------------------------------------------------
+# bench_pipeline URL DIR ADMIN...: a real agent on the local adapter with its default cycles
+# (30 s long poll, 10 s status interval) runs a 3-step pipeline (login, batch, login), one job
+# at a time, BENCH_PIPELINES times. Each step stamps the time (ns) when it starts and ends into
+# `times` in the job's directory; a hand-off is one step's end stamp to the next one's start
+# stamp (the agent's reaction plus the start of a process). End to end is POST /job to the job
+# read back `completed`.
+bench_pipeline() {
+    local url=$1 dir=$2; shift 2
+    local admin=("$@") n="${BENCH_PIPELINES:-10}"
+    mkdir -p "$dir/pipe-work"
+    "${admin[@]}" token create --user bench --project bench --site pipe --name pipe-agent \
+        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$dir/pipe-agent.token"
+    chmod 600 "$dir/pipe-agent.token"
+    local stamp='date +%s%N >> times'
+    cat >"$dir/pipe.toml" <<END_TOML
+server_url = "$url"
+token_file = "$dir/pipe-agent.token"
+site = "pipe"
+work_dir = "$dir/pipe-work"
+[batch]
+preset = "local"
+[[job_types]]
+name = "pipe"
+[[job_types.sub_jobs]]
+name = "pre"
+kind = "login"
+shell = "$stamp; $stamp"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "$stamp; $stamp"
+[[job_types.sub_jobs]]
+name = "post"
+kind = "login"
+shell = "$stamp; $stamp"
+END_TOML
+    HPCSERA_LOG=warn "$BIN" agent --config "$dir/pipe.toml" >"$dir/pipe-agent.log" 2>&1 &
+    local apid=$!
+    PIDS+=("$apid")
+    local client
+    client="$(cat "$dir/client.token")"
+    for _ in $(seq 1 100); do
+        curl -sf "$url/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"pipe"' && break
+        sleep 0.1
+    done
+    sleep 1
+    : >"$dir/pipe.e2e"
+    local i job t0 t1 st
+    for i in $(seq 1 "$n"); do
+        t0=$(date +%s%N)
+        job=$(curl -sf -X POST "$url/api/v1/job" -H "Authorization: Bearer $client" \
+            -H 'Content-Type: application/json' -d '{"site":"pipe","jobType":"pipe"}' \
+            | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+        st=""
+        for _ in $(seq 1 3000); do
+            st=$(curl -sf "$url/api/v1/job/$job" -H "Authorization: Bearer $client" \
+                | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+            case "$st" in completed|failed|cancelled|lost) break ;; esac
+            sleep 0.01
+        done
+        t1=$(date +%s%N)
+        [ "$st" = completed ] || log "pipeline job $job ended $st (see $dir/pipe-agent.log)"
+        echo $(( (t1 - t0) / 1000000 )) >>"$dir/pipe.e2e"
+    done
+    kill "$apid"
+    wait "$apid" 2>/dev/null || true
+    # The hand-offs: stamps 2→3 and 4→5 of each job's six.
+    find "$dir/pipe-work" -name times -exec awk 'NR == 2 || NR == 4 { e = $1 } NR == 3 || NR == 5 { printf "%.1f\n", ($1 - e) / 1e6 }' {} \; \
+        | sort -n >"$dir/pipe.handoffs"
+    local e50 emax h50 hmax
+    e50=$(sort -n "$dir/pipe.e2e" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    emax=$(sort -n "$dir/pipe.e2e" | tail -n1)
+    h50=$(awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' "$dir/pipe.handoffs")
+    hmax=$(tail -n1 "$dir/pipe.handoffs")
+    record "sub-job hand-off (local adapter, $(wc -l <"$dir/pipe.handoffs") hand-offs): p50 / max" \
+        "$h50 / $hmax ms" "—" "≤ 50 ms" "$(awk -v v="$hmax" 'BEGIN{print (v != "" && v <= 50) ? "yes" : "no"}')"
+    record "3-step pipeline end to end (local adapter, $n jobs): p50 / max" "$e50 / $emax ms" "—" \
+        "≤ 1500 ms" "$(awk -v v="$emax" 'BEGIN{print (v != "" && v <= 1500) ? "yes" : "no"}')"
+}
+
+# --- a second replica on PostgreSQL ----------------------------------------------------------
+# bench_replica_dispatch URL PORT DIR DBARGS...: a second server on the same PostgreSQL
+# database; POST /job on the first, the agent long-polls the second (LISTEN/NOTIFY).
+bench_replica_dispatch() {
+    local url=$1 port=$2 dir=$3; shift 3
+    HPCSERA_LOG=warn "$BIN" server "$@" --listen "127.0.0.1:$port" --rate-limit-per-second 0 \
+        >"$dir/server-b.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$port/healthz"
+    local d p50
+    d=$("$BIN" bench dispatch --url "$url" --agent-url "http://127.0.0.1:$port" \
+        --token-file "$dir/client.token" --agent-token-file "$dir/agent.token" --site bench \
+        --job-type noop --n 100)
+    p50=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$d")
+    local p99
+    p99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$d")
+    record "queued on replica A → claimed on replica B, p50 / p99 (PostgreSQL)" "$p50 / $p99 ms" "—" \
+        "≤ 100 ms" "$(awk -v v="$p99" 'BEGIN{print (v != "" && v <= 100) ? "yes" : "no"}')"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 # --- slurmrestd ------------------------------------------------------------------------------

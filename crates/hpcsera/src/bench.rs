@@ -61,6 +61,10 @@ enum BenchCommand {
         job_type: String,
         #[arg(long, default_value_t = 200)]
         n: usize,
+        /// The agent polls this server instead (another replica of the same database: the
+        /// job reaches it by LISTEN/NOTIFY).
+        #[arg(long)]
+        agent_url: Option<String>,
     },
     /// Hold N idle agent long polls open and read the server's RSS (of --pid) before and with
     /// them; prints the RSS in KiB and the growth per connection.
@@ -99,7 +103,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             site,
             job_type,
             n,
-        } => dispatch(&target, &agent_token_file, &site, &job_type, n).await,
+            agent_url,
+        } => {
+            let agent_url = agent_url.as_deref().unwrap_or(&target.url);
+            dispatch(&target, agent_url, &agent_token_file, &site, &job_type, n).await
+        }
         BenchCommand::Longpolls { target, pid, n } => longpolls(&target, pid, n).await,
     }
 }
@@ -123,6 +131,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 async fn dispatch(
     target: &Target,
+    agent_url: &str,
     agent_token_file: &Path,
     site: &str,
     job_type: &str,
@@ -135,7 +144,7 @@ async fn dispatch(
     for _ in 0..n {
         let poll = {
             let http = http.clone();
-            let url = format!("{}/api/v1/agent/poll", target.url);
+            let url = format!("{agent_url}/api/v1/agent/poll");
             let token = agent_token.clone();
             tokio::spawn(async move {
                 let r = http

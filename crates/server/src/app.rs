@@ -230,6 +230,21 @@ impl Application {
             audit_task,
             tls,
         } = self;
+        // Work queued on another replica of the database wakes this server's agents
+        // (PostgreSQL LISTEN/NOTIFY); without it they see it at their next re-check.
+        let woken = state.clone();
+        let work_listener = match state
+            .store
+            .listen_for_work(move || woken.wake_local_agents())
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %error::chain(&e),
+                    "cannot listen for work from other replicas; agents see it at the long polls' re-check");
+                None
+            }
+        };
         let reaper = tokio::spawn(reap_leases(state.clone()));
         let webhooks = tokio::spawn(webhooks::deliver_webhooks(state.clone()));
         let reload = tls
@@ -250,6 +265,9 @@ impl Application {
         }
         reaper.abort();
         webhooks.abort();
+        if let Some(l) = work_listener {
+            l.abort();
+        }
         let _ = reaper.await;
         let _ = webhooks.await;
         // The router (and with it the last audit sink) is gone: the writer flushes and ends.

@@ -223,6 +223,11 @@ pub struct Connections {
     /// connection may stay idle.
     #[arg(skip = Connections::DEFAULT_HEADER_READ_TIMEOUT)]
     pub header_read_timeout: Duration,
+    /// How often a waiting long poll looks again without a wake-up (the floor for changes
+    /// this server is not told about: another process's writes on SQLite, or a lost
+    /// LISTEN connection on PostgreSQL).
+    #[arg(skip = Connections::DEFAULT_LONG_POLL_RECHECK)]
+    pub long_poll_recheck: Duration,
     /// A reverse proxy, by address or CIDR range (10.0.0.7, 10.0.0.0/24), whose
     /// X-Forwarded-For, -Proto and -Host describe the client (repeat for more; from anyone
     /// else these headers are ignored and the socket's peer is the client).
@@ -238,6 +243,7 @@ pub struct Connections {
 impl Connections {
     const DEFAULT_MAX_CONNECTIONS: usize = 0;
     const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    const DEFAULT_LONG_POLL_RECHECK: Duration = Duration::from_secs(2);
 }
 
 impl Default for Connections {
@@ -245,6 +251,7 @@ impl Default for Connections {
         Connections {
             max_connections: Connections::DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: Connections::DEFAULT_HEADER_READ_TIMEOUT,
+            long_poll_recheck: Connections::DEFAULT_LONG_POLL_RECHECK,
             trusted_proxies: Vec::new(),
         }
     }

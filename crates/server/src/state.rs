@@ -40,8 +40,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Wakes the agents that wait in a long poll.
+    /// Wakes the agents that wait in a long poll, on this server and (PostgreSQL: NOTIFY,
+    /// see `Store::announce_work`) on the other replicas of the database.
     pub fn wake_agents(&self) {
+        self.wake_local_agents();
+        self.store.announce_work();
+    }
+
+    /// Wakes the agents that wait in a long poll on this server only (what another
+    /// replica's announcement does here).
+    pub fn wake_local_agents(&self) {
         self.work.send_modify(|n| *n = n.wrapping_add(1));
     }
 

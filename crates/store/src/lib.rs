@@ -34,6 +34,7 @@ mod tests;
 mod transition;
 mod util;
 mod webhooks;
+mod work_notify;
 
 pub use admin::{AuditQuery, MemberRecord, MAX_AUDIT_PAGE};
 pub use agent::{AgentRef, Claim, Expired};
@@ -114,6 +115,8 @@ pub struct Store {
     auth_cache: Arc<authcache::AuthCache>,
     /// The writer that commits concurrent submissions together (`group_commit.rs`).
     group_commit: Arc<group_commit::GroupCommit>,
+    /// New work told across replicas (`work_notify.rs`: LISTEN/NOTIFY on PostgreSQL).
+    work_notifier: Arc<work_notify::WorkNotifier>,
 }
 
 impl std::fmt::Debug for Store {
@@ -191,6 +194,7 @@ impl Store {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             auth_cache: Arc::new(authcache::AuthCache::new()),
             group_commit: Arc::default(),
+            work_notifier: Arc::new(work_notify::WorkNotifier::new(backend, &url)),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -26,7 +26,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Records the script's exit status; `$1` is the exit file, the rest the command.
 const WRAPPER: &str = r#"exit_file=$1; shift; "$@"; rc=$?; printf '%s\n' "$rc" >"$exit_file.tmp" && mv -f -- "$exit_file.tmp" "$exit_file"; exit "$rc""#;
@@ -37,6 +39,10 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 pub struct LocalAdapter {
     state_dir: PathBuf,
     spawned: AtomicU64,
+    /// Fired when a job this instance started ends (its reaper saw the process exit, after
+    /// the wrapper wrote the exit file): the agent asks for the states at once instead of
+    /// at its next cycle (see [`BatchAdapter::end_signal`]).
+    ended: Arc<Notify>,
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), BatchError> {
@@ -79,6 +85,7 @@ impl LocalAdapter {
         Ok(LocalAdapter {
             state_dir,
             spawned: AtomicU64::new(0),
+            ended: Arc::new(Notify::new()),
         })
     }
 
@@ -191,9 +198,12 @@ impl LocalAdapter {
         // live process, which is right.
         let start = process_start_time(pid).unwrap_or(0);
         write_atomic(&dir.join("pid"), &format!("{pid} {start}\n"))?;
-        // Reap the child when it ends (after a restart, init does that).
+        // Reap the child when it ends (after a restart, init does that), and say so: the
+        // wrapper wrote the exit file before it exited, so the state is final now.
+        let ended = self.ended.clone();
         tokio::spawn(async move {
             let _ = child.wait().await;
+            ended.notify_one();
         });
         tracing::info!(%id, pid, job_name = %req.job_name, "started local batch job");
         Ok(id)
@@ -295,5 +305,9 @@ impl BatchAdapter for LocalAdapter {
 
     fn commands_spawned(&self) -> u64 {
         self.spawned.load(Ordering::SeqCst)
+    }
+
+    fn end_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.ended.clone())
     }
 }

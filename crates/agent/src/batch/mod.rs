@@ -340,6 +340,15 @@ pub trait BatchAdapter: Send + Sync {
     /// How many batch-system commands this adapter has spawned so far.
     fn commands_spawned(&self) -> u64;
 
+    /// A signal the adapter fires when one of the batch jobs it started ends, for adapters
+    /// that learn of a job's end as it happens and whose [`Self::status_all`] spawns no
+    /// command (the local adapter: its jobs are child processes). The agent then moves the
+    /// job on at once instead of at its next cycle. `None` (the default, every adapter that
+    /// asks a batch system): the end is learnt from the cycle's one status query.
+    fn end_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// What the batch system granted batch job `id`, as the last [`Self::status_all`] saw
     /// it (no command of its own); `None` when it said nothing or the adapter cannot tell.
     fn granted(&self, _id: &str) -> Option<hpcsera_api_types::GrantedResources> {

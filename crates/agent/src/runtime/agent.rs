@@ -13,11 +13,25 @@
 //! hand the cycle runs to its end (bounded by the batch commands' and the HTTP timeouts) and
 //! the signal is looked at again before the next poll.
 //!
+//! # Hand-off between sub-jobs
+//!
+//! A sub-job's end wakes the loop at once ([`Agent::wake`], a [`Notify`]): the task that
+//! waits for a login step's process fires it when the process exits, and so does the local
+//! adapter's reaper when a batch job's process exits ([`BatchAdapter::end_signal`]). The
+//! loop does not give up the poll it has in flight for that (a poll cut short may hold jobs
+//! the server just claimed, which would wait for their claim lease to run out): the poll is
+//! an owned future that stays pending while the woken work runs, [`Agent::woken`], which
+//! collects what ended and starts the next sub-jobs. The woken work is work like a reply's
+//! (not raced against the shutdown), and it never asks a batch system for states: with an
+//! adapter that has no end signal (Slurm, PBS, LSF) the states still come from the one status
+//! query per cycle; with the local adapter, whose status query reads files and spawns
+//! nothing, it reads them at once.
+//!
 //! This module owns the loop and the agent's state; the work of a cycle lives in the sibling
 //! modules. It must never run a job's steps itself.
 
 use super::error::{io, AgentError};
-use super::job::{Running, Step};
+use super::job::Running;
 use crate::batch::probe::Probe;
 use crate::batch::BatchAdapter;
 use crate::config::AgentConfig;
@@ -27,8 +41,10 @@ use hpcsera_api_types::{AgentPoll, AgentPollReply, PublishJobTypes};
 use hpcsera_client::Client;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
 
 /// The agent.
 pub struct Agent {
@@ -49,6 +65,14 @@ pub struct Agent {
     pub(super) batch_version: Option<Option<Probe>>,
     /// SHA-256 of container image files, by path, with the (size, mtime) they were hashed at.
     pub(super) image_digests: HashMap<PathBuf, ((u64, SystemTime), String)>,
+    /// Fired when a login step's process or (local adapter) a batch job's process ends: the
+    /// loop moves the job on at once (see the module docs).
+    pub(super) wake: Arc<Notify>,
+    /// Whether the adapter fires [`Agent::wake`] itself and its status query costs no
+    /// command (the local adapter): a wake-up then asks for the batch states too.
+    track_on_wake: bool,
+    /// How many times the loop was woken by a sub-job's end (tests).
+    wakes: u64,
     /// Held (locked) while the agent lives: one agent per work directory.
     _lock: std::fs::File,
 }
@@ -136,7 +160,12 @@ impl Agent {
                 ca_file: cfg.ca_file.clone(),
             },
         )?;
+        let signal = adapter.end_signal();
+        let track_on_wake = signal.is_some();
         let agent = Agent {
+            wake: signal.unwrap_or_default(),
+            track_on_wake,
+            wakes: 0,
             cfg,
             client,
             adapter,
@@ -156,6 +185,12 @@ impl Agent {
     /// The batch adapter (tests count its commands).
     pub fn adapter(&self) -> &Arc<dyn BatchAdapter> {
         &self.adapter
+    }
+
+    /// How many times [`Agent::run`]'s loop was woken by the end of a sub-job's process
+    /// rather than by a poll reply (tests).
+    pub fn wakes(&self) -> u64 {
+        self.wakes
     }
 
     /// Publishes the job types and resumes journaled jobs. Call once before cycles.
@@ -186,14 +221,23 @@ impl Agent {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
+        let wake = self.wake.clone();
         loop {
-            // Safe point: the long poll (nothing taken on yet).
-            let reply = tokio::select! {
-                _ = &mut shutdown => {
-                    self.stopping();
-                    return Ok(());
+            // Safe point: the long poll (nothing taken on yet). A sub-job's end meanwhile is
+            // handled while the poll stays in flight (see the module docs).
+            let poll = self.poll(self.wait_seconds());
+            tokio::pin!(poll);
+            let reply = loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => {
+                        self.stopping();
+                        return Ok(());
+                    }
+                    r = &mut poll => break r,
+                    // Not raced against the shutdown: this work runs to its end.
+                    _ = wake.notified() => self.woken().await,
                 }
-                r = self.poll(self.wait_seconds()) => r,
             };
             let pause = match reply {
                 // Not raced against the shutdown: this work runs to its end.
@@ -204,16 +248,29 @@ impl Agent {
                 }
             };
             if pause {
-                // Safe point: a pause between cycles.
-                tokio::select! {
-                    _ = &mut shutdown => {
-                    self.stopping();
-                    return Ok(());
-                }
-                    _ = tokio::time::sleep(self.idle_interval()) => {}
+                // Safe point: a pause between cycles (a sub-job's end is handled in it).
+                let nap = tokio::time::sleep(self.idle_interval());
+                tokio::pin!(nap);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => {
+                            self.stopping();
+                            return Ok(());
+                        }
+                        _ = &mut nap => break,
+                        _ = wake.notified() => self.woken().await,
+                    }
                 }
             }
         }
+    }
+
+    /// The work after a sub-job's process ended: collect finished login steps and (local
+    /// adapter) batch steps, start the next sub-jobs, end finished jobs.
+    async fn woken(&mut self) {
+        self.wakes += 1;
+        self.advance(false, self.track_on_wake).await;
     }
 
     fn stopping(&self) {
@@ -223,15 +280,12 @@ impl Agent {
         );
     }
 
-    /// How long the next poll may wait on the server. Idle: long. Login steps running: look
-    /// again soon (they end on the login node, not in the batch system). Batch jobs: the
-    /// status interval.
+    /// How long the next poll may wait on the server. Idle: long. Jobs held: the status
+    /// interval (leases are renewed and batch states asked once per cycle). A login step's
+    /// end does not need a short wait: it wakes the loop (see the module docs).
     fn wait_seconds(&self) -> u32 {
-        let login_running = self.jobs.values().any(|r| matches!(r.step, Step::Login(_)));
         let wait = if self.jobs.is_empty() {
             self.cfg.poll.long_poll_seconds
-        } else if login_running {
-            1
         } else {
             self.cfg
                 .poll
@@ -262,8 +316,12 @@ impl Agent {
     }
 
     /// `POST /agent/poll`: renews the leases of the jobs held and takes new ones while
-    /// there is room.
-    async fn poll(&self, wait_seconds: u32) -> Result<AgentPollReply, AgentError> {
+    /// there is room. The future owns what it needs (it borrows nothing from the agent), so
+    /// that the loop can keep it in flight while it handles a sub-job's end.
+    fn poll(
+        &self,
+        wait_seconds: u32,
+    ) -> impl Future<Output = Result<AgentPollReply, AgentError>> + Send + 'static {
         let room = self
             .cfg
             .limits
@@ -275,7 +333,8 @@ impl Agent {
             wait_seconds,
             agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         };
-        Ok(self.client.agent_poll(&poll).await?)
+        let client = self.client.clone();
+        async move { Ok(client.agent_poll(&poll).await?) }
     }
 
     /// The work of one poll reply, in order: released jobs, operations, code to verify, new
@@ -292,7 +351,7 @@ impl Agent {
         for job in reply.jobs {
             self.accept(job).await;
         }
-        self.advance(finish_login).await;
+        self.advance(finish_login, true).await;
         pause
     }
 }

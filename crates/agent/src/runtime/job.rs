@@ -24,11 +24,27 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 pub(super) enum Step {
     /// Sub-job `index` is next.
     Start,
-    Login(JoinHandle<Result<LoginOutcome, LoginError>>),
+    Login(LoginTask),
     Batch {
         batch: BatchJobRef,
         unknown: u32,
     },
+}
+
+/// A login step's task: [`crate::batch::login::run_login`] in a task of its own, which
+/// marks itself `ended` and fires the agent's wake-up as the process's outcome is known.
+pub(super) struct LoginTask {
+    pub handle: JoinHandle<Result<LoginOutcome, LoginError>>,
+    /// Set by the task just before it returns (and before it fires the wake-up), so that the
+    /// woken loop sees it ended even while the task is still finishing.
+    pub ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoginTask {
+    /// Whether the outcome is ready (awaiting the handle then takes no time).
+    pub fn ended(&self) -> bool {
+        self.handle.is_finished() || self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// One output stream of a job: the concatenation of its sub-jobs' files.

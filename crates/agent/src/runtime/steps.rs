@@ -11,7 +11,7 @@
 use super::agent::Agent;
 use super::code::add_code_env;
 use super::error::JobError;
-use super::job::{End, Running, Step};
+use super::job::{End, LoginTask, Running, Step};
 use super::output::output_files;
 use crate::batch::login::{run_login, LoginRequest};
 use crate::batch::{BatchError, BatchJobRef, BatchState, SubmitRequest};
@@ -26,10 +26,12 @@ use std::time::Duration;
 const UNKNOWN_LIMIT: u32 = 3;
 
 impl Agent {
-    /// Moves every job on: one status query for all batch jobs, then each job's next steps,
-    /// then output.
-    pub(super) async fn advance(&mut self, finish_login: bool) {
-        self.track_batch_jobs().await;
+    /// Moves every job on: one status query for all batch jobs (when `track`; a wake-up by
+    /// a login step's end asks no batch system), then each job's next steps, then output.
+    pub(super) async fn advance(&mut self, finish_login: bool, track: bool) {
+        if track {
+            self.track_batch_jobs().await;
+        }
         // Sweep members that are about to submit together go as job arrays first.
         self.submit_arrays().await;
         let ids: Vec<String> = self.jobs.keys().cloned().collect();
@@ -104,7 +106,7 @@ impl Agent {
     async fn step(&mut self, run: &mut Running, finish_login: bool) -> Result<Option<End>, End> {
         match &run.step {
             Step::Start => self.start_next(run).await,
-            Step::Login(handle) if handle.is_finished() || finish_login => {
+            Step::Login(task) if task.ended() || finish_login => {
                 self.collect_login(run).await.map(|()| None)
             }
             Step::Login(_) | Step::Batch { .. } => Ok(None),
@@ -191,7 +193,17 @@ impl Agent {
         };
         run.set_sub(SubJobStatus::Running, None, None, None);
         self.report(run, to, None).await;
-        run.step = Step::Login(tokio::spawn(async move { run_login(&req).await }));
+        // The task says when the process ended, so the next sub-job starts at once (see the
+        // hand-off in `agent`'s module docs), not at the next cycle.
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, wake) = (ended.clone(), self.wake.clone());
+        let handle = tokio::spawn(async move {
+            let outcome = run_login(&req).await;
+            flag.store(true, std::sync::atomic::Ordering::Release);
+            wake.notify_one();
+            outcome
+        });
+        run.step = Step::Login(LoginTask { handle, ended });
         Ok(())
     }
 
@@ -236,7 +248,8 @@ impl Agent {
     /// Waits for the login task (finished, or `--once`) and applies its outcome; `Err` ends
     /// the job.
     async fn collect_login(&mut self, run: &mut Running) -> Result<(), End> {
-        let Step::Login(handle) = std::mem::replace(&mut run.step, Step::Start) else {
+        let Step::Login(LoginTask { handle, .. }) = std::mem::replace(&mut run.step, Step::Start)
+        else {
             return Ok(());
         };
         let name = run.sub_name();
@@ -427,8 +440,8 @@ impl Agent {
     pub(super) async fn stop_step(&self, run: &Running) -> Result<(), BatchError> {
         match &run.step {
             Step::Batch { batch, .. } => self.adapter.cancel(&batch.id).await,
-            Step::Login(h) => {
-                h.abort();
+            Step::Login(task) => {
+                task.handle.abort();
                 Ok(())
             }
             Step::Start => Ok(()),

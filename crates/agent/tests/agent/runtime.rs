@@ -221,3 +221,126 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
         "not submitted again"
     );
 }
+
+/// A 3-step pipeline (login, batch, login) on the local adapter, each step writing the time
+/// (ns) when it starts and ends to `times`.
+async fn pipeline_world(cycle_seconds: u64) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
+        .await
+        .unwrap();
+    store.create_user("u", None, false).await.unwrap();
+    store.create_project("p", "").await.unwrap();
+    store.add_member("u", "p").await.unwrap();
+    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
+    let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
+    let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
+    let url = serve(ServerConfig::default(), store).await;
+    std::fs::write(dir.path().join("token"), &agent_token).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let stamp = format!("date +%s%N >> {d}/times");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server_url = "{url}"
+token_file = "{d}/token"
+site = "fake"
+work_dir = "{d}/work"
+[poll]
+long_poll_seconds = {cycle_seconds}
+status_interval_seconds = {cycle_seconds}
+idle_interval_seconds = {cycle_seconds}
+[batch]
+preset = "local"
+[[job_types]]
+name = "t"
+[[job_types.sub_jobs]]
+name = "pre"
+kind = "login"
+shell = "{stamp}; {stamp}"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "{stamp}; {stamp}"
+[[job_types.sub_jobs]]
+name = "post"
+kind = "login"
+shell = "{stamp}; {stamp}"
+"#
+        ),
+    )
+    .unwrap();
+    World {
+        client: Client::new(&url, &client_token).unwrap(),
+        dir,
+        agent_token,
+        config,
+    }
+}
+
+/// The gaps (ms) between one step's end and the next one's start, from `times`.
+fn hand_offs(times: &Path) -> Vec<f64> {
+    let t: Vec<u128> = std::fs::read_to_string(times)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(t.len(), 6, "each of the 3 steps stamps its start and end");
+    (1..3)
+        .map(|i| (t[2 * i] - t[2 * i - 1]) as f64 / 1e6)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_next_sub_job_starts_when_the_previous_ends_not_at_the_next_cycle() {
+    // Cycles of 60 s: were the steps handed on at the next cycle, the pipeline would take
+    // two minutes. The end of each step's process wakes the loop instead.
+    let w = pipeline_world(60).await;
+    let mut agent = Agent::new(AgentConfig::load(&w.config).unwrap(), &w.agent_token).unwrap();
+    agent.start().await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        agent
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        agent
+    });
+    // Let the agent's first (idle) long poll start: the job reaches it by the server's
+    // wake-up, and everything after by the steps' ends.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let id = w.client.submit(&job(), None).await.unwrap().id;
+    let job = loop {
+        let j = w.client.get_job(&id).await.unwrap();
+        if j.status.is_terminal() {
+            break j;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the pipeline did not end within a third of one cycle: {j:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let took = started.elapsed();
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let _ = stop.send(());
+    let agent = running.await.unwrap();
+    // Each step's end woke the loop (two login processes, one local batch job), and no
+    // poll reply came between (the poll in flight waits its 60 s on an idle server).
+    assert!(
+        agent.wakes() >= 3,
+        "woken {} times by the steps' ends",
+        agent.wakes()
+    );
+    let gaps = hand_offs(&w.dir.path().join("times"));
+    eprintln!("3-step pipeline: {took:?} end to end, hand-offs {gaps:?} ms");
+}

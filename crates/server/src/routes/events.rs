@@ -83,7 +83,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<JobEvent>, hpcsera_store::StoreError>>,
 {
-    long_poll(&st.events, Duration::from_secs(wait), || async {
+    long_poll(&st.events, Duration::from_secs(wait), st.config.connections.long_poll_recheck, || async {
         let events = read().await?;
         Ok(if events.is_empty() {
             Look::Nothing(events)

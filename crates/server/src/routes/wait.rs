@@ -9,10 +9,6 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often a waiting read looks again without a wake-up: another replica may have written
-/// what it waits for (on one server the wake-up comes at once).
-pub(crate) const RECHECK: Duration = Duration::from_secs(2);
-
 /// What one look found.
 pub(crate) enum Look<T> {
     /// Something to answer with now.
@@ -23,9 +19,13 @@ pub(crate) enum Look<T> {
 
 /// Looks until `look` finds something or `wait` has passed. Any bump of `changes` makes it
 /// look again at once; the bump is taken as seen before each look, so none is missed.
+/// Without a bump it looks again every `recheck` (`[connections] long_poll_recheck`, 2 s):
+/// the floor for writes this server is not told about (another process on SQLite; on
+/// PostgreSQL other replicas' work comes by NOTIFY, see `Store::listen_for_work`).
 pub(crate) async fn long_poll<T, F, Fut>(
     changes: &watch::Sender<u64>,
     wait: Duration,
+    recheck: Duration,
     look: F,
 ) -> ApiResult<T>
 where
@@ -46,7 +46,7 @@ where
             Look::Nothing(t) if now >= deadline => return Ok(t),
             Look::Nothing(_) => {}
         }
-        let nap = (deadline - now).min(RECHECK);
+        let nap = (deadline - now).min(recheck.max(Duration::from_millis(10)));
         tokio::select! {
             _ = changed.changed() => {}
             _ = tokio::time::sleep(nap) => {}

@@ -149,6 +149,72 @@ async fn long_poll_answers_when_a_job_is_queued() {
     assert!(ids(&r["jobs"]).is_empty());
 }
 
+/// Two replicas of the server on one PostgreSQL database: a job queued on A reaches an
+/// agent long-polling on B by LISTEN/NOTIFY, long before B's own re-check (set to 30 s here,
+/// so only the notification can explain an answer within seconds). SQLite has one server
+/// per database: there is nothing to test.
+#[tokio::test]
+async fn a_job_queued_on_one_replica_reaches_an_agent_waiting_on_another() {
+    let recheck = Duration::from_secs(30);
+    let a = TestApp::spawn_configured(|c| {
+        c.rate_limits.rate_limit_per_second = 0;
+        c.connections.long_poll_recheck = recheck;
+    })
+    .await;
+    if !a.db_url.starts_with("postgres") {
+        eprintln!("SQLite: one server per database, no replicas to notify");
+        return;
+    }
+    let code = tempfile::tempdir().unwrap();
+    let b_store = hpcsera_store::Store::connect(&a.db_url).await.unwrap();
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        code_dir: code.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.rate_limits.rate_limit_per_second = 0;
+    config.connections.long_poll_recheck = recheck;
+    let b = hpcsera_server::Application::build(config, b_store)
+        .await
+        .unwrap();
+    let b_base = format!("http://{}", b.local_addr().unwrap());
+    tokio::spawn(b.run_until(std::future::pending()));
+    let tok = a.alice().await;
+    let agent = a.agent_token().await;
+    for round in 0..3 {
+        let waiter = {
+            let http = a.http.clone();
+            let url = format!("{b_base}/api/v1/agent/poll");
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(agent)
+                    .json(&json!({"maxJobs": 5, "waitSeconds": 25}))
+                    .send()
+                    .await
+                    .unwrap();
+                let at = Instant::now();
+                (at, r.status(), r.json::<Value>().await.unwrap())
+            })
+        };
+        // The poll on B has looked once and waits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let queued = Instant::now();
+        let job = id_of(&a.submit(&tok, json!({"label": format!("replica {round}")})).await);
+        let (answered, status, reply) = waiter.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(ids(&reply["jobs"]), [job.clone()], "round {round}");
+        let took = answered.duration_since(queued);
+        eprintln!("round {round}: queued on A, claimed on B after {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: the claim took {took:?}: B's re-check ({recheck:?}), not A's notification"
+        );
+        a.report(&agent, &job, json!({"status": "dispatched"})).await;
+    }
+}
+
 #[tokio::test]
 async fn concurrent_agents_never_claim_a_job_twice() {
     let t = TestApp::spawn().await;
