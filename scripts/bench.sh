@@ -15,6 +15,8 @@
 #   BENCH_SUBMIT_CONNECTIONS=8  wrk connections for submissions
 #   BENCH_LIST_JOBS=1000000   jobs stored for the listing benchmark
 #   BENCH_PIPELINES=10        3-step pipelines run one after the other (sub-job hand-off)
+#   BENCH_AGENT_ONLY=1        leave out dispatch, idle long polls and the listing (seeding)
+#   BENCH_SCALE_JOBS=300      jobs the three agents of the scale-out run take
 #   BENCH_BACKENDS="sqlite postgres"
 #   BENCH_PG_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres (an admin connection)
 #   BENCH_NO_BUILD=1          use the existing release binary
@@ -144,6 +146,9 @@ bench_backend() {
         -H 'Content-Type: application/json' \
         -d '{"jobTypes":[{"name":"noop","subJobs":[{"name":"run","kind":"batch"}]}]}' >/dev/null
 
+    # BENCH_AGENT_ONLY=1: leave out dispatch, idle long polls and the listing (seeding).
+    local quick="${BENCH_AGENT_ONLY:-}"
+    if [ -z "$quick" ]; then
     log "$name: dispatch POST → claim"
     local d
     d=$("$BIN" bench dispatch --url "$url" --token-file "$dir/client.token" \
@@ -161,6 +166,7 @@ bench_backend() {
     record "RSS with 1,000 idle long polls ($name)" "$((rss / 1024)) MiB" "—" "≤ 64 MiB" "$([ "$rss" -le 65536 ] && echo yes || echo no)"
     record "memory per idle connection ($name)" "$per KiB" "—" "≤ 16 KiB" "$(awk -v v="$per" 'BEGIN{print (v <= 16) ? "yes" : "no"}')"
     sleep 1
+    fi
 
     if [ "$name" = sqlite ]; then
         log "$name: batch-status calls per cycle"
@@ -191,6 +197,12 @@ bench_backend() {
     n=$(total_requests "$dir/submit.out")
     cpu=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "—" }')
     echo "$(rps "$dir/submit.out") $cpu $(non2xx "$dir/submit.out")" >"$WORK/submit.$name"
+
+    if [ "$name" = postgres ]; then
+        log "$name: scale-out, 3 replicas behind a balancer"
+        bench_scaleout "$url" "$port" "$dir" "$job" "${db[@]}"
+    fi
+    if [ -n "$quick" ]; then kill "$pid"; wait "$pid" 2>/dev/null || true; return; fi
 
     log "$name: seeding $LIST_JOBS jobs"
     HPCSERA_LOG=error "$BIN" bench seed "${db[@]}" --user bench --project bench --site bench --job-type noop --jobs "$LIST_JOBS" >&2
@@ -394,6 +406,119 @@ bench_replica_dispatch() {
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# --- scale-out on PostgreSQL ------------------------------------------------------------------
+# bench_scaleout URL PORT DIR JOB DBARGS...: two more replicas on the same database (three in
+# all) behind `hpcsera bench balance` (round robin per connection); reads and submissions
+# through it, as on one server; then three agents of one site, each long-polling its own
+# replica (counting stand-ins for sbatch/squeue), take BENCH_SCALE_JOBS jobs submitted through
+# the balancer: every job must be submitted exactly once.
+bench_scaleout() {
+    local url=$1 port=$2 dir=$3 job=$4; shift 4
+    local db=("$@") ports=("$port" $((port + 101)) $((port + 102))) bport=$((port + 100))
+    local r pid
+    for r in 1 2; do
+        HPCSERA_LOG=warn "$BIN" server "${db[@]}" --listen "127.0.0.1:${ports[$r]}" --rate-limit-per-second 0 \
+            >"$dir/server-$r.log" 2>&1 &
+        PIDS+=("$!")
+        wait_http "http://127.0.0.1:${ports[$r]}/healthz"
+    done
+    "$BIN" bench balance --listen "127.0.0.1:$bport" \
+        --to "127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" >"$dir/balance.log" 2>&1 &
+    local bpid=$!
+    PIDS+=("$bpid")
+    local burl="http://127.0.0.1:$bport"
+    wait_http "$burl/healthz"
+    log "postgres: 3 replicas: read one job"
+    BENCH_TOKEN="$(cat "$dir/client.token")" wrk_run "$dir/read3.out" "$burl/api/v1/job/$job" "$dir/get.lua" "$CONNS"
+    log "postgres: 3 replicas: submit"
+    BENCH_TOKEN="$(cat "$dir/client.token")" wrk_run "$dir/submit3.out" "$burl/api/v1/job" "$dir/post.lua" "$SUBMIT_CONNS"
+    local r1 s1 r3 s3
+    read -r r1 _ <"$WORK/read.postgres"
+    read -r s1 _ <"$WORK/submit.postgres"
+    r3=$(rps "$dir/read3.out"); s3=$(rps "$dir/submit3.out")
+    record "read one job, 3 replicas behind a balancer (PostgreSQL): req/s" "$r3 (one server: $r1)" "—" \
+        "scales with replicas" "$(awk -v a="$r3" -v b="$r1" 'BEGIN{print (a > 1.5 * b) ? "yes" : "no"}')"
+    record "durable submissions/s, 3 replicas behind a balancer (PostgreSQL)" "$s3 (one server: $s1)" "—" \
+        "scales with replicas" "$(awk -v a="$s3" -v b="$s1" 'BEGIN{print (a > 1.5 * b) ? "yes" : "no"}')"
+
+    # Three agents of one site, one per replica.
+    local fake="$dir/scale-fake" n="${BENCH_SCALE_JOBS:-300}" i
+    mkdir -p "$fake"
+    echo 0 >"$fake/counter"
+    : >"$fake/submitted"
+    cat >"$fake/sbatch" <<END_SBATCH
+#!/bin/bash
+exec 9>>"$fake/lock"; flock 9
+echo "\${1#--job-name=}" >>"$fake/submitted"
+n=\$(( \$(cat "$fake/counter") + 1 )); echo "\$n" >"$fake/counter"; echo "\$n"
+END_SBATCH
+    cat >"$fake/squeue" <<END_SQUEUE
+#!/bin/bash
+ids="\${1#--jobs=}"
+tr ',' '\n' <<<"\$ids" | grep . | sed 's/\$/|RUNNING|None/'
+END_SQUEUE
+    printf '#!/bin/sh\nexit 0\n' >"$fake/none"
+    chmod 755 "$fake"/sbatch "$fake"/squeue "$fake"/none
+    local apids=()
+    for i in 0 1 2; do
+        "$BIN" admin "${db[@]}" token create --user bench --project bench --site scale --name "scale-agent-$i" \
+            --roles GET_Job,UPDATE_JobStatus,GET_Code 2>>"$dir/admin.log" | tail -n1 >"$dir/scale-$i.token"
+        chmod 600 "$dir/scale-$i.token"
+        mkdir -p "$dir/scale-work-$i"
+        cat >"$dir/scale-$i.toml" <<END_TOML
+server_url = "http://127.0.0.1:${ports[$i]}"
+token_file = "$dir/scale-$i.token"
+site = "scale"
+work_dir = "$dir/scale-work-$i"
+[limits]
+max_active_jobs = 1000
+[batch]
+preset = "slurm"
+submit = ["$fake/sbatch", "--job-name={job_name}", "{script}"]
+status = ["$fake/squeue", "--jobs={ids}"]
+accounting = []
+find = ["$fake/none"]
+report = []
+version = []
+[[job_types]]
+name = "noop"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "true"
+END_TOML
+        HPCSERA_LOG=warn "$BIN" agent --config "$dir/scale-$i.toml" >"$dir/scale-agent-$i.log" 2>&1 &
+        apids+=("$!")
+        PIDS+=("$!")
+    done
+    local client
+    client="$(cat "$dir/client.token")"
+    for _ in $(seq 1 100); do
+        curl -sf "$burl/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"scale"' && break
+        sleep 0.1
+    done
+    sleep 1
+    log "postgres: 3 replicas, 3 agents: $n jobs"
+    seq "$n" | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$burl/api/v1/job" \
+        -H "Authorization: Bearer $client" -H 'Content-Type: application/json' \
+        -d '{"site":"scale","jobType":"noop"}'
+    local waited=0
+    until [ "$(sort -u "$fake/submitted" | wc -l)" -ge "$n" ] || [ "$waited" -ge 120 ]; do
+        sleep 0.5; waited=$((waited + 1))
+    done
+    sleep 3
+    local distinct total per
+    distinct=$(sort -u "$fake/submitted" | wc -l)
+    total=$(wc -l <"$fake/submitted")
+    per=""
+    for i in 0 1 2; do per="$per $(find "$dir/scale-work-$i" -name '*.sh' 2>/dev/null | wc -l)"; done
+    record "jobs submitted twice, $n jobs, 3 replicas × 1 agent each (PostgreSQL)" \
+        "$((total - distinct)) (of $distinct submitted; per agent:$per)" "—" "0" \
+        "$([ "$total" -eq "$distinct" ] && [ "$distinct" -eq "$n" ] && echo yes || echo no)"
+    for pid in "${apids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+    kill "$bpid"; wait "$bpid" 2>/dev/null || true
+}
+
 # --- slurmrestd ------------------------------------------------------------------------------
 bench_slurmrestd() {
     local port=$1 url="http://127.0.0.1:$1" dir="$WORK/slurm"
@@ -465,6 +590,7 @@ s_rps="" s_p99="" s_sub=""
 if [ -s "$WORK/read.slurm" ]; then read -r s_rps s_p99 <"$WORK/read.slurm"; fi
 if [ -s "$WORK/submit.slurm" ]; then read -r s_sub <"$WORK/submit.slurm"; fi
 for b in $BACKENDS; do
+    [ -s "$WORK/read.$b" ] || continue
     read -r r p <"$WORK/read.$b"
     record "read one job ($b): req/s" "$r" "${s_rps:-—}" "≥ 20× peer" \
         "$(awk -v a="$r" -v b="$s_rps" 'BEGIN{print (b > 0 && a >= 20 * b) ? "yes" : (b > 0 ? "no" : "—")}')"

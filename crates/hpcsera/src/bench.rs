@@ -1,7 +1,8 @@
 //! `hpcsera bench …` (hidden): the parts of the benchmark harness (`scripts/bench.sh`) that an
 //! HTTP load generator (wrk) cannot do — seeding a million jobs, timing a job from `POST /job`
 //! into a waiting agent's long poll, and holding many idle long polls open while the server's
-//! memory is read. Each prints one line of `key=value` figures for the script's table.
+//! memory is read; and a small TCP balancer in front of server replicas. Each prints one line
+//! of `key=value` figures for the script's table.
 //!
 //! Never part of a server or an agent: it only talks to a running server over HTTP (or, for
 //! `seed`, to its database through the store). Tokens are read from files, never from argv.
@@ -66,6 +67,15 @@ enum BenchCommand {
         #[arg(long)]
         agent_url: Option<String>,
     },
+    /// A TCP balancer for the scale-out benchmark: listens on --listen and sends each new
+    /// connection to the next of --to (round robin), until killed.
+    Balance {
+        #[arg(long)]
+        listen: String,
+        /// The servers, `host:port`, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+    },
     /// Hold N idle agent long polls open and read the server's RSS (of --pid) before and with
     /// them; prints the RSS in KiB and the growth per connection.
     Longpolls {
@@ -109,6 +119,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             dispatch(&target, agent_url, &agent_token_file, &site, &job_type, n).await
         }
         BenchCommand::Longpolls { target, pid, n } => longpolls(&target, pid, n).await,
+        BenchCommand::Balance { listen, to } => balance(&listen, &to).await,
     }
 }
 
@@ -230,4 +241,35 @@ async fn open_poll(host: &str, port: u16, request: &str) -> anyhow::Result<tokio
     let mut s = tokio::net::TcpStream::connect((host, port)).await?;
     s.write_all(request.as_bytes()).await?;
     Ok(s)
+}
+
+/// Round-robin TCP balancing of whole connections (the scale-out benchmark's front).
+async fn balance(listen: &str, to: &[String]) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("listening={}", listener.local_addr()?);
+    let mut next = 0usize;
+    loop {
+        let mut inbound = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let target = to[next % to.len()].clone();
+        next = next.wrapping_add(1);
+        tokio::spawn(async move {
+            let _ = inbound.set_nodelay(true);
+            match tokio::net::TcpStream::connect(&target).await {
+                Ok(mut out) => {
+                    let _ = out.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+                Err(e) => eprintln!("cannot reach {target}: {e}"),
+            }
+        });
+    }
 }
