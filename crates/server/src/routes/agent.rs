@@ -54,7 +54,8 @@ pub async fn agent_poll(
         .await?;
     let actor = agent.actor();
     let wait = Duration::from_secs(u64::from(body.wait_seconds));
-    let (operations, jobs, code_to_verify) = long_poll(&st.work, wait, st.config.connections.long_poll_recheck, || async {
+    let recheck = st.config.connections.long_poll_recheck;
+    let (operations, jobs, code_to_verify) = long_poll(&st.work, wait, recheck, || async {
         let operations = st
             .store
             .pending_operations(&token.token_id, token.project_id)

@@ -83,7 +83,8 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<JobEvent>, hpcsera_store::StoreError>>,
 {
-    long_poll(&st.events, Duration::from_secs(wait), st.config.connections.long_poll_recheck, || async {
+    let recheck = st.config.connections.long_poll_recheck;
+    long_poll(&st.events, Duration::from_secs(wait), recheck, || async {
         let events = read().await?;
         Ok(if events.is_empty() {
             Look::Nothing(events)

@@ -149,7 +149,11 @@ pub async fn read_output(
     } else {
         None
     };
-    let slice = long_poll(&st.output, Duration::from_secs(wait as u64), st.config.connections.long_poll_recheck, || async {
+    let (wait, recheck) = (
+        Duration::from_secs(wait as u64),
+        st.config.connections.long_poll_recheck,
+    );
+    let slice = long_poll(&st.output, wait, recheck, || async {
         let slice = st.store.read_output(project, &id, s, offset, max).await?;
         // New bytes, the end, or output of the other stream or a new status: answer, so that
         // the reader looks there.

@@ -172,7 +172,8 @@ impl Follow {
     async fn look(&self) -> ApiResult<Option<News>> {
         let st = &self.state;
         let (project_id, id) = (self.access.project_id, self.id.as_str());
-        long_poll(&st.output, WAIT, st.config.connections.long_poll_recheck, || async move {
+        let recheck = st.config.connections.long_poll_recheck;
+        long_poll(&st.output, WAIT, recheck, || async move {
             // The status first: once it says the job ended, the agent had sent all output.
             let (_, status) = st.store.output_mark(project_id, id).await?;
             let read = |s, at| st.store.read_output(project_id, id, s, at, CHUNK_BYTES);

@@ -201,7 +201,10 @@ async fn a_job_queued_on_one_replica_reaches_an_agent_waiting_on_another() {
         // The poll on B has looked once and waits.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let queued = Instant::now();
-        let job = id_of(&a.submit(&tok, json!({"label": format!("replica {round}")})).await);
+        let job = id_of(
+            &a.submit(&tok, json!({"label": format!("replica {round}")}))
+                .await,
+        );
         let (answered, status, reply) = waiter.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{reply}");
         assert_eq!(ids(&reply["jobs"]), [job.clone()], "round {round}");
@@ -211,7 +214,8 @@ async fn a_job_queued_on_one_replica_reaches_an_agent_waiting_on_another() {
             took < Duration::from_secs(5),
             "round {round}: the claim took {took:?}: B's re-check ({recheck:?}), not A's notification"
         );
-        a.report(&agent, &job, json!({"status": "dispatched"})).await;
+        a.report(&agent, &job, json!({"status": "dispatched"}))
+            .await;
     }
 }
 
