@@ -191,8 +191,6 @@ impl Agent {
         } else {
             JobStatus::Staging
         };
-        run.set_sub(SubJobStatus::Running, None, None, None);
-        self.report(run, to, None).await;
         // The task says when the process ended, so the next sub-job starts at once (see the
         // hand-off in `agent`'s module docs), not at the next cycle.
         let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -204,6 +202,9 @@ impl Agent {
             outcome
         });
         run.step = Step::Login(LoginTask { handle, ended });
+        // Reported once the step runs: the report's round trip is not on the hand-off's path.
+        run.set_sub(SubJobStatus::Running, None, None, None);
+        self.report(run, to, None).await;
         Ok(())
     }
 
