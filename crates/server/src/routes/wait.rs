@@ -19,7 +19,7 @@ pub(crate) enum Look<T> {
 
 /// Looks until `look` finds something or `wait` has passed. Any bump of `changes` makes it
 /// look again at once; the bump is taken as seen before each look, so none is missed.
-/// Without a bump it looks again every `recheck` (`[connections] long_poll_recheck`, 2 s):
+/// Without a bump it looks again every `recheck` (`Connections::long_poll_recheck`, 2 s):
 /// the floor for writes this server is not told about (another process on SQLite; on
 /// PostgreSQL other replicas' work comes by NOTIFY, see `Store::listen_for_work`).
 pub(crate) async fn long_poll<T, F, Fut>(
