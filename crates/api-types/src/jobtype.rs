@@ -1,6 +1,7 @@
 //! Job types and their typed parameters, and the one parameter validator that both the
 //! server (at submission) and the agent (before running) use.
 
+pub use crate::errors::FieldError;
 use crate::resources::{ResourceRules, Resources};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -8,25 +9,6 @@ use utoipa::ToSchema;
 
 /// Longest accepted parameter or job-type name.
 pub const MAX_NAME_LEN: usize = 64;
-
-/// A problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldError {
-    /// Path of the field, e.g. `parameters.steps`.
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
 
 /// The type of a parameter and its constraints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -56,6 +56,20 @@ pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
 }
 
 impl Store {
+    /// An event that changes no status (an update, an operation, a deletion, a cleanup).
+    pub(crate) async fn add_note(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        job_seq: i64,
+        project_id: i64,
+        kind: EventKind,
+        actor: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.add_event(tx, job_seq, project_id, kind, None, None, actor, message)
+            .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn add_event(
         &self,
