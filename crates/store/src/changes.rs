@@ -116,18 +116,8 @@ impl Store {
                 "only the server moves a job to {to}"
             )));
         }
-        let sub_jobs = rep
-            .sub_jobs
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let granted = rep
-            .granted_resources
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let sub_jobs = json_text(rep.sub_jobs.as_ref())?;
+        let granted = json_text(rep.granted_resources.as_ref())?;
         if to != from {
             let held = LockedJob {
                 seq: locked.seq,

@@ -107,14 +107,8 @@ pub(crate) async fn add(
         }
     };
     let Some(key) = key.filter(|_| problems.is_empty()) else {
-        return page(
-            &state,
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            draft,
-            problems,
-        )
-        .await;
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return page(&state, &session, status, draft, problems).await;
     };
     let name = if !name.is_empty() {
         name

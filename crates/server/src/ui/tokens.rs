@@ -184,14 +184,8 @@ pub(crate) async fn create(
         Ok(m) => m,
         Err(problems) => {
             let problems = problems.iter().map(problem_text).collect();
-            return page(
-                &state,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                draft,
-                problems,
-            )
-            .await;
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return page(&state, &session, status, draft, problems).await;
         }
     };
     audit(
