@@ -13,7 +13,7 @@ use crate::routes::query::{
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, JobStatus, Role};
+use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, Role};
 use hpcsera_store::JobFilter;
 
 /// List the project's jobs, newest first, optionally by status (repeat `status` or separate

@@ -18,8 +18,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hpcsera_api_types::{
-    is_valid_name, ErrorBody, JobEventList, JobList, JobStatus, OperationRequest, Role, Sweep,
-    SweepList, SweepOperationResult,
+    is_valid_name, ErrorBody, JobEventList, JobList, OperationRequest, Role, Sweep, SweepList,
+    SweepOperationResult,
 };
 
 pub use submit::*;
