@@ -35,6 +35,26 @@ pub(crate) fn query_i64(q: &Option<String>, key: &str, default: i64) -> ApiResul
     }
 }
 
+/// Adds the statuses of one `status` value (`running` or `queued,running`) to `into`. An
+/// empty value or entry (`status=`, `a,,b`) is refused like an unknown status: it names none
+/// of `JobStatus`'s values, which is what the spec's `enum` says.
+pub(crate) fn push_statuses(
+    v: &str,
+    into: &mut Vec<hpcsera_api_types::JobStatus>,
+) -> ApiResult<()> {
+    for s in v.split(',').map(str::trim) {
+        let status = s.parse().map_err(|e| {
+            if s.is_empty() {
+                ApiError::bad_field("status", "is empty: name one or more job statuses")
+            } else {
+                ApiError::bad_field("status", e)
+            }
+        })?;
+        into.push(status);
+    }
+    Ok(())
+}
+
 /// An opaque page cursor: `base64url("<kind><seq>")`, the kind a letter per listing.
 pub(crate) fn encode_cursor(kind: char, seq: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}{seq}"))
@@ -61,6 +81,17 @@ pub(crate) fn parse_time(key: &str, v: &str) -> ApiResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_read_comma_separated_and_an_empty_one_is_refused() {
+        use hpcsera_api_types::JobStatus;
+        let mut v = Vec::new();
+        push_statuses("queued, running", &mut v).unwrap();
+        assert_eq!(v, [JobStatus::Queued, JobStatus::Running]);
+        for bad in ["", "queued,", ",running", "queued,,running", "sleeping"] {
+            assert!(push_statuses(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn cursor_round_trip_and_garbage() {

@@ -7,11 +7,13 @@
 use super::narrow_to_token_site;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Caller;
-use crate::routes::query::{decode_cursor, encode_cursor, pairs, parse_limit, parse_time};
+use crate::routes::query::{
+    decode_cursor, encode_cursor, pairs, parse_limit, parse_time, push_statuses,
+};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
 use axum::Json;
-use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, JobStatus, Role};
+use hpcsera_api_types::{is_valid_name, ErrorBody, JobList, Role};
 use hpcsera_store::JobFilter;
 
 /// List the project's jobs, newest first, optionally by status (repeat `status` or separate
@@ -51,14 +53,7 @@ pub(crate) fn job_filter(q: &Option<String>) -> ApiResult<JobFilter> {
     };
     for (k, v) in pairs(q)? {
         match k.as_str() {
-            "status" => {
-                for s in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    f.statuses.push(
-                        s.parse::<JobStatus>()
-                            .map_err(|e| ApiError::bad_field("status", e))?,
-                    );
-                }
-            }
+            "status" => push_statuses(&v, &mut f.statuses)?,
             "site" | "jobType" if !is_valid_name(&v, true) => {
                 return Err(ApiError::bad_field(&k, "is not a valid name"))
             }

@@ -9,7 +9,7 @@
 mod submit;
 
 use super::events::{event_query, read_events};
-use super::query::{decode_cursor, encode_cursor, pairs, parse_limit};
+use super::query::{decode_cursor, encode_cursor, pairs, parse_limit, push_statuses};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller, SweepId};
 use crate::routes::jobs::narrow_to_token_site;
@@ -18,8 +18,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hpcsera_api_types::{
-    is_valid_name, ErrorBody, JobEventList, JobList, JobStatus, OperationRequest, Role, Sweep,
-    SweepList, SweepOperationResult,
+    is_valid_name, ErrorBody, JobEventList, JobList, OperationRequest, Role, Sweep, SweepList,
+    SweepOperationResult,
 };
 
 pub use submit::*;
@@ -108,14 +108,7 @@ pub async fn sweep_jobs(
     let (mut statuses, mut limit, mut after) = (Vec::new(), 100, None);
     for (k, v) in pairs(&q)? {
         match k.as_str() {
-            "status" => {
-                for s in v.split(',').filter(|s| !s.is_empty()) {
-                    statuses.push(
-                        s.parse::<JobStatus>()
-                            .map_err(|e| ApiError::bad_field("status", e))?,
-                    );
-                }
-            }
+            "status" => push_statuses(&v, &mut statuses)?,
             "limit" => limit = parse_limit(&v)?,
             "cursor" => after = Some(decode_cursor('m', &v).ok_or_else(bad_cursor)?),
             other => return Err(ApiError::bad_field(other, "is not a known query parameter")),
