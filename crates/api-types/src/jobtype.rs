@@ -530,9 +530,15 @@ mod tests {
     #[test]
     fn cached_patterns_answer_as_compiled_ones_and_the_cache_stays_bounded() {
         let one = cached_pattern("[a-z]+").unwrap();
-        assert!(std::sync::Arc::ptr_eq(&one, &cached_pattern("[a-z]+").unwrap()));
+        assert!(std::sync::Arc::ptr_eq(
+            &one,
+            &cached_pattern("[a-z]+").unwrap()
+        ));
         assert!(one.is_match("abc") && !one.is_match("abc1"));
-        assert!(cached_pattern("(").is_err(), "a bad pattern is refused every time");
+        assert!(
+            cached_pattern("(").is_err(),
+            "a bad pattern is refused every time"
+        );
         assert!(cached_pattern("(").is_err());
         for i in 0..MAX_CACHED_PATTERNS + 10 {
             let re = cached_pattern(&format!("x{{{i}}}")).unwrap();

@@ -426,11 +426,7 @@ impl Store {
     }
 
     /// Inserts one job in a transaction of its own.
-    pub(crate) async fn insert_job(
-        &self,
-        new: &NewJobRecord<'_>,
-        names: &JobNames,
-    ) -> Result<Job> {
+    pub(crate) async fn insert_job(&self, new: &NewJobRecord<'_>, names: &JobNames) -> Result<Job> {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx.tx).await?;
         let job = self.insert_job_in_tx(&mut tx.tx, new, names).await?;
@@ -644,7 +640,10 @@ impl Store {
             })
             .collect();
         let page = if postgres {
-            format!("COALESCE(json_agg(json_build_array({}))::text, '[]')", row.join(", "))
+            format!(
+                "COALESCE(json_agg(json_build_array({}))::text, '[]')",
+                row.join(", ")
+            )
         } else {
             format!("json_group_array(json_array({}))", row.join(", "))
         };

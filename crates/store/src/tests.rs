@@ -397,8 +397,10 @@ async fn a_new_job_is_answered_as_it_reads_back() {
         serde_json::json!({"steps": 3, "tol": 0.1, "label": "a \"quoted\" ü", "on": true}),
     )
     .unwrap();
-    let resources: hpcsera_api_types::Resources =
-        serde_json::from_value(serde_json::json!({"node_count": 2, "duration": 3600, "memory": "4G"})).unwrap();
+    let resources: hpcsera_api_types::Resources = serde_json::from_value(
+        serde_json::json!({"node_count": 2, "duration": 3600, "memory": "4G"}),
+    )
+    .unwrap();
     let meta = serde_json::json!({"run": {"id": 7, "tags": ["x", "y"]}});
     for (metadata, callback) in [(Some(&meta), Some("http://127.0.0.1:9/hook")), (None, None)] {
         let answered = store
