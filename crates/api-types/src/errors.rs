@@ -1,8 +1,26 @@
 //! The body of every error reply (`{"error": {"code", "message", "fields"?, …}}`).
 
-use crate::jobtype::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// A problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    /// Path of the field, e.g. `parameters.steps`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// Every error reply: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

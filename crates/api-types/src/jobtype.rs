@@ -1,6 +1,7 @@
 //! Job types and their typed parameters, and the one parameter validator that both the
 //! server (at submission) and the agent (before running) use.
 
+pub use crate::errors::FieldError;
 use crate::resources::{ResourceRules, Resources};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -8,25 +9,6 @@ use utoipa::ToSchema;
 
 /// Longest accepted parameter or job-type name.
 pub const MAX_NAME_LEN: usize = 64;
-
-/// A problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldError {
-    /// Path of the field, e.g. `parameters.steps`.
-    pub field: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
 
 /// The type of a parameter and its constraints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -148,6 +130,34 @@ fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
         .map_err(|e| format!("pattern does not compile: {e}"))
 }
 
+/// Most compiled patterns kept by [`cached_pattern`]; a full cache is emptied (job types are
+/// published by a project's agents, so the set in use is small, but not bounded by us).
+const MAX_CACHED_PATTERNS: usize = 256;
+
+/// The compiled regex of a `pattern` parameter, from a process-wide cache: compiling one
+/// costs microseconds (more than the rest of a submission's validation together), and the
+/// same job types' patterns are checked again and again, by the server at every submission
+/// and by the agent before every run. The first check of a job type ([`JobTypeSpec::check`]
+/// at publication) fills it. Shared as `Arc`, since a cloned `Regex` starts with empty match
+/// caches.
+fn cached_pattern(p: &str) -> Result<std::sync::Arc<regex::Regex>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock, RwLock};
+    static CACHE: OnceLock<RwLock<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.read().ok().and_then(|c| c.get(p).cloned()) {
+        return Ok(re);
+    }
+    let re = Arc::new(compile_pattern(p)?);
+    if let Ok(mut c) = cache.write() {
+        if c.len() >= MAX_CACHED_PATTERNS {
+            c.clear();
+        }
+        c.insert(p.to_string(), Arc::clone(&re));
+    }
+    Ok(re)
+}
+
 /// Whether `s` looks like a code bundle id (SHA-256, lower-case hex).
 pub fn is_code_id(s: &str) -> bool {
     s.len() == 64
@@ -161,7 +171,7 @@ fn check_kind(kind: &ParamKind) -> Result<(), (&'static str, String)> {
     match kind {
         ParamKind::String {
             pattern: Some(pat), ..
-        } => compile_pattern(pat).map(|_| ()).map_err(|e| ("pattern", e)),
+        } => cached_pattern(pat).map(|_| ()).map_err(|e| ("pattern", e)),
         ParamKind::Integer {
             minimum: Some(a),
             maximum: Some(b),
@@ -358,7 +368,7 @@ fn check_string(s: &str, pattern: Option<&str>, max: Option<u32>) -> Result<(), 
         }
     }
     if let Some(pat) = pattern {
-        if !compile_pattern(pat)?.is_match(s) {
+        if !cached_pattern(pat)?.is_match(s) {
             return Err(format!("does not match the pattern {pat:?}"));
         }
     }
@@ -497,6 +507,25 @@ mod tests {
             "code": "a".repeat(64)
         })));
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn cached_patterns_answer_as_compiled_ones_and_the_cache_stays_bounded() {
+        let one = cached_pattern("[a-z]+").unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            &one,
+            &cached_pattern("[a-z]+").unwrap()
+        ));
+        assert!(one.is_match("abc") && !one.is_match("abc1"));
+        assert!(
+            cached_pattern("(").is_err(),
+            "a bad pattern is refused every time"
+        );
+        assert!(cached_pattern("(").is_err());
+        for i in 0..MAX_CACHED_PATTERNS + 10 {
+            let re = cached_pattern(&format!("x{{{i}}}")).unwrap();
+            assert!(re.is_match(&"x".repeat(i)) && !re.is_match(&"x".repeat(i + 1)));
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! way. No I/O.
 
 use crate::dto::Job;
-use crate::jobtype::FieldError;
+use crate::errors::FieldError;
 use crate::resources::Resources;
 use crate::status::{JobStatus, Operation};
 use serde::{Deserialize, Serialize};

@@ -105,6 +105,87 @@ impl Client {
         let resp = self.send(method, path, body, &[]).await?;
         decode(resp, self.max_body_bytes).await
     }
+
+    /// `POST path` with an `Idempotency-Key` (a fresh one without `key`, so retries are safe).
+    pub(crate) async fn submit_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        key: Option<&str>,
+    ) -> Result<T> {
+        let key = key
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let body = to_value(body)?;
+        let resp = self
+            .send(
+                Method::POST,
+                path,
+                Body::Json(&body),
+                &[("idempotency-key", key)],
+            )
+            .await?;
+        decode(resp, self.max_body_bytes).await
+    }
+
+    /// The events at `path` (a job's, a sweep's or the project's) after `after`, waiting up
+    /// to `wait_seconds` (at most 60) for one when there is none yet.
+    pub(crate) async fn events_at(
+        &self,
+        path: &str,
+        after: i64,
+        wait_seconds: u32,
+    ) -> Result<Vec<JobEvent>> {
+        let path = format!("{path}?after={after}&wait={}", wait_seconds.min(60));
+        Ok(self
+            .json::<JobEventList>(Method::GET, &path, Body::None)
+            .await?
+            .events)
+    }
+
+    /// `PUT path` with `{"operation": op}` (cancel, hold or release).
+    pub(crate) async fn operation_at<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        op: Operation,
+    ) -> Result<T> {
+        let body = serde_json::json!({ "operation": op });
+        self.json(Method::PUT, path, Body::Json(&body)).await
+    }
+
+    /// `DELETE path`; `true` when the server answered 202 (running work is cancelled first
+    /// and removed once it ended).
+    pub(crate) async fn delete_at(&self, path: &str) -> Result<bool> {
+        let resp = self.send(Method::DELETE, path, Body::None, &[]).await?;
+        Ok(resp.status() == StatusCode::ACCEPTED)
+    }
+}
+
+/// The query string of a listing page: `status` (comma-separated, when any), then `extra`
+/// pairs, `limit` and `cursor`.
+pub(crate) fn page_query(
+    statuses: &[JobStatus],
+    extra: &[(&str, Option<&str>)],
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    if !statuses.is_empty() {
+        let s: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        q.append_pair("status", &s.join(","));
+    }
+    for (name, value) in extra {
+        if let Some(v) = value {
+            q.append_pair(name, v);
+        }
+    }
+    if let Some(l) = limit {
+        q.append_pair("limit", &l.to_string());
+    }
+    if let Some(c) = cursor {
+        q.append_pair("cursor", c);
+    }
+    q.finish()
 }
 
 pub(crate) enum Body<'a> {

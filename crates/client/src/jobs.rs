@@ -1,7 +1,7 @@
 //! What clients do: who am I, sites and job types, jobs (submit, read, list, change,
 //! operations, delete), events, output, results and code bundles.
 
-use crate::http::{decode, hex_lower, path_segs, read_body, seg, to_value, Body};
+use crate::http::{decode, hex_lower, page_query, path_segs, read_body, seg, to_value, Body};
 use crate::*;
 use reqwest::Method;
 
@@ -28,19 +28,7 @@ impl Client {
 
     /// Submits a job. Without `idempotency_key` a fresh one is used, so retries are safe.
     pub async fn submit(&self, job: &NewJob, idempotency_key: Option<&str>) -> Result<Job> {
-        let key = idempotency_key
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let body = to_value(job)?;
-        let resp = self
-            .send(
-                Method::POST,
-                "/job",
-                Body::Json(&body),
-                &[("idempotency-key", key)],
-            )
-            .await?;
-        decode(resp, self.max_body_bytes).await
+        self.submit_json("/job", job, idempotency_key).await
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {
@@ -50,32 +38,15 @@ impl Client {
 
     /// One page of jobs (newest first).
     pub async fn list_jobs(&self, q: &JobQuery) -> Result<JobList> {
-        let mut pairs: Vec<(&str, String)> = Vec::new();
-        if !q.statuses.is_empty() {
-            pairs.push((
-                "status",
-                q.statuses
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ));
-        }
-        if let Some(s) = &q.site {
-            pairs.push(("site", s.clone()));
-        }
-        if let Some(s) = &q.job_type {
-            pairs.push(("jobType", s.clone()));
-        }
-        if let Some(l) = q.limit {
-            pairs.push(("limit", l.to_string()));
-        }
-        if let Some(c) = &q.cursor {
-            pairs.push(("cursor", c.clone()));
-        }
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
+        let query = page_query(
+            &q.statuses,
+            &[
+                ("site", q.site.as_deref()),
+                ("jobType", q.job_type.as_deref()),
+            ],
+            q.limit,
+            q.cursor.as_deref(),
+        );
         self.json(
             Method::GET,
             &format!("/job/findJobsByStatus?{query}"),
@@ -92,57 +63,30 @@ impl Client {
         after: i64,
         wait_seconds: u32,
     ) -> Result<Vec<JobEvent>> {
-        let path = format!(
-            "/job/{}/events?after={after}&wait={}",
-            seg(id),
-            wait_seconds.min(60)
-        );
-        Ok(self
-            .json::<JobEventList>(Method::GET, &path, Body::None)
-            .await?
-            .events)
+        let path = format!("/job/{}/events", seg(id));
+        self.events_at(&path, after, wait_seconds).await
     }
 
     /// Events of all the project's jobs after `after` (resume with the last `seq` seen),
     /// waiting up to `wait_seconds` for one.
     pub async fn project_events(&self, after: i64, wait_seconds: u32) -> Result<Vec<JobEvent>> {
-        let path = format!("/events?after={after}&wait={}", wait_seconds.min(60));
-        Ok(self
-            .json::<JobEventList>(Method::GET, &path, Body::None)
-            .await?
-            .events)
+        self.events_at("/events", after, wait_seconds).await
     }
 
     pub async fn events(&self, id: &str, after: i64) -> Result<Vec<JobEvent>> {
-        let path = format!("/job/{}/events?after={after}", seg(id));
-        Ok(self
-            .json::<JobEventList>(Method::GET, &path, Body::None)
-            .await?
-            .events)
+        self.events_at(&format!("/job/{}/events", seg(id)), after, 0)
+            .await
     }
 
     /// Requests cancel, hold or release.
     pub async fn operation(&self, id: &str, op: Operation) -> Result<Job> {
-        let body = serde_json::json!({ "operation": op });
-        self.json(
-            Method::PUT,
-            &format!("/job/updateByOperation/{}", seg(id)),
-            Body::Json(&body),
-        )
-        .await
+        self.operation_at(&format!("/job/updateByOperation/{}", seg(id)), op)
+            .await
     }
 
     /// Deletes a job; `true` when it is cancelled first (it runs) and removed once it ended.
     pub async fn delete_job(&self, id: &str) -> Result<bool> {
-        let resp = self
-            .send(
-                Method::DELETE,
-                &format!("/job/{}", seg(id)),
-                Body::None,
-                &[],
-            )
-            .await?;
-        Ok(resp.status() == StatusCode::ACCEPTED)
+        self.delete_at(&format!("/job/{}", seg(id))).await
     }
 
     /// A client's change of a queued job, or an agent's status report.

@@ -1,7 +1,7 @@
 //! Sweeps: submit (with an `Idempotency-Key`, as jobs), read with counts, list, member
 //! pages, events (long-polled), an operation on every member, delete.
 
-use crate::http::{decode, seg, to_value, Body};
+use crate::http::{page_query, seg, Body};
 use crate::*;
 use reqwest::Method;
 
@@ -12,19 +12,7 @@ impl Client {
         sweep: &NewSweep,
         idempotency_key: Option<&str>,
     ) -> Result<Sweep> {
-        let key = idempotency_key
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let body = to_value(sweep)?;
-        let resp = self
-            .send(
-                Method::POST,
-                "/sweeps",
-                Body::Json(&body),
-                &[("idempotency-key", key)],
-            )
-            .await?;
-        decode(resp, self.max_body_bytes).await
+        self.submit_json("/sweeps", sweep, idempotency_key).await
     }
 
     /// A sweep with its members' counts by status.
@@ -35,14 +23,8 @@ impl Client {
 
     /// One page of the project's sweeps (newest first).
     pub async fn list_sweeps(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<SweepList> {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(l) = limit {
-            q.append_pair("limit", &l.to_string());
-        }
-        if let Some(c) = cursor {
-            q.append_pair("cursor", c);
-        }
-        self.json(Method::GET, &format!("/sweeps?{}", q.finish()), Body::None)
+        let q = page_query(&[], &[], limit, cursor);
+        self.json(Method::GET, &format!("/sweeps?{q}"), Body::None)
             .await
     }
 
@@ -54,18 +36,8 @@ impl Client {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<JobList> {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        if !statuses.is_empty() {
-            let s: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-            q.append_pair("status", &s.join(","));
-        }
-        if let Some(l) = limit {
-            q.append_pair("limit", &l.to_string());
-        }
-        if let Some(c) = cursor {
-            q.append_pair("cursor", c);
-        }
-        let path = format!("/sweeps/{}/jobs?{}", seg(id), q.finish());
+        let q = page_query(statuses, &[], limit, cursor);
+        let path = format!("/sweeps/{}/jobs?{q}", seg(id));
         self.json(Method::GET, &path, Body::None).await
     }
 
@@ -93,39 +65,19 @@ impl Client {
         after: i64,
         wait_seconds: u32,
     ) -> Result<Vec<JobEvent>> {
-        let path = format!(
-            "/sweeps/{}/events?after={after}&wait={}",
-            seg(id),
-            wait_seconds.min(60)
-        );
-        Ok(self
-            .json::<JobEventList>(Method::GET, &path, Body::None)
-            .await?
-            .events)
+        let path = format!("/sweeps/{}/events", seg(id));
+        self.events_at(&path, after, wait_seconds).await
     }
 
     /// Requests cancel, hold or release on every member.
     pub async fn sweep_operation(&self, id: &str, op: Operation) -> Result<SweepOperationResult> {
-        let body = serde_json::json!({ "operation": op });
-        self.json(
-            Method::PUT,
-            &format!("/sweeps/{}/operation", seg(id)),
-            Body::Json(&body),
-        )
-        .await
+        self.operation_at(&format!("/sweeps/{}/operation", seg(id)), op)
+            .await
     }
 
     /// Deletes a sweep; `true` when running members are cancelled first and removed once
     /// they end.
     pub async fn delete_sweep(&self, id: &str) -> Result<bool> {
-        let resp = self
-            .send(
-                Method::DELETE,
-                &format!("/sweeps/{}", seg(id)),
-                Body::None,
-                &[],
-            )
-            .await?;
-        Ok(resp.status() == StatusCode::ACCEPTED)
+        self.delete_at(&format!("/sweeps/{}", seg(id))).await
     }
 }

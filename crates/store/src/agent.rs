@@ -291,17 +291,8 @@ impl Store {
             Some(m) => format!("{op}: {m}"),
             None => op.to_string(),
         };
-        self.add_event(
-            &mut tx.tx,
-            seq,
-            project_id,
-            kind,
-            None,
-            None,
-            actor,
-            Some(&msg),
-        )
-        .await?;
+        self.add_note(&mut tx.tx, seq, project_id, kind, actor, Some(&msg))
+            .await?;
         let job = self.job_in_tx(&mut tx.tx, seq).await?;
         tx.commit().await?;
         Ok(job)
@@ -332,13 +323,11 @@ impl Store {
         if r.agent_token.as_deref() != Some(agent.token_id) {
             return Err(StoreError::Conflict("another agent held this job".into()));
         }
-        self.add_event(
+        self.add_note(
             &mut tx.tx,
             seq,
             project_id,
             EventKind::AgentCleanup,
-            None,
-            None,
             actor,
             Some(message),
         )
@@ -445,13 +434,11 @@ impl Store {
             .await?;
         }
         if let (Some(op), Some(_)) = (pending, held) {
-            self.add_event(
+            self.add_note(
                 &mut tx.tx,
                 seq,
                 project_id,
                 EventKind::OperationDone,
-                None,
-                None,
                 "server",
                 Some(op.as_str()),
             )

@@ -339,15 +339,6 @@ impl Store {
         row.map(|r| col(&r, 0)).transpose()
     }
 
-    /// Creates a token for a member of the project. Returns the record and the secret,
-    /// which is not stored and cannot be shown again.
-    pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
-        let mut tx = self.begin_write().await?;
-        let made = crate::mint::insert_token(&mut tx.tx, t).await?;
-        tx.commit().await?;
-        Ok(made)
-    }
-
     /// Revokes a token; when `user_id` is given, only that user's token.
     pub async fn revoke_token(&self, id: &str, user_id: Option<i64>) -> Result<()> {
         let mut tx = self.begin_write().await?;

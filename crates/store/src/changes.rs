@@ -116,18 +116,8 @@ impl Store {
                 "only the server moves a job to {to}"
             )));
         }
-        let sub_jobs = rep
-            .sub_jobs
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let granted = rep
-            .granted_resources
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let sub_jobs = json_text(rep.sub_jobs.as_ref())?;
+        let granted = json_text(rep.granted_resources.as_ref())?;
         if to != from {
             let held = LockedJob {
                 seq: locked.seq,
@@ -222,13 +212,11 @@ impl Store {
         .bind(resources)
         .execute(&mut *tx.tx)
         .await?;
-        self.add_event(
+        self.add_note(
             &mut tx.tx,
             locked.seq,
             project_id,
             EventKind::Updated,
-            None,
-            None,
             actor,
             None,
         )
@@ -259,11 +247,15 @@ impl Store {
                 past(op)
             )));
         }
-        if from.is_with_agent() {
-            self.hand_to_agent(&mut tx.tx, &locked, project_id, op, actor)
-                .await?;
+        let note = if from.is_with_agent() {
+            Some(self.hand_to_agent(&mut tx.tx, &locked, op, actor).await?)
         } else {
             self.operate_unclaimed(&mut tx.tx, &locked, project_id, op, actor)
+                .await?
+        };
+        if let Some(kind) = note {
+            let detail = Some(op.as_str());
+            self.add_note(&mut tx.tx, locked.seq, project_id, kind, actor, detail)
                 .await?;
         }
         let job = self.job_in_tx(&mut tx.tx, locked.seq).await?;
@@ -272,15 +264,15 @@ impl Store {
     }
 
     /// Records an operation for the agent that holds the job (handed over with its next
-    /// poll). Cancel wins: a pending cancel is never replaced by a hold or release.
+    /// poll). Cancel wins: a pending cancel is never replaced by a hold or release. Returns
+    /// the event to record.
     async fn hand_to_agent(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         locked: &Locked,
-        project_id: i64,
         op: Operation,
         actor: &str,
-    ) -> Result<()> {
+    ) -> Result<EventKind> {
         if op != Operation::Cancel
             && locked.pending_op.as_deref() == Some(Operation::Cancel.as_str())
         {
@@ -298,21 +290,12 @@ impl Store {
         .bind(locked.seq)
         .execute(&mut **tx)
         .await?;
-        self.add_event(
-            tx,
-            locked.seq,
-            project_id,
-            EventKind::OperationRequested,
-            None,
-            None,
-            actor,
-            Some(op.as_str()),
-        )
-        .await
+        Ok(EventKind::OperationRequested)
     }
 
     /// Carries out an operation on a job no agent holds: a cancel ends it, a hold or
-    /// release sets its held flag (a held job is not claimed).
+    /// release sets its held flag (a held job is not claimed). Returns the event to record
+    /// besides the status change's, if any.
     async fn operate_unclaimed(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
@@ -320,17 +303,17 @@ impl Store {
         project_id: i64,
         op: Operation,
         actor: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<EventKind>> {
         if op == Operation::Cancel {
             let why = format!("cancelled by {actor} before it started");
             let job = locked.job(project_id);
             self.transition(tx, &job, JobStatus::Cancelled, actor, Some(&why))
                 .await?;
-            return Ok(());
+            return Ok(None);
         }
         let held = op == Operation::Hold;
         if held == locked.held {
-            return Ok(());
+            return Ok(None);
         }
         sqlx::query("UPDATE jobs SET held = $1, updated_at = $2 WHERE seq = $3")
             .bind(i64::from(held))
@@ -338,17 +321,7 @@ impl Store {
             .bind(locked.seq)
             .execute(&mut **tx)
             .await?;
-        self.add_event(
-            tx,
-            locked.seq,
-            project_id,
-            EventKind::OperationDone,
-            None,
-            None,
-            actor,
-            Some(op.as_str()),
-        )
-        .await
+        Ok(Some(EventKind::OperationDone))
     }
 
     /// Deletes a job. A job an agent holds is hidden at once, cancelled through the agent
@@ -371,13 +344,11 @@ impl Store {
             .bind(locked.seq)
             .execute(&mut *tx.tx)
             .await?;
-            self.add_event(
+            self.add_note(
                 &mut tx.tx,
                 locked.seq,
                 project_id,
                 EventKind::Deleted,
-                None,
-                None,
                 actor,
                 Some("cancel requested"),
             )

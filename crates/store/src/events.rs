@@ -55,7 +55,30 @@ pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
     })
 }
 
+/// One event to insert (see [`Store::insert_event`]).
+pub(crate) struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub from: Option<JobStatus>,
+    pub to: Option<JobStatus>,
+    pub actor: &'a str,
+    pub message: Option<&'a str>,
+}
+
 impl Store {
+    /// An event that changes no status (an update, an operation, a deletion, a cleanup).
+    pub(crate) async fn add_note(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        job_seq: i64,
+        project_id: i64,
+        kind: EventKind,
+        actor: &str,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.add_event(tx, job_seq, project_id, kind, None, None, actor, message)
+            .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn add_event(
         &self,
@@ -68,15 +91,47 @@ impl Store {
         actor: &str,
         message: Option<&str>,
     ) -> Result<()> {
-        // Event sequence numbers must become visible in order, or a reader resuming after
-        // seq N could miss an N-1 that commits later. SQLite has one writer; on PostgreSQL the
-        // event-writing transactions are serialised from here to their commit.
+        self.lock_event_order(tx).await?;
+        let event = NewEvent {
+            kind,
+            from,
+            to,
+            actor,
+            message,
+        };
+        self.insert_event(tx, job_seq, project_id, event, true)
+            .await
+    }
+
+    /// Event sequence numbers must become visible in order, or a reader resuming after seq N
+    /// could miss an N-1 that commits later. SQLite has one writer; on PostgreSQL the
+    /// event-writing transactions are serialised from here to their commit (an advisory
+    /// lock; taking it again in the same transaction is a no-op).
+    pub(crate) async fn lock_event_order(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+    ) -> Result<()> {
         if self.backend == crate::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(EVENT_ORDER_LOCK)
                 .execute(&mut **tx)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Inserts an event in `tx`, which holds the event-order lock
+    /// ([`Store::lock_event_order`]). A status event queues the job's webhook too, unless
+    /// the caller knows the job has no callback URL (`may_have_callback` false: one statement
+    /// less).
+    pub(crate) async fn insert_event(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        job_seq: i64,
+        project_id: i64,
+        e: NewEvent<'_>,
+        may_have_callback: bool,
+    ) -> Result<()> {
         let r = sqlx::query(
             "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
@@ -84,14 +139,14 @@ impl Store {
         .bind(job_seq)
         .bind(project_id)
         .bind(now_ms())
-        .bind(kind.as_str())
-        .bind(from.map(JobStatus::as_str))
-        .bind(to.map(JobStatus::as_str))
-        .bind(actor)
-        .bind(message)
+        .bind(e.kind.as_str())
+        .bind(e.from.map(JobStatus::as_str))
+        .bind(e.to.map(JobStatus::as_str))
+        .bind(e.actor)
+        .bind(e.message)
         .fetch_one(&mut **tx)
         .await?;
-        if to.is_some() {
+        if e.to.is_some() && may_have_callback {
             // The webhook outbox: written with the event, so no status change is missed.
             let event_seq: i64 = col(&r, 0)?;
             enqueue_webhook(tx, job_seq, event_seq).await?;
@@ -115,12 +170,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        if self.backend == crate::Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(EVENT_ORDER_LOCK)
-                .execute(&mut **tx)
-                .await?;
-        }
+        self.lock_event_order(tx).await?;
         let now = now_ms();
         for chunk in events.chunks(crate::sweeps::CHUNK) {
             let sql = format!(

@@ -13,10 +13,11 @@
 //! every caller gets its own answer, exactly as without grouping. A failed commit is answered
 //! as an error to the whole batch (nothing is retried after a commit attempt).
 
+use crate::jobs::JobNames;
 use crate::{corrupt, NewJobRecord, Result, Store, StoreError};
 use hpcsera_api_types::{Job, Resources};
 use serde_json::{Map, Value};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most submissions in one transaction.
@@ -37,10 +38,11 @@ struct OwnedJob {
     idempotency: Option<(String, String)>,
     actor: String,
     code_refs: Vec<crate::CodeRef>,
+    names: Arc<JobNames>,
 }
 
 impl OwnedJob {
-    fn from_record(n: &NewJobRecord<'_>) -> OwnedJob {
+    fn from_record(n: &NewJobRecord<'_>, names: Arc<JobNames>) -> OwnedJob {
         OwnedJob {
             project_id: n.project_id,
             owner_id: n.owner_id,
@@ -56,6 +58,7 @@ impl OwnedJob {
                 .map(|(k, h)| (k.to_string(), h.clone())),
             actor: n.actor.to_string(),
             code_refs: n.code_refs.to_vec(),
+            names,
         }
     }
 
@@ -89,7 +92,11 @@ pub(crate) struct GroupCommit {
 
 impl Store {
     /// Inserts a job through the group-commit writer; answers after the commit.
-    pub(crate) async fn insert_job_grouped(&self, new: &NewJobRecord<'_>) -> Result<Job> {
+    pub(crate) async fn insert_job_grouped(
+        &self,
+        new: &NewJobRecord<'_>,
+        names: Arc<JobNames>,
+    ) -> Result<Job> {
         let queue = self.group_commit.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             tokio::spawn(writer(self.clone(), rx));
@@ -97,13 +104,13 @@ impl Store {
         });
         let (reply, answer) = oneshot::channel();
         if queue
-            .send((OwnedJob::from_record(new), reply))
+            .send((OwnedJob::from_record(new, Arc::clone(&names)), reply))
             .await
             .is_err()
         {
             // The writer's runtime has ended (a store used from a later runtime): the job
             // never reached it, so insert it here.
-            return self.insert_job(new).await;
+            return self.insert_job(new, &names).await;
         }
         answer
             .await
@@ -113,9 +120,14 @@ impl Store {
     /// One transaction for the whole batch; `Err(true)` when the commit itself failed.
     async fn insert_batch(&self, batch: &[Request]) -> Result<Vec<Job>, (StoreError, bool)> {
         let mut tx = self.begin_write().await.map_err(|e| (e, false))?;
+        self.lock_event_order(&mut tx.tx)
+            .await
+            .map_err(|e| (e, false))?;
         let mut jobs = Vec::with_capacity(batch.len());
         for (job, _) in batch {
-            let inserted = self.insert_job_in_tx(&mut tx.tx, &job.record()).await;
+            let inserted = self
+                .insert_job_in_tx(&mut tx.tx, &job.record(), &job.names)
+                .await;
             jobs.push(inserted.map_err(|e| (e, false))?);
         }
         tx.commit().await.map_err(|e| (e, true))?;
@@ -147,7 +159,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
             }
         }
         for (job, reply) in batch.drain(..) {
-            let _ = reply.send(store.insert_job(&job.record()).await);
+            let _ = reply.send(store.insert_job(&job.record(), &job.names).await);
         }
     }
 }

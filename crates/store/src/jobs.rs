@@ -1,20 +1,74 @@
 //! Jobs, their event log and idempotency keys. Every query is scoped by project.
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
-use futures_util::TryStreamExt;
-use hpcsera_api_types::{EventKind, Job, JobStatus, PendingOperation, Resources};
+use hpcsera_api_types::{
+    EventKind, GrantedResources, Job, JobStatus, PendingOperation, Resources, SubJobState,
+};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Any;
 use sqlx::FromRow;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The columns of a job as stored, in the order of [`JobRow`] and [`JobParts`].
+macro_rules! job_columns {
+    () => {
+        "j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
+         j.status, j.parameters, j.resources, j.granted_resources, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
+         j.batch_job_id, j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
+         j.stdout_bytes, j.stderr_bytes, w.id AS sweep, j.sweep_index"
+    };
+}
+
+/// The tables of a job's columns: `jobs j` with its project, site, owner and sweep.
+macro_rules! job_tables {
+    () => {
+        "FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
+         JOIN users u ON u.id = j.owner_id LEFT JOIN sweeps w ON w.seq = j.sweep_seq"
+    };
+}
 
 /// The columns of a [`JobRow`], by name.
-pub(crate) const JOB_SELECT: &str = "SELECT j.seq, j.id, p.name AS project, s.name AS site, j.job_type, u.name AS owner, \
-     j.status, j.parameters, j.resources, j.granted_resources, j.metadata, j.callback_url, j.held, j.pending_op, j.pending_op_at, j.pending_op_by, \
-     j.batch_job_id, j.exit_code, j.message, j.sub_jobs, j.created_at, j.updated_at, j.finished_at, \
-     j.stdout_bytes, j.stderr_bytes, w.id AS sweep, j.sweep_index \
-     FROM jobs j JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
-     JOIN users u ON u.id = j.owner_id LEFT JOIN sweeps w ON w.seq = j.sweep_seq";
+pub(crate) const JOB_SELECT: &str = concat!("SELECT ", job_columns!(), " ", job_tables!());
+
+/// The columns a page's JSON array holds per job, in [`JobParts`]' order (those of
+/// [`JOB_SELECT`]); `true` for the columns that are JSON text, embedded as JSON.
+const PAGE_COLUMNS: [(&str, bool); 27] = [
+    ("j.seq", false),
+    ("j.id", false),
+    ("p.name", false),
+    ("s.name", false),
+    ("j.job_type", false),
+    ("u.name", false),
+    ("j.status", false),
+    ("j.parameters", true),
+    ("j.resources", true),
+    ("j.granted_resources", true),
+    ("j.metadata", true),
+    ("j.callback_url", false),
+    ("j.held", false),
+    ("j.pending_op", false),
+    ("j.pending_op_at", false),
+    ("j.pending_op_by", false),
+    ("j.batch_job_id", false),
+    ("j.exit_code", false),
+    ("j.message", false),
+    ("j.sub_jobs", true),
+    ("j.created_at", false),
+    ("j.updated_at", false),
+    ("j.finished_at", false),
+    ("j.stdout_bytes", false),
+    ("j.stderr_bytes", false),
+    ("w.id", false),
+    ("j.sweep_index", false),
+];
+
+/// The variable-size text of a stored job, as a page's budget counts it (in bytes, on the
+/// columns as stored, so nothing is serialised a second time).
+const PAGE_ROW_BYTES: &str = "512 + octet_length(j.parameters) + octet_length(j.resources) \
+     + COALESCE(octet_length(j.granted_resources), 0) + COALESCE(octet_length(j.metadata), 0) \
+     + COALESCE(octet_length(j.message), 0) + octet_length(j.sub_jobs)";
 
 /// A job as stored, decoded by column name from [`JOB_SELECT`].
 #[derive(sqlx::FromRow)]
@@ -48,19 +102,68 @@ pub(crate) struct JobRow {
     sweep_index: Option<i64>,
 }
 
+/// A job as stored with its JSON columns parsed: made from a [`JobRow`], or read straight
+/// from a page's JSON array (fields in [`PAGE_COLUMNS`]' order).
+#[derive(serde::Deserialize)]
+pub(crate) struct JobParts {
+    seq: i64,
+    id: String,
+    project: String,
+    site: String,
+    job_type: String,
+    owner: String,
+    status: String,
+    parameters: Map<String, Value>,
+    resources: Resources,
+    granted_resources: Option<GrantedResources>,
+    metadata: Option<Value>,
+    callback_url: Option<String>,
+    held: i64,
+    pending_op: Option<String>,
+    pending_op_at: Option<i64>,
+    pending_op_by: Option<String>,
+    batch_job_id: Option<String>,
+    exit_code: Option<i64>,
+    message: Option<String>,
+    sub_jobs: Vec<SubJobState>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+    stdout_bytes: i64,
+    stderr_bytes: i64,
+    sweep: Option<String>,
+    sweep_index: Option<i64>,
+}
+
 /// About how much of a job listing's answer one page may hold (the jobs' parameters,
 /// metadata, messages and sub-job states); a page ends early past it, with a cursor.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The variable-size text of a stored job, as a page's budget counts it: measured on the
-/// row's columns as stored, so nothing is serialised a second time.
-pub(crate) fn row_text_bytes(r: &JobRow) -> usize {
-    512 + r.parameters.len()
-        + r.resources.len()
-        + r.granted_resources.as_ref().map_or(0, String::len)
-        + r.metadata.as_ref().map_or(0, String::len)
-        + r.message.as_ref().map_or(0, String::len)
-        + r.sub_jobs.len()
+/// The order of a page of jobs (see [`Store::job_page`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PageOrder {
+    /// A project's listing: newest first.
+    NewestFirst,
+    /// A sweep's members: by index.
+    SweepIndex,
+}
+
+/// A value bound to a page's query.
+pub(crate) enum Bind {
+    I64(i64),
+    Str(String),
+}
+
+/// The binds of a query being built, numbered as they are pushed.
+#[derive(Default)]
+pub(crate) struct Binds(Vec<Bind>);
+
+impl Binds {
+    /// Adds a value; returns its placeholder (`$N`).
+    pub(crate) fn push(&mut self, b: Bind) -> String {
+        self.0.push(b);
+        format!("${}", self.0.len())
+    }
 }
 
 /// A validated job to insert.
@@ -91,6 +194,38 @@ pub struct Submitted {
     pub created: bool,
 }
 
+/// The names a new job is answered with: its project's, site's and owner's.
+#[derive(Debug, Clone)]
+pub(crate) struct JobNames {
+    pub project: String,
+    pub site: String,
+    pub owner: String,
+}
+
+/// Most (project, site, owner) triples [`NameCache`] holds; a full cache is emptied.
+const MAX_CACHED_NAMES: usize = 10_000;
+
+/// The names of (project, site, owner) id triples, so that a submission is answered without
+/// reading its job back. Never stale: projects, sites and users are never renamed, and their
+/// ids are never reused (`AUTOINCREMENT`, `BIGSERIAL`; nothing deletes a project or a user).
+#[derive(Default)]
+pub(crate) struct NameCache(RwLock<HashMap<(i64, i64, i64), Arc<JobNames>>>);
+
+impl NameCache {
+    fn get(&self, key: (i64, i64, i64)) -> Option<Arc<JobNames>> {
+        self.0.read().ok()?.get(&key).cloned()
+    }
+
+    fn insert(&self, key: (i64, i64, i64), names: Arc<JobNames>) {
+        if let Ok(mut m) = self.0.write() {
+            if m.len() >= MAX_CACHED_NAMES {
+                m.clear();
+            }
+            m.insert(key, names);
+        }
+    }
+}
+
 /// Filter and page of a job listing (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -104,31 +239,19 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
-enum Bind {
-    I64(i64),
-    Str(String),
-}
-
 pub(crate) fn job_from_row(r: &AnyRow) -> Result<(i64, Job)> {
     job_from(JobRow::from_row(r)?)
 }
 
 pub(crate) fn job_from(r: JobRow) -> Result<(i64, Job)> {
-    let pending_operation = match r.pending_op {
-        Some(op) => Some(PendingOperation {
-            operation: op.parse().map_err(corrupt)?,
-            requested_at: fmt_ms(r.pending_op_at.unwrap_or(0)),
-            requested_by: r.pending_op_by.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    let job = Job {
+    JobParts {
+        seq: r.seq,
         id: r.id,
         project: r.project,
         site: r.site,
         job_type: r.job_type,
         owner: r.owner,
-        status: r.status.parse().map_err(corrupt)?,
+        status: r.status,
         parameters: serde_json::from_str(&r.parameters).map_err(corrupt)?,
         resources: serde_json::from_str(&r.resources).map_err(corrupt)?,
         granted_resources: r
@@ -142,23 +265,66 @@ pub(crate) fn job_from(r: JobRow) -> Result<(i64, Job)> {
             .transpose()
             .map_err(corrupt)?,
         callback_url: r.callback_url,
-        held: r.held != 0,
-        pending_operation,
+        held: r.held,
+        pending_op: r.pending_op,
+        pending_op_at: r.pending_op_at,
+        pending_op_by: r.pending_op_by,
         batch_job_id: r.batch_job_id,
-        exit_code: r.exit_code.map(|c| c as i32),
+        exit_code: r.exit_code,
         message: r.message,
         sub_jobs: serde_json::from_str(&r.sub_jobs).map_err(corrupt)?,
-        created_at: fmt_ms(r.created_at),
-        updated_at: fmt_ms(r.updated_at),
-        finished_at: r.finished_at.map(fmt_ms),
-        output_bytes: hpcsera_api_types::OutputBytes {
-            stdout: r.stdout_bytes.max(0) as u64,
-            stderr: r.stderr_bytes.max(0) as u64,
-        },
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        finished_at: r.finished_at,
+        stdout_bytes: r.stdout_bytes,
+        stderr_bytes: r.stderr_bytes,
         sweep: r.sweep,
-        sweep_index: r.sweep_index.and_then(|i| u32::try_from(i).ok()),
-    };
-    Ok((r.seq, job))
+        sweep_index: r.sweep_index,
+    }
+    .into_job()
+}
+
+impl JobParts {
+    fn into_job(self) -> Result<(i64, Job)> {
+        let r = self;
+        let pending_operation = match r.pending_op {
+            Some(op) => Some(PendingOperation {
+                operation: op.parse().map_err(corrupt)?,
+                requested_at: fmt_ms(r.pending_op_at.unwrap_or(0)),
+                requested_by: r.pending_op_by.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        let job = Job {
+            id: r.id,
+            project: r.project,
+            site: r.site,
+            job_type: r.job_type,
+            owner: r.owner,
+            status: r.status.parse().map_err(corrupt)?,
+            parameters: r.parameters,
+            resources: r.resources,
+            granted_resources: r.granted_resources,
+            metadata: r.metadata,
+            callback_url: r.callback_url,
+            held: r.held != 0,
+            pending_operation,
+            batch_job_id: r.batch_job_id,
+            exit_code: r.exit_code.map(|c| c as i32),
+            message: r.message,
+            sub_jobs: r.sub_jobs,
+            created_at: fmt_ms(r.created_at),
+            updated_at: fmt_ms(r.updated_at),
+            finished_at: r.finished_at.map(fmt_ms),
+            output_bytes: hpcsera_api_types::OutputBytes {
+                stdout: r.stdout_bytes.max(0) as u64,
+                stderr: r.stderr_bytes.max(0) as u64,
+            },
+            sweep: r.sweep,
+            sweep_index: r.sweep_index.and_then(|i| u32::try_from(i).ok()),
+        };
+        Ok((r.seq, job))
+    }
 }
 
 impl Store {
@@ -212,7 +378,8 @@ impl Store {
                 });
             }
         }
-        match self.insert_job_grouped(new).await {
+        let names = self.job_names(new).await?;
+        match self.insert_job_grouped(new, names).await {
             Ok(job) => Ok(Submitted { job, created: true }),
             // Another request with the same key won the race: answer with its job.
             Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
@@ -232,20 +399,50 @@ impl Store {
         }
     }
 
+    /// The names of a new job's project, site and owner, from [`NameCache`] (one query the
+    /// first time).
+    async fn job_names(&self, new: &NewJobRecord<'_>) -> Result<Arc<JobNames>> {
+        let key = (new.project_id, new.site_id, new.owner_id);
+        if let Some(n) = self.names.get(key) {
+            return Ok(n);
+        }
+        let r = sqlx::query(
+            "SELECT p.name AS project, s.name AS site, u.name AS owner FROM projects p, sites s, users u \
+             WHERE p.id = $1 AND s.id = $2 AND u.id = $3",
+        )
+        .bind(new.project_id)
+        .bind(new.site_id)
+        .bind(new.owner_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("project, site or user"))?;
+        let names = Arc::new(JobNames {
+            project: col(&r, "project")?,
+            site: col(&r, "site")?,
+            owner: col(&r, "owner")?,
+        });
+        self.names.insert(key, Arc::clone(&names));
+        Ok(names)
+    }
+
     /// Inserts one job in a transaction of its own.
-    pub(crate) async fn insert_job(&self, new: &NewJobRecord<'_>) -> Result<Job> {
+    pub(crate) async fn insert_job(&self, new: &NewJobRecord<'_>, names: &JobNames) -> Result<Job> {
         let mut tx = self.begin_write().await?;
-        let job = self.insert_job_in_tx(&mut tx.tx, new).await?;
+        self.lock_event_order(&mut tx.tx).await?;
+        let job = self.insert_job_in_tx(&mut tx.tx, new, names).await?;
         tx.commit().await?;
         Ok(job)
     }
 
-    /// Inserts a job, its code references, idempotency key and first event in `tx`
-    /// (`group_commit.rs` puts several in one transaction).
+    /// Inserts a job, its code references, idempotency key and first event in `tx`, which
+    /// holds the event-order lock ([`Store::lock_event_order`]; `group_commit.rs` puts several
+    /// in one transaction), and returns the job as inserted (nothing is read back). Two
+    /// statements for a job without code, idempotency key or callback: the job and its event.
     pub(crate) async fn insert_job_in_tx(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         new: &NewJobRecord<'_>,
+        names: &JobNames,
     ) -> Result<Job> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
@@ -301,19 +498,48 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        self.add_event(
+        self.insert_event(
             tx,
             seq,
             new.project_id,
-            EventKind::Created,
-            None,
-            Some(status),
-            new.actor,
-            (status == JobStatus::AwaitingApproval)
-                .then_some("waiting for the approval of its code bundle"),
+            crate::events::NewEvent {
+                kind: EventKind::Created,
+                from: None,
+                to: Some(status),
+                actor: new.actor,
+                message: (status == JobStatus::AwaitingApproval)
+                    .then_some("waiting for the approval of its code bundle"),
+            },
+            new.callback_url.is_some(),
         )
         .await?;
-        self.job_in_tx(tx, seq).await
+        // What the columns hold right after the insert (their defaults for the rest); the
+        // store test `a_new_job_is_answered_as_it_reads_back` holds the two together.
+        Ok(Job {
+            id,
+            project: names.project.clone(),
+            site: names.site.clone(),
+            job_type: new.job_type.to_string(),
+            owner: names.owner.clone(),
+            status,
+            parameters: new.parameters.clone(),
+            resources: new.resources.clone(),
+            granted_resources: None,
+            metadata: new.metadata.cloned(),
+            callback_url: new.callback_url.map(str::to_string),
+            held: false,
+            pending_operation: None,
+            batch_job_id: None,
+            exit_code: None,
+            message: None,
+            sub_jobs: Vec::new(),
+            created_at: fmt_ms(now),
+            updated_at: fmt_ms(now),
+            finished_at: None,
+            output_bytes: Default::default(),
+            sweep: None,
+            sweep_index: None,
+        })
     }
 
     /// A job of the project (deleted jobs are not found).
@@ -346,72 +572,120 @@ impl Store {
         project_id: i64,
         f: &JobFilter,
     ) -> Result<(Vec<Job>, Option<i64>)> {
-        let mut sql = format!("{JOB_SELECT} WHERE j.project_id = $1 AND j.deleted_at IS NULL");
-        let mut binds = vec![Bind::I64(project_id)];
-        let next = |b: Bind, binds: &mut Vec<Bind>| {
-            binds.push(b);
-            format!("${}", binds.len())
-        };
+        let mut binds = Binds::default();
+        let mut cond = format!(
+            "j.project_id = {} AND j.deleted_at IS NULL",
+            binds.push(Bind::I64(project_id))
+        );
         if !f.statuses.is_empty() {
             let list: Vec<String> = f
                 .statuses
                 .iter()
-                .map(|s| next(Bind::Str(s.as_str().into()), &mut binds))
+                .map(|s| binds.push(Bind::Str(s.as_str().into())))
                 .collect();
-            sql += &format!(" AND j.status IN ({})", list.join(", "));
+            cond += &format!(" AND j.status IN ({})", list.join(", "));
         }
         if let Some(site) = &f.site {
-            sql += &format!(
-                " AND s.name = {}",
-                next(Bind::Str(site.clone()), &mut binds)
-            );
+            cond += &format!(" AND s.name = {}", binds.push(Bind::Str(site.clone())));
         }
         if let Some(jt) = &f.job_type {
-            sql += &format!(
-                " AND j.job_type = {}",
-                next(Bind::Str(jt.clone()), &mut binds)
-            );
+            cond += &format!(" AND j.job_type = {}", binds.push(Bind::Str(jt.clone())));
         }
         if let Some(t) = f.created_after {
-            sql += &format!(" AND j.created_at >= {}", next(Bind::I64(t), &mut binds));
+            cond += &format!(" AND j.created_at >= {}", binds.push(Bind::I64(t)));
         }
         if let Some(t) = f.created_before {
-            sql += &format!(" AND j.created_at < {}", next(Bind::I64(t), &mut binds));
+            cond += &format!(" AND j.created_at < {}", binds.push(Bind::I64(t)));
         }
         if let Some(seq) = f.before_seq {
-            sql += &format!(" AND j.seq < {}", next(Bind::I64(seq), &mut binds));
+            cond += &format!(" AND j.seq < {}", binds.push(Bind::I64(seq)));
         }
-        let limit = f.limit.clamp(1, 1000);
-        sql += &format!(
-            " ORDER BY j.seq DESC LIMIT {}",
-            next(Bind::I64(i64::from(limit) + 1), &mut binds)
+        let (jobs, more) = self
+            .job_page(&cond, binds, PageOrder::NewestFirst, f.limit)
+            .await?;
+        let next = jobs.last().map(|(seq, _)| *seq).filter(|_| more);
+        Ok((jobs.into_iter().map(|(_, j)| j).collect(), next))
+    }
+
+    /// A page of jobs matching `cond` (conditions on `jobs j`, `sites s`, `projects p`,
+    /// `users u`, `sweeps w` with the placeholders of `binds`), at most `limit` (1 to 1000) in
+    /// `order`, with each job's sequence number; and whether more follow. The page ends early
+    /// once it holds [`MAX_PAGE_BYTES`] of job text, so neither memory nor the answer grows
+    /// with the jobs' sizes. The one listing of jobs: a project's and a sweep's.
+    ///
+    /// One statement and ONE row, whatever the page's size: the database builds the page as a
+    /// JSON array (`json_group_array`, `json_agg`) with the JSON columns embedded, so one value
+    /// crosses from the database instead of a row per job, and it is parsed once, straight
+    /// into the jobs. The rows come from the index that matches the order (`jobs(project_id,
+    /// seq)`, `jobs(sweep_seq, sweep_index)`); the byte budget is a running sum over them.
+    pub(crate) async fn job_page(
+        &self,
+        cond: &str,
+        mut binds: Binds,
+        order: PageOrder,
+        limit: u32,
+    ) -> Result<(Vec<(i64, Job)>, bool)> {
+        let limit = limit.clamp(1, 1000);
+        let (key, dir) = match order {
+            PageOrder::NewestFirst => ("seq", "DESC"),
+            PageOrder::SweepIndex => ("sweep_index", "ASC"),
+        };
+        let postgres = self.backend == crate::Backend::Postgres;
+        let row: Vec<String> = PAGE_COLUMNS
+            .iter()
+            .map(|(c, json)| match (json, postgres) {
+                (false, _) => c.to_string(),
+                (true, false) => format!("json({c})"),
+                (true, true) => format!("{c}::json"),
+            })
+            .collect();
+        let page = if postgres {
+            format!(
+                "COALESCE(json_agg(json_build_array({}))::text, '[]')",
+                row.join(", ")
+            )
+        } else {
+            format!("json_group_array(json_array({}))", row.join(", "))
+        };
+        let limit_at = binds.push(Bind::I64(i64::from(limit) + 1));
+        // `page`: the rows from the index, narrow (sequence number, order key, size);
+        // `budget`: the running sum of their sizes; then the page's jobs, joined by primary
+        // key and aggregated (in any order: sorted below).
+        let sql = format!(
+            "WITH page AS (SELECT j.seq, j.{key} AS k, {PAGE_ROW_BYTES} AS bytes {} \
+             WHERE {cond} ORDER BY j.{key} {dir} LIMIT {limit_at}), \
+             budget AS (SELECT seq, COUNT(*) OVER () AS fetched, SUM(bytes) OVER (ORDER BY k {dir} \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - bytes AS bytes_before FROM page) \
+             SELECT {page} AS page, MAX(b.fetched) AS fetched FROM budget b JOIN jobs j ON j.seq = b.seq \
+             JOIN projects p ON p.id = j.project_id JOIN sites s ON s.id = j.site_id \
+             JOIN users u ON u.id = j.owner_id LEFT JOIN sweeps w ON w.seq = j.sweep_seq \
+             WHERE b.bytes_before < {MAX_PAGE_BYTES}",
+            job_tables!(),
         );
         let mut q = sqlx::query(&sql);
-        for b in binds {
+        for b in binds.0 {
             q = match b {
                 Bind::I64(v) => q.bind(v),
                 Bind::Str(v) => q.bind(v),
             };
         }
-        // Rows are read one at a time and the page ends early once it holds MAX_PAGE_BYTES of
-        // job text, so neither memory nor the answer grows with the jobs' sizes.
-        let mut rows = q.fetch(&self.pool);
-        let mut jobs = Vec::new();
-        let mut last_seq = None;
-        let mut bytes = 0;
-        let mut more = false;
-        while let Some(r) = rows.try_next().await? {
-            if jobs.len() == limit as usize || bytes >= MAX_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            let row = JobRow::from_row(&r)?;
-            bytes += row_text_bytes(&row);
-            let (seq, job) = job_from(row)?;
-            last_seq = Some(seq);
-            jobs.push(job);
+        let r = q.fetch_one(&self.pool).await?;
+        let text: String = col(&r, "page")?;
+        let fetched: Option<i64> = col(&r, "fetched")?;
+        let mut parts: Vec<JobParts> = serde_json::from_str(&text).map_err(corrupt)?;
+        match order {
+            PageOrder::NewestFirst => parts.sort_unstable_by_key(|p| std::cmp::Reverse(p.seq)),
+            PageOrder::SweepIndex => parts.sort_unstable_by_key(|p| p.sweep_index),
         }
-        Ok((jobs, if more { last_seq } else { None }))
+        // Rows past the budget were left out (fewer than fetched), or one more than asked
+        // for came: either way, more follow.
+        let more = parts.len() > limit as usize || (parts.len() as i64) < fetched.unwrap_or(0);
+        let jobs = parts
+            .into_iter()
+            .take(limit as usize)
+            .map(JobParts::into_job)
+            .collect::<Result<_>>()?;
+        Ok((jobs, more))
     }
 
     /// The project's jobs that wait (`awaiting_approval`) for code bundle `code_id`, oldest

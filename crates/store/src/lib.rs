@@ -117,6 +117,10 @@ pub struct Store {
     group_commit: Arc<group_commit::GroupCommit>,
     /// New work told across replicas (`work_notify.rs`: LISTEN/NOTIFY on PostgreSQL).
     work_notifier: Arc<work_notify::WorkNotifier>,
+    /// Names of projects, sites and users by id, for answering a submission (`jobs.rs`).
+    names: Arc<jobs::NameCache>,
+    /// The job types submissions name (`sites.rs`).
+    job_types: Arc<sites::JobTypeCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -195,9 +199,43 @@ impl Store {
             auth_cache: Arc::new(authcache::AuthCache::new()),
             group_commit: Arc::default(),
             work_notifier: Arc::new(work_notify::WorkNotifier::new(backend, &url)),
+            names: Arc::default(),
+            job_types: Arc::default(),
         };
         migrate::run(&store).await?;
+        store.drop_stat4_samples().await?;
         Ok(store)
+    }
+
+    /// Removes SQLite's `sqlite_stat4` samples (an `ANALYZE` leaves them; `sqlite_stat1`, the
+    /// row counts the planner needs, stays). With samples, the bundled SQLite (built with
+    /// `SQLITE_ENABLE_STAT4`) re-plans a statement each time a value is bound to a parameter
+    /// that an indexed column is compared with, so every query parses and plans its SQL again
+    /// on every call: reading one job cost 2.3 times the instructions (BENCHMARKS.md).
+    /// Called at connect and after the harness's bulk load; a no-op without samples and on
+    /// PostgreSQL.
+    pub(crate) async fn drop_stat4_samples(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let has_samples = sqlx::query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat4'",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some()
+            && sqlx::query("SELECT 1 FROM sqlite_stat4 LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+        if has_samples {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("DELETE FROM sqlite_stat4")
+                .execute(&mut *tx.tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// Opens (creating if needed) the SQLite database in `data_dir`. The directory is made

@@ -5,10 +5,21 @@
 
 use crate::auth::{role_names, roles_col, user_and_project, NewToken, TokenRecord};
 use crate::secrets::hash_token;
-use crate::{now_ms, Result, StoreError};
+use crate::{now_ms, Result, Store, StoreError};
 use hpcsera_api_types::TOKEN_PREFIX;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+
+impl Store {
+    /// Creates a token for a member of the project. Returns the record and the secret,
+    /// which is not stored and cannot be shown again.
+    pub async fn create_token(&self, t: &NewToken<'_>) -> Result<(TokenRecord, String)> {
+        let mut tx = self.begin_write().await?;
+        let made = insert_token(&mut tx.tx, t).await?;
+        tx.commit().await?;
+        Ok(made)
+    }
+}
 
 fn new_secret() -> String {
     let body: String = rand::thread_rng()

@@ -54,6 +54,7 @@ impl Store {
         // As after any bulk load: fresh statistics, or PostgreSQL plans for the empty table
         // it last saw until autovacuum catches up.
         sqlx::query("ANALYZE jobs").execute(&self.pool).await?;
+        self.drop_stat4_samples().await?;
         Ok(done)
     }
 

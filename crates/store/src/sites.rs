@@ -6,6 +6,58 @@
 
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{JobTypeSpec, Site};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// Most job types [`JobTypeCache`] holds; a full cache is emptied.
+const MAX_CACHED_JOB_TYPES: usize = 10_000;
+
+/// A job type as [`Store::job_type`] found it: the site's id, the spec, when it was read.
+type CachedJobType = (i64, Arc<JobTypeSpec>, Instant);
+
+/// The job types submissions name, by (project, site, name), so that a submission does not
+/// read and parse its job type's spec from the database each time. A publication through
+/// this process empties it at once (before `publish_job_types` returns, and a lookup that
+/// read the database before cannot put its answer in afterwards: the epoch); a publication
+/// through another process (another replica) is seen within [`crate::AUTH_RECHECK`], after
+/// which an entry is read again. Only found job types are cached.
+#[derive(Default)]
+pub(crate) struct JobTypeCache {
+    entries: RwLock<HashMap<(i64, String, String), CachedJobType>>,
+    epoch: AtomicU64,
+}
+
+impl JobTypeCache {
+    fn get(&self, key: &(i64, String, String)) -> Option<(i64, Arc<JobTypeSpec>)> {
+        let entries = self.entries.read().ok()?;
+        let (site_id, spec, at) = entries.get(key)?;
+        (at.elapsed() < crate::AUTH_RECHECK).then(|| (*site_id, Arc::clone(spec)))
+    }
+
+    fn insert(&self, epoch: u64, key: (i64, String, String), site_id: i64, spec: Arc<JobTypeSpec>) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        if entries.len() >= MAX_CACHED_JOB_TYPES {
+            entries.clear();
+        }
+        entries.insert(key, (site_id, spec, Instant::now()));
+    }
+
+    fn clear(&self) {
+        let mut entries = match self.entries.write() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+}
 
 /// Whether a project sees a site: an admin listed it for everyone, or the project has an
 /// agent or job types there.
@@ -56,7 +108,9 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.job_types.clear();
+        Ok(())
     }
 
     /// Records the public key (`ed25519:…`) the project's agent of `site` published with its
@@ -228,8 +282,26 @@ impl Store {
             .collect()
     }
 
-    /// One of the project's job types at a site, with the site's id.
+    /// One of the project's job types at a site, with the site's id (from [`JobTypeCache`]
+    /// when it was read lately).
     pub async fn job_type(
+        &self,
+        site: &str,
+        project_id: i64,
+        name: &str,
+    ) -> Result<(i64, JobTypeSpec)> {
+        let key = (project_id, site.to_string(), name.to_string());
+        if let Some((site_id, spec)) = self.job_types.get(&key) {
+            return Ok((site_id, (*spec).clone()));
+        }
+        let epoch = self.job_types.epoch.load(Ordering::Acquire);
+        let (site_id, spec) = self.job_type_uncached(site, project_id, name).await?;
+        self.job_types
+            .insert(epoch, key, site_id, Arc::new(spec.clone()));
+        Ok((site_id, spec))
+    }
+
+    async fn job_type_uncached(
         &self,
         site: &str,
         project_id: i64,

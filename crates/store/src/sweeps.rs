@@ -5,9 +5,8 @@
 //! Members are ordinary job rows with `sweep_seq` and `sweep_index`; operations and deletion
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
-use crate::jobs::{job_from, row_text_bytes, JobRow, JOB_SELECT, MAX_PAGE_BYTES};
+use crate::jobs::{Bind, Binds, PageOrder};
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
-use futures_util::TryStreamExt;
 use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
@@ -483,7 +482,7 @@ impl Store {
 
     /// A page of a sweep's members in index order, after index `after_index`, optionally
     /// only in `statuses`; and the index to continue after when there are more. Pages end
-    /// early past [`MAX_PAGE_BYTES`] of job text, as job listings do.
+    /// early past [`crate::jobs::MAX_PAGE_BYTES`] of job text, as job listings do.
     pub async fn sweep_jobs(
         &self,
         project_id: i64,
@@ -493,39 +492,28 @@ impl Store {
         limit: u32,
     ) -> Result<(Vec<Job>, Option<i64>)> {
         let sweep_seq = self.sweep_seq(project_id, sweep_id).await?;
-        let limit = limit.clamp(1, 1000);
-        let status_sql = if statuses.is_empty() {
-            String::new()
-        } else {
-            format!(" AND j.status IN ({})", in_list(statuses.len(), 5))
-        };
-        let sql = format!(
-            "{JOB_SELECT} WHERE j.sweep_seq = $1 AND j.project_id = $2 AND j.deleted_at IS NULL \
-             AND j.sweep_index > $3{status_sql} ORDER BY j.sweep_index LIMIT $4"
+        let mut binds = Binds::default();
+        let mut cond = format!(
+            "j.sweep_seq = {} AND j.project_id = {} AND j.deleted_at IS NULL AND j.sweep_index > {}",
+            binds.push(Bind::I64(sweep_seq)),
+            binds.push(Bind::I64(project_id)),
+            binds.push(Bind::I64(after_index.unwrap_or(-1))),
         );
-        let mut q = sqlx::query(&sql)
-            .bind(sweep_seq)
-            .bind(project_id)
-            .bind(after_index.unwrap_or(-1))
-            .bind(i64::from(limit) + 1);
-        for s in statuses {
-            q = q.bind(s.as_str());
+        if !statuses.is_empty() {
+            let list: Vec<String> = statuses
+                .iter()
+                .map(|s| binds.push(Bind::Str(s.as_str().into())))
+                .collect();
+            cond += &format!(" AND j.status IN ({})", list.join(", "));
         }
-        let mut rows = q.fetch(&self.pool);
-        let (mut jobs, mut bytes, mut more) = (Vec::new(), 0, false);
-        let mut last = None;
-        while let Some(r) = rows.try_next().await? {
-            if jobs.len() == limit as usize || bytes >= MAX_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            let row = JobRow::from_row(&r)?;
-            bytes += row_text_bytes(&row);
-            let (_, job) = job_from(row)?;
-            last = job.sweep_index.map(i64::from);
-            jobs.push(job);
-        }
-        Ok((jobs, if more { last } else { None }))
+        let (jobs, more) = self
+            .job_page(&cond, binds, PageOrder::SweepIndex, limit)
+            .await?;
+        let next = jobs
+            .last()
+            .and_then(|(_, j)| j.sweep_index.map(i64::from))
+            .filter(|_| more);
+        Ok((jobs.into_iter().map(|(_, j)| j).collect(), next))
     }
 
     /// Events of a sweep's members after `after_seq`, oldest first (resumable by `seq`).

@@ -383,3 +383,61 @@ async fn make_release_5_database(url: &str) -> Backend {
     }
     backend
 }
+
+/// A submission is answered with the job built from what was inserted (nothing is read
+/// back): it must be exactly the job a read returns, a listing included, for a job with every
+/// field a client sets (parameters, resources, metadata, callback URL) and for a plain one.
+#[tokio::test]
+async fn a_new_job_is_answered_as_it_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, project, _) = store_with_an_expired_claim(&fresh_url(dir.path()).await).await;
+    let user = store.list_users().await.unwrap()[0].id;
+    let (site_id, _) = store.job_type("s", project, "t").await.unwrap();
+    let params: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+        serde_json::json!({"steps": 3, "tol": 0.1, "label": "a \"quoted\" ü", "on": true}),
+    )
+    .unwrap();
+    let resources: hpcsera_api_types::Resources = serde_json::from_value(
+        serde_json::json!({"node_count": 2, "duration": 3600, "memory": "4G"}),
+    )
+    .unwrap();
+    let meta = serde_json::json!({"run": {"id": 7, "tags": ["x", "y"]}});
+    for (metadata, callback) in [(Some(&meta), Some("http://127.0.0.1:9/hook")), (None, None)] {
+        let answered = store
+            .create_job(&NewJobRecord {
+                project_id: project,
+                owner_id: user,
+                site_id,
+                job_type: "t",
+                parameters: &params,
+                resources: &resources,
+                metadata,
+                callback_url: callback,
+                idempotency: None,
+                actor: "user:u",
+                code_refs: &[],
+            })
+            .await
+            .unwrap()
+            .job;
+        let read = store.get_job(project, &answered.id).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&answered).unwrap(),
+            serde_json::to_value(&read).unwrap()
+        );
+        let (page, _) = store
+            .list_jobs(
+                project,
+                &crate::JobFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(&read).unwrap()
+        );
+    }
+}

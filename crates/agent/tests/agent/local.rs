@@ -2,7 +2,7 @@
 //! verbatim through the environment, nothing in them is executed, cancel kills, and the
 //! state survives a new adapter instance (an agent restart).
 
-use crate::common::assert_failed_with;
+use crate::common::{assert_failed_with, run_request};
 use hpcsera_agent::batch::LocalAdapter;
 use hpcsera_agent::config::AgentConfig;
 use hpcsera_agent::env::{batch_env, batch_job_name, job_dir, JobContext};
@@ -21,26 +21,7 @@ fn prepare(
 ) -> (SubmitRequest, PathBuf) {
     let dir = job_dir(work, job_id).unwrap();
     let r = render_batch_script(&dir, "run", script).unwrap();
-    let ctx = JobContext {
-        job_id: job_id.into(),
-        job_type: "t".into(),
-        site: "local".into(),
-        job_dir: dir.clone(),
-    };
-    let env = batch_env(&ctx, "run", params, &r.exit_file).unwrap();
-    (
-        SubmitRequest {
-            script_path: r.path,
-            work_dir: dir.clone(),
-            job_name: batch_job_name(job_id, "run"),
-            env,
-            resources: Default::default(),
-            options: vec![],
-            stdout_path: dir.join("run.out"),
-            stderr_path: dir.join("run.err"),
-        },
-        r.exit_file,
-    )
+    run_request(&dir, r, (job_id, "t", "local"), params, vec![])
 }
 
 async fn wait_for(

@@ -228,12 +228,9 @@ async fn lsf_grants_come_from_bjobs_json() {
 // ---- Through the agent ------------------------------------------------------------------
 
 mod runtime {
-    use crate::test_server::{serve, token};
     use hpcsera_agent::{Agent, AgentConfig};
-    use hpcsera_api_types::{JobStatus, NewJob, Role, RoleSet};
+    use hpcsera_api_types::{JobStatus, NewJob};
     use hpcsera_client::Client;
-    use hpcsera_server::ServerConfig;
-    use hpcsera_store::Store;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
@@ -297,19 +294,7 @@ resources = {{ node_count = 1, duration = "5m" }}
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         fake_slurm(&d);
-        let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
-            .await
-            .unwrap();
-        store.create_user("u", None, false).await.unwrap();
-        store.create_project("p", "").await.unwrap();
-        store.add_member("u", "p").await.unwrap();
-        let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
-        let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
-        let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
-        let url = serve(ServerConfig::default(), store).await;
-        let token_file = dir.path().join("token");
-        std::fs::write(&token_file, &agent_token).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
         let cfg_path = dir.path().join("agent.toml");
         std::fs::write(&cfg_path, config(&d, &url)).unwrap();
         let client = Client::new(&url, &client_token).unwrap();

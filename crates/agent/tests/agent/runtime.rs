@@ -1,12 +1,9 @@
 //! The agent's runtime against a real server, with a fake Slurm (scripts that log their
 //! calls): one batch-status query per cycle for 1, 10 and 100 active jobs; the work-dir lock.
 
-use crate::test_server::{serve, token};
 use hpcsera_agent::{Agent, AgentConfig, AgentError, Journal};
-use hpcsera_api_types::{AgentPoll, JobStatus, JobUpdate, NewJob, PublishJobTypes, Role, RoleSet};
+use hpcsera_api_types::{AgentPoll, JobStatus, JobUpdate, NewJob, PublishJobTypes};
 use hpcsera_client::{Client, JobQuery};
-use hpcsera_server::ServerConfig;
-use hpcsera_store::Store;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -36,19 +33,7 @@ async fn world() -> World {
              echo \"$ids\" | tr ',' '\\n' | while read -r id; do [ -n \"$id\" ] && echo \"$id|RUNNING|None\"; done\nexit 0\n"
         ),
     );
-    let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
-        .await
-        .unwrap();
-    store.create_user("u", None, false).await.unwrap();
-    store.create_project("p", "").await.unwrap();
-    store.add_member("u", "p").await.unwrap();
-    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
-    let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
-    let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
-    let url = serve(ServerConfig::default(), store).await;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &agent_token).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,

@@ -8,7 +8,7 @@
 use crate::common::assert_failed_with;
 use hpcsera_agent::batch::command::{CommandAdapter, Templates};
 use hpcsera_agent::config::BatchConfig;
-use hpcsera_agent::env::{batch_env, batch_job_name, job_dir, JobContext};
+use hpcsera_agent::env::job_dir;
 use hpcsera_agent::journal::Journal;
 use hpcsera_agent::script::render_batch_script;
 use hpcsera_agent::{BatchAdapter, BatchJobRef, BatchPreset, BatchState, SubmitRequest};
@@ -94,26 +94,8 @@ impl Work {
             }
         }
         let params: Map<String, Value> = params.as_object().unwrap().clone();
-        let ctx = JobContext {
-            job_id: job_id.into(),
-            job_type: "test".into(),
-            site: "slurm-test".into(),
-            job_dir: dir.clone(),
-        };
-        let env = batch_env(&ctx, "run", &params, &r.exit_file).unwrap();
-        (
-            SubmitRequest {
-                script_path: r.path,
-                work_dir: dir.clone(),
-                job_name: batch_job_name(job_id, "run"),
-                env,
-                resources: Default::default(),
-                options: options.iter().map(|s| s.to_string()).collect(),
-                stdout_path: dir.join("run.out"),
-                stderr_path: dir.join("run.err"),
-            },
-            r.exit_file,
-        )
+        let options = options.iter().map(|s| s.to_string()).collect();
+        crate::common::run_request(&dir, r, (job_id, "test", "slurm-test"), &params, options)
     }
 }
 

@@ -16,7 +16,7 @@ pub mod units;
 
 pub use rules::{ResourceRule, ResourceRules};
 
-use crate::jobtype::FieldError;
+use crate::errors::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;

@@ -5,7 +5,7 @@
 //! No I/O.
 
 use super::{unknown_resource, ResourceKind, ResourceName, ResourceValue, Resources};
-use crate::jobtype::FieldError;
+use crate::errors::FieldError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

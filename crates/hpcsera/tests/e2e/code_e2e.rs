@@ -95,13 +95,7 @@ impl Env {
     /// returns its stdout.
     pub(crate) async fn wait_completed(&self, id: &str) -> String {
         let done = self.wait_end(id).await;
-        assert_eq!(
-            done.status,
-            JobStatus::Completed,
-            "{:?}\n{}",
-            done.message,
-            self.agent_log()
-        );
+        self.assert_completed(&done);
         if slurm() {
             assert!(
                 done.batch_job_id

@@ -21,6 +21,51 @@ use std::time::{Duration, Instant};
 #[path = "../../../server/tests/api/fresh_database.rs"]
 pub mod fresh;
 
+/// alice, a member of project `p`, with a client token (all roles, named `client`) and an
+/// agent token for `site` (named `agent`): (client token, agent token).
+pub async fn alice_in_p(store: &Store, site: &str, client: &str) -> (String, String) {
+    store.create_user("alice", None, false).await.unwrap();
+    store.create_project("p", "").await.unwrap();
+    store.add_member("alice", "p").await.unwrap();
+    let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
+        .into_iter()
+        .collect();
+    let agent = token(store, "alice", "p", "agent", agent_roles, Some(site)).await;
+    let client = token(store, "alice", "p", client, RoleSet::all(), None).await;
+    (client, agent)
+}
+
+/// Spawns the real `hpcsera --log-format json server …` (`cmd`, its stderr piped) and waits for
+/// the log line that names the address it listens on: the child (killed on drop) and the
+/// address. The rest of its log is read and dropped.
+pub async fn spawn_listening(mut cmd: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd.kill_on_drop(true).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
+            if let Some(a) = v["fields"]["addr"].as_str() {
+                return a.to_string();
+            }
+        }
+        panic!("the server ended before listening");
+    })
+    .await
+    .expect("the server did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// A finished command's exit code (-1 for a signal), stdout and stderr.
+pub fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What `squeue -h ARGS…` prints, trimmed (Slurm runs only).
 pub fn squeue(args: &[&str]) -> String {
     let out = std::process::Command::new("squeue")
@@ -342,6 +387,18 @@ impl Env {
 
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Asserts that `job` completed, showing its message and the agent's log otherwise.
+    pub fn assert_completed(&self, job: &Job) {
+        assert_eq!(
+            job.status,
+            JobStatus::Completed,
+            "{}: {:?}\n{}",
+            job.id,
+            job.message,
+            self.agent_log()
+        );
     }
 
     pub fn path(&self) -> &Path {

@@ -2,7 +2,6 @@
 
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -45,24 +44,8 @@ async fn healthz_answers_with_1100_idle_connections_under_ulimit_1024() {
             Ok(())
         });
     }
-    let mut child = tokio::process::Command::from(cmd)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = crate::common::spawn_listening(cmd.into()).await;
     let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
-            if let Some(a) = v["fields"]["addr"].as_str() {
-                return a.to_string();
-            }
-        }
-        panic!("the server ended before listening");
-    })
-    .await
-    .expect("the server did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let http = reqwest::Client::new();
     let health = format!("http://{addr}/healthz");
     assert_eq!(http.get(&health).send().await.unwrap().status(), 200);

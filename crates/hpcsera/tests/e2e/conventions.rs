@@ -3,8 +3,8 @@
 //! subcommand, YAML and JSON parameter files, and `--profile` before the subcommand.
 
 use crate::common::{bin, fresh};
-use crate::test_server::{serve, token};
-use hpcsera_api_types::{JobTypeSpec, PublishJobTypes, Role, RoleSet};
+use crate::test_server::serve;
+use hpcsera_api_types::{JobTypeSpec, PublishJobTypes};
 use hpcsera_store::Store;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -24,11 +24,7 @@ async fn run(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
         .output()
         .await
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::outcome(out)
 }
 
 fn json_of(out: &str) -> Value {
@@ -85,14 +81,7 @@ async fn server() -> (String, String, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh::fresh_database(dir.path()).await;
     let store = Store::connect(&db).await.unwrap();
-    store.create_user("alice", None, false).await.unwrap();
-    store.create_project("p", "a project").await.unwrap();
-    store.add_member("alice", "p").await.unwrap();
-    let tok = token(&store, "alice", "p", "cli", RoleSet::all(), None).await;
-    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-        .into_iter()
-        .collect();
-    let agent = token(&store, "alice", "p", "agent", roles, Some("site1")).await;
+    let (tok, agent) = crate::common::alice_in_p(&store, "site1", "cli").await;
     let config = hpcsera_server::ServerConfig {
         code_dir: dir.path().join("code"),
         ..Default::default()

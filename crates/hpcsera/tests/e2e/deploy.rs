@@ -4,8 +4,7 @@
 //! configs parse; the cron lines run as written (paths swapped for the test's).
 
 use crate::common::{bin, fresh};
-use crate::test_server::{serve, token};
-use hpcsera_api_types::{Role, RoleSet};
+use crate::test_server::serve;
 use hpcsera_store::Store;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -199,14 +198,7 @@ async fn the_cron_lines_run_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = fresh::fresh_database(dir.path()).await;
     let store = Store::connect(&db_url).await.unwrap();
-    store.create_user("alice", None, false).await.unwrap();
-    store.create_project("p", "").await.unwrap();
-    store.add_member("alice", "p").await.unwrap();
-    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-        .into_iter()
-        .collect();
-    let agent_token = token(&store, "alice", "p", "agent", roles, Some("cron-site")).await;
-    let client_token = token(&store, "alice", "p", "c", RoleSet::all(), None).await;
+    let (client_token, agent_token) = crate::common::alice_in_p(&store, "cron-site", "c").await;
     let url = serve(Default::default(), store.clone()).await;
 
     // The agent's line, with $HOME a home that has the binary, a config and a token.

@@ -8,33 +8,17 @@ use hpcsera_store::Store;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
 
 /// Starts the server on `data`; returns the child and its address.
 async fn start_server(data: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"))
-        .args(["--log-format", "json", "server", "--listen", "127.0.0.1:0"])
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcsera"));
+    cmd.args(["--log-format", "json", "server", "--listen", "127.0.0.1:0"])
         .args(["--rate-limit-per-second", "0", "--data-dir"])
         .arg(data)
         .env("HPCSERA_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_default();
-            if let Some(a) = v["fields"]["addr"].as_str() {
-                return a.to_string();
-            }
-        }
-        panic!("the server ended before listening");
-    })
-    .await
-    .expect("the server did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .stderr(std::process::Stdio::piped());
+    let (child, addr) = crate::common::spawn_listening(cmd).await;
     (child, format!("http://{addr}"))
 }
 

@@ -42,13 +42,7 @@ async fn job_runs_to_completion_with_output_and_results() {
     let env = Env::with_limits(SITE, &job_types(), 10).await;
     let id = submit(&env, "echo", json!({"v": "hello world"})).await;
     let job = wait_end(&env, &id).await;
-    assert_eq!(
-        job.status,
-        JobStatus::Completed,
-        "{:?}: {}",
-        job.message,
-        env.agent_log()
-    );
+    env.assert_completed(&job);
     assert_eq!(job.exit_code, Some(0));
     assert!(job.batch_job_id.is_some());
     if slurm() {
@@ -235,13 +229,7 @@ async fn agent_killed_and_restarted_loses_nothing_and_submits_nothing_twice() {
     env.start_agent();
     for id in &ids {
         let job = wait_end(&env, id).await;
-        assert_eq!(
-            job.status,
-            JobStatus::Completed,
-            "{id}: {:?}\n{}",
-            job.message,
-            env.agent_log()
-        );
+        env.assert_completed(&job);
         let events = env.client.events(id, 0).await.unwrap();
         let submitted = events
             .iter()
@@ -286,13 +274,7 @@ async fn sigterm_stops_the_agent_cleanly_and_a_restart_finishes_the_job() {
     // The batch job went on without the agent; the restarted agent picks it up.
     env.start_agent();
     let job = wait_end(&env, &id).await;
-    assert_eq!(
-        job.status,
-        JobStatus::Completed,
-        "{:?}\n{}",
-        job.message,
-        env.agent_log()
-    );
+    env.assert_completed(&job);
     let events = env.client.events(&id, 0).await.unwrap();
     let submitted = events
         .iter()

@@ -68,13 +68,7 @@ async fn a_job_with_resources_gets_them_from_the_batch_system() {
     assert!(ok, "{err}");
     let id = out.trim().to_string();
     let job = env.wait_for(&id, JobStatus::is_terminal, "terminal").await;
-    assert_eq!(
-        job.status,
-        JobStatus::Completed,
-        "{:?}: {}",
-        job.message,
-        env.agent_log()
-    );
+    env.assert_completed(&job);
     assert_eq!(
         serde_json::to_value(&job.resources).unwrap(),
         json!({"node_count": 1, "process_count": 2, "memory": 512u64 << 20,

@@ -5,8 +5,6 @@
 //! old one); `HTTPS_PROXY` and `NO_PROXY` are honoured.
 
 use crate::common::{bin, fresh};
-use crate::test_server::token;
-use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_store::Store;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use std::os::unix::fs::PermissionsExt;
@@ -144,11 +142,7 @@ async fn cli(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
         .output()
         .await
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::outcome(out)
 }
 
 /// A reqwest client trusting `ca` that reports the peer's certificate.
@@ -188,14 +182,7 @@ async fn tls_with_a_private_ca_for_the_cli_and_the_agent_and_reload_on_sighup() 
 
     let db_url = fresh::fresh_database(dir.path()).await;
     let store = Store::connect(&db_url).await.unwrap();
-    store.create_user("alice", None, false).await.unwrap();
-    store.create_project("p", "").await.unwrap();
-    store.add_member("alice", "p").await.unwrap();
-    let client_token = token(&store, "alice", "p", "client", RoleSet::all(), None).await;
-    let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus, Role::GetCode]
-        .into_iter()
-        .collect();
-    let agent_token = token(&store, "alice", "p", "agent", agent_roles, Some("tls-site")).await;
+    let (client_token, agent_token) = crate::common::alice_in_p(&store, "tls-site", "client").await;
     store.close().await;
 
     let server = TlsServer::start(dir.path(), &db_url, &cert_file, &key_file).await;

@@ -270,3 +270,8 @@ fn screenshot_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("screenshot directory");
     dir
 }
+
+/// Sends an API request and reads its answer as JSON, whatever its status.
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
+}

@@ -3,7 +3,7 @@
 //! job type, a job, a code bundle and a token of hers; dave (proj-b only) asks for each: in
 //! Chromium for the pages and forms, with his token and his session for the API.
 
-use crate::harness::{Browser, Server, PASSWORD};
+use crate::harness::{json_of, Browser, Server, PASSWORD};
 use hpcsera_api_types::{Role, RoleSet};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -52,16 +52,12 @@ async fn carols_project(s: &Server) -> Secrets {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let job: serde_json::Value = http
-        .post(format!("{}/api/v1/job", s.base))
-        .bearer_auth(&secret)
-        .json(&json!({"site": SITE, "jobType": "sim", "parameters": {"n": 1}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: serde_json::Value = json_of(
+        http.post(format!("{}/api/v1/job", s.base))
+            .bearer_auth(&secret)
+            .json(&json!({"site": SITE, "jobType": "sim", "parameters": {"n": 1}})),
+    )
+    .await;
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::default(),
@@ -73,17 +69,13 @@ async fn carols_project(s: &Server) -> Secrets {
     tar.append_data(&mut header, "run.sh", &b"echo a"[..])
         .unwrap();
     let gz = tar.into_inner().unwrap().finish().unwrap();
-    let bundle: serde_json::Value = http
-        .post(format!("{}/api/v1/code", s.base))
-        .bearer_auth(&secret)
-        .header("content-type", "application/gzip")
-        .body(gz)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bundle: serde_json::Value = json_of(
+        http.post(format!("{}/api/v1/code", s.base))
+            .bearer_auth(&secret)
+            .header("content-type", "application/gzip")
+            .body(gz),
+    )
+    .await;
     Secrets {
         job: job["id"].as_str().expect("a job").to_string(),
         bundle: bundle["id"].as_str().expect("a bundle").to_string(),

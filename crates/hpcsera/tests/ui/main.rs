@@ -19,7 +19,7 @@ mod harness;
 #[path = "../../../agent/tests/agent/test_server.rs"]
 mod test_server;
 
-use harness::{Browser, Server, PASSWORD};
+use harness::{json_of, Browser, Server, PASSWORD};
 use reqwest::StatusCode;
 
 macro_rules! browser {
@@ -251,15 +251,12 @@ async fn a_non_member_sees_nothing_of_another_project() {
     b.click("#create").await;
     b.wait_for("/ui/tokens", "made").await;
     let dave_secret = shown_secret(&b).await;
-    let list: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/tokens", s.base))
-        .bearer_auth(&dave_secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = json_of(
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/tokens", s.base))
+            .bearer_auth(&dave_secret),
+    )
+    .await;
     let text = list.to_string();
     assert!(
         !text.contains("carol") && !text.contains("proj-a"),

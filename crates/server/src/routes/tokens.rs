@@ -332,22 +332,9 @@ pub async fn revoke_token(
         TokenUser::Session(s) => s,
     };
     require_csrf(&session, &headers)?;
-    let mine = state
-        .store
-        .list_user_tokens(session.rec.user_id, None)
+    let mine = revoke_own(&state, session.rec.user_id, &token_id)
         .await?
-        .into_iter()
-        .find(|t| t.id == token_id)
         .ok_or_else(|| ApiError::NotFound("no such token of yours".into()))?;
-    match state
-        .store
-        .revoke_token(&mine.id, Some(session.rec.user_id))
-        .await
-    {
-        // Revoked already: the same end.
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
     crate::ui::audit(
         &state,
         &session.rec.user,
@@ -356,4 +343,27 @@ pub async fn revoke_token(
         StatusCode::NO_CONTENT,
     );
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes one of the user's own tokens (one revoked already is the same end): the token, or
+/// `None` when the user has no token `token_id`. The session side of `DELETE /tokens/{id}`
+/// and the UI's revoke form.
+pub(crate) async fn revoke_own(
+    state: &AppState,
+    user_id: i64,
+    token_id: &str,
+) -> Result<Option<TokenRecord>, StoreError> {
+    let Some(mine) = state
+        .store
+        .list_user_tokens(user_id, None)
+        .await?
+        .into_iter()
+        .find(|t| t.id == token_id)
+    else {
+        return Ok(None);
+    };
+    match state.store.revoke_token(&mine.id, Some(user_id)).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => Ok(Some(mine)),
+        Err(e) => Err(e),
+    }
 }

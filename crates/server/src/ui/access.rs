@@ -6,7 +6,7 @@
 //! as in the API; a page or form that needs a role the membership lacks is 403. It must never
 //! show or do anything in a project from the URL alone.
 
-use super::{audit, render, UiError, UiForm, UiSession};
+use super::{render, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::http::StatusCode;
@@ -69,14 +69,7 @@ impl ProjectAccess {
 
     /// After a form changed something: audited (as `what`), then on to `to` (303).
     pub fn changed(&self, state: &AppState, session: &UiSession, what: &str, to: &str) -> Response {
-        audit(
-            state,
-            &session.rec.user,
-            Some(&self.project),
-            what,
-            StatusCode::SEE_OTHER,
-        );
-        Redirect::to(to).into_response()
+        session.changed(state, Some(&self.project), what, to)
     }
 
     /// Whether the membership holds `role`.
@@ -145,4 +138,56 @@ impl IntoResponse for PageError {
             }
         }
     }
+}
+
+/// Who may see a project's jobs: the role that reads them in the API.
+pub(crate) const READ_ROLES: &[Role] = &[Role::GetJobStatus];
+
+/// The names of the projects the person is a member of (the pages' project switcher).
+pub(crate) async fn member_projects(
+    state: &AppState,
+    session: &UiSession,
+) -> Result<Vec<String>, StoreError> {
+    Ok(state
+        .store
+        .user_memberships(session.rec.user_id)
+        .await?
+        .into_iter()
+        .map(|m| m.project)
+        .collect())
+}
+
+/// The names of the project's sites.
+pub(crate) async fn site_names(
+    state: &AppState,
+    project_id: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(state
+        .store
+        .list_sites(project_id)
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect())
+}
+
+/// The navigation's entry `section` (`jobs`, `code`): that page of the person's first project,
+/// or the projects page (which says how to become a member) without one.
+pub(crate) async fn to_first_project(
+    state: &AppState,
+    session: &UiSession,
+    section: &str,
+) -> Result<Response, PageError> {
+    let to = match member_projects(state, session).await?.first() {
+        Some(p) => format!("/ui/projects/{p}/{section}"),
+        None => "/ui/projects".to_string(),
+    };
+    Ok(Redirect::to(&to).into_response())
+}
+
+/// A job id as the URL has it: anything but a UUID names no job (404).
+pub(crate) fn job_id(id: &str) -> Result<(), PageError> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| UiError::NotFound.into())
 }

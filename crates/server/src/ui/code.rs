@@ -10,8 +10,7 @@
 //! or runs a bundle: the file list is `bundles::list_bundle_files`, the API's listing.
 
 use super::access::{PageError, ProjectAccess};
-use super::jobs::show_rfc3339;
-use super::{render, Nav, UiError, UiForm, UiSession};
+use super::{render, show_bytes, show_rfc3339, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -20,6 +19,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use hpcsera_api_types::{is_code_id, CodeBundle, CodeFileList, CodeStatus, Role};
+use hpcsera_approval::ApprovalMessage;
 use hpcsera_store::StoreError;
 
 /// Who may see a project's bundles and decide on them: the roles of `GET /code/{id}/status`.
@@ -36,32 +36,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/projects/{project}/code", get(list))
         .route("/ui/projects/{project}/code/{id}", get(bundle))
         .route("/ui/projects/{project}/code/{id}/decision", post(decide))
-        .route(
-            "/ui/projects/{project}/code/{id}/approval.txt",
-            get(super::signed::message_file),
-        )
-        .route(
-            "/ui/projects/{project}/code/{id}/signed",
-            post(super::signed::approve_signed),
-        )
-}
-
-/// A size for people: `812 B`, `4.0 KiB`, `1.5 MiB`.
-pub(crate) fn show_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
 }
 
 /// `/ui/code` (the navigation's entry): the first project's bundles.
@@ -69,7 +43,7 @@ async fn first_project(
     State(state): State<AppState>,
     session: UiSession,
 ) -> Result<Response, PageError> {
-    super::jobs::to_first_project(&state, &session, "code").await
+    super::access::to_first_project(&state, &session, "code").await
 }
 
 /// How the cluster's digest compares with the upload's.
@@ -128,7 +102,7 @@ async fn list(
             id: b.id,
         })
         .collect();
-    let projects = super::jobs::member_projects(&state, &session).await?;
+    let projects = super::access::member_projects(&state, &session).await?;
     Ok(render(
         StatusCode::OK,
         &ListPage {
@@ -168,7 +142,7 @@ struct BundlePage {
     reason: String,
     max_reason: usize,
     /// The message to sign for an approval with an SSH signature (pending, digests equal).
-    signing: Option<super::signed::Signing>,
+    signing: Option<Signing>,
 }
 
 /// `GET /ui/projects/{project}/code/{id}`.
@@ -220,7 +194,7 @@ pub(super) async fn bundle_page(
     let signing =
         if bundle.status == CodeStatus::PendingApproval && digest_state(&bundle) == "match" {
             let sites: Vec<String> = waiting.iter().map(|w| w.site.clone()).collect();
-            super::signed::signing(state, access, id, &sites).await?
+            signing(state, access, id, &sites).await?
         } else {
             None
         };
@@ -342,16 +316,32 @@ async fn decide(
     Ok(access.changed(&state, &session, what, &to))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What the page offers to sign.
+pub(crate) struct Signing {
+    /// The canonical message, exactly as it is to be signed.
+    pub message: String,
+    /// The sites it names, comma-separated (the form's and the download link's `sites`).
+    pub sites: String,
+}
 
-    #[test]
-    fn sizes_for_people() {
-        assert_eq!(show_bytes(0), "0 B");
-        assert_eq!(show_bytes(1023), "1023 B");
-        assert_eq!(show_bytes(4096), "4.0 KiB");
-        assert_eq!(show_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
-        assert_eq!(show_bytes(5 << 30), "5.0 GiB");
+/// The sites an approval from the page names: those of the jobs waiting for the bundle, or,
+/// when none waits, every site the project has.
+pub(crate) async fn signing(
+    state: &AppState,
+    access: &ProjectAccess,
+    id: &str,
+    waiting_sites: &[String],
+) -> Result<Option<Signing>, PageError> {
+    let mut sites: Vec<String> = waiting_sites.to_vec();
+    if sites.is_empty() {
+        sites = super::access::site_names(state, access.project_id).await?;
     }
+    Ok(message(id, &access.project, &sites).map(|m| Signing {
+        sites: m.sites.join(","),
+        message: m.render(),
+    }))
+}
+
+pub(crate) fn message(id: &str, project: &str, sites: &[String]) -> Option<ApprovalMessage> {
+    ApprovalMessage::new(id, project, sites, None).ok()
 }

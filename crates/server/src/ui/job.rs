@@ -9,9 +9,8 @@
 //! the session's CSRF token. The page itself needs `GET_JobStatus`. Result files are sent as
 //! downloads (`attachment`, `application/octet-stream`), never shown as pages of this site.
 
-use super::access::{PageError, ProjectAccess};
-use super::jobs::{show_rfc3339, READ_ROLES};
-use super::{render, Nav, UiError, UiForm, UiSession};
+use super::access::{job_id, PageError, ProjectAccess, READ_ROLES};
+use super::{render, show_rfc3339, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -48,13 +47,6 @@ pub(crate) fn routes() -> Router<AppState> {
             "/ui/projects/{project}/jobs/{id}/live",
             get(super::live::live),
         )
-}
-
-/// A job id as the URL has it: anything but a UUID names no job (404).
-pub(crate) fn job_id(id: &str) -> Result<(), PageError> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| ())
-        .map_err(|_| UiError::NotFound.into())
 }
 
 pub(crate) struct ParamRow {
@@ -279,7 +271,7 @@ async fn result_rows(
                     .collect::<Vec<String>>()
                     .join("/")
             ),
-            size: super::code::show_bytes(r.size),
+            size: super::show_bytes(r.size),
             sha256: r.sha256,
             created: show_rfc3339(&r.created_at),
             name: r.name,

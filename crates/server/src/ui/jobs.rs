@@ -6,19 +6,18 @@
 //! about what a filter means; the page is one `Store::list_jobs` call. Seeing it needs
 //! `GET_JobStatus`, the role that reads jobs in the API.
 
-use super::access::{PageError, ProjectAccess};
-use super::{render, show_time, Nav, UiSession};
+use super::access::{
+    member_projects, site_names, to_first_project, PageError, ProjectAccess, READ_ROLES,
+};
+use super::{render, show_rfc3339, Nav, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use hpcsera_api_types::{Job, JobStatus, Role};
-
-/// Who may see a project's jobs: the role that reads them in the API.
-pub(crate) const READ_ROLES: &[Role] = &[Role::GetJobStatus];
+use hpcsera_api_types::{Job, JobStatus};
 
 /// The jobs pages' routes (a job's own page and its forms are in `job`, its live output in
 /// `live`).
@@ -26,35 +25,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/jobs", get(first_project))
         .route("/ui/projects/{project}/jobs", get(list))
-        .merge(super::job::routes())
-}
-
-/// The names of the projects the person is a member of (the pages' project switcher).
-pub(crate) async fn member_projects(
-    state: &AppState,
-    session: &UiSession,
-) -> Result<Vec<String>, PageError> {
-    Ok(state
-        .store
-        .user_memberships(session.rec.user_id)
-        .await?
-        .into_iter()
-        .map(|m| m.project)
-        .collect())
-}
-
-/// The navigation's entry `section` (`jobs`, `code`): that page of the person's first project,
-/// or the projects page (which says how to become a member) without one.
-pub(crate) async fn to_first_project(
-    state: &AppState,
-    session: &UiSession,
-    section: &str,
-) -> Result<Response, PageError> {
-    let to = match member_projects(state, session).await?.first() {
-        Some(p) => format!("/ui/projects/{p}/{section}"),
-        None => "/ui/projects".to_string(),
-    };
-    Ok(Redirect::to(&to).into_response())
 }
 
 /// `/ui/jobs`: the first project's jobs.
@@ -63,11 +33,6 @@ async fn first_project(
     session: UiSession,
 ) -> Result<Response, PageError> {
     to_first_project(&state, &session, "jobs").await
-}
-
-/// A time as the API writes it (RFC 3339), for people.
-pub(crate) fn show_rfc3339(t: &str) -> String {
-    hpcsera_store::parse_rfc3339_ms(t).map_or_else(|| t.to_string(), show_time)
 }
 
 /// One row of the list.
@@ -199,13 +164,7 @@ async fn list(
             StatusCode::BAD_REQUEST,
         ),
     };
-    let sites = state
-        .store
-        .list_sites(access.project_id)
-        .await?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let sites = site_names(&state, access.project_id).await?;
     let projects = member_projects(&state, &session).await?;
     Ok(render(
         status,

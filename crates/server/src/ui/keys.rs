@@ -6,12 +6,12 @@
 //! `hpcsera admin user key …`. Only people add keys: there is no token route for it, so a
 //! stolen token cannot add a key and then approve code with it.
 
-use super::{audit, render, show_time, Nav, UiError, UiForm, UiSession};
+use super::{render, show_time, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use hpcsera_store::{NewUserKey, StoreError};
 
 /// Longest key name, in characters.
@@ -107,14 +107,8 @@ pub(crate) async fn add(
         }
     };
     let Some(key) = key.filter(|_| problems.is_empty()) else {
-        return page(
-            &state,
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            draft,
-            problems,
-        )
-        .await;
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return page(&state, &session, status, draft, problems).await;
     };
     let name = if !name.is_empty() {
         name
@@ -145,14 +139,7 @@ pub(crate) async fn add(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(
-        &state,
-        &session.rec.user,
-        None,
-        "/ui/keys",
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to("/ui/keys").into_response())
+    Ok(session.changed(&state, None, "/ui/keys", "/ui/keys"))
 }
 
 /// `POST /ui/keys/{id}/delete`: removes one of the person's keys.
@@ -168,12 +155,5 @@ pub(crate) async fn remove(
         Err(StoreError::NotFound(_)) => return Err(UiError::NotFound),
         Err(e) => return Err(e.into()),
     }
-    audit(
-        &state,
-        &session.rec.user,
-        None,
-        "/ui/keys/delete",
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to("/ui/keys").into_response())
+    Ok(session.changed(&state, None, "/ui/keys/delete", "/ui/keys"))
 }

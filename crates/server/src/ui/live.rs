@@ -11,9 +11,7 @@
 //! ends (checked every [`RECHECK_ACCESS`]), or when the browser goes away (the keep-alive
 //! comment every 15 s fails to send). The page works without it: it shows the output so far.
 
-use super::access::{PageError, ProjectAccess};
-use super::job::job_id;
-use super::jobs::READ_ROLES;
+use super::access::{job_id, PageError, ProjectAccess, READ_ROLES};
 use super::UiSession;
 use crate::error::ApiResult;
 use crate::routes::wait::{long_poll, Look};

@@ -213,14 +213,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, UiError> {
     session.check_csrf(&form)?;
     state.store.delete_session(&session.secret).await?;
-    audit(
-        &state,
-        &session.rec.user,
-        None,
-        "/ui/logout",
-        StatusCode::SEE_OTHER,
-    );
-    let mut resp = Redirect::to("/ui/login").into_response();
+    let mut resp = session.changed(&state, None, "/ui/logout", "/ui/login");
     resp.headers_mut().append(
         header::SET_COOKIE,
         cookie(&state, session_cookie_name(&state), "", "/", 0),

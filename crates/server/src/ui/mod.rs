@@ -63,6 +63,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/static/{asset}", get(asset))
         .merge(code::routes())
         .merge(jobs::routes())
+        .merge(job::routes())
+        .merge(submit::routes())
+        .merge(signed::routes())
         .merge(sites::routes())
         .merge(admin::routes())
         .route(
@@ -177,6 +180,19 @@ impl UiSession {
             Some(t) if same_secret(t, &self.rec.csrf) => Ok(()),
             _ => Err(UiError::Csrf),
         }
+    }
+
+    /// After a form changed something: audited as `what` (in `project`, when it is about
+    /// one), then on to `to` (303).
+    pub fn changed(
+        &self,
+        state: &AppState,
+        project: Option<&str>,
+        what: &str,
+        to: &str,
+    ) -> Response {
+        audit(state, &self.rec.user, project, what, StatusCode::SEE_OTHER);
+        Redirect::to(to).into_response()
     }
 }
 
@@ -391,6 +407,25 @@ impl Nav {
     }
 }
 
+/// A role as a checkbox of a form, ticked as the form (or the draft) had it.
+pub(crate) struct RoleBox {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub checked: bool,
+}
+
+/// The eight roles as checkboxes, ticked as `set` has them.
+pub(crate) fn role_boxes(set: hpcsera_api_types::RoleSet) -> Vec<RoleBox> {
+    hpcsera_api_types::Role::ALL
+        .iter()
+        .map(|r| RoleBox {
+            name: r.as_str(),
+            description: r.description(),
+            checked: set.contains(*r),
+        })
+        .collect()
+}
+
 /// The client's address, as the API's failure counting sees it.
 pub(crate) fn peer(parts: &axum::http::Extensions) -> String {
     parts
@@ -417,4 +452,41 @@ fn show_time(ms: i64) -> String {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     t.format(&f).unwrap_or_default()
+}
+
+/// A time as the API writes it (RFC 3339), for people.
+pub(crate) fn show_rfc3339(t: &str) -> String {
+    hpcsera_store::parse_rfc3339_ms(t).map_or_else(|| t.to_string(), show_time)
+}
+
+/// A size for people: `812 B`, `4.0 KiB`, `1.5 MiB`.
+pub(crate) fn show_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(show_bytes(0), "0 B");
+        assert_eq!(show_bytes(1023), "1023 B");
+        assert_eq!(show_bytes(4096), "4.0 KiB");
+        assert_eq!(show_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(show_bytes(5 << 30), "5.0 GiB");
+    }
 }

@@ -9,7 +9,7 @@
 //! twice or differently; the approval is the decision of the key's owner.
 
 use super::access::{PageError, ProjectAccess};
-use super::code::{bundle_page, CODE_ROLES};
+use super::code::{bundle_page, message, CODE_ROLES};
 use super::{UiError, UiForm, UiSession};
 use crate::error::ApiError;
 use crate::extract::CodeId;
@@ -17,42 +17,20 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hpcsera_approval::ApprovalMessage;
+use axum::routing::{get, post};
+use axum::Router;
 
-/// What the page offers to sign.
-pub(crate) struct Signing {
-    /// The canonical message, exactly as it is to be signed.
-    pub message: String,
-    /// The sites it names, comma-separated (the form's and the download link's `sites`).
-    pub sites: String,
-}
-
-/// The sites an approval from the page names: those of the jobs waiting for the bundle, or,
-/// when none waits, every site the project has.
-pub(crate) async fn signing(
-    state: &AppState,
-    access: &ProjectAccess,
-    id: &str,
-    waiting_sites: &[String],
-) -> Result<Option<Signing>, PageError> {
-    let mut sites: Vec<String> = waiting_sites.to_vec();
-    if sites.is_empty() {
-        sites = state
-            .store
-            .list_sites(access.project_id)
-            .await?
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-    }
-    Ok(message(id, &access.project, &sites).map(|m| Signing {
-        sites: m.sites.join(","),
-        message: m.render(),
-    }))
-}
-
-fn message(id: &str, project: &str, sites: &[String]) -> Option<ApprovalMessage> {
-    ApprovalMessage::new(id, project, sites, None).ok()
+/// The signing routes of the code pages.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/ui/projects/{project}/code/{id}/approval.txt",
+            get(message_file),
+        )
+        .route(
+            "/ui/projects/{project}/code/{id}/signed",
+            post(approve_signed),
+        )
 }
 
 fn sites_of(raw: &str) -> Vec<String> {

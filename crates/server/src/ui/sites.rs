@@ -7,9 +7,10 @@
 //! `GET /sites` answers) and `Store::project_job_types`. Like the API, any member sees it; a
 //! non-member gets 404.
 
+use super::access::{member_projects, to_first_project};
 use super::access::{PageError, ProjectAccess};
-use super::jobs::{member_projects, show_rfc3339, to_first_project};
-use super::{render, Nav, UiSession};
+use super::submit::{kind_text, show_value};
+use super::{render, show_rfc3339, Nav, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -17,14 +18,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use hpcsera_api_types::{JobTypeSpec, ParamKind, ParamSpec, Role, SubJobKind};
+use hpcsera_api_types::{JobTypeSpec, ParamSpec, Role, SubJobKind};
 
 /// The sites page and the job form.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/ui/sites", get(first_project))
         .route("/ui/projects/{project}/sites", get(list))
-        .merge(super::submit::routes())
 }
 
 /// One parameter as the page describes it.
@@ -61,48 +61,6 @@ struct SitesPage {
     projects: Vec<String>,
     may_submit: bool,
     sites: Vec<SiteInfo>,
-}
-
-/// A parameter's type and constraints in words: `integer, 1 to 1000`.
-pub(crate) fn kind_text(kind: &ParamKind) -> String {
-    fn range<T: std::fmt::Display>(min: &Option<T>, max: &Option<T>) -> String {
-        match (min, max) {
-            (Some(a), Some(b)) => format!(", {a} to {b}"),
-            (Some(a), None) => format!(", at least {a}"),
-            (None, Some(b)) => format!(", at most {b}"),
-            (None, None) => String::new(),
-        }
-    }
-    match kind {
-        ParamKind::String {
-            pattern,
-            max_length,
-        } => {
-            let mut s = "text".to_string();
-            if let Some(p) = pattern {
-                s.push_str(&format!(", matching {p}"));
-            }
-            if let Some(m) = max_length {
-                s.push_str(&format!(", at most {m} characters"));
-            }
-            s
-        }
-        ParamKind::Integer { minimum, maximum } => {
-            format!("whole number{}", range(minimum, maximum))
-        }
-        ParamKind::Number { minimum, maximum } => format!("number{}", range(minimum, maximum)),
-        ParamKind::Boolean => "yes or no".into(),
-        ParamKind::Enum { values } => format!("one of {}", values.join(", ")),
-        ParamKind::Code => "code bundle (its SHA-256)".into(),
-    }
-}
-
-/// A default as people read it (strings without quotes).
-pub(crate) fn show_value(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn param_info(p: &ParamSpec) -> ParamInfo {
@@ -186,28 +144,4 @@ async fn list(
             sites: out,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_in_words() {
-        let int = ParamKind::Integer {
-            minimum: Some(1),
-            maximum: Some(9),
-        };
-        assert_eq!(kind_text(&int), "whole number, 1 to 9");
-        let s = ParamKind::String {
-            pattern: Some("[a-z]+".into()),
-            max_length: Some(8),
-        };
-        assert_eq!(kind_text(&s), "text, matching [a-z]+, at most 8 characters");
-        let n = ParamKind::Number {
-            minimum: None,
-            maximum: Some(0.5),
-        };
-        assert_eq!(kind_text(&n), "number, at most 0.5");
-    }
 }

@@ -16,7 +16,6 @@
 //! same `JobTypeSpec::validate_resources` as the API's.
 
 use super::access::{PageError, ProjectAccess};
-use super::sites::{kind_text, show_value};
 use super::{render, Nav, UiError, UiForm, UiSession};
 use crate::error::ApiError;
 use crate::routes::jobs::{submit, Submitter};
@@ -66,6 +65,31 @@ pub(crate) struct Field {
     pub problem: Option<String>,
 }
 
+impl Field {
+    /// A text input with nothing filled in: not required, no bounds, no options.
+    fn blank(name: &str, id: String, input: String, error_id: String, kind: String) -> Field {
+        Field {
+            name: name.to_string(),
+            id,
+            input,
+            error_id,
+            control: "text",
+            kind,
+            description: String::new(),
+            required: false,
+            value: String::new(),
+            checked: false,
+            step: "1",
+            min: String::new(),
+            max: String::new(),
+            pattern: String::new(),
+            maxlength: String::new(),
+            options: Vec::new(),
+            problem: None,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "ui/submit.html")]
 struct FormPage {
@@ -105,24 +129,13 @@ fn param_fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
                 Some(f) => f.get(&key).unwrap_or("").to_string(),
                 None => default.clone(),
             };
+            let (id, error_id) = (format!("p-{}", p.name), format!("e-{}", p.name));
             let mut f = Field {
-                name: p.name.clone(),
-                id: format!("p-{}", p.name),
-                input: key.clone(),
-                error_id: format!("e-{}", p.name),
-                control: "text",
-                kind: kind_text(&p.kind),
                 description: p.description.clone().unwrap_or_default(),
                 required: p.is_required(),
                 checked: given.map_or(default == "true", |f| f.get(&key).is_some()),
                 value,
-                step: "1",
-                min: String::new(),
-                max: String::new(),
-                pattern: String::new(),
-                maxlength: String::new(),
-                options: Vec::new(),
-                problem: None,
+                ..Field::blank(&p.name, id, key.clone(), error_id, kind_text(&p.kind))
             };
             match &p.kind {
                 ParamKind::Integer { minimum, maximum } => {
@@ -218,27 +231,15 @@ fn resource_fields(spec: &JobTypeSpec, given: Option<&UiForm>) -> Vec<Field> {
             let show = |v: &Option<Value>| show_rule(*name, v);
             let default = show(&rule.default);
             let key = format!("r.{n}");
+            let (id, error_id) = (format!("r-{n}"), format!("e-r-{n}"));
+            let value = match given {
+                Some(form) => form.get(&key).unwrap_or("").to_string(),
+                None => default,
+            };
+            let kind = resource_text(*name, rule);
             let mut f = Field {
-                name: n.to_string(),
-                id: format!("r-{n}"),
-                input: key.clone(),
-                error_id: format!("e-r-{n}"),
-                control: "text",
-                kind: resource_text(*name, rule),
-                description: String::new(),
-                required: false,
-                value: match given {
-                    Some(form) => form.get(&key).unwrap_or("").to_string(),
-                    None => default,
-                },
-                checked: false,
-                step: "1",
-                min: String::new(),
-                max: String::new(),
-                pattern: String::new(),
-                maxlength: String::new(),
-                options: Vec::new(),
-                problem: None,
+                value,
+                ..Field::blank(n, id, key, error_id, kind)
             };
             if rule.fixed.is_some() {
                 f.control = "fixed";
@@ -450,9 +451,70 @@ fn place_problems(fields: &mut [Field], errs: Vec<FieldError>) -> Vec<String> {
     rest
 }
 
+/// A parameter's type and constraints in words: `integer, 1 to 1000`.
+pub(crate) fn kind_text(kind: &ParamKind) -> String {
+    fn range<T: std::fmt::Display>(min: &Option<T>, max: &Option<T>) -> String {
+        match (min, max) {
+            (Some(a), Some(b)) => format!(", {a} to {b}"),
+            (Some(a), None) => format!(", at least {a}"),
+            (None, Some(b)) => format!(", at most {b}"),
+            (None, None) => String::new(),
+        }
+    }
+    match kind {
+        ParamKind::String {
+            pattern,
+            max_length,
+        } => {
+            let mut s = "text".to_string();
+            if let Some(p) = pattern {
+                s.push_str(&format!(", matching {p}"));
+            }
+            if let Some(m) = max_length {
+                s.push_str(&format!(", at most {m} characters"));
+            }
+            s
+        }
+        ParamKind::Integer { minimum, maximum } => {
+            format!("whole number{}", range(minimum, maximum))
+        }
+        ParamKind::Number { minimum, maximum } => format!("number{}", range(minimum, maximum)),
+        ParamKind::Boolean => "yes or no".into(),
+        ParamKind::Enum { values } => format!("one of {}", values.join(", ")),
+        ParamKind::Code => "code bundle (its SHA-256)".into(),
+    }
+}
+
+/// A default as people read it (strings without quotes).
+pub(crate) fn show_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_in_words() {
+        let int = ParamKind::Integer {
+            minimum: Some(1),
+            maximum: Some(9),
+        };
+        assert_eq!(kind_text(&int), "whole number, 1 to 9");
+        let s = ParamKind::String {
+            pattern: Some("[a-z]+".into()),
+            max_length: Some(8),
+        };
+        assert_eq!(kind_text(&s), "text, matching [a-z]+, at most 8 characters");
+        let n = ParamKind::Number {
+            minimum: None,
+            maximum: Some(0.5),
+        };
+        assert_eq!(kind_text(&n), "number, at most 0.5");
+    }
 
     fn spec() -> JobTypeSpec {
         serde_json::from_value(serde_json::json!({

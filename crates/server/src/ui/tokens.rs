@@ -6,21 +6,15 @@
 //! never again; the list shows everything else. Expiry is required, in days, at most
 //! `--token-max-days`.
 
-use super::{audit, render, show_time, Nav, UiError, UiForm, UiSession};
-use crate::routes::tokens::{make_token, TokenAsk};
+use super::{audit, render, role_boxes, show_time, Nav, RoleBox, UiError, UiForm, UiSession};
+use crate::routes::tokens::{make_token, revoke_own, TokenAsk};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use hpcsera_api_types::{FieldError, Role, RoleSet};
-use hpcsera_store::{StoreError, TokenRecord};
-
-pub(crate) struct RoleBox {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub checked: bool,
-}
+use hpcsera_store::TokenRecord;
 
 pub(crate) struct TokenRow {
     pub id: String,
@@ -100,13 +94,7 @@ async fn page(
     draft: Draft,
     problems: Vec<String>,
 ) -> Result<Response, UiError> {
-    let projects: Vec<String> = state
-        .store
-        .user_memberships(session.rec.user_id)
-        .await?
-        .into_iter()
-        .map(|m| m.project)
-        .collect();
+    let projects = super::access::member_projects(state, session).await?;
     let now = hpcsera_store::now_ms();
     let tokens = state
         .store
@@ -116,14 +104,7 @@ async fn page(
         .rev()
         .map(|t| row(t, now))
         .collect();
-    let role_boxes = Role::ALL
-        .iter()
-        .map(|r| RoleBox {
-            name: r.as_str(),
-            description: r.description(),
-            checked: draft.roles.contains(*r),
-        })
-        .collect();
+    let role_boxes = role_boxes(draft.roles);
     Ok(render(
         status,
         &TokensPage {
@@ -203,14 +184,8 @@ pub(crate) async fn create(
         Ok(m) => m,
         Err(problems) => {
             let problems = problems.iter().map(problem_text).collect();
-            return page(
-                &state,
-                &session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                draft,
-                problems,
-            )
-            .await;
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return page(&state, &session, status, draft, problems).await;
         }
     };
     audit(
@@ -241,28 +216,9 @@ pub(crate) async fn revoke(
     form: UiForm,
 ) -> Result<Response, UiError> {
     session.check_csrf(&form)?;
-    let mine = state
-        .store
-        .list_user_tokens(session.rec.user_id, None)
+    let mine = revoke_own(&state, session.rec.user_id, &id)
         .await?
-        .into_iter()
-        .find(|t| t.id == id)
         .ok_or(UiError::NotFound)?;
-    match state
-        .store
-        .revoke_token(&mine.id, Some(session.rec.user_id))
-        .await
-    {
-        // Revoked already: the list shows it so.
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    audit(
-        &state,
-        &session.rec.user,
-        Some(&mine.project),
-        "/ui/tokens/revoke",
-        StatusCode::SEE_OTHER,
-    );
-    Ok(Redirect::to("/ui/tokens").into_response())
+    let what = "/ui/tokens/revoke";
+    Ok(session.changed(&state, Some(&mine.project), what, "/ui/tokens"))
 }

@@ -242,16 +242,12 @@ async fn concurrent_agents_never_claim_a_job_twice() {
         agents.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let r: Value = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"maxJobs": 3, "activeJobIds": mine}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let r: Value = json_of(
+                    http.post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"maxJobs": 3, "activeJobIds": mine})),
+                )
+                .await;
                 let got = ids(&r["jobs"]);
                 if got.is_empty() {
                     return mine;
@@ -269,13 +265,37 @@ async fn concurrent_agents_never_claim_a_job_twice() {
     assert_eq!(unique, submitted);
 }
 
+/// Lease settings: a lease of `lease` seconds, a claim's of `claim`, the reaper every `reaper`.
+fn leases(lease: u64, claim: u64, reaper: Duration) -> hpcsera_server::config::Leases {
+    hpcsera_server::config::Leases {
+        lease_seconds: lease,
+        claim_lease_seconds: claim,
+        reaper_interval: reaper,
+    }
+}
+
+/// A server with these leases.
+async fn with_leases(l: hpcsera_server::config::Leases) -> TestApp {
+    TestApp::spawn_configured(|c| c.leases = l).await
+}
+
 async fn fast_leases() -> TestApp {
-    TestApp::spawn_configured(|c| {
-        c.leases.lease_seconds = 2;
-        c.leases.claim_lease_seconds = 1;
-        c.leases.reaper_interval = Duration::from_millis(200);
-    })
-    .await
+    with_leases(leases(2, 1, Duration::from_millis(200))).await
+}
+
+/// A second server on the same database (the first "restarted"), with these leases: its base URL.
+async fn restart(t: &TestApp, l: hpcsera_server::config::Leases) -> String {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        leases: l,
+        ..Default::default()
+    };
+    let app = hpcsera_server::Application::build(config, t.store.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    tokio::spawn(app.run_until(std::future::pending()));
+    base
 }
 
 async fn wait_for_status(t: &TestApp, tok: &str, id: &str, status: &str) -> Value {
@@ -348,15 +368,12 @@ async fn operations_reach_the_holding_agent_and_are_acknowledged() {
         let agent = agent.clone();
         let id = id.clone();
         tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(agent)
-                .json(&json!({"activeJobIds": [id], "waitSeconds": 20}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
+            json_of(
+                http.post(url)
+                    .bearer_auth(agent)
+                    .json(&json!({"activeJobIds": [id], "waitSeconds": 20})),
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -645,15 +662,7 @@ async fn event_reads_wait_for_the_next_event() {
         let url = format!("{}/api/v1/job/{id}/events?after={last}&wait=30", t.base);
         let tok = tok.clone();
         tokio::spawn(async move {
-            let r: Value = http
-                .get(url)
-                .bearer_auth(tok)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r: Value = json_of(http.get(url).bearer_auth(tok)).await;
             (Instant::now(), r)
         })
     };
@@ -700,16 +709,12 @@ async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
             let mut ids = Vec::new();
             for i in 0..20 {
                 let body = json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"label": format!("s{i}")}});
-                let j: Value = http
-                    .post(format!("{base}/api/v1/job"))
-                    .bearer_auth(&tok)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let j: Value = json_of(
+                    http.post(format!("{base}/api/v1/job"))
+                        .bearer_auth(&tok)
+                        .json(&body),
+                )
+                .await;
                 http.post(format!("{base}/api/v1/job"))
                     .bearer_auth(&bob)
                     .json(&body)
@@ -719,16 +724,12 @@ async fn project_stream_resumed_from_its_cursor_sees_every_event_once() {
                 ids.push(id_of(&j));
             }
             // Only a poll claims; the reports below then move the jobs on concurrently.
-            let claimed: Value = http
-                .post(format!("{base}/api/v1/agent/poll"))
-                .bearer_auth(&agent)
-                .json(&json!({"maxJobs": 1000, "waitSeconds": 0}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let claimed: Value = json_of(
+                http.post(format!("{base}/api/v1/agent/poll"))
+                    .bearer_auth(&agent)
+                    .json(&json!({"maxJobs": 1000, "waitSeconds": 0})),
+            )
+            .await;
             assert_eq!(claimed["jobs"].as_array().unwrap().len(), ids.len());
             let mut tasks = Vec::new();
             for id in ids.clone() {
@@ -875,12 +876,7 @@ async fn output_reads_can_wait_for_new_output() {
 #[tokio::test]
 async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
     // The first server never reaps; its leases run out while it is "down".
-    let t = TestApp::spawn_configured(|c| {
-        c.leases.lease_seconds = 2;
-        c.leases.claim_lease_seconds = 1;
-        c.leases.reaper_interval = Duration::from_secs(3600);
-    })
-    .await;
+    let t = with_leases(leases(2, 1, Duration::from_secs(3600))).await;
     let tok = t.alice().await;
     let agent = t.agent_token().await;
     let kept = id_of(&t.submit(&tok, json!({"label": "kept"})).await);
@@ -891,22 +887,7 @@ async fn a_restarted_server_gives_agents_one_lease_period_to_come_back() {
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // The server comes back (same database) with a fast reaper.
-    let app = hpcsera_server::Application::build(
-        ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            leases: hpcsera_server::config::Leases {
-                lease_seconds: 2,
-                claim_lease_seconds: 1,
-                reaper_interval: Duration::from_millis(100),
-            },
-            ..Default::default()
-        },
-        t.store.clone(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", app.local_addr().unwrap());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let base = restart(&t, leases(2, 1, Duration::from_millis(100))).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The agent comes back within the grace and renews one job; the other stays silent.
     let r = t
@@ -1325,12 +1306,7 @@ async fn unconfirmed_claims_go_back_to_the_queue_from_the_servers_start() {
     // Regression: the reaper used to wait a whole lease period after a start before it
     // looked at anything, so a job claimed by an agent that died before confirming waited
     // that long (300 s by default) before another agent could take it.
-    let t = TestApp::spawn_configured(|c| {
-        c.leases.lease_seconds = 2;
-        c.leases.claim_lease_seconds = 1;
-        c.leases.reaper_interval = Duration::from_secs(3600);
-    })
-    .await;
+    let t = with_leases(leases(2, 1, Duration::from_secs(3600))).await;
     let tok = t.alice().await;
     let agent = t.agent_token().await;
     let running = id_of(&t.submit(&tok, json!({"label": "running"})).await);
@@ -1340,21 +1316,7 @@ async fn unconfirmed_claims_go_back_to_the_queue_from_the_servers_start() {
         .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // A new server with a long grace (30 s) and a fast reaper.
-    let app = hpcsera_server::Application::build(
-        ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            leases: hpcsera_server::config::Leases {
-                lease_seconds: 30,
-                claim_lease_seconds: 1,
-                reaper_interval: Duration::from_millis(100),
-            },
-            ..Default::default()
-        },
-        t.store.clone(),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(app.run_until(std::future::pending()));
+    restart(&t, leases(30, 1, Duration::from_millis(100))).await;
     let started = Instant::now();
     while t
         .store

@@ -5,7 +5,7 @@
 use crate::common::*;
 use hpcsera_api_types::{Role, RoleSet};
 use hpcsera_store::{Store, AUTH_RECHECK};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
 /// The id of a token, as it tells itself.
@@ -48,9 +48,7 @@ async fn a_revocation_here_fails_the_next_request_even_when_cached() {
         use_a_few_times(&t, tok).await;
     }
     // A token revokes itself through the API.
-    let (s, b) = t
-        .send(Method::DELETE, "/api/v1/tokens/self", &itself, None)
-        .await;
+    let (s, b) = t.delete("/api/v1/tokens/self", &itself).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let (s, b) = t.get("/api/v1/tokens/self", &itself).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");

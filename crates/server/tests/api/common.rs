@@ -179,6 +179,10 @@ impl TestApp {
         self.send(Method::GET, path, token, None).await
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Method::DELETE, path, token, None).await
+    }
+
     /// Submits a job of the test type; panics unless 201.
     pub async fn submit(&self, token: &str, params: Value) -> Value {
         let (s, b) = self
@@ -314,6 +318,11 @@ impl<'a> TokenBuilder<'a> {
             .expect("token")
             .1
     }
+}
+
+/// Sends a request and reads its answer as JSON, whatever its status.
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
 }
 
 pub fn id_of(job: &Value) -> String {

@@ -98,18 +98,14 @@ async fn parameter_validation_names_each_bad_field() {
     )
     .await;
     // A code parameter names a bundle of the project (see tests/code.rs).
-    let bundle = t
-        .http
-        .post(format!("{}/api/v1/code", t.base))
-        .bearer_auth(&tok)
-        .header("content-type", "application/gzip")
-        .body(vec![0x1f, 0x8b, 0, 0])
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let bundle = json_of(
+        t.http
+            .post(format!("{}/api/v1/code", t.base))
+            .bearer_auth(&tok)
+            .header("content-type", "application/gzip")
+            .body(vec![0x1f, 0x8b, 0, 0]),
+    )
+    .await;
     let code_id = bundle["id"].as_str().unwrap().to_string();
     t.submit(
         &tok,
@@ -731,22 +727,16 @@ async fn delete_queued_and_running_jobs() {
     let tok = t.alice().await;
     let agent = t.agent_token().await;
     let q = id_of(&t.submit(&tok, json!({"label": "x"})).await);
-    let (s, _) = t
-        .send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None)
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/job/{q}"), &tok).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = t.get(&format!("/api/v1/job/{q}"), &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = t
-        .send(Method::DELETE, &format!("/api/v1/job/{q}"), &tok, None)
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/job/{q}"), &tok).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let r = id_of(&t.submit(&tok, json!({"label": "x"})).await);
     t.claim(&agent, &r).await;
-    let (s, _) = t
-        .send(Method::DELETE, &format!("/api/v1/job/{r}"), &tok, None)
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/job/{r}"), &tok).await;
     assert_eq!(
         s,
         StatusCode::ACCEPTED,

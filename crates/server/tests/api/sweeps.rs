@@ -417,17 +417,13 @@ async fn sweep_events_long_poll() {
         let (http, base, tok, id) = (t.http.clone(), t.base.clone(), alice.clone(), id.clone());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let r: Value = http
-                .get(format!(
+            let r: Value = json_of(
+                http.get(format!(
                     "{base}/api/v1/sweeps/{id}/events?after={last}&wait=20"
                 ))
-                .bearer_auth(tok)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .bearer_auth(tok),
+            )
+            .await;
             (started.elapsed(), r)
         })
     };
@@ -486,14 +482,7 @@ async fn delete_removes_waiting_members_and_cancels_running_ones() {
     let running = id_of(&polled["jobs"][0]);
     let (_, page) = t.get(&format!("/api/v1/sweeps/{id}/jobs"), &alice).await;
     let waiting = id_of(&page["jobs"][5]);
-    let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/sweeps/{id}"),
-            &alice,
-            None,
-        )
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/sweeps/{id}"), &alice).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let (s, _) = t.get(&format!("/api/v1/sweeps/{id}"), &alice).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -516,23 +505,9 @@ async fn delete_removes_waiting_members_and_cancels_running_ones() {
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
     // Nothing running: 204, and a second delete is 404.
     let id = sweep_of(&t, &alice, grid_body()).await;
-    let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/sweeps/{id}"),
-            &alice,
-            None,
-        )
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/sweeps/{id}"), &alice).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/sweeps/{id}"),
-            &alice,
-            None,
-        )
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/sweeps/{id}"), &alice).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -562,14 +537,7 @@ async fn roles_projects_and_sites_guard_every_sweep_route() {
     let (s, _) = sweep_op(&t, &no_update, &id, "cancel").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let no_delete = all_but(Role::DeleteJob).await;
-    let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/sweeps/{id}"),
-            &no_delete,
-            None,
-        )
-        .await;
+    let (s, _) = t.delete(&format!("/api/v1/sweeps/{id}"), &no_delete).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Another project, and a token of another site, see nothing.
     let bob = t.user("bob").project("proj-b").token().await;
@@ -585,9 +553,7 @@ async fn roles_projects_and_sites_guard_every_sweep_route() {
         }
         let (s, _) = sweep_op(&t, tok, &id, "cancel").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
-        let (s, _) = t
-            .send(Method::DELETE, &format!("/api/v1/sweeps/{id}"), tok, None)
-            .await;
+        let (s, _) = t.delete(&format!("/api/v1/sweeps/{id}"), tok).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
     let (_, listed) = t.get("/api/v1/sweeps", &bob).await;

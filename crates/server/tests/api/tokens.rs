@@ -69,16 +69,12 @@ async fn a_token_revokes_itself_and_is_refused_afterwards() {
     let (s, _) = t.get("/api/v1/tokens/self", &ci).await;
     assert_eq!(s, StatusCode::OK);
 
-    let (s, b) = t
-        .send(Method::DELETE, "/api/v1/tokens/self", &ci, None)
-        .await;
+    let (s, b) = t.delete("/api/v1/tokens/self", &ci).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let (s, b) = t.get("/api/v1/tokens/self", &ci).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
     assert_eq!(b["error"]["message"], "the token was revoked");
-    let (s, _) = t
-        .send(Method::DELETE, "/api/v1/tokens/self", &ci, None)
-        .await;
+    let (s, _) = t.delete("/api/v1/tokens/self", &ci).await;
     assert_eq!(
         s,
         StatusCode::UNAUTHORIZED,

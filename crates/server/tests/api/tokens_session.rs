@@ -170,12 +170,7 @@ async fn a_token_never_makes_a_token_and_revokes_only_itself() {
         .unwrap()
         .to_string();
     let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{second_id}"),
-            &alice,
-            None,
-        )
+        .delete(&format!("/api/v1/tokens/{second_id}"), &alice)
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(
@@ -183,12 +178,7 @@ async fn a_token_never_makes_a_token_and_revokes_only_itself() {
         StatusCode::OK
     );
     let (s, _) = t
-        .send(
-            Method::DELETE,
-            &format!("/api/v1/tokens/{second_id}"),
-            &second,
-            None,
-        )
+        .delete(&format!("/api/v1/tokens/{second_id}"), &second)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(

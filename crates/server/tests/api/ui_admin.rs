@@ -25,6 +25,11 @@ const ADMIN_PATHS: &[(&str, &str)] = &[
     ("POST", "/ui/admin/projects/proj-b/members/dave/remove"),
 ];
 
+/// A user's record, which must exist.
+async fn user(t: &TestApp, name: &str) -> hpcsera_store::UserRecord {
+    t.store.user_by_name(name).await.unwrap().unwrap()
+}
+
 async fn admin(t: &TestApp) -> Browser<'_> {
     t.store
         .create_user("root", Some(PASSWORD), true)
@@ -61,20 +66,13 @@ async fn non_admins_get_not_found_on_every_admin_page_and_form() {
     // Nothing changed: dave is still a member and enabled, carol no admin.
     assert_eq!(
         t.store
-            .user_memberships(t.store.user_by_name("dave").await.unwrap().unwrap().id)
+            .user_memberships(user(&t, "dave").await.id)
             .await
             .unwrap()
             .len(),
         1
     );
-    assert!(
-        !t.store
-            .user_by_name("carol")
-            .await
-            .unwrap()
-            .unwrap()
-            .is_admin
-    );
+    assert!(!user(&t, "carol").await.is_admin);
     // Without a session: the login form (pages) or 403 (forms), as elsewhere.
     let mut anon = Browser::new(&t);
     assert_eq!(
@@ -137,7 +135,7 @@ async fn an_admin_makes_projects_and_memberships_with_roles() {
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let dave_id = t.store.user_by_name("dave").await.unwrap().unwrap().id;
+    let dave_id = user(&t, "dave").await.id;
     let m = t.store.user_memberships(dave_id).await.unwrap();
     let c = m
         .iter()
@@ -251,24 +249,10 @@ async fn a_disabled_account_loses_its_sessions_and_tokens_until_enabled() {
     // The admin flag.
     b.post("/ui/admin/users/carol/make-admin", &[("csrf", &csrf)])
         .await;
-    assert!(
-        t.store
-            .user_by_name("carol")
-            .await
-            .unwrap()
-            .unwrap()
-            .is_admin
-    );
+    assert!(user(&t, "carol").await.is_admin);
     b.post("/ui/admin/users/carol/drop-admin", &[("csrf", &csrf)])
         .await;
-    assert!(
-        !t.store
-            .user_by_name("carol")
-            .await
-            .unwrap()
-            .unwrap()
-            .is_admin
-    );
+    assert!(!user(&t, "carol").await.is_admin);
     assert_eq!(
         b.post("/ui/admin/users/nobody/disable", &[("csrf", &csrf)])
             .await

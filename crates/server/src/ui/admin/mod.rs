@@ -14,7 +14,7 @@ mod audit;
 mod projects;
 mod users;
 
-use super::{audit as audit_change, render, Nav, UiError, UiForm, UiSession};
+use super::{render, Nav, UiError, UiForm, UiSession};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{FromRequestParts, State};
@@ -69,27 +69,8 @@ impl Admin {
 
     /// After a form changed something: audited, then back to `to` (303).
     fn changed(&self, state: &AppState, project: Option<&str>, what: &str, to: &str) -> Response {
-        audit_change(state, self.name(), project, what, StatusCode::SEE_OTHER);
-        Redirect::to(to).into_response()
+        self.0.changed(state, project, what, to)
     }
-}
-
-/// The eight roles as checkboxes, ticked as `set` has them.
-pub(crate) struct RoleBox {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub checked: bool,
-}
-
-pub(crate) fn role_boxes(set: RoleSet) -> Vec<RoleBox> {
-    Role::ALL
-        .iter()
-        .map(|r| RoleBox {
-            name: r.as_str(),
-            description: r.description(),
-            checked: set.contains(*r),
-        })
-        .collect()
 }
 
 /// The roles a form ticked (`role` fields); `None` for an unknown name.
@@ -155,7 +136,7 @@ async fn sites(State(state): State<AppState>, admin: Admin) -> Result<Response, 
             last_seen: s
                 .last_seen_at
                 .as_deref()
-                .map_or_else(|| "never".into(), super::jobs::show_rfc3339),
+                .map_or_else(|| "never".into(), crate::ui::show_rfc3339),
             version: s.agent_version.unwrap_or_default(),
             job_types: s.job_types.join(", "),
             name: s.name,

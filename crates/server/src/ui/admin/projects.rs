@@ -3,9 +3,10 @@
 //! (`add_member_with_roles`: their tokens can do at most these from the next request);
 //! remove a member (their tokens of the project stop at once).
 
-use super::{problem_of, role_boxes, roles_of, roles_text, Admin, RoleBox};
+use super::{problem_of, roles_of, roles_text, Admin};
 use crate::state::AppState;
 use crate::ui::{render, show_time, Nav, UiError, UiForm};
+use crate::ui::{role_boxes, RoleBox};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -99,6 +100,17 @@ async fn projects_page(State(state): State<AppState>, admin: Admin) -> Result<Re
     page(&state, &admin, StatusCode::OK, None).await
 }
 
+/// The page again with a form's `problem` (about `project`, or a new project when empty), 422.
+async fn refused(
+    state: &AppState,
+    admin: &Admin,
+    project: String,
+    problem: String,
+) -> Result<Response, UiError> {
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    page(state, admin, status, Some((project, problem))).await
+}
+
 /// `POST /ui/admin/projects` (`name`, `description`): a new project.
 async fn create(
     State(state): State<AppState>,
@@ -129,13 +141,7 @@ async fn create(
             Err(e) => problem_of(e)?,
         }
     };
-    page(
-        &state,
-        &admin,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some((String::new(), problem)),
-    )
-    .await
+    refused(&state, &admin, String::new(), problem).await
 }
 
 /// `POST /ui/admin/projects/{project}/members` (`user`, `role`…): adds the member with these
@@ -163,13 +169,7 @@ async fn add_member(
             Err(e) => problem_of(e)?,
         },
     };
-    page(
-        &state,
-        &admin,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some((project, problem)),
-    )
-    .await
+    refused(&state, &admin, project, problem).await
 }
 
 /// `POST /ui/admin/projects/{project}/members/{user}/remove`.
@@ -180,20 +180,12 @@ async fn remove_member(
     form: UiForm,
 ) -> Result<Response, UiError> {
     admin.0.check_csrf(&form)?;
-    match state.store.remove_member(&user, &project).await {
+    let problem = match state.store.remove_member(&user, &project).await {
         Ok(()) => {
             let what = format!("/ui/admin/projects/{project}/members/remove");
-            Ok(admin.changed(&state, Some(&project), &what, "/ui/admin/projects"))
+            return Ok(admin.changed(&state, Some(&project), &what, "/ui/admin/projects"));
         }
-        Err(e) => {
-            let problem = problem_of(e)?;
-            page(
-                &state,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some((project, problem)),
-            )
-            .await
-        }
-    }
+        Err(e) => problem_of(e)?,
+    };
+    refused(&state, &admin, project, problem).await
 }

@@ -5,7 +5,7 @@
 
 use super::{problem_of, roles_text, Admin};
 use crate::state::AppState;
-use crate::ui::{render, show_time, Nav, UiError, UiForm};
+use crate::ui::{audit, render, show_time, Nav, UiError, UiForm};
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -100,36 +100,26 @@ async fn invite(
 ) -> Result<Response, UiError> {
     admin.0.check_csrf(&form)?;
     let name = form.get("name").unwrap_or("").trim().to_string();
-    if !hpcsera_api_types::is_valid_name(&name, true) {
-        let problem = "A user name starts with a letter or '_' and has only letters, digits, \
-                       '_', '-' and '.' (at most 64)."
-            .to_string();
-        return page(
-            &state,
-            &admin,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(problem),
-            name,
-            None,
+    let made = if hpcsera_api_types::is_valid_name(&name, true) {
+        match state.store.create_invite(&name, INVITE_VALID_MS).await {
+            Ok(s) => Ok(s),
+            Err(e) => Err(problem_of(e)?),
+        }
+    } else {
+        Err(
+            "A user name starts with a letter or '_' and has only letters, digits, \
+             '_', '-' and '.' (at most 64)."
+                .to_string(),
         )
-        .await;
-    }
-    let secret = match state.store.create_invite(&name, INVITE_VALID_MS).await {
+    };
+    let secret = match made {
         Ok(s) => s,
-        Err(e) => {
-            let problem = problem_of(e)?;
-            return page(
-                &state,
-                &admin,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(problem),
-                name,
-                None,
-            )
-            .await;
+        Err(problem) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return page(&state, &admin, status, Some(problem), name, None).await;
         }
     };
-    crate::ui::audit(
+    audit(
         &state,
         admin.name(),
         None,
