@@ -212,22 +212,7 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
 async fn pipeline_world(cycle_seconds: u64) -> World {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let store = Store::connect(&format!("sqlite://{d}/db.sqlite"))
-        .await
-        .unwrap();
-    store.create_user("u", None, false).await.unwrap();
-    store.create_project("p", "").await.unwrap();
-    store.add_member("u", "p").await.unwrap();
-    let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
-    let agent_token = token(&store, "u", "p", "a", roles, Some("fake")).await;
-    let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
-    let url = serve(ServerConfig::default(), store).await;
-    std::fs::write(dir.path().join("token"), &agent_token).unwrap();
-    std::fs::set_permissions(
-        dir.path().join("token"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
     let stamp = format!("date +%s%N >> {d}/times");
     let config = dir.path().join("agent.toml");
     std::fs::write(
