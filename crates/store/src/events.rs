@@ -172,11 +172,11 @@ impl Store {
         }
         self.lock_event_order(tx).await?;
         let now = now_ms();
-        for chunk in events.chunks(crate::sweeps::CHUNK) {
+        for chunk in events.chunks(crate::util::CHUNK) {
             let sql = format!(
                 "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
                  VALUES {} RETURNING seq, to_status",
-                crate::sweeps::values_list(chunk.len(), 8, 1)
+                crate::util::values_list(chunk.len(), 8, 1)
             );
             let mut q = sqlx::query(&sql);
             for (seq, from, to) in chunk {
@@ -275,7 +275,7 @@ async fn enqueue_webhooks(
         "INSERT INTO webhook_deliveries (job_seq, project_id, event_seq, url, status, next_attempt_at, created_at) \
          SELECT j.seq, j.project_id, e.seq, j.callback_url, 'pending', $1, $1 FROM job_events e \
          JOIN jobs j ON j.seq = e.job_seq WHERE e.seq IN ({}) AND j.callback_url IS NOT NULL",
-        crate::sweeps::in_list(event_seqs.len(), 2)
+        crate::util::in_list(event_seqs.len(), 2)
     );
     let mut q = sqlx::query(&sql).bind(now_ms());
     for s in event_seqs {

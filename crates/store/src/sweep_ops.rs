@@ -3,8 +3,8 @@
 //! operation (`changes.rs`), applied with chunked statements. Status changes go through
 //! `Store::transition_many` (the state machine); nothing here writes `status` itself.
 
-use crate::sweeps::{in_list, CHUNK};
 use crate::transition::LockedJob;
+use crate::util::{in_list, CHUNK};
 use crate::{col, corrupt, now_ms, Result, Store};
 use hpcsera_api_types::{EventKind, JobStatus, Operation};
 use sqlx::Any;

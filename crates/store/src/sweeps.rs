@@ -6,16 +6,13 @@
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
 use crate::jobs::{Bind, Binds, PageOrder};
+use crate::util::{in_list, values_list, CHUNK};
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
 use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow};
 use std::collections::HashMap;
-
-/// Rows per multi-row `INSERT` (13 binds a job row: well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 bound parameters).
-pub(crate) const CHUNK: usize = 500;
 
 /// One validated member to insert.
 #[derive(Debug, Clone)]
@@ -101,33 +98,6 @@ fn sweep_from(r: SweepRow, counts: SweepCounts) -> Result<(i64, Sweep)> {
             created_at: fmt_ms(r.created_at),
         },
     ))
-}
-
-/// `($1, $2, …)` placeholders for `rows` rows of `cols` columns, numbered from `first`.
-pub(crate) fn values_list(rows: usize, cols: usize, first: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            s.push_str(&format!("${}", first + r * cols + c));
-        }
-        s.push(')');
-    }
-    s
-}
-
-/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
-pub(crate) fn in_list(n: usize, first: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Store {

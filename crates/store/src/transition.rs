@@ -116,7 +116,7 @@ impl Store {
         }
         let now = now_ms();
         let terminal = i64::from(to.is_terminal());
-        for chunk in jobs.chunks(crate::sweeps::CHUNK) {
+        for chunk in jobs.chunks(crate::util::CHUNK) {
             let sql = format!(
                 "UPDATE jobs SET status = $1, updated_at = $2, message = COALESCE($3, message), \
                  finished_at = CASE WHEN $4 = 1 THEN $2 ELSE finished_at END, \
@@ -124,7 +124,7 @@ impl Store {
                  pending_op = CASE WHEN $4 = 1 THEN NULL ELSE pending_op END, \
                  pending_op_at = CASE WHEN $4 = 1 THEN NULL ELSE pending_op_at END, \
                  pending_op_by = CASE WHEN $4 = 1 THEN NULL ELSE pending_op_by END WHERE seq IN ({})",
-                crate::sweeps::in_list(chunk.len(), 5)
+                crate::util::in_list(chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql)
                 .bind(to.as_str())

@@ -24,6 +24,37 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Rows per multi-row `INSERT` or values per `IN (…)` list (13 binds a job row: well under
+/// SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
+pub(crate) const CHUNK: usize = 500;
+
+/// `($1, $2, …)` placeholders for `rows` rows of `cols` columns, numbered from `first`.
+pub(crate) fn values_list(rows: usize, cols: usize, first: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("${}", first + r * cols + c));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub(crate) fn in_list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,7 @@ fn property(at: &str, name: &str, value: Value) -> Value {
 }
 
 /// The bytes of the manifest for `f` (pretty JSON, what the agent signs).
-pub(super) fn build(f: &RunFacts<'_>) -> Vec<u8> {
+pub fn build(f: &RunFacts<'_>) -> Vec<u8> {
     let mut g = Graph {
         entities: Vec::new(),
         people: Default::default(),

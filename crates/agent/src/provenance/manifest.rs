@@ -123,11 +123,6 @@ pub fn iso_time(ms: i64) -> String {
     )
 }
 
-/// The bytes of the manifest for `f` (pretty JSON, what the agent signs).
-pub fn build(f: &RunFacts<'_>) -> Vec<u8> {
-    super::graph::build(f)
-}
-
 #[cfg(test)]
 #[path = "manifest_tests.rs"]
 mod tests;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::AgentConfig;
+use crate::provenance::build;
 use hpcsera_api_types::provenance::{DigestRole, ManifestFacts};
 use hpcsera_api_types::CodeStatus;
 

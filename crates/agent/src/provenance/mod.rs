@@ -16,4 +16,7 @@ mod graph;
 pub mod key;
 pub mod manifest;
 
+/// The bytes of a job's manifest (pretty JSON, what the agent signs): the facts are
+/// `manifest`'s, the RO-Crate entities `graph`'s, which reads the facts (never the reverse).
+pub use graph::build;
 pub use key::{KeyError, Signer};

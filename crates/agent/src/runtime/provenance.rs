@@ -20,7 +20,7 @@ use super::job::{End, Running};
 use crate::batch::probe::{Probe, ProbeLimits};
 use crate::config::hex_lower;
 use crate::provenance::manifest::{
-    self, AgentFacts, CodeFacts, ContainerFacts, EndFacts, RunFacts, SubRun,
+    AgentFacts, CodeFacts, ContainerFacts, EndFacts, RunFacts, SubRun,
 };
 use crate::script::modules_file_path;
 use hpcsera_api_types::{ParamKind, SubJobKind};
@@ -76,7 +76,7 @@ impl Agent {
             container,
             commands,
         };
-        let bytes = manifest::build(&facts);
+        let bytes = crate::provenance::build(&facts);
         let signature = self.signer.sign(&bytes);
         let key = self.signer.public().to_string();
         match self
