@@ -11,6 +11,9 @@ use sqlx::FromRow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// The message of the `created` event of a job that waits for its code bundle's approval
+/// (a single job's and a sweep member's alike).
+pub(crate) const AWAITING_CODE: &str = "waiting for the approval of its code bundle";
 /// The columns of a job as stored, in the order of [`JobRow`] and [`JobParts`].
 macro_rules! job_columns {
     () => {
@@ -507,8 +510,7 @@ impl Store {
                 from: None,
                 to: Some(status),
                 actor: new.actor,
-                message: (status == JobStatus::AwaitingApproval)
-                    .then_some("waiting for the approval of its code bundle"),
+                message: (status == JobStatus::AwaitingApproval).then_some(AWAITING_CODE),
             },
             new.callback_url.is_some(),
         )

@@ -187,19 +187,23 @@ impl Store {
             created.extend(rows);
         }
         self.insert_member_code(&mut tx.tx, new, &created).await?;
-        let events: Vec<(i64, Option<JobStatus>, Option<JobStatus>)> = created
+        // The `created` events: a member that waits for its code says so, as a single job's
+        // does (one bulk insert per message).
+        let (waiting, ready): (Vec<_>, Vec<_>) = created
             .iter()
             .map(|(seq, _, st)| (*seq, None, Some(*st)))
-            .collect();
-        self.add_events_bulk(
-            &mut tx.tx,
-            new.project_id,
-            &events,
-            EventKind::Created,
-            new.actor,
-            None,
-        )
-        .await?;
+            .partition(|(_, _, st)| *st == Some(JobStatus::AwaitingApproval));
+        for (events, message) in [(ready, None), (waiting, Some(crate::jobs::AWAITING_CODE))] {
+            self.add_events_bulk(
+                &mut tx.tx,
+                new.project_id,
+                &events,
+                EventKind::Created,
+                new.actor,
+                message,
+            )
+            .await?;
+        }
         if let Some((key, hash)) = &new.idempotency {
             sqlx::query(
                 "INSERT INTO sweep_idempotency_keys (project_id, user_id, key, request_hash, sweep_seq, created_at) \

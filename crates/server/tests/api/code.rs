@@ -306,6 +306,59 @@ async fn roles_and_projects_are_checked() {
     assert_eq!(fields(&b), ["parameters.code"]);
 }
 
+/// A sweep's members that name a pending bundle wait for it like a single job, and their
+/// `created` event says why (it said nothing before, for a member made in bulk).
+#[tokio::test]
+async fn sweep_members_wait_for_their_code_and_their_created_event_says_so() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let (_, b) = upload(&t, &alice, bundle("#!/bin/sh\necho member\n")).await;
+    let code = b["id"].as_str().unwrap().to_string();
+    let single = t
+        .submit(&alice, json!({"label": "one", "code": code}))
+        .await;
+    let (s, sweep) = t
+        .send(
+            Method::POST,
+            "/api/v1/sweeps",
+            &alice,
+            Some(
+                json!({"site": SITE, "jobType": JOB_TYPE, "parameters": {"code": code},
+                "grid": {"label": ["a", "b", "c"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sweep}");
+    assert_eq!(
+        sweep["counts"]["byStatus"]["awaiting_approval"], 3,
+        "{sweep}"
+    );
+    let (_, page) = t
+        .get(
+            &format!("/api/v1/sweeps/{}/jobs", sweep["id"].as_str().unwrap()),
+            &alice,
+        )
+        .await;
+    let mut ids: Vec<String> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{page}");
+    ids.push(id_of(&single));
+    for id in ids {
+        let (_, ev) = t.get(&format!("/api/v1/job/{id}/events"), &alice).await;
+        let created = &ev["events"][0];
+        assert_eq!(created["kind"], "created", "{ev}");
+        assert_eq!(created["toStatus"], "awaiting_approval", "{ev}");
+        assert_eq!(
+            created["message"], "waiting for the approval of its code bundle",
+            "{id}: {ev}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
     let t = TestApp::spawn().await;
