@@ -16,7 +16,9 @@ mod code;
 mod device;
 mod events;
 mod group_commit;
+#[macro_use]
 mod jobs;
+mod listing;
 mod migrate;
 mod mint;
 mod output;
@@ -49,7 +51,8 @@ pub use device::{
     MAX_PENDING_DEVICE_GRANTS,
 };
 pub use events::EventFilter;
-pub use jobs::{JobFilter, NewJobRecord, Submitted};
+pub use jobs::{NewJobRecord, Submitted};
+pub use listing::JobFilter;
 pub use output::OutputSlice;
 pub use provenance::{NewProvenance, ProvenanceLookup, ProvenanceQuery, StoredProvenance};
 pub use secrets::{hash_token, random_secret};

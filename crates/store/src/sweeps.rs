@@ -5,7 +5,7 @@
 //! Members are ordinary job rows with `sweep_seq` and `sweep_index`; operations and deletion
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
-use crate::jobs::{Bind, Binds, PageOrder};
+use crate::listing::{Bind, Binds, PageOrder};
 use crate::util::{in_list, values_list, CHUNK};
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
 use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
@@ -456,7 +456,7 @@ impl Store {
 
     /// A page of a sweep's members in index order, after index `after_index`, optionally
     /// only in `statuses`; and the index to continue after when there are more. Pages end
-    /// early past [`crate::jobs::MAX_PAGE_BYTES`] of job text, as job listings do.
+    /// early past [`crate::listing::MAX_PAGE_BYTES`] of job text, as job listings do.
     pub async fn sweep_jobs(
         &self,
         project_id: i64,

@@ -315,7 +315,7 @@ async fn a_page_of_large_jobs_ends_early_and_the_walk_sees_every_job_once() {
         pages += 1;
         let size = serde_json::to_string(&jobs).unwrap().len();
         assert!(
-            size < crate::jobs::MAX_PAGE_BYTES + 64 * 1024,
+            size < crate::listing::MAX_PAGE_BYTES + 64 * 1024,
             "a page of {size} bytes"
         );
         assert!(!jobs.is_empty());
