@@ -12,6 +12,7 @@ use hpcsera_api_types::{EventKind, JobEvent, JobStatus};
 use sqlx::any::AnyRow;
 use sqlx::Any;
 use sqlx::FromRow;
+use std::collections::HashSet;
 
 /// Advisory lock key that orders event writers on PostgreSQL.
 const EVENT_ORDER_LOCK: i64 = 0x0068_7063_6576_656e;
@@ -53,6 +54,19 @@ pub(crate) fn event_from_row(r: &AnyRow, job_id: String) -> Result<JobEvent> {
         actor: r.actor.parse().map_err(corrupt)?,
         message: r.message,
     })
+}
+
+/// One event of a bulk insert (see [`Store::insert_events_bulk`]).
+pub(crate) struct BulkEvent<'a> {
+    pub job_seq: i64,
+    pub project_id: i64,
+    pub kind: EventKind,
+    pub from: Option<JobStatus>,
+    pub to: Option<JobStatus>,
+    pub actor: &'a str,
+    pub message: Option<&'a str>,
+    /// False when the caller knows the job has no callback URL (no webhook to queue).
+    pub may_have_callback: bool,
 }
 
 /// One event to insert (see [`Store::insert_event`]).
@@ -156,8 +170,7 @@ impl Store {
 
     /// Events of many jobs of one project at once (`(job_seq, from, to)` each, one kind,
     /// actor and message), in multi-row inserts in the caller's transaction, under the same
-    /// ordering lock as [`Store::add_event`]; status events queue their jobs' webhooks in one
-    /// statement per chunk.
+    /// ordering lock as [`Store::add_event`] ([`Store::insert_events_bulk`]).
     pub(crate) async fn add_events_bulk(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
@@ -171,31 +184,68 @@ impl Store {
             return Ok(());
         }
         self.lock_event_order(tx).await?;
-        let now = now_ms();
+        let events: Vec<BulkEvent<'_>> = events
+            .iter()
+            .map(|(job_seq, from, to)| BulkEvent {
+                job_seq: *job_seq,
+                project_id,
+                kind,
+                from: *from,
+                to: *to,
+                actor,
+                message,
+                may_have_callback: true,
+            })
+            .collect();
+        self.insert_events_bulk(tx, &events, now_ms()).await
+    }
+
+    /// Inserts events (of any jobs, kinds and actors) at `at`, in
+    /// multi-row inserts of [`crate::util::CHUNK`] rows in `tx`, which holds the event-order
+    /// lock ([`Store::lock_event_order`]). Status events of jobs that may have a callback URL
+    /// queue their webhooks in one statement per chunk (none when no event may).
+    pub(crate) async fn insert_events_bulk(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        events: &[BulkEvent<'_>],
+        at: i64,
+    ) -> Result<()> {
         for chunk in events.chunks(crate::util::CHUNK) {
             let sql = format!(
                 "INSERT INTO job_events (job_seq, project_id, at, kind, from_status, to_status, actor, message) \
-                 VALUES {} RETURNING seq, to_status",
+                 VALUES {} RETURNING seq, job_seq, to_status",
                 crate::util::values_list(chunk.len(), 8, 1)
             );
             let mut q = sqlx::query(&sql);
-            for (seq, from, to) in chunk {
+            for e in chunk {
                 q = q
-                    .bind(*seq)
-                    .bind(project_id)
-                    .bind(now)
-                    .bind(kind.as_str())
-                    .bind(from.map(JobStatus::as_str))
-                    .bind(to.map(JobStatus::as_str))
-                    .bind(actor.to_string())
-                    .bind(message.map(str::to_string));
+                    .bind(e.job_seq)
+                    .bind(e.project_id)
+                    .bind(at)
+                    .bind(e.kind.as_str())
+                    .bind(e.from.map(JobStatus::as_str))
+                    .bind(e.to.map(JobStatus::as_str))
+                    .bind(e.actor)
+                    .bind(e.message);
             }
             let rows = q.fetch_all(&mut **tx).await?;
-            let status_events: Vec<i64> = rows
+            // Matched by job: the order of a multi-row insert's RETURNING rows is not
+            // guaranteed on PostgreSQL.
+            let webhook_jobs: HashSet<i64> = chunk
                 .iter()
-                .filter(|r| matches!(col::<Option<String>>(r, "to_status"), Ok(Some(_))))
-                .map(|r| col(r, "seq"))
-                .collect::<Result<_>>()?;
+                .filter(|e| e.to.is_some() && e.may_have_callback)
+                .map(|e| e.job_seq)
+                .collect();
+            if webhook_jobs.is_empty() {
+                continue;
+            }
+            let mut status_events = Vec::with_capacity(webhook_jobs.len());
+            for r in &rows {
+                let is_status = col::<Option<String>>(r, "to_status")?.is_some();
+                if is_status && webhook_jobs.contains(&col::<i64>(r, "job_seq")?) {
+                    status_events.push(col(r, "seq")?);
+                }
+            }
             enqueue_webhooks(tx, &status_events).await?;
         }
         Ok(())

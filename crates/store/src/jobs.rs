@@ -1,6 +1,7 @@
 //! Jobs: submission (single and group-committed), reading one job, the rows and their decoding, and
 //! the jobs waiting for a code bundle; listings are `listing.rs`. Every query is scoped by project.
 
+use crate::util::{values_list, CHUNK};
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{
     EventKind, GrantedResources, Job, JobStatus, PendingOperation, Resources, SubJobState,
@@ -119,6 +120,26 @@ pub struct NewJobRecord<'a> {
     /// The job's code parameters: each bundle must exist in the project; while any is not
     /// approved the job is created `awaiting_approval`.
     pub code_refs: &'a [crate::CodeRef],
+}
+
+/// A job row to insert ([`Store::insert_job_rows`]): a single job's or a sweep member's.
+pub(crate) struct JobInsert<'a> {
+    pub id: String,
+    pub project_id: i64,
+    pub owner_id: i64,
+    pub site_id: i64,
+    pub job_type: &'a str,
+    pub status: JobStatus,
+    /// JSON text.
+    pub parameters: String,
+    /// JSON text.
+    pub metadata: Option<String>,
+    pub callback_url: Option<&'a str>,
+    pub created_at: i64,
+    /// A sweep member's sweep (its `seq`) and index.
+    pub sweep: Option<(i64, u32)>,
+    /// JSON text.
+    pub resources: String,
 }
 
 /// Result of a submission.
@@ -349,118 +370,215 @@ impl Store {
 
     /// Inserts one job in a transaction of its own.
     pub(crate) async fn insert_job(&self, new: &NewJobRecord<'_>, names: &JobNames) -> Result<Job> {
-        let mut tx = self.begin_write().await?;
-        self.lock_event_order(&mut tx.tx).await?;
-        let job = self.insert_job_in_tx(&mut tx.tx, new, names).await?;
-        tx.commit().await?;
-        Ok(job)
+        let mut jobs = self
+            .insert_jobs(&[(new.clone(), names)])
+            .await
+            .map_err(|(e, _)| e)?;
+        jobs.pop()
+            .ok_or_else(|| corrupt("a job insert returned no job"))
     }
 
-    /// Inserts a job, its code references, idempotency key and first event in `tx`, which
-    /// holds the event-order lock ([`Store::lock_event_order`]; `group_commit.rs` puts several
-    /// in one transaction), and returns the job as inserted (nothing is read back). Two
-    /// statements for a job without code, idempotency key or callback: the job and its event.
-    pub(crate) async fn insert_job_in_tx(
+    /// Inserts jobs in one transaction of their own ([`Store::insert_jobs_in_tx`]), all or
+    /// none; `Err((e, true))` when the commit itself failed.
+    pub(crate) async fn insert_jobs(
+        &self,
+        jobs: &[(NewJobRecord<'_>, &JobNames)],
+    ) -> Result<Vec<Job>, (StoreError, bool)> {
+        let mut tx = self.begin_write().await.map_err(|e| (e, false))?;
+        self.lock_event_order(&mut tx.tx)
+            .await
+            .map_err(|e| (e, false))?;
+        let inserted = self
+            .insert_jobs_in_tx(&mut tx.tx, jobs)
+            .await
+            .map_err(|e| (e, false))?;
+        tx.commit().await.map_err(|e| (e, true))?;
+        Ok(inserted)
+    }
+
+    /// Inserts jobs with their code references, idempotency keys, `created` events and
+    /// webhook outbox rows in `tx`, which holds the event-order lock
+    /// ([`Store::lock_event_order`]), and returns them as inserted (nothing is read back).
+    /// One multi-row statement per table, whatever the number of jobs (up to
+    /// [`crate::util::CHUNK`]): two for jobs without code, idempotency key or callback (the
+    /// jobs and their events), one more for each of those that any job has, and one to look
+    /// up the bundles of each project whose jobs name code.
+    pub(crate) async fn insert_jobs_in_tx(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
-        new: &NewJobRecord<'_>,
-        names: &JobNames,
-    ) -> Result<Job> {
-        let id = uuid::Uuid::now_v7().to_string();
+        jobs: &[(NewJobRecord<'_>, &JobNames)],
+    ) -> Result<Vec<Job>> {
         let now = now_ms();
-        let params = serde_json::to_string(new.parameters).map_err(corrupt)?;
-        let resources = serde_json::to_string(new.resources).map_err(corrupt)?;
-        let metadata = new
-            .metadata
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
-        let status = if self
-            .check_code_refs(tx, new.project_id, new.code_refs)
-            .await?
-        {
-            JobStatus::Queued
-        } else {
-            JobStatus::AwaitingApproval
-        };
-        let r = sqlx::query(
-            "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, metadata, \
-             callback_url, created_at, updated_at, resources) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING seq",
-        )
-        .bind(&id)
-        .bind(new.project_id)
-        .bind(new.owner_id)
-        .bind(new.site_id)
-        .bind(new.job_type)
-        .bind(status.as_str())
-        .bind(params)
-        .bind(metadata)
-        .bind(new.callback_url)
-        .bind(now)
-        .bind(resources)
-        .fetch_one(&mut **tx)
-        .await?;
-        let seq: i64 = col(&r, 0)?;
-        if !new.code_refs.is_empty() {
-            self.set_code_refs(tx, seq, new.project_id, new.code_refs)
-                .await?;
+        let statuses = self.new_job_statuses(tx, jobs).await?;
+        let mut rows = Vec::with_capacity(jobs.len());
+        for ((new, _), status) in jobs.iter().zip(&statuses) {
+            rows.push(JobInsert {
+                id: uuid::Uuid::now_v7().to_string(),
+                project_id: new.project_id,
+                owner_id: new.owner_id,
+                site_id: new.site_id,
+                job_type: new.job_type,
+                status: *status,
+                parameters: serde_json::to_string(new.parameters).map_err(corrupt)?,
+                metadata: new
+                    .metadata
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(corrupt)?,
+                callback_url: new.callback_url,
+                created_at: now,
+                sweep: None,
+                resources: serde_json::to_string(new.resources).map_err(corrupt)?,
+            });
         }
-        if let Some((key, hash)) = &new.idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new.project_id)
-            .bind(new.owner_id)
-            .bind(*key)
-            .bind(hash.as_str())
-            .bind(seq)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-        self.insert_event(
-            tx,
-            seq,
-            new.project_id,
-            crate::events::NewEvent {
+        let seqs = self.insert_job_rows(tx, &rows).await?;
+        let code_refs: Vec<(i64, &str, i64, &str)> = jobs
+            .iter()
+            .zip(&seqs)
+            .flat_map(|((new, _), seq)| {
+                new.code_refs
+                    .iter()
+                    .map(move |(param, code)| (*seq, param.as_str(), new.project_id, code.as_str()))
+            })
+            .collect();
+        crate::code::insert_code_refs(tx, &code_refs).await?;
+        let keys: Vec<(&NewJobRecord<'_>, i64)> = jobs
+            .iter()
+            .zip(&seqs)
+            .filter(|((new, _), _)| new.idempotency.is_some())
+            .map(|((new, _), seq)| (new, *seq))
+            .collect();
+        insert_idempotency_keys(tx, &keys, now).await?;
+        let events: Vec<crate::events::BulkEvent<'_>> = jobs
+            .iter()
+            .zip(&seqs)
+            .zip(&statuses)
+            .map(|(((new, _), seq), status)| crate::events::BulkEvent {
+                job_seq: *seq,
+                project_id: new.project_id,
                 kind: EventKind::Created,
                 from: None,
-                to: Some(status),
+                to: Some(*status),
                 actor: new.actor,
-                message: (status == JobStatus::AwaitingApproval).then_some(AWAITING_CODE),
-            },
-            new.callback_url.is_some(),
-        )
-        .await?;
+                message: (*status == JobStatus::AwaitingApproval).then_some(AWAITING_CODE),
+                may_have_callback: new.callback_url.is_some(),
+            })
+            .collect();
+        self.insert_events_bulk(tx, &events, now).await?;
         // What the columns hold right after the insert (their defaults for the rest); the
         // store test `a_new_job_is_answered_as_it_reads_back` holds the two together.
-        Ok(Job {
-            id,
-            project: names.project.clone(),
-            site: names.site.clone(),
-            job_type: new.job_type.to_string(),
-            owner: names.owner.clone(),
-            status,
-            parameters: new.parameters.clone(),
-            resources: new.resources.clone(),
-            granted_resources: None,
-            metadata: new.metadata.cloned(),
-            callback_url: new.callback_url.map(str::to_string),
-            held: false,
-            pending_operation: None,
-            batch_job_id: None,
-            exit_code: None,
-            message: None,
-            sub_jobs: Vec::new(),
-            created_at: fmt_ms(now),
-            updated_at: fmt_ms(now),
-            finished_at: None,
-            output_bytes: Default::default(),
-            sweep: None,
-            sweep_index: None,
-        })
+        Ok(jobs
+            .iter()
+            .zip(rows)
+            .map(|((new, names), row)| Job {
+                id: row.id,
+                project: names.project.clone(),
+                site: names.site.clone(),
+                job_type: new.job_type.to_string(),
+                owner: names.owner.clone(),
+                status: row.status,
+                parameters: new.parameters.clone(),
+                resources: new.resources.clone(),
+                granted_resources: None,
+                metadata: new.metadata.cloned(),
+                callback_url: new.callback_url.map(str::to_string),
+                held: false,
+                pending_operation: None,
+                batch_job_id: None,
+                exit_code: None,
+                message: None,
+                sub_jobs: Vec::new(),
+                created_at: fmt_ms(now),
+                updated_at: fmt_ms(now),
+                finished_at: None,
+                output_bytes: Default::default(),
+                sweep: None,
+                sweep_index: None,
+            })
+            .collect())
+    }
+
+    /// The status each new job starts in: `awaiting_approval` while a code bundle it names
+    /// is not approved, else `queued`; 422 when it names a bundle its project does not have
+    /// or rejected. One bundle lookup per project whose jobs name code.
+    async fn new_job_statuses(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        jobs: &[(NewJobRecord<'_>, &JobNames)],
+    ) -> Result<Vec<JobStatus>> {
+        let mut named: HashMap<i64, Vec<&str>> = HashMap::new();
+        for (new, _) in jobs {
+            for (_, code) in new.code_refs {
+                named.entry(new.project_id).or_default().push(code);
+            }
+        }
+        let mut bundles = HashMap::with_capacity(named.len());
+        for (project_id, mut ids) in named {
+            ids.sort_unstable();
+            ids.dedup();
+            bundles.insert(project_id, self.code_statuses(tx, project_id, &ids).await?);
+        }
+        let none = HashMap::new();
+        jobs.iter()
+            .map(|(new, _)| {
+                let known = bundles.get(&new.project_id).unwrap_or(&none);
+                Ok(if crate::code::judge_code_refs(new.code_refs, known)? {
+                    JobStatus::Queued
+                } else {
+                    JobStatus::AwaitingApproval
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts job rows in multi-row `INSERT`s of [`CHUNK`] rows; returns each row's
+    /// sequence number, in the order of `rows` (matched by id: the order of a multi-row
+    /// insert's `RETURNING` rows is not guaranteed on PostgreSQL).
+    pub(crate) async fn insert_job_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        rows: &[JobInsert<'_>],
+    ) -> Result<Vec<i64>> {
+        let mut seqs = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, \
+                 metadata, callback_url, created_at, updated_at, sweep_seq, sweep_index, resources) \
+                 VALUES {} RETURNING seq, id",
+                values_list(chunk.len(), 14, 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.id.as_str())
+                    .bind(r.project_id)
+                    .bind(r.owner_id)
+                    .bind(r.site_id)
+                    .bind(r.job_type)
+                    .bind(r.status.as_str())
+                    .bind(r.parameters.as_str())
+                    .bind(r.metadata.as_deref())
+                    .bind(r.callback_url)
+                    .bind(r.created_at)
+                    .bind(r.created_at)
+                    .bind(r.sweep.map(|(seq, _)| seq))
+                    .bind(r.sweep.map(|(_, index)| i64::from(index)))
+                    .bind(r.resources.as_str());
+            }
+            let returned = q.fetch_all(&mut **tx).await?;
+            let mut by_id = HashMap::with_capacity(returned.len());
+            for r in &returned {
+                by_id.insert(col::<String>(r, "id")?, col::<i64>(r, "seq")?);
+            }
+            for r in chunk {
+                seqs.push(
+                    by_id
+                        .remove(&r.id)
+                        .ok_or_else(|| corrupt("a job insert returned no sequence number"))?,
+                );
+            }
+        }
+        Ok(seqs)
     }
 
     /// A job of the project (deleted jobs are not found).
@@ -526,4 +644,35 @@ impl Store {
             .map(|r| Ok((col(r, "code_id")?, col(r, "n")?)))
             .collect()
     }
+}
+
+/// Idempotency keys of new jobs (`(job, its seq)` each; every job has a key), in multi-row
+/// inserts of [`CHUNK`] rows. A key that is taken fails the insert (a unique violation).
+async fn insert_idempotency_keys(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    keys: &[(&NewJobRecord<'_>, i64)],
+    now: i64,
+) -> Result<()> {
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
+             VALUES {}",
+            values_list(chunk.len(), 6, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (new, seq) in chunk {
+            let Some((key, hash)) = &new.idempotency else {
+                return Err(corrupt("an idempotency key to insert is missing"));
+            };
+            q = q
+                .bind(new.project_id)
+                .bind(new.owner_id)
+                .bind(*key)
+                .bind(hash.as_str())
+                .bind(*seq)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -6,9 +6,12 @@
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
 use crate::listing::{Bind, Binds, PageOrder};
-use crate::util::{in_list, values_list, CHUNK};
+use crate::util::in_list;
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
-use hpcsera_api_types::{EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts};
+use crate::jobs::JobInsert;
+use hpcsera_api_types::{
+    CodeStatus, EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts,
+};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow};
@@ -179,14 +182,21 @@ impl Store {
         .fetch_one(&mut *tx.tx)
         .await?;
         let sweep_seq: i64 = col(&r, 0)?;
-        let mut created = Vec::with_capacity(new.members.len());
-        for chunk in new.members.chunks(CHUNK) {
-            let rows = self
-                .insert_members(&mut tx.tx, new, sweep_seq, chunk, &approved, now)
-                .await?;
-            created.extend(rows);
-        }
-        self.insert_member_code(&mut tx.tx, new, &created).await?;
+        let created = self
+            .insert_members(&mut tx.tx, new, sweep_seq, &approved, now)
+            .await?;
+        // The members' code references, in multi-row inserts.
+        let code_refs: Vec<(i64, &str, i64, &str)> = new
+            .members
+            .iter()
+            .zip(&created)
+            .flat_map(|(m, (seq, _, _))| {
+                m.code_refs
+                    .iter()
+                    .map(move |(param, code)| (*seq, param.as_str(), new.project_id, code.as_str()))
+            })
+            .collect();
+        crate::code::insert_code_refs(&mut tx.tx, &code_refs).await?;
         // The `created` events: a member that waits for its code says so, as a single job's
         // does (one bulk insert per message).
         let (waiting, ready): (Vec<_>, Vec<_>) = created
@@ -222,60 +232,48 @@ impl Store {
         self.get_sweep(new.project_id, &id).await
     }
 
-    /// One multi-row `INSERT` of members; returns `(seq, index, status)` of each.
+    /// The members' job rows (multi-row inserts, [`Store::insert_job_rows`]); returns
+    /// `(seq, index, status)` of each, in the order of `new.members`.
     async fn insert_members(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         new: &NewSweepRecord<'_>,
         sweep_seq: i64,
-        chunk: &[NewMember],
         approved: &HashMap<String, bool>,
         now: i64,
     ) -> Result<Vec<(i64, u32, JobStatus)>> {
-        let sql = format!(
-            "INSERT INTO jobs (id, project_id, owner_id, site_id, job_type, status, parameters, \
-             callback_url, created_at, updated_at, sweep_seq, sweep_index, resources) VALUES {} \
-             RETURNING seq, sweep_index, status",
-            values_list(chunk.len(), 13, 1)
-        );
         let resources = serde_json::to_string(new.resources).map_err(corrupt)?;
-        let mut q = sqlx::query(&sql);
-        for m in chunk {
+        let mut rows = Vec::with_capacity(new.members.len());
+        for m in new.members {
             let ready = m
                 .code_refs
                 .iter()
                 .all(|(_, c)| approved.get(c).copied().unwrap_or(false));
-            let status = if ready {
-                JobStatus::Queued
-            } else {
-                JobStatus::AwaitingApproval
-            };
-            q = q
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(new.project_id)
-                .bind(new.owner_id)
-                .bind(new.site_id)
-                .bind(new.job_type.to_string())
-                .bind(status.as_str())
-                .bind(serde_json::to_string(&m.parameters).map_err(corrupt)?)
-                .bind(new.callback_url.map(str::to_string))
-                .bind(now)
-                .bind(now)
-                .bind(sweep_seq)
-                .bind(i64::from(m.index))
-                .bind(resources.clone());
+            rows.push(JobInsert {
+                id: uuid::Uuid::now_v7().to_string(),
+                project_id: new.project_id,
+                owner_id: new.owner_id,
+                site_id: new.site_id,
+                job_type: new.job_type,
+                status: if ready {
+                    JobStatus::Queued
+                } else {
+                    JobStatus::AwaitingApproval
+                },
+                parameters: serde_json::to_string(&m.parameters).map_err(corrupt)?,
+                metadata: None,
+                callback_url: new.callback_url,
+                created_at: now,
+                sweep: Some((sweep_seq, m.index)),
+                resources: resources.clone(),
+            });
         }
-        let rows = q.fetch_all(&mut **tx).await?;
-        rows.iter()
-            .map(|r| {
-                let status: String = col(r, "status")?;
-                Ok((
-                    col(r, "seq")?,
-                    col::<i64>(r, "sweep_index")? as u32,
-                    status.parse().map_err(corrupt)?,
-                ))
-            })
-            .collect()
+        let seqs = self.insert_job_rows(tx, &rows).await?;
+        Ok(seqs
+            .into_iter()
+            .zip(new.members.iter().zip(&rows))
+            .map(|(seq, (m, row))| (seq, m.index, row.status))
+            .collect())
     }
 
     /// Whether each code bundle the members name is approved; 422 naming the first member
@@ -293,26 +291,22 @@ impl Store {
                     .or_insert((m.index, param.as_str()));
             }
         }
+        let ids: Vec<&str> = first_use.keys().copied().collect();
+        let statuses = self.code_statuses(tx, new.project_id, &ids).await?;
         let mut out = HashMap::new();
         let mut errs = Vec::new();
         for (code, (index, param)) in &first_use {
-            let r =
-                sqlx::query("SELECT status FROM code_bundles WHERE project_id = $1 AND id = $2")
-                    .bind(new.project_id)
-                    .bind(*code)
-                    .fetch_optional(&mut **tx)
-                    .await?;
             let field = format!("members[{index}].parameters.{param}");
-            match r.map(|r| col::<String>(&r, 0)).transpose()?.as_deref() {
+            match statuses.get(*code) {
                 None => errs.push(FieldError::new(
                     field,
                     format!("there is no code bundle {code} in this project; upload it first (POST /code)"),
                 )),
-                Some("rejected") => {
+                Some(CodeStatus::Rejected) => {
                     errs.push(FieldError::new(field, format!("code bundle {code} was rejected")))
                 }
                 Some(s) => {
-                    out.insert(code.to_string(), s == "approved");
+                    out.insert(code.to_string(), *s == CodeStatus::Approved);
                 }
             }
         }
@@ -321,41 +315,6 @@ impl Store {
             return Err(StoreError::Invalid(errs));
         }
         Ok(out)
-    }
-
-    /// The members' code references (`job_code`), in multi-row inserts.
-    async fn insert_member_code(
-        &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
-        new: &NewSweepRecord<'_>,
-        created: &[(i64, u32, JobStatus)],
-    ) -> Result<()> {
-        let by_index: HashMap<u32, i64> = created.iter().map(|(s, i, _)| (*i, *s)).collect();
-        let mut rows: Vec<(i64, &str, &str)> = Vec::new();
-        for m in new.members {
-            let Some(seq) = by_index.get(&m.index) else {
-                continue;
-            };
-            for (param, code) in &m.code_refs {
-                rows.push((*seq, param, code));
-            }
-        }
-        for chunk in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO job_code (job_seq, param, project_id, code_id) VALUES {}",
-                values_list(chunk.len(), 4, 1)
-            );
-            let mut q = sqlx::query(&sql);
-            for (seq, param, code) in chunk {
-                q = q
-                    .bind(*seq)
-                    .bind(param.to_string())
-                    .bind(new.project_id)
-                    .bind(code.to_string());
-            }
-            q.execute(&mut **tx).await?;
-        }
-        Ok(())
     }
 
     /// Counts of each sweep's members by status, in one `GROUP BY` query.
