@@ -7,8 +7,9 @@
 # Usage: scripts/bench-instructions.sh [sqlite|postgres] [N]
 #   BENCH_CPU=1: no valgrind; prints the server's CPU time (user + system, from /proc, so the
 #   kernel's share — thread wake-ups, context switches — counts too) per request over N
-#   requests instead. BENCH_WRK=1: no valgrind; wrk (2 threads, 8 connections, 5 s) on the
-#   read and the listing instead (req/s, p99), for a quick side-by-side of two builds.
+#   requests instead. BENCH_WRK=1: no valgrind; wrk (2 threads, 8 connections, 5 s) on each
+#   path instead (req/s, p99, server CPU per request; concurrent submissions form group-commit
+#   batches), for a quick side-by-side of two builds. BENCH_ONLY=submit: that path only.
 #   Starts the release server (target/release/hpcsera, or $CARGO_TARGET_DIR's) under
 #   `valgrind --tool=callgrind` with instrumentation off, sets up a user, tokens, a job type,
 #   one job and BENCH_LIST_JOBS (default 100,000) seeded jobs, then for each path switches
@@ -86,11 +87,21 @@ EOF
 # measure NAME METHOD PATH BODY: instructions per request.
 measure() {
     if [ -n "${BENCH_WRK:-}" ]; then
-        [ "$2" = GET ] || return 0
-        printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$CLIENT" >"$WORK/get.lua"
-        wrk -t2 -c8 -d5s --latency -s "$WORK/get.lua" "$URL$3" >"$WORK/wrk.out" 2>&1
-        printf '%s (%s): %s req/s, p99 %s\n' "$1" "$BACKEND" \
-            "$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")" "$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")"
+        {
+            printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$CLIENT"
+            printf 'wrk.method = "%s"\nwrk.headers["Content-Type"] = "application/json"\n' "$2"
+            [ -n "$4" ] && printf 'wrk.body = [[%s]]\n' "$4"
+        } >"$WORK/wrk.lua"
+        local t0 t1
+        t0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+        wrk -t2 -c8 -d5s --latency -s "$WORK/wrk.lua" "$URL$3" >"$WORK/wrk.out" 2>&1
+        t1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+        local n
+        n=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+        printf '%s (%s): %s req/s, p99 %s, %s us of server CPU per request\n' "$1" "$BACKEND" \
+            "$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")" "$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")" \
+            "$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN {printf "%.0f", t / hz * 1e6 / n}')"
+        grep -q 'Non-2xx' "$WORK/wrk.out" && grep 'Non-2xx' "$WORK/wrk.out"
         return
     fi
     requests "$2" "$3" "$4" 20
@@ -117,6 +128,9 @@ measure() {
         "$(awk -v t="$total" -v n="$N" 'BEGIN {printf "%.0f", t / n}')" "$N"
     [ -n "${BENCH_KEEP:-}" ] && cp "$f" "/tmp/callgrind.$BACKEND.$1" || true
 }
-measure read GET "/api/v1/job/$JOB" ""
-measure list GET "/api/v1/job/findJobsByStatus?limit=100" ""
-measure submit POST "/api/v1/job" '{"site":"bench","jobType":"noop","parameters":{"tag":"run-7"}}'
+only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
+if only read; then measure read GET "/api/v1/job/$JOB" ""; fi
+if only list; then measure list GET "/api/v1/job/findJobsByStatus?limit=100" ""; fi
+if only submit; then
+    measure submit POST "/api/v1/job" '{"site":"bench","jobType":"noop","parameters":{"tag":"run-7"}}'
+fi
