@@ -189,6 +189,7 @@ impl Application {
             audit,
             work: Arc::new(work),
             events: Arc::new(tokio::sync::watch::channel(0u64).0),
+            webhooks: Arc::new(tokio::sync::watch::channel(0u64).0),
             output: Arc::new(tokio::sync::watch::channel(0u64).0),
             rate,
             auth_failures: Arc::new(RateLimiter::per_minute(config_auth_failures)),

@@ -23,6 +23,9 @@ pub struct AppState {
     pub work: Arc<tokio::sync::watch::Sender<u64>>,
     /// Bumped whenever a job event is written; clients waiting for events wait on it.
     pub events: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Bumped whenever a webhook may have been queued (a status event of a job that may have
+    /// a callback URL); the webhook deliverer waits on it.
+    pub webhooks: Arc<tokio::sync::watch::Sender<u64>>,
     /// Bumped whenever output is appended or a status changes; output readers wait on it.
     pub output: Arc<tokio::sync::watch::Sender<u64>>,
     pub rate: Arc<RateLimiter>,
@@ -53,10 +56,23 @@ impl AppState {
         self.work.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Wakes the clients that wait for job events.
+    /// Wakes the clients that wait for job events, and the webhook deliverer.
     pub fn events_written(&self) {
+        self.webhooks.send_modify(|n| *n = n.wrapping_add(1));
         self.events.send_modify(|n| *n = n.wrapping_add(1));
         self.output_written();
+    }
+
+    /// Wakes the clients that wait for job events after a submission; the webhook deliverer
+    /// only when the new job has a callback URL (else nothing was queued for it: without
+    /// this, every submission made it read the outbox twice).
+    pub fn job_created(&self, has_callback: bool) {
+        if has_callback {
+            self.events_written();
+        } else {
+            self.events.send_modify(|n| *n = n.wrapping_add(1));
+            self.output_written();
+        }
     }
 
     /// Wakes the clients that wait for output.

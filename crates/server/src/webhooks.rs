@@ -93,7 +93,7 @@ pub async fn deliver_webhooks(state: AppState) {
             return;
         }
     };
-    let mut changed = state.events.subscribe();
+    let mut changed = state.webhooks.subscribe();
     let mut flight = InFlight::default();
     loop {
         changed.borrow_and_update();

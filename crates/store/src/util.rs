@@ -24,13 +24,14 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// Rows per multi-row `INSERT` or values per `IN (…)` list (13 binds a job row: well under
+/// Rows per multi-row `INSERT` or values per `IN (…)` list (14 binds a job row: well under
 /// SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
 pub(crate) const CHUNK: usize = 500;
 
 /// `($1, $2, …)` placeholders for `rows` rows of `cols` columns, numbered from `first`.
 pub(crate) fn values_list(rows: usize, cols: usize, first: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+    use std::fmt::Write;
+    let mut s = String::with_capacity(rows * cols * 6);
     for r in 0..rows {
         if r > 0 {
             s.push_str(", ");
@@ -40,7 +41,8 @@ pub(crate) fn values_list(rows: usize, cols: usize, first: usize) -> String {
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push_str(&format!("${}", first + r * cols + c));
+            // Writing to a String cannot fail.
+            let _ = write!(s, "${}", first + r * cols + c);
         }
         s.push(')');
     }
@@ -70,5 +72,11 @@ mod tests {
             Some(1_764_000_000_000)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn placeholder_lists() {
+        assert_eq!(values_list(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(in_list(3, 4), "$4, $5, $6");
     }
 }

@@ -112,7 +112,7 @@ pub(crate) async fn submit(
         .await?;
     if submitted.created {
         st.wake_agents();
-        st.events_written();
+        st.job_created(submitted.job.callback_url.is_some());
     }
     Ok(submitted)
 }
