@@ -126,7 +126,7 @@ measure() {
     total=$(awk '/^totals:/ {print $2; exit}' "$f")
     printf '%s (%s): %s instructions per request (%s requests)\n' "$1" "$BACKEND" \
         "$(awk -v t="$total" -v n="$N" 'BEGIN {printf "%.0f", t / n}')" "$N"
-    [ -n "${BENCH_KEEP:-}" ] && cp "$f" "/tmp/callgrind.$BACKEND.$1" || true
+    [ -n "${BENCH_KEEP:-}" ] && cp "$f" "${BENCH_KEEP_DIR:-/tmp}/callgrind.$BACKEND.$1" || true
 }
 only() { [ -z "${BENCH_ONLY:-}" ] || [ "$BENCH_ONLY" = "$1" ]; }
 if only read; then measure read GET "/api/v1/job/$JOB" ""; fi
