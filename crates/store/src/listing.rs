@@ -172,7 +172,12 @@ impl Store {
         } else {
             format!("json_group_array(json_array({}))", row.join(", "))
         };
-        let limit_at = binds.push(Bind::I64(i64::from(limit) + 1));
+        // The limit is written into the SQL, not bound: with `LIMIT $n` PostgreSQL's generic
+        // plan of the prepared statement assumes a large result and hash-joins the whole
+        // table, so it keeps planning each call anew (1–3 ms of planning for a 1 ms query); with
+        // the number in the text it settles on the generic plan after five calls (0.02 ms).
+        // A number we clamped, never input text.
+        let limit_at = i64::from(limit) + 1;
         // `page`: the rows from the index, narrow (sequence number, order key, size);
         // `budget`: the running sum of their sizes; then the page's jobs, joined by primary
         // key and aggregated (in any order: sorted below).
