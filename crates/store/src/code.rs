@@ -589,7 +589,9 @@ pub(crate) fn judge_code_refs(
         match statuses.get(id) {
             None => errs.push(FieldError::new(
                 field,
-                format!("there is no code bundle {id} in this project; upload it first (POST /code)"),
+                format!(
+                    "there is no code bundle {id} in this project; upload it first (POST /code)"
+                ),
             )),
             Some(CodeStatus::Approved) => {}
             Some(CodeStatus::PendingApproval) => all_approved = false,

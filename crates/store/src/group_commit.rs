@@ -123,7 +123,6 @@ impl Store {
             .await
             .map_err(|_| corrupt("the submission writer stopped before answering"))?
     }
-
 }
 
 /// Takes every waiting submission (up to [`MAX_BATCH`]) into one transaction (a handful of

@@ -5,10 +5,10 @@
 //! Members are ordinary job rows with `sweep_seq` and `sweep_index`; operations and deletion
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
+use crate::jobs::JobInsert;
 use crate::listing::{Bind, Binds, PageOrder};
 use crate::util::in_list;
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
-use crate::jobs::JobInsert;
 use hpcsera_api_types::{
     CodeStatus, EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts,
 };

@@ -649,12 +649,13 @@ async fn a_burst_of_mixed_submissions_is_stored_as_submitted() {
         code.sort();
         assert_eq!(code, refs, "submission {i}");
 
-        let key: Option<String> = sqlx::query("SELECT key FROM idempotency_keys WHERE job_seq = $1")
-            .bind(seq)
-            .fetch_optional(&store.pool)
-            .await
-            .unwrap()
-            .map(|r| r.get(0));
+        let key: Option<String> =
+            sqlx::query("SELECT key FROM idempotency_keys WHERE job_seq = $1")
+                .bind(seq)
+                .fetch_optional(&store.pool)
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
         assert_eq!(key, key_of(i), "submission {i}");
     }
     // One job per key: every submission with it is answered with that job.
