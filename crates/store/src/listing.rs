@@ -146,7 +146,7 @@ impl Store {
     pub(crate) async fn job_page(
         &self,
         cond: &str,
-        mut binds: Binds,
+        binds: Binds,
         order: PageOrder,
         limit: u32,
     ) -> Result<(Vec<(i64, Job)>, bool)> {

@@ -515,8 +515,11 @@ async fn a_burst_of_mixed_submissions_is_stored_as_submitted() {
             _ => vec![],
         }
     };
-    let callback_of = |i: usize| (i % 3 == 0).then(|| format!("http://127.0.0.1:9/hook/{i}"));
-    let key_of = |i: usize| (i % 4 == 0).then(|| format!("k{}", i % 40));
+    let callback_of = |i: usize| {
+        i.is_multiple_of(3)
+            .then(|| format!("http://127.0.0.1:9/hook/{i}"))
+    };
+    let key_of = |i: usize| i.is_multiple_of(4).then(|| format!("k{}", i % 40));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..N {
         let (store, refs, callback, key) = (store.clone(), refs_of(i), callback_of(i), key_of(i));
