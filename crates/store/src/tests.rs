@@ -3,7 +3,7 @@
 //! fresh PostgreSQL database when `HPCSERA_TEST_DATABASE_URL` names a PostgreSQL server.
 
 use crate::{Backend, Claim, NewJobRecord, Store};
-use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation};
+use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation, Resources};
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::Connection;
 
@@ -13,6 +13,29 @@ mod fresh_database;
 /// A URL for a fresh, empty database.
 async fn fresh_url(dir: &std::path::Path) -> String {
     fresh_database::fresh_database(dir).await
+}
+
+/// A submission of job type t at `site_id` by `owner` with these parameters and nothing else.
+fn submission<'a>(
+    project_id: i64,
+    owner_id: i64,
+    site_id: i64,
+    parameters: &'a serde_json::Map<String, serde_json::Value>,
+) -> NewJobRecord<'a> {
+    static NO_RESOURCES: std::sync::LazyLock<Resources> = std::sync::LazyLock::new(Resources::default);
+    NewJobRecord {
+        project_id,
+        owner_id,
+        site_id,
+        job_type: "t",
+        parameters,
+        resources: &NO_RESOURCES,
+        metadata: None,
+        callback_url: None,
+        idempotency: None,
+        actor: "user:u",
+        code_refs: &[],
+    }
 }
 
 fn spec(name: &str) -> JobTypeSpec {
@@ -36,19 +59,7 @@ async fn store_with_an_expired_claim(url: &str) -> (Store, i64, String) {
     let (site_id, _) = store.job_type("s", project, "t").await.unwrap();
     let params = serde_json::Map::new();
     let job = store
-        .create_job(&NewJobRecord {
-            project_id: project,
-            owner_id: user.id,
-            site_id,
-            job_type: "t",
-            parameters: &params,
-            resources: &Default::default(),
-            metadata: None,
-            callback_url: None,
-            idempotency: None,
-            actor: "user:u",
-            code_refs: &[],
-        })
+        .create_job(&submission(project, user.id, site_id, &params))
         .await
         .unwrap()
         .job;
@@ -282,17 +293,8 @@ async fn a_page_of_large_jobs_ends_early_and_the_walk_sees_every_job_once() {
     for _ in 0..n {
         store
             .create_job(&NewJobRecord {
-                project_id: project,
-                owner_id: user,
-                site_id,
-                job_type: "t",
-                parameters: &params,
-                resources: &Default::default(),
                 metadata: Some(&meta),
-                callback_url: None,
-                idempotency: None,
-                actor: "user:u",
-                code_refs: &[],
+                ..submission(project, user, site_id, &params)
             })
             .await
             .unwrap();
@@ -405,17 +407,10 @@ async fn a_new_job_is_answered_as_it_reads_back() {
     for (metadata, callback) in [(Some(&meta), Some("http://127.0.0.1:9/hook")), (None, None)] {
         let answered = store
             .create_job(&NewJobRecord {
-                project_id: project,
-                owner_id: user,
-                site_id,
-                job_type: "t",
-                parameters: &params,
                 resources: &resources,
                 metadata,
                 callback_url: callback,
-                idempotency: None,
-                actor: "user:u",
-                code_refs: &[],
+                ..submission(project, user, site_id, &params)
             })
             .await
             .unwrap()
