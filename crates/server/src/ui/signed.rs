@@ -9,7 +9,7 @@
 //! twice or differently; the approval is the decision of the key's owner.
 
 use super::access::{PageError, ProjectAccess};
-use super::code::{bundle_page, message, CODE_ROLES};
+use super::code::{message, BundleAt, CODE_ROLES};
 use super::{UiError, UiForm, UiSession};
 use crate::error::ApiError;
 use crate::extract::CodeId;
@@ -86,17 +86,8 @@ pub(crate) async fn approve_signed(
     // A textarea sends CRLF line breaks; an armored signature has LF.
     let signature = form.get("signature").unwrap_or("").replace("\r\n", "\n");
     let sites = sites_of(form.get("sites").unwrap_or(""));
-    let refused = |status, problem: String| {
-        bundle_page(
-            &state,
-            &session,
-            &access,
-            &id,
-            status,
-            Some(problem),
-            String::new(),
-        )
-    };
+    let at = BundleAt::new(&state, &session, &access, &id);
+    let refused = |status, problem: String| at.page(status, Some(problem), String::new());
     let Some(m) = message(&id, &access.project, &sites) else {
         return refused(
             StatusCode::UNPROCESSABLE_ENTITY,
