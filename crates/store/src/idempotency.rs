@@ -92,7 +92,11 @@ pub(crate) async fn insert(
 
 /// The id of what an earlier request with this key created; `IdempotencyMismatch` when that
 /// request was a different one.
-pub(crate) async fn find(pool: &Pool<Any>, keys: Keys, k: &KeyRecord<'_>) -> Result<Option<String>> {
+pub(crate) async fn find(
+    pool: &Pool<Any>,
+    keys: Keys,
+    k: &KeyRecord<'_>,
+) -> Result<Option<String>> {
     let r = sqlx::query(keys.find_sql())
         .bind(k.project_id)
         .bind(k.user_id)

@@ -1,8 +1,8 @@
 //! Jobs: submission (single and group-committed), reading one job, the rows and their decoding, and
 //! the jobs waiting for a code bundle; listings are `listing.rs`. Every query is scoped by project.
 
-use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use crate::idempotency::{self, KeyRecord, Keys};
+use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{
     EventKind, GrantedResources, Job, JobStatus, PendingOperation, Resources, SubJobState,
 };

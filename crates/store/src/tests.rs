@@ -22,7 +22,8 @@ fn submission<'a>(
     site_id: i64,
     parameters: &'a serde_json::Map<String, serde_json::Value>,
 ) -> NewJobRecord<'a> {
-    static NO_RESOURCES: std::sync::LazyLock<Resources> = std::sync::LazyLock::new(Resources::default);
+    static NO_RESOURCES: std::sync::LazyLock<Resources> =
+        std::sync::LazyLock::new(Resources::default);
     NewJobRecord {
         project_id,
         owner_id,

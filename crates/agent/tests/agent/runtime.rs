@@ -27,7 +27,11 @@ async fn world_with(rest: impl FnOnce(&str) -> String) -> World {
     let d = dir.path().display().to_string();
     let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
     let config = dir.path().join("agent.toml");
-    std::fs::write(&config, crate::common::fake_site_config(&d, &url, &rest(&d))).unwrap();
+    std::fs::write(
+        &config,
+        crate::common::fake_site_config(&d, &url, &rest(&d)),
+    )
+    .unwrap();
     World {
         client: Client::new(&url, &client_token).unwrap(),
         dir,
