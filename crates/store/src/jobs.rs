@@ -367,7 +367,7 @@ impl Store {
                 .await?;
         }
         if let Some(k) = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency) {
-            idempotency::insert(&mut **tx, Keys::Jobs, &k, seq, now).await?;
+            idempotency::insert(tx, Keys::Jobs, &k, seq, now).await?;
         }
         self.insert_event(
             tx,

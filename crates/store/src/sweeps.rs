@@ -168,7 +168,7 @@ impl Store {
             .await?;
         }
         if let Some(k) = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency) {
-            idempotency::insert(&mut *tx.tx, Keys::Sweeps, &k, sweep_seq, now).await?;
+            idempotency::insert(&mut tx.tx, Keys::Sweeps, &k, sweep_seq, now).await?;
         }
         tx.commit().await?;
         self.get_sweep(new.project_id, &id).await
