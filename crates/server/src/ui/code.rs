@@ -11,6 +11,7 @@
 
 use super::access::{PageError, ProjectAccess};
 use super::{render, show_bytes, show_rfc3339, Nav, UiError, UiForm, UiSession};
+use crate::extract::CodeId;
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -254,6 +255,20 @@ impl<'a> BundleAt<'a> {
     }
 }
 
+/// The checks of a form posted about bundle `id` (the session, CSRF, a code role in the
+/// project): the person's access and the id, parsed (a malformed one is not found).
+pub(super) async fn code_form(
+    state: &AppState,
+    session: &UiSession,
+    form: &UiForm,
+    project: &str,
+    id: &str,
+) -> Result<(ProjectAccess, CodeId), PageError> {
+    let access = ProjectAccess::for_form(state, session, form, project, CODE_ROLES).await?;
+    let code_id = CodeId::parse(id).map_err(|_| UiError::NotFound)?;
+    Ok((access, code_id))
+}
+
 /// What the decision form asks for: approve or reject, and the reason (required to reject).
 fn read_decision(form: &UiForm) -> Result<(bool, Option<String>), String> {
     let reason = form
@@ -287,10 +302,7 @@ async fn decide(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::for_form(&state, &session, &form, &project, CODE_ROLES).await?;
-    if !is_code_id(&id) {
-        return Err(UiError::NotFound.into());
-    }
+    let (access, _) = code_form(&state, &session, &form, &project, &id).await?;
     let typed = form.get("reason").unwrap_or("").to_string();
     let at = BundleAt::new(&state, &session, &access, &id);
     let refused = |status, problem: String| at.page(status, Some(problem), typed.clone());
