@@ -390,6 +390,16 @@ async fn make_release_5_database(url: &str) -> Backend {
 /// A submission is answered with the job built from what was inserted (nothing is read
 /// back): it must be exactly the job a read returns, a listing included, for a job with every
 /// field a client sets (parameters, resources, metadata, callback URL) and for a plain one.
+/// The first job of the project's listing (a page of one).
+async fn first_listed(store: &Store, project: i64) -> hpcsera_api_types::Job {
+    let filter = crate::JobFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    let (mut page, _) = store.list_jobs(project, &filter).await.unwrap();
+    page.remove(0)
+}
+
 #[tokio::test]
 async fn a_new_job_is_answered_as_it_reads_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,18 +431,8 @@ async fn a_new_job_is_answered_as_it_reads_back() {
             serde_json::to_value(&answered).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
-        let (page, _) = store
-            .list_jobs(
-                project,
-                &crate::JobFilter {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
         assert_eq!(
-            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(first_listed(&store, project).await).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
         // A page is JSON the database builds (`job_page`): every character a message can hold
@@ -447,18 +447,8 @@ async fn a_new_job_is_answered_as_it_reads_back() {
             .unwrap();
         let read = store.get_job(project, &answered.id).await.unwrap();
         assert_eq!(read.message.as_deref(), Some(message));
-        let (page, _) = store
-            .list_jobs(
-                project,
-                &crate::JobFilter {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
         assert_eq!(
-            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(first_listed(&store, project).await).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
     }
