@@ -1,6 +1,7 @@
 //! Jobs: submission (single and group-committed), reading one job, the rows and their decoding, and
 //! the jobs waiting for a code bundle; listings are `listing.rs`. Every query is scoped by project.
 
+use crate::idempotency::{self, KeyRecord, Keys};
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{
     EventKind, GrantedResources, Job, JobStatus, PendingOperation, Resources, SubJobState,
@@ -262,63 +263,22 @@ impl Store {
         Ok(job_from_row(&r)?.1)
     }
 
-    async fn find_idempotent(
-        &self,
-        project_id: i64,
-        owner_id: i64,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<Job>> {
-        let r = sqlx::query(
-            "SELECT k.request_hash, j.id AS job_id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq \
-             WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
-        )
-        .bind(project_id)
-        .bind(owner_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = r else { return Ok(None) };
-        if col::<String>(&r, "request_hash")? != hash {
-            return Err(StoreError::IdempotencyMismatch);
-        }
-        let id: String = col(&r, "job_id")?;
-        self.get_job(project_id, &id).await.map(Some)
-    }
-
     /// Inserts a job in status `queued` (or returns the job an earlier request with the
     /// same idempotency key created).
-    pub async fn create_job(&self, new: &NewJobRecord<'_>) -> Result<Submitted> {
-        if let Some((key, hash)) = &new.idempotency {
-            if let Some(job) = self
-                .find_idempotent(new.project_id, new.owner_id, key, hash)
-                .await?
-            {
-                return Ok(Submitted {
-                    job,
-                    created: false,
-                });
+    pub async fn create_job<'a>(&self, new: &'a NewJobRecord<'_>) -> Result<Submitted> {
+        let key = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency);
+        let find = |k: KeyRecord<'a>| async move {
+            match idempotency::find(&self.pool, Keys::Jobs, &k).await? {
+                Some(id) => self.get_job(k.project_id, &id).await.map(Some),
+                None => Ok(None),
             }
-        }
-        let names = self.job_names(new).await?;
-        match self.insert_job_grouped(new, names).await {
-            Ok(job) => Ok(Submitted { job, created: true }),
-            // Another request with the same key won the race: answer with its job.
-            Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
-                let (key, hash) = new.idempotency.as_ref().ok_or(e)?;
-                let job = self
-                    .find_idempotent(new.project_id, new.owner_id, key, hash)
-                    .await?
-                    .ok_or(StoreError::Conflict(
-                        "idempotency key is being used concurrently".into(),
-                    ))?;
-                Ok(Submitted {
-                    job,
-                    created: false,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        };
+        let (job, created) = idempotency::create_once(key, find, || async {
+            let names = self.job_names(new).await?;
+            self.insert_job_grouped(new, names).await
+        })
+        .await?;
+        Ok(Submitted { job, created })
     }
 
     /// The names of a new job's project, site and owner, from [`NameCache`] (one query the
@@ -406,19 +366,8 @@ impl Store {
             self.set_code_refs(tx, seq, new.project_id, new.code_refs)
                 .await?;
         }
-        if let Some((key, hash)) = &new.idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new.project_id)
-            .bind(new.owner_id)
-            .bind(*key)
-            .bind(hash.as_str())
-            .bind(seq)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        if let Some(k) = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency) {
+            idempotency::insert(tx, Keys::Jobs, &k, seq, now).await?;
         }
         self.insert_event(
             tx,
