@@ -123,6 +123,112 @@ wait_http() {
     die "$1 does not answer"
 }
 
+# stop PID: ends a process this script started and waits for it.
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+# at_most VALUE LIMIT: "yes" when VALUE is a number no larger than LIMIT, else "no".
+at_most() { awk -v v="$1" -v l="$2" 'BEGIN{print (v != "" && v <= l) ? "yes" : "no"}'; }
+
+# median FILE: the middle one of FILE's numbers (one a line, sorted).
+median() { awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' "$1"; }
+
+# json_field NAME: NAME's value in the JSON object on stdin.
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# agent_token FILE SITE NAME ADMIN...: a token for an agent of SITE (project bench), in FILE.
+agent_token() {
+    local file=$1 site=$2 name=$3; shift 3
+    "$@" token create --user bench --project bench --site "$site" --name "$name" \
+        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$file"
+    chmod 600 "$file"
+}
+
+# start_agent CONFIG LOG: an agent in the background, its pid in AGENT_PID.
+start_agent() {
+    HPCSERA_LOG=warn "$BIN" agent --config "$1" >"$2" 2>&1 &
+    AGENT_PID=$!
+    PIDS+=("$AGENT_PID")
+}
+
+# wait_site URL TOKEN_FILE SITE: until the server lists SITE (its agent has called), 10 s at most.
+wait_site() {
+    local client
+    client="$(cat "$2")"
+    for _ in $(seq 1 100); do
+        curl -sf "$1/api/v1/sites" -H "Authorization: Bearer $client" | grep -q "\"name\":\"$3\"" && return 0
+        sleep 0.1
+    done
+}
+
+# submit_noops URL TOKEN_FILE SITE N: N submissions of SITE's `noop`, 8 at a time.
+submit_noops() {
+    local client
+    client="$(cat "$2")"
+    seq "$4" | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$1/api/v1/job" \
+        -H "Authorization: Bearer $client" -H 'Content-Type: application/json' \
+        -d "{\"site\":\"$3\",\"jobType\":\"noop\"}"
+}
+
+# fake_slurm DIR: counting stand-ins for the batch system in DIR. sbatch hands out ids 1, 2, …
+# and logs each --job-name to DIR/submitted; squeue logs each call (time, number of ids asked
+# about) to DIR/calls and says RUNNING for all; `none` does nothing.
+fake_slurm() {
+    local fake=$1
+    mkdir -p "$fake"
+    echo 0 >"$fake/counter"
+    : >"$fake/calls"
+    : >"$fake/submitted"
+    cat >"$fake/sbatch" <<END_SBATCH
+#!/bin/bash
+exec 9>>"$fake/lock"; flock 9
+echo "\${1#--job-name=}" >>"$fake/submitted"
+n=\$(( \$(cat "$fake/counter") + 1 )); echo "\$n" >"$fake/counter"; echo "\$n"
+END_SBATCH
+    cat >"$fake/squeue" <<END_SQUEUE
+#!/bin/bash
+ids="\${1#--jobs=}"
+echo "\$(date +%s.%N) \$(tr ',' '\n' <<<"\$ids" | grep -c .)" >>"$fake/calls"
+tr ',' '\n' <<<"\$ids" | grep . | sed 's/\$/|RUNNING|None/'
+END_SQUEUE
+    printf '#!/bin/sh\nexit 0\n' >"$fake/none"
+    chmod 755 "$fake"/sbatch "$fake"/squeue "$fake"/none
+}
+
+# slurm_agent_toml FILE URL TOKEN_FILE SITE WORK_DIR FAKE [CYCLE]: an agent's configuration on
+# the slurm preset with FAKE's stand-ins (fake_slurm) and one job type, `noop`; with CYCLE, its
+# long poll, idle and status intervals are CYCLE seconds (else the agent's defaults).
+slurm_agent_toml() {
+    local fake=$6 poll=""
+    [ -z "${7:-}" ] || poll="long_poll_seconds = $7
+idle_interval_seconds = $7
+status_interval_seconds = $7"
+    mkdir -p "$5"
+    cat >"$1" <<END_TOML
+server_url = "$2"
+token_file = "$3"
+site = "$4"
+work_dir = "$5"
+[poll]
+$poll
+[limits]
+max_active_jobs = 1000
+[batch]
+preset = "slurm"
+submit = ["$fake/sbatch", "--job-name={job_name}", "{script}"]
+status = ["$fake/squeue", "--jobs={ids}"]
+accounting = []
+find = ["$fake/none"]
+report = []
+version = []
+[[job_types]]
+name = "noop"
+[[job_types.sub_jobs]]
+name = "run"
+kind = "batch"
+script = "true"
+END_TOML
+}
+
 # --- hpcsera on one backend --------------------------------------------------------------------
 # bench_backend NAME PORT DBARGS...: starts a server, runs every hpcsera load, stops it.
 bench_backend() {
@@ -134,9 +240,8 @@ bench_backend() {
     "${admin[@]}" project add bench >/dev/null
     "${admin[@]}" member add --user bench --project bench >/dev/null
     "${admin[@]}" token create --user bench --project bench --roles all --name client | tail -n1 >"$dir/client.token"
-    "${admin[@]}" token create --user bench --project bench --site bench --name agent \
-        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$dir/agent.token"
-    chmod 600 "$dir"/*.token
+    chmod 600 "$dir/client.token"
+    agent_token "$dir/agent.token" bench agent "${admin[@]}"
     HPCSERA_LOG=warn "$BIN" server "${db[@]}" --listen "127.0.0.1:$port" --rate-limit-per-second 0 \
         >"$dir/server.log" 2>&1 &
     local pid=$!
@@ -155,7 +260,7 @@ bench_backend() {
         --agent-token-file "$dir/agent.token" --site bench --job-type noop --n 200)
     local p50
     p50=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$d")
-    record "dispatch POST→claim p50 ($name)" "${p50} ms" "—" "≤ 50 ms" "$(awk -v v="$p50" 'BEGIN{print (v <= 50) ? "yes" : "no"}')"
+    record "dispatch POST→claim p50 ($name)" "${p50} ms" "—" "≤ 50 ms" "$(at_most "$p50" 50)"
 
     log "$name: 1,000 idle long polls"
     local m
@@ -164,7 +269,7 @@ bench_backend() {
     rss=$(sed -n 's/.* rss_kib=\([0-9]*\).*/\1/p' <<<"$m")
     per=$(sed -n 's/.*per_conn_kib=\([0-9.]*\).*/\1/p' <<<"$m")
     record "RSS with 1,000 idle long polls ($name)" "$((rss / 1024)) MiB" "—" "≤ 64 MiB" "$([ "$rss" -le 65536 ] && echo yes || echo no)"
-    record "memory per idle connection ($name)" "$per KiB" "—" "≤ 16 KiB" "$(awk -v v="$per" 'BEGIN{print (v <= 16) ? "yes" : "no"}')"
+    record "memory per idle connection ($name)" "$per KiB" "—" "≤ 16 KiB" "$(at_most "$per" 16)"
     sleep 1
     fi
 
@@ -181,7 +286,7 @@ bench_backend() {
 
     local job
     job=$(curl -sf -X POST "$url/api/v1/job" -H "Authorization: Bearer $(cat "$dir/client.token")" \
-        -H 'Content-Type: application/json' -d '{"site":"bench","jobType":"noop"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+        -H 'Content-Type: application/json' -d '{"site":"bench","jobType":"noop"}' | json_field id)
     log "$name: read one job"
     lua_script "$dir/get.lua" GET
     BENCH_TOKEN="$(cat "$dir/client.token")" wrk_run "$dir/read.out" "$url/api/v1/job/$job" "$dir/get.lua" "$CONNS"
@@ -210,7 +315,7 @@ bench_backend() {
         log "$name: scale-out, 3 replicas behind a balancer"
         bench_scaleout "$url" "$port" "$dir" "$job" "${db[@]}"
     fi
-    if [ -n "$quick" ]; then kill "$pid"; wait "$pid" 2>/dev/null || true; return; fi
+    if [ -n "$quick" ]; then stop "$pid"; return; fi
 
     log "$name: seeding $LIST_JOBS jobs"
     HPCSERA_LOG=error "$BIN" bench seed "${db[@]}" --user bench --project bench --site bench --job-type noop --jobs "$LIST_JOBS" >&2
@@ -219,9 +324,9 @@ bench_backend() {
     local lr lp
     lr=$(rps "$dir/list.out"); lp=$(pct "$dir/list.out" 99%)
     record "list a page of 100, $LIST_JOBS stored ($name): req/s" "$lr" "—" "≥ 3000" "$([ "${lr:-0}" -ge 3000 ] && echo yes || echo no)"
-    record "list a page of 100, $LIST_JOBS stored ($name): p99" "$lp ms" "—" "≤ 20 ms" "$(awk -v v="$lp" 'BEGIN{print (v <= 20) ? "yes" : "no"}')"
+    record "list a page of 100, $LIST_JOBS stored ($name): p99" "$lp ms" "—" "≤ 20 ms" "$(at_most "$lp" 20)"
 
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop "$pid"
 }
 
 # --- one batch-status call per cycle ---------------------------------------------------------
@@ -231,67 +336,17 @@ bench_backend() {
 # five status cycles (status_interval_seconds = 1) are counted.
 bench_status_calls() {
     local url=$1 dir=$2; shift 2
-    local admin=("$@") fake="$dir/fake"
+    local fake="$dir/fake"
     local calls="$fake/calls"
-    mkdir -p "$fake" "$dir/agent-work"
-    echo 0 >"$fake/counter"
-    : >"$calls"
-    cat >"$fake/sbatch" <<END_SBATCH
-#!/bin/bash
-exec 9>>"$fake/lock"; flock 9
-n=\$(( \$(cat "$fake/counter") + 1 )); echo "\$n" >"$fake/counter"; echo "\$n"
-END_SBATCH
-    cat >"$fake/squeue" <<END_SQUEUE
-#!/bin/bash
-ids="\${1#--jobs=}"
-echo "\$(date +%s.%N) \$(tr ',' '\n' <<<"\$ids" | grep -c .)" >>"$calls"
-tr ',' '\n' <<<"\$ids" | grep . | sed 's/\$/|RUNNING|None/'
-END_SQUEUE
-    printf '#!/bin/sh\nexit 0\n' >"$fake/none"
-    chmod 755 "$fake"/sbatch "$fake"/squeue "$fake"/none
-    "${admin[@]}" token create --user bench --project bench --site status --name status-agent \
-        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$dir/status-agent.token"
-    chmod 600 "$dir/status-agent.token"
-    cat >"$dir/agent.toml" <<END_TOML
-server_url = "$url"
-token_file = "$dir/status-agent.token"
-site = "status"
-work_dir = "$dir/agent-work"
-[poll]
-long_poll_seconds = 1
-idle_interval_seconds = 1
-status_interval_seconds = 1
-[limits]
-max_active_jobs = 1000
-[batch]
-preset = "slurm"
-submit = ["$fake/sbatch", "{script}"]
-status = ["$fake/squeue", "--jobs={ids}"]
-accounting = []
-find = ["$fake/none"]
-report = []
-version = []
-[[job_types]]
-name = "noop"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = "true"
-END_TOML
-    HPCSERA_LOG=warn "$BIN" agent --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
-    local apid=$!
-    PIDS+=("$apid")
-    local client
-    client="$(cat "$dir/client.token")"
-    for _ in $(seq 1 100); do
-        curl -sf "$url/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"status"' && break
-        sleep 0.1
-    done
+    fake_slurm "$fake"
+    agent_token "$dir/status-agent.token" status status-agent "$@"
+    slurm_agent_toml "$dir/agent.toml" "$url" "$dir/status-agent.token" status "$dir/agent-work" "$fake" 1
+    start_agent "$dir/agent.toml" "$dir/agent.log"
+    local apid=$AGENT_PID
+    wait_site "$url" "$dir/client.token" status
     local have=0 n waited mark c partial
     for n in 1 100 1000; do
-        seq $((n - have)) | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$url/api/v1/job" \
-            -H "Authorization: Bearer $client" -H 'Content-Type: application/json' \
-            -d '{"site":"status","jobType":"noop"}'
+        submit_noops "$url" "$dir/client.token" status $((n - have))
         have=$n
         waited=0
         until [ "$(tail -n1 "$calls" | awk '{print $2}')" = "$n" ]; do
@@ -307,8 +362,7 @@ END_TOML
         record "batch-status calls in 5 s (1 s cycles), $n active jobs" "$c, each for all $n" "—" \
             "≤ 1 per cycle" "$([ "$c" -ge 1 ] && [ "$c" -le 6 ] && [ "$partial" -eq 0 ] && echo yes || echo no)"
     done
-    kill "$apid"
-    wait "$apid" 2>/dev/null || true
+    stop "$apid"
 }
 
 # --- sub-job hand-off ------------------------------------------------------------------------
@@ -322,9 +376,7 @@ bench_pipeline() {
     local url=$1 dir=$2; shift 2
     local admin=("$@") n="${BENCH_PIPELINES:-10}"
     mkdir -p "$dir/pipe-work"
-    "${admin[@]}" token create --user bench --project bench --site pipe --name pipe-agent \
-        --roles GET_Job,UPDATE_JobStatus,GET_Code | tail -n1 >"$dir/pipe-agent.token"
-    chmod 600 "$dir/pipe-agent.token"
+    agent_token "$dir/pipe-agent.token" pipe pipe-agent "${admin[@]}"
     local stamp='date +%s%N >> times'
     cat >"$dir/pipe.toml" <<END_TOML
 server_url = "$url"
@@ -348,26 +400,20 @@ name = "post"
 kind = "login"
 shell = "$stamp; $stamp"
 END_TOML
-    HPCSERA_LOG=warn "$BIN" agent --config "$dir/pipe.toml" >"$dir/pipe-agent.log" 2>&1 &
-    local apid=$!
-    PIDS+=("$apid")
+    start_agent "$dir/pipe.toml" "$dir/pipe-agent.log"
+    local apid=$AGENT_PID
+    wait_site "$url" "$dir/client.token" pipe
+    sleep 1
     local client
     client="$(cat "$dir/client.token")"
-    for _ in $(seq 1 100); do
-        curl -sf "$url/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"pipe"' && break
-        sleep 0.1
-    done
-    sleep 1
     : >"$dir/pipe.e2e"
     local i job st
     for i in $(seq 1 "$n"); do
         job=$(curl -sf -X POST "$url/api/v1/job" -H "Authorization: Bearer $client" \
-            -H 'Content-Type: application/json' -d '{"site":"pipe","jobType":"pipe"}' \
-            | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+            -H 'Content-Type: application/json' -d '{"site":"pipe","jobType":"pipe"}' | json_field id)
         st=""
         for _ in $(seq 1 3000); do
-            st=$(curl -sf "$url/api/v1/job/$job" -H "Authorization: Bearer $client" \
-                | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+            st=$(curl -sf "$url/api/v1/job/$job" -H "Authorization: Bearer $client" | json_field status)
             case "$st" in completed|failed|cancelled|lost) break ;; esac
             sleep 0.05
         done
@@ -380,20 +426,20 @@ j = json.load(sys.stdin)
 t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 print(round((t(j["finishedAt"]) - t(j["createdAt"])) * 1000))' >>"$dir/pipe.e2e"
     done
-    kill "$apid"
-    wait "$apid" 2>/dev/null || true
+    stop "$apid"
     # The hand-offs: stamps 2→3 and 4→5 of each job's six.
     find "$dir/pipe-work" -name times -exec awk 'NR == 2 || NR == 4 { e = $1 } NR == 3 || NR == 5 { printf "%.1f\n", ($1 - e) / 1e6 }' {} \; \
         | sort -n >"$dir/pipe.handoffs"
     local e50 emax h50 hmax
-    e50=$(sort -n "$dir/pipe.e2e" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    emax=$(sort -n "$dir/pipe.e2e" | tail -n1)
-    h50=$(awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' "$dir/pipe.handoffs")
+    sort -n -o "$dir/pipe.e2e" "$dir/pipe.e2e"
+    e50=$(median "$dir/pipe.e2e")
+    emax=$(tail -n1 "$dir/pipe.e2e")
+    h50=$(median "$dir/pipe.handoffs")
     hmax=$(tail -n1 "$dir/pipe.handoffs")
     record "sub-job hand-off (local adapter, $(wc -l <"$dir/pipe.handoffs") hand-offs): p50 / max" \
-        "$h50 / $hmax ms" "—" "≤ 50 ms" "$(awk -v v="$hmax" 'BEGIN{print (v != "" && v <= 50) ? "yes" : "no"}')"
+        "$h50 / $hmax ms" "—" "≤ 50 ms" "$(at_most "$hmax" 50)"
     record "3-step pipeline end to end (local adapter, $n jobs): p50 / max" "$e50 / $emax ms" "—" \
-        "≤ 1500 ms" "$(awk -v v="$emax" 'BEGIN{print (v != "" && v <= 1500) ? "yes" : "no"}')"
+        "≤ 1500 ms" "$(at_most "$emax" 1500)"
 }
 
 # --- a second replica on PostgreSQL ----------------------------------------------------------
@@ -414,8 +460,8 @@ bench_replica_dispatch() {
     local p99
     p99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$d")
     record "queued on replica A → claimed on replica B, p50 / p99 (PostgreSQL)" "$p50 / $p99 ms" "—" \
-        "≤ 100 ms" "$(awk -v v="$p99" 'BEGIN{print (v != "" && v <= 100) ? "yes" : "no"}')"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+        "≤ 100 ms" "$(at_most "$p99" 100)"
+    stop "$pid"
 }
 
 # --- scale-out on PostgreSQL ------------------------------------------------------------------
@@ -455,65 +501,19 @@ bench_scaleout() {
 
     # Three agents of one site, one per replica.
     local fake="$dir/scale-fake" n="${BENCH_SCALE_JOBS:-300}" i
-    mkdir -p "$fake"
-    echo 0 >"$fake/counter"
-    : >"$fake/submitted"
-    cat >"$fake/sbatch" <<END_SBATCH
-#!/bin/bash
-exec 9>>"$fake/lock"; flock 9
-echo "\${1#--job-name=}" >>"$fake/submitted"
-n=\$(( \$(cat "$fake/counter") + 1 )); echo "\$n" >"$fake/counter"; echo "\$n"
-END_SBATCH
-    cat >"$fake/squeue" <<END_SQUEUE
-#!/bin/bash
-ids="\${1#--jobs=}"
-tr ',' '\n' <<<"\$ids" | grep . | sed 's/\$/|RUNNING|None/'
-END_SQUEUE
-    printf '#!/bin/sh\nexit 0\n' >"$fake/none"
-    chmod 755 "$fake"/sbatch "$fake"/squeue "$fake"/none
+    fake_slurm "$fake"
     local apids=()
     for i in 0 1 2; do
-        "$BIN" admin "${db[@]}" token create --user bench --project bench --site scale --name "scale-agent-$i" \
-            --roles GET_Job,UPDATE_JobStatus,GET_Code 2>>"$dir/admin.log" | tail -n1 >"$dir/scale-$i.token"
-        chmod 600 "$dir/scale-$i.token"
-        mkdir -p "$dir/scale-work-$i"
-        cat >"$dir/scale-$i.toml" <<END_TOML
-server_url = "http://127.0.0.1:${ports[$i]}"
-token_file = "$dir/scale-$i.token"
-site = "scale"
-work_dir = "$dir/scale-work-$i"
-[limits]
-max_active_jobs = 1000
-[batch]
-preset = "slurm"
-submit = ["$fake/sbatch", "--job-name={job_name}", "{script}"]
-status = ["$fake/squeue", "--jobs={ids}"]
-accounting = []
-find = ["$fake/none"]
-report = []
-version = []
-[[job_types]]
-name = "noop"
-[[job_types.sub_jobs]]
-name = "run"
-kind = "batch"
-script = "true"
-END_TOML
-        HPCSERA_LOG=warn "$BIN" agent --config "$dir/scale-$i.toml" >"$dir/scale-agent-$i.log" 2>&1 &
-        apids+=("$!")
-        PIDS+=("$!")
+        agent_token "$dir/scale-$i.token" scale "scale-agent-$i" admin_quiet "$dir" "${db[@]}"
+        slurm_agent_toml "$dir/scale-$i.toml" "http://127.0.0.1:${ports[$i]}" "$dir/scale-$i.token" scale \
+            "$dir/scale-work-$i" "$fake"
+        start_agent "$dir/scale-$i.toml" "$dir/scale-agent-$i.log"
+        apids+=("$AGENT_PID")
     done
-    local client
-    client="$(cat "$dir/client.token")"
-    for _ in $(seq 1 100); do
-        curl -sf "$burl/api/v1/sites" -H "Authorization: Bearer $client" | grep -q '"name":"scale"' && break
-        sleep 0.1
-    done
+    wait_site "$burl" "$dir/client.token" scale
     sleep 1
     log "postgres: 3 replicas, 3 agents: $n jobs"
-    seq "$n" | xargs -P 8 -I{} curl -sf -o /dev/null -X POST "$burl/api/v1/job" \
-        -H "Authorization: Bearer $client" -H 'Content-Type: application/json' \
-        -d '{"site":"scale","jobType":"noop"}'
+    submit_noops "$burl" "$dir/client.token" scale "$n"
     local waited=0
     until [ "$(sort -u "$fake/submitted" | wc -l)" -ge "$n" ] || [ "$waited" -ge 120 ]; do
         sleep 0.5; waited=$((waited + 1))
@@ -527,8 +527,7 @@ END_TOML
     record "jobs submitted twice, $n jobs, 3 replicas × 1 agent each (PostgreSQL)" \
         "$((total - distinct)) (of $distinct submitted; per agent:$per)" "—" "0" \
         "$([ "$total" -eq "$distinct" ] && [ "$distinct" -eq "$n" ] && echo yes || echo no)"
-    for pid in "${apids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
-    kill "$bpid"; wait "$bpid" 2>/dev/null || true
+    for pid in "${apids[@]}" "$bpid"; do stop "$pid"; done
 }
 
 # --- slurmrestd ------------------------------------------------------------------------------
@@ -606,7 +605,7 @@ for b in $BACKENDS; do
     read -r r p <"$WORK/read.$b"
     record "read one job ($b): req/s" "$r" "${s_rps:-—}" "≥ 20× peer" \
         "$(awk -v a="$r" -v b="$s_rps" 'BEGIN{print (b > 0 && a >= 20 * b) ? "yes" : (b > 0 ? "no" : "—")}')"
-    record "read one job ($b): p99" "$p ms" "${s_p99:-—} ms" "≤ 5 ms" "$(awk -v v="$p" 'BEGIN{print (v <= 5) ? "yes" : "no"}')"
+    record "read one job ($b): p99" "$p ms" "${s_p99:-—} ms" "≤ 5 ms" "$(at_most "$p" 5)"
     if [ -s "$WORK/floor.$b" ]; then
         read -r fr fp <"$WORK/floor.$b"
         record "HTTP floor: GET /healthz, no token, no database ($b): req/s (p99 $fp ms)" "$fr" "${s_rps:-—}" "ceiling of a read; vs peer" "—"

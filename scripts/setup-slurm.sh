@@ -18,6 +18,8 @@ MARK="# managed by hpcsera scripts/setup-slurm.sh"
 
 log() { printf '[setup-slurm] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
@@ -28,22 +30,8 @@ for bin in /usr/sbin/slurmctld /usr/sbin/slurmd /usr/bin/sbatch /usr/sbin/munged
 done
 if [ "$need_install" -eq 1 ]; then
     log "installing slurmctld slurmd slurm-client munge"
-    export DEBIAN_FRONTEND=noninteractive
     # Without systemd, package scripts must not try to start services; we start them below.
-    policy_created=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        policy_created=1
-    fi
-    trap '[ "$policy_created" -eq 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
-    if ! apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge; then
-        log "install failed; running apt-get update and trying again"
-        apt-get update
-        apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge
-    fi
-    if [ "$policy_created" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-    trap - EXIT
+    apt_install slurmctld slurmd slurm-client munge
 else
     log "packages already installed"
 fi

@@ -21,6 +21,8 @@ USER_NAME="${BENCH_SLURM_USER:-hpcsera-bench}"
 
 log() { printf '[setup-slurmrestd] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 [ -f "$CONF" ] || die "$CONF is missing: run scripts/setup-slurm.sh first"
@@ -28,16 +30,7 @@ die() { log "ERROR: $*"; exit 1; }
 # --- 1. packages -----------------------------------------------------------------------------
 if [ ! -x /usr/sbin/slurmrestd ] || [ ! -e /usr/lib/x86_64-linux-gnu/slurm-wlm/auth_jwt.so ]; then
     log "installing slurmrestd slurm-wlm-jwt-plugin"
-    export DEBIAN_FRONTEND=noninteractive
-    policy_created=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        policy_created=1
-    fi
-    apt-get install -y --no-install-recommends slurmrestd slurm-wlm-jwt-plugin \
-        || { apt-get update && apt-get install -y --no-install-recommends slurmrestd slurm-wlm-jwt-plugin; }
-    if [ "$policy_created" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    apt_install slurmrestd slurm-wlm-jwt-plugin
 else
     log "slurmrestd and the JWT plugin are installed"
 fi

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 /// One entry of a code bundle's archive, as `GET /code/{codeId}/files` lists it (read from
 /// the stored tar.gz; nothing is unpacked or run).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeFile {
@@ -19,11 +20,11 @@ pub struct CodeFile {
     /// Permission bits as four octal digits, e.g. `0755`.
     pub mode: String,
     /// Where a symlink or hard link points.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target: Option<String>,
 }
 
 /// The entries of a code bundle, in archive order, at most `limit` of them.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeFileList {
@@ -33,6 +34,5 @@ pub struct CodeFileList {
     pub truncated: bool,
     /// Why the archive could not be read to its end (not gzip, a broken tar, an oversized
     /// extension header); `files` holds the entries before the problem.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// Body of `POST /job`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewJob {
@@ -32,11 +33,9 @@ pub struct NewJob {
     #[schema(value_type = Object)]
     pub resources: Map<String, Value>,
     /// Free-form JSON the client wants kept with the job (at most 16 KiB), returned verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
     /// URL the server calls on every status change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
@@ -50,23 +49,21 @@ pub struct PendingOperation {
 }
 
 /// State of one sub-job as the agent reports it.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SubJobState {
     pub name: String,
     pub status: SubJobStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What the batch system granted this sub-job's batch job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_resources: Option<GrantedResources>,
 }
 
 /// A job.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
@@ -86,38 +83,28 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
     /// What the batch system granted the job's latest batch job, as the agent reported it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_resources: Option<GrantedResources>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     /// A held job is not handed to an agent (or is held in the batch system) until released.
     pub held: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_operation: Option<PendingOperation>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Why the job is in its status (e.g. the reason it failed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default)]
     pub sub_jobs: Vec<SubJobState>,
     pub created_at: String,
     pub updated_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     /// How many bytes of each output stream the server has: where a restarted agent resumes.
     #[serde(default)]
     pub output_bytes: OutputBytes,
     /// The sweep this job is a member of (`POST /sweeps`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<String>,
     /// The job's index in its sweep (0-based).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep_index: Option<u32>,
 }
 
@@ -130,12 +117,12 @@ pub struct OutputBytes {
 }
 
 /// One page of jobs.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobList {
     pub jobs: Vec<Job>,
     /// Pass as `cursor` to get the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -149,35 +136,26 @@ pub struct OperationRequest {
 /// Body of `PUT /job/{jobId}`. A client (role `UPDATE_Job`) changes `parameters`,
 /// `resources`, `metadata` or `callbackUrl` of a job no agent has claimed yet; an agent (role
 /// `UPDATE_JobStatus`) reports `status` and what goes with it. One request does one of the two.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobUpdate {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<JobStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_jobs: Option<Vec<SubJobState>>,
     /// What the batch system granted the job's current batch job (agent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_resources: Option<GrantedResources>,
     /// New parameter values (at most 64 KiB as JSON, defaults filled in).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub parameters: Option<Map<String, Value>>,
     /// New resources, replacing the job's (checked as at submission).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub resources: Option<Map<String, Value>>,
     /// New metadata (at most 16 KiB as JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
@@ -201,6 +179,7 @@ impl JobUpdate {
 }
 
 /// One entry of a job's event log.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobEvent {
@@ -209,12 +188,9 @@ pub struct JobEvent {
     pub job_id: String,
     pub at: String,
     pub kind: EventKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_status: Option<JobStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_status: Option<JobStatus>,
     pub actor: Actor,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -225,6 +201,7 @@ pub struct JobEventList {
 }
 
 /// What `GET /tokens/self` tells a token holder.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenSelf {
@@ -233,14 +210,13 @@ pub struct TokenSelf {
     pub user: String,
     pub project: String,
     pub roles: Vec<Role>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
     pub created_at: String,
 }
 
 /// A token as `GET /tokens` lists it (never its secret).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
@@ -249,14 +225,10 @@ pub struct TokenInfo {
     pub user: String,
     pub project: String,
     pub roles: Vec<Role>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
 }
 
@@ -268,20 +240,17 @@ pub struct TokenList {
 }
 
 /// A site (an agent deployment) and its health.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Site {
     pub name: String,
     /// When an agent of the site last talked to the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_host: Option<String>,
     /// The public key (`ed25519:…`) the project's agent published: what it signs provenance
     /// with. Get the key you trust from the agent's operator (`hpcsera agent --show-key`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_key: Option<String>,
     pub job_types: Vec<String>,
 }
@@ -293,15 +262,13 @@ pub struct SiteList {
 }
 
 /// Body of `PUT /sites/{site}/jobTypes`: the complete set of job types a site offers.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishJobTypes {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_host: Option<String>,
     /// The agent's public signing key (`ed25519:…`), shown to clients with the site.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_key: Option<String>,
     pub job_types: Vec<JobTypeSpec>,
 }
@@ -316,6 +283,7 @@ pub struct JobTypeList {
 /// Body of `POST /agent/poll`: the agent's one call per cycle. It renews the leases of the
 /// jobs the agent holds, confirms fresh claims, and waits (long-poll) until there is a job to
 /// claim or an operation to carry out, or `waitSeconds` pass.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentPoll {
@@ -328,7 +296,6 @@ pub struct AgentPoll {
     /// How long to wait for work, at most 60 seconds (0: answer at once).
     #[serde(default)]
     pub wait_seconds: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
 }
 
@@ -362,13 +329,13 @@ pub struct AgentPollReply {
 }
 
 /// Body of `POST /agent/jobs/{jobId}/operationDone`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationDone {
     pub operation: Operation,
     /// Whether the batch system carried it out.
     pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -441,6 +408,7 @@ pub fn is_valid_result_name(name: &str) -> bool {
 }
 
 /// One webhook delivery: a status change of a job POSTed to its `callbackUrl`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookDelivery {
@@ -450,14 +418,10 @@ pub struct WebhookDelivery {
     pub url: String,
     pub status: DeliveryStatus,
     pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<String>,
 }
 
@@ -547,6 +511,7 @@ impl std::str::FromStr for CodeStatus {
 /// A code bundle of a project: a tar.gz, content-addressed by its SHA-256. The approval view
 /// shows the client-side digest (the id) and the digest the site's agent computed side by side;
 /// approval binds that exact digest.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeBundle {
@@ -558,21 +523,15 @@ pub struct CodeBundle {
     pub uploaded_by: String,
     pub created_at: String,
     /// SHA-256 the agent computed on the HPC side, once reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpc_sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpc_reported_at: Option<String>,
     /// Whether the HPC-side digest is known and equal to the id.
     pub digests_match: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The signed approval, when the approval was signed (what an agent with
     /// `require_signature` checks against its own allowed signers; `decidedBy` is the signer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<crate::signed::SignedApproval>,
 }
 

@@ -28,6 +28,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
@@ -40,9 +41,7 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
     /// How many more problems were found than `fields` lists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more_fields: Option<u64>,
     /// The request id (also in the `x-request-id` header), for reports to operators.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// The type of a parameter and its constraints.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ParamKind {
@@ -18,23 +19,17 @@ pub enum ParamKind {
     /// length in characters.
     #[serde(rename_all = "camelCase")]
     String {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pattern: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         max_length: Option<u32>,
     },
     /// A whole number in an optional inclusive range.
     Integer {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         minimum: Option<i64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         maximum: Option<i64>,
     },
     /// A finite number in an optional inclusive range.
     Number {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         minimum: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         maximum: Option<f64>,
     },
     Boolean,
@@ -47,19 +42,17 @@ pub enum ParamKind {
 }
 
 /// One declared parameter of a job type.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParamSpec {
     /// Name; it becomes an environment variable, so `[A-Za-z_][A-Za-z0-9_]*`.
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(flatten)]
     pub kind: ParamKind,
     /// Whether the parameter must be given. Defaults to true when there is no default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
 }
 

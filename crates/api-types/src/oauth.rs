@@ -109,12 +109,12 @@ impl fmt::Debug for TokenResponse {
 
 /// An OAuth error answer (RFC 6749 §5.2; RFC 8628 §3.5 adds `authorization_pending`,
 /// `slow_down`, `access_denied` and `expired_token`).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OAuthError {
     /// The error code, e.g. `authorization_pending`.
     pub error: String,
     /// What went wrong, for the developer of the client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
 }
 

@@ -162,6 +162,7 @@ impl std::str::FromStr for DigestRole {
 }
 
 /// One file a manifest names, with its digest.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvenanceDigest {
@@ -171,7 +172,6 @@ pub struct ProvenanceDigest {
     pub name: String,
     /// 64 lower-case hex digits.
     pub sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
 }
 
@@ -337,12 +337,12 @@ pub struct ProvenanceHit {
 }
 
 /// One page of `GET /provenance`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvenanceSearch {
     pub jobs: Vec<ProvenanceHit>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 /// A signed code approval: the canonical approval message and an OpenSSH `SSHSIG` over it in
 /// the namespace `hpcsera-code` (`ssh-keygen -Y sign -n hpcsera-code -f KEY`). The body of
 /// `POST /code/{codeId}/approval`; in a bundle, also the fingerprint of the key that signed.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignedApproval {
@@ -15,7 +16,6 @@ pub struct SignedApproval {
     /// The armored signature (`-----BEGIN SSH SIGNATURE-----` …).
     pub signature: String,
     /// `SHA256:…` of the signing key (set by the server; ignored in a request).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
 }
 

@@ -23,6 +23,7 @@ pub const MAX_SWEEP_PROBLEMS: usize = 20;
 
 /// Body of `POST /sweeps`: a job type, base parameters (and resources), and either
 /// `parameterSets` or `grid`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewSweep {
@@ -40,20 +41,16 @@ pub struct NewSweep {
     #[schema(value_type = Object)]
     pub resources: Map<String, Value>,
     /// One member per entry: its parameters over the base `parameters`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub parameter_sets: Option<Vec<Map<String, Value>>>,
     /// One member per combination of values (cartesian product); names in sorted order,
     /// the last name varies fastest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub grid: Option<BTreeMap<String, Vec<Value>>>,
     /// Free-form JSON kept with the sweep (at most 16 KiB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
     /// URL the server calls on every status change of every member.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
@@ -219,6 +216,7 @@ impl SweepCounts {
 }
 
 /// A sweep: what was asked and how far its members are.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Sweep {
@@ -235,10 +233,8 @@ pub struct Sweep {
     /// filled in).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub metadata: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
     /// How many members the sweep was created with.
     pub members: u64,
@@ -248,11 +244,11 @@ pub struct Sweep {
 }
 
 /// One page of sweeps (newest first).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepList {
     pub sweeps: Vec<Sweep>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

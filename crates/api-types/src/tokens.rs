@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Body of `POST /tokens` (a logged-in session only; a token never makes a token).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
@@ -17,10 +18,8 @@ pub struct TokenRequest {
     /// At least one role, at most the member's roles in the project.
     pub roles: Vec<Role>,
     /// Restrict the token to one site.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     /// Lifetime in days, 1 to the server's `--token-max-days` (default `--token-default-days`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
 }
 

@@ -37,17 +37,7 @@ async fn setup(job_types: serde_json::Value) -> Setup {
     let agent_roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
     let agent_token = token(&store, "u", "p", "a", agent_roles, Some("bench")).await;
     let client_token = token(&store, "u", "p", "c", RoleSet::all(), None).await;
-    let url = serve(
-        ServerConfig {
-            rate_limits: hpcsera_server::config::RateLimits {
-                rate_limit_per_second: 0,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        store,
-    )
-    .await;
+    let url = serve(ServerConfig::default().without_rate_limit(), store).await;
     let http = reqwest::Client::new();
     let r = http
         .put(format!("{url}/api/v1/sites/bench/jobTypes"))

@@ -41,14 +41,7 @@ async fn setup(db_url: Option<String>, site: &str, job_types: Value) -> Setup {
     let roles: RoleSet = [Role::GetJob, Role::UpdateJobStatus].into_iter().collect();
     let agent = token(&store, &user, &project, "a", roles, Some(site)).await;
     let client = token(&store, &user, &project, "c", RoleSet::all(), None).await;
-    let config = ServerConfig {
-        rate_limits: hpcsera_server::config::RateLimits {
-            rate_limit_per_second: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let url = serve(config, store).await;
+    let url = serve(ServerConfig::default().without_rate_limit(), store).await;
     let r = reqwest::Client::new()
         .put(format!("{url}/api/v1/sites/{site}/jobTypes"))
         .bearer_auth(&agent)

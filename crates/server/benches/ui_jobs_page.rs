@@ -34,14 +34,7 @@ async fn setup(dir: &std::path::Path) -> (String, String) {
         .create_session(user.id, 3_600_000, 3_600_000)
         .await
         .expect("session");
-    let config = ServerConfig {
-        rate_limits: hpcsera_server::config::RateLimits {
-            rate_limit_per_second: 0,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let url = serve(config, store).await;
+    let url = serve(ServerConfig::default().without_rate_limit(), store).await;
     let http = reqwest::Client::new();
     let spec = json!([{"name": "sim", "parameters": [
         {"name": "label", "type": "string"}, {"name": "steps", "type": "integer", "default": 10}],

@@ -50,6 +50,15 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// This configuration with no per-token request limit: for benchmarks and tests that ask
+    /// faster than a person would.
+    pub fn without_rate_limit(mut self) -> Self {
+        self.rate_limits.rate_limit_per_second = 0;
+        self
+    }
+}
+
 /// Where the bytes of a code bundle live: `<code_dir>/ab/abcdef…` (content-addressed; the
 /// admin commands delete files by the same rule).
 pub fn code_file_path(code_dir: &std::path::Path, id: &str) -> std::path::PathBuf {

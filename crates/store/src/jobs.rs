@@ -1,6 +1,7 @@
 //! Jobs: submission (single and group-committed), reading one job, the rows and their decoding, and
 //! the jobs waiting for a code bundle; listings are `listing.rs`. Every query is scoped by project.
 
+use crate::idempotency::{self, KeyRecord, Keys};
 use crate::util::{values_list, CHUNK};
 use crate::{col, corrupt, fmt_ms, now_ms, Result, Store, StoreError};
 use hpcsera_api_types::{
@@ -283,63 +284,22 @@ impl Store {
         Ok(job_from_row(&r)?.1)
     }
 
-    async fn find_idempotent(
-        &self,
-        project_id: i64,
-        owner_id: i64,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<Job>> {
-        let r = sqlx::query(
-            "SELECT k.request_hash, j.id AS job_id FROM idempotency_keys k JOIN jobs j ON j.seq = k.job_seq \
-             WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
-        )
-        .bind(project_id)
-        .bind(owner_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = r else { return Ok(None) };
-        if col::<String>(&r, "request_hash")? != hash {
-            return Err(StoreError::IdempotencyMismatch);
-        }
-        let id: String = col(&r, "job_id")?;
-        self.get_job(project_id, &id).await.map(Some)
-    }
-
     /// Inserts a job in status `queued` (or returns the job an earlier request with the
     /// same idempotency key created).
-    pub async fn create_job(&self, new: &NewJobRecord<'_>) -> Result<Submitted> {
-        if let Some((key, hash)) = &new.idempotency {
-            if let Some(job) = self
-                .find_idempotent(new.project_id, new.owner_id, key, hash)
-                .await?
-            {
-                return Ok(Submitted {
-                    job,
-                    created: false,
-                });
+    pub async fn create_job<'a>(&self, new: &'a NewJobRecord<'_>) -> Result<Submitted> {
+        let key = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency);
+        let find = |k: KeyRecord<'a>| async move {
+            match idempotency::find(&self.pool, Keys::Jobs, &k).await? {
+                Some(id) => self.get_job(k.project_id, &id).await.map(Some),
+                None => Ok(None),
             }
-        }
-        let names = self.job_names(new).await?;
-        match self.insert_job_grouped(new, names).await {
-            Ok(job) => Ok(Submitted { job, created: true }),
-            // Another request with the same key won the race: answer with its job.
-            Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
-                let (key, hash) = new.idempotency.as_ref().ok_or(e)?;
-                let job = self
-                    .find_idempotent(new.project_id, new.owner_id, key, hash)
-                    .await?
-                    .ok_or(StoreError::Conflict(
-                        "idempotency key is being used concurrently".into(),
-                    ))?;
-                Ok(Submitted {
-                    job,
-                    created: false,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        };
+        let (job, created) = idempotency::create_once(key, find, || async {
+            let names = self.job_names(new).await?;
+            self.insert_job_grouped(new, names).await
+        })
+        .await?;
+        Ok(Submitted { job, created })
     }
 
     /// The names of a new job's project, site and owner, from [`NameCache`] (one query the
@@ -442,13 +402,14 @@ impl Store {
             })
             .collect();
         crate::code::insert_code_refs(tx, &code_refs).await?;
-        let keys: Vec<(&NewJobRecord<'_>, i64)> = jobs
+        let keys: Vec<(KeyRecord<'_>, i64)> = jobs
             .iter()
             .zip(&seqs)
-            .filter(|((new, _), _)| new.idempotency.is_some())
-            .map(|((new, _), seq)| (new, *seq))
+            .filter_map(|((new, _), seq)| {
+                KeyRecord::of(new.project_id, new.owner_id, &new.idempotency).map(|k| (k, *seq))
+            })
             .collect();
-        insert_idempotency_keys(tx, &keys, now).await?;
+        idempotency::insert_many(tx, Keys::Jobs, &keys, now).await?;
         let events: Vec<crate::events::BulkEvent<'_>> = jobs
             .iter()
             .zip(&seqs)
@@ -644,35 +605,4 @@ impl Store {
             .map(|r| Ok((col(r, "code_id")?, col(r, "n")?)))
             .collect()
     }
-}
-
-/// Idempotency keys of new jobs (`(job, its seq)` each; every job has a key), in multi-row
-/// inserts of [`CHUNK`] rows. A key that is taken fails the insert (a unique violation).
-async fn insert_idempotency_keys(
-    tx: &mut sqlx::Transaction<'static, Any>,
-    keys: &[(&NewJobRecord<'_>, i64)],
-    now: i64,
-) -> Result<()> {
-    for chunk in keys.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
-             VALUES {}",
-            values_list(chunk.len(), 6, 1)
-        );
-        let mut q = sqlx::query(&sql);
-        for (new, seq) in chunk {
-            let Some((key, hash)) = &new.idempotency else {
-                return Err(corrupt("an idempotency key to insert is missing"));
-            };
-            q = q
-                .bind(new.project_id)
-                .bind(new.owner_id)
-                .bind(*key)
-                .bind(hash.as_str())
-                .bind(*seq)
-                .bind(now);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

@@ -16,6 +16,7 @@ mod code;
 mod device;
 mod events;
 mod group_commit;
+mod idempotency;
 #[macro_use]
 mod jobs;
 mod listing;

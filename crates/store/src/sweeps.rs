@@ -5,6 +5,7 @@
 //! Members are ordinary job rows with `sweep_seq` and `sweep_index`; operations and deletion
 //! of a whole sweep are in `sweep_ops.rs`. Every query takes the project.
 
+use crate::idempotency::{self, KeyRecord, Keys};
 use crate::jobs::JobInsert;
 use crate::listing::{Bind, Binds, PageOrder};
 use crate::util::in_list;
@@ -107,55 +108,17 @@ impl Store {
     /// Inserts a sweep and all its members (`queued`, or `awaiting_approval` while a code
     /// bundle they name is not approved) with their `created` events, in one transaction; or
     /// returns the sweep an earlier request with the same idempotency key created.
-    pub async fn create_sweep(&self, new: &NewSweepRecord<'_>) -> Result<SubmittedSweep> {
-        if let Some((key, hash)) = &new.idempotency {
-            if let Some(sweep) = self.find_idempotent_sweep(new, key, hash).await? {
-                return Ok(SubmittedSweep {
-                    sweep,
-                    created: false,
-                });
+    pub async fn create_sweep<'a>(&self, new: &'a NewSweepRecord<'_>) -> Result<SubmittedSweep> {
+        let key = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency);
+        let find = |k: KeyRecord<'a>| async move {
+            match idempotency::find(&self.pool, Keys::Sweeps, &k).await? {
+                Some(id) => self.get_sweep(k.project_id, &id).await.map(Some),
+                None => Ok(None),
             }
-        }
-        match self.insert_sweep(new).await {
-            Ok(sweep) => Ok(SubmittedSweep {
-                sweep,
-                created: true,
-            }),
-            Err(e) if e.is_unique_violation() && new.idempotency.is_some() => {
-                let (key, hash) = new.idempotency.as_ref().ok_or(e)?;
-                let sweep = self.find_idempotent_sweep(new, key, hash).await?.ok_or(
-                    StoreError::Conflict("idempotency key is being used concurrently".into()),
-                )?;
-                Ok(SubmittedSweep {
-                    sweep,
-                    created: false,
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn find_idempotent_sweep(
-        &self,
-        new: &NewSweepRecord<'_>,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<Sweep>> {
-        let r = sqlx::query(
-            "SELECT k.request_hash, w.id FROM sweep_idempotency_keys k JOIN sweeps w ON w.seq = k.sweep_seq \
-             WHERE k.project_id = $1 AND k.user_id = $2 AND k.key = $3",
-        )
-        .bind(new.project_id)
-        .bind(new.owner_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = r else { return Ok(None) };
-        if col::<String>(&r, "request_hash")? != hash {
-            return Err(StoreError::IdempotencyMismatch);
-        }
-        let id: String = col(&r, "id")?;
-        self.get_sweep(new.project_id, &id).await.map(Some)
+        };
+        let (sweep, created) =
+            idempotency::create_once(key, find, || self.insert_sweep(new)).await?;
+        Ok(SubmittedSweep { sweep, created })
     }
 
     async fn insert_sweep(&self, new: &NewSweepRecord<'_>) -> Result<Sweep> {
@@ -214,19 +177,8 @@ impl Store {
             )
             .await?;
         }
-        if let Some((key, hash)) = &new.idempotency {
-            sqlx::query(
-                "INSERT INTO sweep_idempotency_keys (project_id, user_id, key, request_hash, sweep_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new.project_id)
-            .bind(new.owner_id)
-            .bind(*key)
-            .bind(hash.as_str())
-            .bind(sweep_seq)
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
+        if let Some(k) = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency) {
+            idempotency::insert(&mut tx.tx, Keys::Sweeps, &k, sweep_seq, now).await?;
         }
         tx.commit().await?;
         self.get_sweep(new.project_id, &id).await

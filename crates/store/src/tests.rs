@@ -3,7 +3,7 @@
 //! fresh PostgreSQL database when `HPCSERA_TEST_DATABASE_URL` names a PostgreSQL server.
 
 use crate::{Backend, Claim, NewJobRecord, Store};
-use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation};
+use hpcsera_api_types::{JobStatus, JobTypeSpec, Operation, Resources};
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::Connection;
 
@@ -13,6 +13,30 @@ mod fresh_database;
 /// A URL for a fresh, empty database.
 async fn fresh_url(dir: &std::path::Path) -> String {
     fresh_database::fresh_database(dir).await
+}
+
+/// A submission of job type t at `site_id` by `owner` with these parameters and nothing else.
+fn submission<'a>(
+    project_id: i64,
+    owner_id: i64,
+    site_id: i64,
+    parameters: &'a serde_json::Map<String, serde_json::Value>,
+) -> NewJobRecord<'a> {
+    static NO_RESOURCES: std::sync::LazyLock<Resources> =
+        std::sync::LazyLock::new(Resources::default);
+    NewJobRecord {
+        project_id,
+        owner_id,
+        site_id,
+        job_type: "t",
+        parameters,
+        resources: &NO_RESOURCES,
+        metadata: None,
+        callback_url: None,
+        idempotency: None,
+        actor: "user:u",
+        code_refs: &[],
+    }
 }
 
 fn spec(name: &str) -> JobTypeSpec {
@@ -36,19 +60,7 @@ async fn store_with_an_expired_claim(url: &str) -> (Store, i64, String) {
     let (site_id, _) = store.job_type("s", project, "t").await.unwrap();
     let params = serde_json::Map::new();
     let job = store
-        .create_job(&NewJobRecord {
-            project_id: project,
-            owner_id: user.id,
-            site_id,
-            job_type: "t",
-            parameters: &params,
-            resources: &Default::default(),
-            metadata: None,
-            callback_url: None,
-            idempotency: None,
-            actor: "user:u",
-            code_refs: &[],
-        })
+        .create_job(&submission(project, user.id, site_id, &params))
         .await
         .unwrap()
         .job;
@@ -282,17 +294,8 @@ async fn a_page_of_large_jobs_ends_early_and_the_walk_sees_every_job_once() {
     for _ in 0..n {
         store
             .create_job(&NewJobRecord {
-                project_id: project,
-                owner_id: user,
-                site_id,
-                job_type: "t",
-                parameters: &params,
-                resources: &Default::default(),
                 metadata: Some(&meta),
-                callback_url: None,
-                idempotency: None,
-                actor: "user:u",
-                code_refs: &[],
+                ..submission(project, user, site_id, &params)
             })
             .await
             .unwrap();
@@ -387,6 +390,16 @@ async fn make_release_5_database(url: &str) -> Backend {
 /// A submission is answered with the job built from what was inserted (nothing is read
 /// back): it must be exactly the job a read returns, a listing included, for a job with every
 /// field a client sets (parameters, resources, metadata, callback URL) and for a plain one.
+/// The first job of the project's listing (a page of one).
+async fn first_listed(store: &Store, project: i64) -> hpcsera_api_types::Job {
+    let filter = crate::JobFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    let (mut page, _) = store.list_jobs(project, &filter).await.unwrap();
+    page.remove(0)
+}
+
 #[tokio::test]
 async fn a_new_job_is_answered_as_it_reads_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -405,17 +418,10 @@ async fn a_new_job_is_answered_as_it_reads_back() {
     for (metadata, callback) in [(Some(&meta), Some("http://127.0.0.1:9/hook")), (None, None)] {
         let answered = store
             .create_job(&NewJobRecord {
-                project_id: project,
-                owner_id: user,
-                site_id,
-                job_type: "t",
-                parameters: &params,
                 resources: &resources,
                 metadata,
                 callback_url: callback,
-                idempotency: None,
-                actor: "user:u",
-                code_refs: &[],
+                ..submission(project, user, site_id, &params)
             })
             .await
             .unwrap()
@@ -425,18 +431,8 @@ async fn a_new_job_is_answered_as_it_reads_back() {
             serde_json::to_value(&answered).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
-        let (page, _) = store
-            .list_jobs(
-                project,
-                &crate::JobFilter {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
         assert_eq!(
-            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(first_listed(&store, project).await).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
         // A page is JSON the database builds (`job_page`): every character a message can hold
@@ -451,18 +447,8 @@ async fn a_new_job_is_answered_as_it_reads_back() {
             .unwrap();
         let read = store.get_job(project, &answered.id).await.unwrap();
         assert_eq!(read.message.as_deref(), Some(message));
-        let (page, _) = store
-            .list_jobs(
-                project,
-                &crate::JobFilter {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
         assert_eq!(
-            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(first_listed(&store, project).await).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
     }

@@ -34,6 +34,14 @@ pub async fn fake_site_server(dir: &std::path::Path) -> (String, String, String)
     (url, agent_token, client_token)
 }
 
+/// An agent configuration for the site of [`fake_site_server`] in `d` (its token at
+/// `d/token`, work dir `d/work`) at `url`, then `rest` (batch system, job types, …).
+pub fn fake_site_config(d: &str, url: &str, rest: &str) -> String {
+    format!(
+        "server_url = \"{url}\"\ntoken_file = \"{d}/token\"\nsite = \"fake\"\nwork_dir = \"{d}/work\"\n{rest}"
+    )
+}
+
 /// The request the agent makes to submit the `run` sub-job of job `job_id` (type `job_type` at
 /// `site`) whose script was rendered into `dir` as `r`, and the script's exit-code file.
 pub fn run_request(

@@ -258,12 +258,8 @@ mod runtime {
     }
 
     fn config(d: &str, url: &str) -> String {
-        format!(
-            r#"server_url = "{url}"
-token_file = "{d}/token"
-site = "fake"
-work_dir = "{d}/work"
-[batch]
+        let rest = format!(
+            r#"[batch]
 preset = "slurm"
 submit = ["{d}/sbatch", "--parsable", "--job-name={{job_name}}", "{{options}}", "{{script}}"]
 status = ["{d}/squeue", "--noheader", "--format=%i|%T|%r|%D|%C|%l|%P|%a|%v|%m", "--jobs={{ids}}"]
@@ -286,7 +282,8 @@ kind = "batch"
 script = "true"
 resources = {{ node_count = 1, duration = "5m" }}
 "#
-        )
+        );
+        crate::common::fake_site_config(d, url, &rest)
     }
 
     #[tokio::test]

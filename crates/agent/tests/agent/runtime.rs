@@ -19,30 +19,33 @@ fn script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-async fn world() -> World {
+/// A fake site's server on a database in a new temporary directory, and the agent's
+/// configuration `agent.toml` there: the site's ([`crate::common::fake_site_config`]), then
+/// `rest(d)` for the directory `d`.
+async fn world_with(rest: impl FnOnce(&str) -> String) -> World {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    script(
-        &dir.path().join("sbatch"),
-        &format!("#!/bin/sh\nn=$(cat {d}/counter 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > {d}/counter\necho \"$*\" >> {d}/sbatch.log\necho $n\n"),
-    );
-    script(
-        &dir.path().join("squeue"),
-        &format!(
-            "#!/bin/sh\necho \"$*\" >> {d}/squeue.log\nfor a in \"$@\"; do case \"$a\" in --jobs=*) ids=\"${{a#--jobs=}}\";; esac; done\n\
-             echo \"$ids\" | tr ',' '\\n' | while read -r id; do [ -n \"$id\" ] && echo \"$id|RUNNING|None\"; done\nexit 0\n"
-        ),
-    );
     let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
+        crate::common::fake_site_config(&d, &url, &rest(&d)),
+    )
+    .unwrap();
+    World {
+        client: Client::new(&url, &client_token).unwrap(),
+        dir,
+        agent_token,
+        config,
+    }
+}
+
+/// The slurm preset with stand-ins for sbatch (hands out ids 1, 2, …) and squeue (RUNNING for
+/// every id), each logging its calls to `sbatch.log` / `squeue.log`.
+async fn world() -> World {
+    let w = world_with(|d| {
         format!(
-            r#"server_url = "{url}"
-token_file = "{d}/token"
-site = "fake"
-work_dir = "{d}/work"
-[batch]
+            r#"[batch]
 preset = "slurm"
 submit = ["{d}/sbatch", "--parsable", "--job-name={{job_name}}", "{{script}}"]
 status = ["{d}/squeue", "--noheader", "--format=%i|%T|%r", "--jobs={{ids}}"]
@@ -54,15 +57,22 @@ name = "run"
 kind = "batch"
 script = "true"
 "#
+        )
+    })
+    .await;
+    let d = w.dir.path().display().to_string();
+    script(
+        &w.dir.path().join("sbatch"),
+        &format!("#!/bin/sh\nn=$(cat {d}/counter 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > {d}/counter\necho \"$*\" >> {d}/sbatch.log\necho $n\n"),
+    );
+    script(
+        &w.dir.path().join("squeue"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {d}/squeue.log\nfor a in \"$@\"; do case \"$a\" in --jobs=*) ids=\"${{a#--jobs=}}\";; esac; done\n\
+             echo \"$ids\" | tr ',' '\\n' | while read -r id; do [ -n \"$id\" ] && echo \"$id|RUNNING|None\"; done\nexit 0\n"
         ),
-    )
-    .unwrap();
-    World {
-        client: Client::new(&url, &client_token).unwrap(),
-        dir,
-        agent_token,
-        config,
-    }
+    );
+    w
 }
 
 /// A job of the config's one type `t` on the fake site.
@@ -210,19 +220,10 @@ async fn a_batch_job_submitted_but_not_reported_before_a_crash_is_reported_at_re
 /// A 3-step pipeline (login, batch, login) on the local adapter, each step writing the time
 /// (ns) when it starts and ends to `times`.
 async fn pipeline_world(cycle_seconds: u64) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let (url, agent_token, client_token) = crate::common::fake_site_server(dir.path()).await;
-    let stamp = format!("date +%s%N >> {d}/times");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
+    world_with(|d| {
+        let stamp = format!("date +%s%N >> {d}/times");
         format!(
-            r#"server_url = "{url}"
-token_file = "{d}/token"
-site = "fake"
-work_dir = "{d}/work"
-[poll]
+            r#"[poll]
 long_poll_seconds = {cycle_seconds}
 status_interval_seconds = {cycle_seconds}
 idle_interval_seconds = {cycle_seconds}
@@ -243,15 +244,9 @@ name = "post"
 kind = "login"
 shell = "{stamp}; {stamp}"
 "#
-        ),
-    )
-    .unwrap();
-    World {
-        client: Client::new(&url, &client_token).unwrap(),
-        dir,
-        agent_token,
-        config,
-    }
+        )
+    })
+    .await
 }
 
 /// The gaps (ms) between one step's end and the next one's start, from `times`.

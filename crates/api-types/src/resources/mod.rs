@@ -217,30 +217,21 @@ impl ResourceValue {
 /// The resources of a job (or a sub-job), each well-formed; absent ones are left to the
 /// batch system's defaults. Serialised with canonical values: memory in bytes, duration in
 /// seconds; read with the same parse as a submission, so `"4G"` and `"1h"` are accepted.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "Map<String, Value>")]
 pub struct Resources {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes_per_node: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_cores_per_process: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_cores_per_process: Option<u64>,
     /// Bytes for the whole job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
     /// Seconds of wall-clock time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
 }
 
@@ -407,28 +398,20 @@ fn unknown_resource() -> String {
 /// `squeue`, PBS's `qstat -f`, LSF's `bjobs -o`); what a system does not report is absent.
 /// Names as in `Resources`, plus `cpu_count` (all CPU cores of the job), which PSI/J
 /// does not name.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GrantedResources {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_count: Option<u64>,
     /// All CPU cores allocated to the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_count: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_count: Option<u64>,
     /// Bytes (as the batch system reports it: per node for Slurm's `squeue`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
     /// The time limit, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
 }
 

@@ -14,23 +14,20 @@ use utoipa::ToSchema;
 /// What a job type allows for one resource. Values are as a client may write them
 /// (memory and duration also as strings with units, `"4G"`, `"1h"`); an agent publishes
 /// them in canonical form (bytes, seconds).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceRule {
     /// Smallest value a client may ask for (numeric resources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub minimum: Option<Value>,
     /// Largest value a client may ask for (numeric resources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub maximum: Option<Value>,
     /// The value when the client gives none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub default: Option<Value>,
     /// The one value: a client may leave the resource out or send exactly this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub fixed: Option<Value>,
     /// Names (queue, account, reservation): the values a client may choose from; empty

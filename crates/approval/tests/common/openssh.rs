@@ -1,7 +1,8 @@
 //! OpenSSH's own tools for tests: make keys (`ssh-keygen -t`), sign (`ssh-keygen -Y sign`),
 //! verify (`ssh-keygen -Y verify`), fingerprints, and a real `ssh-agent`. Shared by the
-//! approval crate's, the server's and the end-to-end tests (included with `#[path]`). The
-//! tests that use it fail when OpenSSH is missing.
+//! approval crate's, the server's and the end-to-end tests (included with `#[path]`; the
+//! server's metrics test runs promtool with its `run_with_input`). The tests that use it fail
+//! when OpenSSH is missing.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -15,9 +16,27 @@ pub const NS: &str = "hpcsera-code";
 
 /// Runs a command; whether it succeeded and its stdout and stderr.
 pub fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .expect("OpenSSH (ssh-keygen) must be installed");
+    said(
+        cmd.output()
+            .expect("OpenSSH (ssh-keygen) must be installed"),
+    )
+}
+
+/// Runs a command with `input` on its stdin; whether it succeeded and its stdout and stderr.
+/// `needs` says what must be installed for it.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], needs: &str) -> (bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{needs} must be installed: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    said(child.wait_with_output().unwrap())
+}
+
+/// Whether a command succeeded, and its stdout and stderr.
+fn said(out: std::process::Output) -> (bool, String) {
     (
         out.status.success(),
         format!(
@@ -69,30 +88,14 @@ pub fn verify(allowed: &str, principal: &str, msg: &str, sig: &str) -> (bool, St
     let (a, s) = (dir.path().join("allowed"), dir.path().join("msg.sig"));
     std::fs::write(&a, allowed).unwrap();
     std::fs::write(&s, sig).unwrap();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-n", NS, "-I", principal, "-f"])
-        .arg(&a)
-        .arg("-s")
-        .arg(&s)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("OpenSSH (ssh-keygen) must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(msg.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    run_with_input(
+        Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", NS, "-I", principal, "-f"])
+            .arg(&a)
+            .arg("-s")
+            .arg(&s),
+        msg.as_bytes(),
+        "OpenSSH (ssh-keygen)",
     )
 }
 

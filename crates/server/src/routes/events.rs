@@ -34,6 +34,20 @@ pub async fn job_deliveries(
     Ok(Json(WebhookDeliveryList { deliveries }))
 }
 
+/// The query of an event read (a job's, the project's or a sweep's), as the OpenAPI document
+/// shows it; [`event_query`] parses it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by utoipa only
+pub(crate) struct EventQuery {
+    /// only events with a larger seq
+    after: Option<i64>,
+    /// 1 to 1000, default 1000
+    limit: Option<u32>,
+    /// seconds to wait for an event when there is none (0 to 60)
+    wait: Option<u64>,
+}
+
 /// Parses `after`, `limit` and `wait` of an event read (a job's, the project's or a
 /// sweep's).
 pub(crate) fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
@@ -100,10 +114,7 @@ where
 /// the request wait for the next event when there is none yet (long poll), so a waiting client
 /// does not busy-poll.
 #[utoipa::path(get, path = "/api/v1/job/{jobId}/events", tag = "jobs",
-    params(("jobId" = String, Path, description = "job id (UUID)"),
-        ("after" = Option<i64>, Query, description = "only events with a larger seq"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000"),
-        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (0 to 60)")),
+    params(("jobId" = String, Path, description = "job id (UUID)"), EventQuery),
     responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -125,9 +136,7 @@ pub async fn job_events(
 /// Resume after a disconnect with `after` = the last `seq` seen: nothing is lost or repeated.
 /// `wait` long-polls as for a job's events.
 #[utoipa::path(get, path = "/api/v1/events", tag = "jobs",
-    params(("after" = Option<i64>, Query, description = "only events with a larger seq"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000"),
-        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (0 to 60)")),
+    params(EventQuery),
     responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]

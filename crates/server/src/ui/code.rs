@@ -11,6 +11,7 @@
 
 use super::access::{PageError, ProjectAccess};
 use super::{render, show_bytes, show_rfc3339, Nav, UiError, UiForm, UiSession};
+use crate::extract::CodeId;
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -152,85 +153,120 @@ async fn bundle(
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let access = ProjectAccess::for_page(&state, &session, &project, CODE_ROLES).await?;
-    bundle_page(
-        &state,
-        &session,
-        &access,
-        &id,
-        StatusCode::OK,
-        None,
-        String::new(),
-    )
-    .await
+    let at = BundleAt::new(&state, &session, &access, &id);
+    at.page(StatusCode::OK, None, String::new()).await
 }
 
-/// The bundle page, with the problem of a decision that was refused.
-pub(super) async fn bundle_page(
+/// Bundle `id`'s page as the person of `session` sees it in the project of `access`.
+#[derive(Clone, Copy)]
+pub(super) struct BundleAt<'a> {
+    state: &'a AppState,
+    session: &'a UiSession,
+    access: &'a ProjectAccess,
+    id: &'a str,
+}
+
+impl<'a> BundleAt<'a> {
+    pub(super) fn new(
+        state: &'a AppState,
+        session: &'a UiSession,
+        access: &'a ProjectAccess,
+        id: &'a str,
+    ) -> Self {
+        BundleAt {
+            state,
+            session,
+            access,
+            id,
+        }
+    }
+
+    /// The page with `status`, and the problem of a decision that was refused (with the
+    /// reason as it was typed).
+    pub(super) async fn page(
+        self,
+        status: StatusCode,
+        problem: Option<String>,
+        reason: String,
+    ) -> Result<Response, PageError> {
+        let BundleAt {
+            state,
+            session,
+            access,
+            id,
+        } = self;
+        if !is_code_id(id) {
+            return Err(UiError::NotFound.into());
+        }
+        let bundle = state.store.get_bundle(access.project_id, id).await?;
+        let waiting: Vec<WaitingRow> = state
+            .store
+            .jobs_awaiting_bundle(access.project_id, id, MAX_WAITING_SHOWN)
+            .await?
+            .into_iter()
+            .map(|j| WaitingRow {
+                created: show_rfc3339(&j.created_at),
+                id: j.id,
+                job_type: j.job_type,
+                site: j.site,
+                owner: j.owner,
+            })
+            .collect();
+        let signing =
+            if bundle.status == CodeStatus::PendingApproval && digest_state(&bundle) == "match" {
+                let sites: Vec<String> = waiting.iter().map(|w| w.site.clone()).collect();
+                signing(state, access, id, &sites).await?
+            } else {
+                None
+            };
+        let path = crate::config::code_file_path(&state.config.code_dir, id);
+        let files = match crate::bundles::list_bundle_files(&path).await {
+            Ok(list) => Some(list),
+            Err(crate::bundles::ListError::Gone) => None,
+            Err(crate::bundles::ListError::Io(e)) => {
+                tracing::warn!(error = %e, "cannot list a code bundle's files");
+                None
+            }
+        };
+        Ok(render(
+            status,
+            &BundlePage {
+                nav: Nav::new(session, "code"),
+                project: access.project.clone(),
+                short: bundle.id.chars().take(12).collect(),
+                size: show_bytes(bundle.size.max(0) as u64),
+                uploaded: show_rfc3339(&bundle.created_at),
+                decided: bundle
+                    .decided_at
+                    .as_deref()
+                    .map(show_rfc3339)
+                    .unwrap_or_default(),
+                digest: digest_state(&bundle),
+                pending: bundle.status == CodeStatus::PendingApproval,
+                bundle,
+                waiting,
+                files,
+                problem,
+                reason,
+                max_reason: MAX_REASON_CHARS,
+                signing,
+            },
+        ))
+    }
+}
+
+/// The checks of a form posted about bundle `id` (the session, CSRF, a code role in the
+/// project): the person's access and the id, parsed (a malformed one is not found).
+pub(super) async fn code_form(
     state: &AppState,
     session: &UiSession,
-    access: &ProjectAccess,
+    form: &UiForm,
+    project: &str,
     id: &str,
-    status: StatusCode,
-    problem: Option<String>,
-    reason: String,
-) -> Result<Response, PageError> {
-    if !is_code_id(id) {
-        return Err(UiError::NotFound.into());
-    }
-    let bundle = state.store.get_bundle(access.project_id, id).await?;
-    let waiting: Vec<WaitingRow> = state
-        .store
-        .jobs_awaiting_bundle(access.project_id, id, MAX_WAITING_SHOWN)
-        .await?
-        .into_iter()
-        .map(|j| WaitingRow {
-            created: show_rfc3339(&j.created_at),
-            id: j.id,
-            job_type: j.job_type,
-            site: j.site,
-            owner: j.owner,
-        })
-        .collect();
-    let signing =
-        if bundle.status == CodeStatus::PendingApproval && digest_state(&bundle) == "match" {
-            let sites: Vec<String> = waiting.iter().map(|w| w.site.clone()).collect();
-            signing(state, access, id, &sites).await?
-        } else {
-            None
-        };
-    let path = crate::config::code_file_path(&state.config.code_dir, id);
-    let files = match crate::bundles::list_bundle_files(&path).await {
-        Ok(list) => Some(list),
-        Err(crate::bundles::ListError::Gone) => None,
-        Err(crate::bundles::ListError::Io(e)) => {
-            tracing::warn!(error = %e, "cannot list a code bundle's files");
-            None
-        }
-    };
-    Ok(render(
-        status,
-        &BundlePage {
-            nav: Nav::new(session, "code"),
-            project: access.project.clone(),
-            short: bundle.id.chars().take(12).collect(),
-            size: show_bytes(bundle.size.max(0) as u64),
-            uploaded: show_rfc3339(&bundle.created_at),
-            decided: bundle
-                .decided_at
-                .as_deref()
-                .map(show_rfc3339)
-                .unwrap_or_default(),
-            digest: digest_state(&bundle),
-            pending: bundle.status == CodeStatus::PendingApproval,
-            bundle,
-            waiting,
-            files,
-            problem,
-            reason,
-            max_reason: MAX_REASON_CHARS,
-            signing,
-        },
-    ))
+) -> Result<(ProjectAccess, CodeId), PageError> {
+    let access = ProjectAccess::for_form(state, session, form, project, CODE_ROLES).await?;
+    let code_id = CodeId::parse(id).map_err(|_| UiError::NotFound)?;
+    Ok((access, code_id))
 }
 
 /// What the decision form asks for: approve or reject, and the reason (required to reject).
@@ -266,22 +302,10 @@ async fn decide(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::for_form(&state, &session, &form, &project, CODE_ROLES).await?;
-    if !is_code_id(&id) {
-        return Err(UiError::NotFound.into());
-    }
+    let (access, _) = code_form(&state, &session, &form, &project, &id).await?;
     let typed = form.get("reason").unwrap_or("").to_string();
-    let refused = |status, problem: String| {
-        bundle_page(
-            &state,
-            &session,
-            &access,
-            &id,
-            status,
-            Some(problem),
-            typed.clone(),
-        )
-    };
+    let at = BundleAt::new(&state, &session, &access, &id);
+    let refused = |status, problem: String| at.page(status, Some(problem), typed.clone());
     let (approve, reason) = match read_decision(&form) {
         Ok(d) => d,
         Err(problem) => return refused(StatusCode::UNPROCESSABLE_ENTITY, problem).await,

@@ -9,10 +9,9 @@
 //! twice or differently; the approval is the decision of the key's owner.
 
 use super::access::{PageError, ProjectAccess};
-use super::code::{bundle_page, message, CODE_ROLES};
+use super::code::{code_form, message, BundleAt, CODE_ROLES};
 use super::{UiError, UiForm, UiSession};
 use crate::error::ApiError;
-use crate::extract::CodeId;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -81,22 +80,12 @@ pub(crate) async fn approve_signed(
     Path((project, id)): Path<(String, String)>,
     form: UiForm,
 ) -> Result<Response, PageError> {
-    let access = ProjectAccess::for_form(&state, &session, &form, &project, CODE_ROLES).await?;
-    let code_id = CodeId::parse(&id).map_err(|_| UiError::NotFound)?;
+    let (access, code_id) = code_form(&state, &session, &form, &project, &id).await?;
     // A textarea sends CRLF line breaks; an armored signature has LF.
     let signature = form.get("signature").unwrap_or("").replace("\r\n", "\n");
     let sites = sites_of(form.get("sites").unwrap_or(""));
-    let refused = |status, problem: String| {
-        bundle_page(
-            &state,
-            &session,
-            &access,
-            &id,
-            status,
-            Some(problem),
-            String::new(),
-        )
-    };
+    let at = BundleAt::new(&state, &session, &access, &id);
+    let refused = |status, problem: String| at.page(status, Some(problem), String::new());
     let Some(m) = message(&id, &access.project, &sites) else {
         return refused(
             StatusCode::UNPROCESSABLE_ENTITY,

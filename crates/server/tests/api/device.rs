@@ -325,9 +325,7 @@ async fn an_approved_request_gives_one_ordinary_token_and_every_step_is_audited(
 
     let page = b.get(&next).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    for shown in [CLIENT, "proj-a", "testsite", "30 days (as asked)", code] {
-        assert!(page.body.contains(shown), "{shown} missing: {}", page.body);
-    }
+    page.assert_shows(&[CLIENT, "proj-a", "testsite", "30 days (as asked)", code]);
     for r in [
         hpcsera_api_types::Role::GetJobStatus,
         hpcsera_api_types::Role::PostJob,

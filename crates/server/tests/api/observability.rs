@@ -14,27 +14,10 @@ use std::time::Duration;
 
 /// Runs `promtool check metrics` on `text`; (success, what it said).
 fn promtool(text: &str) -> (bool, String) {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    crate::approvals::openssh::run_with_input(
+        std::process::Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+        "promtool (Debian package prometheus)",
     )
 }
 

@@ -26,6 +26,16 @@ pub struct Page {
     pub body: String,
 }
 
+impl Page {
+    /// Asserts that the body contains each of `texts`.
+    #[track_caller]
+    pub fn assert_shows(&self, texts: &[&str]) {
+        for text in texts {
+            assert!(self.body.contains(text), "{text} missing: {}", self.body);
+        }
+    }
+}
+
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         Browser {

@@ -165,7 +165,7 @@ async fn a_job_page_shows_parameters_sub_jobs_events_output_and_result_files() {
     let page = format!("/ui/projects/proj-a/jobs/{id}");
     let p = b.get(&page).await;
     assert_eq!(p.status, StatusCode::OK);
-    for text in [
+    p.assert_shows(&[
         "id=\"job-status\" class=\"status-running\">running",
         "&#60;b&#62;bold&#60;/b&#62;",
         "<dt>steps</dt><dd><code>7</code>",
@@ -179,9 +179,7 @@ async fn a_job_page_shows_parameters_sub_jobs_events_output_and_result_files() {
         "id=\"cancel\"",
         "id=\"hold\"",
         "id=\"delete\"",
-    ] {
-        assert!(p.body.contains(text), "{text} missing: {}", p.body);
-    }
+    ]);
     assert!(!p.body.contains("<script>alert"), "output is escaped");
 
     // A result file is a download, never a page of this site.

@@ -27,7 +27,7 @@ async fn the_sites_page_shows_each_job_type_with_its_parameters_and_agent_health
     assert_eq!(p.location.as_deref(), Some("/ui/projects/proj-a/sites"));
     let p = b.get("/ui/projects/proj-a/sites").await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
-    for text in [
+    p.assert_shows(&[
         "id=\"site-testsite\"",
         "a simulation",
         "whole number, 1 to 1000",
@@ -37,9 +37,7 @@ async fn the_sites_page_shows_each_job_type_with_its_parameters_and_agent_health
         "code bundle (its SHA-256)",
         "stage (login node) → run (batch)",
         &format!("href=\"{FORM}\""),
-    ] {
-        assert!(p.body.contains(text), "{text} in {}", p.body);
-    }
+    ]);
     // The agent published, so it was heard from.
     let seen = p.body.split("class=\"last-seen\">").nth(1).unwrap();
     assert!(!seen.starts_with("never"), "{seen}");
@@ -83,7 +81,7 @@ async fn the_form_has_typed_inputs_and_submits_typed_parameters_once() {
     let mut b = Browser::logged_in(&t, "carol").await;
     let form = b.get(FORM).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    for input in [
+    form.assert_shows(&[
         "type=\"number\" id=\"p-steps\" name=\"p.steps\" value=\"10\" step=\"1\" min=\"1\" max=\"1000\"",
         "type=\"number\" id=\"p-tol\" name=\"p.tol\" value=\"\" step=\"any\" min=\"0\" max=\"1\"",
         "<select id=\"p-mode\" name=\"p.mode\">",
@@ -92,9 +90,7 @@ async fn the_form_has_typed_inputs_and_submits_typed_parameters_once() {
         "id=\"p-tag\" name=\"p.tag\" value=\"\" pattern=\"[a-z][a-z0-9-]*\">",
         "id=\"p-label\" name=\"p.label\" value=\"\" maxlength=\"200\" required>",
         "id=\"p-code\" name=\"p.code\" value=\"\" class=\"digest\" list=\"bundles\" pattern=\"[0-9a-f]{64}\"",
-    ] {
-        assert!(form.body.contains(input), "{input} in {}", form.body);
-    }
+    ]);
     let csrf = hidden(&form.body, "csrf");
     let key = hidden(&form.body, "idempotency");
     let fields = [
@@ -211,25 +207,21 @@ async fn resources_have_inputs_from_the_job_types_rules_and_reach_the_job() {
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     let mut b = Browser::logged_in(&t, "carol").await;
     let p = b.get("/ui/projects/proj-a/sites").await;
-    for text in [
+    p.assert_shows(&[
         "a whole number, 1 to 4; default 1",
         "a duration such as 1h30m, at most 2h; default 10m",
         "one of debug, long; default debug",
         "fixed: proj42",
-    ] {
-        assert!(p.body.contains(text), "{text} in {}", p.body);
-    }
+    ]);
     let form_path = "/ui/projects/proj-a/sites/testsite/mpi";
     let form = b.get(form_path).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    for input in [
+    form.assert_shows(&[
         "type=\"number\" id=\"r-node_count\" name=\"r.node_count\" value=\"1\" step=\"1\" min=\"1\" max=\"4\"",
         "id=\"r-duration\" name=\"r.duration\" value=\"10m\"",
         "<select id=\"r-queue_name\" name=\"r.queue_name\">",
         "<span id=\"r-account\">proj42</span>",
-    ] {
-        assert!(form.body.contains(input), "{input} in {}", form.body);
-    }
+    ]);
     let csrf = hidden(&form.body, "csrf");
     // Past the bounds: each problem at its input.
     let p = b

@@ -8,7 +8,7 @@
 
 mod submit;
 
-use super::events::{event_query, read_events};
+use super::events::{event_query, read_events, EventQuery};
 use super::query::{decode_cursor, encode_cursor, pairs, parse_limit, push_statuses};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller, SweepId};
@@ -128,10 +128,7 @@ pub async fn sweep_jobs(
 /// The events of all the sweep's members, oldest first; `after` continues, `wait` (seconds,
 /// at most 60) long-polls for the next one, so a client following a sweep does not busy-poll.
 #[utoipa::path(get, path = "/api/v1/sweeps/{sweepId}/events", tag = "sweeps",
-    params(("sweepId" = String, Path, description = "sweep id (UUID)"),
-        ("after" = Option<i64>, Query, description = "only events with a larger seq"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 1000"),
-        ("wait" = Option<u64>, Query, description = "seconds to wait for an event when there is none (0 to 60)")),
+    params(("sweepId" = String, Path, description = "sweep id (UUID)"), EventQuery),
     responses((status = 200, body = JobEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
