@@ -186,6 +186,14 @@ bench_backend() {
     lua_script "$dir/get.lua" GET
     BENCH_TOKEN="$(cat "$dir/client.token")" wrk_run "$dir/read.out" "$url/api/v1/job/$job" "$dir/get.lua" "$CONNS"
     echo "$(rps "$dir/read.out") $(pct "$dir/read.out" 99%)" >"$WORK/read.$name"
+    if [ "$name" = sqlite ]; then
+        # The ceiling of any read here: the same server, wrk and connections on GET /healthz
+        # (no token, no database, a 15-byte answer) — what HTTP, the middleware and wrk on the
+        # same two cores cost before a read does any work of its own.
+        log "$name: the HTTP floor (GET /healthz)"
+        wrk_run "$dir/floor.out" "$url/healthz" "$dir/get.lua" "$CONNS"
+        echo "$(rps "$dir/floor.out") $(pct "$dir/floor.out" 99%)" >"$WORK/floor.$name"
+    fi
 
     log "$name: submit"
     lua_script "$dir/post.lua" POST '{"site":"bench","jobType":"noop"}'
@@ -599,6 +607,10 @@ for b in $BACKENDS; do
     record "read one job ($b): req/s" "$r" "${s_rps:-—}" "≥ 20× peer" \
         "$(awk -v a="$r" -v b="$s_rps" 'BEGIN{print (b > 0 && a >= 20 * b) ? "yes" : (b > 0 ? "no" : "—")}')"
     record "read one job ($b): p99" "$p ms" "${s_p99:-—} ms" "≤ 5 ms" "$(awk -v v="$p" 'BEGIN{print (v <= 5) ? "yes" : "no"}')"
+    if [ -s "$WORK/floor.$b" ]; then
+        read -r fr fp <"$WORK/floor.$b"
+        record "HTTP floor: GET /healthz, no token, no database ($b): req/s (p99 $fp ms)" "$fr" "${s_rps:-—}" "ceiling of a read; vs peer" "—"
+    fi
     read -r sr cpu bad <"$WORK/submit.$b"
     record "durable submissions/s ($b, $SUBMIT_CONNS conns)" "$sr" "${s_sub:-—}" "≥ 5× peer" \
         "$(awk -v a="$sr" -v b="$s_sub" 'BEGIN{print (b > 0 && a >= 5 * b) ? "yes" : (b > 0 ? "no" : "—")}')"

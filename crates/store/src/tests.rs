@@ -439,5 +439,31 @@ async fn a_new_job_is_answered_as_it_reads_back() {
             serde_json::to_value(&page[0]).unwrap(),
             serde_json::to_value(&read).unwrap()
         );
+        // A page is JSON the database builds (`job_page`): every character a message can hold
+        // reads back the same through it as through a single read.
+        let message = "a \"quoted\" \\ back\\slash\nnew line\ttab \u{1} ü 🚀 </script>";
+        sqlx::query("UPDATE jobs SET message = $1, batch_job_id = $2 WHERE id = $3")
+            .bind(message)
+            .bind("42_7")
+            .bind(&answered.id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let read = store.get_job(project, &answered.id).await.unwrap();
+        assert_eq!(read.message.as_deref(), Some(message));
+        let (page, _) = store
+            .list_jobs(
+                project,
+                &crate::JobFilter {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&page[0]).unwrap(),
+            serde_json::to_value(&read).unwrap()
+        );
     }
 }
