@@ -29,17 +29,23 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 /// The whole HTTP application.
+///
+/// The layers, outermost first, are one stack: each `Router::layer` call wraps every route
+/// once more, and each wrap boxes its future (with a copy of the request's slot) per
+/// request, which a long poll keeps for its whole wait.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    routes::router(&state.config.limits)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    let layers = tower::ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe));
+    routes::router(&state.config.limits)
+        .layer(layers)
         .with_state(state)
 }
 

@@ -148,17 +148,10 @@ pub async fn serve(
         tasks.spawn(async move {
             match tls {
                 None => ctx.serve(stream, false).await,
+                // Boxed: a TLS connection's state (rustls, the handshake) is several KiB,
+                // which every plain connection's task would otherwise reserve as well.
                 Some(acceptor) => {
-                    let mut stop = ctx.stop.clone();
-                    let shake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                    tokio::select! {
-                        r = shake => match r {
-                            Ok(Ok(s)) => ctx.serve(s, true).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        },
-                        _ = stop.changed() => {}
-                    }
+                    Box::pin(ctx.serve_tls(acceptor, stream, handshake_timeout)).await
                 }
             }
             if let Ok(mut c) = conns.lock() {
@@ -182,6 +175,26 @@ struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// [`ConnCtx::serve`] after a TLS handshake bounded by `handshake_timeout`.
+    async fn serve_tls(
+        self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        stream: tokio::net::TcpStream,
+        handshake_timeout: Duration,
+    ) {
+        let peer = self.peer;
+        let mut stop = self.stop.clone();
+        let shake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+        tokio::select! {
+            r = shake => match r {
+                Ok(Ok(s)) => self.serve(s, true).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            },
+            _ = stop.changed() => {}
+        }
+    }
+
     /// Serves HTTP/1 on `io` until the client closes, the connection is chosen to make room,
     /// or the server stops (then the request in progress finishes first).
     async fn serve<I>(self, io: I, tls: bool)

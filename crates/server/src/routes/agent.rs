@@ -40,18 +40,20 @@ pub async fn agent_poll(
     let site = agent.site();
     let token = agent.token();
     let lease_seconds = st.config.leases.lease_seconds;
-    let released = st
-        .store
-        .renew_leases(
-            &token.token_id,
-            token.project_id,
-            &active,
-            now_ms() + lease_seconds as i64 * 1000,
-        )
-        .await?;
-    st.store
-        .touch_site(site, token.project_id, body.agent_version.as_deref())
-        .await?;
+    // The store calls are boxed so that the poll's state across its wait (`long_poll`)
+    // does not reserve room for them: that state is kept per idle agent connection.
+    let released = Box::pin(st.store.renew_leases(
+        &token.token_id,
+        token.project_id,
+        &active,
+        now_ms() + lease_seconds as i64 * 1000,
+    ))
+    .await?;
+    Box::pin(
+        st.store
+            .touch_site(site, token.project_id, body.agent_version.as_deref()),
+    )
+    .await?;
     let actor = agent.actor();
     let wait = Duration::from_secs(u64::from(body.wait_seconds));
     let recheck = st.config.connections.long_poll_recheck;

@@ -39,7 +39,9 @@ where
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         changed.borrow_and_update();
-        let found = look().await?;
+        // Boxed: a look's store calls are large futures; the state kept across the wait
+        // below holds only the waiting part.
+        let found = Box::pin(look()).await?;
         let now = tokio::time::Instant::now();
         match found {
             Look::Found(t) => return Ok(t),
