@@ -10,6 +10,7 @@
 //! Dependencies run one way: `app` → `routes` → `extract`/`state`/`config`/`error`; nothing
 //! below `routes` knows a route. No module here writes SQL.
 
+mod api_bounds;
 pub mod app;
 pub mod audit;
 pub mod bundles;

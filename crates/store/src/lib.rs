@@ -13,10 +13,12 @@ mod auth;
 mod authcache;
 mod changes;
 mod code;
+mod code_refs;
 mod device;
 mod events;
 mod group_commit;
 mod idempotency;
+mod insert;
 #[macro_use]
 mod jobs;
 mod listing;

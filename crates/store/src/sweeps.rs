@@ -159,7 +159,7 @@ impl Store {
                     .map(move |(param, code)| (*seq, param.as_str(), new.project_id, code.as_str()))
             })
             .collect();
-        crate::code::insert_code_refs(&mut tx.tx, &code_refs).await?;
+        crate::code_refs::insert_code_refs(&mut tx.tx, &code_refs).await?;
         // The `created` events: a member that waits for its code says so, as a single job's
         // does (one bulk insert per message).
         let (waiting, ready): (Vec<_>, Vec<_>) = created

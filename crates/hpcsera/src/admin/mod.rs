@@ -8,12 +8,13 @@ mod people;
 mod tokens;
 
 use crate::cli::{json_output, print_json};
+pub(crate) use crate::cli::{parse_age, parse_expiry};
 use crate::DbArgs;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use code::CodeCmd;
 use hpcsera_api_types::{is_valid_name, RoleSet};
-use hpcsera_store::{now_ms, parse_rfc3339_ms, Store};
+use hpcsera_store::{now_ms, Store};
 use people::{MemberCmd, ProjectCmd, UserCmd};
 use serde_json::json;
 use tokens::TokenCmd;
@@ -66,32 +67,6 @@ enum SiteCmd {
     Add { name: String },
     /// List sites.
     List,
-}
-
-/// Parses `30d`, `12h`, `45m`, `90s` or an RFC 3339 time into an absolute time (Unix ms).
-pub fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
-    if let Some(t) = parse_rfc3339_ms(s) {
-        if t <= now {
-            bail!("--expires {s:?} is in the past");
-        }
-        return Ok(t);
-    }
-    let ms = parse_age("--expires", s)?;
-    if ms <= 0 {
-        bail!("--expires {s:?}: expected a duration like 30d, 12h, 45m or an RFC 3339 time");
-    }
-    now.checked_add(ms).context("--expires is too far away")
-}
-
-/// Parses an age such as `30d`, `12h`, `45m`, `90s` (`hpcsera_api_types::duration`) into
-/// milliseconds; `flag` names the option in errors.
-fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
-    let secs =
-        hpcsera_api_types::duration::parse_secs(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| s.checked_mul(1_000))
-        .with_context(|| format!("{flag} is too long"))
 }
 
 fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {

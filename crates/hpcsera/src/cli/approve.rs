@@ -10,6 +10,7 @@
 //! allowed-signers file. The token only carries the upload: the signature names the person.
 
 use super::output::clean;
+use super::parse_expiry;
 use anyhow::{bail, Context};
 use clap::Args;
 use hpcsera_approval::{ApprovalMessage, SshAgent};
@@ -62,7 +63,7 @@ pub async fn run(client: &Client, a: ApproveArgs) -> anyhow::Result<()> {
     let sites = choose_sites(client, a.sites.clone()).await?;
     let expires = match &a.expires {
         None => None,
-        Some(e) => Some(crate::admin::parse_expiry(e, hpcsera_store::now_ms())? / 1000),
+        Some(e) => Some(parse_expiry(e, hpcsera_store::now_ms())? / 1000),
     };
     let message = ApprovalMessage::new(&a.id, &me.project, &sites, expires)
         .map_err(|e| anyhow::anyhow!("cannot make the approval message: {e}"))?

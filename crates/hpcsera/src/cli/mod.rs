@@ -18,6 +18,7 @@ mod sweep;
 mod sweep_input;
 mod wait;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use hpcsera_client::{Client, ClientError};
 use std::process::ExitCode;
@@ -353,4 +354,32 @@ async fn job_types(site: &str, format: Format) -> CliResult {
         Format::Table => output::job_types(&types)?,
     }
     Ok(exit::OK)
+}
+
+/// Parses `30d`, `12h`, `45m`, `90s` or an RFC 3339 time into an absolute time (Unix ms).
+pub(crate) fn parse_expiry(s: &str, now: i64) -> anyhow::Result<i64> {
+    if let Some(t) = hpcsera_store::parse_rfc3339_ms(s) {
+        if t <= now {
+            anyhow::bail!("--expires {s:?} is in the past");
+        }
+        return Ok(t);
+    }
+    let ms = parse_age("--expires", s)?;
+    if ms <= 0 {
+        anyhow::bail!(
+            "--expires {s:?}: expected a duration like 30d, 12h, 45m or an RFC 3339 time"
+        );
+    }
+    now.checked_add(ms).context("--expires is too far away")
+}
+
+/// Parses an age such as `30d`, `12h`, `45m`, `90s` (`hpcsera_api_types::duration`) into
+/// milliseconds; `flag` names the option in errors.
+pub(crate) fn parse_age(flag: &str, s: &str) -> anyhow::Result<i64> {
+    let secs =
+        hpcsera_api_types::duration::parse_secs(s).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000))
+        .with_context(|| format!("{flag} is too long"))
 }

@@ -9,9 +9,11 @@
 //! (a size in bytes of UTF-8 or of serialised JSON) stays in the field's description.
 
 use super::{operations, schema};
+use crate::api_bounds::{
+    MAX_EVENT_WAIT, MAX_IDEMPOTENCY_KEY, MAX_OUTPUT_WAIT, MAX_PAGE, MAX_POLL_IDS, MAX_POLL_JOBS,
+    MAX_POLL_WAIT,
+};
 use crate::config::Limits;
-use crate::routes::jobs::MAX_IDEMPOTENCY_KEY;
-use crate::routes::{MAX_EVENT_WAIT, MAX_OUTPUT_WAIT, MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
 use hpcsera_api_types::{JobUpdate, MAX_NAME_LEN};
 use serde_json::{json, Map, Value};
 
@@ -292,7 +294,7 @@ fn parameters(doc: &mut Value) {
                 ("path", "name") => json!({"type": "string",
                     "pattern": "^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"}),
                 ("query", "limit") => json!({"type": "integer", "minimum": 1,
-                    "maximum": crate::routes::query::MAX_PAGE}),
+                    "maximum": MAX_PAGE}),
                 ("query", "wait") => json!({"type": "integer", "minimum": 0,
                     "maximum": if events { MAX_EVENT_WAIT } else { MAX_OUTPUT_WAIT as u64 }}),
                 ("query", "offset" | "maxBytes") => {

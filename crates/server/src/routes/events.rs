@@ -83,8 +83,7 @@ pub(crate) fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
     Ok((f, wait))
 }
 
-/// Longest wait of an event read.
-pub(crate) const MAX_EVENT_WAIT: u64 = 60;
+pub(crate) use crate::api_bounds::MAX_EVENT_WAIT;
 
 /// Reads events; when there are none and `wait` > 0, waits until one is written (or the
 /// time is up). Wake-ups come from any event, so every wake-up reads again.

@@ -23,9 +23,6 @@ mod system;
 pub(crate) mod tokens;
 pub(crate) mod wait;
 
-pub(crate) use agent::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
-pub(crate) use events::MAX_EVENT_WAIT;
-pub(crate) use output::MAX_OUTPUT_WAIT;
 
 use crate::config::Limits;
 use crate::state::AppState;

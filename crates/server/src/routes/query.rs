@@ -6,8 +6,7 @@
 use crate::error::{ApiError, ApiResult};
 use base64::Engine;
 
-/// Most items on one page of a listing.
-pub(crate) const MAX_PAGE: u32 = 1000;
+pub(crate) use crate::api_bounds::MAX_PAGE;
 
 /// The `key=value` pairs of a raw query, in order, percent-decoded.
 pub(crate) fn pairs(q: &Option<String>) -> ApiResult<Vec<(String, String)>> {
