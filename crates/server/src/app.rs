@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe));
     routes::router(&state.config.limits)
+        .merge(crate::ui::router())
         .layer(layers)
         .with_state(state)
 }

@@ -26,6 +26,7 @@ pub mod serve;
 pub mod state;
 pub mod tls;
 mod ui;
+mod web;
 pub mod webhooks;
 mod zipstream;
 

@@ -4,8 +4,9 @@
 //! the path from the handler's `#[utoipa::path]`; so a route cannot be served without being
 //! described, nor described without being served. The handlers live in one module per
 //! resource. Each handler checks the role, scopes by the token's project and calls the store;
-//! none writes SQL. The few routes outside the document (the document itself, its viewer, and
-//! the web UI's HTML pages, `crate::ui`) are added by [`router`] with plain `route` calls.
+//! none writes SQL. The few routes outside the document (the document itself and its viewer)
+//! are added by [`router`] with plain `route` calls; the web UI's HTML pages (`crate::ui`) are
+//! merged in by `app::router`, so that the API does not import the UI.
 
 mod agent;
 pub(crate) mod approvals;
@@ -22,7 +23,6 @@ mod sweeps;
 mod system;
 pub(crate) mod tokens;
 pub(crate) mod wait;
-
 
 use crate::config::Limits;
 use crate::state::AppState;
@@ -90,7 +90,8 @@ fn table(limits: &Limits) -> OpenApiRouter<AppState> {
         .routes(routes!(oauth::oauth_metadata))
 }
 
-/// The routes of the whole API, the served OpenAPI document and the documentation viewer.
+/// The routes of the whole API, the served OpenAPI document and the documentation viewer
+/// (the web UI's routes are merged in by `app::router`).
 pub(crate) fn router(limits: &Limits) -> Router<AppState> {
     let (api, doc) = table(limits).split_for_parts();
     let spec = crate::openapi::to_json(doc, limits);
@@ -102,7 +103,6 @@ pub(crate) fn router(limits: &Limits) -> Router<AppState> {
     .route(&format!("{base}/docs"), get(system::docs_index))
     .route(&format!("{base}/docs/"), get(system::docs_index))
     .route(&format!("{base}/docs/{{asset}}"), get(system::docs_asset))
-    .merge(crate::ui::router())
     .fallback(system::api_not_found)
 }
 

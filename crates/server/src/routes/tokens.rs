@@ -11,7 +11,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Caller};
 use crate::state::AppState;
-use crate::ui::UiSession;
+use crate::web::UiSession;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -284,7 +284,7 @@ pub async fn create_token(
     .await?
     .map_err(ApiError::invalid)?;
     let (record, secret) = made;
-    crate::ui::audit(
+    crate::web::audit(
         &state,
         &session.rec.user,
         Some(&record.project),
@@ -335,7 +335,7 @@ pub async fn revoke_token(
     let mine = revoke_own(&state, session.rec.user_id, &token_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such token of yours".into()))?;
-    crate::ui::audit(
+    crate::web::audit(
         &state,
         &session.rec.user,
         Some(&mine.project),

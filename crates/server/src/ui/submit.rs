@@ -531,7 +531,7 @@ mod tests {
     }
 
     fn form(pairs: &[(&str, &str)]) -> UiForm {
-        UiForm(
+        UiForm::of(
             pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

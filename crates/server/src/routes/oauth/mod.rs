@@ -15,7 +15,7 @@
 pub mod token;
 
 use crate::state::AppState;
-use crate::ui::UiForm;
+use crate::web::UiForm;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -194,7 +194,7 @@ pub async fn device_authorization(
     // Counted only for requests that would be stored: a refused one costs nothing.
     state
         .device_requests
-        .check(&crate::ui::peer(&ext))
+        .check(&crate::web::peer(&ext))
         .map_err(OAuthFailure::too_many)?;
     let device = &state.config.device;
     let made = state
