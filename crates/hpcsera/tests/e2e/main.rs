@@ -39,5 +39,6 @@ mod provenance_e2e;
 mod python;
 mod readme;
 mod resources_e2e;
+mod shape;
 mod sweep_e2e;
 mod tls;
