@@ -58,21 +58,22 @@ impl AppState {
 
     /// Wakes the clients that wait for job events, and the webhook deliverer.
     pub fn events_written(&self) {
-        self.webhooks.send_modify(|n| *n = n.wrapping_add(1));
-        self.events.send_modify(|n| *n = n.wrapping_add(1));
-        self.output_written();
+        self.wake_event_readers(true);
     }
 
     /// Wakes the clients that wait for job events after a submission; the webhook deliverer
     /// only when the new job has a callback URL (else nothing was queued for it: without
     /// this, every submission made it read the outbox twice).
     pub fn job_created(&self, has_callback: bool) {
-        if has_callback {
-            self.events_written();
-        } else {
-            self.events.send_modify(|n| *n = n.wrapping_add(1));
-            self.output_written();
+        self.wake_event_readers(has_callback);
+    }
+
+    fn wake_event_readers(&self, webhooks: bool) {
+        if webhooks {
+            self.webhooks.send_modify(|n| *n = n.wrapping_add(1));
         }
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
+        self.output_written();
     }
 
     /// Wakes the clients that wait for output.

@@ -68,36 +68,46 @@ impl Store {
     }
 }
 
+/// Why a code reference in `field` cannot be used, given its bundle's status in the project
+/// (`None`: the project has no such bundle); `None` when it can (approved or still pending).
+/// The one rule for a single job's references and a sweep's members'.
+pub(crate) fn code_ref_problem(
+    field: String,
+    code: &str,
+    status: Option<&CodeStatus>,
+) -> Option<FieldError> {
+    match status {
+        None => Some(FieldError::new(
+            field,
+            format!("there is no code bundle {code} in this project; upload it first (POST /code)"),
+        )),
+        Some(CodeStatus::Rejected) => Some(FieldError::new(
+            field,
+            format!("code bundle {code} was rejected"),
+        )),
+        Some(CodeStatus::Approved | CodeStatus::PendingApproval) => None,
+    }
+}
+
 /// Whether a job's code references are all approved, given the statuses of its project's
 /// bundles ([`Store::code_statuses`]); 422 naming each parameter (`parameters.NAME`) whose
-/// bundle the project does not have or rejected.
+/// bundle the project does not have or rejected ([`code_ref_problem`]).
 pub(crate) fn judge_code_refs(
     refs: &[CodeRef],
     statuses: &HashMap<String, CodeStatus>,
 ) -> Result<bool> {
-    let mut all_approved = true;
-    let mut errs = Vec::new();
-    for (param, id) in refs {
-        let field = format!("parameters.{param}");
-        match statuses.get(id) {
-            None => errs.push(FieldError::new(
-                field,
-                format!(
-                    "there is no code bundle {id} in this project; upload it first (POST /code)"
-                ),
-            )),
-            Some(CodeStatus::Approved) => {}
-            Some(CodeStatus::PendingApproval) => all_approved = false,
-            Some(CodeStatus::Rejected) => errs.push(FieldError::new(
-                field,
-                format!("code bundle {id} was rejected"),
-            )),
-        }
-    }
+    let errs: Vec<FieldError> = refs
+        .iter()
+        .filter_map(|(param, id)| {
+            code_ref_problem(format!("parameters.{param}"), id, statuses.get(id))
+        })
+        .collect();
     if !errs.is_empty() {
         return Err(StoreError::Invalid(errs));
     }
-    Ok(all_approved)
+    Ok(refs
+        .iter()
+        .all(|(_, id)| statuses.get(id) == Some(&CodeStatus::Approved)))
 }
 
 /// Code references of new jobs (`(job_seq, param, project_id, code_id)` each), in

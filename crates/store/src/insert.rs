@@ -2,6 +2,7 @@
 //! sweep's members, each as a few multi-row statements (jobs, created events, code references,
 //! idempotency keys, webhook outbox rows) in the caller's transaction.
 
+use crate::events::BulkEvent;
 use crate::idempotency::{self, KeyRecord, Keys};
 use crate::jobs::{JobInsert, JobNames, NewJobRecord, AWAITING_CODE};
 use crate::util::{values_list, CHUNK};
@@ -73,19 +74,18 @@ impl Store {
             })
             .collect();
         idempotency::insert_many(tx, Keys::Jobs, &keys, now).await?;
-        let events: Vec<crate::events::BulkEvent<'_>> = jobs
+        let events: Vec<BulkEvent<'_>> = jobs
             .iter()
             .zip(&seqs)
             .zip(&statuses)
-            .map(|(((new, _), seq), status)| crate::events::BulkEvent {
-                job_seq: *seq,
-                project_id: new.project_id,
-                kind: EventKind::Created,
-                from: None,
-                to: Some(*status),
-                actor: new.actor,
-                message: (*status == JobStatus::AwaitingApproval).then_some(AWAITING_CODE),
-                may_have_callback: new.callback_url.is_some(),
+            .map(|(((new, _), seq), status)| {
+                created_event(
+                    *seq,
+                    new.project_id,
+                    *status,
+                    new.actor,
+                    new.callback_url.is_some(),
+                )
             })
             .collect();
         self.insert_events_bulk(tx, &events, now).await?;
@@ -240,5 +240,26 @@ fn as_inserted(new: &NewJobRecord<'_>, names: &JobNames, row: JobInsert<'_>, now
         output_bytes: Default::default(),
         sweep: None,
         sweep_index: None,
+    }
+}
+
+/// The `created` event of a new job (a single job or a sweep member): a job that waits for
+/// its code bundle's approval says so ([`AWAITING_CODE`]).
+pub(crate) fn created_event(
+    job_seq: i64,
+    project_id: i64,
+    status: JobStatus,
+    actor: &str,
+    has_callback: bool,
+) -> BulkEvent<'_> {
+    BulkEvent {
+        job_seq,
+        project_id,
+        kind: EventKind::Created,
+        from: None,
+        to: Some(status),
+        actor,
+        message: (status == JobStatus::AwaitingApproval).then_some(AWAITING_CODE),
+        may_have_callback: has_callback,
     }
 }

@@ -10,9 +10,7 @@ use crate::jobs::JobInsert;
 use crate::listing::{Bind, Binds, PageOrder};
 use crate::util::in_list;
 use crate::{col, corrupt, fmt_ms, now_ms, CodeRef, Result, Store, StoreError};
-use hpcsera_api_types::{
-    CodeStatus, EventKind, FieldError, Job, JobStatus, Resources, Sweep, SweepCounts,
-};
+use hpcsera_api_types::{CodeStatus, Job, JobStatus, Resources, Sweep, SweepCounts};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow};
@@ -160,23 +158,21 @@ impl Store {
             })
             .collect();
         crate::code_refs::insert_code_refs(&mut tx.tx, &code_refs).await?;
-        // The `created` events: a member that waits for its code says so, as a single job's
-        // does (one bulk insert per message).
-        let (waiting, ready): (Vec<_>, Vec<_>) = created
+        // The `created` events, as a single job's (one multi-row insert per chunk).
+        self.lock_event_order(&mut tx.tx).await?;
+        let events: Vec<_> = created
             .iter()
-            .map(|(seq, _, st)| (*seq, None, Some(*st)))
-            .partition(|(_, _, st)| *st == Some(JobStatus::AwaitingApproval));
-        for (events, message) in [(ready, None), (waiting, Some(crate::jobs::AWAITING_CODE))] {
-            self.add_events_bulk(
-                &mut tx.tx,
-                new.project_id,
-                &events,
-                EventKind::Created,
-                new.actor,
-                message,
-            )
-            .await?;
-        }
+            .map(|(seq, _, status)| {
+                crate::insert::created_event(
+                    *seq,
+                    new.project_id,
+                    *status,
+                    new.actor,
+                    new.callback_url.is_some(),
+                )
+            })
+            .collect();
+        self.insert_events_bulk(&mut tx.tx, &events, now).await?;
         if let Some(k) = KeyRecord::of(new.project_id, new.owner_id, &new.idempotency) {
             idempotency::insert(&mut tx.tx, Keys::Sweeps, &k, sweep_seq, now).await?;
         }
@@ -249,16 +245,11 @@ impl Store {
         let mut errs = Vec::new();
         for (code, (index, param)) in &first_use {
             let field = format!("members[{index}].parameters.{param}");
-            match statuses.get(*code) {
-                None => errs.push(FieldError::new(
-                    field,
-                    format!("there is no code bundle {code} in this project; upload it first (POST /code)"),
-                )),
-                Some(CodeStatus::Rejected) => {
-                    errs.push(FieldError::new(field, format!("code bundle {code} was rejected")))
-                }
-                Some(s) => {
-                    out.insert(code.to_string(), *s == CodeStatus::Approved);
+            let status = statuses.get(*code);
+            match crate::code_refs::code_ref_problem(field, code, status) {
+                Some(problem) => errs.push(problem),
+                None => {
+                    out.insert(code.to_string(), status == Some(&CodeStatus::Approved));
                 }
             }
         }
