@@ -359,6 +359,47 @@ async fn sweep_members_wait_for_their_code_and_their_created_event_says_so() {
     }
 }
 
+/// A sweep whose members name a bundle the project does not have, or a rejected one, is
+/// refused as a single job would be (the same reasons), naming the first member that uses
+/// it; nothing of the sweep is stored.
+#[tokio::test]
+async fn a_sweep_naming_a_missing_or_rejected_bundle_is_refused_per_member() {
+    let t = TestApp::spawn().await;
+    let alice = t.alice().await;
+    let (_, b) = upload(&t, &alice, bundle("#!/bin/sh\nexit 1\n")).await;
+    let rejected = b["id"].as_str().unwrap().to_string();
+    t.store
+        .decide_bundle("proj-a", &rejected, "alice", false, Some("no"))
+        .await
+        .unwrap();
+    let missing = "d".repeat(64);
+    for (code, reason) in [
+        (
+            &missing,
+            format!("there is no code bundle {missing} in this project"),
+        ),
+        (&rejected, format!("code bundle {rejected} was rejected")),
+    ] {
+        let (s, e) = t
+            .send(
+                Method::POST,
+                "/api/v1/sweeps",
+                &alice,
+                Some(json!({"site": SITE, "jobType": JOB_TYPE,
+                    "parameterSets": [{"label": "a"}, {"label": "b", "code": code}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(fields(&e), ["members[1].parameters.code"], "{e}");
+        let message = e["error"]["fields"][0]["problem"].as_str().unwrap();
+        assert!(message.starts_with(&reason), "{message}");
+    }
+    let (_, list) = t.get("/api/v1/sweeps", &alice).await;
+    assert_eq!(list["sweeps"].as_array().unwrap().len(), 0, "{list}");
+    let (_, jobs) = t.get("/api/v1/job/findJobsByStatus", &alice).await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+}
+
 #[tokio::test]
 async fn jobs_wait_for_approval_of_the_hpc_digest_and_run_after() {
     let t = TestApp::spawn().await;
