@@ -19,19 +19,6 @@ pub(crate) enum Keys {
 }
 
 impl Keys {
-    fn insert_sql(self) -> &'static str {
-        match self {
-            Keys::Jobs => {
-                "INSERT INTO idempotency_keys (project_id, user_id, key, request_hash, job_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
-            }
-            Keys::Sweeps => {
-                "INSERT INTO sweep_idempotency_keys (project_id, user_id, key, request_hash, sweep_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
-            }
-        }
-    }
-
     /// The table and the column of what a key names.
     fn table(self) -> (&'static str, &'static str) {
         match self {
@@ -87,16 +74,7 @@ pub(crate) async fn insert(
     seq: i64,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(keys.insert_sql())
-        .bind(k.project_id)
-        .bind(k.user_id)
-        .bind(k.key)
-        .bind(k.hash)
-        .bind(seq)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
+    insert_many(conn, keys, &[(*k, seq)], now).await
 }
 
 /// Writes many keys (`(key, seq)` each) in the transaction that creates their rows, in
