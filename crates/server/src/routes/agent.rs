@@ -17,7 +17,7 @@ use hpcsera_api_types::{
 use hpcsera_store::{now_ms, Claim};
 use std::time::Duration;
 
-pub(crate) use crate::api_bounds::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
+use crate::api_bounds::{MAX_POLL_IDS, MAX_POLL_JOBS, MAX_POLL_WAIT};
 /// The agent's one call per cycle: renews the leases of the jobs it holds, confirms new
 /// claims, hands over operations to carry out, and claims up to `maxJobs` queued jobs of its
 /// site — waiting up to `waitSeconds` until there is something to hand over.

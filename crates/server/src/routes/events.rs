@@ -5,8 +5,9 @@
 //! never here.
 
 use super::jobs::visible_job;
-use super::query::{pairs, parse_limit, MAX_PAGE};
+use super::query::{pairs, parse_limit};
 use super::wait::{long_poll, Look};
+use crate::api_bounds::MAX_PAGE;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JobId};
 use crate::state::AppState;
@@ -83,7 +84,7 @@ pub(crate) fn event_query(q: &Option<String>) -> ApiResult<(EventFilter, u64)> {
     Ok((f, wait))
 }
 
-pub(crate) use crate::api_bounds::MAX_EVENT_WAIT;
+use crate::api_bounds::MAX_EVENT_WAIT;
 
 /// Reads events; when there are none and `wait` > 0, waits until one is written (or the
 /// time is up). Wake-ups come from any event, so every wake-up reads again.

@@ -63,7 +63,7 @@ impl OutputAt {
     }
 }
 
-pub(crate) use crate::api_bounds::MAX_OUTPUT_WAIT;
+use crate::api_bounds::MAX_OUTPUT_WAIT;
 /// Default and largest `maxBytes` of an output read.
 const DEFAULT_READ_BYTES: i64 = 1024 * 1024;
 const MAX_READ_BYTES: i64 = 8 * 1024 * 1024;

@@ -6,7 +6,7 @@
 use crate::error::{ApiError, ApiResult};
 use base64::Engine;
 
-pub(crate) use crate::api_bounds::MAX_PAGE;
+use crate::api_bounds::MAX_PAGE;
 
 /// The `key=value` pairs of a raw query, in order, percent-decoded.
 pub(crate) fn pairs(q: &Option<String>) -> ApiResult<Vec<(String, String)>> {

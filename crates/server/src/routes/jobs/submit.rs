@@ -17,7 +17,7 @@ use hpcsera_store::{NewJobRecord, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub(crate) use crate::api_bounds::MAX_IDEMPOTENCY_KEY;
+use crate::api_bounds::MAX_IDEMPOTENCY_KEY;
 
 /// Schedule a new job: a job type of a site with parameters. An `Idempotency-Key` header
 /// makes retries safe: the same key with the same body returns the first job (200), with a
